@@ -1,0 +1,709 @@
+//! The per-client engine: the op table and queue, cancellation, waiting,
+//! completion delivery and shutdown.
+//!
+//! Invariants:
+//! - An op is in `State::ops` from submit until its final completion was
+//!   *delivered* (its callback returned, or it was put on the completion queue).
+//! - Exactly one party moves an op to `OpState::Delivering`: the worker
+//!   that finished it, `cancel`, or `shutdown`. Whoever does delivers it; later
+//!   attempts are no-ops. This is what makes every op complete exactly once.
+//! - No user callback ever runs while an engine lock is held.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::log::{self, LogFn};
+use crate::options::Options;
+use crate::pool::{self, DriverFactory, PoolState, WorkerSlot};
+use crate::result::{Completion, OpId, Outcome, Success};
+use crate::status::{Error, Result, Status};
+use crate::wakeup::Wakeup;
+use crate::work::Work;
+
+/// A completion callback. Called on herald's delivery thread.
+pub type Callback = Arc<dyn Fn(&Completion) + Send + Sync>;
+/// Progress: (op, user token, bytes done, bytes total). Called on worker threads.
+pub type ProgressFn = Arc<dyn Fn(OpId, usize, u64, u64) + Send + Sync>;
+
+/// Where an op's completions go.
+#[derive(Clone)]
+pub enum Notify {
+    /// To this callback, on the client's delivery thread.
+    Callback(Callback),
+    /// To the client's completion queue (`herald_client_next`).
+    Queue,
+}
+
+/// How `herald_cancel` stops an op a worker is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelMode {
+    /// The op owns the connection's current network wait: shut the socket down.
+    Abort,
+    /// The op is held but not being waited on (a pipelined op behind another):
+    /// complete it now; the worker sees it is gone before it sends more of it.
+    Defer,
+    /// The worker stops at its next check and completes the op itself,
+    /// cancelled, with what it did so far (bulk append's UIDs).
+    Cooperative,
+}
+
+pub(crate) enum OpState {
+    Queued,
+    Running {
+        slot: Arc<WorkerSlot>,
+        mode: CancelMode,
+        cancel_requested: bool,
+    },
+    Delivering,
+}
+
+pub(crate) struct OpEntry {
+    token: usize,
+    notify: Notify,
+    on_change: Option<Notify>,
+    /// The op's input while it waits in the queue; a worker takes it out.
+    pub(crate) work: Option<Work>,
+    pub(crate) state: OpState,
+    /// Long-lived ops (IDLE) don't hold `flush` up.
+    flushable: bool,
+}
+
+/// Everything guarded by the client's main lock.
+pub(crate) struct State {
+    next_id: OpId,
+    pub(crate) ops: BTreeMap<OpId, OpEntry>,
+    /// Ids of queued ops in order; entries no longer `Queued` are skipped.
+    pub(crate) queue: VecDeque<OpId>,
+    /// Number of ops in `Queued` state.
+    pub(crate) queued: usize,
+    pub(crate) shutdown: bool,
+    pub(crate) pool: PoolState,
+}
+
+struct DispatchState {
+    items: VecDeque<(Completion, Callback, bool)>,
+    thread: Option<JoinHandle<()>>,
+    thread_tag: Option<u64>,
+    stop: bool,
+}
+
+struct CompletionQueue {
+    items: Mutex<VecDeque<Completion>>,
+    cond: Condvar,
+    wakeup: Wakeup,
+}
+
+pub(crate) struct Shared {
+    pub(crate) options: Arc<Options>,
+    pub(crate) state: Mutex<State>,
+    /// Workers wait here for ops.
+    pub(crate) work_cond: Condvar,
+    /// `wait` and `flush` wait here for deliveries.
+    done_cond: Condvar,
+    dispatch: Mutex<DispatchState>,
+    dispatch_cond: Condvar,
+    completions: CompletionQueue,
+    progress: RwLock<Option<ProgressFn>>,
+    log_fn: RwLock<Option<LogFn>>,
+    log_level: AtomicU32,
+    /// Set at the very end of shutdown: no user callback may run after it.
+    freed: AtomicBool,
+    pub(crate) factory: DriverFactory,
+}
+
+thread_local! {
+    /// The client whose completion callback this thread is running, if any.
+    static IN_CALLBACK: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Shared {
+    fn addr(&self) -> usize {
+        self as *const Shared as usize
+    }
+
+    fn in_own_callback(&self) -> bool {
+        IN_CALLBACK.with(|c| c.get() == self.addr())
+    }
+
+    /// Logs a line if a log callback is set and `level` is enabled.
+    pub(crate) fn log(&self, level: u32, line: impl FnOnce() -> String) {
+        if level > self.log_level.load(Ordering::Relaxed) || self.freed.load(Ordering::Acquire) {
+            return;
+        }
+        let f = self.log_fn.read().clone();
+        if let Some(f) = f {
+            let text = line();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(level, &text)));
+        }
+    }
+
+    pub(crate) fn log_enabled(&self, level: u32) -> bool {
+        level <= self.log_level.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn progress(&self, op: OpId, done: u64, total: u64) {
+        if self.freed.load(Ordering::Acquire) {
+            return;
+        }
+        let f = self.progress.read().clone();
+        if let Some(f) = f {
+            let token = match self.state.lock().ops.get(&op) {
+                Some(e) if !matches!(e.state, OpState::Delivering) => e.token,
+                _ => return,
+            };
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(op, token, done, total)));
+        }
+    }
+
+    /// Hands a completion to its route. `fin`: the op's final completion.
+    fn deliver(self: &Arc<Self>, c: Completion, route: Notify, fin: bool) {
+        match route {
+            Notify::Queue => {
+                let op = c.op;
+                {
+                    let mut q = self.completions.items.lock();
+                    if q.is_empty() {
+                        self.completions.wakeup.set();
+                    }
+                    q.push_back(c);
+                    self.completions.cond.notify_one();
+                }
+                if fin {
+                    self.mark_delivered(op);
+                }
+            }
+            Notify::Callback(cb) => {
+                let mut d = self.dispatch.lock();
+                d.items.push_back((c, cb, fin));
+                if d.thread.is_none() && !d.stop {
+                    let shared = self.clone();
+                    let tag = pool::new_thread_tag();
+                    match std::thread::Builder::new()
+                        .name("herald-deliver".into())
+                        .spawn(move || {
+                            pool::set_thread_tag(tag);
+                            shared.dispatch_main()
+                        }) {
+                        Ok(h) => {
+                            d.thread_tag = Some(tag);
+                            d.thread = Some(h);
+                        }
+                        Err(_) => {
+                            // No thread to deliver on: deliver here rather than lose it.
+                            let items: Vec<_> = d.items.drain(..).collect();
+                            drop(d);
+                            for item in items {
+                                self.run_callback(item);
+                            }
+                            return;
+                        }
+                    }
+                }
+                self.dispatch_cond.notify_one();
+            }
+        }
+    }
+
+    fn dispatch_main(self: Arc<Self>) {
+        loop {
+            let item = {
+                let mut d = self.dispatch.lock();
+                loop {
+                    if let Some(item) = d.items.pop_front() {
+                        break item;
+                    }
+                    if d.stop {
+                        return;
+                    }
+                    self.dispatch_cond.wait(&mut d);
+                }
+            };
+            self.run_callback(item);
+        }
+    }
+
+    fn run_callback(&self, (c, cb, fin): (Completion, Callback, bool)) {
+        if !self.freed.load(Ordering::Acquire) {
+            let prev = IN_CALLBACK.with(|x| x.replace(self.addr()));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&c)));
+            IN_CALLBACK.with(|x| x.set(prev));
+        }
+        if fin {
+            self.mark_delivered(c.op);
+        }
+    }
+
+    fn mark_delivered(&self, op: OpId) {
+        let mut st = self.state.lock();
+        st.ops.remove(&op);
+        drop(st);
+        self.done_cond.notify_all();
+    }
+
+    /// Completes `op` with `outcome` if nobody else has. Called by workers.
+    /// If a cooperative cancel was requested, the outcome becomes a cancel
+    /// that keeps the op's partial result.
+    pub(crate) fn complete(self: &Arc<Self>, op: OpId, outcome: Outcome) {
+        let mut st = self.state.lock();
+        let Some(e) = st.ops.get_mut(&op) else { return };
+        let cancel_requested = match e.state {
+            OpState::Delivering => return,
+            OpState::Running { cancel_requested, .. } => cancel_requested,
+            OpState::Queued => false,
+        };
+        e.state = OpState::Delivering;
+        let (token, route) = (e.token, e.notify.clone());
+        drop(st);
+        let c = if cancel_requested {
+            let partial = match outcome {
+                Ok(s) => s.result,
+                Err(_) => None,
+            };
+            Completion::cancelled(op, token, "cancelled", partial)
+        } else {
+            Completion::from_outcome(op, token, outcome)
+        };
+        self.deliver(c, route, true);
+    }
+
+    /// A non-final notification (IDLE's on_change).
+    pub(crate) fn notify_change(self: &Arc<Self>, op: OpId, s: Success) {
+        let st = self.state.lock();
+        let Some(e) = st.ops.get(&op) else { return };
+        if matches!(e.state, OpState::Delivering) {
+            return;
+        }
+        let token = e.token;
+        let route = e.on_change.clone().unwrap_or_else(|| e.notify.clone());
+        drop(st);
+        self.deliver(Completion::from_outcome(op, token, Ok(s)), route, false);
+    }
+
+    /// Is the op still the worker's to complete (not cancelled, not completed)?
+    pub(crate) fn is_live(&self, op: OpId) -> bool {
+        matches!(
+            self.state.lock().ops.get(&op).map(|e| &e.state),
+            Some(OpState::Running {
+                cancel_requested: false,
+                ..
+            })
+        )
+    }
+
+    pub(crate) fn set_cancel_mode(&self, op: OpId, new_mode: CancelMode) {
+        if let Some(OpState::Running { mode, .. }) = self.state.lock().ops.get_mut(&op).map(|e| &mut e.state)
+        {
+            *mode = new_mode;
+        }
+    }
+
+    pub(crate) fn cancel_requested(&self, op: OpId) -> bool {
+        !self.is_live(op)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.state.lock().shutdown
+    }
+}
+
+/// A client: what `herald_client` wraps.
+pub struct Client {
+    shared: Arc<Shared>,
+    closed: bool,
+}
+
+/// Options for one submit.
+pub struct Submit {
+    pub work: Work,
+    pub notify: Notify,
+    pub on_change: Option<Notify>,
+    pub token: usize,
+}
+
+impl Client {
+    /// Makes a client. Validates the options; does no network I/O.
+    pub fn new(options: Options) -> Result<Client> {
+        options.validate()?;
+        let factory = pool::driver_factory(&options)?;
+        let wakeup = Wakeup::new().map_err(|e| Error::new(Status::Io, format!("wakeup handle: {e}")))?;
+        let throttle = options.throttle();
+        let shared = Arc::new(Shared {
+            options: Arc::new(options),
+            state: Mutex::new(State {
+                next_id: 1,
+                ops: BTreeMap::new(),
+                queue: VecDeque::new(),
+                queued: 0,
+                shutdown: false,
+                pool: PoolState::new(throttle),
+            }),
+            work_cond: Condvar::new(),
+            done_cond: Condvar::new(),
+            dispatch: Mutex::new(DispatchState {
+                items: VecDeque::new(),
+                thread: None,
+                thread_tag: None,
+                stop: false,
+            }),
+            dispatch_cond: Condvar::new(),
+            completions: CompletionQueue {
+                items: Mutex::new(VecDeque::new()),
+                cond: Condvar::new(),
+                wakeup,
+            },
+            progress: RwLock::new(None),
+            log_fn: RwLock::new(None),
+            log_level: AtomicU32::new(0),
+            freed: AtomicBool::new(false),
+            factory,
+        });
+        Ok(Client {
+            shared,
+            closed: false,
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    /// Queues an op. Never blocks on the network. On `Ok`, exactly one final
+    /// completion will come; on `Err`, none.
+    pub fn submit(&self, s: Submit) -> Result<OpId> {
+        let sh = &self.shared;
+        s.work.check_protocol(sh.options.protocol)?;
+        let mut st = sh.state.lock();
+        if st.shutdown {
+            return Err(Error::new(Status::Shutdown, "the client is being freed"));
+        }
+        if st.queued >= sh.options.queue_limit {
+            return Err(Error::new(
+                Status::Limit,
+                format!("queue full: {} ops queued (QUEUE_LIMIT)", st.queued),
+            ));
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        let flushable = s.work.flushable();
+        st.ops.insert(
+            id,
+            OpEntry {
+                token: s.token,
+                notify: s.notify,
+                on_change: s.on_change,
+                work: Some(s.work),
+                state: OpState::Queued,
+                flushable,
+            },
+        );
+        st.queue.push_back(id);
+        st.queued += 1;
+        let spawn_error = pool::on_submit(sh, &mut st);
+        drop(st);
+        sh.work_cond.notify_one();
+        if let Some(e) = spawn_error {
+            sh.log(log::ERROR, || e);
+        }
+        sh.log(log::DEBUG, || format!("op {id} queued"));
+        Ok(id)
+    }
+
+    /// Cancels an op. `Ok` when it completes cancelled or had already
+    /// completed; `NotFound` when no such op was ever submitted here.
+    pub fn cancel(&self, op: OpId) -> Result<()> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock();
+        if op == 0 || op >= st.next_id {
+            return Err(Error::new(Status::NotFound, format!("no op {op} on this client")));
+        }
+        let queued = st.queued;
+        let Some(e) = st.ops.get_mut(&op) else {
+            return Ok(());
+        };
+        let abort = match &mut e.state {
+            OpState::Delivering => return Ok(()),
+            OpState::Queued => {
+                e.work = None;
+                None
+            }
+            OpState::Running {
+                mode: CancelMode::Cooperative,
+                cancel_requested,
+                ..
+            } => {
+                *cancel_requested = true;
+                drop(st);
+                sh.log(log::DEBUG, || format!("op {op}: cancel requested"));
+                return Ok(());
+            }
+            OpState::Running { slot, mode, .. } => (*mode == CancelMode::Abort).then(|| slot.clone()),
+        };
+        let was_queued = matches!(e.state, OpState::Queued);
+        e.state = OpState::Delivering;
+        let (token, route) = (e.token, e.notify.clone());
+        if was_queued {
+            st.queued = queued - 1;
+        }
+        drop(st);
+        if let Some(slot) = abort {
+            slot.abort();
+        }
+        sh.log(log::DEBUG, || format!("op {op} cancelled"));
+        sh.deliver(Completion::cancelled(op, token, "cancelled", None), route, true);
+        Ok(())
+    }
+
+    fn recursion_guard(&self, st: &State, ops: &mut dyn Iterator<Item = OpId>) -> Result<()> {
+        if self.shared.in_own_callback() {
+            for op in ops {
+                if let Some(e) = st.ops.get(&op) {
+                    if matches!(e.notify, Notify::Callback(_)) {
+                        return Err(Error::invalid(
+                            "waiting inside a completion callback for an op of the same client would deadlock: \
+                             its completion is delivered on this thread after the callback returns",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until `op`'s completion was delivered.
+    pub fn wait(&self, op: OpId, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.shared.state.lock();
+        if op == 0 || op >= st.next_id {
+            return Err(Error::new(Status::NotFound, format!("no op {op} on this client")));
+        }
+        if timeout != Some(Duration::ZERO) {
+            self.recursion_guard(&st, &mut std::iter::once(op))?;
+        }
+        while st.ops.contains_key(&op) {
+            if !wait_until(&self.shared.done_cond, &mut st, deadline) {
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!("op {op} did not complete in time"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every (flushable) op submitted so far has completed.
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.shared.state.lock();
+        let last = st.next_id - 1;
+        let pending = |st: &State| {
+            st.ops
+                .iter()
+                .take_while(|(id, _)| **id <= last)
+                .any(|(_, e)| e.flushable)
+        };
+        if timeout != Some(Duration::ZERO) && pending(&st) {
+            let ids: Vec<OpId> = st.ops.keys().copied().filter(|id| *id <= last).collect();
+            self.recursion_guard(&st, &mut ids.into_iter())?;
+        }
+        while pending(&st) {
+            if !wait_until(&self.shared.done_cond, &mut st, deadline) {
+                let n = st.ops.range(..=last).filter(|(_, e)| e.flushable).count();
+                return Err(Error::new(Status::Timeout, format!("{n} ops still pending")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next queued completion, waiting up to `timeout` (None: forever).
+    pub fn next_completion(&self, timeout: Option<Duration>) -> Option<Completion> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let cq = &self.shared.completions;
+        let mut q = cq.items.lock();
+        loop {
+            if let Some(c) = q.pop_front() {
+                if q.is_empty() {
+                    cq.wakeup.clear();
+                }
+                return Some(c);
+            }
+            if !wait_until(&cq.cond, &mut q, deadline) {
+                return None;
+            }
+        }
+    }
+
+    pub fn wakeup_handle(&self) -> i64 {
+        self.shared.completions.wakeup.handle()
+    }
+
+    pub fn set_progress(&self, f: Option<ProgressFn>) {
+        *self.shared.progress.write() = f;
+    }
+
+    pub fn set_log(&self, max_level: u32, f: Option<LogFn>) {
+        let level = if f.is_some() { max_level } else { 0 };
+        *self.shared.log_fn.write() = f;
+        self.shared.log_level.store(level, Ordering::Relaxed);
+    }
+
+    /// How many connections this client has open right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.state.lock().pool.open_connections()
+    }
+
+    /// Stops everything: queued ops complete cancelled, running ones are
+    /// aborted, and every completion is delivered before this returns.
+    /// Safe to call from inside this client's own callbacks.
+    pub fn shutdown(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let sh = self.shared.clone();
+        // Not std::thread::current(): on a thread C made, it allocates a handle never freed.
+        let me = pool::thread_tag();
+
+        // 1. No new ops; take every op not yet delivering.
+        let mut cancelled = Vec::new();
+        let (slots, workers) = {
+            let mut st = sh.state.lock();
+            st.shutdown = true;
+            st.queue.clear();
+            st.queued = 0;
+            for (id, e) in st.ops.iter_mut() {
+                match &mut e.state {
+                    OpState::Queued => {
+                        e.work = None;
+                        e.state = OpState::Delivering;
+                        cancelled.push(Completion::cancelled(
+                            *id,
+                            e.token,
+                            "cancelled: the client was freed",
+                            None,
+                        ));
+                        continue;
+                    }
+                    OpState::Running {
+                        mode: CancelMode::Cooperative,
+                        cancel_requested,
+                        ..
+                    } => {
+                        // The worker completes it with what it has; stopped below.
+                        *cancel_requested = true;
+                        continue;
+                    }
+                    OpState::Running { .. } => {}
+                    OpState::Delivering => continue,
+                }
+                e.state = OpState::Delivering;
+                cancelled.push(Completion::cancelled(
+                    *id,
+                    e.token,
+                    "cancelled: the client was freed",
+                    None,
+                ));
+            }
+            let routes: Vec<Notify> = cancelled.iter().map(|c| st.ops[&c.op].notify.clone()).collect();
+            let taken = st.pool.take_for_shutdown();
+            drop(st);
+            for (c, r) in cancelled.drain(..).zip(routes) {
+                sh.deliver(c, r, true);
+            }
+            taken
+        };
+        sh.work_cond.notify_all();
+
+        // 2. Abort every connection so no blocking I/O outlives this call,
+        //    then join the workers (all but this thread, if it is one).
+        for s in &slots {
+            s.abort();
+        }
+        for (tag, h) in workers {
+            if tag != me {
+                let _ = h.join();
+            }
+        }
+
+        // 3. Ops still held by this very thread (free called from a progress or
+        //    log callback on a worker): complete them now.
+        let leftovers: Vec<(Completion, Notify)> = {
+            let mut st = sh.state.lock();
+            st.ops
+                .iter_mut()
+                .filter(|(_, e)| !matches!(e.state, OpState::Delivering))
+                .map(|(id, e)| {
+                    e.state = OpState::Delivering;
+                    (
+                        Completion::cancelled(*id, e.token, "cancelled: the client was freed", None),
+                        e.notify.clone(),
+                    )
+                })
+                .collect()
+        };
+        for (c, r) in leftovers {
+            sh.deliver(c, r, true);
+        }
+
+        // 4. Drain the delivery thread: join it, or, when this is it, deliver here.
+        let handle = {
+            let mut d = sh.dispatch.lock();
+            d.stop = true;
+            sh.dispatch_cond.notify_all();
+            if d.thread_tag == Some(me) {
+                let rest: Vec<_> = d.items.drain(..).collect();
+                drop(d);
+                for item in rest {
+                    sh.run_callback(item);
+                }
+                None
+            } else {
+                d.thread.take()
+            }
+        };
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+
+        // 5. From here on no callback of this client runs.
+        sh.freed.store(true, Ordering::Release);
+        *sh.log_fn.write() = None;
+        *sh.progress.write() = None;
+        debug_assert!(
+            sh.state.lock().ops.is_empty() || sh.dispatch.lock().thread_tag == Some(me),
+            "shutdown left undelivered ops"
+        );
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Waits on `cond` until notified or `deadline`; false when the deadline passed.
+pub(crate) fn wait_until<T>(
+    cond: &Condvar,
+    guard: &mut parking_lot::MutexGuard<'_, T>,
+    deadline: Option<Instant>,
+) -> bool {
+    match deadline {
+        None => {
+            cond.wait(guard);
+            true
+        }
+        Some(d) => {
+            if Instant::now() >= d {
+                return false;
+            }
+            cond.wait_until(guard, d);
+            true
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `herald_client`: the handle ops are submitted to, and how their
+//! completions come back.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::completion::{herald_callback, herald_completion, herald_op, into_owned, with_c_completion};
+use super::options::herald_options;
+use super::{arg_out, boundary, herald_status, status_boundary, BoxHandle};
+use crate::engine::{Client, Notify, Submit};
+use crate::result::Completion;
+use crate::status::{Error, Result};
+use crate::work::Work;
+
+/// A client of one server (or one pickup directory). Every function may be
+/// called on it from any thread, concurrently, also from inside its callbacks
+/// (see the README's "Threading").
+pub struct herald_client {
+    _private: [u8; 0],
+}
+
+impl BoxHandle for herald_client {
+    type Rust = Client;
+    const NAME: &'static str = "client";
+}
+
+/// Progress of an op: bytes `done` of `total`. Called on a worker thread.
+pub type herald_progress_callback =
+    Option<unsafe extern "C" fn(op: herald_op, user_token: *mut c_void, done: u64, total: u64)>;
+/// A log line. Called on whatever herald thread logs; never contains a
+/// password or token.
+pub type herald_log_callback =
+    Option<unsafe extern "C" fn(user: *mut c_void, level: u32, line: *const c_char)>;
+
+pub const HERALD_LOG_ERROR: u32 = 1;
+pub const HERALD_LOG_WARN: u32 = 2;
+pub const HERALD_LOG_INFO: u32 = 3;
+pub const HERALD_LOG_DEBUG: u32 = 4;
+/// Every protocol line (credentials and message contents left out).
+pub const HERALD_LOG_TRACE: u32 = 5;
+
+/// A C pointer carried across threads; herald never dereferences it.
+#[derive(Clone, Copy)]
+struct UserPtr(*mut c_void);
+// SAFETY: the pointer is only handed back to the caller's own callbacks.
+unsafe impl Send for UserPtr {}
+unsafe impl Sync for UserPtr {}
+
+fn timeout(ms: i32) -> Option<Duration> {
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Queues `work` on the client: the common path of every *_async call.
+pub(crate) fn submit(
+    c: *mut herald_client,
+    work: impl FnOnce(&Client) -> Result<Work>,
+    on_change: Option<herald_callback>,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    status_boundary(|| {
+        let client = herald_client::arg(c)?;
+        let out = arg_out(op_out, "op_out")?;
+        let work = work(client)?;
+        let op = client.submit(Submit {
+            work,
+            notify: notify(cb),
+            on_change: on_change.map(notify),
+            token: user_token as usize,
+        })?;
+        *out = op;
+        Ok(())
+    })
+}
+
+fn notify(cb: herald_callback) -> Notify {
+    match cb {
+        None => Notify::Queue,
+        Some(f) => Notify::Callback(Arc::new(move |c: &Completion| {
+            // SAFETY: the caller's callback, given a completion valid for the call.
+            with_c_completion(c, |cc| unsafe { f(cc) })
+        })),
+    }
+}
+
+/// CONSTRUCTOR. Makes a client from `o` (validated and copied: free `o`
+/// whenever you like) into `*out`. Connects lazily: no network I/O here.
+/// Free with `herald_client_free`.
+#[no_mangle]
+pub extern "C" fn herald_client_new(o: *const herald_options, out: *mut *mut herald_client) -> herald_status {
+    status_boundary(|| {
+        let o = herald_options::arg(o)?;
+        let out = arg_out(out, "out")?;
+        let client = Client::new(o.clone())?;
+        *out = herald_client::into_handle(client);
+        Ok(())
+    })
+}
+
+/// DESTRUCTOR. NULL is a no-op. Queued ops complete with cancelled = 1,
+/// running ones are aborted; every op's completion is delivered before this
+/// returns. Never deadlocks, also when called from inside a completion callback.
+/// Nothing else may use the client while or after this runs.
+#[no_mangle]
+pub extern "C" fn herald_client_free(c: *mut herald_client) {
+    boundary((), || herald_client::free(c))
+}
+
+/// The next queued completion (of ops submitted without a callback), or NULL
+/// when none came within `timeout_ms` (0 = don't wait, -1 = wait forever).
+/// The caller owns it: free it with `herald_completion_free`.
+#[no_mangle]
+pub extern "C" fn herald_client_next(c: *mut herald_client, timeout_ms: i32) -> *mut herald_completion {
+    boundary(std::ptr::null_mut(), || match herald_client::arg(c) {
+        Ok(client) => client
+            .next_completion(timeout(timeout_ms))
+            .map_or(std::ptr::null_mut(), into_owned),
+        Err(e) => {
+            super::set_last_error(&e);
+            std::ptr::null_mut()
+        }
+    })
+}
+
+/// POSIX: a file descriptor that is readable while completions are queued
+/// (poll it for POLLIN; don't read or close it). Windows: an event HANDLE
+/// signalled likewise. -1 for NULL.
+#[no_mangle]
+pub extern "C" fn herald_client_wakeup_handle(c: *const herald_client) -> i64 {
+    boundary(-1, || {
+        herald_client::arg(c).map_or(-1, |client| client.wakeup_handle())
+    })
+}
+
+/// OK: the op completes cancelled, or had already completed.
+/// NOT_FOUND: no such op on this client.
+#[no_mangle]
+pub extern "C" fn herald_cancel(c: *mut herald_client, op: herald_op) -> herald_status {
+    status_boundary(|| herald_client::arg(c)?.cancel(op))
+}
+
+/// OK once `op`'s completion was delivered (its callback returned, or it was
+/// queued); TIMEOUT if not within `timeout_ms` (-1 = forever); NOT_FOUND for
+/// an unknown op. Inside a callback of the same client, waiting for an op with
+/// a callback would deadlock and is INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn herald_wait(c: *mut herald_client, op: herald_op, timeout_ms: i32) -> herald_status {
+    status_boundary(|| herald_client::arg(c)?.wait(op, timeout(timeout_ms)))
+}
+
+/// OK once every op submitted so far has completed (IMAP IDLE ops, which run
+/// until cancelled, excepted); TIMEOUT if not within `timeout_ms` (-1 = forever).
+#[no_mangle]
+pub extern "C" fn herald_client_flush(c: *mut herald_client, timeout_ms: i32) -> herald_status {
+    status_boundary(|| herald_client::arg(c)?.flush(timeout(timeout_ms)))
+}
+
+/// Sets (or with NULL, clears) the progress callback: bytes sent of total,
+/// with the op's user token, called on worker threads.
+#[no_mangle]
+pub extern "C" fn herald_client_set_progress(
+    c: *mut herald_client,
+    cb: herald_progress_callback,
+) -> herald_status {
+    status_boundary(|| {
+        let client = herald_client::arg(c)?;
+        client.set_progress(cb.map(|f| {
+            Arc::new(move |op, token: usize, done, total| {
+                // SAFETY: the caller's callback with the op's own token.
+                unsafe { f(op, token as *mut c_void, done, total) }
+            }) as crate::engine::ProgressFn
+        }));
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL, clears) the log callback for levels up to `max_level`
+/// (`HERALD_LOG_*`). Passwords and tokens never appear in it.
+#[no_mangle]
+pub extern "C" fn herald_client_set_log(
+    c: *mut herald_client,
+    max_level: u32,
+    cb: herald_log_callback,
+    user: *mut c_void,
+) -> herald_status {
+    status_boundary(|| {
+        let client = herald_client::arg(c)?;
+        if max_level > HERALD_LOG_TRACE {
+            return Err(Error::invalid(format!("max_level must be 0..5, got {max_level}")));
+        }
+        let user = UserPtr(user);
+        client.set_log(
+            max_level,
+            cb.map(|f| {
+                Arc::new(move |level: u32, line: &str| {
+                    let u = user;
+                    let line = crate::result::c_string(line);
+                    // SAFETY: the caller's callback with its own user pointer and a
+                    // NUL-terminated line valid for the call.
+                    unsafe { f(u.0, level, line.as_ptr()) }
+                }) as crate::log::LogFn
+            }),
+        );
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_agree_with_the_engine() {
+        use crate::log;
+        assert_eq!(
+            [
+                HERALD_LOG_ERROR,
+                HERALD_LOG_WARN,
+                HERALD_LOG_INFO,
+                HERALD_LOG_DEBUG,
+                HERALD_LOG_TRACE
+            ],
+            [log::ERROR, log::WARN, log::INFO, log::DEBUG, log::TRACE]
+        );
+    }
+}

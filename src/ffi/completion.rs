@@ -1,0 +1,96 @@
+//! `herald_completion`: how an op's outcome reaches C.
+
+use std::ffi::{c_char, c_void, CString};
+
+use super::result::herald_result;
+use super::{boundary, herald_status};
+use crate::result::{c_string, Completion, ResultData};
+
+/// An op id; 0 is never a valid op.
+pub type herald_op = u64;
+
+/// An op's completion. Passed to a callback, it and every pointer in it are
+/// valid only during the callback. Taken with `herald_client_next`, it is the
+/// caller's until `herald_completion_free`.
+#[repr(C)]
+pub struct herald_completion {
+    pub op: herald_op,
+    /// HERALD_STATUS_OK on success.
+    pub status: herald_status,
+    /// 1 iff cancelled; then status == HERALD_STATUS_CANCELLED.
+    pub cancelled: i32,
+    /// As passed to the *_async call.
+    pub user_token: *mut c_void,
+    /// The last server reply code (SMTP 250, 550 ...), 0 if none.
+    pub reply_code: i32,
+    /// Server text or local reason; never NULL.
+    pub detail: *const c_char,
+    /// The op's result, NULL when it has none.
+    pub result: *const herald_result,
+}
+
+/// Called once per op with its completion, on herald's delivery thread.
+pub type herald_callback = Option<unsafe extern "C" fn(c: *const herald_completion)>;
+
+fn result_ptr(r: &Option<ResultData>) -> *const herald_result {
+    r.as_ref().map_or(std::ptr::null(), |r| {
+        r as *const ResultData as *const herald_result
+    })
+}
+
+/// Shows `c` to C as a `herald_completion` for the duration of `f`.
+pub(crate) fn with_c_completion(c: &Completion, f: impl FnOnce(&herald_completion)) {
+    let detail = c_string(&c.detail);
+    let cc = herald_completion {
+        op: c.op,
+        status: c.status.code(),
+        cancelled: c.cancelled as i32,
+        user_token: c.token as *mut c_void,
+        reply_code: c.reply_code,
+        detail: detail.as_ptr(),
+        result: result_ptr(&c.result),
+    };
+    f(&cc);
+}
+
+/// A completion C owns: the struct first, so a `*mut herald_completion`
+/// is a pointer to the whole allocation.
+#[repr(C)]
+struct OwnedCompletion {
+    c: herald_completion,
+    detail: CString,
+    result: Option<ResultData>,
+}
+
+/// Gives a completion to C, to be freed with `herald_completion_free`.
+pub(crate) fn into_owned(c: Completion) -> *mut herald_completion {
+    let detail = c_string(&c.detail);
+    let mut owned = Box::new(OwnedCompletion {
+        c: herald_completion {
+            op: c.op,
+            status: c.status.code(),
+            cancelled: c.cancelled as i32,
+            user_token: c.token as *mut c_void,
+            reply_code: c.reply_code,
+            detail: std::ptr::null(),
+            result: std::ptr::null(),
+        },
+        detail,
+        result: c.result,
+    });
+    owned.c.detail = owned.detail.as_ptr();
+    owned.c.result = result_ptr(&owned.result);
+    Box::into_raw(owned) as *mut herald_completion
+}
+
+/// DESTRUCTOR for a completion from `herald_client_next`. NULL is a no-op.
+/// Never pass the completion a callback received.
+#[no_mangle]
+pub extern "C" fn herald_completion_free(c: *mut herald_completion) {
+    boundary((), || {
+        if !c.is_null() {
+            // SAFETY: c came from `into_owned` (API contract) and is freed once.
+            drop(unsafe { Box::from_raw(c as *mut OwnedCompletion) });
+        }
+    })
+}

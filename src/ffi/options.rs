@@ -1,0 +1,154 @@
+//! `herald_options`: a protocol's settings, checked as they are set.
+
+use std::ffi::c_char;
+
+use super::{arg_str, boundary, herald_status, status_boundary, BoxHandle};
+use crate::options::{Options, Protocol};
+
+/// Options for a client (CONSTRUCTOR `herald_options_new`, DESTRUCTOR
+/// `herald_options_free`). `herald_client_new` copies them: free them whenever you like.
+pub struct herald_options {
+    _private: [u8; 0],
+}
+
+impl BoxHandle for herald_options {
+    type Rust = Options;
+    const NAME: &'static str = "options";
+}
+
+pub const HERALD_PROTOCOL_SMTP: u32 = 1;
+pub const HERALD_PROTOCOL_IMAP: u32 = 2;
+pub const HERALD_PROTOCOL_POP3: u32 = 3;
+/// Writes each message as an .eml file into PICKUP_DIR: no server needed.
+pub const HERALD_PROTOCOL_PICKUP: u32 = 4;
+
+/// str: server name or address.
+pub const HERALD_OPT_HOST: u32 = 1;
+/// int: 1..65535; default by protocol and SECURITY (SMTP 587/465/25, IMAP 143/993, POP3 110/995).
+pub const HERALD_OPT_PORT: u32 = 2;
+/// int: a `HERALD_SECURITY_*` value; default STARTTLS (required).
+pub const HERALD_OPT_SECURITY: u32 = 3;
+/// str.
+pub const HERALD_OPT_USERNAME: u32 = 4;
+/// str: never logged.
+pub const HERALD_OPT_PASSWORD: u32 = 5;
+/// str: XOAUTH2 bearer token; never logged.
+pub const HERALD_OPT_OAUTH2_TOKEN: u32 = 6;
+/// int >= 1, default 4 (POP3: 1): one main connection kept open, the others
+/// opened on demand and closed when idle.
+pub const HERALD_OPT_MAX_CONNECTIONS: u32 = 7;
+/// int ms, default 60000.
+pub const HERALD_OPT_CONNECT_TIMEOUT_MS: u32 = 8;
+/// int ms, default 60000: the longest wait for any read or write.
+pub const HERALD_OPT_IO_TIMEOUT_MS: u32 = 9;
+/// int ms, default 30000: an unused extra connection is closed after this.
+pub const HERALD_OPT_IDLE_TIMEOUT_MS: u32 = 10;
+/// int 0/1, default 0.
+pub const HERALD_OPT_ACCEPT_INVALID_CERTS: u32 = 11;
+/// str: PEM file of extra trusted roots (read when set).
+pub const HERALD_OPT_CA_FILE: u32 = 12;
+/// str: the SMTP EHLO name.
+pub const HERALD_OPT_HELO_NAME: u32 = 13;
+/// str: the directory a PICKUP client writes into.
+pub const HERALD_OPT_PICKUP_DIR: u32 = 14;
+/// int: at most this many messages started per THROTTLE_INTERVAL_MS; 0 = off.
+pub const HERALD_OPT_THROTTLE_MESSAGES: u32 = 15;
+/// int ms.
+pub const HERALD_OPT_THROTTLE_INTERVAL_MS: u32 = 16;
+/// int: queued ops beyond this get HERALD_STATUS_LIMIT at submit; default 100000.
+pub const HERALD_OPT_QUEUE_LIMIT: u32 = 17;
+
+pub const HERALD_SECURITY_NONE: i64 = 0;
+/// STARTTLS, required: a server without it is an error (the default).
+pub const HERALD_SECURITY_STARTTLS: i64 = 1;
+pub const HERALD_SECURITY_IMPLICIT_TLS: i64 = 2;
+pub const HERALD_SECURITY_STARTTLS_IF_AVAILABLE: i64 = 3;
+
+/// CONSTRUCTOR. New options for `protocol` (`HERALD_PROTOCOL_*`) with the
+/// defaults; NULL for an unknown protocol. Free with `herald_options_free`.
+#[no_mangle]
+pub extern "C" fn herald_options_new(protocol: u32) -> *mut herald_options {
+    boundary(std::ptr::null_mut(), || match Protocol::from_u32(protocol) {
+        Some(p) => herald_options::into_handle(Options::new(p)),
+        None => std::ptr::null_mut(),
+    })
+}
+
+/// METHOD. Sets a string option. An unknown option, an integer option, an
+/// option of another protocol or a bad value is HERALD_STATUS_INVALID_ARGUMENT
+/// now (the reason in `herald_last_error()`), and the options are unchanged.
+#[no_mangle]
+pub extern "C" fn herald_options_set_str(
+    o: *mut herald_options,
+    option: u32,
+    value: *const c_char,
+) -> herald_status {
+    status_boundary(|| {
+        let o = herald_options::arg_mut(o)?;
+        let v = arg_str(value, "value")?;
+        o.set_str(option, v)
+    })
+}
+
+/// METHOD. Sets an integer option; checked as `herald_options_set_str` is.
+#[no_mangle]
+pub extern "C" fn herald_options_set_int(o: *mut herald_options, option: u32, value: i64) -> herald_status {
+    status_boundary(|| herald_options::arg_mut(o)?.set_int(option, value))
+}
+
+/// DESTRUCTOR. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn herald_options_free(o: *mut herald_options) {
+    boundary((), || herald_options::free(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{id, Security};
+
+    #[test]
+    fn option_ids_agree_with_the_engine() {
+        let pairs = [
+            (HERALD_OPT_HOST, id::HOST),
+            (HERALD_OPT_PORT, id::PORT),
+            (HERALD_OPT_SECURITY, id::SECURITY),
+            (HERALD_OPT_USERNAME, id::USERNAME),
+            (HERALD_OPT_PASSWORD, id::PASSWORD),
+            (HERALD_OPT_OAUTH2_TOKEN, id::OAUTH2_TOKEN),
+            (HERALD_OPT_MAX_CONNECTIONS, id::MAX_CONNECTIONS),
+            (HERALD_OPT_CONNECT_TIMEOUT_MS, id::CONNECT_TIMEOUT_MS),
+            (HERALD_OPT_IO_TIMEOUT_MS, id::IO_TIMEOUT_MS),
+            (HERALD_OPT_IDLE_TIMEOUT_MS, id::IDLE_TIMEOUT_MS),
+            (HERALD_OPT_ACCEPT_INVALID_CERTS, id::ACCEPT_INVALID_CERTS),
+            (HERALD_OPT_CA_FILE, id::CA_FILE),
+            (HERALD_OPT_HELO_NAME, id::HELO_NAME),
+            (HERALD_OPT_PICKUP_DIR, id::PICKUP_DIR),
+            (HERALD_OPT_THROTTLE_MESSAGES, id::THROTTLE_MESSAGES),
+            (HERALD_OPT_THROTTLE_INTERVAL_MS, id::THROTTLE_INTERVAL_MS),
+            (HERALD_OPT_QUEUE_LIMIT, id::QUEUE_LIMIT),
+        ];
+        for (c, r) in pairs {
+            assert_eq!(c, r);
+        }
+        for (c, s) in [
+            (HERALD_SECURITY_NONE, Security::None),
+            (HERALD_SECURITY_STARTTLS, Security::StartTls),
+            (HERALD_SECURITY_IMPLICIT_TLS, Security::ImplicitTls),
+            (
+                HERALD_SECURITY_STARTTLS_IF_AVAILABLE,
+                Security::StartTlsIfAvailable,
+            ),
+        ] {
+            assert_eq!(Security::from_i64(c), Some(s));
+        }
+        for (c, p) in [
+            (HERALD_PROTOCOL_SMTP, Protocol::Smtp),
+            (HERALD_PROTOCOL_IMAP, Protocol::Imap),
+            (HERALD_PROTOCOL_POP3, Protocol::Pop3),
+            (HERALD_PROTOCOL_PICKUP, Protocol::Pickup),
+        ] {
+            assert_eq!(Protocol::from_u32(c), Some(p));
+        }
+    }
+}

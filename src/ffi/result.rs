@@ -1,0 +1,107 @@
+//! `herald_result`: an op's items (UIDs, messages, mailboxes, recipients).
+//! A result lives as long as its completion. An index out of range gives 0 / NULL.
+
+use std::ffi::c_char;
+
+use super::{boundary, opt_out};
+use crate::result::{ResultData, ResultItem};
+
+/// An op-specific result, reached through `herald_completion.result`.
+pub struct herald_result {
+    _private: [u8; 0],
+}
+
+/// str: mailbox name; POP3 UIDL; an SMTP recipient's address.
+pub const HERALD_FIELD_NAME: u32 = 1;
+pub const HERALD_FIELD_SUBJECT: u32 = 2;
+pub const HERALD_FIELD_FROM: u32 = 3;
+pub const HERALD_FIELD_TO: u32 = 4;
+pub const HERALD_FIELD_DATE: u32 = 5;
+pub const HERALD_FIELD_MESSAGE_ID: u32 = 6;
+/// str: space separated.
+pub const HERALD_FIELD_FLAGS: u32 = 7;
+/// int: bytes.
+pub const HERALD_FIELD_SIZE: u32 = 8;
+/// int: messages in the mailbox.
+pub const HERALD_FIELD_EXISTS: u32 = 9;
+/// int: the server's reply code for this item (an SMTP recipient's RCPT reply).
+pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
+/// str: the server's reply text for this item.
+pub const HERALD_FIELD_REPLY_TEXT: u32 = 11;
+
+fn item<'a>(r: *const herald_result, i: usize) -> Option<&'a ResultItem> {
+    // SAFETY: a non-NULL result points at a live ResultData (API contract: used
+    // only while its completion lives).
+    let r = unsafe { (r as *const ResultData).as_ref() }?;
+    r.items.get(i)
+}
+
+/// Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
+#[no_mangle]
+pub extern "C" fn herald_result_count(r: *const herald_result) -> usize {
+    boundary(0, || {
+        // SAFETY: as in `item`.
+        unsafe { (r as *const ResultData).as_ref() }.map_or(0, |r| r.items.len())
+    })
+}
+
+/// Item i's IMAP UID, or POP3 message number; 0 if out of range.
+#[no_mangle]
+pub extern "C" fn herald_result_uid(r: *const herald_result, i: usize) -> u64 {
+    boundary(0, || item(r, i).map_or(0, |it| it.uid))
+}
+
+/// A text field (`HERALD_FIELD_*`) of item i; NULL if absent. Valid as long as the result.
+#[no_mangle]
+pub extern "C" fn herald_result_str(r: *const herald_result, i: usize, field: u32) -> *const c_char {
+    boundary(std::ptr::null(), || {
+        item(r, i)
+            .and_then(|it| it.str_field(field))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of item i; 0 if absent.
+#[no_mangle]
+pub extern "C" fn herald_result_int(r: *const herald_result, i: usize, field: u32) -> u64 {
+    boundary(0, || item(r, i).and_then(|it| it.int_field(field)).unwrap_or(0))
+}
+
+/// Item i's bytes (headers or whole message) and their length in *len;
+/// NULL (and *len = 0) if absent. `len` may be NULL.
+#[no_mangle]
+pub extern "C" fn herald_result_bytes(r: *const herald_result, i: usize, len: *mut usize) -> *const u8 {
+    boundary(std::ptr::null(), || {
+        let bytes = item(r, i).and_then(|it| it.bytes.as_deref());
+        if let Some(l) = opt_out(len) {
+            *l = bytes.map_or(0, |b| b.len());
+        }
+        bytes.map_or(std::ptr::null(), |b| b.as_ptr())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::field;
+
+    #[test]
+    fn field_ids_agree_with_the_engine() {
+        let pairs = [
+            (HERALD_FIELD_NAME, field::NAME),
+            (HERALD_FIELD_SUBJECT, field::SUBJECT),
+            (HERALD_FIELD_FROM, field::FROM),
+            (HERALD_FIELD_TO, field::TO),
+            (HERALD_FIELD_DATE, field::DATE),
+            (HERALD_FIELD_MESSAGE_ID, field::MESSAGE_ID),
+            (HERALD_FIELD_FLAGS, field::FLAGS),
+            (HERALD_FIELD_SIZE, field::SIZE),
+            (HERALD_FIELD_EXISTS, field::EXISTS),
+            (HERALD_FIELD_REPLY_CODE, field::REPLY_CODE),
+            (HERALD_FIELD_REPLY_TEXT, field::REPLY_TEXT),
+        ];
+        for (c, r) in pairs {
+            assert_eq!(c, r);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! herald: send mail over SMTP and read it over IMAP and POP3 without ever
+//! blocking the caller, through a C ABI (see `include/herald.h`).
+//!
+//! Layout: the protocol engines ([`smtp`], [`pickup`]) and the engine
+//! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
+
+pub mod engine;
+pub mod ffi;
+pub mod log;
+pub mod message;
+pub mod net;
+pub mod options;
+pub mod pickup;
+pub mod pool;
+pub mod result;
+pub mod smtp;
+pub mod status;
+pub mod wakeup;
+pub mod work;
+
+pub use engine::{Client, Notify, Submit};
+pub use options::{Options, Protocol, Security};
+pub use result::{Completion, OpId, ResultData, ResultItem, Success};
+pub use status::{Error, Status};

@@ -1,0 +1,879 @@
+//! The message builder behind `herald_message`.
+//!
+//! Every input is checked by its setter, so bad input is refused at the call
+//! that brought it (and the draft stays as it was), never sent. The bytes are
+//! rendered by lettre, which encodes UTF-8 headers (RFC 2047), chooses the
+//! bodies' transfer encodings and adds `Date`; herald adds `Message-ID` and
+//! keeps `Bcc` out of the headers: Bcc recipients live only in the envelope.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lettre::address::Envelope;
+use lettre::message::header::{self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Body, Mailbox, Mailboxes, MultiPart, MultiPartBuilder, SinglePart};
+use lettre::{Address, Message};
+
+use crate::status::{Error, Result, Status};
+use crate::work::SendJob;
+
+/// Longest header name lettre accepts (and a sane limit anyway).
+const MAX_HEADER_NAME: usize = 76;
+/// RFC 5321: a path is at most 256 octets including the angle brackets.
+const MAX_ADDRESS: usize = 254;
+
+/// A file or buffer attached to a draft, read when it was attached.
+#[derive(Clone, Debug)]
+struct AttachedFile {
+    filename: String,
+    content_type: ContentType,
+    data: Vec<u8>,
+}
+
+/// A message being composed: what a `herald_message` holds.
+#[derive(Clone, Debug, Default)]
+pub struct MessageDraft {
+    from: Option<Mailbox>,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    bcc: Vec<Mailbox>,
+    subject: Option<String>,
+    text: Option<String>,
+    html: Option<String>,
+    /// Extra headers in the order given; one per name (case-insensitive).
+    headers: Vec<(HeaderName, String)>,
+    attachments: Vec<AttachedFile>,
+}
+
+/// Headers herald writes itself, with the setter to use instead.
+const MANAGED_HEADERS: &[(&str, &str)] = &[
+    ("From", "herald_message_set_from"),
+    ("To", "herald_message_add_to"),
+    ("Cc", "herald_message_add_cc"),
+    ("Bcc", "herald_message_add_bcc"),
+    ("Subject", "herald_message_set_subject"),
+    ("Content-Type", "herald_message_set_text, _set_html or _attach_*"),
+    (
+        "Content-Transfer-Encoding",
+        "herald_message_set_text, _set_html or _attach_*",
+    ),
+    ("MIME-Version", "herald_message_set_text, _set_html or _attach_*"),
+];
+
+/// Refuses control characters; `allow_tab` lets TAB through (header text).
+fn no_controls(value: &str, what: &str, allow_tab: bool) -> Result<()> {
+    match value
+        .chars()
+        .find(|&c| c.is_control() && !(allow_tab && c == '\t'))
+    {
+        Some(c) => Err(Error::invalid(format!(
+            "{what} must not contain control characters such as CR or LF (found U+{:04X})",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks an address for an SMTP envelope (`MAIL FROM`, `RCPT TO`): a bare
+/// `local@domain`, optionally in `<>` (stripped), UTF-8 allowed (SMTPUTF8).
+/// `allow_empty` (the sender only): "" or "<>" is the null reverse-path of
+/// bounces, returned as "". `what` names the argument in the error detail.
+pub fn check_envelope_address(s: &str, what: &str, allow_empty: bool) -> Result<String> {
+    no_controls(s, what, false)?;
+    let addr = s.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(s);
+    if addr.is_empty() {
+        if allow_empty {
+            return Ok(String::new());
+        }
+        return Err(Error::invalid(format!(
+            "{what} is empty: it needs an address user@domain"
+        )));
+    }
+    check_addr_spec(addr, what)?;
+    Ok(addr.to_string())
+}
+
+fn check_addr_spec(addr: &str, what: &str) -> Result<()> {
+    if addr.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+        return Err(Error::invalid(format!(
+            "{what} {addr:?} must be a bare address user@domain, without spaces or '<' '>' inside"
+        )));
+    }
+    if addr.len() > MAX_ADDRESS {
+        return Err(Error::invalid(format!(
+            "{what} is longer than {MAX_ADDRESS} bytes"
+        )));
+    }
+    addr.parse::<Address>()
+        .map_err(|e| Error::invalid(format!("{what} {addr:?} is not a valid address user@domain: {e}")))?;
+    Ok(())
+}
+
+/// Parses "Name <a@b>" or "a@b"; the address must also be usable in an envelope.
+fn parse_mailbox(s: &str, what: &str) -> Result<Mailbox> {
+    no_controls(s, what, false)?;
+    let mut mailbox: Mailbox = s.parse().map_err(|e| {
+        Error::invalid(format!(
+            "{what} {s:?} is not a mailbox \"Name <user@example.com>\" or \"user@example.com\": {e}"
+        ))
+    })?;
+    check_addr_spec(mailbox.email.as_ref(), what)?;
+    // `"" <a@b>` would be written as an empty display name.
+    mailbox.name = mailbox
+        .name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    Ok(mailbox)
+}
+
+fn parse_content_type(s: &str) -> Result<ContentType> {
+    no_controls(s, "content type", false)?;
+    ContentType::parse(s).map_err(|e| {
+        Error::invalid(format!(
+            "content type {s:?} is not a MIME type like text/plain: {e}"
+        ))
+    })
+}
+
+/// The content type for a file name's extension; application/octet-stream
+/// when unknown.
+pub fn guess_content_type(filename: &str) -> &'static str {
+    let ext = Path::new(filename)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "text" | "log" => "text/plain",
+        "htm" | "html" => "text/html",
+        "csv" => "text/csv",
+        "ics" => "text/calendar",
+        "md" => "text/markdown",
+        "xml" => "application/xml",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "rtf" => "application/rtf",
+        "doc" => "application/msword",
+        "xls" => "application/vnd.ms-excel",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "eml" => "message/rfc822",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Line breaks as CRLF (a lone CR or LF is not allowed in a message), so
+/// lettre's 7bit/quoted-printable choice is made on well-formed text.
+fn crlf_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A text or HTML body part. lettre picks 7bit, quoted-printable or base64;
+/// other control characters (possible from Rust, not from C) force
+/// quoted-printable, which escapes them.
+fn text_part(content_type: ContentType, text: &str) -> SinglePart {
+    let text = crlf_lines(text);
+    let builder = SinglePart::builder().header(content_type);
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        builder
+            .header(ContentTransferEncoding::QuotedPrintable)
+            .body(text)
+    } else {
+        builder.body(text)
+    }
+}
+
+/// Is `data` text lettre may send as it is: printable ASCII, TAB and CRLF
+/// line breaks only? Anything else (NUL, a lone CR or LF, 8-bit bytes) is
+/// sent as base64, because lettre would pass ASCII control bytes through
+/// as 7bit.
+fn is_clean_text(data: &[u8]) -> bool {
+    let mut prev_cr = false;
+    for (i, &b) in data.iter().enumerate() {
+        let ok = match b {
+            b'\r' => data.get(i + 1) == Some(&b'\n'),
+            b'\n' => prev_cr,
+            b'\t' | b' '..=b'~' => true,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        prev_cr = b == b'\r';
+    }
+    true
+}
+
+fn attachment_part(a: &AttachedFile) -> SinglePart {
+    let body = if is_clean_text(&a.data) {
+        Body::new(a.data.clone())
+    } else {
+        Body::new_with_encoding(a.data.clone(), ContentTransferEncoding::Base64).unwrap_or_else(Body::new)
+    };
+    Attachment::new(a.filename.clone()).body(body, a.content_type.clone())
+}
+
+/// 64 unpredictable bits, unique within the process: time, a counter and
+/// the process id hashed with an OS-seeded key. No extra crate, and no
+/// thread-local state that would outlive a caller's thread (lettre's own
+/// boundaries use fastrand, whose per-thread seed leaks under valgrind).
+pub(crate) fn unique_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(nanos);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A multipart builder with a boundary of our own (see `unique_u64`):
+/// lettre's `MultiPart::mixed()` would draw one from fastrand first.
+fn multipart(subtype: &str) -> MultiPartBuilder {
+    let mime = format!(
+        "multipart/{subtype}; boundary=\"herald-{:016x}{:016x}\"",
+        unique_u64(),
+        unique_u64()
+    );
+    let ct = ContentType::parse(&mime).expect("a well-formed multipart content type");
+    MultiPart::builder().header(ct)
+}
+
+/// A fresh Message-ID on the sender's domain (not the machine's host name,
+/// which may be internal or "localhost").
+fn new_message_id(from: &Address) -> String {
+    let domain = from.domain();
+    // A non-ASCII domain would be RFC 2047-encoded, which breaks the id.
+    let domain = if domain.is_ascii() { domain } else { "localhost" };
+    format!("<{:016x}{:016x}@{domain}>", unique_u64(), unique_u64())
+}
+
+impl MessageDraft {
+    /// Sets the sender ("Name <a@b>" or "a@b"), replacing an earlier one.
+    pub fn set_from(&mut self, mailbox: &str) -> Result<()> {
+        self.from = Some(parse_mailbox(mailbox, "From")?);
+        Ok(())
+    }
+
+    pub fn add_to(&mut self, mailbox: &str) -> Result<()> {
+        self.to.push(parse_mailbox(mailbox, "To")?);
+        Ok(())
+    }
+
+    pub fn add_cc(&mut self, mailbox: &str) -> Result<()> {
+        self.cc.push(parse_mailbox(mailbox, "Cc")?);
+        Ok(())
+    }
+
+    /// Adds a blind copy: in the envelope, never in the message's bytes.
+    pub fn add_bcc(&mut self, mailbox: &str) -> Result<()> {
+        self.bcc.push(parse_mailbox(mailbox, "Bcc")?);
+        Ok(())
+    }
+
+    pub fn set_subject(&mut self, subject: &str) -> Result<()> {
+        no_controls(subject, "the subject", true)?;
+        self.subject = Some(subject.to_string());
+        Ok(())
+    }
+
+    /// The plain text body; with an HTML body too, the message is multipart/alternative.
+    pub fn set_text(&mut self, text: &str) -> Result<()> {
+        self.text = Some(text.to_string());
+        Ok(())
+    }
+
+    /// The HTML body; with a text body too, the message is multipart/alternative.
+    pub fn set_html(&mut self, html: &str) -> Result<()> {
+        self.html = Some(html.to_string());
+        Ok(())
+    }
+
+    /// Adds a header (Date, Message-ID, Reply-To, In-Reply-To, References,
+    /// X-...), replacing an earlier one of the same name. A user-given Date
+    /// or Message-ID replaces the one herald would add.
+    pub fn add_header(&mut self, name: &str, value: &str) -> Result<()> {
+        if name.is_empty()
+            || name.len() > MAX_HEADER_NAME
+            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Err(Error::invalid(format!(
+                "header name {name:?} must be 1 to {MAX_HEADER_NAME} printable ASCII characters without ':' or spaces"
+            )));
+        }
+        if let Some((managed, setter)) = MANAGED_HEADERS.iter().find(|(h, _)| h.eq_ignore_ascii_case(name)) {
+            return Err(Error::invalid(format!(
+                "the {managed} header is set by herald: use {setter}"
+            )));
+        }
+        no_controls(value, &format!("the value of header {name}"), true)?;
+        let name = HeaderName::new_from_ascii(name.to_string())
+            .map_err(|e| Error::invalid(format!("header name {name:?}: {e}")))?;
+        match self.headers.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => self.headers.push((name, value.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Attaches the file at `path`, read now (the caller may delete it
+    /// afterwards). `content_type` None: guessed from the extension.
+    pub fn attach_file(&mut self, path: &str, content_type: Option<&str>) -> Result<()> {
+        no_controls(path, "the attachment path", false)?;
+        let filename = Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::invalid(format!("attachment path {path:?} does not name a file")))?
+            .to_string();
+        let content_type = parse_content_type(content_type.unwrap_or_else(|| guess_content_type(&filename)))?;
+        let data = std::fs::read(path)
+            .map_err(|e| Error::new(Status::Io, format!("cannot read attachment {path}: {e}")))?;
+        self.attachments.push(AttachedFile {
+            filename,
+            content_type,
+            data,
+        });
+        Ok(())
+    }
+
+    /// Attaches `data` as a file named `filename`. `content_type` None:
+    /// guessed from the filename's extension.
+    pub fn attach_bytes(&mut self, filename: &str, content_type: Option<&str>, data: &[u8]) -> Result<()> {
+        if filename.is_empty() {
+            return Err(Error::invalid("the attachment's filename must not be empty"));
+        }
+        no_controls(filename, "the attachment's filename", false)?;
+        let content_type = parse_content_type(content_type.unwrap_or_else(|| guess_content_type(filename)))?;
+        self.attachments.push(AttachedFile {
+            filename: filename.to_string(),
+            content_type,
+            data: data.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// The envelope recipients: To, Cc, then Bcc, each address once (the
+    /// domain compared without case), in the order given.
+    fn recipients(&self) -> Vec<&Address> {
+        let mut seen = std::collections::HashSet::new();
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .chain(&self.bcc)
+            .map(|m| &m.email)
+            .filter(|a| seen.insert((a.user().to_string(), a.domain().to_ascii_lowercase())))
+            .collect()
+    }
+
+    fn check_complete(&self) -> Result<(&Mailbox, Vec<&Address>)> {
+        let from = self.from.as_ref().ok_or_else(|| {
+            Error::invalid("the message has no sender: set one with herald_message_set_from")
+        })?;
+        let rcpts = self.recipients();
+        if rcpts.is_empty() {
+            return Err(Error::invalid(
+                "the message has no recipient: add one with herald_message_add_to, _add_cc or _add_bcc",
+            ));
+        }
+        Ok((from, rcpts))
+    }
+
+    fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    fn build(&self) -> Result<Message> {
+        let (from, rcpts) = self.check_complete()?;
+        let envelope = Envelope::new(Some(from.email.clone()), rcpts.into_iter().cloned().collect())
+            .map_err(|e| Error::invalid(format!("cannot build the envelope: {e}")))?;
+        // The envelope is given explicitly, so lettre never needs Bcc in the
+        // headers: it is left out rather than added and removed.
+        let mut b = Message::builder().envelope(envelope).from(from.clone());
+        if !self.to.is_empty() {
+            b = b.header(header::To::from(Mailboxes::from(self.to.clone())));
+        }
+        if !self.cc.is_empty() {
+            b = b.header(header::Cc::from(Mailboxes::from(self.cc.clone())));
+        }
+        if let Some(s) = &self.subject {
+            b = b.subject(s.clone());
+        }
+        if !self.has_header("Message-ID") {
+            b = b.message_id(Some(new_message_id(&from.email)));
+        }
+
+        enum Main {
+            Single(SinglePart),
+            Multi(MultiPart),
+        }
+        let main = match (&self.text, &self.html) {
+            (Some(t), Some(h)) => Some(Main::Multi(
+                multipart("alternative")
+                    .singlepart(text_part(ContentType::TEXT_PLAIN, t))
+                    .singlepart(text_part(ContentType::TEXT_HTML, h)),
+            )),
+            (Some(t), None) => Some(Main::Single(text_part(ContentType::TEXT_PLAIN, t))),
+            (None, Some(h)) => Some(Main::Single(text_part(ContentType::TEXT_HTML, h))),
+            (None, None) => None,
+        };
+        let built = if self.attachments.is_empty() {
+            match main {
+                Some(Main::Single(p)) => b.singlepart(p),
+                Some(Main::Multi(m)) => b.multipart(m),
+                None => b.singlepart(text_part(ContentType::TEXT_PLAIN, "")),
+            }
+        } else {
+            let mut mixed = multipart("mixed").build();
+            match main {
+                Some(Main::Single(p)) => mixed = mixed.singlepart(p),
+                Some(Main::Multi(m)) => mixed = mixed.multipart(m),
+                None => {}
+            }
+            for a in &self.attachments {
+                mixed = mixed.singlepart(attachment_part(a));
+            }
+            b.multipart(mixed)
+        };
+        let mut msg = built.map_err(|e| Error::invalid(format!("cannot build the message: {e}")))?;
+        // Extra headers go in after lettre's build: a user Date then replaces
+        // the one lettre added (lettre drops a Date it can't parse, such as
+        // one with a "+0100" offset).
+        for (name, value) in &self.headers {
+            msg.headers_mut()
+                .insert_raw(HeaderValue::new(name.clone(), value.clone()));
+        }
+        Ok(msg)
+    }
+
+    /// The message as RFC 5322 bytes (CRLF line ends). Needs a From and at
+    /// least one recipient. Each call makes a new Date (unless given) and
+    /// Message-ID (unless given).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.build()?.formatted())
+    }
+
+    /// The envelope and bytes to send: from = From's address, rcpts = To,
+    /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
+    pub fn to_send_job(&self) -> Result<SendJob> {
+        let (from, rcpts) = self.check_complete()?;
+        Ok(SendJob {
+            from: from.email.to_string(),
+            rcpts: rcpts.iter().map(|a| a.to_string()).collect(),
+            data: self.to_bytes()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).expect("messages are ASCII")
+    }
+
+    fn headers(bytes: &[u8]) -> String {
+        let t = text(bytes);
+        t.split("\r\n\r\n").next().unwrap_or_default().to_string()
+    }
+
+    fn count_header(bytes: &[u8], name: &str) -> usize {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        headers(bytes)
+            .split("\r\n")
+            .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .count()
+    }
+
+    fn minimal() -> MessageDraft {
+        let mut m = MessageDraft::default();
+        m.set_from("Alice <alice@example.com>").unwrap();
+        m.add_to("bob@example.org").unwrap();
+        m.set_text("Hello").unwrap();
+        m
+    }
+
+    /// Every line ends in CRLF, with no lone CR or LF, and is at most 998 bytes.
+    fn assert_well_formed(bytes: &[u8]) {
+        assert!(
+            is_clean_text(bytes),
+            "lone CR/LF or control byte in:\n{}",
+            text(bytes)
+        );
+        for line in text(bytes).split("\r\n") {
+            assert!(line.len() <= 998, "line too long: {line}");
+        }
+    }
+
+    #[test]
+    fn injection_in_addresses_is_refused() {
+        let mut m = MessageDraft::default();
+        for bad in [
+            "a@b\r\nRCPT TO:<x@y>",
+            "a@b\nRCPT TO:<x@y>",
+            "Eve\r\nBcc: x@y <a@b>",
+            "a@b\0",
+            "Tab\tName <a@b>",
+        ] {
+            let e = m.add_to(bad).unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument, "{bad:?}");
+            assert!(e.detail.contains("control"), "{}", e.detail);
+            assert!(m.set_from(bad).is_err());
+            assert!(m.add_bcc(bad).is_err());
+        }
+        assert!(m.add_to("not an address").is_err());
+        assert!(m.add_to("").is_err());
+        assert!(m.add_to("a@b, c@d").is_err(), "one mailbox per call");
+        assert!(
+            m.to.is_empty() && m.from.is_none() && m.bcc.is_empty(),
+            "draft unchanged on error"
+        );
+    }
+
+    #[test]
+    fn injection_in_headers_is_refused() {
+        let mut m = minimal();
+        let e = m.add_header("X-Test", "ok\r\nBcc: x@y").unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(m.add_header("X-Test", "ok\nBcc: x@y").is_err());
+        assert!(m.add_header("X-Test: evil", "v").is_err());
+        assert!(m.add_header("X-Test:", "v").is_err());
+        assert!(m.add_header("X Test", "v").is_err());
+        assert!(m.add_header("", "v").is_err());
+        assert!(m.add_header("X-Tëst", "v").is_err());
+        assert!(m.add_header("X-Test\r\nBcc", "v").is_err());
+        assert!(m.set_subject("Hi\r\nBcc: x@y").is_err());
+        assert!(m.set_subject("Hi\nthere").is_err());
+        m.set_subject("tab\tis fine").unwrap();
+        assert!(m.headers.is_empty(), "draft unchanged on error");
+        let b = m.to_bytes().unwrap();
+        assert_eq!(count_header(&b, "Bcc"), 0);
+    }
+
+    #[test]
+    fn managed_headers_point_to_their_setter() {
+        let mut m = minimal();
+        for name in [
+            "From",
+            "to",
+            "CC",
+            "Bcc",
+            "Subject",
+            "Content-Type",
+            "content-transfer-encoding",
+            "MIME-Version",
+        ] {
+            let e = m.add_header(name, "x").unwrap_err();
+            assert!(e.detail.contains("use herald_message_"), "{name}: {}", e.detail);
+        }
+        for name in [
+            "Date",
+            "Message-ID",
+            "Reply-To",
+            "In-Reply-To",
+            "References",
+            "X-Mailer",
+        ] {
+            m.add_header(name, "<x@y>").unwrap();
+        }
+    }
+
+    #[test]
+    fn missing_from_or_recipient_is_invalid() {
+        let mut m = MessageDraft::default();
+        m.add_to("bob@example.org").unwrap();
+        let e = m.to_bytes().unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(e.detail.contains("set_from"), "{}", e.detail);
+        let mut m = MessageDraft::default();
+        m.set_from("alice@example.com").unwrap();
+        let e = m.to_send_job().unwrap_err();
+        assert!(e.detail.contains("recipient"), "{}", e.detail);
+    }
+
+    #[test]
+    fn bcc_is_in_the_envelope_only() {
+        let mut m = minimal();
+        m.add_cc("Carol <carol@example.net>").unwrap();
+        m.add_bcc("Secret <hidden@example.net>").unwrap();
+        m.add_bcc("bob@EXAMPLE.org").unwrap();
+        let job = m.to_send_job().unwrap();
+        assert_eq!(job.from, "alice@example.com");
+        assert_eq!(
+            job.rcpts,
+            ["bob@example.org", "carol@example.net", "hidden@example.net"]
+        );
+        let t = text(&job.data);
+        assert!(!t.contains("hidden"), "{t}");
+        assert_eq!(count_header(&job.data, "Bcc"), 0);
+        assert_eq!(count_header(&job.data, "Cc"), 1);
+    }
+
+    #[test]
+    fn an_empty_display_name_is_dropped() {
+        let mut m = minimal();
+        m.set_from("\"\" <alice@example.com>").unwrap();
+        assert!(headers(&m.to_bytes().unwrap()).starts_with("From: alice@example.com\r\n"));
+    }
+
+    #[test]
+    fn only_bcc_recipients_is_enough() {
+        let mut m = MessageDraft::default();
+        m.set_from("alice@example.com").unwrap();
+        m.add_bcc("hidden@example.net").unwrap();
+        let job = m.to_send_job().unwrap();
+        assert_eq!(job.rcpts, ["hidden@example.net"]);
+        assert!(!text(&job.data).contains("hidden"));
+    }
+
+    #[test]
+    fn utf8_subject_and_names_are_encoded() {
+        let mut m = minimal();
+        m.set_from("Jörg Müller <joerg@example.com>").unwrap();
+        m.add_to("\"Doe, John\" <john@example.org>").unwrap();
+        m.add_to("Zoë 🦀 <zoe@example.org>").unwrap();
+        m.set_subject("Grüße aus Köln — 東京").unwrap();
+        m.add_header("X-Note", "naïve").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert!(b.is_ascii(), "headers are RFC 2047-encoded");
+        assert_well_formed(&b);
+        let h = headers(&b);
+        assert!(h.contains("=?utf-8?"), "{h}");
+        assert!(
+            h.contains("<joerg@example.com>") && h.contains("<zoe@example.org>"),
+            "{h}"
+        );
+        // The comma is quoted or encoded, never a bare list separator.
+        assert!(!h.contains("Doe, John <"), "{h}");
+        assert!(h.contains("<john@example.org>"), "{h}");
+        assert_eq!(m.to_send_job().unwrap().from, "joerg@example.com");
+    }
+
+    #[test]
+    fn utf8_addresses_are_accepted() {
+        let mut m = MessageDraft::default();
+        m.set_from("josé@exämple.com").unwrap();
+        m.add_to("用户@例子.广告").unwrap();
+        let job = m.to_send_job().unwrap();
+        assert_eq!(job.from, "josé@exämple.com");
+        assert_eq!(job.rcpts, ["用户@例子.广告"]);
+    }
+
+    #[test]
+    fn date_and_message_id_appear_once() {
+        let b = minimal().to_bytes().unwrap();
+        assert_eq!(count_header(&b, "Date"), 1);
+        assert_eq!(count_header(&b, "Message-ID"), 1);
+        assert_eq!(count_header(&b, "MIME-Version"), 1);
+        assert!(headers(&b).contains("@example.com>"), "id on the sender's domain");
+        let again = minimal().to_bytes().unwrap();
+        let id = |b: &[u8]| {
+            headers(b)
+                .lines()
+                .find(|l| l.starts_with("Message-ID"))
+                .map(str::to_string)
+        };
+        assert_ne!(id(&b), id(&again));
+    }
+
+    #[test]
+    fn user_message_id_and_date_are_kept() {
+        let mut m = minimal();
+        m.add_header("message-id", "<mine@example.com>").unwrap();
+        m.add_header("Date", "Tue, 15 Nov 1994 08:12:31 +0100").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_eq!(count_header(&b, "Message-ID"), 1);
+        assert_eq!(count_header(&b, "Date"), 1);
+        let h = headers(&b);
+        assert!(h.contains("<mine@example.com>"), "{h}");
+        assert!(h.contains("Date: Tue, 15 Nov 1994 08:12:31 +0100"), "{h}");
+    }
+
+    #[test]
+    fn a_header_added_twice_is_replaced() {
+        let mut m = minimal();
+        m.add_header("X-Tag", "one").unwrap();
+        m.add_header("x-tag", "two").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_eq!(count_header(&b, "X-Tag"), 1);
+        assert!(headers(&b).contains(": two"));
+    }
+
+    #[test]
+    fn text_and_html_make_an_alternative() {
+        let mut m = minimal();
+        m.set_html("<p>Hello</p>").unwrap();
+        let t = text(&m.to_bytes().unwrap());
+        assert!(t.contains("multipart/alternative"), "{t}");
+        let plain = t.find("text/plain").unwrap();
+        let html = t.find("text/html").unwrap();
+        assert!(plain < html, "text first, the preferred html last");
+
+        let mut only = MessageDraft::default();
+        only.set_from("a@example.com").unwrap();
+        only.add_to("b@example.com").unwrap();
+        only.set_html("<p>x</p>").unwrap();
+        let t = text(&only.to_bytes().unwrap());
+        assert!(!t.contains("multipart"), "{t}");
+        assert!(t.contains("Content-Type: text/html; charset=utf-8"), "{t}");
+    }
+
+    #[test]
+    fn bodies_end_in_crlf_and_utf8_is_encoded() {
+        let mut m = minimal();
+        m.set_text("no newline at the end").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert!(b.ends_with(b"no newline at the end\r\n"), "{}", text(&b));
+        assert_well_formed(&b);
+
+        m.set_text("line one\nline two\rline three\r\nÜmlaut ✓").unwrap();
+        m.set_html("<p>Ünïcödé</p>\n").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert!(b.is_ascii(), "8-bit text is transfer-encoded");
+        assert_well_formed(&b);
+        assert!(text(&b).contains("quoted-printable") || text(&b).contains("base64"));
+    }
+
+    #[test]
+    fn control_characters_in_bodies_are_escaped() {
+        let mut m = minimal();
+        m.set_text("bell\x07 vt\x0b nul\0 del\x7f").unwrap();
+        m.set_html("<p>\x0c</p>").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_well_formed(&b);
+        assert!(text(&b).contains("quoted-printable"));
+    }
+
+    #[test]
+    fn a_long_line_is_wrapped() {
+        let mut m = minimal();
+        m.set_text(&"x".repeat(5000)).unwrap();
+        m.set_subject(&"word ".repeat(100)).unwrap();
+        assert_well_formed(&m.to_bytes().unwrap());
+    }
+
+    #[test]
+    fn attachments_carry_their_content_type() {
+        let dir = std::env::temp_dir().join(format!("herald-msg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pdf = dir.join("report.PDF");
+        std::fs::write(&pdf, b"%PDF-1.4\x00\xff binary").unwrap();
+        let mut m = minimal();
+        m.attach_file(pdf.to_str().unwrap(), None).unwrap();
+        std::fs::remove_file(&pdf).unwrap();
+        m.attach_bytes("data.csv", Some("text/csv; charset=utf-8"), b"a,b\r\n1,2\r\n")
+            .unwrap();
+        m.attach_bytes("empty.bin", None, b"").unwrap();
+        m.attach_bytes("lf.txt", None, b"unix\nlines\n").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_well_formed(&b);
+        let t = text(&b);
+        assert!(t.contains("multipart/mixed"), "{t}");
+        assert!(t.contains("Content-Type: application/pdf"), "{t}");
+        assert!(t.contains("filename=\"report.PDF\""), "{t}");
+        assert!(t.contains("Content-Type: text/csv; charset=utf-8"), "{t}");
+        assert!(t.contains("a,b\r\n1,2\r\n"), "clean text stays readable: {t}");
+        assert!(t.contains("Content-Type: application/octet-stream"), "{t}");
+        assert!(t.contains("Content-Type: text/plain\r\n"), "{t}");
+        assert!(t.contains("Hello"), "the body is kept");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn attachment_errors() {
+        let mut m = minimal();
+        let e = m.attach_file("/nonexistent/herald/file.txt", None).unwrap_err();
+        assert_eq!(e.status, Status::Io);
+        assert!(e.detail.contains("/nonexistent/herald/file.txt"), "{}", e.detail);
+        let e = m.attach_bytes("a.bin", Some("not a type"), b"x").unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(m.attach_bytes("a.bin", Some("text/plain\r\nX: y"), b"x").is_err());
+        assert!(m.attach_bytes("a\r\n.bin", None, b"x").is_err());
+        assert!(m.attach_bytes("", None, b"x").is_err());
+        assert!(m.attachments.is_empty());
+    }
+
+    #[test]
+    fn content_types_are_guessed() {
+        assert_eq!(guess_content_type("a.txt"), "text/plain");
+        assert_eq!(guess_content_type("A.JPEG"), "image/jpeg");
+        assert_eq!(guess_content_type("mail.eml"), "message/rfc822");
+        assert_eq!(guess_content_type("x.json"), "application/json");
+        assert_eq!(guess_content_type("noext"), "application/octet-stream");
+        assert_eq!(guess_content_type("weird.qqq"), "application/octet-stream");
+    }
+
+    #[test]
+    fn envelope_addresses() {
+        assert_eq!(
+            check_envelope_address("a@b.example", "rcpt", false).unwrap(),
+            "a@b.example"
+        );
+        assert_eq!(
+            check_envelope_address("<a@b.example>", "rcpt", false).unwrap(),
+            "a@b.example"
+        );
+        assert_eq!(
+            check_envelope_address("jörg@bücher.example", "rcpt", false).unwrap(),
+            "jörg@bücher.example"
+        );
+        for bad in [
+            "",
+            "<>",
+            "a@b\r\nRCPT TO:<x@y>",
+            "a@b>\r\nDATA",
+            "a@b> SIZE=1",
+            "<a@b",
+            "a b@c",
+            "<<a@b>>",
+            "a@b\t",
+            "nobody",
+            "@a,@b:c@d",
+        ] {
+            let e = check_envelope_address(bad, "rcpt_to[0]", false).unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument, "{bad:?}");
+            assert!(e.detail.contains("rcpt_to[0]"), "{}", e.detail);
+        }
+        assert_eq!(check_envelope_address("", "mail_from", true).unwrap(), "");
+        assert_eq!(check_envelope_address("<>", "mail_from", true).unwrap(), "");
+        assert_eq!(
+            check_envelope_address("<a@b.example>", "mail_from", true).unwrap(),
+            "a@b.example"
+        );
+        assert!(check_envelope_address("a@b\r\n", "mail_from", true).is_err());
+        assert!(check_envelope_address(" ", "mail_from", true).is_err());
+    }
+}

@@ -1,0 +1,572 @@
+//! Sockets herald owns: connect with a timeout that a cancel can cut short,
+//! TLS through native-tls, a line reader with a length cap, and the control
+//! that lets another thread shut a connection down.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::options::Options;
+use crate::status::{Error, Result, Status};
+
+/// How often a connect in progress looks at its abort flag.
+const ABORT_POLL: Duration = Duration::from_millis(20);
+
+/// Lets any thread stop a connection's blocking I/O: `abort` shuts the
+/// socket down, so a blocked read or write returns at once.
+pub struct ConnCtl {
+    aborted: AtomicBool,
+    /// A clone of the connection's socket (its own fd), kept to shut it down.
+    socket: Mutex<Option<TcpStream>>,
+}
+
+impl ConnCtl {
+    pub fn new() -> Arc<ConnCtl> {
+        Arc::new(ConnCtl {
+            aborted: AtomicBool::new(false),
+            socket: Mutex::new(None),
+        })
+    }
+
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        if let Some(s) = self.socket.lock().as_ref() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    fn register(&self, s: &TcpStream) -> io::Result<()> {
+        let clone = s.try_clone()?;
+        let mut slot = self.socket.lock();
+        if self.is_aborted() {
+            let _ = clone.shutdown(Shutdown::Both);
+        }
+        *slot = Some(clone);
+        Ok(())
+    }
+
+    /// The connection was closed: forget the socket.
+    pub fn release(&self) {
+        self.socket.lock().take();
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.socket.lock().is_some()
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.is_aborted() {
+            Err(Error::cancelled())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Resolves `host`, without blocking past `deadline` or an abort.
+fn resolve(host: &str, port: u16, deadline: Instant, ctl: &ConnCtl) -> Result<Vec<SocketAddr>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    // getaddrinfo has no timeout: run it on a thread of its own and stop
+    // waiting for it when the deadline passes or the op is cancelled.
+    let (tx, rx) = mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("herald-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>()),
+            );
+        })
+        .map_err(|e| Error::new(Status::Connect, format!("cannot resolve {host}: {e}")))?;
+    loop {
+        ctl.check()?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(Status::Timeout, format!("resolving {host} timed out")));
+        }
+        match rx.recv_timeout(ABORT_POLL.min(deadline - now)) {
+            Ok(Ok(addrs)) if !addrs.is_empty() => return Ok(addrs),
+            Ok(Ok(_)) => return Err(Error::new(Status::Connect, format!("{host}: no address"))),
+            Ok(Err(e)) => return Err(Error::new(Status::Connect, format!("cannot resolve {host}: {e}"))),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::new(Status::Connect, format!("cannot resolve {host}")))
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<TcpStream> {
+    use std::os::unix::io::FromRawFd;
+
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: creating a socket; the fd is owned by `TcpStream` below or closed on error.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return Err(Error::new(
+            Status::Connect,
+            format!("socket: {}", io::Error::last_os_error()),
+        ));
+    }
+    // From here on, `stream` closes the fd on every path.
+    // SAFETY: fd is a fresh socket we own.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    // SAFETY: fcntl on our own fd.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    // SAFETY: setsockopt on our own fd with a live int.
+    unsafe {
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_NOSIGPIPE,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    stream
+        .set_nonblocking(true)
+        .map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
+    let (sa, len) = sockaddr(addr);
+    // SAFETY: sa is a valid sockaddr of `len` bytes for this family.
+    let rc = unsafe { libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(connect_error(addr, err));
+        }
+        loop {
+            ctl.check()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!("connecting to {addr} timed out"),
+                ));
+            }
+            let wait = ABORT_POLL.min(deadline - now);
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: polls one live pollfd.
+            let n = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(connect_error(addr, e));
+            }
+            if n == 1 {
+                break;
+            }
+        }
+        if let Some(e) = stream.take_error().map_err(|e| connect_error(addr, e))? {
+            return Err(connect_error(addr, e));
+        }
+    }
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
+    Ok(stream)
+}
+
+#[cfg(unix)]
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+// ---- Windows: std's connect_timeout; a cancel takes effect when it returns ----
+#[cfg(not(unix))]
+fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<TcpStream> {
+    ctl.check()?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::new(
+            Status::Timeout,
+            format!("connecting to {addr} timed out"),
+        ));
+    }
+    let s = TcpStream::connect_timeout(addr, left).map_err(|e| connect_error(addr, e))?;
+    ctl.check()?;
+    Ok(s)
+}
+
+fn connect_error(addr: &SocketAddr, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            Error::new(Status::Timeout, format!("connecting to {addr} timed out"))
+        }
+        io::ErrorKind::ConnectionRefused => {
+            Error::new(Status::Connect, format!("{addr}: connection refused"))
+        }
+        _ => Error::new(Status::Connect, format!("{addr}: {e}")),
+    }
+}
+
+/// Opens a TCP connection to `host:port` within `CONNECT_TIMEOUT_MS`, with
+/// TCP_NODELAY and `IO_TIMEOUT_MS` on reads and writes, registered with
+/// `ctl` so a cancel can shut it down.
+pub fn connect(host: &str, port: u16, o: &Options, ctl: &ConnCtl) -> Result<TcpStream> {
+    let deadline = Instant::now() + o.connect_timeout;
+    let addrs = resolve(host, port, deadline, ctl)?;
+    let mut last = None;
+    for addr in &addrs {
+        match connect_addr(addr, deadline, ctl) {
+            Ok(s) => {
+                let setup = |s: &TcpStream| -> io::Result<()> {
+                    s.set_nodelay(true)?;
+                    s.set_read_timeout(Some(o.io_timeout))?;
+                    s.set_write_timeout(Some(o.io_timeout))?;
+                    ctl.register(s)
+                };
+                setup(&s).map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
+                ctl.check()?;
+                return Ok(s);
+            }
+            Err(e) if e.status == Status::Cancelled || e.status == Status::Timeout => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::new(Status::Connect, format!("{host}: no address"))))
+}
+
+/// A plain or TLS connection.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A TLS connector for the options: system roots plus CA_FILE, verification
+/// on unless ACCEPT_INVALID_CERTS.
+pub fn tls_connector(o: &Options) -> Result<native_tls::TlsConnector> {
+    let mut b = native_tls::TlsConnector::builder();
+    for pem in &o.extra_roots_pem {
+        let cert = native_tls::Certificate::from_pem(pem)
+            .map_err(|e| Error::new(Status::Tls, format!("CA_FILE: {e}")))?;
+        b.add_root_certificate(cert);
+    }
+    if o.accept_invalid_certs {
+        b.danger_accept_invalid_certs(true);
+        b.danger_accept_invalid_hostnames(true);
+    }
+    b.build()
+        .map_err(|e| Error::new(Status::Tls, format!("TLS setup: {e}")))
+}
+
+/// Runs the TLS handshake over `tcp`, verifying the certificate for `host`.
+pub fn tls_handshake(connector: &native_tls::TlsConnector, host: &str, tcp: TcpStream) -> Result<Stream> {
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    match connector.connect(name, tcp) {
+        Ok(s) => Ok(Stream::Tls(Box::new(s))),
+        Err(native_tls::HandshakeError::Failure(e)) => Err(Error::new(
+            Status::Tls,
+            format!("TLS handshake with {host} failed: {e}"),
+        )),
+        Err(native_tls::HandshakeError::WouldBlock(_)) => Err(Error::new(
+            Status::Timeout,
+            format!("TLS handshake with {host} timed out"),
+        )),
+    }
+}
+
+/// A buffered connection that reads CRLF-terminated lines of bounded length
+/// and raw byte counts, and writes straight through.
+pub struct LineConn<S> {
+    inner: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Longest line accepted from a server; longer is a protocol error.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+impl<S: Read + Write> LineConn<S> {
+    pub fn new(inner: S) -> Self {
+        LineConn {
+            inner,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Bytes received but not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let n = self.buf.len();
+            self.buf.resize(n * 2, 0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads one line, without its line ending (CRLF or a bare LF).
+    /// A line longer than `max` is an `InvalidData` error.
+    pub fn read_line(&mut self, max: usize) -> io::Result<&[u8]> {
+        let mut scanned = 0;
+        loop {
+            if let Some(pos) = self.buf[self.start + scanned..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let line_end = self.start + scanned + pos;
+                let line_start = self.start;
+                self.start = line_end + 1;
+                let mut e = line_end;
+                if e > line_start && self.buf[e - 1] == b'\r' {
+                    e -= 1;
+                }
+                if e - line_start > max {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+                }
+                return Ok(&self.buf[line_start..e]);
+            }
+            scanned = self.end - self.start;
+            if scanned > max + 2 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads exactly `n` bytes into `out`.
+    pub fn read_exact_into(&mut self, n: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            if self.start == self.end {
+                self.fill()?;
+            }
+            let take = left.min(self.end - self.start);
+            out.extend_from_slice(&self.buf[self.start..self.start + take]);
+            self.start += take;
+            left -= take;
+        }
+        Ok(())
+    }
+
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.inner.write_all(data)?;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    struct Duplex {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Duplex {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            // Trickle one byte at a time to exercise partial input.
+            let n = buf.len().min(1);
+            self.input.read(&mut buf[..n])
+        }
+    }
+
+    impl Write for Duplex {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn conn(input: &[u8]) -> LineConn<Duplex> {
+        LineConn::new(Duplex {
+            input: Cursor::new(input.to_vec()),
+            output: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn lines_split_on_crlf_and_bare_lf() {
+        let mut c = conn(b"one\r\ntwo\nthree\r\n");
+        assert_eq!(c.read_line(100).unwrap(), b"one");
+        assert_eq!(c.read_line(100).unwrap(), b"two");
+        assert_eq!(c.read_line(100).unwrap(), b"three");
+        assert_eq!(c.read_line(100).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn endless_line_is_an_error_not_unbounded_growth() {
+        let mut c = conn(&vec![b'x'; 10_000]);
+        assert_eq!(c.read_line(100).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn exact_reads_after_lines() {
+        let mut c = conn(b"+OK 5\r\nhello+OK\r\n");
+        assert_eq!(c.read_line(100).unwrap(), b"+OK 5");
+        let mut v = Vec::new();
+        c.read_exact_into(5, &mut v).unwrap();
+        assert_eq!(v, b"hello");
+        assert_eq!(c.read_line(100).unwrap(), b"+OK");
+    }
+
+    #[test]
+    fn refused_connect_is_connect_status() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let o = Options::new(crate::options::Protocol::Smtp);
+        let e = connect("127.0.0.1", port, &o, &ConnCtl::new()).unwrap_err();
+        assert_eq!(e.status, Status::Connect, "{e}");
+    }
+
+    #[test]
+    fn abort_ends_a_blocked_read_at_once() {
+        // A server that accepts and never speaks.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let o = Options::new(crate::options::Protocol::Smtp);
+        let ctl = ConnCtl::new();
+        let s = connect("127.0.0.1", port, &o, &ctl).unwrap();
+        let _server_side = l.accept().unwrap();
+        assert!(ctl.is_open());
+        let c2 = ctl.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            c2.abort();
+        });
+        let started = Instant::now();
+        let mut c = LineConn::new(s);
+        assert!(c.read_line(100).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "IO_TIMEOUT is 60 s: only the abort ends this"
+        );
+        t.join().unwrap();
+    }
+}

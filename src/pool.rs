@@ -1,0 +1,464 @@
+//! The connection pool: one worker thread per connection, at most
+//! `MAX_CONNECTIONS` of them. Worker 0 is the main connection and stays;
+//! the others are started when ops wait and no worker is free, and stop
+//! (closing their connection) after `IDLE_TIMEOUT_MS` without work.
+//!
+//! A protocol plugs in as a [`Driver`]: it owns its worker's connection and
+//! runs the ops the worker hands it, pulling more with [`WorkerCtx::try_next`]
+//! when it can pipeline them.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::engine::{CancelMode, OpState, Shared, State};
+use crate::net::ConnCtl;
+use crate::options::{Options, Protocol};
+use crate::result::{OpId, Outcome, Success};
+use crate::status::{Error, Result, Status};
+use crate::work::Work;
+
+/// A protocol engine running on one worker thread, owning at most one connection.
+pub trait Driver: Send {
+    /// Runs `first` (and whatever else it pulls from `w`) to completion.
+    fn run(&mut self, first: Ticket, w: &mut WorkerCtx);
+    /// Closes the connection politely (QUIT, LOGOUT); the worker was idle.
+    fn close_idle(&mut self, w: &mut WorkerCtx);
+    /// Should the main worker close its connection when idle too? (POP3:
+    /// an open session locks the maildrop.)
+    fn close_main_when_idle(&self) -> bool {
+        false
+    }
+    /// The affinity key of the connection's state (an IMAP selected mailbox):
+    /// queued ops with the same key are preferred.
+    fn affinity(&self) -> Option<&str> {
+        None
+    }
+}
+
+pub type DriverFactory = Box<dyn Fn(&Arc<Options>) -> Box<dyn Driver> + Send + Sync>;
+
+/// The protocol engine for a client's protocol.
+pub fn driver_factory(options: &Options) -> Result<DriverFactory> {
+    match options.protocol {
+        Protocol::Smtp => Ok(Box::new(|o: &Arc<Options>| {
+            Box::new(crate::smtp::SmtpDriver::new(o.clone())) as Box<dyn Driver>
+        })),
+        Protocol::Pickup => Ok(Box::new(|o: &Arc<Options>| {
+            Box::new(crate::pickup::PickupDriver::new(o.clone())) as Box<dyn Driver>
+        })),
+        p => Err(Error::new(
+            Status::Unsupported,
+            format!("{} clients are not available in this build", p.name()),
+        )),
+    }
+}
+
+/// A worker's handle on its current connection, shared with `cancel`.
+pub struct WorkerSlot {
+    ctl: Mutex<Arc<ConnCtl>>,
+}
+
+impl WorkerSlot {
+    fn new() -> Arc<WorkerSlot> {
+        Arc::new(WorkerSlot {
+            ctl: Mutex::new(ConnCtl::new()),
+        })
+    }
+
+    /// Shuts the current connection's socket down from the calling thread.
+    pub fn abort(&self) {
+        self.ctl.lock().abort();
+    }
+
+    fn is_open(&self) -> bool {
+        self.ctl.lock().is_open()
+    }
+}
+
+/// At most `limit` ops started in any `interval`.
+struct Throttle {
+    limit: u32,
+    interval: Duration,
+    starts: VecDeque<Instant>,
+}
+
+impl Throttle {
+    /// When the next op may start: `None` now, else the instant.
+    fn next_start(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(&t) = self.starts.front() {
+            if now.duration_since(t) >= self.interval {
+                self.starts.pop_front();
+            } else {
+                break;
+            }
+        }
+        if (self.starts.len() as u32) < self.limit {
+            None
+        } else {
+            self.starts.front().map(|&t| t + self.interval)
+        }
+    }
+}
+
+/// Tags herald's own threads, so shutdown can tell whether it runs on one.
+static NEXT_THREAD_TAG: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
+}
+
+pub(crate) fn new_thread_tag() -> u64 {
+    NEXT_THREAD_TAG.fetch_add(1, Ordering::Relaxed)
+}
+
+pub(crate) fn set_thread_tag(tag: u64) {
+    THREAD_TAG.with(|t| t.set(tag));
+}
+
+/// This thread's tag: 0 for threads herald did not start.
+pub(crate) fn thread_tag() -> u64 {
+    THREAD_TAG.with(|t| t.get())
+}
+
+/// A herald thread's tag and join handle.
+pub(crate) type TaggedThread = (u64, JoinHandle<()>);
+
+struct Worker {
+    index: usize,
+    tag: u64,
+    slot: Arc<WorkerSlot>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct PoolState {
+    workers: Vec<Worker>,
+    /// Workers blocked waiting for an op.
+    waiting: usize,
+    throttle: Option<Throttle>,
+}
+
+impl PoolState {
+    pub(crate) fn new(throttle: Option<(u32, Duration)>) -> PoolState {
+        PoolState {
+            workers: Vec::new(),
+            waiting: 0,
+            throttle: throttle.map(|(limit, interval)| Throttle {
+                limit,
+                interval,
+                starts: VecDeque::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        self.workers.iter().filter(|w| w.slot.is_open()).count()
+    }
+
+    /// Every worker's slot, and its thread tag and join handle, for shutdown.
+    pub(crate) fn take_for_shutdown(&mut self) -> (Vec<Arc<WorkerSlot>>, Vec<TaggedThread>) {
+        let slots = self.workers.iter().map(|w| w.slot.clone()).collect();
+        let handles = self
+            .workers
+            .iter_mut()
+            .filter_map(|w| w.handle.take().map(|h| (w.tag, h)))
+            .collect();
+        (slots, handles)
+    }
+}
+
+/// Called with the lock held after an op was queued: starts a worker when
+/// ops outnumber idle workers and the cap allows. Returns a line to log
+/// (after the lock is released) when no thread could be started.
+pub(crate) fn on_submit(sh: &Arc<Shared>, st: &mut State) -> Option<String> {
+    let max = sh.options.max_connections;
+    if st.queued <= st.pool.waiting || st.pool.workers.len() >= max {
+        return None;
+    }
+    let index = (0..max)
+        .find(|i| st.pool.workers.iter().all(|w| w.index != *i))
+        .unwrap_or(0);
+    let slot = WorkerSlot::new();
+    let shared = sh.clone();
+    let wslot = slot.clone();
+    let name = format!("herald-{}-{}", sh.options.protocol.name().to_lowercase(), index);
+    let tag = new_thread_tag();
+    match std::thread::Builder::new().name(name).spawn(move || {
+        set_thread_tag(tag);
+        worker_main(shared, wslot, index)
+    }) {
+        Ok(h) => {
+            st.pool.workers.push(Worker {
+                index,
+                tag,
+                slot,
+                handle: Some(h),
+            });
+            None
+        }
+        // The ops stay queued for the workers that exist; with none, the
+        // next submit tries again.
+        Err(e) => Some(format!("cannot start a worker thread: {e}")),
+    }
+}
+
+/// Takes the next runnable op for a worker, if any. Lock held.
+fn take(sh: &Arc<Shared>, st: &mut State, slot: &Arc<WorkerSlot>, affinity: Option<&str>) -> Take {
+    while let Some(id) = st.queue.front() {
+        if matches!(st.ops.get(id).map(|e| &e.state), Some(OpState::Queued)) {
+            break;
+        }
+        st.queue.pop_front();
+    }
+    if st.queue.is_empty() || st.shutdown {
+        return Take::Nothing;
+    }
+    let now = Instant::now();
+    if let Some(t) = st.pool.throttle.as_mut() {
+        if let Some(at) = t.next_start(now) {
+            return Take::Throttled(at);
+        }
+    }
+    // Prefer an op matching the connection's state among the first few.
+    const SCAN: usize = 64;
+    let mut pos = 0;
+    if let Some(key) = affinity {
+        let ops = &st.ops;
+        if let Some(i) = st.queue.iter().take(SCAN).position(|id| {
+            ops.get(id).is_some_and(|e| {
+                matches!(e.state, OpState::Queued)
+                    && e.work.as_ref().and_then(|w| w.affinity_key()) == Some(key)
+            })
+        }) {
+            pos = i;
+        }
+    }
+    let id = st.queue.remove(pos).expect("position within the queue");
+    let e = st.ops.get_mut(&id).expect("queued op has an entry");
+    let work = e.work.take().expect("queued op has its work");
+    e.state = OpState::Running {
+        slot: slot.clone(),
+        mode: CancelMode::Abort,
+        cancel_requested: false,
+    };
+    st.queued -= 1;
+    if let Some(t) = st.pool.throttle.as_mut() {
+        t.starts.push_back(now);
+    }
+    Take::Op(Ticket {
+        id,
+        work,
+        shared: sh.clone(),
+        done: false,
+        attempts: 0,
+    })
+}
+
+enum Take {
+    Op(Ticket),
+    Throttled(Instant),
+    Nothing,
+}
+
+/// An op a worker holds. It must be completed exactly once with
+/// [`Ticket::complete`]; dropping it unconsumed is a bug: a debug build
+/// asserts, a release build completes it with `HERALD_STATUS_PANIC`.
+pub struct Ticket {
+    pub id: OpId,
+    pub work: Work,
+    shared: Arc<Shared>,
+    done: bool,
+    /// How many times the driver has already retried it.
+    pub attempts: u32,
+}
+
+impl Ticket {
+    pub fn complete(mut self, outcome: Outcome) {
+        self.done = true;
+        self.shared.complete(self.id, outcome);
+    }
+
+    /// Still this worker's to finish: not cancelled, not completed by anyone.
+    pub fn is_live(&self) -> bool {
+        self.shared.is_live(self.id)
+    }
+
+    /// A cooperative cancel was asked for (or the op was cancelled outright).
+    pub fn cancel_requested(&self) -> bool {
+        self.shared.cancel_requested(self.id)
+    }
+
+    pub fn set_cancel_mode(&self, mode: CancelMode) {
+        self.shared.set_cancel_mode(self.id, mode);
+    }
+
+    pub fn progress(&self, done: u64, total: u64) {
+        self.shared.progress(self.id, done, total);
+    }
+
+    /// A non-final notification to the op's `on_change` callback.
+    pub fn notify_change(&self, s: Success) {
+        self.shared.notify_change(self.id, s);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.shared.complete(
+                self.id,
+                Err(Error::new(
+                    Status::Panic,
+                    "internal error: the op was dropped without a completion",
+                )),
+            );
+            debug_assert!(
+                std::thread::panicking(),
+                "op {} dropped without a completion",
+                self.id
+            );
+        }
+    }
+}
+
+/// What a driver sees of its worker.
+pub struct WorkerCtx {
+    shared: Arc<Shared>,
+    slot: Arc<WorkerSlot>,
+    pub index: usize,
+}
+
+impl WorkerCtx {
+    pub fn options(&self) -> &Arc<Options> {
+        &self.shared.options
+    }
+
+    /// The next queued op, if one may start now; never waits.
+    pub fn try_next(&mut self) -> Option<Ticket> {
+        self.try_next_with(None)
+    }
+
+    /// Like `try_next`, preferring an op whose affinity key is `key`.
+    pub fn try_next_with(&mut self, key: Option<&str>) -> Option<Ticket> {
+        let mut st = self.shared.state.lock();
+        match take(&self.shared, &mut st, &self.slot, key) {
+            Take::Op(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A fresh connection control, installed as this worker's current one
+    /// before connecting, so a cancel during connect reaches it.
+    pub fn new_ctl(&self) -> Arc<ConnCtl> {
+        let ctl = ConnCtl::new();
+        *self.slot.ctl.lock() = ctl.clone();
+        ctl
+    }
+
+    pub fn log(&self, level: u32, line: impl FnOnce() -> String) {
+        self.shared.log(level, line);
+    }
+
+    pub fn log_enabled(&self, level: u32) -> bool {
+        self.shared.log_enabled(level)
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// A handle on this client's log for protocol code.
+    pub fn tracer(&self) -> crate::log::Tracer {
+        let a = self.shared.clone();
+        let b = self.shared.clone();
+        crate::log::Tracer::new(
+            std::sync::Arc::new(move |level, line| a.log(level, || line.to_string())),
+            std::sync::Arc::new(move |level| b.log_enabled(level)),
+        )
+    }
+}
+
+enum Next {
+    Op(Ticket),
+    Idle,
+    Exit,
+}
+
+fn worker_main(shared: Arc<Shared>, slot: Arc<WorkerSlot>, index: usize) {
+    let mut driver = (shared.factory)(&shared.options);
+    let mut ctx = WorkerCtx {
+        shared: shared.clone(),
+        slot: slot.clone(),
+        index,
+    };
+    let idle_timeout = shared.options.idle_timeout;
+    let mut idle_done = false;
+    loop {
+        let next = {
+            let mut st = shared.state.lock();
+            st.pool.waiting += 1;
+            let idle_deadline = Instant::now() + idle_timeout;
+            let next = loop {
+                if st.shutdown {
+                    break Next::Exit;
+                }
+                let throttled_until = match take(&shared, &mut st, &slot, driver.affinity()) {
+                    Take::Op(t) => break Next::Op(t),
+                    Take::Throttled(at) => Some(at),
+                    Take::Nothing => None,
+                };
+                let mut wake = throttled_until;
+                if !idle_done {
+                    if Instant::now() >= idle_deadline {
+                        break Next::Idle;
+                    }
+                    wake = Some(wake.map_or(idle_deadline, |w| w.min(idle_deadline)));
+                }
+                match wake {
+                    Some(at) => {
+                        shared.work_cond.wait_until(&mut st, at);
+                    }
+                    None => shared.work_cond.wait(&mut st),
+                }
+            };
+            st.pool.waiting -= 1;
+            next
+        };
+        match next {
+            Next::Op(t) => {
+                idle_done = false;
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run(t, &mut ctx)));
+                if r.is_err() {
+                    shared.log(crate::log::ERROR, || {
+                        "internal error in a worker; its connection was reset".into()
+                    });
+                    driver = (shared.factory)(&shared.options);
+                }
+            }
+            Next::Idle => {
+                idle_done = true;
+                if index != 0 || driver.close_main_when_idle() {
+                    driver.close_idle(&mut ctx);
+                }
+                if index != 0 {
+                    let mut st = shared.state.lock();
+                    // Leave unless ops arrived meanwhile.
+                    if st.queued == 0 || st.shutdown {
+                        st.pool.workers.retain(|w| w.index != index);
+                        return;
+                    }
+                }
+            }
+            Next::Exit => {
+                drop(driver);
+                return;
+            }
+        }
+    }
+}

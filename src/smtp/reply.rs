@@ -1,0 +1,178 @@
+//! SMTP replies (RFC 5321 §4.2): a three-digit code and one or more lines.
+
+use std::fmt;
+use std::io::{Read, Write};
+
+use crate::net::{LineConn, MAX_LINE};
+use crate::status::{Error, Result, Status};
+
+/// Most lines accepted in one reply.
+const MAX_REPLY_LINES: usize = 1000;
+
+/// A complete reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// The text of each line, without the code and separator.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    pub fn is_intermediate(&self) -> bool {
+        (300..400).contains(&self.code)
+    }
+
+    /// The whole text, lines joined by a space.
+    pub fn text(&self) -> String {
+        self.lines.join(" ")
+    }
+
+    /// The status a non-positive reply maps to: 4xx TRANSIENT, 5xx REJECTED,
+    /// anything else PROTOCOL.
+    pub fn error(&self, context: &str) -> Error {
+        let status = match self.code {
+            400..=499 => Status::Transient,
+            500..=599 => Status::Rejected,
+            _ => Status::Protocol,
+        };
+        let detail = if context.is_empty() {
+            self.to_string()
+        } else {
+            format!("{context}: {self}")
+        };
+        Error::with_code(status, self.code as i32, detail)
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.text())
+    }
+}
+
+/// Parses one reply line: (code, is_last, text).
+pub fn parse_line(line: &[u8]) -> Result<(u16, bool, &str)> {
+    let bad = || {
+        Error::protocol(format!(
+            "malformed SMTP reply line: {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(120)])
+        ))
+    };
+    if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    if !(b'2'..=b'5').contains(&line[0]) {
+        return Err(bad());
+    }
+    let code = (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16;
+    let (last, text) = match line.get(3) {
+        None => (true, &line[3..]),
+        Some(b' ') => (true, &line[4..]),
+        Some(b'-') => (false, &line[4..]),
+        Some(_) => return Err(bad()),
+    };
+    let text = std::str::from_utf8(text).map_err(|_| bad())?;
+    Ok((code, last, text))
+}
+
+/// Reads one complete reply from `conn`.
+pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
+    let mut lines = Vec::new();
+    let mut first_code = None;
+    loop {
+        let line = conn.read_line(MAX_LINE).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => Error::protocol("SMTP reply line too long"),
+            _ => Error::from_io(&e, "reading the SMTP reply"),
+        })?;
+        let (code, last, text) = parse_line(line)?;
+        match first_code {
+            None => first_code = Some(code),
+            Some(c) if c != code => {
+                return Err(Error::protocol(format!(
+                    "SMTP reply changes code mid-reply ({c} then {code})"
+                )))
+            }
+            _ => {}
+        }
+        lines.push(text.to_string());
+        if last {
+            return Ok(Reply { code, lines });
+        }
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(Error::protocol("SMTP reply has too many lines"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    struct Input(Cursor<Vec<u8>>);
+    impl Read for Input {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    impl Write for Input {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn conn(s: &str) -> LineConn<Input> {
+        LineConn::new(Input(Cursor::new(s.as_bytes().to_vec())))
+    }
+
+    #[test]
+    fn multiline_reply_with_partial_input() {
+        let mut c = conn("250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n354 go\r\n");
+        let r = read_reply(&mut c).unwrap();
+        assert_eq!(r.code, 250);
+        assert_eq!(r.lines, ["mx.example", "PIPELINING", "8BITMIME"]);
+        assert_eq!(read_reply(&mut c).unwrap().code, 354);
+    }
+
+    #[test]
+    fn bare_code_and_empty_text_lines() {
+        // smtp-sink ends its EHLO reply with "250 " (an empty keyword).
+        let mut c = conn("250-x\r\n250 \r\n250\r\n");
+        assert_eq!(read_reply(&mut c).unwrap().lines, ["x", ""]);
+        assert_eq!(read_reply(&mut c).unwrap().lines, [""]);
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        for g in ["hello\r\n", "2500 x\r\n", "999 x\r\n", "25\r\n", "250x\r\n"] {
+            let e = read_reply(&mut conn(g)).unwrap_err();
+            assert_eq!(e.status, Status::Protocol, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn eof_mid_reply_is_io() {
+        let e = read_reply(&mut conn("250-partial\r\n")).unwrap_err();
+        assert_eq!(e.status, Status::Io);
+    }
+
+    #[test]
+    fn error_mapping() {
+        let r = |code| Reply {
+            code,
+            lines: vec!["x".into()],
+        };
+        assert_eq!(r(451).error("").status, Status::Transient);
+        assert_eq!(r(550).error("").status, Status::Rejected);
+        assert_eq!(r(550).error("").reply_code, 550);
+        assert_eq!(r(354).error("").status, Status::Protocol);
+    }
+}

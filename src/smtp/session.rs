@@ -1,0 +1,410 @@
+//! An SMTP session: greeting, EHLO (falling back to HELO), STARTTLS or
+//! implicit TLS, AUTH; then the building blocks of mail transactions.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::reply::{read_reply, Reply};
+use crate::log::{Tracer, DEBUG, TRACE};
+use crate::net::{self, ConnCtl, LineConn, Stream};
+use crate::options::{Options, Security};
+use crate::status::{Error, Result, Status};
+
+/// What the server offered in its EHLO reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extensions {
+    pub esmtp: bool,
+    pub pipelining: bool,
+    pub chunking: bool,
+    pub binarymime: bool,
+    pub eightbitmime: bool,
+    pub smtputf8: bool,
+    pub starttls: bool,
+    /// SIZE's limit; `Some(0)` means SIZE without a limit.
+    pub size: Option<u64>,
+    /// AUTH mechanisms, upper case.
+    pub auth: Vec<String>,
+}
+
+impl Extensions {
+    /// Parses an EHLO reply: the first line is the server's name, each
+    /// further line a keyword and its parameters.
+    pub fn parse(reply: &Reply) -> Extensions {
+        let mut e = Extensions {
+            esmtp: true,
+            ..Default::default()
+        };
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else { continue };
+            let keyword = keyword.to_ascii_uppercase();
+            // Old servers write "AUTH=PLAIN LOGIN".
+            let (keyword, first_param) = match keyword.split_once('=') {
+                Some((k, p)) => (k.to_string(), Some(p.to_string())),
+                None => (keyword, None),
+            };
+            match keyword.as_str() {
+                "PIPELINING" => e.pipelining = true,
+                "CHUNKING" => e.chunking = true,
+                "BINARYMIME" => e.binarymime = true,
+                "8BITMIME" => e.eightbitmime = true,
+                "SMTPUTF8" => e.smtputf8 = true,
+                "STARTTLS" => e.starttls = true,
+                "SIZE" => e.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
+                "AUTH" => {
+                    for m in first_param.into_iter().chain(words.map(str::to_string)) {
+                        let m = m.to_ascii_uppercase();
+                        if !m.is_empty() && !e.auth.contains(&m) {
+                            e.auth.push(m);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
+/// An open SMTP session over `S`.
+pub struct Session<S: Read + Write> {
+    pub conn: LineConn<S>,
+    pub ext: Extensions,
+    pub tls: bool,
+    /// A transaction was left unfinished: send RSET before the next MAIL.
+    pub need_rset: bool,
+    /// Transactions completed on this connection.
+    pub transactions: u64,
+    trace: Tracer,
+    ctl: Option<CtlGuard>,
+}
+
+/// Tells the connection control that the socket is gone when the session drops.
+struct CtlGuard(Arc<ConnCtl>);
+
+impl Drop for CtlGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// The EHLO argument: HELO_NAME, else this host's name when it is fully
+/// qualified, else an address literal of the local end.
+fn helo_name(o: &Options, local: Option<std::net::SocketAddr>) -> String {
+    if let Some(n) = &o.helo_name {
+        return n.clone();
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    #[cfg(unix)]
+    if unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) } == 0 {
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(h) = std::str::from_utf8(&buf[..len]) {
+            if h.contains('.')
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
+                return h.to_string();
+            }
+        }
+    }
+    match local {
+        Some(std::net::SocketAddr::V4(a)) => format!("[{}]", a.ip()),
+        Some(std::net::SocketAddr::V6(a)) => format!("[IPv6:{}]", a.ip()),
+        None => "localhost".into(),
+    }
+}
+
+impl<S: Read + Write> Session<S> {
+    pub fn new(stream: S, trace: Tracer) -> Self {
+        Session {
+            conn: LineConn::new(stream),
+            ext: Extensions::default(),
+            tls: false,
+            need_rset: false,
+            transactions: 0,
+            trace,
+            ctl: None,
+        }
+    }
+
+    /// Writes `data` (one or more commands) and logs each command line.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.trace_out(data);
+        self.conn
+            .write_all(data)
+            .and_then(|_| self.conn.flush())
+            .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
+    }
+
+    /// Logs the command lines of `data` at TRACE.
+    pub fn trace_out(&self, data: &[u8]) {
+        if self.trace.enabled(TRACE) {
+            for line in String::from_utf8_lossy(data)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+            {
+                self.trace.log(TRACE, || format!("C: {line}"));
+            }
+        }
+    }
+
+    /// Sends a secret (AUTH data) without logging it.
+    fn send_secret(&mut self, command: &str, secret_line: &str) -> Result<()> {
+        self.trace
+            .log(TRACE, || format!("C: {command}<credentials hidden>"));
+        let line = format!("{command}{secret_line}\r\n");
+        self.conn
+            .write_all(line.as_bytes())
+            .and_then(|_| self.conn.flush())
+            .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
+    }
+
+    pub fn reply(&mut self) -> Result<Reply> {
+        let r = read_reply(&mut self.conn)?;
+        self.trace.log(TRACE, || format!("S: {r}"));
+        Ok(r)
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn command(&mut self, cmd: &str) -> Result<Reply> {
+        self.send(format!("{cmd}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Reads the greeting: 220, or the server's refusal.
+    pub fn greeting(&mut self) -> Result<Reply> {
+        let r = self.reply()?;
+        match r.code {
+            220 => Ok(r),
+            421 => Err(r.error("the server refused the connection")),
+            c if c >= 400 => Err(r.error("the server refused the connection")),
+            _ => Err(Error::with_code(
+                Status::Protocol,
+                r.code as i32,
+                format!("unexpected greeting: {r}"),
+            )),
+        }
+    }
+
+    /// EHLO, or HELO when the server does not know EHLO.
+    pub fn hello(&mut self, name: &str) -> Result<()> {
+        let r = self.command(&format!("EHLO {name}"))?;
+        if r.is_positive() {
+            self.ext = Extensions::parse(&r);
+            return Ok(());
+        }
+        if r.code == 421 {
+            return Err(r.error("EHLO"));
+        }
+        let r = self.command(&format!("HELO {name}"))?;
+        if !r.is_positive() {
+            return Err(r.error("HELO"));
+        }
+        self.ext = Extensions::default();
+        Ok(())
+    }
+
+    /// Authenticates with the best mechanism both sides support.
+    pub fn authenticate(&mut self, user: &str, password: Option<&str>, token: Option<&str>) -> Result<()> {
+        let offers = |m: &str| self.ext.auth.iter().any(|a| a == m);
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let r = if let Some(token) = token {
+            if !offers("XOAUTH2") {
+                return Err(self.no_mechanism("XOAUTH2"));
+            }
+            let ir = b64(&format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+            self.send_secret("AUTH XOAUTH2 ", &ir)?;
+            let r = self.reply()?;
+            if r.code == 334 {
+                // The server's error details (base64 JSON); answer with an empty line.
+                self.send(b"\r\n")?;
+                self.reply()?
+            } else {
+                r
+            }
+        } else if let Some(pass) = password {
+            if offers("PLAIN") {
+                self.send_secret("AUTH PLAIN ", &b64(&format!("\0{user}\0{pass}")))?;
+                self.reply()?
+            } else if offers("LOGIN") {
+                let r = self.command("AUTH LOGIN")?;
+                if r.code != 334 {
+                    return Err(auth_error(&r));
+                }
+                self.send_secret("", &b64(user))?;
+                let r = self.reply()?;
+                if r.code != 334 {
+                    return Err(auth_error(&r));
+                }
+                self.send_secret("", &b64(pass))?;
+                self.reply()?
+            } else {
+                return Err(self.no_mechanism("PLAIN or LOGIN"));
+            }
+        } else {
+            return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
+        };
+        if r.is_positive() {
+            Ok(())
+        } else {
+            Err(auth_error(&r))
+        }
+    }
+
+    fn no_mechanism(&self, wanted: &str) -> Error {
+        if self.ext.auth.is_empty() {
+            Error::new(Status::Unsupported, "the server does not offer AUTH")
+        } else {
+            Error::new(
+                Status::Unsupported,
+                format!("the server offers AUTH {}, not {wanted}", self.ext.auth.join(" ")),
+            )
+        }
+    }
+}
+
+fn auth_error(r: &Reply) -> Error {
+    match r.code {
+        400..=499 => r.error("authentication"),
+        500..=599 => Error::with_code(Status::Auth, r.code as i32, format!("authentication failed: {r}")),
+        _ => Error::with_code(
+            Status::Protocol,
+            r.code as i32,
+            format!("unexpected reply to AUTH: {r}"),
+        ),
+    }
+}
+
+impl Session<Stream> {
+    /// Connects and sets the session up as the options say: TLS, EHLO, AUTH.
+    pub fn open(
+        o: &Options,
+        tls: &mut Option<native_tls::TlsConnector>,
+        ctl: &Arc<ConnCtl>,
+        trace: Tracer,
+    ) -> Result<Session<Stream>> {
+        let host = o.host();
+        let port = o.port();
+        trace.log(DEBUG, || format!("connecting to {host}:{port}"));
+        let tcp = net::connect(host, port, o, ctl)?;
+        let local = tcp.local_addr().ok();
+        let stream = if o.security == Security::ImplicitTls {
+            net::tls_handshake(connector(o, tls)?, host, tcp)?
+        } else {
+            Stream::Plain(tcp)
+        };
+        let mut s = Session::new(stream, trace);
+        s.ctl = Some(CtlGuard(ctl.clone()));
+        s.tls = s.conn.get_ref().is_tls();
+        s.greeting()?;
+        let name = helo_name(o, local);
+        s.hello(&name)?;
+        if !s.tls && matches!(o.security, Security::StartTls | Security::StartTlsIfAvailable) {
+            if s.ext.starttls {
+                s = s.starttls(o, tls, &name)?;
+            } else if o.security == Security::StartTls {
+                return Err(Error::new(
+                    Status::Unsupported,
+                    "the server does not offer STARTTLS, which SECURITY requires \
+                     (set HERALD_SECURITY_STARTTLS_IF_AVAILABLE or _NONE to allow a plain connection)",
+                ));
+            }
+        }
+        if let Some(user) = &o.username {
+            if !s.tls && o.security != Security::None {
+                return Err(Error::new(
+                    Status::Tls,
+                    "refusing to send credentials over an unencrypted connection \
+                     (the server did not offer STARTTLS; set SECURITY to NONE to allow it)",
+                ));
+            }
+            s.authenticate(user, o.password.as_deref(), o.oauth2_token.as_deref())?;
+        }
+        Ok(s)
+    }
+
+    fn starttls(
+        mut self,
+        o: &Options,
+        tls: &mut Option<native_tls::TlsConnector>,
+        name: &str,
+    ) -> Result<Self> {
+        let r = self.command("STARTTLS")?;
+        if r.code != 220 {
+            return Err(Error::with_code(
+                Status::Tls,
+                r.code as i32,
+                format!("STARTTLS refused: {r}"),
+            ));
+        }
+        if self.conn.buffered() > 0 {
+            // Bytes that arrived before the handshake would be trusted as if
+            // they came over TLS: a known injection attack.
+            return Err(Error::protocol("the server sent data after its STARTTLS reply"));
+        }
+        let Session { conn, trace, ctl, .. } = self;
+        let Stream::Plain(tcp) = conn.into_inner() else {
+            return Err(Error::protocol("STARTTLS on a TLS connection"));
+        };
+        let stream = net::tls_handshake(connector(o, tls)?, o.host(), tcp)?;
+        let mut s = Session::new(stream, trace);
+        s.ctl = ctl;
+        s.tls = true;
+        s.hello(name)?;
+        Ok(s)
+    }
+
+    /// Ends the session politely: QUIT, waiting briefly for the reply.
+    pub fn quit(mut self) {
+        let _ = self
+            .conn
+            .get_ref()
+            .tcp()
+            .set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = self.command("QUIT");
+    }
+}
+
+fn connector<'a>(
+    o: &Options,
+    tls: &'a mut Option<native_tls::TlsConnector>,
+) -> Result<&'a native_tls::TlsConnector> {
+    if tls.is_none() {
+        *tls = Some(net::tls_connector(o)?);
+    }
+    Ok(tls.as_ref().expect("set above"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ehlo_keywords() {
+        let r = Reply {
+            code: 250,
+            lines: [
+                "mx.example hello",
+                "PIPELINING",
+                "SIZE 10240000",
+                "8bitmime",
+                "AUTH PLAIN LOGIN",
+                "AUTH=XOAUTH2",
+                "CHUNKING",
+                "STARTTLS",
+                "",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        };
+        let e = Extensions::parse(&r);
+        assert!(e.pipelining && e.chunking && e.eightbitmime && e.starttls && !e.smtputf8);
+        assert_eq!(e.size, Some(10_240_000));
+        assert_eq!(e.auth, ["PLAIN", "LOGIN", "XOAUTH2"]);
+    }
+}

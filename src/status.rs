@@ -1,0 +1,171 @@
+//! Status codes and the error type every engine returns.
+//!
+//! The numeric values are part of the C ABI (`HERALD_STATUS_*` in
+//! `include/herald.h`) and are never renumbered.
+
+use std::ffi::CStr;
+use std::fmt;
+
+/// What went wrong, as one of the C ABI's status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Status {
+    Ok = 0,
+    InvalidArgument = 1,
+    Connect = 2,
+    Tls = 3,
+    Auth = 4,
+    Rejected = 5,
+    Transient = 6,
+    Protocol = 7,
+    Timeout = 8,
+    Io = 9,
+    Cancelled = 10,
+    Shutdown = 11,
+    NotFound = 12,
+    Unsupported = 13,
+    Panic = 14,
+    Limit = 15,
+}
+
+impl Status {
+    /// Static text for a status code; also answers for codes this version does not know.
+    pub fn text(code: u32) -> &'static str {
+        Self::text_c(code).to_str().unwrap_or("unknown status code")
+    }
+
+    /// The same text as a C string (for `herald_status_str`).
+    pub fn text_c(code: u32) -> &'static CStr {
+        match code {
+            0 => c"ok",
+            1 => c"invalid argument",
+            2 => c"could not connect",
+            3 => c"TLS handshake or certificate failure",
+            4 => c"authentication failed",
+            5 => c"rejected by the server",
+            6 => c"transient failure, try again later",
+            7 => c"protocol error: malformed or unexpected reply",
+            8 => c"timed out",
+            9 => c"I/O error or connection lost",
+            10 => c"cancelled",
+            11 => c"the client is shutting down",
+            12 => c"not found",
+            13 => c"not supported by the server",
+            14 => c"internal error (panic) in herald",
+            15 => c"limit exceeded",
+            _ => c"unknown status code",
+        }
+    }
+
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// An error with its status, the server's reply code (0 when none) and a
+/// human-readable detail (server text or local reason).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub status: Status,
+    pub reply_code: i32,
+    pub detail: String,
+}
+
+impl Error {
+    pub fn new(status: Status, detail: impl Into<String>) -> Self {
+        Error {
+            status,
+            reply_code: 0,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn with_code(status: Status, reply_code: i32, detail: impl Into<String>) -> Self {
+        Error {
+            status,
+            reply_code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(Status::InvalidArgument, detail)
+    }
+
+    pub fn protocol(detail: impl Into<String>) -> Self {
+        Self::new(Status::Protocol, detail)
+    }
+
+    pub fn cancelled() -> Self {
+        Self::new(Status::Cancelled, "cancelled")
+    }
+
+    /// Maps an I/O error to TIMEOUT or IO, keeping its text.
+    pub fn from_io(e: &std::io::Error, context: &str) -> Self {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            WouldBlock | TimedOut => Self::new(Status::Timeout, format!("{context}: timed out")),
+            UnexpectedEof => Self::new(Status::Io, format!("{context}: connection closed by the server")),
+            _ => Self::new(Status::Io, format!("{context}: {e}")),
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.status == Status::Transient
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.status == Status::Rejected
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        self.status == Status::Timeout
+    }
+
+    /// The connection itself failed (lost, timed out, closed by the server):
+    /// whatever was in flight on it has an unknown outcome.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(self.status, Status::Io | Status::Timeout)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reply_code != 0 {
+            write!(
+                f,
+                "{} ({}): {}",
+                Status::text(self.status.code()),
+                self.reply_code,
+                self.detail
+            )
+        } else {
+            write!(f, "{}: {}", Status::text(self.status.code()), self.detail)
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_text_and_unknown_codes_too() {
+        for c in 0..=15u32 {
+            assert_ne!(Status::text(c), "unknown status code", "code {c}");
+        }
+        assert_eq!(Status::text(9999), "unknown status code");
+    }
+
+    #[test]
+    fn io_errors_map_to_timeout_or_io() {
+        let t = std::io::Error::new(std::io::ErrorKind::WouldBlock, "x");
+        assert_eq!(Error::from_io(&t, "read").status, Status::Timeout);
+        let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(Error::from_io(&e, "read").status, Status::Io);
+    }
+}

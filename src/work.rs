@@ -1,0 +1,56 @@
+//! The input of an op, copied from the caller at submit.
+
+use crate::options::Protocol;
+use crate::status::{Error, Result};
+
+/// A message to send: envelope and the exact bytes.
+#[derive(Clone, Debug)]
+pub struct SendJob {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+/// What an op does.
+#[derive(Debug)]
+pub enum Work {
+    Send(SendJob),
+}
+
+impl Work {
+    fn name(&self) -> &'static str {
+        match self {
+            Work::Send(_) => "send",
+        }
+    }
+
+    fn protocols(&self) -> &'static [Protocol] {
+        match self {
+            Work::Send(_) => &[Protocol::Smtp, Protocol::Pickup],
+        }
+    }
+
+    /// Refuses an op the client's protocol can't run, at submit.
+    pub fn check_protocol(&self, p: Protocol) -> Result<()> {
+        if self.protocols().contains(&p) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "a {} op needs a different client than {}",
+                self.name(),
+                p.name()
+            )))
+        }
+    }
+
+    /// Does `herald_client_flush` wait for this op? (Not for ops that run
+    /// until cancelled.)
+    pub fn flushable(&self) -> bool {
+        true
+    }
+
+    /// The connection state this op wants (an IMAP mailbox), for affinity.
+    pub fn affinity_key(&self) -> Option<&str> {
+        None
+    }
+}
