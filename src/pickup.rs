@@ -17,7 +17,6 @@ use crate::options::Options;
 use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::result::{field, Outcome, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
-use crate::work::Work;
 
 /// Prefix of the temporary files; they never end in `.eml`.
 const TMP_PREFIX: &str = ".tmp-";
@@ -36,10 +35,9 @@ impl PickupDriver {
         let Some(dir) = self.options.pickup_dir.as_deref() else {
             return Err(Error::invalid("a PICKUP client needs PICKUP_DIR"));
         };
-        #[allow(unreachable_patterns)] // other kinds of work are refused at submit
-        let job = match &ticket.work {
-            Work::Send(job) => job,
-            _ => return Err(Error::invalid("a PICKUP client can only send messages")),
+        // Other kinds of work are refused at submit.
+        let Some(job) = ticket.work.as_send() else {
+            return Err(Error::invalid("a PICKUP client can only send messages"));
         };
         let path = write_eml(dir, &job.data)?;
         let len = job.data.len() as u64;
@@ -108,6 +106,7 @@ pub fn write_eml(dir: &Path, data: &[u8]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::work::Work;
 
     /// A fresh empty directory, removed when dropped.
     struct TempDir(PathBuf);

@@ -53,4 +53,11 @@ impl Work {
     pub fn affinity_key(&self) -> Option<&str> {
         None
     }
+
+    /// The message of a send op.
+    pub fn as_send(&self) -> Option<&SendJob> {
+        match self {
+            Work::Send(j) => Some(j),
+        }
+    }
 }

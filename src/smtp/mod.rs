@@ -24,7 +24,7 @@ use crate::options::Options;
 use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::result::{field, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
-use crate::work::{SendJob, Work};
+use crate::work::SendJob;
 
 use codec::{DotStuffer, Needs};
 use reply::Reply;
@@ -66,10 +66,16 @@ enum Failure {
     AfterContent(Error),
 }
 
+/// The message of an op. An SMTP client only runs send ops (checked at
+/// submit); anything else reads as a message without recipients, which
+/// `plan` refuses before a byte is sent.
 fn job(t: &Ticket) -> &SendJob {
-    match &t.work {
-        Work::Send(j) => j,
-    }
+    static NONE: SendJob = SendJob {
+        from: String::new(),
+        rcpts: Vec::new(),
+        data: Vec::new(),
+    };
+    t.work.as_send().unwrap_or(&NONE)
 }
 
 /// Is this error the connection going away (so the session is unusable)?
@@ -109,6 +115,9 @@ impl SmtpDriver {
 
     /// Checks a message against the session's extensions before any of it is sent.
     fn plan(ext: &Extensions, j: &SendJob) -> Result<Plan> {
+        if j.rcpts.is_empty() {
+            return Err(Error::invalid("the message has no recipients"));
+        }
         let needs = Needs::of(&j.from, &j.rcpts, &j.data);
         if let Some(max) = ext.size {
             if max > 0 && j.data.len() as u64 > max {
