@@ -5,5 +5,4 @@
 pub mod delay_proxy;
 
 #[path = "../../tests/support/mod.rs"]
-#[allow(dead_code)]
 pub mod support;
