@@ -3,7 +3,8 @@
 # loopback ports (see tests/support/mod.rs and tests/servers/):
 #   Postfix's smtp-sink, Dovecot (imapd, pop3d, submissiond), valgrind,
 #   openssl, iproute2 (ss), python3, gcc + libc6-dev, make, and setsid
-#   (util-linux, present on every Debian/Ubuntu system).
+#   (util-linux, present on every Debian/Ubuntu system); and what building
+#   herald itself needs beyond Rust: libssl-dev and pkg-config (native-tls).
 #
 # Idempotent and non-interactive (works with CI=true and no stdin). Run as root,
 # or as a user with sudo. Debian/Ubuntu (apt) only.
@@ -49,6 +50,8 @@ NEEDS=(
     "/usr/include/stdio.h libc6-dev"
     "make make"
     "setsid util-linux"
+    "/usr/include/openssl/ssl.h libssl-dev"
+    "pkg-config pkg-config"
 )
 
 have() {

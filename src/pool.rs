@@ -111,6 +111,9 @@ static NEXT_THREAD_TAG: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
+    /// Set while a worker drops a driver that panicked: the ops it still
+    /// held are completed (PANIC) by their drop, which is expected then.
+    static RECOVERING: Cell<bool> = const { Cell::new(false) };
 }
 
 pub(crate) fn new_thread_tag() -> u64 {
@@ -319,7 +322,7 @@ impl Drop for Ticket {
                 )),
             );
             debug_assert!(
-                std::thread::panicking(),
+                std::thread::panicking() || RECOVERING.with(Cell::get),
                 "op {} dropped without a completion",
                 self.id
             );
@@ -438,7 +441,9 @@ fn worker_main(shared: Arc<Shared>, slot: Arc<WorkerSlot>, index: usize) {
                     shared.log(crate::log::ERROR, || {
                         "internal error in a worker; its connection was reset".into()
                     });
+                    RECOVERING.with(|r| r.set(true));
                     driver = (shared.factory)(&shared.options);
+                    RECOVERING.with(|r| r.set(false));
                 }
             }
             Next::Idle => {
