@@ -672,3 +672,176 @@ fn partial_recipient_refusal_is_reported_per_recipient() {
     // us, so the relay's copy is not a measure of what herald reported.)
     assert_eq!(d.sink.wait_for_dumps(1, LONG).len(), 1);
 }
+
+#[test]
+fn falls_back_to_helo_without_esmtp() {
+    require_servers();
+    let sink = SmtpSink::start(&["-e"]);
+    let c = TestClient::smtp_plain(sink.port, &[]);
+    let (_, records) = send_batch(&c, 5, 2000);
+    assert!(records.iter().all(|r| r.ok()), "{records:?}");
+    let dumps = sink.wait_for_dumps(5, LONG);
+    assert!(dumps.iter().all(|d| d.proto == "SMTP"), "HELO, not EHLO");
+}
+
+#[test]
+fn missing_extensions_are_refused_clearly_before_sending() {
+    require_servers();
+    // No 8BITMIME: a message with 8-bit bytes is refused, a 7-bit one goes.
+    let sink = SmtpSink::start(&["-8"]);
+    let c = TestClient::smtp_plain(sink.port, &[]);
+    let eight = c
+        .send_raw(
+            "a@example.org",
+            &["b@example.org"],
+            "Subject: x\r\n\r\ncaf\u{e9}\r\n".as_bytes(),
+        )
+        .unwrap();
+    let seven = c
+        .send_raw("a@example.org", &["b@example.org"], b"Subject: y\r\n\r\ncafe\r\n")
+        .unwrap();
+    // smtp-sink offers no SMTPUTF8: a non-ASCII address is refused.
+    let utf8 = c
+        .send_raw(
+            "\u{e9}t\u{e9}@example.org",
+            &["b@example.org"],
+            b"Subject: z\r\n\r\nz\r\n",
+        )
+        .unwrap();
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &[eight, seven, utf8]);
+    let by_op = |op| records.iter().find(|r| r.op == op).unwrap();
+    assert_eq!(
+        by_op(eight).status,
+        HERALD_STATUS_UNSUPPORTED,
+        "{:?}",
+        by_op(eight)
+    );
+    assert!(by_op(eight).detail.contains("8BITMIME"));
+    assert!(by_op(seven).ok());
+    assert_eq!(by_op(utf8).status, HERALD_STATUS_UNSUPPORTED);
+    assert!(by_op(utf8).detail.contains("SMTPUTF8"));
+    assert_eq!(sink.wait_for_dumps(1, LONG).len(), 1);
+}
+
+#[test]
+fn a_message_over_the_servers_size_limit_is_refused_before_sending() {
+    require_servers();
+    let d = Dovecot::start_with("submission_max_mail_size = 20k\n");
+    let c = submission_client(&d, "carol", "carolpass", Trust::TestCa);
+    let big = c
+        .send_raw(
+            "carol@example.org",
+            &["x@example.org"],
+            &raw_message("big", 40_000),
+        )
+        .unwrap();
+    let small = c
+        .send_raw(
+            "carol@example.org",
+            &["x@example.org"],
+            &raw_message("small", 5_000),
+        )
+        .unwrap();
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &[big, small]);
+    let big_r = records.iter().find(|r| r.op == big).unwrap();
+    assert_eq!(big_r.status, HERALD_STATUS_LIMIT, "{big_r:?}");
+    assert!(records.iter().find(|r| r.op == small).unwrap().ok());
+    assert_eq!(d.sink.wait_for_dumps(1, LONG).len(), 1);
+}
+
+#[test]
+fn reconnects_when_the_server_closed_an_idle_connection() {
+    require_servers();
+    // smtp-sink drops a connection that sends nothing for 1 s.
+    let sink = SmtpSink::start(&["-t", "1"]);
+    let c = TestClient::smtp_plain(sink.port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(1))]);
+    let (_, first) = send_batch(&c, 3, 1000);
+    assert!(first.iter().all(|r| r.ok()));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        established_connections(sink.port),
+        0,
+        "the server closed the idle connection"
+    );
+    let (_, second) = send_batch(&c, 3, 1000);
+    assert!(second.iter().all(|r| r.ok()), "{second:?}");
+    assert_eq!(sink.wait_for_dumps(6, LONG).len(), 6);
+}
+
+#[test]
+fn auth_login_and_implicit_tls() {
+    require_servers();
+    let port = free_port();
+    let d = Dovecot::start_with(&format!(
+        "auth_mechanisms = login\n\
+         service submission-login {{\n  inet_listener submissions {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n"
+    ));
+    // STARTTLS with the only mechanism offered being LOGIN.
+    let c = submission_client(&d, "alice", "alicepass", Trust::TestCa);
+    let op = c
+        .send_raw(
+            "alice@example.org",
+            &["x@example.org"],
+            b"Subject: login\r\n\r\nx\r\n",
+        )
+        .unwrap();
+    assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
+    assert!(c.records()[0].ok(), "{:?}\n{}", c.records(), d.log());
+    // Implicit TLS on the submissions port.
+    let ca = d.ca_file.to_string_lossy().into_owned();
+    let c = TestClient::new(
+        HERALD_PROTOCOL_SMTP,
+        &[
+            (HERALD_OPT_HOST, Val::S("127.0.0.1")),
+            (HERALD_OPT_PORT, Val::I(port as i64)),
+            (HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_IMPLICIT_TLS)),
+            (HERALD_OPT_CA_FILE, Val::S(&ca)),
+            (HERALD_OPT_USERNAME, Val::S("bob")),
+            (HERALD_OPT_PASSWORD, Val::S("bobpass")),
+        ],
+    )
+    .unwrap();
+    let op = c
+        .send_raw(
+            "bob@example.org",
+            &["x@example.org"],
+            b"Subject: implicit\r\n\r\nx\r\n",
+        )
+        .unwrap();
+    assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
+    assert!(c.records()[0].ok(), "{:?}", c.records());
+    assert_eq!(d.sink.wait_for_dumps(2, LONG).len(), 2);
+}
+
+#[test]
+fn credentials_are_never_sent_in_clear_unless_security_is_none() {
+    require_servers();
+    let sink = SmtpSink::start(&[]);
+    // STARTTLS if available: smtp-sink has none, so the password must not go out.
+    let c = TestClient::smtp_plain(
+        sink.port,
+        &[
+            (HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_STARTTLS_IF_AVAILABLE)),
+            (HERALD_OPT_USERNAME, Val::S("u")),
+            (HERALD_OPT_PASSWORD, Val::S("p")),
+        ],
+    );
+    let op = c.send_raw("a@example.org", &["b@example.org"], b"x\r\n").unwrap();
+    assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
+    assert_eq!(c.records()[0].status, HERALD_STATUS_TLS, "{:?}", c.records());
+    // SECURITY NONE: the user asked for it (smtp-sink answers AUTH with 250).
+    let c = TestClient::smtp_plain(
+        sink.port,
+        &[
+            (HERALD_OPT_USERNAME, Val::S("u")),
+            (HERALD_OPT_PASSWORD, Val::S("p")),
+        ],
+    );
+    let op = c.send_raw("a@example.org", &["b@example.org"], b"x\r\n").unwrap();
+    assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
+    assert!(c.records()[0].ok(), "{:?}", c.records());
+}

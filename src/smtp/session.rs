@@ -383,6 +383,110 @@ fn connector<'a>(
 mod tests {
     use super::*;
 
+    /// A server that replies from a script; what the client wrote is kept.
+    struct Scripted {
+        input: std::io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn session(replies: &str, auth: &[&str]) -> Session<Scripted> {
+        let mut s = Session::new(
+            Scripted {
+                input: std::io::Cursor::new(replies.as_bytes().to_vec()),
+                output: Vec::new(),
+            },
+            Tracer::default(),
+        );
+        s.ext.auth = auth.iter().map(|m| m.to_string()).collect();
+        s
+    }
+
+    fn written(s: &Session<Scripted>) -> String {
+        String::from_utf8(s.conn.get_ref().output.clone()).unwrap()
+    }
+
+    #[test]
+    fn auth_plain_is_preferred_and_encoded() {
+        let mut s = session("235 ok\r\n", &["LOGIN", "PLAIN"]);
+        s.authenticate("user", Some("pass"), None).unwrap();
+        // base64("\0user\0pass")
+        assert_eq!(written(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+    }
+
+    #[test]
+    fn auth_login_when_plain_is_not_offered() {
+        let mut s = session("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n", &["LOGIN"]);
+        s.authenticate("user", Some("pass"), None).unwrap();
+        assert_eq!(written(&s), "AUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\n");
+    }
+
+    #[test]
+    fn auth_xoauth2_and_its_error_challenge() {
+        let mut s = session("235 ok\r\n", &["PLAIN", "XOAUTH2"]);
+        s.authenticate("me@example.org", None, Some("tok")).unwrap();
+        let ir = base64::engine::general_purpose::STANDARD
+            .encode("user=me@example.org\x01auth=Bearer tok\x01\x01");
+        assert_eq!(written(&s), format!("AUTH XOAUTH2 {ir}\r\n"));
+
+        // A rejected token: the server sends its error as a 334 challenge, the client answers empty.
+        let mut s = session(
+            "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 5.7.8 bad token\r\n",
+            &["XOAUTH2"],
+        );
+        let e = s.authenticate("me@example.org", None, Some("tok")).unwrap_err();
+        assert_eq!(e.status, Status::Auth);
+        assert_eq!(e.reply_code, 535);
+        assert!(written(&s).ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn auth_failures_map_to_statuses() {
+        let e = session("535 5.7.8 no\r\n", &["PLAIN"])
+            .authenticate("u", Some("p"), None)
+            .unwrap_err();
+        assert_eq!((e.status, e.reply_code), (Status::Auth, 535));
+        let e = session("454 4.7.0 later\r\n", &["PLAIN"])
+            .authenticate("u", Some("p"), None)
+            .unwrap_err();
+        assert_eq!(e.status, Status::Transient);
+        let e = session("", &["CRAM-MD5"])
+            .authenticate("u", Some("p"), None)
+            .unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+        let e = session("", &[]).authenticate("u", None, Some("t")).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+        // smtp-sink answers AUTH with 250: any 2xx is success.
+        session("250 ok\r\n", &["PLAIN"])
+            .authenticate("u", Some("p"), None)
+            .unwrap();
+    }
+
+    #[test]
+    fn helo_fallback_and_greeting_refusal() {
+        let mut s = session("502 5.5.2 what?\r\n250 hi\r\n", &[]);
+        s.hello("client.example").unwrap();
+        assert_eq!(written(&s), "EHLO client.example\r\nHELO client.example\r\n");
+        assert!(!s.ext.esmtp && !s.ext.pipelining);
+        let e = session("421 4.3.2 busy\r\n", &[]).greeting().unwrap_err();
+        assert_eq!((e.status, e.reply_code), (Status::Transient, 421));
+    }
+
     #[test]
     fn ehlo_keywords() {
         let r = Reply {
