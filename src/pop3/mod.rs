@@ -60,11 +60,11 @@ use crate::work::Pop3Job;
 use response::Kind;
 use session::{Entry, Session};
 
-/// Most commands on the wire at once. Each is under 40 bytes, so a full
-/// window (10 KB) always fits in the socket buffers: herald never blocks
-/// writing commands while the server blocks writing the responses herald
-/// has not read yet.
-const WINDOW: usize = 256;
+/// Most commands on the wire at once. A command is at most 27 bytes
+/// ("TOP 4294967295 4294967295\r\n"), so a full window (under 14 KB) always
+/// fits in the socket buffers: herald never blocks writing commands while
+/// the server blocks writing the responses herald has not read yet.
+const WINDOW: usize = 512;
 
 /// Initial buffer for a retrieved message, at most (it grows as needed).
 const MAX_PREALLOC: usize = 64 << 20;
