@@ -10,7 +10,7 @@ mod support;
 use std::ffi::{c_char, c_void, CStr};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -715,6 +715,9 @@ fn standard(cmd: &str) -> Answer {
 
 struct Scripted {
     port: u16,
+    /// Commands that arrived before the one before them was answered
+    /// (what a client that pipelines does).
+    ahead: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -726,6 +729,8 @@ impl Scripted {
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let ahead2 = ahead.clone();
         let thread = std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 let Ok((s, _)) = l.accept() else {
@@ -734,18 +739,20 @@ impl Scripted {
                 };
                 s.set_nonblocking(false).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                std::thread::spawn(move || serve(s, greeting, answer));
+                let ahead = ahead2.clone();
+                std::thread::spawn(move || serve(s, greeting, answer, &ahead));
             }
         });
         Scripted {
             port,
+            ahead,
             stop,
             thread: Some(thread),
         }
     }
 }
 
-fn serve(s: TcpStream, greeting: &str, answer: fn(&str) -> Answer) {
+fn serve(s: TcpStream, greeting: &str, answer: fn(&str) -> Answer, ahead: &AtomicUsize) {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     if w.write_all(greeting.as_bytes()).is_err() {
@@ -757,6 +764,9 @@ fn serve(s: TcpStream, greeting: &str, answer: fn(&str) -> Answer) {
         match r.read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+        if !r.buffer().is_empty() {
+            ahead.fetch_add(1, Ordering::SeqCst);
         }
         match answer(line.trim_end()) {
             Answer::Send(text) => {
@@ -993,4 +1003,62 @@ impl LogRecorder {
     fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
+}
+
+#[test]
+fn one_command_at_a_time_without_pipelining() {
+    // An RFC 1939 server: no CAPA, so no PIPELINING; three messages.
+    fn rfc1939(cmd: &str) -> Answer {
+        let mut words = cmd.split(' ');
+        let word = words.next().unwrap_or("").to_ascii_uppercase();
+        let n: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let body = |n: usize| format!("Subject: {n}\r\n\r\nline\r\n..dotted\r\n");
+        Answer::Send(match word.as_str() {
+            "CAPA" => "-ERR unknown command\r\n".into(),
+            "STAT" => "+OK 3 90\r\n".into(),
+            "UIDL" => "+OK\r\n1 u1\r\n2 u2\r\n3 u3\r\n.\r\n".into(),
+            "LIST" => format!("+OK\r\n1 {0}\r\n2 {0}\r\n3 {0}\r\n.\r\n", body(1).len() - 1),
+            "RETR" if (1..=3).contains(&n) => format!("+OK\r\n{}.\r\n", body(n)),
+            "TOP" if (1..=3).contains(&n) => format!("+OK\r\nSubject: {n}\r\n\r\n.\r\n"),
+            _ => return standard(cmd),
+        })
+    }
+    let s = Scripted::start("+OK POP3 server ready\r\n", rfc1939);
+    let c = scripted_client(s.port, HERALD_SECURITY_NONE);
+    let ops: Vec<u64> = ["u1", "u2", "u3"]
+        .iter()
+        .flat_map(|u| [c.pop3_retrieve(u).unwrap(), c.pop3_top(u, 0).unwrap()])
+        .collect();
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &ops);
+    for (i, op) in ops.iter().enumerate() {
+        let r = records.iter().find(|r| r.op == *op).unwrap();
+        assert!(r.ok(), "{r:?}");
+        let n = i / 2 + 1;
+        let want = if i % 2 == 0 {
+            format!("Subject: {n}\r\n\r\nline\r\n.dotted\r\n")
+        } else {
+            format!("Subject: {n}\r\n\r\n")
+        };
+        assert_eq!(String::from_utf8_lossy(r.items[0].bytes.as_ref().unwrap()), want);
+    }
+    assert_eq!(
+        s.ahead.load(Ordering::SeqCst),
+        0,
+        "a command was sent before the last was answered"
+    );
+
+    // A server whose CAPA lacks TOP: top is UNSUPPORTED, nothing sent.
+    let s = Scripted::start("+OK ready\r\n", |cmd| {
+        if cmd == "CAPA" {
+            Answer::Send("+OK\r\nUSER\r\nUIDL\r\n.\r\n".into())
+        } else {
+            standard(cmd)
+        }
+    });
+    let c = scripted_client(s.port, HERALD_SECURITY_NONE);
+    let op = c.pop3_top("uid-1", 5).unwrap();
+    let r = c.record_of_op(op, LONG);
+    assert_eq!(r.status, HERALD_STATUS_UNSUPPORTED, "{r:?}");
 }

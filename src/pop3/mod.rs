@@ -329,6 +329,13 @@ impl Pop3Driver {
                 }
             }
         }
+        // (Never left over: the loop ends with nothing in flight.)
+        for f in inflight.into_iter().rev() {
+            self.hold_front(f.h);
+        }
+        if let Some(h) = next {
+            self.hold_front(h);
+        }
         if refresh {
             self.close_session(w);
         }
