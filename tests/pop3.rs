@@ -953,6 +953,16 @@ fn scripted_refusals_map_to_statuses() {
     assert_eq!(r.status, HERALD_STATUS_REJECTED, "{r:?}");
     assert!(r.detail.contains("message is on fire"), "{}", r.detail);
 
+    // A message too big to hold in memory is not even asked for.
+    let s = Scripted::start("+OK ready\r\n", |cmd| match cmd {
+        "STAT" => Answer::Send("+OK 1 5000000000\r\n".into()),
+        "LIST" => Answer::Send("+OK\r\n1 5000000000\r\n.\r\n".into()),
+        c if c.starts_with("RETR") => Answer::Endless("+OK\r\n", b"must not be asked for\r\n"),
+        _ => standard(cmd),
+    });
+    let (r, _) = retrieve_from(&s);
+    assert_eq!(r.status, HERALD_STATUS_LIMIT, "{r:?}");
+
     // A refused DELE: all or nothing (RSET), REJECTED.
     static RSET_SENT: AtomicBool = AtomicBool::new(false);
     let s = Scripted::start("+OK ready\r\n", |cmd| {

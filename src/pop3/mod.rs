@@ -68,6 +68,8 @@ const WINDOW: usize = 512;
 
 /// Initial buffer for a retrieved message, at most (it grows as needed).
 const MAX_PREALLOC: usize = 64 << 20;
+/// Largest message retrieved (into memory, as the result's bytes).
+const MAX_MESSAGE: u64 = 1 << 30;
 
 /// The POP3 protocol engine of one pooled connection.
 pub struct Pop3Driver {
@@ -287,6 +289,16 @@ impl Pop3Driver {
                     continue;
                 }
                 match s.lookup(uidl) {
+                    Some(e) if top.is_none() && e.size > MAX_MESSAGE => {
+                        let e = Error::new(
+                            Status::Limit,
+                            format!(
+                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most {MAX_MESSAGE}",
+                                e.num, e.size
+                            ),
+                        );
+                        h.t.complete(Err(e));
+                    }
                     Some(e) => {
                         let entry = e.clone();
                         match top {
@@ -357,7 +369,7 @@ impl Pop3Driver {
             }
             Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
         }
-        let size = usize::try_from(f.entry.size).unwrap_or(usize::MAX);
+        let size = usize::try_from(f.entry.size.min(MAX_MESSAGE)).unwrap_or(usize::MAX);
         // Servers may count octets loosely, but not this loosely: more is an endless response.
         let limit = size.saturating_mul(2).saturating_add(1 << 20);
         let cap = match f.top {
