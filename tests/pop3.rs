@@ -471,6 +471,28 @@ fn one_session_at_a_time_closed_when_idle() {
     );
     // Idle: the main session is closed too (it locks the maildrop).
     assert_eq!(wait_for_connections(d.pop3_port, 0, Duration::from_secs(10)), 0);
+
+    // MAX_CONNECTIONS 2, which Dovecot allows: never more, all byte-exact.
+    let c = stls_client(&d, "bob", "bobpass", &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(2))]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (port, stop2) = (d.pop3_port, stop.clone());
+    let watcher = std::thread::spawn(move || {
+        let mut most = 0;
+        while !stop2.load(Ordering::Relaxed) {
+            most = most.max(established_connections(port));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        most
+    });
+    for _ in 0..3 {
+        let got = run_all(&c, &uidls, |u| c.pop3_retrieve(u).unwrap());
+        for (i, r) in got.iter().enumerate() {
+            assert!(r.ok(), "{r:?}");
+            assert!(r.items[0].bytes.as_deref() == Some(&msgs[i][..]), "message {i}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(watcher.join().unwrap() <= 2);
 }
 
 #[test]

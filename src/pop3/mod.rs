@@ -25,6 +25,11 @@
 //! (refused, bad password, TLS), the op and every op waiting behind it
 //! complete with that error rather than each trying again.
 //!
+//! More than one session per client (MAX_CONNECTIONS > 1, default 1) works
+//! with servers that allow concurrent sessions on a maildrop, as Dovecot
+//! does; one that locks it refuses the extra session with [IN-USE], and the
+//! op that opened it completes TRANSIENT.
+//!
 //! Deletes. A delete op marks every given UIDL that the maildrop has (DELE),
 //! then commits with QUIT, which ends the session. It completes OK with one
 //! item per deleted message; UIDLs not in the maildrop are named in the
@@ -178,7 +183,11 @@ impl Pop3Driver {
                 }
                 w.log(WARN, || format!("cannot open a POP3 session: {e}"));
                 h.t.complete(Err(e.clone()));
-                self.fail_waiting(&e, w);
+                // An extra connection refused as transient (a server that locks
+                // the maildrop: [IN-USE]) leaves the waiting ops to the main one.
+                if w.index == 0 || !e.is_transient() {
+                    self.fail_waiting(&e, w);
+                }
                 None
             }
         }
