@@ -258,7 +258,17 @@ impl<S: Read + Write> Session<S> {
         let user_pass = self.caps.user || !self.caps.known;
         if let Some(stamp) = self.apop_stamp.clone() {
             if !self.tls || (!plain && !user_pass) {
-                return self.apop(user, pass, &stamp);
+                match self.apop(user, pass, &stamp) {
+                    // Some servers send a timestamp but keep APOP secrets for
+                    // some users only: the user chose a plain connection, so
+                    // the password may go as it would without the timestamp.
+                    Err(e) if e.status == Status::Auth && (plain || user_pass) => {
+                        self.trace.log(DEBUG, || {
+                            format!("APOP refused ({}); trying the next mechanism", e.detail)
+                        });
+                    }
+                    r => return r,
+                }
             }
         }
         if plain {
@@ -689,6 +699,19 @@ mod tests {
         s.authenticate("mrose", Some("tanstaaf"), None).unwrap();
         assert_eq!(sent(&s), "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
         assert!(!log.lock().unwrap().join("\n").contains("c4c9334b"));
+    }
+
+    #[test]
+    fn apop_refused_falls_back_to_user_pass() {
+        let (mut s, _) = session("+OK ready <1.2@host>\r\n-ERR [AUTH] no APOP secret\r\n+OK\r\n+OK in\r\n");
+        s.greeting().unwrap();
+        s.caps = Capabilities::parse(&["USER".into()]);
+        s.authenticate("bob", Some("pw"), None).unwrap();
+        let out = sent(&s);
+        assert!(
+            out.starts_with("APOP bob ") && out.ends_with("USER bob\r\nPASS pw\r\n"),
+            "{out}"
+        );
     }
 
     #[test]
