@@ -74,7 +74,8 @@ pub extern "C" fn herald_pop3_list_async(
 /// Retrieves the message named `uidl`, byte-exact (dot-unstuffed, CRLF
 /// kept). Result: one item: uid = message number, `HERALD_FIELD_NAME` = the
 /// UIDL, `HERALD_FIELD_SIZE` = octets as the server lists them, bytes = the
-/// message. `HERALD_STATUS_NOT_FOUND` when the maildrop has no such UIDL.
+/// message. `HERALD_STATUS_NOT_FOUND` when the maildrop has no such UIDL,
+/// `HERALD_STATUS_LIMIT` for a message over 1 GiB (results live in memory).
 /// Retrieve and top ops queued together are pipelined when the server
 /// offers PIPELINING.
 #[no_mangle]
