@@ -1094,3 +1094,54 @@ fn one_command_at_a_time_without_pipelining() {
     let r = c.record_of_op(op, LONG);
     assert_eq!(r.status, HERALD_STATUS_UNSUPPORTED, "{r:?}");
 }
+
+#[test]
+fn cancel_the_op_being_read_and_one_behind_it() {
+    // Three messages; the reply to RETR 1 takes 3 s.
+    fn slow_first(cmd: &str) -> Answer {
+        let mut words = cmd.split(' ');
+        let word = words.next().unwrap_or("").to_ascii_uppercase();
+        let n: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        Answer::Send(match word.as_str() {
+            "STAT" => "+OK 3 60\r\n".into(),
+            "UIDL" => "+OK\r\n1 u1\r\n2 u2\r\n3 u3\r\n.\r\n".into(),
+            "LIST" => "+OK\r\n1 20\r\n2 20\r\n3 20\r\n.\r\n".into(),
+            "RETR" if (1..=3).contains(&n) => {
+                if n == 1 {
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                format!("+OK\r\nSubject: {n}\r\n\r\nbody\r\n.\r\n")
+            }
+            _ => return standard(cmd),
+        })
+    }
+    let s = Scripted::start("+OK ready\r\n", slow_first);
+    let c = scripted_client(s.port, HERALD_SECURITY_NONE);
+    let started = Instant::now();
+    let ops: Vec<u64> = ["u1", "u2", "u3"]
+        .iter()
+        .map(|u| c.pop3_retrieve(u).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // u3 is pipelined behind u1: it completes at once.
+    assert_eq!(c.cancel(ops[2]), HERALD_STATUS_OK);
+    assert_eq!(c.wait(ops[2], Duration::from_millis(500)), HERALD_STATUS_OK);
+    // u1 is being read: its connection is shut down; u2 goes again on a new one.
+    assert_eq!(c.cancel(ops[0]), HERALD_STATUS_OK);
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    let records = c.records();
+    assert_exactly_once(&records, &ops);
+    let by_op = |op| records.iter().find(|r| r.op == op).unwrap();
+    assert!(by_op(ops[0]).cancelled && by_op(ops[2]).cancelled);
+    let r = by_op(ops[1]);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(
+        r.items[0].bytes.as_deref(),
+        Some(&b"Subject: 2\r\n\r\nbody\r\n"[..])
+    );
+}
