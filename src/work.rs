@@ -71,7 +71,7 @@ impl Work {
     pub fn as_send(&self) -> Option<&SendJob> {
         match self {
             Work::Send(j) => Some(j),
-            Work::Pop3(_) => None,
+            _ => None,
         }
     }
 
