@@ -555,6 +555,54 @@ herald_status herald_options_set_int(struct herald_options *o, uint32_t option, 
 void herald_options_free(struct herald_options *o);
 
 /**
+ * Lists the maildrop as it is when the op runs. Result: one item per
+ * message in message-number order: uid = the message number in this
+ * session, `HERALD_FIELD_NAME` = the UIDL, `HERALD_FIELD_SIZE` = octets.
+ * Completion as for every `*_async` call: exactly once, to `cb` (or the
+ * completion queue when `cb` is NULL).
+ */
+herald_status herald_pop3_list_async(struct herald_client *c, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Retrieves the message named `uidl`, byte-exact (dot-unstuffed, CRLF
+ * kept). Result: one item: uid = message number, `HERALD_FIELD_NAME` = the
+ * UIDL, `HERALD_FIELD_SIZE` = octets as the server lists them, bytes = the
+ * message. `HERALD_STATUS_NOT_FOUND` when the maildrop has no such UIDL,
+ * `HERALD_STATUS_LIMIT` for a message over 1 GiB (results live in memory).
+ * Retrieve and top ops queued together are pipelined when the server
+ * offers PIPELINING.
+ */
+herald_status herald_pop3_retrieve_async(struct herald_client *c, const char *uidl, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * The header block and the first `lines` body lines of the message named
+ * `uidl` (TOP). Result as for `herald_pop3_retrieve_async`, the bytes being
+ * the headers, the blank line and those lines. `HERALD_STATUS_UNSUPPORTED`
+ * when the server does not offer TOP.
+ */
+herald_status herald_pop3_top_async(struct herald_client *c, const char *uidl, uint32_t lines, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Deletes the `n` messages named in `uidls` and commits (QUIT) in one
+ * session; the next op opens a new one.
+ *
+ * - OK: the result has one item per message deleted (uid = its message
+ *   number in that session, `HERALD_FIELD_NAME` = the UIDL, `_SIZE`);
+ *   UIDLs the maildrop does not have (already deleted, never there) are
+ *   skipped and named in `detail`.
+ * - `HERALD_STATUS_NOT_FOUND`: none of the UIDLs is in the maildrop;
+ *   nothing was sent.
+ * - Any other error: nothing was deleted, unless `detail` says the
+ *   connection was lost after QUIT was sent, when the outcome is unknown.
+ *   A DELE the server refuses (REJECTED) unmarks the others: all or none.
+ *   A connection lost before QUIT deletes nothing (RFC 1939 §6).
+ * - Cancelled before QUIT: nothing deleted. After QUIT was sent the server
+ *   commits regardless: the completion is cancelled and still carries the
+ *   deleted messages as its result.
+ */
+herald_status herald_pop3_delete_async(struct herald_client *c, const char *const *uidls, size_t n, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
  * Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
  */
 size_t herald_result_count(const struct herald_result *r);

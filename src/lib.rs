@@ -1,7 +1,7 @@
 //! herald: send mail over SMTP and read it over IMAP and POP3 without ever
 //! blocking the caller, through a C ABI (see `include/herald.h`).
 //!
-//! Layout: the protocol engines ([`smtp`], [`pickup`]) and the engine
+//! Layout: the protocol engines ([`smtp`], [`pop3`], [`pickup`]) and the engine
 //! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
 
 pub mod engine;
@@ -12,6 +12,7 @@ pub mod net;
 pub mod options;
 pub mod pickup;
 pub mod pool;
+pub mod pop3;
 pub mod result;
 pub mod smtp;
 pub mod status;

@@ -451,6 +451,21 @@ impl<S: Read + Write> LineConn<S> {
         }
     }
 
+    /// The bytes received but not yet consumed, reading more first when
+    /// none are buffered: for framing that scans raw bytes (POP3's
+    /// dot-terminated bodies). Pair with [`consume`](Self::consume).
+    pub fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.start == self.end {
+            self.fill()?;
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Marks `n` bytes of what [`fill_buf`](Self::fill_buf) returned as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
     /// Reads exactly `n` bytes into `out`.
     pub fn read_exact_into(&mut self, n: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let mut left = n;

@@ -52,6 +52,9 @@ pub fn driver_factory(options: &Options) -> Result<DriverFactory> {
         Protocol::Pickup => Ok(Box::new(|o: &Arc<Options>| {
             Box::new(crate::pickup::PickupDriver::new(o.clone())) as Box<dyn Driver>
         })),
+        Protocol::Pop3 => Ok(Box::new(|o: &Arc<Options>| {
+            Box::new(crate::pop3::Pop3Driver::new(o.clone())) as Box<dyn Driver>
+        })),
         p => Err(Error::new(
             Status::Unsupported,
             format!("{} clients are not available in this build", p.name()),

@@ -11,22 +11,35 @@ pub struct SendJob {
     pub data: Vec<u8>,
 }
 
+/// A POP3 op. Messages are named by UIDL (checked at submit: printable
+/// ASCII, no spaces); message numbers never leave a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pop3Job {
+    List,
+    Retrieve { uidl: String },
+    Top { uidl: String, lines: u32 },
+    Delete { uidls: Vec<String> },
+}
+
 /// What an op does.
 #[derive(Debug)]
 pub enum Work {
     Send(SendJob),
+    Pop3(Pop3Job),
 }
 
 impl Work {
     fn name(&self) -> &'static str {
         match self {
             Work::Send(_) => "send",
+            Work::Pop3(_) => "POP3",
         }
     }
 
     fn protocols(&self) -> &'static [Protocol] {
         match self {
             Work::Send(_) => &[Protocol::Smtp, Protocol::Pickup],
+            Work::Pop3(_) => &[Protocol::Pop3],
         }
     }
 
@@ -58,6 +71,15 @@ impl Work {
     pub fn as_send(&self) -> Option<&SendJob> {
         match self {
             Work::Send(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    /// The job of a POP3 op.
+    pub fn as_pop3(&self) -> Option<&Pop3Job> {
+        match self {
+            Work::Pop3(j) => Some(j),
+            _ => None,
         }
     }
 }

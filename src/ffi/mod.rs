@@ -21,6 +21,7 @@ pub mod client;
 pub mod completion;
 pub mod message;
 pub mod options;
+pub mod pop3;
 pub mod result;
 pub mod smtp;
 

@@ -401,3 +401,5 @@ pub fn raw_message(subject: &str, size: usize) -> Vec<u8> {
     }
     m
 }
+
+pub mod pop3;

@@ -11,6 +11,8 @@
 //!   LOGIN over STARTTLS) relaying to its own `SmtpSink`. Users `alice`,
 //!   `bob`, `carol` with passwords `alicepass`, `bobpass`, `carolpass`. The
 //!   config template is `tests/servers/dovecot.conf.in`.
+//! * [`imap_append`]: a minimal IMAP client that stores messages byte for
+//!   byte with APPEND, to put mail in independently of herald.
 //!
 //! Install the servers with `scripts/install-test-deps.sh` (as root, or with
 //! sudo). Dovecot must be started as root (it switches to the `vmail` user
@@ -65,6 +67,10 @@ pub const DOVECOT: &str = "/usr/sbin/dovecot";
 pub const DOVEADM: &str = "/usr/bin/doveadm";
 /// Users of every [`Dovecot`] instance: `(user, password)`.
 pub const USERS: [(&str, &str); 3] = [("alice", "alicepass"), ("bob", "bobpass"), ("carol", "carolpass")];
+
+mod imap_append;
+#[allow(unused_imports)] // not every test file stores mail over IMAP
+pub use imap_append::imap_append;
 
 const DOVECOT_CONF_TEMPLATE: &str = include_str!("../servers/dovecot.conf.in");
 const START_TIMEOUT: Duration = Duration::from_secs(20);

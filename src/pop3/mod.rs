@@ -1,0 +1,638 @@
+//! herald's POP3 client (RFC 1939, with CAPA, PIPELINING and RESP-CODES
+//! from RFC 2449, STLS from RFC 2595, SASL from RFC 5034).
+//!
+//! Sessions. A POP3 server locks the maildrop for one session and shows it
+//! as it was at login, so a session is opened when an op needs one, kept
+//! while ops keep coming, and closed with QUIT when idle (IDLE_TIMEOUT_MS;
+//! also on the main worker). At open it takes the maildrop's map (UIDL and
+//! LIST): messages are named by UIDL and the message numbers never leave the
+//! session. A list op always reports a map taken after the op was queued,
+//! reopening a session that is older; a retrieve, top or delete whose UIDL
+//! is missing from an older session's map reopens once before answering
+//! `NOT_FOUND`, so mail that arrived meanwhile is found.
+//!
+//! Pipelining. When the server offers PIPELINING, a RETR or TOP op takes the
+//! RETR and TOP ops queued behind it and keeps up to `WINDOW` commands on
+//! the wire, reading the responses strictly in order and completing each op
+//! with its own outcome. Without PIPELINING, one command at a time.
+//!
+//! Failures. A lost connection fails nothing that could still succeed: ops
+//! whose responses had not arrived (and the one being read, unless its reply
+//! was malformed) are retried once on a new session; list, retrieve and top
+//! have no side effects, and a delete commits only at QUIT. Not retried: a
+//! timeout, a second loss, a delete whose QUIT was already sent (its outcome
+//! is unknown, and the completion says so). When a session cannot be opened
+//! (refused, bad password, TLS), the op and every op waiting behind it
+//! complete with that error rather than each trying again.
+//!
+//! More than one session per client (MAX_CONNECTIONS > 1, default 1) works
+//! with servers that allow concurrent sessions on a maildrop, as Dovecot
+//! does; one that locks it refuses the extra session with [IN-USE], and the
+//! op that opened it completes TRANSIENT.
+//!
+//! Deletes. A delete op marks every given UIDL that the maildrop has (DELE),
+//! then commits with QUIT, which ends the session. It completes OK with one
+//! item per deleted message; UIDLs not in the maildrop are named in the
+//! detail; if none of them is, it is `NOT_FOUND` and nothing is sent. A DELE
+//! the server refuses resets the others (RSET): nothing is deleted. A session
+//! is never ended with QUIT while messages are marked that the user did not
+//! ask to delete.
+//!
+//! Cancel. The op being waited on is aborted (the socket is shut down);
+//! ops pipelined or waiting behind it complete at once and their responses,
+//! if on the wire, are read and dropped. Once a delete's QUIT is sent, a
+//! cancel can no longer stop it: the op completes cancelled, with the
+//! deleted messages as its result.
+
+pub mod codec;
+pub mod md5;
+pub mod response;
+pub mod session;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::CancelMode;
+use crate::log::{DEBUG, INFO, WARN};
+use crate::net::{ConnCtl, Stream};
+use crate::options::Options;
+use crate::pool::{Driver, Ticket, WorkerCtx};
+use crate::result::{field, Outcome, ResultData, ResultItem, Success};
+use crate::status::{Error, Result, Status};
+use crate::work::Pop3Job;
+
+use response::Kind;
+use session::{Entry, Session};
+
+/// Most commands on the wire at once. A command is at most 27 bytes
+/// ("TOP 4294967295 4294967295\r\n"), so a full window (under 14 KB) always
+/// fits in the socket buffers: herald never blocks writing commands while
+/// the server blocks writing the responses herald has not read yet.
+const WINDOW: usize = 512;
+
+/// Initial buffer for a retrieved message, at most (it grows as needed).
+const MAX_PREALLOC: usize = 64 << 20;
+/// Largest message retrieved (into memory, as the result's bytes).
+const MAX_MESSAGE: u64 = 1 << 30;
+
+/// The POP3 protocol engine of one pooled connection.
+pub struct Pop3Driver {
+    opts: Arc<Options>,
+    tls: Option<native_tls::TlsConnector>,
+    session: Option<Session<Stream>>,
+    /// The current session's connection control (to tell a cancel's abort
+    /// from a lost connection).
+    ctl: Option<Arc<ConnCtl>>,
+    /// Ops taken from the queue and not yet run, in order.
+    held: VecDeque<Held>,
+}
+
+/// An op this worker holds, and when it took it: a session opened before
+/// then may not show mail that arrived before the op was queued.
+struct Held {
+    t: Ticket,
+    taken: Instant,
+}
+
+impl Held {
+    fn new(t: Ticket) -> Held {
+        Held {
+            t,
+            taken: Instant::now(),
+        }
+    }
+}
+
+/// A RETR or TOP on the wire.
+struct Flight {
+    h: Held,
+    entry: Entry,
+    top: Option<u32>,
+}
+
+/// The UIDL and TOP line count of a retrieve or top op.
+fn fetch_args(t: &Ticket) -> Option<(&str, Option<u32>)> {
+    match t.work.as_pop3()? {
+        Pop3Job::Retrieve { uidl } => Some((uidl, None)),
+        Pop3Job::Top { uidl, lines } => Some((uidl, Some(*lines))),
+        _ => None,
+    }
+}
+
+fn not_found(uidl: &str) -> Error {
+    Error::new(
+        Status::NotFound,
+        format!("no message with UIDL {uidl} in the maildrop"),
+    )
+}
+
+/// The result item of a message.
+fn item(e: &Entry) -> ResultItem {
+    ResultItem::new(e.num as u64)
+        .with_str(field::NAME, &e.uidl)
+        .with_int(field::SIZE, e.size)
+}
+
+impl Pop3Driver {
+    pub fn new(opts: Arc<Options>) -> Self {
+        Pop3Driver {
+            opts,
+            tls: None,
+            session: None,
+            ctl: None,
+            held: VecDeque::new(),
+        }
+    }
+
+    /// Keeps an op to run later; a cancel completes it at once meanwhile.
+    fn hold_front(&mut self, h: Held) {
+        h.t.set_cancel_mode(CancelMode::Defer);
+        self.held.push_front(h);
+    }
+
+    /// Opens a session unless one is open. On failure `h` completes with the
+    /// error, and so does every op waiting behind it, unless the failure was
+    /// `h`'s own cancel.
+    fn ensure_session(&mut self, h: Held, w: &mut WorkerCtx) -> Option<Held> {
+        if self.session.is_some() {
+            return Some(h);
+        }
+        h.t.set_cancel_mode(CancelMode::Abort);
+        let ctl = w.new_ctl();
+        match Session::open(&self.opts, &mut self.tls, &ctl, w.tracer()) {
+            Ok(s) => {
+                w.log(INFO, || {
+                    format!(
+                        "connected to {}:{}{}{}; {} messages in the maildrop",
+                        self.opts.host(),
+                        self.opts.port(),
+                        if s.tls { " (TLS)" } else { "" },
+                        if s.caps.pipelining { " with PIPELINING" } else { "" },
+                        s.entries.len()
+                    )
+                });
+                self.session = Some(s);
+                self.ctl = Some(ctl);
+                Some(h)
+            }
+            Err(e) => {
+                if ctl.is_aborted() || !h.t.is_live() {
+                    h.t.complete(Err(Error::cancelled()));
+                    return None;
+                }
+                w.log(WARN, || format!("cannot open a POP3 session: {e}"));
+                h.t.complete(Err(e.clone()));
+                // An extra connection refused as transient (a server that locks
+                // the maildrop: [IN-USE]) leaves the waiting ops to the main one.
+                if w.index == 0 || !e.is_transient() {
+                    self.fail_waiting(&e, w);
+                }
+                None
+            }
+        }
+    }
+
+    /// Completes every op held or queued with `e` (a session could not be
+    /// opened: they would meet the same error, each after its own wait).
+    fn fail_waiting(&mut self, e: &Error, w: &mut WorkerCtx) {
+        for h in self.held.drain(..) {
+            h.t.complete(Err(e.clone()));
+        }
+        while let Some(t) = w.try_next() {
+            t.complete(Err(e.clone()));
+        }
+    }
+
+    /// Ends the session politely (QUIT; RSET first if anything is marked).
+    fn close_session(&mut self, w: &mut WorkerCtx) {
+        if let Some(s) = self.session.take() {
+            w.log(DEBUG, || "closing the POP3 session".into());
+            s.quit();
+        }
+        self.ctl = None;
+    }
+
+    /// Forgets the session without QUIT: the server commits nothing.
+    fn drop_session(&mut self) {
+        self.session = None;
+        self.ctl = None;
+    }
+
+    /// Was the connection shut down by a cancel (not by the server or the network)?
+    fn aborted_by_cancel(&self, w: &WorkerCtx) -> bool {
+        self.ctl.as_ref().is_some_and(|c| c.is_aborted()) && !w.shutting_down()
+    }
+
+    fn step(&mut self, h: Held, w: &mut WorkerCtx) {
+        if !h.t.is_live() {
+            h.t.complete(Err(Error::cancelled()));
+            return;
+        }
+        h.t.set_cancel_mode(CancelMode::Abort);
+        match h.t.work.as_pop3() {
+            Some(Pop3Job::List) => self.list(h, w),
+            Some(Pop3Job::Retrieve { .. } | Pop3Job::Top { .. }) => self.fetch(h, w),
+            Some(Pop3Job::Delete { .. }) => self.delete(h, w),
+            None => {
+                h.t.complete(Err(Error::invalid("a POP3 client runs only POP3 ops")))
+            }
+        }
+    }
+
+    /// Lists the maildrop as a session opened after the op was taken sees it.
+    fn list(&mut self, h: Held, w: &mut WorkerCtx) {
+        if self.session.as_ref().is_some_and(|s| s.opened_at < h.taken) {
+            self.close_session(w);
+        }
+        let Some(h) = self.ensure_session(h, w) else {
+            return;
+        };
+        let Some(s) = self.session.as_ref() else {
+            h.t.complete(Err(Error::new(Status::Panic, "no session")));
+            return;
+        };
+        let items: Vec<ResultItem> = s.entries.iter().map(item).collect();
+        let detail = format!("{} messages, {} octets", items.len(), s.octets);
+        h.t.complete(Ok(Success::new(0, detail).with_result(ResultData::new(items))));
+    }
+
+    /// Runs a retrieve or top op and, pipelined behind it, the retrieve and
+    /// top ops queued after it.
+    fn fetch(&mut self, first: Held, w: &mut WorkerCtx) {
+        let Some(first) = self.ensure_session(first, w) else {
+            return;
+        };
+        let mut next = Some(first);
+        let mut inflight: VecDeque<Flight> = VecDeque::new();
+        let mut pulling = true;
+        let mut refresh = false;
+        while let Some(s) = self.session.as_mut() {
+            let window = if s.caps.pipelining { WINDOW } else { 1 };
+            let mut out = Vec::new();
+            while inflight.len() < window {
+                let h = match next.take() {
+                    Some(h) => h,
+                    None if !pulling => break,
+                    None => match self.held.pop_front().or_else(|| w.try_next().map(Held::new)) {
+                        Some(h) => h,
+                        None => break,
+                    },
+                };
+                let Some((uidl, top)) = fetch_args(&h.t) else {
+                    // Not a fetch: it runs after this pipeline.
+                    h.t.set_cancel_mode(CancelMode::Defer);
+                    self.held.push_front(h);
+                    pulling = false;
+                    break;
+                };
+                if !h.t.is_live() {
+                    h.t.complete(Err(Error::cancelled()));
+                    continue;
+                }
+                if top.is_some() && s.caps.known && !s.caps.top {
+                    h.t.complete(Err(Error::new(
+                        Status::Unsupported,
+                        "the server does not offer TOP",
+                    )));
+                    continue;
+                }
+                match s.lookup(uidl) {
+                    Some(e) if top.is_none() && e.size > MAX_MESSAGE => {
+                        let e = Error::new(
+                            Status::Limit,
+                            format!(
+                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most {MAX_MESSAGE}",
+                                e.num, e.size
+                            ),
+                        );
+                        h.t.complete(Err(e));
+                    }
+                    Some(e) => {
+                        let entry = e.clone();
+                        match top {
+                            None => out.extend_from_slice(format!("RETR {}\r\n", entry.num).as_bytes()),
+                            Some(n) => out.extend_from_slice(format!("TOP {} {n}\r\n", entry.num).as_bytes()),
+                        }
+                        h.t.set_cancel_mode(CancelMode::Defer);
+                        inflight.push_back(Flight { h, entry, top });
+                    }
+                    None if s.opened_at >= h.taken => {
+                        let e = not_found(uidl);
+                        h.t.complete(Err(e));
+                    }
+                    None => {
+                        // The session may predate the message: look again in a new one.
+                        h.t.set_cancel_mode(CancelMode::Defer);
+                        self.held.push_front(h);
+                        pulling = false;
+                        refresh = true;
+                        break;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                if let Err(e) = s.send(&out) {
+                    self.lost(e, None, inflight, w);
+                    return;
+                }
+            }
+            let Some(f) = inflight.pop_front() else { break };
+            f.h.t.set_cancel_mode(CancelMode::Abort);
+            match Self::read_fetched(s, &f) {
+                Ok(outcome) => {
+                    f.h.t.set_cancel_mode(CancelMode::Defer);
+                    f.h.t.complete(outcome);
+                }
+                Err(e) => {
+                    self.lost(e, Some(f.h), inflight, w);
+                    return;
+                }
+            }
+        }
+        // (Never left over: the loop ends with nothing in flight.)
+        for f in inflight.into_iter().rev() {
+            self.hold_front(f.h);
+        }
+        if let Some(h) = next {
+            self.hold_front(h);
+        }
+        if refresh {
+            self.close_session(w);
+        }
+    }
+
+    /// Reads the response to a RETR or TOP: the op's outcome, or the
+    /// connection's failure.
+    fn read_fetched(s: &mut Session<Stream>, f: &Flight) -> Result<Outcome> {
+        let r = s.response()?;
+        let t = &f.h.t;
+        match r.kind {
+            Kind::Ok => {}
+            Kind::Err => {
+                let cmd = if f.top.is_some() { "TOP" } else { "RETR" };
+                return Ok(Err(r.error(&format!(
+                    "{cmd} of message {} (UIDL {})",
+                    f.entry.num, f.entry.uidl
+                ))));
+            }
+            Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
+        }
+        let size = usize::try_from(f.entry.size.min(MAX_MESSAGE)).unwrap_or(usize::MAX);
+        // Servers may count octets loosely, but not this loosely: more is an endless response.
+        let limit = size.saturating_mul(2).saturating_add(1 << 20);
+        let cap = match f.top {
+            None => size.saturating_add(64).min(MAX_PREALLOC),
+            Some(_) => size.min(64 * 1024),
+        };
+        let mut body = Vec::with_capacity(cap);
+        let total = f.entry.size;
+        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))?;
+        let len = body.len() as u64;
+        t.progress(len, len);
+        let detail = match f.top {
+            None => format!("message {} ({} bytes)", f.entry.num, len),
+            Some(n) => format!("headers and {n} lines of message {} ({} bytes)", f.entry.num, len),
+        };
+        Ok(Ok(Success::new(0, detail).with_result(ResultData::new(vec![
+            item(&f.entry).with_bytes(body),
+        ]))))
+    }
+
+    /// The connection failed with `e` while reading the response of `front`
+    /// (if any), with `behind` on the wire after it. The session is gone;
+    /// ops are retried once on a new one or completed with the error.
+    fn lost(&mut self, e: Error, front: Option<Held>, behind: VecDeque<Flight>, w: &mut WorkerCtx) {
+        let by_cancel = self.aborted_by_cancel(w);
+        self.drop_session();
+        let mut retry = Vec::new();
+        if let Some(h) = front {
+            if e.status == Status::Protocol {
+                // The malformed response was this op's.
+                h.t.complete(Err(e.clone()));
+            } else {
+                Self::retry_or_fail(h, &e, by_cancel, &mut retry, w);
+            }
+        }
+        for f in behind {
+            Self::retry_or_fail(f.h, &e, by_cancel, &mut retry, w);
+        }
+        for h in retry.into_iter().rev() {
+            self.hold_front(h);
+        }
+    }
+
+    /// An op whose response never came: retry it once on a new session,
+    /// unless the connection timed out or this was its second try.
+    fn retry_or_fail(mut h: Held, e: &Error, by_cancel: bool, retry: &mut Vec<Held>, w: &WorkerCtx) {
+        if !h.t.is_live() {
+            h.t.complete(Err(Error::cancelled()));
+        } else if by_cancel {
+            // Another op's cancel cut the connection: not this op's failure.
+            retry.push(h);
+        } else if e.is_timeout() || h.t.attempts > 0 {
+            let detail = format!("{}; no response arrived for this op", e.detail);
+            h.t.complete(Err(Error::new(e.status, detail)));
+        } else {
+            h.t.attempts += 1;
+            w.log(WARN, || {
+                format!("op {}: {}; retrying on a new session", h.t.id, e.detail)
+            });
+            retry.push(h);
+        }
+    }
+
+    /// Deletes the op's UIDLs that the maildrop has and commits with QUIT.
+    fn delete(&mut self, h: Held, w: &mut WorkerCtx) {
+        let uidls: Vec<String> = match h.t.work.as_pop3() {
+            Some(Pop3Job::Delete { uidls }) => {
+                let mut seen = HashSet::new();
+                uidls
+                    .iter()
+                    .filter(|u| seen.insert(u.as_str()))
+                    .cloned()
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let Some(mut h) = self.ensure_session(h, w) else {
+            return;
+        };
+        let stale = |s: &Session<Stream>, h: &Held| {
+            s.opened_at < h.taken && uidls.iter().any(|u| s.lookup(u).is_none())
+        };
+        if self.session.as_ref().is_some_and(|s| stale(s, &h)) {
+            // The session may predate some of them: look again in a new one.
+            self.close_session(w);
+            match self.ensure_session(h, w) {
+                Some(h2) => h = h2,
+                None => return,
+            }
+        }
+        let Some(s) = self.session.as_mut() else {
+            h.t.complete(Err(Error::new(Status::Panic, "no session")));
+            return;
+        };
+        let mut found: Vec<Entry> = Vec::new();
+        let mut missing: Vec<&str> = Vec::new();
+        for u in &uidls {
+            match s.lookup(u) {
+                Some(e) => found.push(e.clone()),
+                None => missing.push(u),
+            }
+        }
+        if found.is_empty() {
+            let e = Error::new(
+                Status::NotFound,
+                format!(
+                    "no message with UIDL {} in the maildrop; nothing was deleted",
+                    missing.join(", ")
+                ),
+            );
+            h.t.complete(Err(e));
+            return;
+        }
+
+        // Mark them: DELE, up to WINDOW on the wire at once.
+        h.t.set_cancel_mode(CancelMode::Abort);
+        let window = if s.caps.pipelining { WINDOW } else { 1 };
+        let mut refused: Option<Error> = None;
+        let (mut sent, mut answered) = (0, 0);
+        while answered < found.len() {
+            if sent < found.len() && sent - answered < window.div_ceil(2).max(1) {
+                let mut out = Vec::new();
+                while sent < found.len() && sent - answered < window {
+                    out.extend_from_slice(format!("DELE {}\r\n", found[sent].num).as_bytes());
+                    sent += 1;
+                }
+                if let Err(e) = s.send(&out) {
+                    self.delete_lost(h, e, w);
+                    return;
+                }
+            }
+            match s.response() {
+                Ok(r) if r.is_ok() => s.marked += 1,
+                Ok(r) if r.kind == Kind::Err => {
+                    if refused.is_none() {
+                        let f = &found[answered];
+                        refused = Some(r.error(&format!("DELE of message {} (UIDL {})", f.num, f.uidl)));
+                    }
+                }
+                Ok(r) => {
+                    let e = Error::protocol(format!("unexpected reply to DELE: {r}"));
+                    self.delete_lost(h, e, w);
+                    return;
+                }
+                Err(e) => {
+                    self.delete_lost(h, e, w);
+                    return;
+                }
+            }
+            answered += 1;
+        }
+        if let Some(mut e) = refused {
+            // Unmark the others: a delete is all of the messages or none.
+            match s.command("RSET") {
+                Ok(r) if r.is_ok() => s.marked = 0,
+                // Not reset: close without QUIT, so nothing is deleted.
+                _ => self.drop_session(),
+            }
+            e.detail.push_str("; nothing was deleted");
+            h.t.complete(Err(e));
+            return;
+        }
+
+        // Commit. From here a cancel cannot stop the server: it only marks the op.
+        h.t.set_cancel_mode(CancelMode::Cooperative);
+        if !h.t.is_live() {
+            // Cancelled before QUIT: closing without it deletes nothing.
+            self.drop_session();
+            h.t.complete(Err(Error::cancelled()));
+            return;
+        }
+        let Some(mut s) = self.session.take() else {
+            h.t.complete(Err(Error::new(Status::Panic, "no session")));
+            return;
+        };
+        let n = found.len();
+        if let Err(e) = s.send(b"QUIT\r\n") {
+            drop(s);
+            self.delete_lost(h, e, w);
+            return;
+        }
+        self.ctl = None;
+        let reply = s.response();
+        drop(s);
+        match reply {
+            Ok(r) if r.is_ok() => {
+                let mut detail = format!("deleted {n} message{}", if n == 1 { "" } else { "s" });
+                if !missing.is_empty() {
+                    detail.push_str(&format!("; not in the maildrop: {}", missing.join(", ")));
+                }
+                let items = found.iter().map(item).collect();
+                h.t.complete(Ok(Success::new(0, detail).with_result(ResultData::new(items))));
+            }
+            Ok(r) => {
+                let mut e = r.error("QUIT");
+                e.detail.push_str(&format!(
+                    "; the server may have removed some of the {n} marked messages, not all"
+                ));
+                h.t.complete(Err(e));
+            }
+            Err(e) => {
+                let detail = format!(
+                    "{}; the connection was lost after QUIT was sent, before its reply: \
+                     the server may or may not have deleted the {n} messages",
+                    e.detail
+                );
+                h.t.complete(Err(Error::new(e.status, detail)));
+            }
+        }
+    }
+
+    /// A delete's connection failed before its QUIT was sent: the server
+    /// deleted nothing. Retried once on a new session, like any op whose
+    /// outcome could not have taken effect.
+    fn delete_lost(&mut self, mut h: Held, e: Error, w: &mut WorkerCtx) {
+        let by_cancel = self.aborted_by_cancel(w);
+        self.drop_session();
+        if !h.t.is_live() {
+            h.t.complete(Err(Error::cancelled()));
+        } else if !by_cancel && (e.is_timeout() || e.status == Status::Protocol || h.t.attempts > 0) {
+            let detail = format!(
+                "{}; the connection was lost before QUIT, so nothing was deleted",
+                e.detail
+            );
+            h.t.complete(Err(Error::new(e.status, detail)));
+        } else {
+            if !by_cancel {
+                h.t.attempts += 1;
+            }
+            w.log(WARN, || {
+                format!(
+                    "op {}: {}; nothing was deleted, retrying on a new session",
+                    h.t.id, e.detail
+                )
+            });
+            self.hold_front(h);
+        }
+    }
+}
+
+impl Driver for Pop3Driver {
+    fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
+        self.held.push_back(Held::new(first));
+        while let Some(h) = self.held.pop_front() {
+            self.step(h, w);
+        }
+    }
+
+    fn close_idle(&mut self, w: &mut WorkerCtx) {
+        self.close_session(w);
+    }
+
+    /// An open session locks the maildrop, and deletes commit only at QUIT.
+    fn close_main_when_idle(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,791 @@
+//! A POP3 session (RFC 1939, 2449, 2595, 5034): greeting, CAPA, STLS or
+//! implicit TLS, login (SASL PLAIN or XOAUTH2, USER/PASS, APOP), and the
+//! maildrop's message map (STAT, UIDL, LIST), taken once per session: a
+//! POP3 server shows each session the maildrop as it was at login.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use super::md5;
+use super::response::{read_body, read_listing, read_response, Kind, Response};
+use crate::log::{Tracer, DEBUG, TRACE};
+use crate::net::{self, ConnCtl, LineConn, Stream};
+use crate::options::{Options, Security};
+use crate::status::{Error, Result, Status};
+
+/// Most lines accepted in a CAPA listing.
+const MAX_CAPA_LINES: usize = 1000;
+/// Most messages accepted in one maildrop (bounds the listings' memory).
+const MAX_MESSAGES: usize = 10_000_000;
+/// RFC 5034 §4: an AUTH command with its initial response is at most 255 octets.
+const MAX_AUTH_LINE: usize = 255;
+
+/// What the server said in its CAPA reply (RFC 2449).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The server answered CAPA at all (RFC 1939-only servers don't).
+    pub known: bool,
+    pub top: bool,
+    pub uidl: bool,
+    pub pipelining: bool,
+    pub stls: bool,
+    pub user: bool,
+    pub resp_codes: bool,
+    /// SASL mechanisms, upper case.
+    pub sasl: Vec<String>,
+}
+
+impl Capabilities {
+    pub fn parse(lines: &[String]) -> Capabilities {
+        let mut c = Capabilities {
+            known: true,
+            ..Default::default()
+        };
+        for line in lines {
+            let mut words = line.split_whitespace();
+            let Some(tag) = words.next() else { continue };
+            match tag.to_ascii_uppercase().as_str() {
+                "TOP" => c.top = true,
+                "UIDL" => c.uidl = true,
+                "PIPELINING" => c.pipelining = true,
+                "STLS" => c.stls = true,
+                "USER" => c.user = true,
+                "RESP-CODES" => c.resp_codes = true,
+                "SASL" => {
+                    for m in words {
+                        let m = m.to_ascii_uppercase();
+                        if !c.sasl.contains(&m) {
+                            c.sasl.push(m);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    fn sasl(&self, mech: &str) -> bool {
+        self.sasl.iter().any(|m| m == mech)
+    }
+}
+
+/// One message of the maildrop, as this session numbers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The message number, valid in this session only.
+    pub num: u32,
+    pub uidl: String,
+    /// Octets, as LIST says.
+    pub size: u64,
+}
+
+/// An open POP3 session over `S`, logged in (TRANSACTION state) once
+/// [`Session::open`] returns it.
+pub struct Session<S: Read + Write> {
+    pub conn: LineConn<S>,
+    pub caps: Capabilities,
+    pub tls: bool,
+    /// When the maildrop map was taken: what this session can see is the
+    /// maildrop as of then.
+    pub opened_at: Instant,
+    /// The maildrop's messages in message-number order.
+    pub entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    /// Total octets (STAT).
+    pub octets: u64,
+    /// Messages marked deleted (DELE) and neither committed nor reset.
+    pub marked: usize,
+    /// The greeting's APOP timestamp, "<...@...>".
+    apop_stamp: Option<String>,
+    trace: Tracer,
+    ctl: Option<CtlGuard>,
+}
+
+/// Tells the connection control that the socket is gone when the session drops.
+struct CtlGuard(Arc<ConnCtl>);
+
+impl Drop for CtlGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// The APOP timestamp in a greeting: "<" ... "@" ... ">" (RFC 1939 §7).
+fn apop_stamp(greeting: &str) -> Option<String> {
+    let start = greeting.find('<')?;
+    let len = greeting[start..].find('>')?;
+    let stamp = &greeting[start..=start + len];
+    (stamp.contains('@') && stamp.is_ascii() && !stamp.contains(' ')).then(|| stamp.to_string())
+}
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+impl<S: Read + Write> Session<S> {
+    pub fn new(stream: S, trace: Tracer) -> Self {
+        Session {
+            conn: LineConn::new(stream),
+            caps: Capabilities::default(),
+            tls: false,
+            opened_at: Instant::now(),
+            entries: Vec::new(),
+            index: HashMap::new(),
+            octets: 0,
+            marked: 0,
+            apop_stamp: None,
+            trace,
+            ctl: None,
+        }
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        &self.trace
+    }
+
+    /// Writes `data` (one or more commands) and logs each command line.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        if self.trace.enabled(TRACE) {
+            for line in String::from_utf8_lossy(data)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+            {
+                self.trace.log(TRACE, || format!("C: {line}"));
+            }
+        }
+        self.conn
+            .write_all(data)
+            .and_then(|_| self.conn.flush())
+            .map_err(|e| Error::from_io(&e, "sending to the POP3 server"))
+    }
+
+    /// Sends `shown` followed by a secret, logging only `shown`.
+    fn send_secret(&mut self, shown: &str, secret: &str) -> Result<()> {
+        self.trace
+            .log(TRACE, || format!("C: {shown}<credentials hidden>"));
+        let line = format!("{shown}{secret}\r\n");
+        self.conn
+            .write_all(line.as_bytes())
+            .and_then(|_| self.conn.flush())
+            .map_err(|e| Error::from_io(&e, "sending to the POP3 server"))
+    }
+
+    /// Reads one status line.
+    pub fn response(&mut self) -> Result<Response> {
+        let r = read_response(&mut self.conn)?;
+        self.trace.log(TRACE, || format!("S: {r}"));
+        Ok(r)
+    }
+
+    /// Sends one command and reads its status line.
+    pub fn command(&mut self, cmd: &str) -> Result<Response> {
+        self.send(format!("{cmd}\r\n").as_bytes())?;
+        self.response()
+    }
+
+    /// Reads a multi-line listing; the trace shows only its length.
+    fn listing(&mut self, max_lines: usize, what: &str) -> Result<Vec<String>> {
+        let lines = read_listing(&mut self.conn, max_lines)?;
+        self.trace
+            .log(TRACE, || format!("S: <{what} listing, {} lines>", lines.len()));
+        Ok(lines)
+    }
+
+    /// Reads a message body (RETR, TOP) into `out`; the trace shows only its size.
+    pub fn body(&mut self, limit: usize, out: &mut Vec<u8>, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        read_body(&mut self.conn, limit, out, progress)?;
+        self.trace
+            .log(TRACE, || format!("S: <message, {} bytes>", out.len()));
+        Ok(())
+    }
+
+    /// Reads the greeting: +OK (keeping an APOP timestamp), or the refusal.
+    pub fn greeting(&mut self) -> Result<()> {
+        let r = self.response()?;
+        match r.kind {
+            Kind::Ok => {
+                self.apop_stamp = apop_stamp(&r.text);
+                Ok(())
+            }
+            Kind::Err => Err(r.error("the server refused the connection")),
+            Kind::Continue => Err(Error::protocol(format!("unexpected greeting: {r}"))),
+        }
+    }
+
+    /// Asks for the capabilities; a server without CAPA has none we know of.
+    pub fn capa(&mut self) -> Result<()> {
+        self.send(b"CAPA\r\n")?;
+        self.read_capa()
+    }
+
+    fn read_capa(&mut self) -> Result<()> {
+        let r = self.response()?;
+        match r.kind {
+            Kind::Ok => {
+                let lines = read_listing(&mut self.conn, MAX_CAPA_LINES)?;
+                for l in &lines {
+                    self.trace.log(TRACE, || format!("S: {l}"));
+                }
+                self.caps = Capabilities::parse(&lines);
+            }
+            Kind::Err => {}
+            Kind::Continue => return Err(Error::protocol(format!("unexpected reply to CAPA: {r}"))),
+        }
+        Ok(())
+    }
+
+    /// Logs in with the best mechanism both sides have. Over an unencrypted
+    /// connection APOP comes first (it does not reveal the password); over
+    /// TLS, SASL PLAIN, then USER/PASS, then APOP.
+    pub fn authenticate(&mut self, user: &str, password: Option<&str>, token: Option<&str>) -> Result<()> {
+        if let Some(token) = token {
+            if !self.caps.sasl("XOAUTH2") {
+                return Err(self.no_mechanism("SASL XOAUTH2"));
+            }
+            let ir = b64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes());
+            return self.sasl("XOAUTH2", &ir);
+        }
+        let Some(pass) = password else {
+            return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
+        };
+        let plain = self.caps.sasl("PLAIN");
+        // Without CAPA, USER/PASS is the baseline every server knows.
+        let user_pass = self.caps.user || !self.caps.known;
+        if let Some(stamp) = self.apop_stamp.clone() {
+            if !self.tls || (!plain && !user_pass) {
+                match self.apop(user, pass, &stamp) {
+                    // Some servers send a timestamp but keep APOP secrets for
+                    // some users only: the user chose a plain connection, so
+                    // the password may go as it would without the timestamp.
+                    Err(e) if e.status == Status::Auth && (plain || user_pass) => {
+                        self.trace.log(DEBUG, || {
+                            format!("APOP refused ({}); trying the next mechanism", e.detail)
+                        });
+                    }
+                    r => return r,
+                }
+            }
+        }
+        if plain {
+            let ir = b64(format!("\0{user}\0{pass}").as_bytes());
+            return self.sasl("PLAIN", &ir);
+        }
+        if user_pass {
+            let r = self.command(&format!("USER {user}"))?;
+            if !r.is_ok() {
+                return Err(r.auth_error());
+            }
+            self.send_secret("PASS ", pass)?;
+            let r = self.response()?;
+            return if r.is_ok() { Ok(()) } else { Err(r.auth_error()) };
+        }
+        Err(self.no_mechanism("SASL PLAIN, USER or APOP"))
+    }
+
+    fn apop(&mut self, user: &str, pass: &str, stamp: &str) -> Result<()> {
+        let digest = md5::hex_digest(format!("{stamp}{pass}").as_bytes());
+        self.send_secret(&format!("APOP {user} "), &digest)?;
+        let r = self.response()?;
+        if r.is_ok() {
+            Ok(())
+        } else {
+            Err(r.auth_error())
+        }
+    }
+
+    /// AUTH with an initial response (RFC 5034), sent on the command line
+    /// when it fits, else after the server's "+".
+    fn sasl(&mut self, mech: &str, ir: &str) -> Result<()> {
+        let head = format!("AUTH {mech} ");
+        let mut r = if head.len() + ir.len() + 2 <= MAX_AUTH_LINE {
+            self.send_secret(&head, ir)?;
+            self.response()?
+        } else {
+            let r = self.command(&format!("AUTH {mech}"))?;
+            if r.kind != Kind::Continue {
+                return Err(r.auth_error());
+            }
+            self.send_secret("", ir)?;
+            self.response()?
+        };
+        if r.kind == Kind::Continue {
+            // XOAUTH2 sends its error details as a challenge and wants an
+            // empty response; for anything else, cancel the exchange ("*").
+            let answer: &[u8] = if mech == "XOAUTH2" { b"\r\n" } else { b"*\r\n" };
+            self.send(answer)?;
+            r = self.response()?;
+        }
+        match r.kind {
+            Kind::Ok => Ok(()),
+            _ => Err(r.auth_error()),
+        }
+    }
+
+    fn no_mechanism(&self, wanted: &str) -> Error {
+        let offered = if self.caps.sasl.is_empty() {
+            "no SASL mechanism".to_string()
+        } else {
+            format!("SASL {}", self.caps.sasl.join(" "))
+        };
+        Error::new(
+            Status::Unsupported,
+            format!("the server offers {offered}, not {wanted}"),
+        )
+    }
+
+    /// After login: CAPA again (servers may say more once logged in), then
+    /// the maildrop map: STAT, UIDL and LIST, sent together when the server
+    /// pipelines.
+    pub fn load_maildrop(&mut self) -> Result<()> {
+        let batched = self.caps.pipelining;
+        if batched {
+            self.send(b"CAPA\r\nSTAT\r\nUIDL\r\nLIST\r\n")?;
+        } else {
+            self.send(b"CAPA\r\n")?;
+        }
+        let before = self.caps.clone();
+        self.read_capa()?;
+        if !self.caps.known {
+            self.caps = before;
+        }
+        let batched_now = batched || self.caps.pipelining;
+        if !batched && batched_now {
+            self.send(b"STAT\r\nUIDL\r\nLIST\r\n")?;
+        }
+
+        if !batched_now {
+            self.send(b"STAT\r\n")?;
+        }
+        let r = self.response()?;
+        if !r.is_ok() {
+            return Err(r.error("STAT"));
+        }
+        let mut words = r.text.split_whitespace();
+        let count: usize = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| Error::protocol(format!("malformed reply to STAT: {r}")))?;
+        if count > MAX_MESSAGES {
+            return Err(Error::new(
+                Status::Limit,
+                format!("the maildrop holds {count} messages; herald handles at most {MAX_MESSAGES}"),
+            ));
+        }
+        self.octets = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+
+        if !batched_now {
+            self.send(b"UIDL\r\n")?;
+        }
+        let r = self.response()?;
+        let uidls = if r.is_ok() {
+            Some(self.listing(count, "UIDL")?)
+        } else {
+            None
+        };
+
+        if !batched_now {
+            self.send(b"LIST\r\n")?;
+        }
+        let r_list = self.response()?;
+        let sizes = if r_list.is_ok() {
+            self.listing(count, "LIST")?
+        } else {
+            return Err(r_list.error("LIST"));
+        };
+        let Some(uidls) = uidls else {
+            return Err(Error::new(
+                Status::Unsupported,
+                format!("the server does not support UIDL ({r}), by which herald names messages"),
+            ));
+        };
+        self.set_map(&uidls, &sizes)
+    }
+
+    /// Builds the message map from the UIDL and LIST listings.
+    fn set_map(&mut self, uidls: &[String], sizes: &[String]) -> Result<()> {
+        let pair = |line: &str, what: &str| -> Result<(u32, String)> {
+            let mut w = line.split_whitespace();
+            let num = w.next().and_then(|n| n.parse::<u32>().ok()).filter(|n| *n > 0);
+            match (num, w.next()) {
+                (Some(n), Some(v)) => Ok((n, v.to_string())),
+                _ => Err(Error::protocol(format!("malformed {what} line: {line:?}"))),
+            }
+        };
+        let mut size_of = HashMap::with_capacity(sizes.len());
+        for line in sizes {
+            let (n, v) = pair(line, "LIST")?;
+            let size = v
+                .parse::<u64>()
+                .map_err(|_| Error::protocol(format!("malformed LIST line: {line:?}")))?;
+            size_of.insert(n, size);
+        }
+        self.entries.clear();
+        self.index.clear();
+        for line in uidls {
+            let (num, uidl) = pair(line, "UIDL")?;
+            if uidl.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+                return Err(Error::protocol(format!("malformed UIDL line: {line:?}")));
+            }
+            let size = size_of.get(&num).copied().unwrap_or(0);
+            self.entries.push(Entry { num, uidl, size });
+        }
+        self.entries.sort_by_key(|e| e.num);
+        if self.entries.windows(2).any(|w| w[0].num == w[1].num) {
+            return Err(Error::protocol("the UIDL listing repeats a message number"));
+        }
+        // A UIDL the server repeats names its first message only.
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, e)| (e.uidl.clone(), i))
+            .collect();
+        self.opened_at = Instant::now();
+        Ok(())
+    }
+
+    /// The message named `uidl` in this session, if the maildrop has it.
+    pub fn lookup(&self, uidl: &str) -> Option<&Entry> {
+        self.index.get(uidl).map(|&i| &self.entries[i])
+    }
+}
+
+impl Session<Stream> {
+    /// Connects and sets the session up as the options say: TLS, login,
+    /// and the maildrop map.
+    pub fn open(
+        o: &Options,
+        tls: &mut Option<native_tls::TlsConnector>,
+        ctl: &Arc<ConnCtl>,
+        trace: Tracer,
+    ) -> Result<Session<Stream>> {
+        let host = o.host();
+        let port = o.port();
+        trace.log(DEBUG, || format!("connecting to {host}:{port}"));
+        let tcp = net::connect(host, port, o, ctl)?;
+        let stream = if o.security == Security::ImplicitTls {
+            net::tls_handshake(connector(o, tls)?, host, tcp)?
+        } else {
+            Stream::Plain(tcp)
+        };
+        let mut s = Session::new(stream, trace);
+        s.ctl = Some(CtlGuard(ctl.clone()));
+        s.tls = s.conn.get_ref().is_tls();
+        s.greeting()?;
+        s.capa()?;
+        if !s.tls && matches!(o.security, Security::StartTls | Security::StartTlsIfAvailable) {
+            if s.caps.stls {
+                s = s.stls(o, tls)?;
+            } else if o.security == Security::StartTls {
+                return Err(Error::new(
+                    Status::Unsupported,
+                    "the server does not offer STLS, which SECURITY requires \
+                     (set HERALD_SECURITY_STARTTLS_IF_AVAILABLE or _NONE to allow a plain connection)",
+                ));
+            }
+        }
+        let Some(user) = &o.username else {
+            return Err(Error::invalid("a POP3 client needs USERNAME"));
+        };
+        if !s.tls && o.security != Security::None {
+            return Err(Error::new(
+                Status::Tls,
+                "refusing to send credentials over an unencrypted connection \
+                 (the server did not offer STLS; set SECURITY to NONE to allow it)",
+            ));
+        }
+        s.authenticate(user, o.password.as_deref(), o.oauth2_token.as_deref())?;
+        s.load_maildrop()?;
+        Ok(s)
+    }
+
+    /// STLS (RFC 2595), then CAPA again: what the server said before TLS
+    /// is not to be trusted.
+    fn stls(mut self, o: &Options, tls: &mut Option<native_tls::TlsConnector>) -> Result<Self> {
+        let r = self.command("STLS")?;
+        if !r.is_ok() {
+            return Err(Error::new(Status::Tls, format!("STLS refused: {r}")));
+        }
+        if self.conn.buffered() > 0 {
+            // Bytes that arrived before the handshake would be trusted as if
+            // they came over TLS: a known injection attack.
+            return Err(Error::protocol("the server sent data after its STLS reply"));
+        }
+        let Session {
+            conn,
+            trace,
+            ctl,
+            apop_stamp,
+            ..
+        } = self;
+        let Stream::Plain(tcp) = conn.into_inner() else {
+            return Err(Error::protocol("STLS on a TLS connection"));
+        };
+        let stream = net::tls_handshake(connector(o, tls)?, o.host(), tcp)?;
+        let mut s = Session::new(stream, trace);
+        s.ctl = ctl;
+        s.tls = true;
+        s.apop_stamp = apop_stamp;
+        s.capa()?;
+        Ok(s)
+    }
+
+    /// Ends the session politely, committing nothing the user did not ask
+    /// for: RSET first if messages are marked, then QUIT, waiting briefly.
+    pub fn quit(mut self) {
+        let _ = self
+            .conn
+            .get_ref()
+            .tcp()
+            .set_read_timeout(Some(Duration::from_secs(2)));
+        if self.marked > 0 {
+            match self.command("RSET") {
+                Ok(r) if r.is_ok() => self.marked = 0,
+                // Not reset: close without QUIT, so nothing is deleted.
+                _ => return,
+            }
+        }
+        let _ = self.command("QUIT");
+    }
+}
+
+fn connector<'a>(
+    o: &Options,
+    tls: &'a mut Option<native_tls::TlsConnector>,
+) -> Result<&'a native_tls::TlsConnector> {
+    if tls.is_none() {
+        *tls = Some(net::tls_connector(o)?);
+    }
+    Ok(tls.as_ref().expect("set above"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use std::sync::Mutex;
+
+    /// A canned server: reads come from `input`, writes are recorded.
+    struct Script {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(5);
+            self.input.read(&mut buf[..n])
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn session(server: &str) -> (Session<Script>, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let trace = Tracer::new(
+            Arc::new(move |_, line: &str| l.lock().unwrap().push(line.to_string())),
+            Arc::new(|_| true),
+        );
+        let s = Session::new(
+            Script {
+                input: Cursor::new(server.as_bytes().to_vec()),
+                output: Vec::new(),
+            },
+            trace,
+        );
+        (s, log)
+    }
+
+    fn sent(s: &Session<Script>) -> String {
+        String::from_utf8_lossy(&s.conn.get_ref().output).into_owned()
+    }
+
+    const CAPA: &str =
+        "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nSTLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n";
+
+    #[test]
+    fn capabilities() {
+        let (mut s, _) = session(CAPA);
+        s.capa().unwrap();
+        let c = &s.caps;
+        assert!(c.known && c.top && c.uidl && c.pipelining && c.stls && c.user && c.resp_codes);
+        assert_eq!(c.sasl, ["PLAIN", "LOGIN"]);
+        let (mut s, _) = session("-ERR unknown command\r\n");
+        s.capa().unwrap();
+        assert!(!s.caps.known && !s.caps.user);
+    }
+
+    #[test]
+    fn apop_timestamp_from_the_greeting() {
+        let (mut s, _) = session("+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n");
+        s.greeting().unwrap();
+        assert_eq!(s.apop_stamp.as_deref(), Some("<1896.697170952@dbc.mtview.ca.us>"));
+        let (mut s, _) = session("+OK Dovecot ready.\r\n");
+        s.greeting().unwrap();
+        assert_eq!(s.apop_stamp, None);
+        let (mut s, _) = session("-ERR [SYS/TEMP] overloaded\r\n");
+        assert_eq!(s.greeting().unwrap_err().status, Status::Transient);
+        let (mut s, _) = session("* OK IMAP4rev1\r\n");
+        assert_eq!(s.greeting().unwrap_err().status, Status::Protocol);
+    }
+
+    #[test]
+    fn plain_over_tls_and_the_password_never_logged() {
+        let (mut s, log) = session("+OK Logged in.\r\n");
+        s.caps = Capabilities::parse(&["SASL PLAIN".into(), "USER".into()]);
+        s.tls = true;
+        s.authenticate("bob", Some("hunter2"), None).unwrap();
+        let want = format!("AUTH PLAIN {}\r\n", b64(b"\0bob\0hunter2"));
+        assert_eq!(sent(&s), want);
+        let log = log.lock().unwrap().join("\n");
+        assert!(log.contains("C: AUTH PLAIN <credentials hidden>"), "{log}");
+        assert!(
+            !log.contains("hunter2") && !log.contains(&b64(b"\0bob\0hunter2")),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn user_pass_without_sasl_plain() {
+        let (mut s, log) = session("+OK\r\n+OK Logged in.\r\n");
+        s.caps = Capabilities::parse(&["USER".into(), "SASL LOGIN".into()]);
+        s.tls = true;
+        s.authenticate("bob", Some("hunter2"), None).unwrap();
+        assert_eq!(sent(&s), "USER bob\r\nPASS hunter2\r\n");
+        let log = log.lock().unwrap().join("\n");
+        assert!(
+            log.contains("C: PASS <credentials hidden>") && !log.contains("hunter2"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn bad_password_is_auth() {
+        let (mut s, _) = session("+OK\r\n-ERR [AUTH] Authentication failed.\r\n");
+        s.caps = Capabilities::parse(&["USER".into()]);
+        s.tls = true;
+        let e = s.authenticate("bob", Some("wrong"), None).unwrap_err();
+        assert_eq!(e.status, Status::Auth);
+        assert!(e.detail.contains("Authentication failed"), "{e}");
+        let (mut s, _) = session("+OK\r\n-ERR [IN-USE] Mailbox is locked\r\n");
+        s.caps = Capabilities::parse(&["USER".into()]);
+        s.tls = true;
+        let e = s.authenticate("bob", Some("right"), None).unwrap_err();
+        assert_eq!(e.status, Status::Transient);
+    }
+
+    #[test]
+    fn apop_first_on_a_plain_connection() {
+        let (mut s, log) = session(
+            "+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n+OK maildrop has 1 message\r\n",
+        );
+        s.greeting().unwrap();
+        s.caps = Capabilities::parse(&["USER".into(), "SASL PLAIN".into()]);
+        s.authenticate("mrose", Some("tanstaaf"), None).unwrap();
+        assert_eq!(sent(&s), "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+        assert!(!log.lock().unwrap().join("\n").contains("c4c9334b"));
+    }
+
+    #[test]
+    fn apop_refused_falls_back_to_user_pass() {
+        let (mut s, _) = session("+OK ready <1.2@host>\r\n-ERR [AUTH] no APOP secret\r\n+OK\r\n+OK in\r\n");
+        s.greeting().unwrap();
+        s.caps = Capabilities::parse(&["USER".into()]);
+        s.authenticate("bob", Some("pw"), None).unwrap();
+        let out = sent(&s);
+        assert!(
+            out.starts_with("APOP bob ") && out.ends_with("USER bob\r\nPASS pw\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn xoauth2_with_its_error_challenge() {
+        let token = "ya29.secret-token";
+        let (mut s, log) = session("+ eyJzdGF0dXMiOiI0MDEifQ==\r\n-ERR [AUTH] invalid token\r\n");
+        s.caps = Capabilities::parse(&["SASL XOAUTH2".into()]);
+        s.tls = true;
+        let e = s.authenticate("bob", None, Some(token)).unwrap_err();
+        assert_eq!(e.status, Status::Auth);
+        let out = sent(&s);
+        let ir = b64(format!("user=bob\x01auth=Bearer {token}\x01\x01").as_bytes());
+        assert_eq!(out, format!("AUTH XOAUTH2 {ir}\r\n\r\n"));
+        let log = log.lock().unwrap().join("\n");
+        assert!(!log.contains(token) && !log.contains(&ir), "{log}");
+    }
+
+    #[test]
+    fn long_sasl_response_goes_after_the_continuation() {
+        let token = "t".repeat(400);
+        let (mut s, _) = session("+ \r\n+OK welcome\r\n");
+        s.caps = Capabilities::parse(&["SASL XOAUTH2".into()]);
+        s.tls = true;
+        s.authenticate("bob", None, Some(&token)).unwrap();
+        let ir = b64(format!("user=bob\x01auth=Bearer {token}\x01\x01").as_bytes());
+        assert_eq!(sent(&s), format!("AUTH XOAUTH2\r\n{ir}\r\n"));
+    }
+
+    #[test]
+    fn xoauth2_not_offered_is_unsupported() {
+        let (mut s, _) = session("");
+        s.caps = Capabilities::parse(&["SASL PLAIN".into()]);
+        let e = s.authenticate("bob", None, Some("tok")).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+    }
+
+    #[test]
+    fn maildrop_map_pipelined() {
+        let (mut s, _) = session(
+            "+OK\r\nTOP\r\nUIDL\r\nPIPELINING\r\n.\r\n+OK 3 600\r\n+OK\r\n1 aaa\r\n2 bbb\r\n3 ccc\r\n.\r\n+OK\r\n1 100\r\n2 200\r\n3 300\r\n.\r\n",
+        );
+        s.caps.pipelining = true;
+        s.load_maildrop().unwrap();
+        assert_eq!(sent(&s), "CAPA\r\nSTAT\r\nUIDL\r\nLIST\r\n");
+        assert_eq!(s.entries.len(), 3);
+        assert_eq!(s.octets, 600);
+        assert_eq!(
+            s.lookup("bbb"),
+            Some(&Entry {
+                num: 2,
+                uidl: "bbb".into(),
+                size: 200
+            })
+        );
+        assert_eq!(s.lookup("zzz"), None);
+    }
+
+    #[test]
+    fn maildrop_map_one_command_at_a_time() {
+        let (mut s, _) = session("-ERR no CAPA\r\n+OK 1 10\r\n+OK\r\n1 only\r\n.\r\n+OK\r\n1 10\r\n.\r\n");
+        s.load_maildrop().unwrap();
+        assert_eq!(sent(&s), "CAPA\r\nSTAT\r\nUIDL\r\nLIST\r\n");
+        assert_eq!(s.lookup("only").map(|e| e.num), Some(1));
+    }
+
+    #[test]
+    fn no_uidl_is_unsupported() {
+        let (mut s, _) = session("-ERR\r\n+OK 1 10\r\n-ERR unknown command\r\n+OK\r\n1 10\r\n.\r\n");
+        assert_eq!(s.load_maildrop().unwrap_err().status, Status::Unsupported);
+    }
+
+    #[test]
+    fn listing_longer_than_stat_is_a_protocol_error() {
+        let (mut s, _) = session("-ERR\r\n+OK 1 10\r\n+OK\r\n1 a\r\n2 b\r\n.\r\n+OK\r\n1 10\r\n.\r\n");
+        assert_eq!(s.load_maildrop().unwrap_err().status, Status::Protocol);
+    }
+}
