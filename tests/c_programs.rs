@@ -172,3 +172,33 @@ fn examples_compile_and_run_under_valgrind() {
         70
     );
 }
+
+#[test]
+fn pop3_in_c_under_valgrind() {
+    require_c_tools();
+    require_servers();
+    let d = Dovecot::start();
+    let messages: Vec<Vec<u8>> = (0..12)
+        .map(|i| {
+            format!("From: a@example.org\r\nSubject: c test {i}\r\n\r\n.dot line\r\nbody {i}\r\n")
+                .into_bytes()
+        })
+        .collect();
+    imap_append(d.imap_port, "bob", "bobpass", "INBOX", &messages);
+    let exe = compile("tests/c/pop3.c");
+    let tmp = TempDir::new("c-pop3");
+    let out = valgrind(
+        &exe,
+        &[],
+        &[
+            ("HERALD_TEST_POP3_PORT", d.pop3_port.to_string()),
+            ("HERALD_TEST_CA_FILE", d.ca_file.to_string_lossy().into_owned()),
+        ],
+        tmp.path(),
+    );
+    assert!(
+        out.contains("12 messages listed, retrieved, read with TOP and deleted"),
+        "{out}"
+    );
+    assert!(out.contains("pop3: all checks passed"), "{out}");
+}
