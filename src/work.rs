@@ -15,18 +15,21 @@ pub struct SendJob {
 #[derive(Debug)]
 pub enum Work {
     Send(SendJob),
+    Imap(crate::imap::ImapJob),
 }
 
 impl Work {
     fn name(&self) -> &'static str {
         match self {
             Work::Send(_) => "send",
+            Work::Imap(j) => j.name(),
         }
     }
 
     fn protocols(&self) -> &'static [Protocol] {
         match self {
             Work::Send(_) => &[Protocol::Smtp, Protocol::Pickup],
+            Work::Imap(_) => &[Protocol::Imap],
         }
     }
 
@@ -46,18 +49,30 @@ impl Work {
     /// Does `herald_client_flush` wait for this op? (Not for ops that run
     /// until cancelled.)
     pub fn flushable(&self) -> bool {
-        true
+        !matches!(self, Work::Imap(j) if j.is_idle())
     }
 
     /// The connection state this op wants (an IMAP mailbox), for affinity.
     pub fn affinity_key(&self) -> Option<&str> {
-        None
+        match self {
+            Work::Imap(j) => j.affinity_key(),
+            _ => None,
+        }
     }
 
     /// The message of a send op.
     pub fn as_send(&self) -> Option<&SendJob> {
         match self {
             Work::Send(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    /// The IMAP op of an IMAP client's work.
+    pub fn as_imap(&self) -> Option<&crate::imap::ImapJob> {
+        match self {
+            Work::Imap(j) => Some(j),
+            _ => None,
         }
     }
 }
