@@ -663,3 +663,124 @@ fn cancel_of_a_running_fetch_and_free_with_pending_ops() {
     assert_exactly_once(&records, &all);
     assert!(records.iter().all(|r| r.ok() || r.cancelled), "{records:?}");
 }
+
+/// A scripted IMAP server for what Dovecot here can't show: XOAUTH2, and
+/// LOGIN (Dovecot always offers AUTH=PLAIN). Accepts `carol` with password
+/// `carolpass` or token `tok123`; records every line it receives.
+fn scripted_imap(caps: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use base64::Engine as _;
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(4) {
+            let Ok(mut w) = conn else { return };
+            let mut r = BufReader::new(w.try_clone().unwrap());
+            let _ = write!(w, "* OK [CAPABILITY {caps}] scripted\r\n");
+            let good_xoauth =
+                base64::engine::general_purpose::STANDARD.encode("user=carol\x01auth=Bearer tok123\x01\x01");
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                let l = line.trim_end().to_string();
+                line.clear();
+                seen.lock().unwrap().push(l.clone());
+                let words: Vec<&str> = l.split(' ').collect();
+                let (tag, cmd) = (
+                    words[0],
+                    words.get(1).map(|c| c.to_ascii_uppercase()).unwrap_or_default(),
+                );
+                let reply = match cmd.as_str() {
+                    "CAPABILITY" => format!("* CAPABILITY {caps}\r\n{tag} OK done\r\n"),
+                    "LOGIN" if l.ends_with("\"carol\" \"carolpass\"") => format!("{tag} OK logged in\r\n"),
+                    "LOGIN" => format!("{tag} NO [AUTHENTICATIONFAILED] bad\r\n"),
+                    "AUTHENTICATE" => {
+                        let ir = match words.get(3) {
+                            Some(ir) => ir.to_string(),
+                            None => {
+                                let _ = write!(w, "+ \r\n");
+                                r.read_line(&mut line).unwrap();
+                                let x = line.trim_end().to_string();
+                                line.clear();
+                                seen.lock().unwrap().push(x.clone());
+                                x
+                            }
+                        };
+                        if ir == good_xoauth {
+                            format!("{tag} OK authenticated\r\n")
+                        } else {
+                            let _ = write!(w, "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+                            r.read_line(&mut line).unwrap();
+                            seen.lock()
+                                .unwrap()
+                                .push(format!("after challenge: {:?}", line.trim_end()));
+                            line.clear();
+                            format!("{tag} NO [AUTHENTICATIONFAILED] bad token\r\n")
+                        }
+                    }
+                    "LIST" => format!("* LIST (\\HasNoChildren) \"/\" INBOX\r\n{tag} OK listed\r\n"),
+                    "LOGOUT" => format!("* BYE bye\r\n{tag} OK\r\n"),
+                    _ => format!("{tag} BAD unknown\r\n"),
+                };
+                if w.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (port, lines)
+}
+
+fn scripted_client(port: u16, secret: (u32, &str)) -> TestClient {
+    TestClient::new(
+        HERALD_PROTOCOL_IMAP,
+        &[
+            (HERALD_OPT_HOST, Val::S("127.0.0.1")),
+            (HERALD_OPT_PORT, Val::I(port as i64)),
+            (HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_NONE)),
+            (HERALD_OPT_USERNAME, Val::S("carol")),
+            (secret.0, Val::S(secret.1)),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn xoauth2_and_login_against_a_scripted_server() {
+    // XOAUTH2 with SASL-IR: the token goes with the command.
+    let (port, lines) = scripted_imap("IMAP4rev1 AUTH=XOAUTH2 SASL-IR");
+    let c = scripted_client(port, (HERALD_OPT_OAUTH2_TOKEN, "tok123"));
+    let r = c.done(c.imap_list("*"));
+    assert!(r.ok(), "{r:?} {:?}", lines.lock().unwrap());
+    assert_eq!(r.items[0].strs[&HERALD_FIELD_NAME], "INBOX");
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("AUTHENTICATE XOAUTH2 ")));
+    // Without SASL-IR, and a refused token: the error challenge gets an empty response, and AUTH.
+    let (port, lines) = scripted_imap("IMAP4rev1 AUTH=XOAUTH2");
+    let c = scripted_client(port, (HERALD_OPT_OAUTH2_TOKEN, "expired"));
+    let r = c.done(c.imap_list("*"));
+    assert_eq!(r.status, HERALD_STATUS_AUTH, "{r:?} {:?}", lines.lock().unwrap());
+    assert!(
+        lines.lock().unwrap().iter().any(|l| l == "after challenge: \"\""),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    // No AUTH=PLAIN offered: LOGIN.
+    let (port, lines) = scripted_imap("IMAP4rev1");
+    let c = scripted_client(port, (HERALD_OPT_PASSWORD, "carolpass"));
+    let r = c.done(c.imap_list("*"));
+    assert!(r.ok(), "{r:?}");
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("LOGIN \"carol\"")));
+    drop(c); // the scripted server serves one connection at a time
+    let c = scripted_client(port, (HERALD_OPT_PASSWORD, "wrong"));
+    let r = c.done(c.imap_list("*"));
+    assert_eq!(r.status, HERALD_STATUS_AUTH, "{r:?}");
+}

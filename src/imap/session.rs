@@ -186,6 +186,17 @@ struct Plain<'a> {
     pass: &'a str,
 }
 
+/// A SASL response as an initial response (RFC 4959): base64.
+trait InitialResponse: ::imap::Authenticator<Response = String> {
+    fn initial(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.process(b""))
+    }
+}
+
+impl InitialResponse for Plain<'_> {}
+impl InitialResponse for XOAuth2<'_> {}
+
 impl ::imap::Authenticator for Plain<'_> {
     type Response = String;
     fn process(&self, _challenge: &[u8]) -> String {
@@ -308,6 +319,9 @@ impl Session {
             ));
         }
 
+        // With SASL-IR (RFC 4959) the credentials go with AUTHENTICATE: one
+        // round trip less, and the crate never parses a challenge.
+        let sasl_ir = caps.has("SASL-IR");
         let conn = Arc::new(Mutex::new(c));
         let client = ::imap::Client::new(Wire(conn.clone()));
         conn.lock().hide_client = true;
@@ -318,18 +332,36 @@ impl Session {
                     "the server does not offer AUTH=XOAUTH2",
                 ));
             }
-            let auth = XOAuth2 {
+            let ir = XOAuth2 {
                 user,
                 token,
                 sent: Cell::new(false),
+            }
+            .initial();
+            let auth = XOAuth2 {
+                user,
+                token,
+                sent: Cell::new(sasl_ir),
             };
-            client.authenticate("XOAUTH2", &auth)
+            client.authenticate(
+                if sasl_ir {
+                    format!("XOAUTH2 {ir}")
+                } else {
+                    "XOAUTH2".into()
+                },
+                &auth,
+            )
         } else {
             let Some(pass) = o.password.as_deref() else {
                 return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
             };
             if caps.has("AUTH=PLAIN") {
-                client.authenticate("PLAIN", &Plain { user, pass })
+                let plain = Plain { user, pass };
+                if sasl_ir {
+                    client.authenticate(format!("PLAIN {}", plain.initial()), &plain)
+                } else {
+                    client.authenticate("PLAIN", &plain)
+                }
             } else if !caps.has("LOGINDISABLED") {
                 client.login(user, pass)
             } else {
