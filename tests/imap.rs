@@ -128,6 +128,14 @@ fn round_trip_of_a_mixed_corpus_is_byte_exact() {
     let head_end = msgs[0].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(r.items[0].bytes.as_deref(), Some(&msgs[0][..head_end]));
 
+    // Encoded words in the envelope come decoded.
+    let m =
+        b"From: =?UTF-8?Q?J=C3=BCrgen?= <j@example.org>\r\nSubject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n\r\nx\r\n";
+    let r = c.done(c.imap_append("INBOX", &[m], None));
+    let r = c.done(c.imap_fetch("INBOX", &r.items[0].uid.to_string(), HERALD_FETCH_ENVELOPE));
+    assert_eq!(r.items[0].strs[&HERALD_FIELD_SUBJECT], "Gr\u{fc}\u{df}e");
+    assert_eq!(r.items[0].strs[&HERALD_FIELD_FROM], "J\u{fc}rgen <j@example.org>");
+
     // The second client agrees: 5 messages, none \Seen.
     let out = py(
         &d,
@@ -529,6 +537,11 @@ fn login_over_starttls_and_implicit_tls_and_bad_passwords() {
         assert!(r.items.last().unwrap().strs[&HERALD_FIELD_FLAGS].contains("\\Seen"));
     }
     let log = LOG.lock().unwrap().join("\n");
+    assert_eq!(
+        log.matches("connected to 127.0.0.1").count(),
+        2,
+        "each client reuses its TLS connection: {log}"
+    );
     assert!(log.contains("STARTTLS"), "{log}");
     assert!(log.contains("AUTHENTICATE PLAIN <credentials hidden>"), "{log}");
     assert!(!log.contains("bobpass"), "the password must never be logged");

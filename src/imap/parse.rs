@@ -433,13 +433,85 @@ fn string_bytes(v: Value) -> Option<Vec<u8>> {
     }
 }
 
+/// Decodes RFC 2047 encoded words (`=?UTF-8?B?...?=`) in UTF-8, US-ASCII
+/// and ISO-8859-1; words in other charsets are left as they are.
+pub fn decode_words(s: &str) -> String {
+    use base64::Engine as _;
+    let decode_one = |word: &str| -> Option<String> {
+        let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
+        let mut parts = inner.splitn(3, '?');
+        let (charset, enc, text) = (parts.next()?, parts.next()?, parts.next()?);
+        let charset = charset.split('*').next()?.to_ascii_lowercase();
+        let bytes = match enc {
+            "B" | "b" => base64::engine::general_purpose::STANDARD.decode(text).ok()?,
+            "Q" | "q" => {
+                let mut out = Vec::new();
+                let b = text.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    match b[i] {
+                        b'_' => out.push(b' '),
+                        b'=' => {
+                            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                            out.push(u8::from_str_radix(hex, 16).ok()?);
+                            i += 2;
+                        }
+                        c => out.push(c),
+                    }
+                    i += 1;
+                }
+                out
+            }
+            _ => return None,
+        };
+        match charset.as_str() {
+            "utf-8" | "utf8" | "us-ascii" => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            "iso-8859-1" | "latin1" => Some(bytes.iter().map(|&b| b as char).collect()),
+            _ => None,
+        }
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut last_was_word = false;
+    while let Some(start) = rest.find("=?") {
+        let (before, at) = rest.split_at(start);
+        // The word ends at the first "?=" after its charset and encoding.
+        let end = at
+            .char_indices()
+            .skip(2)
+            .filter(|(i, _)| at[*i..].starts_with("?="))
+            .map(|(i, _)| i + 2)
+            .find(|&e| at[2..e - 2].matches('?').count() == 2);
+        let Some(end) = end else { break };
+        let word = &at[..end];
+        match decode_one(word) {
+            Some(text) => {
+                // Whitespace between two encoded words is not part of the text (RFC 2047 6.2).
+                if !(last_was_word && before.trim().is_empty()) {
+                    out.push_str(before);
+                }
+                out.push_str(&text);
+                last_was_word = true;
+            }
+            None => {
+                out.push_str(before);
+                out.push_str(word);
+                last_was_word = false;
+            }
+        }
+        rest = &at[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// ENVELOPE: date, subject, from, sender, reply-to, to, cc, bcc,
 /// in-reply-to, message-id (RFC 3501 section 7.4.2).
 fn envelope(l: &[Value]) -> Envelope {
     let text = |i: usize| l.get(i).and_then(Value::text).filter(|s| !s.is_empty());
     Envelope {
         date: text(0),
-        subject: text(1),
+        subject: text(1).map(|s| decode_words(&s)),
         from: l.get(2).and_then(addresses),
         to: l.get(5).and_then(addresses),
         message_id: text(9),
@@ -453,7 +525,11 @@ fn addresses(v: &Value) -> Option<String> {
         .iter()
         .filter_map(|a| {
             let f = a.list()?;
-            let name = f.first().and_then(Value::text).filter(|s| !s.is_empty());
+            let name = f
+                .first()
+                .and_then(Value::text)
+                .filter(|s| !s.is_empty())
+                .map(|s| decode_words(&s));
             let mailbox = f.get(2).and_then(Value::text)?;
             let host = f.get(3).and_then(Value::text)?;
             let addr = format!("{mailbox}@{host}");
@@ -601,5 +677,20 @@ mod tests {
             });
             assert!(r.is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn encoded_words() {
+        assert_eq!(decode_words("=?UTF-8?B?R3LDvMOfZQ==?="), "Gr\u{fc}\u{df}e");
+        assert_eq!(
+            decode_words("=?iso-8859-1?Q?caf=E9_au_lait?= ok"),
+            "caf\u{e9} au lait ok"
+        );
+        assert_eq!(decode_words("a =?utf-8?q?x?= =?utf-8?q?y?= b"), "a xy b");
+        assert_eq!(decode_words("=?koi8-r?B?8NLJ18XU?="), "=?koi8-r?B?8NLJ18XU?=");
+        assert_eq!(decode_words("plain =? text ?= here"), "plain =? text ?= here");
+        assert_eq!(decode_words("=?utf-8?Q?bad=Z?="), "=?utf-8?Q?bad=Z?=");
+        assert_eq!(decode_words("=?utf-8?Q?trail="), "=?utf-8?Q?trail=");
+        assert_eq!(decode_words("=?utf-8?Q?end=?="), "=?utf-8?Q?end=?=");
     }
 }
