@@ -7,6 +7,7 @@
  * STARTTLS offered) and HERALD_TEST_CA_FILE (its certificate), user
  * alice/alicepass. Without them it says so and exits 0.
  */
+#define _DEFAULT_SOURCE /* usleep */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
