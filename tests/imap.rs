@@ -149,15 +149,19 @@ fn round_trip_of_a_mixed_corpus_is_byte_exact() {
 #[test]
 fn flags_copy_move_and_expunge_are_seen_by_another_client() {
     for with_move in [true, false] {
-        // Without MOVE in the capabilities herald copies, flags \Deleted and UID EXPUNGEs.
+        // Without MOVE in the capabilities herald copies, flags \Deleted and
+        // UID EXPUNGEs; without LITERAL+ and MULTIAPPEND each literal waits for "+".
         let d = if with_move {
             Dovecot::start()
         } else {
             Dovecot::start_with(
-                "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS AUTH=PLAIN\n",
+                "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS\n",
             )
         };
+        // Declared before the client: it must outlive it.
+        let log: Log = Mutex::new(Vec::new());
         let c = TestClient::imap_plain(d.imap_port, &[]);
+        trace_into(&c, &log);
         assert!(c.done(c.imap_create("Archive")).ok());
         let msgs: Vec<Vec<u8>> = (0..4).map(|i| message(&format!("m{i}"), 500)).collect();
         let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
@@ -213,6 +217,30 @@ fn flags_copy_move_and_expunge_are_seen_by_another_client() {
         assert_eq!(uids(&r), [u[0], u[2]]);
         let r = c.done(c.imap_search("Archive", "FLAGGED"));
         assert_eq!(r.items.len(), 1);
+        // Non-ASCII search text goes as a literal (synchronizing without LITERAL+).
+        let r = c.done(c.imap_search("INBOX", "NOT SUBJECT \"caf\u{e9}\""));
+        assert_eq!(uids(&r), [u[0], u[2]], "{r:?}");
+        let log = log.lock().unwrap().join("\n");
+        let appends: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("APPEND \"INBOX\" (\\Seen) {"))
+            .collect();
+        if with_move {
+            assert!(appends.iter().any(|l| l.ends_with("+}")), "LITERAL+: {appends:?}");
+            assert!(
+                log.contains("C:  (\\Seen) {"),
+                "MULTIAPPEND: the next message in the same command"
+            );
+        } else {
+            assert!(
+                appends.iter().all(|l| !l.ends_with("+}")),
+                "synchronizing literals: {appends:?}"
+            );
+            assert!(
+                log.contains("UID COPY") && log.contains("UID EXPUNGE"),
+                "MOVE by hand"
+            );
+        }
         let records = c.free();
         assert!(records.iter().all(|r| r.ok()), "{records:?}");
     }
@@ -496,17 +524,27 @@ fn injection_and_bad_input_are_refused_at_the_call() {
         .all(|r| r.ok() || r.status == HERALD_STATUS_NOT_FOUND || r.status == HERALD_STATUS_REJECTED));
 }
 
-/// Log lines of every client in this test binary.
-static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
-unsafe extern "C" fn log_line(_user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
+/// A client's log lines; `user` of the log callback points at one.
+type Log = Mutex<Vec<String>>;
+unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
     let s = std::ffi::CStr::from_ptr(line).to_string_lossy().into_owned();
-    LOG.lock().unwrap().push(s);
+    (*(user as *const Log)).lock().unwrap().push(s);
+}
+
+/// Logs `c` at TRACE into `log`.
+fn trace_into(c: &TestClient, log: &Log) {
+    let user = log as *const Log as *mut std::ffi::c_void;
+    assert_eq!(
+        herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), user),
+        0
+    );
 }
 
 #[test]
 fn login_over_starttls_and_implicit_tls_and_bad_passwords() {
     let d = Dovecot::start();
     let ca = d.ca_file.to_string_lossy().into_owned();
+    let log: Log = Mutex::new(Vec::new());
     for (port, security) in [
         (d.imap_port, HERALD_SECURITY_STARTTLS),
         (d.imaps_port, HERALD_SECURITY_IMPLICIT_TLS),
@@ -523,10 +561,7 @@ fn login_over_starttls_and_implicit_tls_and_bad_passwords() {
             ],
         )
         .unwrap();
-        assert_eq!(
-            herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), std::ptr::null_mut()),
-            0
-        );
+        trace_into(&c, &log);
         let r = c.done(c.imap_append("INBOX", &[b"Subject: tls\r\n\r\nover TLS\r\n"], Some("\\Seen")));
         assert!(r.ok(), "{r:?}");
         let r = c.done(c.imap_fetch("INBOX", "1:*", HERALD_FETCH_BODY | HERALD_FETCH_FLAGS));
@@ -536,7 +571,7 @@ fn login_over_starttls_and_implicit_tls_and_bad_passwords() {
         );
         assert!(r.items.last().unwrap().strs[&HERALD_FIELD_FLAGS].contains("\\Seen"));
     }
-    let log = LOG.lock().unwrap().join("\n");
+    let log = log.lock().unwrap().join("\n");
     assert_eq!(
         log.matches("connected to 127.0.0.1").count(),
         2,

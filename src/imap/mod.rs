@@ -735,28 +735,39 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
 struct AppendState {
     /// Per message: its UID once the server accepted it (0 without UIDPLUS).
     uids: Vec<Option<u64>>,
-    /// Tags and message indexes of APPENDs sent and not yet answered.
-    inflight: VecDeque<(String, usize)>,
+    /// APPEND commands sent and not yet answered: tag, first message, how many.
+    inflight: VecDeque<(String, usize, usize)>,
     inflight_bytes: usize,
     refused: Option<Error>,
 }
 
 impl AppendState {
+    fn messages_in_flight(&self) -> usize {
+        self.inflight.iter().map(|(_, _, n)| n).sum()
+    }
+
     /// Reads one response; records the reply to an APPEND in flight.
     fn read_reply(&mut self, s: &mut Session, messages: &[Vec<u8>]) -> Result<()> {
         match s.read_response(&mut |_| {})? {
             Response::Tagged { tag, status } => {
-                let Some(pos) = self.inflight.iter().position(|(t, _)| *t == tag) else {
+                let Some(pos) = self.inflight.iter().position(|(t, _, _)| *t == tag) else {
                     return Err(Error::protocol(format!("a reply with tag {tag} to no APPEND")));
                 };
-                let (_, i) = self.inflight.remove(pos).unwrap_or_default();
-                self.inflight_bytes -= messages.get(i).map_or(0, Vec::len);
+                let (_, first, count) = self.inflight.remove(pos).unwrap_or_default();
+                let range = first..(first + count).min(messages.len());
+                self.inflight_bytes -= messages[range.clone()].iter().map(Vec::len).sum::<usize>();
                 if status.cond == Cond::Ok {
-                    if let Some(u) = self.uids.get_mut(i) {
-                        *u = Some(parse::appenduid(&status).unwrap_or(0));
+                    let uids = parse::appenduids(&status, count);
+                    for (k, i) in range.enumerate() {
+                        self.uids[i] = Some(uids.get(k).copied().unwrap_or(0));
                     }
                 } else if self.refused.is_none() {
-                    self.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
+                    let what = if count == 1 {
+                        format!("APPEND of message {}", first + 1)
+                    } else {
+                        format!("APPEND of messages {} to {}", first + 1, first + count)
+                    };
+                    self.refused = Some(status.error(&what));
                 }
                 Ok(())
             }
@@ -769,11 +780,13 @@ impl AppendState {
     }
 }
 
-/// Appends the messages one APPEND each, pipelined: with LITERAL+ each
-/// command goes out with its message in one write, without waiting, up
-/// to a window; without it, each literal waits for the server's "+".
-/// Stops between messages when cancelled, and always reads the reply to
-/// every APPEND sent, so the UIDs reported are exactly what the mailbox gained.
+/// Appends the messages, pipelined. With LITERAL+ each message goes out
+/// with its command in one write, without waiting, and with MULTIAPPEND
+/// (RFC 3502) up to [`MULTI_BATCH`] messages share one APPEND: the server
+/// stores them in one transaction. Without LITERAL+ each literal waits for
+/// the server's "+". Stops between messages when cancelled (ending a
+/// MULTIAPPEND early), and always reads the reply to every APPEND sent, so
+/// the UIDs reported are exactly what the mailbox gained.
 fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flags: &str) -> Outcome {
     t.set_cancel_mode(CancelMode::Cooperative);
     let mut st = AppendState {
@@ -787,7 +800,7 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
     let n = messages.len();
     let k = items.len();
     if let Err(mut e) = sent {
-        let unknown = st.inflight.len();
+        let unknown = st.messages_in_flight();
         e.detail = format!(
             "{}; {k} of {n} messages were appended{}",
             e.detail,
@@ -809,6 +822,10 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
     )
 }
 
+/// Most messages, and bytes, in one MULTIAPPEND command.
+const MULTI_BATCH: usize = 100;
+const MULTI_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 fn append_run(
     s: &mut Session,
     t: &Ticket,
@@ -823,14 +840,16 @@ fn append_run(
     } else {
         format!(" ({flags})")
     };
+    let multi = s.caps.has("MULTIAPPEND");
     let total: u64 = messages.iter().map(|m| m.len() as u64).sum();
     let mut written = 0u64;
-    for (i, m) in messages.iter().enumerate() {
-        let nonsync = s.caps.nonsync(m.len());
+    let mut i = 0;
+    while i < messages.len() {
+        let nonsync = s.caps.nonsync(messages[i].len());
         while !st.inflight.is_empty()
             && (!nonsync
                 || st.inflight.len() >= APPEND_WINDOW
-                || st.inflight_bytes + m.len() > APPEND_WINDOW_BYTES)
+                || st.inflight_bytes + messages[i].len() > APPEND_WINDOW_BYTES)
         {
             st.read_reply(s, messages)?;
         }
@@ -838,16 +857,45 @@ fn append_run(
             break;
         }
         let tag = s.conn().next_tag();
-        let head = format!(
-            "{tag} APPEND {target}{flag_part} {{{}{}}}\r\n",
-            m.len(),
-            if nonsync { "+" } else { "" }
-        );
-        let base = written;
+        let first = i;
         if nonsync {
-            s.send_with_literal(head.as_bytes(), m, &mut |n| t.progress(base + n as u64, total))?;
+            // One APPEND, or a MULTIAPPEND of the messages that follow.
+            let mut bytes = 0;
+            loop {
+                let m = &messages[i];
+                let head = if i == first {
+                    format!("{tag} APPEND {target}{flag_part} {{{}+}}\r\n", m.len())
+                } else {
+                    format!("{flag_part} {{{}+}}\r\n", m.len())
+                };
+                let next = messages.get(i + 1);
+                let more = multi
+                    && next.is_some_and(|x| {
+                        i + 1 - first < MULTI_BATCH
+                            && bytes + m.len() + x.len() <= MULTI_BATCH_BYTES
+                            && s.caps.nonsync(x.len())
+                    });
+                let base = written;
+                s.send_with_literal(head.as_bytes(), m, !more, &mut |n| {
+                    t.progress(base + n as u64, total)
+                })?;
+                written += m.len() as u64;
+                bytes += m.len();
+                i += 1;
+                if !more {
+                    break;
+                }
+                if t.cancel_requested() {
+                    // End the MULTIAPPEND here: what was sent is appended.
+                    s.send(b"\r\n")?;
+                    break;
+                }
+            }
+            st.inflight.push_back((tag, first, i - first));
+            st.inflight_bytes += bytes;
         } else {
-            s.send(head.as_bytes())?;
+            let m = &messages[i];
+            s.send(format!("{tag} APPEND {target}{flag_part} {{{}}}\r\n", m.len()).as_bytes())?;
             let mut go = false;
             loop {
                 match s.read_response(&mut |_| {})? {
@@ -868,11 +916,13 @@ fn append_run(
             if !go {
                 break;
             }
-            s.send_with_literal(b"", m, &mut |n| t.progress(base + n as u64, total))?;
+            let base = written;
+            s.send_with_literal(b"", m, true, &mut |n| t.progress(base + n as u64, total))?;
+            written += m.len() as u64;
+            st.inflight.push_back((tag, i, 1));
+            st.inflight_bytes += m.len();
+            i += 1;
         }
-        written += m.len() as u64;
-        st.inflight.push_back((tag, i));
-        st.inflight_bytes += m.len();
     }
     while !st.inflight.is_empty() {
         st.read_reply(s, messages)?;

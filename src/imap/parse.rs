@@ -542,15 +542,38 @@ fn addresses(v: &Value) -> Option<String> {
     (!out.is_empty()).then(|| out.join(", "))
 }
 
-/// `APPENDUID uidvalidity uid` (RFC 4315): the uid.
-pub fn appenduid(status: &StatusLine) -> Option<u64> {
-    let code = status.code.as_deref()?;
+/// `APPENDUID uidvalidity uid-set` (RFC 4315): the first `n` UIDs of the
+/// set, in order (a MULTIAPPEND's set covers all its messages).
+pub fn appenduids(status: &StatusLine, n: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let Some(code) = status.code.as_deref() else {
+        return out;
+    };
     let mut w = code.split_ascii_whitespace();
-    if !w.next()?.eq_ignore_ascii_case("APPENDUID") {
-        return None;
+    if !w.next().is_some_and(|c| c.eq_ignore_ascii_case("APPENDUID")) {
+        return out;
     }
-    let _validity = w.next()?;
-    w.next()?.parse().ok()
+    let (Some(_validity), Some(set)) = (w.next(), w.next()) else {
+        return out;
+    };
+    for range in set.split(',') {
+        let mut ends = range.splitn(2, ':').map(|x| x.parse::<u64>().ok());
+        let (Some(Some(a)), b) = (ends.next(), ends.next()) else {
+            return Vec::new();
+        };
+        let b = match b {
+            None => a,
+            Some(Some(b)) => b,
+            Some(None) => return Vec::new(),
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        let mut u = lo;
+        while u <= hi && out.len() < n {
+            out.push(u);
+            u += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -579,7 +602,16 @@ mod tests {
         };
         assert_eq!(tag, "h3");
         assert_eq!(status.cond, Cond::Ok);
-        assert_eq!(appenduid(&status), Some(3955));
+        assert_eq!(appenduids(&status, 1), [3955]);
+        let st = |code: &str| StatusLine {
+            cond: Cond::Ok,
+            code: Some(code.into()),
+            text: String::new(),
+        };
+        assert_eq!(appenduids(&st("APPENDUID 1 5:7,9"), 10), [5, 6, 7, 9]);
+        assert_eq!(appenduids(&st("APPENDUID 1 1:4294967295"), 3), [1, 2, 3]);
+        assert_eq!(appenduids(&st("APPENDUID 1 x"), 3), Vec::<u64>::new());
+        assert_eq!(appenduids(&st("COPYUID 1 2 3"), 3), Vec::<u64>::new());
         let Response::Tagged { status, .. } =
             parse_response(lines(&[b"h4 NO [NONEXISTENT] Mailbox doesn't exist: x"])).unwrap()
         else {

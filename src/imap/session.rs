@@ -464,7 +464,16 @@ impl Session {
     /// nothing), the literal `data` and the CRLF that ends the command. A
     /// small message goes in one write; a large one in chunks, each
     /// reported to `progress`.
-    pub fn send_with_literal(&self, head: &[u8], data: &[u8], progress: &mut dyn FnMut(usize)) -> Result<()> {
+    /// `end`: the CRLF that ends the command follows the literal (else
+    /// more of the command follows: MULTIAPPEND's next message).
+    pub fn send_with_literal(
+        &self,
+        head: &[u8],
+        data: &[u8],
+        end: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<()> {
+        let tail: &[u8] = if end { b"\r\n" } else { b"" };
         const ONE_WRITE: usize = 256 * 1024;
         let err = |e| io_error(e, "sending to the IMAP server");
         let mut c = self.conn.lock();
@@ -478,7 +487,7 @@ impl Session {
             let mut buf = Vec::with_capacity(head.len() + data.len() + 2);
             buf.extend_from_slice(head);
             buf.extend_from_slice(data);
-            buf.extend_from_slice(b"\r\n");
+            buf.extend_from_slice(tail);
             c.send_quiet(&buf).map_err(err)?;
         } else {
             c.send_quiet(head).map_err(err)?;
@@ -488,7 +497,7 @@ impl Session {
                 done += chunk.len();
                 progress(done);
             }
-            c.send_quiet(b"\r\n").map_err(err)?;
+            c.send_quiet(tail).map_err(err)?;
         }
         c.flush().map_err(err)?;
         progress(data.len());
