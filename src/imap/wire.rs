@@ -24,6 +24,8 @@ pub const MAX_LITERAL: usize = 2 * 1024 * 1024 * 1024 - 1;
 /// The first allocation for a literal; it grows as bytes arrive, so a
 /// server announcing a huge literal costs only what it really sends.
 const LITERAL_PREALLOC: usize = 16 * 1024 * 1024;
+/// Literal rests at least this large are read straight into their buffer.
+const DIRECT_READ: usize = 128 * 1024;
 /// Most of a server line shown in the trace.
 const TRACE_MAX: usize = 2000;
 
@@ -167,7 +169,14 @@ impl Conn {
         let take = n.min(self.end - self.start);
         out.extend_from_slice(&self.buf[self.start..self.start + take]);
         self.start += take;
-        // The rest straight from the socket into `out`, in steps that report progress.
+        // A small rest through the buffer: one read brings it and what follows.
+        while out.len() < n && n - out.len() < DIRECT_READ {
+            self.fill()?;
+            let take = (n - out.len()).min(self.end - self.start);
+            out.extend_from_slice(&self.buf[self.start..self.start + take]);
+            self.start += take;
+        }
+        // A large one straight from the socket into `out`, in steps that report progress.
         const STEP: usize = 1024 * 1024;
         while out.len() < n {
             let want = (n - out.len()).min(STEP);
