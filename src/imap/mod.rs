@@ -8,8 +8,16 @@
 //! a socket herald opened itself ([`wire::Wire`]). herald speaks the rest
 //! by hand on the same connection: the greeting and STARTTLS, SELECT and
 //! EXAMINE, UID FETCH (bodies read straight into the result), APPEND
-//! (pipelined with LITERAL+, UIDs from APPENDUID) and IDLE (woken by
-//! herald to renew it, lend the connection or stop).
+//! (pipelined with LITERAL+, batched with MULTIAPPEND, UIDs from
+//! APPENDUID) and IDLE (woken by herald to renew it, lend the connection
+//! or stop).
+//!
+//! IDLE and the pool: an IDLE op holds its worker's connection, so it
+//! counts toward MAX_CONNECTIONS. Every 100 ms it asks the pool whether
+//! ops wait that no other worker will take (all busy, pool at the cap);
+//! if so it ends IDLE (DONE), runs them on its connection, selects its
+//! mailbox again (reporting any change meanwhile) and resumes IDLE. At
+//! most MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
 
 pub mod args;
 mod parse;
