@@ -6,6 +6,7 @@
  *   event_loop [-n COUNT] [-o DIR]                 PICKUP into DIR (default ./outbox)
  *   event_loop [-n COUNT] [-p PORT] [-k] HOST      SMTP (-k: no TLS, for a local test server)
  */
+#define _POSIX_C_SOURCE 200809L /* poll, mkdir */
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>

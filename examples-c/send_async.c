@@ -9,6 +9,7 @@
  * The main thread only queues work and then waits; every message is built,
  * sent and reported on herald's own threads.
  */
+#define _POSIX_C_SOURCE 200809L /* mkdir */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -38,6 +38,31 @@
  */
 #define HERALD_LOG_TRACE 5
 
+/**
+ * Fetch the flags (HERALD_FIELD_FLAGS, space separated).
+ */
+#define HERALD_FETCH_FLAGS 1
+
+/**
+ * Fetch SUBJECT, FROM, TO, DATE and MESSAGE_ID from the ENVELOPE.
+ */
+#define HERALD_FETCH_ENVELOPE 2
+
+/**
+ * Fetch the size in bytes (HERALD_FIELD_SIZE).
+ */
+#define HERALD_FETCH_SIZE 4
+
+/**
+ * Fetch the header block as the item's bytes.
+ */
+#define HERALD_FETCH_HEADERS 8
+
+/**
+ * Fetch the whole message as the item's bytes (never marks it \Seen).
+ */
+#define HERALD_FETCH_BODY 16
+
 #define HERALD_PROTOCOL_SMTP 1
 
 #define HERALD_PROTOCOL_IMAP 2
@@ -185,6 +210,31 @@
  * str: the server's reply text for this item.
  */
 #define HERALD_FIELD_REPLY_TEXT 11
+
+/**
+ * `parts` of a fetch (`HERALD_FETCH_*`).
+ */
+#define FETCH_FLAGS 1
+
+#define FETCH_ENVELOPE 2
+
+#define FETCH_SIZE 4
+
+#define FETCH_HEADERS 8
+
+#define FETCH_BODY 16
+
+#define FETCH_ALL 31
+
+/**
+ * Longest response line (without literals) herald reads.
+ */
+#define MAX_LINE ((64 * 1024) * 1024)
+
+/**
+ * Largest literal herald accepts from a server.
+ */
+#define MAX_LITERAL ((((2 * 1024) * 1024) * 1024) - 1)
 
 /**
  * A client of one server (or one pickup directory). Every function may be
@@ -434,6 +484,87 @@ herald_status herald_client_set_log(struct herald_client *c, uint32_t max_level,
  * Never pass the completion a callback received.
  */
 void herald_completion_free(struct herald_completion *c);
+
+/**
+ * Lists the mailboxes matching `pattern` (`*` and `%` are wildcards, as
+ * in IMAP LIST; "*" lists all). Result: one item per mailbox, with
+ * HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its attributes, such
+ * as "\HasNoChildren \Sent").
+ */
+herald_status herald_imap_list_async(struct herald_client *c, const char *pattern, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Creates `mailbox` (UTF-8; the server's hierarchy separator, usually
+ * "/" or ".", makes children).
+ */
+herald_status herald_imap_create_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Deletes `mailbox`.
+ */
+herald_status herald_imap_delete_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Searches `mailbox` with `criteria` in IMAP SEARCH syntax
+ * (`UNSEEN FROM "bob"`). Quotes and parentheses must balance; literals,
+ * CR and LF are refused (non-ASCII text in quotes is sent as UTF-8).
+ * Result: the UIDs found, ascending, one item each.
+ */
+herald_status herald_imap_search_async(struct herald_client *c, const char *mailbox, const char *criteria, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
+ * is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY. Result: one
+ * item per message, in UID order; its bytes are the whole message when
+ * BODY was asked for, else the header block. Fetching never marks mail
+ * \Seen. Progress reports the bytes received so far, with total 0.
+ */
+herald_status herald_imap_fetch_async(struct herald_client *c, const char *mailbox, const char *uid_set, uint32_t parts, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
+ * byte-exact) to `mailbox` in one op, with `flags` ("\\Seen", space
+ * separated; NULL for none). Result: one item per message appended, its
+ * UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
+ * the cancelled completion still lists every message that reached the
+ * server. Progress reports bytes sent of the total.
+ */
+herald_status herald_imap_append_async(struct herald_client *c, const char *mailbox, const uint8_t *const *messages, const size_t *lens, size_t n, const char *flags, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Changes the flags of `uid_set` in `mailbox`: `mode` 1 adds `flags`, -1
+ * removes them, 0 replaces all flags with them.
+ */
+herald_status herald_imap_store_async(struct herald_client *c, const char *mailbox, const char *uid_set, int32_t mode, const char *flags, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Copies `uid_set` from `mailbox` to `target`.
+ */
+herald_status herald_imap_copy_async(struct herald_client *c, const char *mailbox, const char *uid_set, const char *target, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Moves `uid_set` from `mailbox` to `target`: MOVE when the server offers
+ * it, else COPY, STORE \Deleted and UID EXPUNGE of exactly those UIDs.
+ */
+herald_status herald_imap_move_async(struct herald_client *c, const char *mailbox, const char *uid_set, const char *target, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Removes the messages flagged \Deleted from `mailbox`.
+ */
+herald_status herald_imap_expunge_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * Watches `mailbox` with IMAP IDLE. `on_change` fires (status OK, one
+ * result item whose HERALD_FIELD_EXISTS is the mailbox's message count)
+ * each time the mailbox changes; with `on_change` NULL these go to the
+ * completion queue. IDLE is renewed before servers drop it, and after a
+ * lost connection herald reconnects and goes on watching. The op holds a
+ * pooled connection (it counts toward MAX_CONNECTIONS) and lends it to
+ * other ops when they would wait otherwise. It completes only when
+ * herald_cancel stops it (cancelled), or at once with an error when the
+ * mailbox cannot be watched at all (no such mailbox, no IDLE, refused login).
+ */
+herald_status herald_imap_idle_async(struct herald_client *c, const char *mailbox, herald_callback on_change, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
  * CONSTRUCTOR. A new, empty message; the caller owns it and frees it with

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --lib
 mkdir -p target/release/c
 for ex in send_async event_loop; do
-    cc -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Werror -Iinclude "examples-c/$ex.c" \
+    cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude "examples-c/$ex.c" \
         -o "target/release/c/$ex" -Ltarget/release -lherald -lpthread -Wl,-rpath,"$PWD/target/release"
 done
 if [ $# -eq 0 ]; then

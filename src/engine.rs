@@ -330,7 +330,7 @@ impl Client {
     /// Makes a client. Validates the options; does no network I/O.
     pub fn new(options: Options) -> Result<Client> {
         options.validate()?;
-        let factory = pool::driver_factory(&options)?;
+        let factory = pool::driver_factory(&options);
         let wakeup = Wakeup::new().map_err(|e| Error::new(Status::Io, format!("wakeup handle: {e}")))?;
         let throttle = options.throttle();
         let shared = Arc::new(Shared {

@@ -1,11 +1,12 @@
 //! herald: send mail over SMTP and read it over IMAP and POP3 without ever
 //! blocking the caller, through a C ABI (see `include/herald.h`).
 //!
-//! Layout: the protocol engines ([`smtp`], [`pop3`], [`pickup`]) and the engine
+//! Layout: the protocol engines ([`smtp`], [`imap`], [`pop3`], [`pickup`]) and the engine
 //! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
 
 pub mod engine;
 pub mod ffi;
+pub mod imap;
 pub mod log;
 pub mod message;
 pub mod net;

@@ -20,7 +20,7 @@ use crate::engine::{CancelMode, OpState, Shared, State};
 use crate::net::ConnCtl;
 use crate::options::{Options, Protocol};
 use crate::result::{OpId, Outcome, Success};
-use crate::status::{Error, Result, Status};
+use crate::status::{Error, Status};
 use crate::work::Work;
 
 /// A protocol engine running on one worker thread, owning at most one connection.
@@ -44,21 +44,24 @@ pub trait Driver: Send {
 pub type DriverFactory = Box<dyn Fn(&Arc<Options>) -> Box<dyn Driver> + Send + Sync>;
 
 /// The protocol engine for a client's protocol.
-pub fn driver_factory(options: &Options) -> Result<DriverFactory> {
+pub fn driver_factory(options: &Options) -> DriverFactory {
     match options.protocol {
-        Protocol::Smtp => Ok(Box::new(|o: &Arc<Options>| {
-            Box::new(crate::smtp::SmtpDriver::new(o.clone())) as Box<dyn Driver>
-        })),
-        Protocol::Pickup => Ok(Box::new(|o: &Arc<Options>| {
+        Protocol::Smtp => {
+            Box::new(|o: &Arc<Options>| Box::new(crate::smtp::SmtpDriver::new(o.clone())) as Box<dyn Driver>)
+        }
+        Protocol::Pickup => Box::new(|o: &Arc<Options>| {
             Box::new(crate::pickup::PickupDriver::new(o.clone())) as Box<dyn Driver>
-        })),
-        Protocol::Pop3 => Ok(Box::new(|o: &Arc<Options>| {
-            Box::new(crate::pop3::Pop3Driver::new(o.clone())) as Box<dyn Driver>
-        })),
-        p => Err(Error::new(
-            Status::Unsupported,
-            format!("{} clients are not available in this build", p.name()),
-        )),
+        }),
+        Protocol::Imap => {
+            // One view of the mailboxes' changes, shared by the client's connections.
+            let changes = crate::imap::Changes::new();
+            Box::new(move |o: &Arc<Options>| {
+                Box::new(crate::imap::ImapDriver::new(o.clone(), changes.clone())) as Box<dyn Driver>
+            })
+        }
+        Protocol::Pop3 => {
+            Box::new(|o: &Arc<Options>| Box::new(crate::pop3::Pop3Driver::new(o.clone())) as Box<dyn Driver>)
+        }
     }
 }
 
@@ -213,8 +216,17 @@ pub(crate) fn on_submit(sh: &Arc<Shared>, st: &mut State) -> Option<String> {
     }
 }
 
+/// Which queued ops a worker may take (all when `None`).
+type Want<'a> = Option<&'a dyn Fn(&Work) -> bool>;
+
 /// Takes the next runnable op for a worker, if any. Lock held.
-fn take(sh: &Arc<Shared>, st: &mut State, slot: &Arc<WorkerSlot>, affinity: Option<&str>) -> Take {
+fn take(
+    sh: &Arc<Shared>,
+    st: &mut State,
+    slot: &Arc<WorkerSlot>,
+    affinity: Option<&str>,
+    want: Want,
+) -> Take {
     while let Some(id) = st.queue.front() {
         if matches!(st.ops.get(id).map(|e| &e.state), Some(OpState::Queued)) {
             break;
@@ -231,15 +243,23 @@ fn take(sh: &Arc<Shared>, st: &mut State, slot: &Arc<WorkerSlot>, affinity: Opti
         }
     }
     // Prefer an op matching the connection's state among the first few.
-    const SCAN: usize = 64;
     let mut pos = 0;
+    if let Some(want) = want {
+        let ops = &st.ops;
+        match st
+            .queue
+            .iter()
+            .take(SCAN)
+            .position(|id| queued_work(ops, id).is_some_and(want))
+        {
+            Some(i) => pos = i,
+            None => return Take::Nothing,
+        }
+    }
     if let Some(key) = affinity {
         let ops = &st.ops;
         if let Some(i) = st.queue.iter().take(SCAN).position(|id| {
-            ops.get(id).is_some_and(|e| {
-                matches!(e.state, OpState::Queued)
-                    && e.work.as_ref().and_then(|w| w.affinity_key()) == Some(key)
-            })
+            queued_work(ops, id).is_some_and(|w| w.affinity_key() == Some(key) && want.is_none_or(|f| f(w)))
         }) {
             pos = i;
         }
@@ -263,6 +283,19 @@ fn take(sh: &Arc<Shared>, st: &mut State, slot: &Arc<WorkerSlot>, affinity: Opti
         done: false,
         attempts: 0,
     })
+}
+
+/// How far into the queue a worker looks for an op that suits it.
+const SCAN: usize = 64;
+
+/// The work of a queued op.
+fn queued_work<'a>(
+    ops: &'a std::collections::BTreeMap<OpId, crate::engine::OpEntry>,
+    id: &OpId,
+) -> Option<&'a Work> {
+    ops.get(id)
+        .filter(|e| matches!(e.state, OpState::Queued))
+        .and_then(|e| e.work.as_ref())
 }
 
 enum Take {
@@ -352,11 +385,34 @@ impl WorkerCtx {
 
     /// Like `try_next`, preferring an op whose affinity key is `key`.
     pub fn try_next_with(&mut self, key: Option<&str>) -> Option<Ticket> {
+        self.try_next_where(key, None)
+    }
+
+    /// Like `try_next_with`, taking only an op that `want` accepts.
+    pub fn try_next_where(&mut self, key: Option<&str>, want: Want) -> Option<Ticket> {
         let mut st = self.shared.state.lock();
-        match take(&self.shared, &mut st, &self.slot, key) {
+        match take(&self.shared, &mut st, &self.slot, key, want) {
             Take::Op(t) => Some(t),
             _ => None,
         }
+    }
+
+    /// Are ops waiting that `want` accepts and that no other worker will
+    /// take soon: none is free and the pool is at MAX_CONNECTIONS? A driver
+    /// that holds its connection for a long-lived op (IMAP IDLE) asks this
+    /// now and then, and lends its connection to them.
+    pub fn ops_starved(&self, want: &dyn Fn(&Work) -> bool) -> bool {
+        let st = self.shared.state.lock();
+        if st.shutdown
+            || st.queued <= st.pool.waiting
+            || st.pool.workers.len() < self.shared.options.max_connections
+        {
+            return false;
+        }
+        st.queue
+            .iter()
+            .take(SCAN)
+            .any(|id| queued_work(&st.ops, id).is_some_and(want))
     }
 
     /// A fresh connection control, installed as this worker's current one
@@ -414,7 +470,7 @@ fn worker_main(shared: Arc<Shared>, slot: Arc<WorkerSlot>, index: usize) {
                 if st.shutdown {
                     break Next::Exit;
                 }
-                let throttled_until = match take(&shared, &mut st, &slot, driver.affinity()) {
+                let throttled_until = match take(&shared, &mut st, &slot, driver.affinity(), None) {
                     Take::Op(t) => break Next::Op(t),
                     Take::Throttled(at) => Some(at),
                     Take::Nothing => None,

@@ -26,6 +26,7 @@ pub enum Pop3Job {
 pub enum Work {
     Send(SendJob),
     Pop3(Pop3Job),
+    Imap(crate::imap::ImapJob),
 }
 
 impl Work {
@@ -33,6 +34,7 @@ impl Work {
         match self {
             Work::Send(_) => "send",
             Work::Pop3(_) => "POP3",
+            Work::Imap(j) => j.name(),
         }
     }
 
@@ -40,6 +42,7 @@ impl Work {
         match self {
             Work::Send(_) => &[Protocol::Smtp, Protocol::Pickup],
             Work::Pop3(_) => &[Protocol::Pop3],
+            Work::Imap(_) => &[Protocol::Imap],
         }
     }
 
@@ -59,18 +62,29 @@ impl Work {
     /// Does `herald_client_flush` wait for this op? (Not for ops that run
     /// until cancelled.)
     pub fn flushable(&self) -> bool {
-        true
+        !matches!(self, Work::Imap(j) if j.is_idle())
     }
 
     /// The connection state this op wants (an IMAP mailbox), for affinity.
     pub fn affinity_key(&self) -> Option<&str> {
-        None
+        match self {
+            Work::Imap(j) => j.affinity_key(),
+            _ => None,
+        }
     }
 
     /// The message of a send op.
     pub fn as_send(&self) -> Option<&SendJob> {
         match self {
             Work::Send(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    /// The IMAP op of an IMAP client's work.
+    pub fn as_imap(&self) -> Option<&crate::imap::ImapJob> {
+        match self {
+            Work::Imap(j) => Some(j),
             _ => None,
         }
     }

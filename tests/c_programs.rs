@@ -53,15 +53,7 @@ fn compile(source: &str) -> PathBuf {
         .into_owned();
     let out = out_dir.join(&name);
     let st = Command::new("gcc")
-        .args([
-            "-std=c11",
-            "-D_DEFAULT_SOURCE",
-            "-g",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-I",
-        ])
+        .args(["-std=c11", "-g", "-Wall", "-Wextra", "-Werror", "-I"])
         .arg(root().join("include"))
         .arg(root().join(source))
         .arg("-o")
@@ -201,4 +193,23 @@ fn pop3_in_c_under_valgrind() {
         "{out}"
     );
     assert!(out.contains("pop3: all checks passed"), "{out}");
+}
+
+#[test]
+fn imap_in_c_under_valgrind() {
+    require_c_tools();
+    require_servers();
+    let d = Dovecot::start();
+    let exe = compile("tests/c/imap.c");
+    let tmp = TempDir::new("c-imap");
+    let out = valgrind(
+        &exe,
+        &[],
+        &[
+            ("HERALD_TEST_IMAP_PORT", d.imap_port.to_string()),
+            ("HERALD_TEST_CA_FILE", d.ca_file.to_string_lossy().into_owned()),
+        ],
+        tmp.path(),
+    );
+    assert!(out.contains("imap.c: ok"), "{out}");
 }

@@ -19,6 +19,7 @@ use crate::status::{Error, Result, Status};
 
 pub mod client;
 pub mod completion;
+pub mod imap;
 pub mod message;
 pub mod options;
 pub mod pop3;

@@ -16,6 +16,8 @@ pub use herald::ffi::result::*;
 pub use herald::ffi::smtp::*;
 pub use herald::ffi::*;
 
+pub mod imap;
+
 /// A value for an option.
 pub enum Val<'a> {
     S(&'a str),

@@ -7,6 +7,7 @@
  * Needs no server. With HERALD_TEST_SMTP_PORT set (an smtp-sink on
  * 127.0.0.1), it also sends through SMTP.
  */
+#define _DEFAULT_SOURCE /* usleep, mkdir, dirent */
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -1,0 +1,400 @@
+//! The IMAP ops of an IMAP client: every op names its mailbox; herald
+//! picks a pooled connection and SELECTs as needed, so ops from any thread
+//! never mix. All inputs are checked (CR, LF and NUL are refused) and
+//! copied before the call returns.
+
+use std::ffi::{c_char, c_void};
+
+use super::client::{herald_client, submit};
+use super::completion::{herald_callback, herald_op};
+use super::{arg_bytes, arg_opt_str, arg_str, herald_status};
+use crate::imap::{args, ImapJob, ImapOp, StoreMode};
+use crate::status::{Error, Result};
+use crate::work::Work;
+
+/// Fetch the flags (HERALD_FIELD_FLAGS, space separated).
+pub const HERALD_FETCH_FLAGS: u32 = 1;
+/// Fetch SUBJECT, FROM, TO, DATE and MESSAGE_ID from the ENVELOPE.
+pub const HERALD_FETCH_ENVELOPE: u32 = 2;
+/// Fetch the size in bytes (HERALD_FIELD_SIZE).
+pub const HERALD_FETCH_SIZE: u32 = 4;
+/// Fetch the header block as the item's bytes.
+pub const HERALD_FETCH_HEADERS: u32 = 8;
+/// Fetch the whole message as the item's bytes (never marks it \Seen).
+pub const HERALD_FETCH_BODY: u32 = 16;
+
+/// Most messages one append may carry.
+const MAX_APPEND: usize = 1_000_000;
+
+fn imap(mailbox: &str, op: ImapOp) -> Work {
+    Work::Imap(ImapJob {
+        mailbox: mailbox.to_string(),
+        op,
+    })
+}
+
+/// An array argument of `n` elements; NULL is INVALID_ARGUMENT.
+fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
+    if p.is_null() {
+        return Err(Error::invalid(format!("{what} is NULL")));
+    }
+    // SAFETY: the caller passes `n` readable elements that outlive the call.
+    Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
+    args::mailbox(what, arg_str(p, what)?)
+}
+
+/// Lists the mailboxes matching `pattern` (`*` and `%` are wildcards, as
+/// in IMAP LIST; "*" lists all). Result: one item per mailbox, with
+/// HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its attributes, such
+/// as "\HasNoChildren \Sent").
+#[no_mangle]
+pub extern "C" fn herald_imap_list_async(
+    c: *mut herald_client,
+    pattern: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| {
+            let pattern = args::pattern(arg_str(pattern, "pattern")?)?;
+            Ok(imap("", ImapOp::List { pattern }))
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Creates `mailbox` (UTF-8; the server's hierarchy separator, usually
+/// "/" or ".", makes children).
+#[no_mangle]
+pub extern "C" fn herald_imap_create_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| Ok(imap(&mailbox_arg(mailbox, "mailbox")?, ImapOp::Create)),
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Deletes `mailbox`.
+#[no_mangle]
+pub extern "C" fn herald_imap_delete_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| Ok(imap(&mailbox_arg(mailbox, "mailbox")?, ImapOp::Delete)),
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Searches `mailbox` with `criteria` in IMAP SEARCH syntax
+/// (`UNSEEN FROM "bob"`). Quotes and parentheses must balance; literals,
+/// CR and LF are refused (non-ASCII text in quotes is sent as UTF-8).
+/// Result: the UIDs found, ascending, one item each.
+#[no_mangle]
+pub extern "C" fn herald_imap_search_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    criteria: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| {
+            let mb = mailbox_arg(mailbox, "mailbox")?;
+            let criteria = args::criteria(arg_str(criteria, "criteria")?)?;
+            Ok(imap(&mb, ImapOp::Search { criteria }))
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
+/// is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY. Result: one
+/// item per message, in UID order; its bytes are the whole message when
+/// BODY was asked for, else the header block. Fetching never marks mail
+/// \Seen. Progress reports the bytes received so far, with total 0.
+#[no_mangle]
+pub extern "C" fn herald_imap_fetch_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    uid_set: *const c_char,
+    parts: u32,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| {
+            let mb = mailbox_arg(mailbox, "mailbox")?;
+            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            if parts & !crate::imap::FETCH_ALL != 0 {
+                return Err(Error::invalid(format!(
+                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY"
+                )));
+            }
+            Ok(imap(&mb, ImapOp::Fetch { uids, parts }))
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
+/// byte-exact) to `mailbox` in one op, with `flags` ("\\Seen", space
+/// separated; NULL for none). Result: one item per message appended, its
+/// UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
+/// the cancelled completion still lists every message that reached the
+/// server. Progress reports bytes sent of the total.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn herald_imap_append_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    messages: *const *const u8,
+    lens: *const usize,
+    n: usize,
+    flags: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| {
+            let mb = mailbox_arg(mailbox, "mailbox")?;
+            let flags = args::flags(arg_opt_str(flags, "flags")?.unwrap_or(""))?;
+            if n == 0 {
+                return Err(Error::invalid("n is 0: nothing to append"));
+            }
+            if n > MAX_APPEND {
+                return Err(Error::invalid(format!(
+                    "n is {n}; one append takes at most {MAX_APPEND}"
+                )));
+            }
+            let ptrs = arg_slice(messages, n, "messages")?;
+            let lens = arg_slice(lens, n, "lens")?;
+            let mut copied = Vec::with_capacity(n);
+            for (i, (&p, &len)) in ptrs.iter().zip(lens).enumerate() {
+                let m = arg_bytes(p, len, &format!("messages[{i}]"))?;
+                if m.is_empty() {
+                    return Err(Error::invalid(format!("messages[{i}] is empty")));
+                }
+                if m.contains(&0) {
+                    return Err(Error::invalid(format!(
+                        "messages[{i}] contains a NUL byte, which IMAP cannot carry"
+                    )));
+                }
+                copied.push(m.to_vec());
+            }
+            Ok(imap(
+                &mb,
+                ImapOp::Append {
+                    messages: copied,
+                    flags,
+                },
+            ))
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Changes the flags of `uid_set` in `mailbox`: `mode` 1 adds `flags`, -1
+/// removes them, 0 replaces all flags with them.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn herald_imap_store_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    uid_set: *const c_char,
+    mode: i32,
+    flags: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| {
+            let mb = mailbox_arg(mailbox, "mailbox")?;
+            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let mode = match mode {
+                1 => StoreMode::Add,
+                -1 => StoreMode::Remove,
+                0 => StoreMode::Replace,
+                m => {
+                    return Err(Error::invalid(format!(
+                        "mode must be 1 (add), -1 (remove) or 0 (replace), got {m}"
+                    )))
+                }
+            };
+            let flags = args::flags(arg_str(flags, "flags")?)?;
+            Ok(imap(&mb, ImapOp::Store { uids, mode, flags }))
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_or_move(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    uid_set: *const c_char,
+    target: *const c_char,
+    is_move: bool,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| {
+            let mb = mailbox_arg(mailbox, "mailbox")?;
+            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let target = mailbox_arg(target, "target")?;
+            let op = if is_move {
+                ImapOp::Move { uids, target }
+            } else {
+                ImapOp::Copy { uids, target }
+            };
+            Ok(imap(&mb, op))
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Copies `uid_set` from `mailbox` to `target`.
+#[no_mangle]
+pub extern "C" fn herald_imap_copy_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    uid_set: *const c_char,
+    target: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    copy_or_move(c, mailbox, uid_set, target, false, cb, user_token, op_out)
+}
+
+/// Moves `uid_set` from `mailbox` to `target`: MOVE when the server offers
+/// it, else COPY, STORE \Deleted and UID EXPUNGE of exactly those UIDs.
+#[no_mangle]
+pub extern "C" fn herald_imap_move_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    uid_set: *const c_char,
+    target: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    copy_or_move(c, mailbox, uid_set, target, true, cb, user_token, op_out)
+}
+
+/// Removes the messages flagged \Deleted from `mailbox`.
+#[no_mangle]
+pub extern "C" fn herald_imap_expunge_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| Ok(imap(&mailbox_arg(mailbox, "mailbox")?, ImapOp::Expunge)),
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// Watches `mailbox` with IMAP IDLE. `on_change` fires (status OK, one
+/// result item whose HERALD_FIELD_EXISTS is the mailbox's message count)
+/// each time the mailbox changes; with `on_change` NULL these go to the
+/// completion queue. IDLE is renewed before servers drop it, and after a
+/// lost connection herald reconnects and goes on watching. The op holds a
+/// pooled connection (it counts toward MAX_CONNECTIONS) and lends it to
+/// other ops when they would wait otherwise. It completes only when
+/// herald_cancel stops it (cancelled), or at once with an error when the
+/// mailbox cannot be watched at all (no such mailbox, no IDLE, refused login).
+#[no_mangle]
+pub extern "C" fn herald_imap_idle_async(
+    c: *mut herald_client,
+    mailbox: *const c_char,
+    on_change: herald_callback,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |_| Ok(imap(&mailbox_arg(mailbox, "mailbox")?, ImapOp::Idle)),
+        Some(on_change),
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_parts_agree_with_the_engine() {
+        use crate::imap::*;
+        assert_eq!(
+            [
+                HERALD_FETCH_FLAGS,
+                HERALD_FETCH_ENVELOPE,
+                HERALD_FETCH_SIZE,
+                HERALD_FETCH_HEADERS,
+                HERALD_FETCH_BODY
+            ],
+            [FETCH_FLAGS, FETCH_ENVELOPE, FETCH_SIZE, FETCH_HEADERS, FETCH_BODY]
+        );
+    }
+}

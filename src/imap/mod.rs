@@ -1,0 +1,970 @@
+//! herald's IMAP client. Every op names its mailbox; each pooled
+//! connection (one worker thread) remembers which mailbox it has selected,
+//! SELECTs or EXAMINEs only when an op needs another one, and runs one op
+//! at a time, so ops from many threads never mix.
+//!
+//! The `imap` crate (3.0) logs in and runs the simple commands (LIST,
+//! CREATE, DELETE, UID SEARCH/STORE/COPY/MOVE/EXPUNGE, EXPUNGE, LOGOUT) on
+//! a socket herald opened itself ([`wire::Wire`]). herald speaks the rest
+//! by hand on the same connection: the greeting and STARTTLS, SELECT and
+//! EXAMINE, UID FETCH (bodies read straight into the result), APPEND
+//! (pipelined with LITERAL+, batched with MULTIAPPEND, UIDs from
+//! APPENDUID) and IDLE (woken by herald to renew it, lend the connection
+//! or stop).
+//!
+//! IDLE and the pool: an IDLE op holds its worker's connection, so it
+//! counts toward MAX_CONNECTIONS. Every 100 ms it asks the pool whether
+//! ops wait that no other worker will take (all busy, pool at the cap);
+//! if so it ends IDLE (DONE), runs them on its connection, selects its
+//! mailbox again (reporting any change meanwhile) and resumes IDLE. At
+//! most MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
+
+pub mod args;
+mod parse;
+mod session;
+pub mod utf7;
+mod wire;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::CancelMode;
+use crate::log::{DEBUG, INFO, WARN};
+use crate::options::Options;
+use crate::pool::{Driver, Ticket, WorkerCtx};
+use crate::result::{field, Outcome, ResultData, ResultItem, Success};
+use crate::status::{Error, Result, Status};
+use crate::work::Work;
+
+use args::{quote, Criteria, Part};
+use parse::{Cond, Response};
+use session::Session;
+
+/// `parts` of a fetch (`HERALD_FETCH_*`).
+pub const FETCH_FLAGS: u32 = 1;
+pub const FETCH_ENVELOPE: u32 = 2;
+pub const FETCH_SIZE: u32 = 4;
+pub const FETCH_HEADERS: u32 = 8;
+pub const FETCH_BODY: u32 = 16;
+pub const FETCH_ALL: u32 = 31;
+
+/// How a store changes flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// What an IMAP op does.
+#[derive(Debug)]
+pub enum ImapOp {
+    List {
+        pattern: String,
+    },
+    Create,
+    Delete,
+    Search {
+        criteria: Criteria,
+    },
+    Fetch {
+        uids: String,
+        parts: u32,
+    },
+    Append {
+        messages: Vec<Vec<u8>>,
+        flags: String,
+    },
+    Store {
+        uids: String,
+        mode: StoreMode,
+        flags: String,
+    },
+    Copy {
+        uids: String,
+        target: String,
+    },
+    Move {
+        uids: String,
+        target: String,
+    },
+    Expunge,
+    Idle,
+}
+
+/// An IMAP op and its mailbox (UTF-8, as the caller named it; empty for LIST).
+#[derive(Debug)]
+pub struct ImapJob {
+    pub mailbox: String,
+    pub op: ImapOp,
+}
+
+impl ImapJob {
+    pub fn name(&self) -> &'static str {
+        match self.op {
+            ImapOp::List { .. } => "IMAP list",
+            ImapOp::Create => "IMAP create",
+            ImapOp::Delete => "IMAP delete",
+            ImapOp::Search { .. } => "IMAP search",
+            ImapOp::Fetch { .. } => "IMAP fetch",
+            ImapOp::Append { .. } => "IMAP append",
+            ImapOp::Store { .. } => "IMAP store",
+            ImapOp::Copy { .. } => "IMAP copy",
+            ImapOp::Move { .. } => "IMAP move",
+            ImapOp::Expunge => "IMAP expunge",
+            ImapOp::Idle => "IMAP idle",
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        matches!(self.op, ImapOp::Idle)
+    }
+
+    /// The mailbox the op needs selected, if it needs one: the pool
+    /// prefers a connection that already has it.
+    pub fn affinity_key(&self) -> Option<&str> {
+        match self.op {
+            ImapOp::List { .. } | ImapOp::Create | ImapOp::Delete | ImapOp::Append { .. } => None,
+            _ => Some(&self.mailbox),
+        }
+    }
+}
+
+/// Which mailboxes this client changed, and when, shared by its
+/// connections: a connection that selected a mailbox before another one
+/// changed it syncs (NOOP) before its next op there, so an op always sees
+/// what the client's earlier ops did.
+#[derive(Default)]
+pub struct Changes {
+    clock: AtomicU64,
+    at: parking_lot::Mutex<HashMap<String, u64>>,
+}
+
+impl Changes {
+    pub fn new() -> Arc<Changes> {
+        Arc::new(Changes::default())
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+
+    fn changed_at(&self, mailbox: &str) -> u64 {
+        self.at.lock().get(mailbox).copied().unwrap_or(0)
+    }
+
+    fn touch(&self, mailboxes: &[&str]) {
+        let mut at = self.at.lock();
+        let t = self.clock.fetch_add(1, Ordering::SeqCst) + 1;
+        for m in mailboxes {
+            at.insert(m.to_string(), t);
+        }
+    }
+}
+
+/// IDLE is renewed after this (servers may drop it after 30 minutes: RFC 2177).
+static IDLE_RENEW_MS: AtomicU64 = AtomicU64::new(25 * 60 * 1000);
+
+/// Sets how often IDLE is renewed, for every client of this process. For tests.
+#[doc(hidden)]
+pub fn set_idle_renew_for_tests(every: Duration) {
+    IDLE_RENEW_MS.store(every.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+fn idle_renew() -> Duration {
+    Duration::from_millis(IDLE_RENEW_MS.load(Ordering::Relaxed))
+}
+
+/// How often an IDLE wakes to look at cancels, renewal and waiting ops.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+/// Most APPENDs in flight at once, and most of their bytes.
+const APPEND_WINDOW: usize = 64;
+const APPEND_WINDOW_BYTES: usize = 8 * 1024 * 1024;
+/// Fetched bytes between progress reports.
+const FETCH_PROGRESS_STEP: u64 = 1024 * 1024;
+
+/// Ops an IDLE worker may run while it lends its connection: anything but another IDLE.
+fn not_idle(w: &Work) -> bool {
+    !w.as_imap().is_some_and(ImapJob::is_idle)
+}
+
+/// The IMAP protocol engine of one pooled connection.
+pub struct ImapDriver {
+    opts: Arc<Options>,
+    tls: Option<native_tls::TlsConnector>,
+    session: Option<Session>,
+    changes: Arc<Changes>,
+}
+
+impl ImapDriver {
+    /// A connection's driver; `changes` is shared by all of a client's drivers.
+    pub fn new(opts: Arc<Options>, changes: Arc<Changes>) -> Self {
+        ImapDriver {
+            opts,
+            tls: None,
+            session: None,
+            changes,
+        }
+    }
+
+    /// The session, opened (or reopened, when the server closed it) as needed.
+    fn ensure(&mut self, w: &mut WorkerCtx) -> Result<&mut Session> {
+        if self.session.as_ref().is_some_and(Session::is_stale) {
+            w.log(DEBUG, || {
+                "the IMAP connection was closed; opening a new one".into()
+            });
+            self.session = None;
+        }
+        if self.session.is_none() {
+            let ctl = w.new_ctl();
+            let s = Session::open(&self.opts, &mut self.tls, &ctl, w.tracer(), self.changes.clone())?;
+            w.log(INFO, || {
+                format!(
+                    "connected to {}:{}{}",
+                    self.opts.host(),
+                    self.opts.port(),
+                    if s.conn().stream().is_tls() { " (TLS)" } else { "" }
+                )
+            });
+            self.session = Some(s);
+        }
+        self.session
+            .as_mut()
+            .ok_or_else(|| Error::protocol("no IMAP session"))
+    }
+
+    /// After a failed op: a connection that failed, or that a cancel shut
+    /// down, is closed; after NO or BAD it stays.
+    fn after_error(&mut self, e: &Error) {
+        let broken = matches!(
+            e.status,
+            Status::Io | Status::Timeout | Status::Protocol | Status::Cancelled | Status::Panic
+        );
+        if broken || self.session.as_ref().is_some_and(Session::is_aborted) {
+            self.session = None;
+        }
+    }
+
+    /// Runs one op to its completion.
+    fn run_op(&mut self, t: Ticket, w: &mut WorkerCtx) {
+        if t.work.as_imap().is_some_and(ImapJob::is_idle) {
+            return self.idle(t, w);
+        }
+        if !t.is_live() {
+            return t.complete(Err(Error::cancelled()));
+        }
+        let outcome = self.perform(&t, w);
+        if let Some(j) = t.work.as_imap() {
+            let changed: Vec<&str> = match &j.op {
+                ImapOp::Copy { target, .. } => vec![target.as_str()],
+                ImapOp::Move { target, .. } => vec![j.mailbox.as_str(), target.as_str()],
+                ImapOp::Append { .. }
+                | ImapOp::Store { .. }
+                | ImapOp::Expunge
+                | ImapOp::Create
+                | ImapOp::Delete => vec![j.mailbox.as_str()],
+                _ => vec![],
+            };
+            if !changed.is_empty() {
+                self.changes.touch(&changed);
+            }
+        }
+        if let Err(e) = &outcome {
+            self.after_error(e);
+        }
+        t.complete(outcome);
+    }
+
+    fn perform(&mut self, t: &Ticket, w: &mut WorkerCtx) -> Outcome {
+        let Some(job) = t.work.as_imap() else {
+            return Err(Error::invalid("an IMAP client runs IMAP ops only"));
+        };
+        let s = self.ensure(w)?;
+        let mb = job.mailbox.as_str();
+        match &job.op {
+            ImapOp::List { pattern } => list(s, pattern),
+            ImapOp::Create => {
+                s.imap()
+                    .create(utf7::encode(mb))
+                    .map_err(|e| s.crate_err(e, &format!("CREATE {mb}")))?;
+                s.drain_unsolicited();
+                Ok(Success::new(0, format!("created {mb}")))
+            }
+            ImapOp::Delete => {
+                if s.selected.as_ref().is_some_and(|x| x.name == mb) {
+                    // Leave it first: servers refuse or misbehave deleting the selected mailbox.
+                    s.selected = None;
+                    let _ = s.command("EXAMINE \"INBOX\"", &mut |_| {})?;
+                }
+                let r = s.imap().delete(utf7::encode(mb));
+                r.map_err(|e| s.crate_err(e, &format!("DELETE {mb}")))?;
+                s.drain_unsolicited();
+                Ok(Success::new(0, format!("deleted {mb}")))
+            }
+            ImapOp::Search { criteria } => search(s, mb, criteria),
+            ImapOp::Fetch { uids, parts } => fetch(s, t, mb, uids, *parts),
+            ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
+            ImapOp::Store { uids, mode, flags } => {
+                s.select(mb, true)?;
+                let verb = match mode {
+                    StoreMode::Add => "+FLAGS.SILENT",
+                    StoreMode::Remove => "-FLAGS.SILENT",
+                    StoreMode::Replace => "FLAGS.SILENT",
+                };
+                let r = s.imap().uid_store(uids, format!("{verb} ({flags})"));
+                r.map_err(|e| s.crate_err(e, &format!("UID STORE {uids}")))?;
+                s.drain_unsolicited();
+                Ok(Success::new(0, format!("flags stored on {uids}")))
+            }
+            ImapOp::Copy { uids, target } => {
+                s.select(mb, false)?;
+                let r = s.imap().uid_copy(uids, quote(&utf7::encode(target)));
+                r.map_err(|e| s.crate_err(e, &format!("UID COPY {uids} to {target}")))?;
+                s.drain_unsolicited();
+                Ok(Success::new(0, format!("copied {uids} to {target}")))
+            }
+            ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
+            ImapOp::Expunge => {
+                s.select(mb, true)?;
+                let r = s.imap().expunge();
+                r.map_err(|e| s.crate_err(e, &format!("EXPUNGE in {mb}")))?;
+                s.drain_unsolicited();
+                Ok(Success::new(0, format!("expunged {mb}")))
+            }
+            ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
+        }
+    }
+
+    /// IMAP IDLE until cancelled: `on_change` hears of every change of the
+    /// mailbox's message count (and flags). The IDLE command is renewed
+    /// before servers drop it; after a lost connection it reconnects, with
+    /// a growing pause; while ops wait that no other connection will take,
+    /// it ends IDLE, runs them on this connection, and resumes.
+    fn idle(&mut self, t: Ticket, w: &mut WorkerCtx) {
+        let mailbox = match t.work.as_imap() {
+            Some(j) => j.mailbox.clone(),
+            None => return t.complete(Err(Error::invalid("an IMAP client runs IMAP ops only"))),
+        };
+        let mut known: Option<u32> = None;
+        let mut started = false;
+        let mut failures = 0u32;
+        while t.is_live() {
+            // Connecting and selecting can block: a cancel shuts the socket down.
+            t.set_cancel_mode(CancelMode::Abort);
+            let prepared = self.ensure(w).and_then(|s| {
+                if !s.caps.has("IDLE") {
+                    return Err(Error::new(Status::Unsupported, "the server does not offer IDLE"));
+                }
+                s.select(&mailbox, false)?;
+                Ok(s.selected.as_ref().map_or(0, |x| x.exists))
+            });
+            let exists = match prepared {
+                Ok(n) => n,
+                Err(e) => {
+                    self.after_error(&e);
+                    if !started {
+                        return t.complete(Err(e));
+                    }
+                    failures += 1;
+                    w.log(WARN, || format!("IDLE on {mailbox}: {}; trying again", e.detail));
+                    self.session = None;
+                    if !pause(&t, w, backoff(failures)) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            started = true;
+            if known.is_some_and(|k| k != exists) {
+                changed(&t, &mailbox, exists);
+            }
+            known = Some(exists);
+            // Waiting in IDLE: a cancel is seen at the next tick, and the connection kept.
+            t.set_cancel_mode(CancelMode::Cooperative);
+            if !t.is_live() {
+                break;
+            }
+            let Some(s) = self.session.as_mut() else { continue };
+            match idle_once(s, &t, w, &mailbox, &mut known) {
+                Ok(IdleEnd::Stop) => break,
+                Ok(IdleEnd::Renew) => failures = 0,
+                Ok(IdleEnd::Lend) => {
+                    failures = 0;
+                    while let Some(op) = w.try_next_where(Some(&mailbox), Some(&not_idle)) {
+                        self.run_op(op, w);
+                    }
+                }
+                Err(e) => {
+                    self.session = None;
+                    if !t.is_live() {
+                        break;
+                    }
+                    failures += 1;
+                    w.log(WARN, || format!("IDLE on {mailbox}: {}; reconnecting", e.detail));
+                    if !pause(&t, w, backoff(failures)) {
+                        break;
+                    }
+                }
+            }
+        }
+        t.complete(Err(Error::cancelled()));
+    }
+}
+
+/// The pause before reconnect attempt `n` (1-based): none, then 1 s, doubling to 30 s.
+fn backoff(n: u32) -> Duration {
+    if n <= 1 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs((1u64 << (n - 2).min(5)).min(30))
+    }
+}
+
+/// Sleeps `d`, waking each tick; false if the op was cancelled meanwhile.
+fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if !t.is_live() || w.shutting_down() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep(IDLE_TICK.min(until - now));
+    }
+}
+
+fn changed(t: &Ticket, mailbox: &str, exists: u32) {
+    let item = ResultItem::new(0)
+        .with_str(field::NAME, mailbox)
+        .with_int(field::EXISTS, u64::from(exists));
+    t.notify_change(
+        Success::new(0, format!("{mailbox} changed: {exists} messages"))
+            .with_result(ResultData::new(vec![item])),
+    );
+}
+
+enum IdleEnd {
+    /// Cancelled.
+    Stop,
+    /// Time to renew the IDLE command.
+    Renew,
+    /// Ops wait for this connection.
+    Lend,
+}
+
+/// One IDLE command, from IDLE to DONE.
+fn idle_once(
+    s: &mut Session,
+    t: &Ticket,
+    w: &WorkerCtx,
+    mailbox: &str,
+    known: &mut Option<u32>,
+) -> Result<IdleEnd> {
+    let mut count = known.unwrap_or(0);
+    let tag = s.conn().next_tag();
+    s.send(format!("{tag} IDLE\r\n").as_bytes())?;
+    loop {
+        match s.read_response(&mut |_| {})? {
+            Response::Continue => break,
+            Response::Tagged { tag: tg, status } if tg == tag => {
+                return Err(Error::new(
+                    Status::Unsupported,
+                    format!("IDLE refused: {}", status.detail()),
+                ))
+            }
+            Response::Tagged { tag: tg, .. } => {
+                return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
+            }
+            r => {
+                idle_event(&r, &mut count)?;
+            }
+        }
+    }
+    let renew_at = Instant::now() + idle_renew();
+    let mut dirty = count != known.unwrap_or(count);
+    let end = loop {
+        if s.wait_data(IDLE_TICK)? {
+            let r = s.read_response(&mut |_| {})?;
+            if let Response::Tagged { tag: tg, .. } = &r {
+                if *tg == tag {
+                    // The server ended IDLE itself: start it again.
+                    break None;
+                }
+            }
+            dirty |= idle_event(&r, &mut count)?;
+            if dirty && s.conn().buffered() == 0 {
+                changed(t, mailbox, count);
+                *known = Some(count);
+                dirty = false;
+            }
+            continue;
+        }
+        if !t.is_live() {
+            break Some(IdleEnd::Stop);
+        }
+        if Instant::now() >= renew_at {
+            break Some(IdleEnd::Renew);
+        }
+        if w.ops_starved(&not_idle) {
+            break Some(IdleEnd::Lend);
+        }
+    };
+    let end = match end {
+        None => IdleEnd::Renew,
+        Some(end) => {
+            s.send(b"DONE\r\n")?;
+            loop {
+                let r = s.read_response(&mut |_| {})?;
+                match r {
+                    Response::Tagged { tag: tg, .. } if tg == tag => break,
+                    Response::Tagged { tag: tg, .. } => {
+                        return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
+                    }
+                    r => dirty |= idle_event(&r, &mut count)?,
+                }
+            }
+            end
+        }
+    };
+    if dirty {
+        changed(t, mailbox, count);
+        *known = Some(count);
+    }
+    if let Some(sel) = s.selected.as_mut() {
+        sel.exists = count;
+    }
+    Ok(end)
+}
+
+/// Applies an untagged response seen in IDLE; true if the mailbox changed.
+fn idle_event(r: &Response, count: &mut u32) -> Result<bool> {
+    Ok(match r {
+        Response::Exists(n) => {
+            let changed = *n != *count;
+            *count = *n;
+            changed
+        }
+        Response::Expunge => {
+            *count = count.saturating_sub(1);
+            true
+        }
+        Response::Fetch { .. } => true,
+        Response::Status(st) if st.cond == Cond::Bye => {
+            return Err(Error::new(
+                Status::Io,
+                format!("the server closed the connection: {}", st.detail()),
+            ))
+        }
+        _ => false,
+    })
+}
+
+fn attribute_name(a: &imap_proto::types::NameAttribute<'_>) -> String {
+    use imap_proto::types::NameAttribute as A;
+    match a {
+        A::NoInferiors => "\\Noinferiors".into(),
+        A::NoSelect => "\\Noselect".into(),
+        A::Marked => "\\Marked".into(),
+        A::Unmarked => "\\Unmarked".into(),
+        A::All => "\\All".into(),
+        A::Archive => "\\Archive".into(),
+        A::Drafts => "\\Drafts".into(),
+        A::Flagged => "\\Flagged".into(),
+        A::Junk => "\\Junk".into(),
+        A::Sent => "\\Sent".into(),
+        A::Trash => "\\Trash".into(),
+        A::Extension(e) => e.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn list(s: &mut Session, pattern: &str) -> Outcome {
+    let r = s.imap().list(Some(""), Some(&quote(&utf7::encode(pattern))));
+    let names = r.map_err(|e| s.crate_err(e, &format!("LIST {pattern}")))?;
+    let items: Vec<ResultItem> = names
+        .iter()
+        .map(|n| {
+            let flags: Vec<String> = n.attributes().iter().map(attribute_name).collect();
+            ResultItem::new(0)
+                .with_str(field::NAME, &utf7::decode(n.name()))
+                .with_str(field::FLAGS, &flags.join(" "))
+        })
+        .collect();
+    drop(names);
+    s.drain_unsolicited();
+    Ok(Success::new(0, format!("{} mailboxes", items.len())).with_result(ResultData::new(items)))
+}
+
+fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
+    s.select(mailbox, false)?;
+    let mut uids: Vec<u32> = match criteria.as_line() {
+        Some(line) => {
+            let r = s.imap().uid_search(line);
+            let found = r.map_err(|e| s.crate_err(e, "UID SEARCH"))?;
+            s.drain_unsolicited();
+            found.into_iter().collect()
+        }
+        None => {
+            // Non-ASCII text goes as literals, which the crate's search can't send.
+            let mut parts = vec![Part::Text("UID SEARCH ".into())];
+            parts.extend(criteria.parts.iter().cloned());
+            let mut found = Vec::new();
+            let st = s.command_parts(&parts, &mut |r| {
+                if let Response::Data { name, values } = r {
+                    if name == "SEARCH" {
+                        found.extend(
+                            values
+                                .iter()
+                                .filter_map(|v| v.number())
+                                .filter_map(|n| u32::try_from(n).ok()),
+                        );
+                    }
+                }
+            })?;
+            if st.cond != Cond::Ok {
+                return Err(st.error("UID SEARCH"));
+            }
+            found
+        }
+    };
+    uids.sort_unstable();
+    uids.dedup();
+    let items: Vec<ResultItem> = uids.iter().map(|&u| ResultItem::new(u64::from(u))).collect();
+    Ok(Success::new(0, format!("{} messages found", items.len())).with_result(ResultData::new(items)))
+}
+
+fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Outcome {
+    s.select(mailbox, true)?;
+    let dest = utf7::encode(target);
+    let what = format!("moving {uids} to {target}");
+    if s.caps.has("MOVE") {
+        let r = s.imap().uid_mv(uids, &dest);
+        r.map_err(|e| s.crate_err(e, &what))?;
+    } else if s.caps.has("UIDPLUS") {
+        // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
+        let r = s.imap().uid_copy(uids, quote(&dest));
+        r.map_err(|e| s.crate_err(e, &what))?;
+        let r = s.imap().uid_store(uids, "+FLAGS.SILENT (\\Deleted)");
+        r.map_err(|e| s.crate_err(e, &what))?;
+        let r = s.imap().uid_expunge(uids);
+        r.map_err(|e| s.crate_err(e, &what))?;
+    } else {
+        return Err(Error::new(
+            Status::Unsupported,
+            "moving needs MOVE or UIDPLUS (UID EXPUNGE); the server offers neither",
+        ));
+    }
+    s.drain_unsolicited();
+    Ok(Success::new(0, format!("moved {uids} to {target}")))
+}
+
+fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> Outcome {
+    s.select(mailbox, false)?;
+    let mut items = String::from("UID");
+    if parts & FETCH_FLAGS != 0 {
+        items.push_str(" FLAGS");
+    }
+    if parts & FETCH_ENVELOPE != 0 {
+        items.push_str(" ENVELOPE");
+    }
+    if parts & FETCH_SIZE != 0 {
+        items.push_str(" RFC822.SIZE");
+    }
+    let body = parts & FETCH_BODY != 0;
+    if body {
+        items.push_str(" BODY.PEEK[]");
+    } else if parts & FETCH_HEADERS != 0 {
+        items.push_str(" BODY.PEEK[HEADER]");
+    }
+    let tag = s.conn().next_tag();
+    s.send(format!("{tag} UID FETCH {uids} ({items})\r\n").as_bytes())?;
+    let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
+    let mut received = 0u64;
+    let mut reported = 0u64;
+    loop {
+        let base = received;
+        let r = s.read_response(&mut |n| t.progress(base + n as u64, 0))?;
+        match r {
+            Response::Tagged { tag: tg, status } if tg == tag => {
+                if status.cond != Cond::Ok {
+                    return Err(status.error(&format!("UID FETCH {uids} in {mailbox}")));
+                }
+                break;
+            }
+            Response::Tagged { tag: tg, .. } => {
+                return Err(Error::protocol(format!("a reply with tag {tg} to UID FETCH")))
+            }
+            Response::Fetch { atts, .. } => {
+                let d = parse::fetch_data(atts)?;
+                // A FETCH without UID is news about flags, not an answer.
+                let Some(uid) = d.uid else { continue };
+                let item = got.entry(uid).or_insert_with(|| ResultItem::new(u64::from(uid)));
+                if let Some(f) = &d.flags {
+                    item.set_str(field::FLAGS, f);
+                }
+                if let Some(n) = d.size {
+                    item.set_int(field::SIZE, n);
+                }
+                if let Some(e) = &d.envelope {
+                    for (f, v) in [
+                        (field::SUBJECT, &e.subject),
+                        (field::FROM, &e.from),
+                        (field::TO, &e.to),
+                        (field::DATE, &e.date),
+                        (field::MESSAGE_ID, &e.message_id),
+                    ] {
+                        if let Some(v) = v {
+                            item.set_str(f, v);
+                        }
+                    }
+                }
+                let bytes = if body { d.body } else { d.header };
+                if let Some(b) = bytes {
+                    received += b.len() as u64;
+                    item.bytes = Some(b);
+                }
+                if received - reported >= FETCH_PROGRESS_STEP {
+                    reported = received;
+                    t.progress(received, 0);
+                }
+            }
+            r => Session::track(&mut s.selected, &r),
+        }
+    }
+    let items: Vec<ResultItem> = got.into_values().collect();
+    Ok(Success::new(0, format!("{} messages fetched", items.len())).with_result(ResultData::new(items)))
+}
+
+/// Where a bulk append stands.
+struct AppendState {
+    /// Per message: its UID once the server accepted it (0 without UIDPLUS).
+    uids: Vec<Option<u64>>,
+    /// APPEND commands sent and not yet answered: tag, first message, how many.
+    inflight: VecDeque<(String, usize, usize)>,
+    inflight_bytes: usize,
+    refused: Option<Error>,
+}
+
+impl AppendState {
+    fn messages_in_flight(&self) -> usize {
+        self.inflight.iter().map(|(_, _, n)| n).sum()
+    }
+
+    /// Reads one response; records the reply to an APPEND in flight.
+    fn read_reply(&mut self, s: &mut Session, messages: &[Vec<u8>]) -> Result<()> {
+        match s.read_response(&mut |_| {})? {
+            Response::Tagged { tag, status } => {
+                let Some(pos) = self.inflight.iter().position(|(t, _, _)| *t == tag) else {
+                    return Err(Error::protocol(format!("a reply with tag {tag} to no APPEND")));
+                };
+                let (_, first, count) = self.inflight.remove(pos).unwrap_or_default();
+                let range = first..(first + count).min(messages.len());
+                self.inflight_bytes -= messages[range.clone()].iter().map(Vec::len).sum::<usize>();
+                if status.cond == Cond::Ok {
+                    let uids = parse::appenduids(&status, count);
+                    for (k, i) in range.enumerate() {
+                        self.uids[i] = Some(uids.get(k).copied().unwrap_or(0));
+                    }
+                } else if self.refused.is_none() {
+                    let what = if count == 1 {
+                        format!("APPEND of message {}", first + 1)
+                    } else {
+                        format!("APPEND of messages {} to {}", first + 1, first + count)
+                    };
+                    self.refused = Some(status.error(&what));
+                }
+                Ok(())
+            }
+            Response::Continue => Err(Error::protocol("an unexpected continuation during APPEND")),
+            r => {
+                Session::track(&mut s.selected, &r);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Appends the messages, pipelined. With LITERAL+ each message goes out
+/// with its command in one write, without waiting, and with MULTIAPPEND
+/// (RFC 3502) up to [`MULTI_BATCH`] messages share one APPEND: the server
+/// stores them in one transaction. Without LITERAL+ each literal waits for
+/// the server's "+". Stops between messages when cancelled (ending a
+/// MULTIAPPEND early), and always reads the reply to every APPEND sent, so
+/// the UIDs reported are exactly what the mailbox gained.
+fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flags: &str) -> Outcome {
+    t.set_cancel_mode(CancelMode::Cooperative);
+    let mut st = AppendState {
+        uids: vec![None; messages.len()],
+        inflight: VecDeque::new(),
+        inflight_bytes: 0,
+        refused: None,
+    };
+    let sent = append_run(s, t, mailbox, messages, flags, &mut st);
+    let items: Vec<ResultItem> = st.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
+    let n = messages.len();
+    let k = items.len();
+    if let Err(mut e) = sent {
+        let unknown = st.messages_in_flight();
+        e.detail = format!(
+            "{}; {k} of {n} messages were appended{}",
+            e.detail,
+            if unknown > 0 {
+                format!(", and {unknown} more may have been")
+            } else {
+                String::new()
+            }
+        );
+        return Err(e);
+    }
+    if let Some(mut e) = st.refused {
+        e.detail = format!("{}; {k} of {n} messages were appended", e.detail);
+        return Err(e);
+    }
+    Ok(
+        Success::new(0, format!("{k} of {n} messages appended to {mailbox}"))
+            .with_result(ResultData::new(items)),
+    )
+}
+
+/// Most messages, and bytes, in one MULTIAPPEND command.
+const MULTI_BATCH: usize = 100;
+const MULTI_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+fn append_run(
+    s: &mut Session,
+    t: &Ticket,
+    mailbox: &str,
+    messages: &[Vec<u8>],
+    flags: &str,
+    st: &mut AppendState,
+) -> Result<()> {
+    let target = quote(&utf7::encode(mailbox));
+    let flag_part = if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" ({flags})")
+    };
+    let multi = s.caps.has("MULTIAPPEND");
+    let total: u64 = messages.iter().map(|m| m.len() as u64).sum();
+    let mut written = 0u64;
+    let mut i = 0;
+    while i < messages.len() {
+        let nonsync = s.caps.nonsync(messages[i].len());
+        while !st.inflight.is_empty()
+            && (!nonsync
+                || st.inflight.len() >= APPEND_WINDOW
+                || st.inflight_bytes + messages[i].len() > APPEND_WINDOW_BYTES)
+        {
+            st.read_reply(s, messages)?;
+        }
+        if st.refused.is_some() || t.cancel_requested() {
+            break;
+        }
+        let tag = s.conn().next_tag();
+        let first = i;
+        if nonsync {
+            // One APPEND, or a MULTIAPPEND of the messages that follow.
+            let mut bytes = 0;
+            loop {
+                let m = &messages[i];
+                let head = if i == first {
+                    format!("{tag} APPEND {target}{flag_part} {{{}+}}\r\n", m.len())
+                } else {
+                    format!("{flag_part} {{{}+}}\r\n", m.len())
+                };
+                let next = messages.get(i + 1);
+                let more = multi
+                    && next.is_some_and(|x| {
+                        i + 1 - first < MULTI_BATCH
+                            && bytes + m.len() + x.len() <= MULTI_BATCH_BYTES
+                            && s.caps.nonsync(x.len())
+                    });
+                let base = written;
+                s.send_with_literal(head.as_bytes(), m, !more, &mut |n| {
+                    t.progress(base + n as u64, total)
+                })?;
+                written += m.len() as u64;
+                bytes += m.len();
+                i += 1;
+                if !more {
+                    break;
+                }
+                if t.cancel_requested() {
+                    // End the MULTIAPPEND here: what was sent is appended.
+                    s.send(b"\r\n")?;
+                    break;
+                }
+            }
+            st.inflight.push_back((tag, first, i - first));
+            st.inflight_bytes += bytes;
+        } else {
+            let m = &messages[i];
+            s.send(format!("{tag} APPEND {target}{flag_part} {{{}}}\r\n", m.len()).as_bytes())?;
+            let mut go = false;
+            loop {
+                match s.read_response(&mut |_| {})? {
+                    Response::Continue => {
+                        go = true;
+                        break;
+                    }
+                    Response::Tagged { tag: tg, status } if tg == tag => {
+                        st.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
+                        break;
+                    }
+                    Response::Tagged { tag: tg, .. } => {
+                        return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
+                    }
+                    r => Session::track(&mut s.selected, &r),
+                }
+            }
+            if !go {
+                break;
+            }
+            let base = written;
+            s.send_with_literal(b"", m, true, &mut |n| t.progress(base + n as u64, total))?;
+            written += m.len() as u64;
+            st.inflight.push_back((tag, i, 1));
+            st.inflight_bytes += m.len();
+            i += 1;
+        }
+    }
+    while !st.inflight.is_empty() {
+        st.read_reply(s, messages)?;
+    }
+    Ok(())
+}
+
+impl Driver for ImapDriver {
+    fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
+        self.run_op(first, w);
+    }
+
+    fn close_idle(&mut self, w: &mut WorkerCtx) {
+        if let Some(s) = self.session.take() {
+            w.log(DEBUG, || "closing an idle IMAP connection".into());
+            s.logout();
+        }
+    }
+
+    fn affinity(&self) -> Option<&str> {
+        self.session.as_ref()?.selected.as_ref().map(|s| s.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_grow_and_stop_growing() {
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(10), Duration::from_secs(30));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
+    }
+}
