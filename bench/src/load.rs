@@ -79,9 +79,46 @@ pub fn bench_message(seq: usize) -> Vec<u8> {
     m
 }
 
+/// The CPU time in a `/proc/.../schedstat` file (its first field, ns).
+pub fn schedstat_runtime(path: &str) -> Duration {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// CPU time of this process's waited-for children (user + system).
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time of this process's threads named `herald-*` (herald's workers
+/// and delivery thread), while they exist.
+fn herald_threads_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("herald-")))
+        .map(|t| schedstat_runtime(&t.path().join("schedstat").to_string_lossy()))
+        .sum()
+}
+
+/// A sender's run: wall time and the CPU time it used.
+pub struct Timed {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
 /// Runs `smtp-source -s CONNS -d -m N -l 10240 -M bench.test -f a@x -t b@y
-/// 127.0.0.1:PORT` and returns how long it ran (spawn to exit).
-pub fn smtp_source(port: u16, conns: usize, n: usize) -> Result<Duration, String> {
+/// 127.0.0.1:PORT` and returns how long it ran (spawn to exit) and its CPU time.
+pub fn smtp_source(port: u16, conns: usize, n: usize) -> Result<Timed, String> {
+    let cpu0 = children_cpu();
     let t = Instant::now();
     let out = Command::new(SMTP_SOURCE)
         .args(["-s", &conns.to_string(), "-d", "-m", &n.to_string()])
@@ -93,6 +130,7 @@ pub fn smtp_source(port: u16, conns: usize, n: usize) -> Result<Duration, String
         .output()
         .map_err(|e| format!("run {SMTP_SOURCE}: {e}"))?;
     let took = t.elapsed();
+    let cpu = children_cpu() - cpu0;
     if !out.status.success() {
         return Err(format!(
             "smtp-source failed ({}): {}",
@@ -100,7 +138,7 @@ pub fn smtp_source(port: u16, conns: usize, n: usize) -> Result<Duration, String
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(took)
+    Ok(Timed { wall: took, cpu })
 }
 
 /// What the completion callback saw.
@@ -221,6 +259,9 @@ pub struct HeraldRun {
     /// From the start to the first and to the last completion.
     pub first_done: Duration,
     pub last_done: Duration,
+    /// CPU time of herald's threads plus the calling thread's from
+    /// `herald_client_new` to the flush's return.
+    pub cpu: Duration,
     pub ok: usize,
     pub failed: usize,
     pub first_error: Option<String>,
@@ -236,6 +277,7 @@ pub fn herald_send(port: u16, conns: usize, msgs: &[Vec<u8>]) -> HeraldRun {
     let tally = Tally::default();
     let env = Envelope::default();
     let limit = (msgs.len() as i64).max(100_000);
+    let own0 = schedstat_runtime("/proc/thread-self/schedstat");
     let t = Instant::now();
     let c = new_client(port, conns, &[(HERALD_OPT_QUEUE_LIMIT, limit)]);
     for m in msgs {
@@ -243,6 +285,7 @@ pub fn herald_send(port: u16, conns: usize, msgs: &[Vec<u8>]) -> HeraldRun {
     }
     let st = herald_client_flush(c, 600_000);
     let elapsed = t.elapsed();
+    let cpu = schedstat_runtime("/proc/thread-self/schedstat") - own0 + herald_threads_cpu();
     assert_eq!(st, HERALD_STATUS_OK, "herald_client_flush: {}", last_error());
     herald_client_free(c);
     let first_error = tally.first_error.lock().unwrap().take();
@@ -251,6 +294,7 @@ pub fn herald_send(port: u16, conns: usize, msgs: &[Vec<u8>]) -> HeraldRun {
         elapsed,
         first_done: first - t,
         last_done: last - t,
+        cpu,
         ok: tally.ok.load(Ordering::Relaxed),
         failed: tally.failed.load(Ordering::Relaxed),
         first_error,

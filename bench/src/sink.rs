@@ -42,6 +42,7 @@ exit 0
 
 pub struct CountingSink {
     pub port: u16,
+    pub pid: u32,
     log: PathBuf,
     supervisor: Child,
     stdin: Option<ChildStdin>,
@@ -95,6 +96,7 @@ impl CountingSink {
                 .expect("read smtp-sink's pid");
             let sink = CountingSink {
                 port,
+                pid: pid.trim().parse().expect("smtp-sink's pid"),
                 log,
                 supervisor,
                 stdin,
@@ -124,6 +126,11 @@ impl CountingSink {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// CPU time smtp-sink has used so far (it is one process, one thread).
+    pub fn cpu(&self) -> Duration {
+        crate::load::schedstat_runtime(&format!("/proc/{}/schedstat", self.pid))
     }
 
     /// Messages received so far: the last `mesg=` counter smtp-sink printed.

@@ -185,24 +185,50 @@ struct Samples {
     ratio: Vec<f64>,
     /// herald's rate between its first and last completion.
     steady: Vec<f64>,
+    /// CPU µs per message: smtp-source's, the sink's while serving it,
+    /// herald's, the sink's while serving herald.
+    source_cpu: Vec<f64>,
+    source_sink_cpu: Vec<f64>,
+    herald_cpu: Vec<f64>,
+    herald_sink_cpu: Vec<f64>,
 }
 
-fn run_source(sink: &CountingSink, port: u16, row: &Row) -> f64 {
+/// One sender's run of a row.
+struct Side {
+    rate: f64,
+    /// CPU µs per message of the sender and of the sink.
+    cpu: f64,
+    sink_cpu: f64,
+    /// herald: its rate between its first and last completion.
+    steady: f64,
+}
+
+fn us_per_msg(d: Duration, n: usize) -> f64 {
+    d.as_secs_f64() * 1e6 / n as f64
+}
+
+fn run_source(sink: &CountingSink, port: u16, row: &Row) -> Side {
     let before = sink.messages();
-    let took = load::smtp_source(port, row.conns, row.n).unwrap_or_else(|e| panic!("{e}"));
+    let sink0 = sink.cpu();
+    let t = load::smtp_source(port, row.conns, row.n).unwrap_or_else(|e| panic!("{e}"));
     let got = sink.wait_messages(before + row.n as u64, Duration::from_secs(10)) - before;
+    let sink_cpu = sink.cpu() - sink0;
     assert_eq!(
         got, row.n as u64,
         "smtp-source: the sink counted {got} of {}",
         row.n
     );
-    row.n as f64 / took.as_secs_f64()
+    Side {
+        rate: row.n as f64 / t.wall.as_secs_f64(),
+        cpu: us_per_msg(t.cpu, row.n),
+        sink_cpu: us_per_msg(sink_cpu, row.n),
+        steady: f64::NAN,
+    }
 }
 
-/// A herald run's rate, and its rate between its first and last
-/// completion (what it sustains once connected).
-fn run_herald(sink: &CountingSink, port: u16, row: &Row, msgs: &[Vec<u8>]) -> (f64, f64) {
+fn run_herald(sink: &CountingSink, port: u16, row: &Row, msgs: &[Vec<u8>]) -> Side {
     let before = sink.messages();
+    let sink0 = sink.cpu();
     let r = load::herald_send(port, row.conns, &msgs[..row.n]);
     assert!(
         r.ok == row.n && r.failed == 0,
@@ -213,9 +239,15 @@ fn run_herald(sink: &CountingSink, port: u16, row: &Row, msgs: &[Vec<u8>]) -> (f
         r.first_error
     );
     let got = sink.wait_messages(before + row.n as u64, Duration::from_secs(10)) - before;
+    let sink_cpu = sink.cpu() - sink0;
     assert_eq!(got, row.n as u64, "herald: the sink counted {got} of {}", row.n);
     let steady = (row.n - row.conns.min(row.n)) as f64 / (r.last_done - r.first_done).as_secs_f64();
-    (row.n as f64 / r.elapsed.as_secs_f64(), steady)
+    Side {
+        rate: row.n as f64 / r.elapsed.as_secs_f64(),
+        cpu: us_per_msg(r.cpu, row.n),
+        sink_cpu: us_per_msg(sink_cpu, row.n),
+        steady,
+    }
 }
 
 /// Both senders through a dumping smtp-sink: every message stored, whole.
@@ -329,7 +361,7 @@ fn main() {
     for run in 0..args.runs {
         for (row, s) in rows.iter().zip(samples.iter_mut()) {
             let port = if row.rtt.is_some() { proxy.port } else { sink.port };
-            let (src, (her, steady)) = if run % 2 == 0 {
+            let (src, her) = if run % 2 == 0 {
                 let a = run_source(&sink, port, row);
                 (a, run_herald(&sink, port, row, &msgs))
             } else {
@@ -338,22 +370,32 @@ fn main() {
             };
             println!(
                 "run {}/{}: {:<40} smtp-source {:>8.1}/s  herald {:>8.1}/s  ratio {:.2}×{}  \
-                 herald between its first and last completion: {steady:.1}/s",
+                 herald between its first and last completion: {:.1}/s; CPU µs per message: \
+                 smtp-source {:.0} + sink {:.0}, herald {:.0} + sink {:.0}",
                 run + 1,
                 args.runs,
                 row.label(),
-                src,
-                her,
-                her / src,
+                src.rate,
+                her.rate,
+                her.rate / src.rate,
                 row.ceiling().map_or(String::new(), |c| format!(
                     "  herald at {:.1} % of {c:.0}/s",
-                    100.0 * her / c
-                ))
+                    100.0 * her.rate / c
+                )),
+                her.steady,
+                src.cpu,
+                src.sink_cpu,
+                her.cpu,
+                her.sink_cpu
             );
-            s.steady.push(steady);
-            s.source.push(src);
-            s.herald.push(her);
-            s.ratio.push(her / src);
+            s.source.push(src.rate);
+            s.herald.push(her.rate);
+            s.ratio.push(her.rate / src.rate);
+            s.steady.push(her.steady);
+            s.source_cpu.push(src.cpu);
+            s.source_sink_cpu.push(src.sink_cpu);
+            s.herald_cpu.push(her.cpu);
+            s.herald_sink_cpu.push(her.sink_cpu);
         }
     }
     drop(proxy);
@@ -405,6 +447,32 @@ fn main() {
             "{}: herald between its first and last completion (connection setup left out): \
              {m:.1}/s ({lo:.1}–{hi:.1}){of_ceiling}",
             row.label()
+        );
+    }
+    println!();
+    println!(
+        "CPU time per message, µs (median): the sender's own (herald: its threads and the calling \
+         thread's), and smtp-sink's while serving it, with how busy that kept the sink (one process, \
+         one thread: 100 % is all it can do):"
+    );
+    println!();
+    println!("| setup | smtp-source | sink for smtp-source | herald | sink for herald |");
+    println!("|---|---|---|---|---|");
+    for (row, s) in rows.iter().zip(&samples) {
+        let m = |v: &[f64]| stats(v).0;
+        let busy = |cpu: &[f64], rate: &[f64]| {
+            let b: Vec<f64> = cpu.iter().zip(rate).map(|(c, r)| c * r / 1e4).collect();
+            m(&b)
+        };
+        println!(
+            "| {} | {:.0} | {:.0} (busy {:.0} %) | {:.0} | {:.0} (busy {:.0} %) |",
+            row.label(),
+            m(&s.source_cpu),
+            m(&s.source_sink_cpu),
+            busy(&s.source_sink_cpu, &s.source),
+            m(&s.herald_cpu),
+            m(&s.herald_sink_cpu),
+            busy(&s.herald_sink_cpu, &s.herald)
         );
     }
 }
