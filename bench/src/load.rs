@@ -3,6 +3,8 @@
 //! same number of connections.
 
 use std::ffi::{c_void, CStr, CString};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -251,6 +253,86 @@ impl Envelope {
         assert_eq!(st, HERALD_STATUS_OK, "herald_send_raw_async: {}", last_error());
         op
     }
+}
+
+/// Reads one SMTP reply (all its lines); returns its code.
+fn read_code(r: &mut impl BufRead) -> Result<u16, String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+        let code = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or(format!("bad reply {line:?}"))?;
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(code);
+        }
+    }
+}
+
+/// A minimal pipelining SMTP client, no library: raw sockets and the
+/// exchange herald makes (EHLO; then MAIL, RCPT, DATA in one write; on
+/// 354 the content, its dot and the next message's MAIL, RCPT, DATA in one
+/// write), one thread per connection, messages dealt out in turn. It
+/// checks every reply and does nothing else: what the network and the
+/// sink allow a pipelining client on these connections.
+/// Returns the wall time and the CPU time its threads used.
+pub fn reference_pipelined(port: u16, conns: usize, msgs: &[Vec<u8>]) -> Result<Timed, String> {
+    let t = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|k| {
+            let mine: Vec<Vec<u8>> = msgs.iter().skip(k).step_by(conns).cloned().collect();
+            std::thread::spawn(move || -> Result<Duration, String> {
+                let cpu0 = schedstat_runtime("/proc/thread-self/schedstat");
+                let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+                let mut w = s;
+                let expect = |r: &mut BufReader<TcpStream>, want: u16| match read_code(r)? {
+                    c if c == want => Ok(()),
+                    c => Err(format!("got {c}, wanted {want}")),
+                };
+                let io = |e: std::io::Error| e.to_string();
+                expect(&mut r, 220)?;
+                w.write_all(format!("EHLO {HELO}\r\n").as_bytes()).map_err(io)?;
+                expect(&mut r, 250)?;
+                let env = format!("MAIL FROM:<{FROM}>\r\nRCPT TO:<{TO}>\r\nDATA\r\n");
+                if !mine.is_empty() {
+                    w.write_all(env.as_bytes()).map_err(io)?;
+                }
+                let mut out = Vec::new();
+                for (i, m) in mine.iter().enumerate() {
+                    expect(&mut r, 250)?;
+                    expect(&mut r, 250)?;
+                    expect(&mut r, 354)?;
+                    // The bench messages need no dot-stuffing (checked in tests).
+                    out.clear();
+                    out.extend_from_slice(m);
+                    out.extend_from_slice(b".\r\n");
+                    if i + 1 < mine.len() {
+                        out.extend_from_slice(env.as_bytes());
+                    }
+                    w.write_all(&out).map_err(io)?;
+                    expect(&mut r, 250)?;
+                }
+                w.write_all(b"QUIT\r\n").map_err(io)?;
+                Ok(schedstat_runtime("/proc/thread-self/schedstat") - cpu0)
+            })
+        })
+        .collect();
+    let mut cpu = Duration::ZERO;
+    for h in threads {
+        cpu += h
+            .join()
+            .map_err(|_| "a reference client thread panicked".to_string())??;
+    }
+    Ok(Timed {
+        wall: t.elapsed(),
+        cpu,
+    })
 }
 
 /// A herald run's outcome.

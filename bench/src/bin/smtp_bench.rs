@@ -191,6 +191,9 @@ struct Samples {
     source_sink_cpu: Vec<f64>,
     herald_cpu: Vec<f64>,
     herald_sink_cpu: Vec<f64>,
+    /// The minimal pipelining client's rate and CPU µs per message.
+    reference: Vec<f64>,
+    reference_cpu: Vec<f64>,
 }
 
 /// One sender's run of a row.
@@ -224,6 +227,20 @@ fn run_source(sink: &CountingSink, port: u16, row: &Row) -> Side {
         sink_cpu: us_per_msg(sink_cpu, row.n),
         steady: f64::NAN,
     }
+}
+
+/// The minimal pipelining client's rate and CPU µs per message.
+fn run_reference(sink: &CountingSink, port: u16, row: &Row, msgs: &[Vec<u8>]) -> (f64, f64) {
+    let before = sink.messages();
+    let t = load::reference_pipelined(port, row.conns, &msgs[..row.n])
+        .unwrap_or_else(|e| panic!("reference client: {e}"));
+    let got = sink.wait_messages(before + row.n as u64, Duration::from_secs(10)) - before;
+    assert_eq!(
+        got, row.n as u64,
+        "reference: the sink counted {got} of {}",
+        row.n
+    );
+    (row.n as f64 / t.wall.as_secs_f64(), us_per_msg(t.cpu, row.n))
 }
 
 fn run_herald(sink: &CountingSink, port: u16, row: &Row, msgs: &[Vec<u8>]) -> Side {
@@ -368,10 +385,12 @@ fn main() {
                 let b = run_herald(&sink, port, row, &msgs);
                 (run_source(&sink, port, row), b)
             };
+            let (reference, reference_cpu) = run_reference(&sink, port, row, &msgs);
             println!(
                 "run {}/{}: {:<40} smtp-source {:>8.1}/s  herald {:>8.1}/s  ratio {:.2}×{}  \
                  herald between its first and last completion: {:.1}/s; CPU µs per message: \
-                 smtp-source {:.0} + sink {:.0}, herald {:.0} + sink {:.0}",
+                 smtp-source {:.0} + sink {:.0}, herald {:.0} + sink {:.0}; minimal pipelining \
+                 client {reference:.1}/s",
                 run + 1,
                 args.runs,
                 row.label(),
@@ -396,6 +415,8 @@ fn main() {
             s.source_sink_cpu.push(src.sink_cpu);
             s.herald_cpu.push(her.cpu);
             s.herald_sink_cpu.push(her.sink_cpu);
+            s.reference.push(reference);
+            s.reference_cpu.push(reference_cpu);
         }
     }
     drop(proxy);
@@ -447,6 +468,30 @@ fn main() {
             "{}: herald between its first and last completion (connection setup left out): \
              {m:.1}/s ({lo:.1}–{hi:.1}){of_ceiling}",
             row.label()
+        );
+    }
+    println!();
+    println!(
+        "For scale, a minimal pipelining client (raw sockets, the same exchange as herald, nothing \
+         else; load::reference_pipelined) on the same connections, in the same runs:"
+    );
+    println!();
+    println!(
+        "| setup | minimal pipelining client | herald | herald / minimal client | CPU µs per message: \
+         minimal client, herald |"
+    );
+    println!("|---|---|---|---|---|");
+    for (row, s) in rows.iter().zip(&samples) {
+        let r: Vec<f64> = s.herald.iter().zip(&s.reference).map(|(h, m)| h / m).collect();
+        let (m, lo, hi) = stats(&r);
+        println!(
+            "| {} | {} | {} | {:.2} ({lo:.2}–{hi:.2}) | {:.0}, {:.0} |",
+            row.label(),
+            rate_cell(&s.reference),
+            rate_cell(&s.herald),
+            m,
+            stats(&s.reference_cpu).0,
+            stats(&s.herald_cpu).0
         );
     }
     println!();
