@@ -68,33 +68,30 @@ impl DelayProxy {
     pub fn start(upstream: SocketAddr, one_way: Duration) -> DelayProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        // A blocking accept: a connection is taken at once (polling would add
+        // up to the poll interval to every connect). Drop wakes it with a
+        // connection of its own after setting `stop`.
         let accept = thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).unwrap();
-                        thread::spawn(move || {
-                            // The handshake a real link would cost.
-                            thread::sleep(one_way * 2);
-                            let Ok(server) = TcpStream::connect(upstream) else {
-                                return;
-                            };
-                            let _ = client.set_nodelay(true);
-                            let _ = server.set_nodelay(true);
-                            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                            let up = thread::spawn(move || pump(client, server, one_way));
-                            pump(s2, c2, one_way);
-                            let _ = up.join();
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => break,
+            for client in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
                 }
+                let Ok(client) = client else { continue };
+                thread::spawn(move || {
+                    // The handshake a real link would cost.
+                    thread::sleep(one_way * 2);
+                    let Ok(server) = TcpStream::connect(upstream) else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    let up = thread::spawn(move || pump(client, server, one_way));
+                    pump(s2, c2, one_way);
+                    let _ = up.join();
+                });
             }
         });
         DelayProxy {
@@ -108,6 +105,7 @@ impl DelayProxy {
 impl Drop for DelayProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }

@@ -1,8 +1,11 @@
 //! herald's benchmark harness: a TCP delay proxy to emulate a round trip,
-//! and (via `support`) the same private smtp-sink and Dovecot servers the
-//! tests use.
+//! a counting smtp-sink for throughput runs, the two senders compared
+//! (`smtp-source` and herald through its C ABI), and (via `support`) the
+//! same private smtp-sink and Dovecot servers the tests use.
 
 pub mod delay_proxy;
+pub mod load;
+pub mod sink;
 
 #[path = "../../tests/support/mod.rs"]
 pub mod support;

@@ -84,21 +84,40 @@ impl Needs {
             ..Needs::default()
         };
         n.eight_bit = !data.is_ascii();
-        let mut prev = 0u8;
-        for (i, &b) in data.iter().enumerate() {
-            let bare_lf = b == b'\n' && prev != b'\r';
-            let bare_cr = prev == b'\r' && b != b'\n';
-            if b == 0 || bare_lf || bare_cr {
-                n.binary = true;
-                break;
-            }
-            prev = b;
-            if i + 1 == data.len() && b == b'\r' {
-                n.binary = true;
-            }
-        }
+        n.binary = has_binary(data);
         n
     }
+}
+
+/// Does `data` hold a NUL, a bare CR or a bare LF (what DATA can't carry
+/// unchanged)? Runs for every message, twice when pipelined, so it is
+/// written to vectorize: past the first byte, `data` is clean iff every
+/// byte is non-NUL and is an LF exactly when the byte before it is a CR.
+/// That test runs branch-free over 64-byte blocks, stopping at the first
+/// block that fails it.
+fn has_binary(data: &[u8]) -> bool {
+    const BLOCK: usize = 64;
+    let (Some(&first), Some(&last)) = (data.first(), data.last()) else {
+        return false;
+    };
+    if first == 0 || first == b'\n' || last == b'\r' {
+        return true;
+    }
+    let bad = |prev: u8, cur: u8| u8::from((cur == b'\n') != (prev == b'\r')) | u8::from(cur == 0);
+    let mut i = 1;
+    while i + BLOCK <= data.len() {
+        let prev: &[u8; BLOCK] = data[i - 1..i - 1 + BLOCK].try_into().expect("BLOCK bytes");
+        let cur: &[u8; BLOCK] = data[i..i + BLOCK].try_into().expect("BLOCK bytes");
+        let mut any = 0u8;
+        for j in 0..BLOCK {
+            any |= bad(prev[j], cur[j]);
+        }
+        if any != 0 {
+            return true;
+        }
+        i += BLOCK;
+    }
+    (i..data.len()).any(|k| bad(data[k - 1], data[k]) != 0)
 }
 
 #[cfg(test)]
@@ -147,5 +166,38 @@ mod tests {
         assert!(Needs::of("a@b", &[], b"a\0b").binary);
         assert!(Needs::of("\u{e9}@b", &[], b"").smtputf8);
         assert!(Needs::of("a@b", &["x@\u{e9}.fr".into()], b"").smtputf8);
+    }
+
+    /// The byte-by-byte definition `has_binary` must agree with.
+    fn has_binary_slow(data: &[u8]) -> bool {
+        data.iter().enumerate().any(|(i, &b)| match b {
+            0 => true,
+            b'\r' => data.get(i + 1) != Some(&b'\n'),
+            b'\n' => i == 0 || data[i - 1] != b'\r',
+            _ => false,
+        })
+    }
+
+    #[test]
+    fn binary_detection_at_every_position() {
+        // Each special byte (and CRLF, LFCR) at every offset, across the
+        // 64-byte block boundaries, in clean CRLF text.
+        let base: Vec<u8> = b"abcdefghijklmnopqrstuvwxyz0123\r\n".repeat(7);
+        for len in [0, 1, 2, 31, 32, 33, 63, 64, 65, 66, 127, 128, 129, base.len()] {
+            let text = &base[..len];
+            assert_eq!(has_binary(text), has_binary_slow(text), "{text:?}");
+            for pos in 0..=len {
+                for insert in [&b"\0"[..], b"\r", b"\n", b"\r\n", b"\n\r"] {
+                    let mut d = text.to_vec();
+                    d.splice(pos..pos, insert.iter().copied());
+                    assert_eq!(has_binary(&d), has_binary_slow(&d), "{d:?}");
+                }
+            }
+        }
+        assert!(!has_binary(b""));
+        assert!(!has_binary(b"a\r\nb\r\n"));
+        assert!(has_binary(b"\r"));
+        assert!(has_binary(b"\n"));
+        assert!(has_binary(b"x\r"));
     }
 }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Reproduces herald's SMTP benchmark numbers in one command:
+#
+#   bench/run.sh [--runs R]
+#
+# 1. installs the servers if missing (scripts/install-test-deps.sh: Postfix's
+#    smtp-sink and smtp-source, ...; needs root or sudo the first time),
+# 2. builds the bench programs in release mode,
+# 3. runs smtp_bench (herald vs smtp-source -d: 20 ms RTT through the delay
+#    proxy at 1 and 8 connections, loopback at 8) and submit_bench (the cost
+#    of one herald_send_raw_async call and the memory per op with 100,000
+#    ops queued), each R times (default 5), printing medians and ranges.
+#
+# Any other argument goes to smtp_bench (see bench/src/bin/smtp_bench.rs).
+# Results of a run are in bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=5
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+
+if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ]; then
+    scripts/install-test-deps.sh
+fi
+
+cargo build --release -p herald-bench --bins
+
+echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -sr), $(/usr/sbin/postconf -d mail_version 2>/dev/null || echo 'postfix ?'), $(rustc --version)"
+echo
+echo "== smtp_bench --runs $runs ${args[*]-}"
+target/release/smtp_bench --runs "$runs" ${args[@]+"${args[@]}"}
+echo
+echo "== submit_bench --runs $runs"
+target/release/submit_bench --runs "$runs"
