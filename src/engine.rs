@@ -84,6 +84,35 @@ pub(crate) struct State {
     pub(crate) queued: usize,
     pub(crate) shutdown: bool,
     pub(crate) pool: PoolState,
+    /// Ops someone waits for in `wait`, with how many waiters.
+    waited: BTreeMap<OpId, usize>,
+    /// The targets of `flush` calls under way (the last op each waits for).
+    flush_targets: BTreeMap<OpId, usize>,
+}
+
+impl State {
+    /// Is a flushable op up to `last` still undelivered?
+    fn flush_pending(&self, last: OpId) -> bool {
+        self.ops
+            .iter()
+            .take_while(|(id, _)| **id <= last)
+            .any(|(_, e)| e.flushable)
+    }
+}
+
+/// Counts one more waiter for `key`.
+fn add_waiter(map: &mut BTreeMap<OpId, usize>, key: OpId) {
+    *map.entry(key).or_default() += 1;
+}
+
+/// Counts one waiter for `key` less.
+fn remove_waiter(map: &mut BTreeMap<OpId, usize>, key: OpId) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
 }
 
 struct DispatchState {
@@ -239,11 +268,22 @@ impl Shared {
         }
     }
 
+    /// The op's completion was delivered: it leaves the table, and whoever
+    /// waits for it (`wait`, or a `flush` it was holding up) is woken. Only
+    /// those: waking every waiter on every completion cost a bulk sender
+    /// thousands of useless wake-ups.
     fn mark_delivered(&self, op: OpId) {
         let mut st = self.state.lock();
         st.ops.remove(&op);
+        let wake = st.waited.contains_key(&op)
+            || st
+                .flush_targets
+                .first_key_value()
+                .is_some_and(|(&target, _)| !st.flush_pending(target));
         drop(st);
-        self.done_cond.notify_all();
+        if wake {
+            self.done_cond.notify_all();
+        }
     }
 
     /// Completes `op` with `outcome` if nobody else has. Called by workers.
@@ -342,6 +382,8 @@ impl Client {
                 queued: 0,
                 shutdown: false,
                 pool: PoolState::new(throttle),
+                waited: BTreeMap::new(),
+                flush_targets: BTreeMap::new(),
             }),
             work_cond: Condvar::new(),
             done_cond: Condvar::new(),
@@ -485,15 +527,23 @@ impl Client {
         if timeout != Some(Duration::ZERO) {
             self.recursion_guard(&st, &mut std::iter::once(op))?;
         }
+        add_waiter(&mut st.waited, op);
+        let mut done = true;
         while st.ops.contains_key(&op) {
             if !wait_until(&self.shared.done_cond, &mut st, deadline) {
-                return Err(Error::new(
-                    Status::Timeout,
-                    format!("op {op} did not complete in time"),
-                ));
+                done = false;
+                break;
             }
         }
-        Ok(())
+        remove_waiter(&mut st.waited, op);
+        if done {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Status::Timeout,
+                format!("op {op} did not complete in time"),
+            ))
+        }
     }
 
     /// Waits until every (flushable) op submitted so far has completed.
@@ -501,23 +551,25 @@ impl Client {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.shared.state.lock();
         let last = st.next_id - 1;
-        let pending = |st: &State| {
-            st.ops
-                .iter()
-                .take_while(|(id, _)| **id <= last)
-                .any(|(_, e)| e.flushable)
-        };
-        if timeout != Some(Duration::ZERO) && pending(&st) {
+        if timeout != Some(Duration::ZERO) && st.flush_pending(last) {
             let ids: Vec<OpId> = st.ops.keys().copied().filter(|id| *id <= last).collect();
             self.recursion_guard(&st, &mut ids.into_iter())?;
         }
-        while pending(&st) {
+        add_waiter(&mut st.flush_targets, last);
+        let mut done = true;
+        while st.flush_pending(last) {
             if !wait_until(&self.shared.done_cond, &mut st, deadline) {
-                let n = st.ops.range(..=last).filter(|(_, e)| e.flushable).count();
-                return Err(Error::new(Status::Timeout, format!("{n} ops still pending")));
+                done = false;
+                break;
             }
         }
-        Ok(())
+        remove_waiter(&mut st.flush_targets, last);
+        if done {
+            Ok(())
+        } else {
+            let n = st.ops.range(..=last).filter(|(_, e)| e.flushable).count();
+            Err(Error::new(Status::Timeout, format!("{n} ops still pending")))
+        }
     }
 
     /// The next queued completion, waiting up to `timeout` (None: forever).
@@ -705,5 +757,67 @@ pub(crate) fn wait_until<T>(
             cond.wait_until(guard, d);
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{id, Protocol};
+    use crate::work::SendJob;
+
+    fn pickup_client(dir: &std::path::Path) -> Client {
+        let mut o = Options::new(Protocol::Pickup);
+        o.set_str(id::PICKUP_DIR, &dir.to_string_lossy()).unwrap();
+        o.set_int(id::MAX_CONNECTIONS, 2).unwrap();
+        Client::new(o).unwrap()
+    }
+
+    fn send(c: &Client, i: usize) -> OpId {
+        c.submit(Submit {
+            work: Work::Send(SendJob {
+                from: "a@example.org".into(),
+                rcpts: vec!["b@example.org".into()],
+                data: format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
+            }),
+            notify: Notify::Callback(Arc::new(|_| std::thread::sleep(Duration::from_micros(50)))),
+            on_change: None,
+            token: i,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_waiter_and_flusher_wakes() {
+        let dir = std::env::temp_dir().join(format!("herald-engine-waiters-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = pickup_client(&dir);
+        let ops: Vec<OpId> = (0..400).map(|i| send(&c, i)).collect();
+        std::thread::scope(|s| {
+            for k in 0..4 {
+                let (c, ops) = (&c, &ops);
+                // Flushers with different targets, and waiters on single ops.
+                s.spawn(move || {
+                    for _ in 0..(k * 20) {
+                        send(c, 1000);
+                    }
+                    assert!(c.flush(Some(Duration::from_secs(60))).is_ok());
+                });
+                s.spawn(move || {
+                    for op in ops.iter().skip(k).step_by(37) {
+                        assert!(c.wait(*op, Some(Duration::from_secs(60))).is_ok(), "op {op}");
+                    }
+                });
+            }
+        });
+        assert!(c.flush(Some(Duration::ZERO)).is_ok());
+        let st = c.shared.state.lock();
+        assert!(
+            st.waited.is_empty() && st.flush_targets.is_empty(),
+            "waiters unregister"
+        );
+        drop(st);
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
