@@ -9,7 +9,9 @@
 # 3. runs smtp_bench (herald vs smtp-source -d: 20 ms RTT through the delay
 #    proxy at 1 and 8 connections, loopback at 8) and submit_bench (the cost
 #    of one herald_send_raw_async call and the memory per op with 100,000
-#    ops queued), each R times (default 5), printing medians and ranges.
+#    ops queued), each R times (default 5), printing medians and ranges;
+#    then imap_bench (fetch and bulk append against Python's imaplib) and
+#    pop3_bench (pipelined retrieval against Python's poplib), once each.
 #
 # Any other argument goes to smtp_bench (see bench/src/bin/smtp_bench.rs).
 # Results of a run are in bench/RESULTS.md.
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ]; then
+if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/dovecot ]; then
     scripts/install-test-deps.sh
 fi
 
@@ -38,3 +40,9 @@ target/release/smtp_bench --runs "$runs" ${args[@]+"${args[@]}"}
 echo
 echo "== submit_bench --runs $runs"
 target/release/submit_bench --runs "$runs"
+echo
+echo "== imap_bench"
+target/release/imap_bench
+echo
+echo "== pop3_bench"
+target/release/pop3_bench
