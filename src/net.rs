@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::options::Options;
+use crate::options::{Options, Security};
 use crate::status::{Error, Result, Status};
 
 /// How often a connect in progress looks at its abort flag.
@@ -355,6 +355,71 @@ pub fn tls_handshake(connector: &native_tls::TlsConnector, host: &str, tcp: TcpS
             format!("TLS handshake with {host} timed out"),
         )),
     }
+}
+
+/// The driver's TLS connector, built on first use (loading the roots once).
+pub fn connector<'a>(
+    o: &Options,
+    tls: &'a mut Option<native_tls::TlsConnector>,
+) -> Result<&'a native_tls::TlsConnector> {
+    if tls.is_none() {
+        *tls = Some(tls_connector(o)?);
+    }
+    Ok(tls.as_ref().expect("set above"))
+}
+
+/// Opens the connection the options ask for: TCP to HOST:PORT and, with
+/// implicit TLS, the handshake at once.
+pub fn open_stream(
+    o: &Options,
+    tls: &mut Option<native_tls::TlsConnector>,
+    ctl: &ConnCtl,
+    trace: &crate::log::Tracer,
+) -> Result<Stream> {
+    let (host, port) = (o.host(), o.port());
+    trace.log(crate::log::DEBUG, || format!("connecting to {host}:{port}"));
+    let tcp = connect(host, port, o, ctl)?;
+    if o.security == Security::ImplicitTls {
+        tls_handshake(connector(o, tls)?, host, tcp)
+    } else {
+        Ok(Stream::Plain(tcp))
+    }
+}
+
+/// On a plain connection, should the session upgrade with `command`
+/// (STARTTLS, STLS)? An error when SECURITY requires it and the server
+/// does not offer it: never a silent plain-text session.
+pub fn wants_starttls(o: &Options, is_tls: bool, offered: bool, command: &str) -> Result<bool> {
+    if is_tls || !matches!(o.security, Security::StartTls | Security::StartTlsIfAvailable) {
+        return Ok(false);
+    }
+    if offered {
+        return Ok(true);
+    }
+    if o.security == Security::StartTls {
+        return Err(Error::new(
+            Status::Unsupported,
+            format!(
+                "the server does not offer {command}, which SECURITY requires \
+                 (set HERALD_SECURITY_STARTTLS_IF_AVAILABLE or _NONE to allow a plain connection)"
+            ),
+        ));
+    }
+    Ok(false)
+}
+
+/// Credentials go over an unencrypted connection only when SECURITY is NONE.
+pub fn check_credentials_channel(o: &Options, is_tls: bool, command: &str) -> Result<()> {
+    if !is_tls && o.security != Security::None {
+        return Err(Error::new(
+            Status::Tls,
+            format!(
+                "refusing to send credentials over an unencrypted connection \
+                 (the server did not offer {command}; set SECURITY to NONE to allow it)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A buffered connection that reads CRLF-terminated lines of bounded length

@@ -14,9 +14,9 @@ use super::args::{quote, Part};
 use super::parse::{self, Cond, Piece, Response, StatusLine};
 use super::utf7;
 use super::wire::{literal_len, Conn, Wire};
-use crate::log::{Tracer, DEBUG};
+use crate::log::Tracer;
 use crate::net::{self, ConnCtl, Stream};
-use crate::options::{Options, Security};
+use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
 /// What the server offers (CAPABILITY), upper case.
@@ -223,17 +223,6 @@ impl ::imap::Authenticator for XOAuth2<'_> {
     }
 }
 
-fn connector<'a>(
-    o: &Options,
-    tls: &'a mut Option<native_tls::TlsConnector>,
-) -> Result<&'a native_tls::TlsConnector> {
-    if tls.is_none() {
-        *tls = Some(net::tls_connector(o)?);
-    }
-    tls.as_ref()
-        .ok_or_else(|| Error::new(Status::Tls, "no TLS connector"))
-}
-
 impl Session {
     /// Connects and logs in as the options say.
     pub fn open(
@@ -244,14 +233,7 @@ impl Session {
         changes: Arc<super::Changes>,
     ) -> Result<Session> {
         let host = o.host();
-        let port = o.port();
-        trace.log(DEBUG, || format!("connecting to {host}:{port}"));
-        let tcp = net::connect(host, port, o, ctl)?;
-        let stream = if o.security == Security::ImplicitTls {
-            net::tls_handshake(connector(o, tls)?, host, tcp)?
-        } else {
-            Stream::Plain(tcp)
-        };
+        let stream = net::open_stream(o, tls, ctl, &trace)?;
         let mut c = Conn::new(stream, trace);
         let greeting = match read_response_on(&mut c, &mut |_| {})? {
             Response::Status(st) => st,
@@ -277,47 +259,33 @@ impl Session {
             None => capabilities_on(&mut c)?,
         };
         let mut is_tls = c.stream().is_tls();
-        if !is_tls && matches!(o.security, Security::StartTls | Security::StartTlsIfAvailable) {
-            if caps.has("STARTTLS") {
-                let st = command_on(&mut c, "STARTTLS", &mut |_| {})?;
-                if st.cond != Cond::Ok {
-                    return Err(Error::new(
-                        Status::Tls,
-                        format!("STARTTLS refused: {}", st.detail()),
-                    ));
-                }
-                let (stream, trace, buffered) = c.into_parts();
-                if buffered > 0 {
-                    // Bytes that came before the handshake would be trusted as if
-                    // they came over TLS: a known injection attack.
-                    return Err(Error::protocol("the server sent data after its STARTTLS reply"));
-                }
-                let Stream::Plain(tcp) = stream else {
-                    return Err(Error::protocol("STARTTLS on a TLS connection"));
-                };
-                c = Conn::new(net::tls_handshake(connector(o, tls)?, host, tcp)?, trace);
-                is_tls = true;
-                caps = capabilities_on(&mut c)?;
-            } else if o.security == Security::StartTls {
+        if net::wants_starttls(o, is_tls, caps.has("STARTTLS"), "STARTTLS")? {
+            let st = command_on(&mut c, "STARTTLS", &mut |_| {})?;
+            if st.cond != Cond::Ok {
                 return Err(Error::new(
-                    Status::Unsupported,
-                    "the server does not offer STARTTLS, which SECURITY requires \
-                     (set HERALD_SECURITY_STARTTLS_IF_AVAILABLE or _NONE to allow a plain connection)",
+                    Status::Tls,
+                    format!("STARTTLS refused: {}", st.detail()),
                 ));
             }
+            let (stream, trace, buffered) = c.into_parts();
+            if buffered > 0 {
+                // Bytes that came before the handshake would be trusted as if
+                // they came over TLS: a known injection attack.
+                return Err(Error::protocol("the server sent data after its STARTTLS reply"));
+            }
+            let Stream::Plain(tcp) = stream else {
+                return Err(Error::protocol("STARTTLS on a TLS connection"));
+            };
+            c = Conn::new(net::tls_handshake(net::connector(o, tls)?, host, tcp)?, trace);
+            is_tls = true;
+            caps = capabilities_on(&mut c)?;
         }
         let Some(user) = o.username.as_deref() else {
             return Err(Error::invalid(
                 "an IMAP client needs USERNAME, and PASSWORD or OAUTH2_TOKEN",
             ));
         };
-        if !is_tls && o.security != Security::None {
-            return Err(Error::new(
-                Status::Tls,
-                "refusing to send credentials over an unencrypted connection \
-                 (the server did not offer STARTTLS; set SECURITY to NONE to allow it)",
-            ));
-        }
+        net::check_credentials_channel(o, is_tls, "STARTTLS")?;
 
         // With SASL-IR (RFC 4959) the credentials go with AUTHENTICATE: one
         // round trip less, and the crate never parses a challenge.

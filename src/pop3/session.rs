@@ -14,7 +14,7 @@ use super::md5;
 use super::response::{read_body, read_listing, read_response, Kind, Response};
 use crate::log::{Tracer, DEBUG, TRACE};
 use crate::net::{self, ConnCtl, LineConn, Stream};
-use crate::options::{Options, Security};
+use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
 /// Most lines accepted in a CAPA listing.
@@ -465,41 +465,19 @@ impl Session<Stream> {
         ctl: &Arc<ConnCtl>,
         trace: Tracer,
     ) -> Result<Session<Stream>> {
-        let host = o.host();
-        let port = o.port();
-        trace.log(DEBUG, || format!("connecting to {host}:{port}"));
-        let tcp = net::connect(host, port, o, ctl)?;
-        let stream = if o.security == Security::ImplicitTls {
-            net::tls_handshake(connector(o, tls)?, host, tcp)?
-        } else {
-            Stream::Plain(tcp)
-        };
+        let stream = net::open_stream(o, tls, ctl, &trace)?;
         let mut s = Session::new(stream, trace);
         s.ctl = Some(CtlGuard(ctl.clone()));
         s.tls = s.conn.get_ref().is_tls();
         s.greeting()?;
         s.capa()?;
-        if !s.tls && matches!(o.security, Security::StartTls | Security::StartTlsIfAvailable) {
-            if s.caps.stls {
-                s = s.stls(o, tls)?;
-            } else if o.security == Security::StartTls {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    "the server does not offer STLS, which SECURITY requires \
-                     (set HERALD_SECURITY_STARTTLS_IF_AVAILABLE or _NONE to allow a plain connection)",
-                ));
-            }
+        if net::wants_starttls(o, s.tls, s.caps.stls, "STLS")? {
+            s = s.stls(o, tls)?;
         }
         let Some(user) = &o.username else {
             return Err(Error::invalid("a POP3 client needs USERNAME"));
         };
-        if !s.tls && o.security != Security::None {
-            return Err(Error::new(
-                Status::Tls,
-                "refusing to send credentials over an unencrypted connection \
-                 (the server did not offer STLS; set SECURITY to NONE to allow it)",
-            ));
-        }
+        net::check_credentials_channel(o, s.tls, "STLS")?;
         s.authenticate(user, o.password.as_deref(), o.oauth2_token.as_deref())?;
         s.load_maildrop()?;
         Ok(s)
@@ -527,7 +505,7 @@ impl Session<Stream> {
         let Stream::Plain(tcp) = conn.into_inner() else {
             return Err(Error::protocol("STLS on a TLS connection"));
         };
-        let stream = net::tls_handshake(connector(o, tls)?, o.host(), tcp)?;
+        let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
         let mut s = Session::new(stream, trace);
         s.ctl = ctl;
         s.tls = true;
@@ -553,16 +531,6 @@ impl Session<Stream> {
         }
         let _ = self.command("QUIT");
     }
-}
-
-fn connector<'a>(
-    o: &Options,
-    tls: &'a mut Option<native_tls::TlsConnector>,
-) -> Result<&'a native_tls::TlsConnector> {
-    if tls.is_none() {
-        *tls = Some(net::tls_connector(o)?);
-    }
-    Ok(tls.as_ref().expect("set above"))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use super::reply::{read_reply, Reply};
-use crate::log::{Tracer, DEBUG, TRACE};
+use crate::log::{Tracer, TRACE};
 use crate::net::{self, ConnCtl, LineConn, Stream};
-use crate::options::{Options, Security};
+use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
 /// What the server offered in its EHLO reply.
@@ -287,41 +287,19 @@ impl Session<Stream> {
         ctl: &Arc<ConnCtl>,
         trace: Tracer,
     ) -> Result<Session<Stream>> {
-        let host = o.host();
-        let port = o.port();
-        trace.log(DEBUG, || format!("connecting to {host}:{port}"));
-        let tcp = net::connect(host, port, o, ctl)?;
-        let local = tcp.local_addr().ok();
-        let stream = if o.security == Security::ImplicitTls {
-            net::tls_handshake(connector(o, tls)?, host, tcp)?
-        } else {
-            Stream::Plain(tcp)
-        };
+        let stream = net::open_stream(o, tls, ctl, &trace)?;
+        let local = stream.tcp().local_addr().ok();
         let mut s = Session::new(stream, trace);
         s.ctl = Some(CtlGuard(ctl.clone()));
         s.tls = s.conn.get_ref().is_tls();
         s.greeting()?;
         let name = helo_name(o, local);
         s.hello(&name)?;
-        if !s.tls && matches!(o.security, Security::StartTls | Security::StartTlsIfAvailable) {
-            if s.ext.starttls {
-                s = s.starttls(o, tls, &name)?;
-            } else if o.security == Security::StartTls {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    "the server does not offer STARTTLS, which SECURITY requires \
-                     (set HERALD_SECURITY_STARTTLS_IF_AVAILABLE or _NONE to allow a plain connection)",
-                ));
-            }
+        if net::wants_starttls(o, s.tls, s.ext.starttls, "STARTTLS")? {
+            s = s.starttls(o, tls, &name)?;
         }
         if let Some(user) = &o.username {
-            if !s.tls && o.security != Security::None {
-                return Err(Error::new(
-                    Status::Tls,
-                    "refusing to send credentials over an unencrypted connection \
-                     (the server did not offer STARTTLS; set SECURITY to NONE to allow it)",
-                ));
-            }
+            net::check_credentials_channel(o, s.tls, "STARTTLS")?;
             s.authenticate(user, o.password.as_deref(), o.oauth2_token.as_deref())?;
         }
         Ok(s)
@@ -350,7 +328,7 @@ impl Session<Stream> {
         let Stream::Plain(tcp) = conn.into_inner() else {
             return Err(Error::protocol("STARTTLS on a TLS connection"));
         };
-        let stream = net::tls_handshake(connector(o, tls)?, o.host(), tcp)?;
+        let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
         let mut s = Session::new(stream, trace);
         s.ctl = ctl;
         s.tls = true;
@@ -367,16 +345,6 @@ impl Session<Stream> {
             .set_read_timeout(Some(Duration::from_secs(2)));
         let _ = self.command("QUIT");
     }
-}
-
-fn connector<'a>(
-    o: &Options,
-    tls: &'a mut Option<native_tls::TlsConnector>,
-) -> Result<&'a native_tls::TlsConnector> {
-    if tls.is_none() {
-        *tls = Some(net::tls_connector(o)?);
-    }
-    Ok(tls.as_ref().expect("set above"))
 }
 
 #[cfg(test)]
