@@ -526,6 +526,11 @@ impl<S: Read + Write> LineConn<S> {
         Ok(&self.buf[self.start..self.end])
     }
 
+    /// The bytes received but not yet consumed, without reading.
+    pub fn buffered_bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
     /// Marks `n` bytes of what [`fill_buf`](Self::fill_buf) returned as consumed.
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);

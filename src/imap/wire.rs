@@ -15,7 +15,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::log::{Tracer, TRACE};
-use crate::net::Stream;
+use crate::net::{LineConn, Stream};
 
 /// Longest response line (without literals) herald reads.
 pub const MAX_LINE: usize = 64 * 1024 * 1024;
@@ -29,12 +29,9 @@ const DIRECT_READ: usize = 128 * 1024;
 /// Most of a server line shown in the trace.
 const TRACE_MAX: usize = 2000;
 
-/// A connection: the stream, its read buffer, and the trace.
+/// A connection: the stream with its read buffer, and the trace.
 pub struct Conn {
-    stream: Stream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    lc: LineConn<Stream>,
     pub trace: Tracer,
     /// Hide client lines from the trace (while logging in).
     pub hide_client: bool,
@@ -68,10 +65,7 @@ fn trimmed(line: &[u8]) -> &[u8] {
 impl Conn {
     pub fn new(stream: Stream, trace: Tracer) -> Conn {
         Conn {
-            stream,
-            buf: vec![0; 256 * 1024],
-            start: 0,
-            end: 0,
+            lc: LineConn::new(stream),
             trace,
             hide_client: false,
             out_line: Vec::new(),
@@ -82,13 +76,13 @@ impl Conn {
     }
 
     pub fn stream(&self) -> &Stream {
-        &self.stream
+        self.lc.get_ref()
     }
 
     /// Takes the stream out (for STARTTLS), with what was buffered.
     pub fn into_parts(self) -> (Stream, Tracer, usize) {
-        let buffered = self.end - self.start;
-        (self.stream, self.trace, buffered)
+        let buffered = self.lc.buffered();
+        (self.lc.into_inner(), self.trace, buffered)
     }
 
     pub fn next_tag(&mut self) -> String {
@@ -97,63 +91,30 @@ impl Conn {
     }
 
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        self.lc.buffered()
     }
 
     pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
-        self.stream.tcp().set_read_timeout(Some(t))
+        self.lc.get_ref().tcp().set_read_timeout(Some(t))
     }
 
-    /// Reads more bytes from the socket into the buffer.
-    pub fn fill(&mut self) -> io::Result<usize> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() && self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buf.len() {
-            let n = self.buf.len();
-            self.buf.resize(n * 2, 0);
-        }
-        loop {
-            match self.stream.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")),
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+    /// Waits for bytes from the server (up to the read timeout), buffering them.
+    pub fn fill(&mut self) -> io::Result<()> {
+        self.lc.fill_buf().map(|_| ())
     }
 
     /// Reads one line, without its CRLF (or bare LF).
     pub fn read_line(&mut self) -> io::Result<Vec<u8>> {
-        let mut scanned = 0;
-        loop {
-            if let Some(pos) = self.buf[self.start + scanned..self.end]
-                .iter()
-                .position(|&b| b == b'\n')
-            {
-                let end = self.start + scanned + pos;
-                let line = trimmed(&self.buf[self.start..=end]).to_vec();
-                self.start = end + 1;
-                self.trace_in(&line);
-                return Ok(line);
+        let line = self.lc.read_line(MAX_LINE).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                io::Error::new(io::ErrorKind::InvalidData, "response line too long")
+            } else {
+                e
             }
-            scanned = self.end - self.start;
-            if scanned > MAX_LINE {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "response line too long",
-                ));
-            }
-            self.fill()?;
-        }
+        })?;
+        let line = line.to_vec();
+        self.trace_in(&line);
+        Ok(line)
     }
 
     /// Reads an `n`-byte literal into a buffer of its own. `progress` is
@@ -166,22 +127,22 @@ impl Conn {
             ));
         }
         let mut out = Vec::with_capacity(n.min(LITERAL_PREALLOC));
-        let take = n.min(self.end - self.start);
-        out.extend_from_slice(&self.buf[self.start..self.start + take]);
-        self.start += take;
+        let take = n.min(self.lc.buffered());
+        out.extend_from_slice(&self.lc.buffered_bytes()[..take]);
+        self.lc.consume(take);
         // A small rest through the buffer: one read brings it and what follows.
         while out.len() < n && n - out.len() < DIRECT_READ {
-            self.fill()?;
-            let take = (n - out.len()).min(self.end - self.start);
-            out.extend_from_slice(&self.buf[self.start..self.start + take]);
-            self.start += take;
+            let avail = self.lc.fill_buf()?;
+            let take = (n - out.len()).min(avail.len());
+            out.extend_from_slice(&avail[..take]);
+            self.lc.consume(take);
         }
         // A large one straight from the socket into `out`, in steps that report progress.
         const STEP: usize = 1024 * 1024;
         while out.len() < n {
             let want = (n - out.len()).min(STEP);
             let before = out.len();
-            let got = (&mut self.stream).take(want as u64).read_to_end(&mut out)?;
+            let got = self.lc.get_mut().take(want as u64).read_to_end(&mut out)?;
             if got == 0 || out.len() == before {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
             }
@@ -205,17 +166,17 @@ impl Conn {
     /// Writes `data` (whole command lines) and flushes.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.trace_out(data);
-        self.stream.write_all(data)?;
-        self.stream.flush()
+        self.lc.write_all(data)?;
+        self.lc.flush()
     }
 
     /// Writes bytes that are not traced (a literal's content).
     pub fn send_quiet(&mut self, data: &[u8]) -> io::Result<()> {
-        self.stream.write_all(data)
+        self.lc.write_all(data)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        self.lc.flush()
     }
 
     /// Traces client lines; with `hide_client`, only the command's name.
@@ -255,10 +216,7 @@ impl Conn {
         if out.is_empty() {
             return Ok(0);
         }
-        if self.start == self.end {
-            self.fill()?;
-        }
-        let avail = &self.buf[self.start..self.end];
+        let avail = self.lc.fill_buf()?;
         let n = if self.wire_literal > 0 {
             let n = avail.len().min(self.wire_literal).min(out.len());
             self.wire_literal -= n;
@@ -287,7 +245,7 @@ impl Conn {
             }
             n
         };
-        self.start += n;
+        self.lc.consume(n);
         Ok(n)
     }
 }
@@ -304,13 +262,13 @@ impl Read for Wire {
 impl Write for Wire {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut c = self.0.lock();
-        let n = c.stream.write(buf)?;
+        let n = c.lc.get_mut().write(buf)?;
         c.trace_out(&buf[..n]);
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.lock().stream.flush()
+        self.0.lock().lc.flush()
     }
 }
 
