@@ -305,7 +305,9 @@ typedef struct herald_completion {
    */
   const char *detail;
   /**
-   * The op's result, NULL when it has none.
+   * The op's result, NULL when it has none. A failed or cancelled op
+   * may still have one: what it did before it stopped (an IMAP append's
+   * UIDs).
    */
   const struct herald_result *result;
 } herald_completion;
@@ -527,7 +529,8 @@ herald_status herald_imap_fetch_async(struct herald_client *c, const char *mailb
  * separated; NULL for none). Result: one item per message appended, its
  * UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
  * the cancelled completion still lists every message that reached the
- * server. Progress reports bytes sent of the total.
+ * server, and so does a completion with an error (a refusal or a lost
+ * connection part way). Progress reports bytes sent of the total.
  */
 herald_status herald_imap_append_async(struct herald_client *c, const char *mailbox, const uint8_t *const *messages, const size_t *lens, size_t n, const char *flags, herald_callback cb, void *user_token, herald_op *op_out);
 

@@ -303,7 +303,7 @@ impl Shared {
         let c = if cancel_requested {
             let partial = match outcome {
                 Ok(s) => s.result,
-                Err(_) => None,
+                Err(e) => e.partial.map(|p| *p),
             };
             Completion::cancelled(op, token, "cancelled", partial)
         } else {

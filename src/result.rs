@@ -156,7 +156,7 @@ impl Completion {
                 token,
                 reply_code: e.reply_code,
                 detail: e.detail,
-                result: None,
+                result: e.partial.map(|p| *p),
             },
         }
     }
@@ -173,5 +173,21 @@ impl Completion {
             detail: detail.to_string(),
             result: partial,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_what_was_done_before_it() {
+        let done = ResultData::new(vec![ResultItem::new(7), ResultItem::new(8)]);
+        let e = Error::new(Status::Io, "lost").with_partial(done.clone());
+        let c = Completion::from_outcome(1, 0, Err(e));
+        assert_eq!((c.status, c.cancelled), (Status::Io, false));
+        assert_eq!(c.result, Some(done));
+        let c = Completion::from_outcome(2, 0, Err(Error::new(Status::Io, "lost")));
+        assert_eq!(c.result, None);
     }
 }

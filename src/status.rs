@@ -69,6 +69,9 @@ pub struct Error {
     pub status: Status,
     pub reply_code: i32,
     pub detail: String,
+    /// What the op did before it failed (an append's UIDs), handed to the
+    /// caller as the completion's result.
+    pub partial: Option<Box<crate::result::ResultData>>,
 }
 
 impl Error {
@@ -77,6 +80,7 @@ impl Error {
             status,
             reply_code: 0,
             detail: detail.into(),
+            partial: None,
         }
     }
 
@@ -85,6 +89,7 @@ impl Error {
             status,
             reply_code,
             detail: detail.into(),
+            partial: None,
         }
     }
 
@@ -108,6 +113,12 @@ impl Error {
             UnexpectedEof => Self::new(Status::Io, format!("{context}: connection closed by the server")),
             _ => Self::new(Status::Io, format!("{context}: {e}")),
         }
+    }
+
+    /// Keeps what the op did before it failed, for the completion's result.
+    pub fn with_partial(mut self, partial: crate::result::ResultData) -> Self {
+        self.partial = Some(Box::new(partial));
+        self
     }
 
     pub fn is_transient(&self) -> bool {

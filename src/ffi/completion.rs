@@ -25,7 +25,9 @@ pub struct herald_completion {
     pub reply_code: i32,
     /// Server text or local reason; never NULL.
     pub detail: *const c_char,
-    /// The op's result, NULL when it has none.
+    /// The op's result, NULL when it has none. A failed or cancelled op
+    /// may still have one: what it did before it stopped (an IMAP append's
+    /// UIDs).
     pub result: *const herald_result,
 }
 

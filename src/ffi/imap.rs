@@ -176,7 +176,8 @@ pub extern "C" fn herald_imap_fetch_async(
 /// separated; NULL for none). Result: one item per message appended, its
 /// UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
 /// the cancelled completion still lists every message that reached the
-/// server. Progress reports bytes sent of the total.
+/// server, and so does a completion with an error (a refusal or a lost
+/// connection part way). Progress reports bytes sent of the total.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn herald_imap_append_async(

@@ -807,6 +807,8 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
     let items: Vec<ResultItem> = st.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
     let n = messages.len();
     let k = items.len();
+    // On failure too, the result holds the UIDs of the messages appended.
+    let appended = ResultData::new(items.clone());
     if let Err(mut e) = sent {
         let unknown = st.messages_in_flight();
         e.detail = format!(
@@ -818,11 +820,11 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
                 String::new()
             }
         );
-        return Err(e);
+        return Err(e.with_partial(appended));
     }
     if let Some(mut e) = st.refused {
         e.detail = format!("{}; {k} of {n} messages were appended", e.detail);
-        return Err(e);
+        return Err(e.with_partial(appended));
     }
     Ok(
         Success::new(0, format!("{k} of {n} messages appended to {mailbox}"))
