@@ -845,3 +845,62 @@ fn credentials_are_never_sent_in_clear_unless_security_is_none() {
     assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
     assert!(c.records()[0].ok(), "{:?}", c.records());
 }
+
+/// A client freed by its own first completion callback.
+struct SelfFreeing {
+    client: std::sync::atomic::AtomicPtr<herald_client>,
+    rec: Recorder,
+    freed: AtomicBool,
+}
+
+unsafe extern "C" fn free_on_first(c: *const herald_completion) {
+    let s = &*((*c).user_token as *const SelfFreeing);
+    record_completion_into(&s.rec, c);
+    if !s.freed.swap(true, Ordering::SeqCst) {
+        herald_client_free(s.client.load(Ordering::SeqCst));
+    }
+}
+
+#[test]
+fn free_from_inside_a_callback_with_work_on_the_wire() {
+    require_servers();
+    let sink = SmtpSink::start(&["-w", "1"]);
+    let c = TestClient::smtp_plain(sink.port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(4))]);
+    let state = Box::new(SelfFreeing {
+        client: std::sync::atomic::AtomicPtr::new(c.c),
+        rec: Recorder::default(),
+        freed: AtomicBool::new(false),
+    });
+    let token = &*state as *const SelfFreeing as *mut std::ffi::c_void;
+    let rcpt = std::ffi::CString::new("b@example.org").unwrap();
+    let from = std::ffi::CString::new("a@example.org").unwrap();
+    let ptrs = [rcpt.as_ptr()];
+    let msg = raw_message("self-free", 2000);
+    let mut ops = Vec::new();
+    for _ in 0..300 {
+        let mut op = 0;
+        let s = herald_send_raw_async(
+            c.c,
+            from.as_ptr(),
+            ptrs.as_ptr(),
+            1,
+            msg.as_ptr(),
+            msg.len(),
+            Some(free_on_first),
+            token,
+            &mut op,
+        );
+        assert_eq!(s, HERALD_STATUS_OK);
+        ops.push(op);
+    }
+    // The first completion (after smtp-sink's 1 s DATA delay) frees the client
+    // from inside its callback, with messages on the wire and more queued.
+    let records = state.rec.wait_for(ops.len(), Duration::from_secs(60));
+    assert_exactly_once(&records, &ops);
+    assert!(
+        records.iter().filter(|r| r.cancelled).count() > 200,
+        "{:?}",
+        status_counts(&records)
+    );
+    std::mem::forget(c); // freed by the callback
+}

@@ -149,7 +149,14 @@ impl Recorder {
 
 /// The completion callback every test op uses.
 pub unsafe extern "C" fn record_completion(c: *const herald_completion) {
-    let rec = &*((*c).user_token as *const Recorder);
+    record_completion_into(&*((*c).user_token as *const Recorder), c);
+}
+
+/// Records a completion into `rec` (for callbacks with a token of their own).
+///
+/// # Safety
+/// As for [`record_of`].
+pub unsafe fn record_completion_into(rec: &Recorder, c: *const herald_completion) {
     rec.push(record_of(c));
 }
 
