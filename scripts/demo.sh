@@ -6,6 +6,7 @@
 #   scripts/demo.sh -p 25 -k 127.0.0.1
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-test-deps.sh --build-only   # a C compiler and the OpenSSL headers, if missing
 cargo build --release --lib
 mkdir -p target/release/c
 for ex in send_async event_loop; do

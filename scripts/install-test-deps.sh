@@ -18,9 +18,17 @@
 #   instances with their own configs.
 # - Creates the `vmail` system user/group (uid/gid 5000) that owns test maildirs.
 # - The tests' Dovecot template is for Dovecot 2.3.x (Debian 12, Ubuntu 22.04/24.04).
+#
+# With --build-only it installs just what building herald needs (a C
+# compiler, libssl-dev, pkg-config): the demo's case.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 exec </dev/null
+
+build_only=0
+if [ "${1-}" = "--build-only" ]; then
+    build_only=1
+fi
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
@@ -53,6 +61,14 @@ NEEDS=(
     "/usr/include/openssl/ssl.h libssl-dev"
     "pkg-config pkg-config"
 )
+if [ "$build_only" -eq 1 ]; then
+    NEEDS=(
+        "gcc gcc"
+        "/usr/include/stdio.h libc6-dev"
+        "/usr/include/openssl/ssl.h libssl-dev"
+        "pkg-config pkg-config"
+    )
+fi
 
 have() {
     case "$1" in
@@ -107,6 +123,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     trap - EXIT
 else
     log "all needed binaries are present; skipping apt-get"
+fi
+if [ "$build_only" -eq 1 ]; then
+    exit 0
 fi
 
 # The mail user that owns test maildirs (Dovecot refuses uids below 500).
