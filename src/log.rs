@@ -36,6 +36,18 @@ impl Tracer {
         self.enabled.as_ref().is_some_and(|f| f(level))
     }
 
+    /// Logs each CRLF-terminated command line in `data` as "C: ..." at TRACE.
+    pub fn client_lines(&self, data: &[u8]) {
+        if self.enabled(TRACE) {
+            for line in String::from_utf8_lossy(data)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+            {
+                self.log(TRACE, || format!("C: {line}"));
+            }
+        }
+    }
+
     pub fn log(&self, level: u32, line: impl FnOnce() -> String) {
         if self.enabled(level) {
             if let Some(s) = &self.sink {

@@ -551,6 +551,12 @@ impl<S: Read + Write> LineConn<S> {
         Ok(())
     }
 
+    /// Writes `data` and flushes it.
+    pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.inner.write_all(data)?;
+        self.inner.flush()
+    }
+
     pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.inner.write_all(data)?;
         Ok(())

@@ -166,8 +166,7 @@ impl Conn {
     /// Writes `data` (whole command lines) and flushes.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.trace_out(data);
-        self.lc.write_all(data)?;
-        self.lc.flush()
+        self.lc.send(data)
     }
 
     /// Writes bytes that are not traced (a literal's content).

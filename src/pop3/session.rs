@@ -150,17 +150,9 @@ impl<S: Read + Write> Session<S> {
 
     /// Writes `data` (one or more commands) and logs each command line.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        if self.trace.enabled(TRACE) {
-            for line in String::from_utf8_lossy(data)
-                .split("\r\n")
-                .filter(|l| !l.is_empty())
-            {
-                self.trace.log(TRACE, || format!("C: {line}"));
-            }
-        }
+        self.trace.client_lines(data);
         self.conn
-            .write_all(data)
-            .and_then(|_| self.conn.flush())
+            .send(data)
             .map_err(|e| Error::from_io(&e, "sending to the POP3 server"))
     }
 
@@ -170,8 +162,7 @@ impl<S: Read + Write> Session<S> {
             .log(TRACE, || format!("C: {shown}<credentials hidden>"));
         let line = format!("{shown}{secret}\r\n");
         self.conn
-            .write_all(line.as_bytes())
-            .and_then(|_| self.conn.flush())
+            .send(line.as_bytes())
             .map_err(|e| Error::from_io(&e, "sending to the POP3 server"))
     }
 

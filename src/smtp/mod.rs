@@ -308,8 +308,7 @@ impl SmtpDriver {
             s.trace_out(&out[body_end..]);
         }
         s.conn
-            .write_all(&out)
-            .and_then(|_| s.conn.flush())
+            .send(&out)
             .map_err(|e| Failure::AfterContent(Error::from_io(&e, "sending the message")))?;
         t.progress(total, total);
         s.reply().map_err(Failure::AfterContent)

@@ -135,21 +135,13 @@ impl<S: Read + Write> Session<S> {
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         self.trace_out(data);
         self.conn
-            .write_all(data)
-            .and_then(|_| self.conn.flush())
+            .send(data)
             .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
     }
 
     /// Logs the command lines of `data` at TRACE.
     pub fn trace_out(&self, data: &[u8]) {
-        if self.trace.enabled(TRACE) {
-            for line in String::from_utf8_lossy(data)
-                .split("\r\n")
-                .filter(|l| !l.is_empty())
-            {
-                self.trace.log(TRACE, || format!("C: {line}"));
-            }
-        }
+        self.trace.client_lines(data);
     }
 
     /// Sends a secret (AUTH data) without logging it.
@@ -158,8 +150,7 @@ impl<S: Read + Write> Session<S> {
             .log(TRACE, || format!("C: {command}<credentials hidden>"));
         let line = format!("{command}{secret_line}\r\n");
         self.conn
-            .write_all(line.as_bytes())
-            .and_then(|_| self.conn.flush())
+            .send(line.as_bytes())
             .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
     }
 
