@@ -14,26 +14,8 @@
 #include <unistd.h>
 
 #include "herald.h"
+#include "check.h"
 
-static int failures;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                               \
-        }                                                                             \
-    } while (0)
-
-#define CHECK_STATUS(expr, want)                                                               \
-    do {                                                                                       \
-        herald_status got_ = (expr);                                                           \
-        if (got_ != (want)) {                                                                  \
-            fprintf(stderr, "%s:%d: %s gave %u (%s: %s), want %u\n", __FILE__, __LINE__, #expr, \
-                    got_, herald_status_str(got_), herald_last_error(), (unsigned)(want));      \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
 
 /* The queued completion of `op` (others are not expected here). */
 static herald_completion *completion_of(herald_client *c, herald_op op)
