@@ -32,14 +32,18 @@ fi
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-else
-    log "must run as root (or with sudo available)"
-    exit 1
-fi
+# Root (or sudo) is needed only when something must change; checked lazily.
+SUDO=()
+need_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        SUDO=()
+    elif command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo -n)
+    else
+        log "$1: must run as root (or with sudo available)"
+        exit 1
+    fi
+}
 as_root() { "${SUDO[@]}" "$@"; }
 
 # "binary-path package" pairs: a package is installed when its binary is missing.
@@ -61,6 +65,15 @@ NEEDS=(
     "/usr/include/openssl/ssl.h libssl-dev"
     "pkg-config pkg-config"
 )
+# More "binary package" lines, one file per area of the suite (scripts/deps.d/*.list;
+# lines starting with # are comments).
+for list in "$(dirname "$0")"/deps.d/*.list; do
+    [ -e "$list" ] || continue
+    while read -r bin pkg; do
+        case "$bin" in ''|'#'*) continue ;; esac
+        NEEDS+=("$bin $pkg")
+    done <"$list"
+done
 if [ "$build_only" -eq 1 ]; then
     NEEDS=(
         "gcc gcc"
@@ -94,6 +107,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         log "missing packages (${missing[*]}) and no apt-get; install them by hand"
         exit 1
     fi
+    need_root "installing ${missing[*]}"
     log "installing: ${missing[*]}"
     echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
     echo "postfix postfix/mailname string localhost" | as_root debconf-set-selections
@@ -129,6 +143,9 @@ if [ "$build_only" -eq 1 ]; then
 fi
 
 # The mail user that owns test maildirs (Dovecot refuses uids below 500).
+if ! getent group vmail >/dev/null 2>&1 || ! getent passwd vmail >/dev/null 2>&1; then
+    need_root "creating the vmail user"
+fi
 if ! getent group vmail >/dev/null 2>&1; then
     if getent group 5000 >/dev/null 2>&1; then
         as_root groupadd --system vmail

@@ -21,4 +21,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (unit, header drift, SMTP/IMAP/POP3 against real servers, C under valgrind)"
 cargo test --workspace --locked
 
+# More suites, one file per area (bindings, the Windows DLL, fuzzing, install ...),
+# run in name order; each exits non-zero on failure.
+for t in scripts/test.d/*.sh; do
+    [ -e "$t" ] || continue
+    step "$t"
+    bash "$t"
+done
+
 step "all checks passed"
