@@ -160,6 +160,27 @@
  */
 #define HERALD_OPT_QUEUE_LIMIT 17
 
+/**
+ * int ms: an op's overall deadline, from when it starts running; 0 = none;
+ * default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
+ * is aborted (its connection is closed) and completes HERALD_STATUS_TIMEOUT.
+ */
+#define HERALD_OPT_OP_TIMEOUT_MS 18
+
+/**
+ * int bytes, 1024..67108864, default 262144 (256 KiB): the longest line
+ * (without IMAP literals) accepted from the server, per connection. A longer
+ * line is HERALD_STATUS_PROTOCOL and the connection is dropped.
+ */
+#define HERALD_OPT_MAX_LINE_BYTES 19
+
+/**
+ * int bytes, 1024..4294967295, default 104857600 (100 MiB): the largest IMAP
+ * literal or POP3 message accepted from the server. A larger one completes
+ * HERALD_STATUS_LIMIT.
+ */
+#define HERALD_OPT_MAX_MESSAGE_BYTES 20
+
 #define HERALD_SECURITY_NONE 0
 
 /**
@@ -235,6 +256,21 @@
  * Largest literal herald accepts from a server.
  */
 #define MAX_LITERAL ((((2 * 1024) * 1024) * 1024) - 1)
+
+/**
+ * Default overall deadline of an op (IDLE is exempt): 10 minutes.
+ */
+#define DEFAULT_OP_TIMEOUT_MS 600000
+
+/**
+ * Default longest server line: 256 KiB.
+ */
+#define DEFAULT_MAX_LINE_BYTES (256 * 1024)
+
+/**
+ * Default largest literal or message accepted from a server: 100 MiB.
+ */
+#define DEFAULT_MAX_MESSAGE_BYTES ((100 * 1024) * 1024)
 
 /**
  * A client of one server (or one pickup directory). Every function may be

@@ -77,7 +77,21 @@ pub mod id {
     pub(crate) const THROTTLE_MESSAGES: u32 = 15;
     pub(crate) const THROTTLE_INTERVAL_MS: u32 = 16;
     pub(crate) const QUEUE_LIMIT: u32 = 17;
+    pub(crate) const OP_TIMEOUT_MS: u32 = 18;
+    pub(crate) const MAX_LINE_BYTES: u32 = 19;
+    pub(crate) const MAX_MESSAGE_BYTES: u32 = 20;
 }
+
+/// Default overall deadline of an op (IDLE is exempt): 10 minutes.
+pub const DEFAULT_OP_TIMEOUT_MS: i64 = 600_000;
+/// Default longest server line: 256 KiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024;
+/// Default largest literal or message accepted from a server: 100 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
+/// MAX_LINE_BYTES range.
+const MAX_LINE_RANGE: (i64, i64) = (1024, 64 * 1024 * 1024);
+/// MAX_MESSAGE_BYTES range (the top is also bounded by the address space).
+const MAX_MESSAGE_RANGE: (i64, i64) = (1024, 4 * 1024 * 1024 * 1024 - 1);
 
 /// Longest timeout accepted: one day. Longer values are almost certainly a unit mistake.
 const MAX_TIMEOUT_MS: i64 = 86_400_000;
@@ -102,6 +116,9 @@ fn option_name(option: u32) -> &'static str {
         id::THROTTLE_MESSAGES => "THROTTLE_MESSAGES",
         id::THROTTLE_INTERVAL_MS => "THROTTLE_INTERVAL_MS",
         id::QUEUE_LIMIT => "QUEUE_LIMIT",
+        id::OP_TIMEOUT_MS => "OP_TIMEOUT_MS",
+        id::MAX_LINE_BYTES => "MAX_LINE_BYTES",
+        id::MAX_MESSAGE_BYTES => "MAX_MESSAGE_BYTES",
         _ => "unknown",
     }
 }
@@ -129,6 +146,12 @@ pub struct Options {
     pub throttle_messages: u32,
     pub throttle_interval: Duration,
     pub queue_limit: usize,
+    /// The overall deadline of every op but IDLE; `None` = no deadline.
+    pub op_timeout: Option<Duration>,
+    /// The longest line (without literals) accepted from the server.
+    pub max_line_bytes: usize,
+    /// The largest literal or message accepted from the server.
+    pub max_message_bytes: usize,
 }
 
 impl fmt::Debug for Options {
@@ -165,6 +188,17 @@ fn no_controls(name: &str, value: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A byte count within `range`, and within this platform's address space.
+fn bytes_in(name: &str, value: i64, range: (i64, i64)) -> Result<usize> {
+    let (lo, hi) = range;
+    match usize::try_from(value) {
+        Ok(v) if (lo..=hi).contains(&value) => Ok(v),
+        _ => Err(Error::invalid(format!(
+            "{name} must be {lo}..{hi} (and fit this platform), got {value}"
+        ))),
+    }
 }
 
 fn timeout(name: &str, value: i64, min: i64) -> Result<Duration> {
@@ -215,6 +249,9 @@ impl Options {
             throttle_messages: 0,
             throttle_interval: Duration::ZERO,
             queue_limit: 100_000,
+            op_timeout: Some(Duration::from_millis(DEFAULT_OP_TIMEOUT_MS as u64)),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 
@@ -234,12 +271,15 @@ impl Options {
             | id::CONNECT_TIMEOUT_MS
             | id::IO_TIMEOUT_MS
             | id::ACCEPT_INVALID_CERTS
-            | id::CA_FILE => self.is_network(),
+            | id::CA_FILE
+            | id::MAX_LINE_BYTES
+            | id::MAX_MESSAGE_BYTES => self.is_network(),
             id::MAX_CONNECTIONS
             | id::IDLE_TIMEOUT_MS
             | id::THROTTLE_MESSAGES
             | id::THROTTLE_INTERVAL_MS
-            | id::QUEUE_LIMIT => true,
+            | id::QUEUE_LIMIT
+            | id::OP_TIMEOUT_MS => true,
             id::HELO_NAME => self.protocol == Protocol::Smtp,
             id::PICKUP_DIR => self.protocol == Protocol::Pickup,
             _ => return Err(Error::invalid(format!("unknown option id {option}"))),
@@ -391,6 +431,14 @@ impl Options {
                 }
                 self.queue_limit = value as usize;
             }
+            id::OP_TIMEOUT_MS => {
+                self.op_timeout = match value {
+                    0 => None,
+                    v => Some(timeout(name, v, 1)?),
+                }
+            }
+            id::MAX_LINE_BYTES => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
+            id::MAX_MESSAGE_BYTES => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
             _ => unreachable!("checked by is_str_option"),
         }
         Ok(())

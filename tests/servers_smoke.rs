@@ -567,3 +567,28 @@ fn servers_die_with_the_test_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn scripted_server_answers_and_resets() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let srv = support::scripted::Scripted::start(|mut p| {
+        p.send("220 hello\r\n")?;
+        let l = p.line()?;
+        p.send(format!("250 {l}\r\n"))?;
+        p.reset();
+        Ok(())
+    });
+    let mut c = std::net::TcpStream::connect((support::HOST, srv.port())).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "220 hello\r\n");
+    c.write_all(b"NOOP\r\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "250 NOOP\r\n");
+    let mut rest = Vec::new();
+    let e = r.read_to_end(&mut rest).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    assert_eq!(srv.accepted(), 1);
+}

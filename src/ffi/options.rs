@@ -57,6 +57,18 @@ pub const HERALD_OPT_THROTTLE_MESSAGES: u32 = 15;
 pub const HERALD_OPT_THROTTLE_INTERVAL_MS: u32 = 16;
 /// int: queued ops beyond this get HERALD_STATUS_LIMIT at submit; default 100000.
 pub const HERALD_OPT_QUEUE_LIMIT: u32 = 17;
+/// int ms: an op's overall deadline, from when it starts running; 0 = none;
+/// default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
+/// is aborted (its connection is closed) and completes HERALD_STATUS_TIMEOUT.
+pub const HERALD_OPT_OP_TIMEOUT_MS: u32 = 18;
+/// int bytes, 1024..67108864, default 262144 (256 KiB): the longest line
+/// (without IMAP literals) accepted from the server, per connection. A longer
+/// line is HERALD_STATUS_PROTOCOL and the connection is dropped.
+pub const HERALD_OPT_MAX_LINE_BYTES: u32 = 19;
+/// int bytes, 1024..4294967295, default 104857600 (100 MiB): the largest IMAP
+/// literal or POP3 message accepted from the server. A larger one completes
+/// HERALD_STATUS_LIMIT.
+pub const HERALD_OPT_MAX_MESSAGE_BYTES: u32 = 20;
 
 pub const HERALD_SECURITY_NONE: i64 = 0;
 /// STARTTLS, required: a server without it is an error (the default).
@@ -127,6 +139,9 @@ mod tests {
             (HERALD_OPT_THROTTLE_MESSAGES, id::THROTTLE_MESSAGES),
             (HERALD_OPT_THROTTLE_INTERVAL_MS, id::THROTTLE_INTERVAL_MS),
             (HERALD_OPT_QUEUE_LIMIT, id::QUEUE_LIMIT),
+            (HERALD_OPT_OP_TIMEOUT_MS, id::OP_TIMEOUT_MS),
+            (HERALD_OPT_MAX_LINE_BYTES, id::MAX_LINE_BYTES),
+            (HERALD_OPT_MAX_MESSAGE_BYTES, id::MAX_MESSAGE_BYTES),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

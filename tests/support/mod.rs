@@ -13,6 +13,7 @@
 //!   config template is `tests/servers/dovecot.conf.in`.
 //! * [`imap_append`]: a minimal IMAP client that stores messages byte for
 //!   byte with APPEND, to put mail in independently of herald.
+//! * [`scripted`]: hostile or broken servers, a closure per connection.
 //!
 //! Install the servers with `scripts/install-test-deps.sh` (as root, or with
 //! sudo). Dovecot must be started as root (it switches to the `vmail` user
@@ -71,6 +72,7 @@ pub const USERS: [(&str, &str); 3] = [("alice", "alicepass"), ("bob", "bobpass")
 mod imap_append;
 #[allow(unused_imports)] // not every test file stores mail over IMAP
 pub use imap_append::imap_append;
+pub mod scripted;
 
 const DOVECOT_CONF_TEMPLATE: &str = include_str!("../servers/dovecot.conf.in");
 const START_TIMEOUT: Duration = Duration::from_secs(20);
