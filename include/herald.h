@@ -258,21 +258,6 @@
 #define MAX_LITERAL ((((2 * 1024) * 1024) * 1024) - 1)
 
 /**
- * Default overall deadline of an op (IDLE is exempt): 10 minutes.
- */
-#define DEFAULT_OP_TIMEOUT_MS 600000
-
-/**
- * Default longest server line: 256 KiB.
- */
-#define DEFAULT_MAX_LINE_BYTES (256 * 1024)
-
-/**
- * Default largest literal or message accepted from a server: 100 MiB.
- */
-#define DEFAULT_MAX_MESSAGE_BYTES ((100 * 1024) * 1024)
-
-/**
  * A client of one server (or one pickup directory). Every function may be
  * called on it from any thread, concurrently, also from inside its callbacks
  * (see the README's "Threading").

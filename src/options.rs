@@ -83,11 +83,11 @@ pub mod id {
 }
 
 /// Default overall deadline of an op (IDLE is exempt): 10 minutes.
-pub const DEFAULT_OP_TIMEOUT_MS: i64 = 600_000;
+pub(crate) const DEFAULT_OP_TIMEOUT_MS: i64 = 600_000;
 /// Default longest server line: 256 KiB.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024;
+pub(crate) const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024;
 /// Default largest literal or message accepted from a server: 100 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
 /// MAX_LINE_BYTES range.
 const MAX_LINE_RANGE: (i64, i64) = (1024, 64 * 1024 * 1024);
 /// MAX_MESSAGE_BYTES range (the top is also bounded by the address space).
