@@ -231,6 +231,7 @@ class SmtpSink:
         last = ""
         for _attempt in range(5):
             self.dir = _tempdir("smtp-sink")
+            os.chmod(self.dir, 0o755)  # smtp-sink writes as nobody
             self.dump_dir = os.path.join(self.dir, "dumps")
             os.mkdir(self.dump_dir)
             os.chmod(self.dump_dir, 0o777)
@@ -300,6 +301,7 @@ class Dovecot:
 
     def _start(self, vmail, extra_conf, attempt):
         root = _tempdir("dovecot")
+        os.chmod(root, 0o755)  # Dovecot's auth and mail processes read below it
         self.root = root
         tls = os.path.join(root, "tls")
         os.mkdir(tls)
