@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Checks that bindings/pascal/herald.pas has every constant of
+include/herald.h with the same value, and none the header lacks.
+
+usage: check_constants.py [HEADER [UNIT]]
+"""
+
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+
+# Pascal identifiers are not case-sensitive: C constants whose names equal a
+# function's (herald_version, herald_version_number) get these names.
+RENAMED = {
+    "HERALD_VERSION": "HeraldHeaderVersion",
+    "HERALD_VERSION_NUMBER": "HeraldHeaderVersionNumber",
+}
+
+
+def c_value(text):
+    text = text.strip()
+    if text.startswith('"'):
+        return text.strip('"')
+    text = re.sub(r"^\(+|\)+$", "", text)
+    text = re.sub(r"(?<=\d)[uUlL]+$", "", text)
+    return int(text, 0)
+
+
+def header_constants(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*#\s*define\s+(HERALD_\w+)\s+(.*?)\s*(?:/[/*].*)?$", line)
+            if m and m.group(1) != "HERALD_H":
+                out[RENAMED.get(m.group(1), m.group(1))] = c_value(m.group(2))
+    return out
+
+
+def unit_constants(path):
+    out = {}
+    names = "|".join(["HERALD_\\w+"] + sorted(RENAMED.values()))
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*(%s)\s*=\s*(.+?)\s*;" % names, line)
+            if not m:
+                continue
+            v = m.group(2)
+            if v.startswith("'"):
+                out[m.group(1)] = v.strip("'")
+            else:
+                v = v.replace("$", "0x") if v.startswith("$") else v
+                out[m.group(1)] = int(v, 0)
+    return out
+
+
+def main():
+    header = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "include", "herald.h")
+    unit = sys.argv[2] if len(sys.argv) > 2 else os.path.join(REPO, "bindings", "pascal", "herald.pas")
+    h = header_constants(header)
+    u = unit_constants(unit)
+    errors = []
+    if len(h) < 60:
+        errors.append("read only %d constants from %s" % (len(h), header))
+    for name in sorted(set(h) - set(u)):
+        value = "'%s'" % h[name] if isinstance(h[name], str) else h[name]
+        errors.append("missing in herald.pas: %s = %s;" % (name, value))
+    for name in sorted(set(u) - set(h)):
+        errors.append("in herald.pas but not in the header: %s" % name)
+    for name in sorted(set(h) & set(u)):
+        if h[name] != u[name]:
+            errors.append("%s: header %r, herald.pas %r" % (name, h[name], u[name]))
+    for e in errors:
+        print("check_constants: " + e)
+    print("check_constants: %d constants compared, %d problems" % (len(h), len(errors)))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
