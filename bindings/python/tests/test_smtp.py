@@ -325,3 +325,22 @@ def test_to_bytes_and_pickup(tmp_path):
     files = list(tmp_path.iterdir())
     assert len(files) == 1
     assert r.recipients and r.recipients[0].name == str(files[0])
+
+
+def test_waiting_inside_a_callback_is_refused(slow_sink):
+    seen = []
+    ops = {}
+
+    def on_done(op):
+        try:
+            ops["second"].wait(5)  # still queued behind this one
+            seen.append("returned")
+        except HeraldError as e:
+            seen.append(e.status)
+
+    with smtp(slow_sink, max_connections=1) as c:
+        ops["first"] = c.send(msg(1), on_done=on_done)
+        ops["second"] = c.send(msg(2))
+        ops["first"].wait(30)
+        ops["second"].wait(30)
+    assert seen == [Status.INVALID_ARGUMENT]

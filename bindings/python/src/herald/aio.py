@@ -92,6 +92,9 @@ class AsyncClient:
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
+            # The op's outcome is no longer awaited: retrieve it when it comes
+            # so asyncio does not warn about an unretrieved exception.
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             if not op.done():
                 try:
                     self.client.cancel(op)

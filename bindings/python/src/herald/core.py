@@ -414,10 +414,18 @@ def _dispatch(cptr, final_hint=None):
     return op
 
 
+# Set while herald's delivery thread runs Python code for a completion.
+_in_callback = threading.local()
+
+
 @_native.CALLBACK
 def _on_complete(cptr):
     try:
-        _dispatch(cptr, True)
+        _in_callback.active = True
+        try:
+            _dispatch(cptr, True)
+        finally:
+            _in_callback.active = False
     except BaseException:  # noqa: BLE001
         _report_callback_error("completion")
 
@@ -736,6 +744,11 @@ class Client:
             return [op for op in _pending.values() if op.client is self]
 
     def _wait_for(self, op, timeout):
+        if self.mode == "callback" and getattr(_in_callback, "active", False) and timeout != 0:
+            # This thread delivers completions: the op cannot complete while
+            # it waits here (herald_wait refuses the same).
+            raise HeraldError(Status.INVALID_ARGUMENT,
+                              "waiting for an op inside a completion callback would never end")
         deadline = None if timeout is None else time.monotonic() + timeout
         while not op._event.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
