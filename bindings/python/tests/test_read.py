@@ -160,3 +160,37 @@ def test_pop3_queue_mode_with_select(dovecot):
             if select.select([c.wakeup_handle()], [], [], 1.0)[0]:
                 c.poll()
         assert [i.size for i in op.result(0)] == [len(message(1))]
+
+
+def test_imap_idle_with_callbacks(dovecot):
+    changes = []
+    changed = threading.Event()
+
+    def on_change(item):
+        changes.append(item.exists)
+        changed.set()
+
+    with imap(dovecot) as c:
+        idle = c.imap_idle("INBOX", on_change)
+        time.sleep(0.3)  # let IDLE start
+        dovecot.save("alice", "INBOX", message(1))
+        assert changed.wait(20), "no IDLE change callback"
+        assert not idle.done()  # a change is not the op's completion
+        assert c.imap_search("INBOX", "ALL").result(30) != []  # other ops still run
+        idle.cancel()
+        with pytest.raises(herald.CancelledError):
+            idle.result(10)
+    assert changes[0] >= 1
+
+
+def test_progress_of_an_append(dovecot):
+    progress = []
+    with imap(dovecot) as c:
+        c.set_progress(lambda op, done, total: progress.append((op.id, done, total)))
+        op = c.imap_append("INBOX", [message(1) * 50, message(2) * 50])
+        op.result(30)
+    assert progress, "no progress callback"
+    assert all(op_id == op.id for op_id, _, _ in progress)
+    total = len(message(1) * 50) + len(message(2) * 50)
+    assert progress[-1][1:] == (total, total)
+    assert [d for _, d, _ in progress] == sorted(d for _, d, _ in progress)
