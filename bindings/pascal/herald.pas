@@ -11,7 +11,7 @@
   program must use the cthreads unit, FIRST in its uses clause:
 
       program myprog;
-      uses {$IFDEF UNIX} cthreads, {$ENDIF} herald;
+      uses {$IFDEF FPC}{$IFDEF UNIX} cthreads, {$ENDIF}{$ENDIF} herald;
 
   Without it FPC's RTL is not thread-safe and the program may crash.
 

@@ -10,7 +10,7 @@ program send;
 {$IFDEF MSWINDOWS}{$APPTYPE CONSOLE}{$ENDIF}
 
 uses
-  {$IFDEF UNIX} cthreads, {$ENDIF}  { FPC on Unix: cthreads first, herald calls back on its threads }
+  {$IFDEF FPC} {$IFDEF UNIX} cthreads, {$ENDIF} {$ENDIF}  { FPC on Unix: cthreads first: herald calls back on its own threads }
   SysUtils, herald;
 
 var
@@ -22,11 +22,19 @@ var
 { Runs on herald's delivery thread: copy what is needed, the completion is
   valid only during the call. }
 procedure OnSent(c: Pherald_completion); cdecl;
+var
+  i: Integer;
 begin
   FinalStatus := c^.status;
   FinalCode := c^.reply_code;
-  StrLCopy(FinalDetail, c^.detail, High(FinalDetail));
-  InterlockedIncrement(Done);
+  i := 0;
+  while (i < High(FinalDetail)) and (c^.detail[i] <> #0) do
+  begin
+    FinalDetail[i] := c^.detail[i];
+    Inc(i);
+  end;
+  FinalDetail[i] := #0;
+  {$IFDEF FPC} InterlockedIncrement(Done); {$ELSE} AtomicIncrement(Done); {$ENDIF}
 end;
 
 function Check(s: herald_status; const what: string): Boolean;
@@ -49,7 +57,7 @@ begin
   end;
   WriteLn('libherald ', herald_version);
   o := herald_options_new(HERALD_PROTOCOL_SMTP);
-  if not Check(herald_options_set_str(o, HERALD_OPT_HOST, PAnsiChar(AnsiString(ParamStr(1)))), 'host')
+  if not Check(herald_options_set_str(o, HERALD_OPT_HOST, PAnsiChar(UTF8String(ParamStr(1)))), 'host')
     or not Check(herald_options_set_int(o, HERALD_OPT_PORT, StrToInt(ParamStr(2))), 'port') then
     Halt(1);
   if (ParamCount >= 5) and (ParamStr(5) = 'plain') then
@@ -59,8 +67,8 @@ begin
   herald_options_free(o);  { the client has its own copy }
 
   m := herald_message_new;
-  if not Check(herald_message_set_from(m, PAnsiChar(AnsiString(ParamStr(3)))), 'from')
-    or not Check(herald_message_add_to(m, PAnsiChar(AnsiString(ParamStr(4)))), 'to') then
+  if not Check(herald_message_set_from(m, PAnsiChar(UTF8String(ParamStr(3)))), 'from')
+    or not Check(herald_message_add_to(m, PAnsiChar(UTF8String(ParamStr(4)))), 'to') then
     Halt(1);
   herald_message_set_subject(m, 'Hello from Pascal');
   herald_message_set_text(m, 'Sent without blocking.'#10);

@@ -10,7 +10,7 @@ program herald_test;
 {$IFDEF MSWINDOWS}{$APPTYPE CONSOLE}{$ENDIF}
 
 uses
-  {$IFDEF UNIX} cthreads, BaseUnix, {$ENDIF}
+  {$IFDEF FPC} {$IFDEF UNIX} cthreads, BaseUnix, {$ENDIF} {$ENDIF}
   SysUtils, herald;
 
 const
@@ -57,8 +57,8 @@ begin
   herald_options_set_int(o, HERALD_OPT_SECURITY, HERALD_SECURITY_NONE);
   if withLogin then
   begin
-    herald_options_set_str(o, HERALD_OPT_USERNAME, PAnsiChar(AnsiString(Env('HERALD_TEST_USER'))));
-    herald_options_set_str(o, HERALD_OPT_PASSWORD, PAnsiChar(AnsiString(Env('HERALD_TEST_PASSWORD'))));
+    herald_options_set_str(o, HERALD_OPT_USERNAME, PAnsiChar(UTF8String(Env('HERALD_TEST_USER'))));
+    herald_options_set_str(o, HERALD_OPT_PASSWORD, PAnsiChar(UTF8String(Env('HERALD_TEST_PASSWORD'))));
   end;
   if herald_client_new(o, @Result) <> HERALD_STATUS_OK then
     Result := nil;
@@ -70,7 +70,7 @@ begin
   Result := herald_message_new;
   herald_message_set_from(Result, 'Alice <alice@example.org>');
   herald_message_add_to(Result, 'bob@example.org');
-  herald_message_set_subject(Result, PAnsiChar(AnsiString('pascal ' + IntToStr(i))));
+  herald_message_set_subject(Result, PAnsiChar(UTF8String('pascal ' + IntToStr(i))));
   herald_message_set_text(Result, 'hello from Pascal'#10);
 end;
 
@@ -113,7 +113,7 @@ begin
     if herald_result_count(c^.result) > 0 then
       SendRcpt[i] := herald_result_str(c^.result, 0, HERALD_FIELD_NAME);
   end;
-  InterlockedIncrement(SendDone);
+  {$IFDEF FPC} InterlockedIncrement(SendDone); {$ELSE} AtomicIncrement(SendDone); {$ENDIF}
 end;
 
 procedure OnFetched(c: Pherald_completion); cdecl;
@@ -142,7 +142,7 @@ begin
   m := herald_message_new;
   s := herald_message_add_to(m, 'bob@example.org'#13#10'RCPT TO:<x@y>');
   Check(s = HERALD_STATUS_INVALID_ARGUMENT, 'CR/LF in an address is INVALID_ARGUMENT');
-  Check(StrLen(herald_last_error) > 0, 'herald_last_error says why');
+  Check(herald_last_error^ <> #0, 'herald_last_error says why');
   Check(herald_message_set_from(m, nil) = HERALD_STATUS_INVALID_ARGUMENT, 'nil is INVALID_ARGUMENT');
   herald_message_free(m);
   herald_message_free(nil);
@@ -191,9 +191,9 @@ var
   comp: Pherald_completion;
   i, got, before: Integer;
   okAll: Boolean;
-  {$IFDEF UNIX}
+  {$IFDEF FPC} {$IFDEF UNIX}
   fds: array[0..0] of pollfd;
-  {$ENDIF}
+  {$ENDIF} {$ENDIF}
 begin
   before := CountFiles(sinkDir);
   c := NewClient(HERALD_PROTOCOL_SMTP, port, False);
@@ -208,13 +208,13 @@ begin
   okAll := True;
   while got < 2 do
   begin
-    {$IFDEF UNIX}
+    {$IFDEF FPC} {$IFDEF UNIX}
     fds[0].fd := herald_client_wakeup_handle(c);
     fds[0].events := POLLIN;
     fds[0].revents := 0;
     if fpPoll(@fds[0], 1, 30000) <= 0 then
       Break;  { nothing within 30 s }
-    {$ENDIF}
+    {$ENDIF} {$ENDIF}
     comp := herald_client_next(c, 0);
     while comp <> nil do
     begin
