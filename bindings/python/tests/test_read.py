@@ -97,13 +97,14 @@ def test_imap_asyncio_and_idle(dovecot):
                 changes.append(item.exists)
                 changed.set()
 
+            await c.imap_search("INBOX", "ALL")  # log in first: IDLE then starts at once
             idle = await c.imap_idle("INBOX", on_change)
             # A message stored before IDLE selected the mailbox is no change:
             # store one at a time until a change is reported.
-            for i in range(10):
+            for i in range(15):
                 await asyncio.to_thread(dovecot.save, "alice", "INBOX", message(7))
                 try:
-                    await asyncio.wait_for(changed.wait(), 3)
+                    await asyncio.wait_for(changed.wait(), 1.5)
                     break
                 except asyncio.TimeoutError:
                     pass
@@ -180,12 +181,13 @@ def test_imap_idle_with_callbacks(dovecot):
         changed.set()
 
     with imap(dovecot) as c:
+        c.imap_search("INBOX", "ALL").result(30)  # log in first: IDLE then starts at once
         idle = c.imap_idle("INBOX", on_change)
         # A message stored before IDLE selected the mailbox is no change:
         # store one at a time until a change is reported.
-        for i in range(10):
+        for i in range(15):
             dovecot.save("alice", "INBOX", message(i))
-            if changed.wait(3):
+            if changed.wait(1.5):
                 break
         assert changed.is_set(), "no IDLE change callback"
         assert not idle.done()  # a change is not the op's completion
