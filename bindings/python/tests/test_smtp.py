@@ -344,3 +344,17 @@ def test_waiting_inside_a_callback_is_refused(slow_sink):
         ops["first"].wait(30)
         ops["second"].wait(30)
     assert seen == [Status.INVALID_ARGUMENT]
+
+
+def test_on_done_has_run_when_wait_returns(sink):
+    for mode in ("callback", "queue"):
+        seen = []
+
+        def on_done(op):
+            time.sleep(0.05)
+            seen.append(op.result(0).recipients[0].reply_code)  # result() works inside on_done
+
+        with smtp(sink, mode=mode) as c:
+            op = c.send(msg(1), on_done=on_done)
+            op.wait(30)
+            assert seen == [250], mode

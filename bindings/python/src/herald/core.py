@@ -306,6 +306,8 @@ class Op:
     ``wait()`` blocks until it completed and returns its :class:`Completion`
     (never raises for a failed op); ``result()`` returns the op's typed
     value or raises :class:`HeraldError`. ``cancel()`` asks herald to stop it.
+    The op's ``on_done(op)`` has run when ``wait()`` returns (and may itself
+    call ``op.result()``).
     """
 
     def __init__(self, client, kind, convert, on_done=None, on_change=None):
@@ -318,29 +320,36 @@ class Op:
         self._on_change = on_change
         self._event = threading.Event()
         self._completion = None
+        self._deliverer = None
         self._done_callbacks = []
 
     def __repr__(self):
-        state = "done" if self._event.is_set() else "pending"
+        state = "done" if self._completion is not None else "pending"
         return "<herald.Op %s id=%d %s>" % (self.kind, self.id, state)
 
     # -- completion (called once, by the trampoline or a queue drain) --
 
     def _complete(self, completion):
+        # The completion is visible (done(), wait() and result() inside
+        # on_done work) before the callbacks run; threads blocked in wait()
+        # are woken after them, so on_done has run when wait() returns.
+        self._deliverer = threading.get_ident()
         self._completion = completion
         with _pending_lock:
+            callbacks, self._done_callbacks = self._done_callbacks, None
+        try:
+            if self._on_done is not None:
+                try:
+                    self._on_done(self)
+                except BaseException:  # noqa: BLE001
+                    _report_callback_error("completion")
+            for fn in callbacks or ():
+                try:
+                    fn(self)
+                except BaseException:  # noqa: BLE001
+                    _report_callback_error("done")
+        finally:
             self._event.set()
-            callbacks, self._done_callbacks = self._done_callbacks, []
-        if self._on_done is not None:
-            try:
-                self._on_done(self)
-            except BaseException:  # noqa: BLE001
-                _report_callback_error("completion")
-        for fn in callbacks:
-            try:
-                fn(self)
-            except BaseException:  # noqa: BLE001
-                _report_callback_error("done")
 
     def _changed(self, completion):
         if self._on_change is not None:
@@ -354,7 +363,7 @@ class Op:
         """Calls ``fn(op)`` when the op completes (at once if it has), on the
         thread that completes it."""
         with _pending_lock:
-            if not self._event.is_set():
+            if self._done_callbacks is not None:
                 self._done_callbacks.append(fn)
                 return
         fn(self)
@@ -362,7 +371,7 @@ class Op:
     # -- public --
 
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._completion is not None
 
     @property
     def completion(self) -> Optional[Completion]:
@@ -373,10 +382,12 @@ class Op:
         """Waits (forever when ``timeout`` is None) for the completion and
         returns it; raises ``TimeoutError`` when it did not come in time.
         A queue-mode client's completions are taken from its queue here."""
-        if not self._event.is_set():
+        if self._completion is None:
             self.client._wait_for(self, timeout)
-        if not self._event.is_set():
+        if self._completion is None:
             raise TimeoutError("herald op %d did not complete within %ss" % (self.id, timeout))
+        if not self._event.is_set() and self._deliverer != threading.get_ident():
+            self._event.wait(timeout)  # its on_done runs on another thread: let it finish
         return self._completion
 
     def result(self, timeout: Optional[float] = None):
@@ -751,6 +762,8 @@ class Client:
                               "waiting for an op inside a completion callback would never end")
         deadline = None if timeout is None else time.monotonic() + timeout
         while not op._event.is_set():
+            if op._completion is not None and self.mode == "queue":
+                return  # completed on this thread (inside its on_done)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
