@@ -400,7 +400,8 @@ class Op:
 
     def cancel(self) -> None:
         """Asks herald to cancel the op (harmless once it completed)."""
-        self.client.cancel(self)
+        if self._completion is None:
+            self.client.cancel(self)
 
 
 def _dispatch(cptr, final_hint=None):
@@ -773,7 +774,10 @@ class Client:
                 # Take completions from the queue in short slices, so that a
                 # completion another thread takes for us is noticed soon.
                 slice_s = 0.05 if remaining is None else min(0.05, remaining)
-                self._take(int(slice_s * 1000))
+                if self._h:
+                    self._take(int(slice_s * 1000))
+                else:  # being closed: close() completes the op
+                    op._event.wait(slice_s)
 
     def _take(self, timeout_ms):
         """Takes at most one queued completion and dispatches it."""
