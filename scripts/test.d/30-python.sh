@@ -25,10 +25,11 @@ if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 
 cargo build --lib --locked -q
-lib=$PWD/target/debug/libherald.so
+target=${CARGO_TARGET_DIR:-$PWD/target}
+lib=$target/debug/libherald.so
 [ -e "$lib" ] || { log "no $lib after cargo build"; exit 1; }
 
-venv=$PWD/target/python-venv
+venv=$target/python-venv
 # Recreate the venv when it is missing or was made by another python3.
 want=$("$python" -c 'import sys; print(sys.version)')
 if ! [ -x "$venv/bin/python" ] || [ "$("$venv/bin/python" -c 'import sys; print(sys.version)' 2>/dev/null)" != "$want" ]; then

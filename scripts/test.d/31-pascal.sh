@@ -19,8 +19,9 @@ python=$(command -v python3) || { log "no python3 on PATH"; exit 1; }
 "$python" bindings/pascal/tests/check_constants.py
 
 cargo build --lib --locked -q
-libdir=$PWD/target/debug
-out=$PWD/target/pascal
+target=${CARGO_TARGET_DIR:-$PWD/target}
+libdir=$target/debug
+out=$target/pascal
 mkdir -p "$out"
 fpc_flags=(-Mdelphi -Sew -vw -l- -Fubindings/pascal "-FU$out" "-FE$out" "-Fl$libdir")
 for src in bindings/pascal/herald.pas bindings/pascal/examples/send.pas \
