@@ -19,10 +19,10 @@
   library>, and make it findable at run time); Delphi for Windows loads
   herald.dll (cdecl, undecorated exports), Delphi for Linux libherald.so.
 
-  Every constant of herald.h is here with its C name and value;
-  bindings/pascal/tests/check_constants.py checks them against the header.
-  herald_version_number() is not bound yet: it is not in every library
-  version this unit supports; compare herald_version() with HERALD_VERSION.
+  Every constant and function of herald.h is here with its C name (and
+  value); bindings/pascal/tests/check_header.py checks them against the
+  header. herald_version_number() is not bound yet (a later C API adds
+  it): compare herald_version with HeraldHeaderVersion.
 *)
 unit herald;
 

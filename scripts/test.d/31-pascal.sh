@@ -16,7 +16,7 @@ if ! command -v fpc >/dev/null 2>&1; then
 fi
 python=$(command -v python3) || { log "no python3 on PATH"; exit 1; }
 
-"$python" bindings/pascal/tests/check_constants.py
+"$python" bindings/pascal/tests/check_header.py
 
 cargo build --lib --locked -q
 target=${CARGO_TARGET_DIR:-$PWD/target}

@@ -88,3 +88,33 @@ int main(void) {
     C = _native.Completion
     got = [ctypes.sizeof(C)] + [getattr(C, f).offset for f, _ in C._fields_]
     assert got == expected
+
+
+def header_functions(path):
+    """{name: number of parameters} of the functions the header declares."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = text[text.index('extern "C" {'):]
+    out = {}
+    for m in re.finditer(r"\b(herald_\w+)\s*\(([^()]*)\)\s*;", text):
+        params = m.group(2).strip()
+        out[m.group(1)] = 0 if params in ("", "void") else params.count(",") + 1
+    return out
+
+
+def test_every_header_function_is_declared(header_path):
+    functions = header_functions(header_path)
+    assert len(functions) > 50
+    declared = dict(_native._PROTOTYPES)
+    declared.update(_native._OPTIONAL)
+    missing = sorted(set(functions) - set(declared))
+    assert not missing, "declare these in bindings/python/src/herald/_native.py: %s" % missing
+    extra = sorted(set(_native._PROTOTYPES) - set(functions))
+    assert not extra, "declared but not in the header: %s" % extra
+    arity = {n: (len(declared[n][1]), functions[n]) for n in functions
+             if len(declared[n][1]) != functions[n]}
+    assert not arity, "parameter counts differ (python, C): %s" % arity
+    # and the library exports every one of them
+    lib = _native.lib()
+    assert all(getattr(lib, n) is not None for n in _native._PROTOTYPES)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Checks that bindings/pascal/herald.pas has every constant of
-include/herald.h with the same value, and none the header lacks.
+"""Checks bindings/pascal/herald.pas against include/herald.h: every
+constant with the same value and none the header lacks; every function
+declared, with as many parameters as in C.
 
-usage: check_constants.py [HEADER [UNIT]]
+usage: check_header.py [HEADER [UNIT]]
 """
 
 import os
@@ -60,6 +61,34 @@ def unit_constants(path):
     return out
 
 
+def header_functions(path):
+    """{name: number of parameters} of the functions the header declares."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = text[text.index('extern "C" {'):]
+    out = {}
+    for m in re.finditer(r"\b(herald_\w+)\s*\(([^()]*)\)\s*;", text):
+        params = m.group(2).strip()
+        out[m.group(1)] = 0 if params in ("", "void") else params.count(",") + 1
+    return out
+
+
+def unit_functions(path):
+    """{name: number of parameters} of the unit's external functions."""
+    with open(path) as f:
+        text = f.read()
+    out = {}
+    for m in re.finditer(r"^(?:function|procedure)\s+(herald_\w+)\s*(\(([^)]*)\))?[^;]*;[^\n]*external",
+                         text, flags=re.M | re.I):
+        n = 0
+        for group in (m.group(3) or "").split(";"):
+            if ":" in group:
+                n += len([x for x in group.split(":")[0].split(",") if x.strip()])
+        out[m.group(1)] = n
+    return out
+
+
 def main():
     header = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "include", "herald.h")
     unit = sys.argv[2] if len(sys.argv) > 2 else os.path.join(REPO, "bindings", "pascal", "herald.pas")
@@ -76,9 +105,21 @@ def main():
     for name in sorted(set(h) & set(u)):
         if h[name] != u[name]:
             errors.append("%s: header %r, herald.pas %r" % (name, h[name], u[name]))
+    hf = header_functions(header)
+    uf = unit_functions(unit)
+    if len(hf) < 50:
+        errors.append("read only %d functions from %s" % (len(hf), header))
+    for name in sorted(set(hf) - set(uf)):
+        errors.append("function missing in herald.pas: %s (%d parameters)" % (name, hf[name]))
+    for name in sorted(set(uf) - set(hf)):
+        errors.append("function in herald.pas but not in the header: %s" % name)
+    for name in sorted(set(hf) & set(uf)):
+        if hf[name] != uf[name]:
+            errors.append("%s: %d parameters in C, %d in herald.pas" % (name, hf[name], uf[name]))
     for e in errors:
-        print("check_constants: " + e)
-    print("check_constants: %d constants compared, %d problems" % (len(h), len(errors)))
+        print("check_header: " + e)
+    print("check_header: %d constants and %d functions compared, %d problems"
+          % (len(h), len(hf), len(errors)))
     return 1 if errors else 0
 
 
