@@ -222,12 +222,18 @@ def test_bad_input_raises_invalid_argument(sink):
     with pytest.raises(TypeError):
         herald.Client("smtp", no_such_option=1)
     with pytest.raises(HeraldError) as e:
+        herald.Client("smtp", security="sometimes")
+    assert e.value.status == Status.INVALID_ARGUMENT
+    with pytest.raises(HeraldError) as e:
+        herald.Client("smtp", security=7)  # refused by herald itself
+    assert e.value.status == Status.INVALID_ARGUMENT and e.value.detail
+    with pytest.raises(HeraldError) as e:
         herald.Client("gopher")
     assert e.value.status == Status.INVALID_ARGUMENT
 
 
 def test_typed_options(sink, tmp_path):
-    o = herald.Options("smtp", host="127.0.0.1", port=sink.port, security=Security.NONE,
+    o = herald.Options("smtp", host="127.0.0.1", port=sink.port, security="none",
                        max_connections=2, connect_timeout_ms=5000, io_timeout_ms=5000,
                        op_timeout_ms=60000, max_line_bytes=4096, max_message_bytes=1 << 20,
                        queue_limit=10, helo_name="tester.example.org")

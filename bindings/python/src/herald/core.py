@@ -489,7 +489,7 @@ class Options:
     security=Security.STARTTLS, username=..., password=...)``: each keyword
     is an ``Option`` name in lower case. String options take ``str`` (or a
     path), integer options ``int`` (``accept_invalid_certs`` also ``bool``,
-    ``security`` a :class:`Security`). A value herald refuses raises
+    ``security`` a :class:`Security` or its name, e.g. ``"starttls"``). A value herald refuses raises
     :class:`HeraldError` with status INVALID_ARGUMENT at once.
     """
 
@@ -511,6 +511,11 @@ class Options:
         else:
             option = Option(option)
         L = _lib()
+        if option == Option.SECURITY and isinstance(value, str):
+            try:
+                value = Security[value.upper()]
+            except KeyError:
+                raise HeraldError(Status.INVALID_ARGUMENT, "unknown security %r" % value) from None
         if option in _INT_OPTIONS:
             if isinstance(value, bool) or not isinstance(value, int):
                 if not (isinstance(value, bool) and option == Option.ACCEPT_INVALID_CERTS):
