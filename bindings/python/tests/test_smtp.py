@@ -364,3 +364,55 @@ def test_on_done_has_run_when_wait_returns(sink):
             op = c.send(msg(1), on_done=on_done)
             op.wait(30)
             assert seen == [250], mode
+
+
+def test_close_while_other_threads_use_the_client(slow_sink):
+    """poll(-1), op.wait() and flush() on other threads while close() runs:
+    close waits for their calls to leave the client, they end, nothing
+    touches a freed client."""
+    c = smtp(slow_sink, max_connections=1, mode="queue")
+    ops = [c.send(msg(i)) for i in range(3)]
+    errors, ended = [], []
+
+    def poller():
+        try:
+            while c.poll(-1):
+                pass
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        ended.append("poll")
+
+    def waiter():
+        try:
+            ops[-1].wait()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        ended.append("wait")
+
+    threads = [threading.Thread(target=poller), threading.Thread(target=waiter)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    c.close()
+    for t in threads:
+        t.join(10)
+    assert sorted(ended) == ["poll", "wait"] and not errors, errors
+    assert all(op.done() for op in ops)
+
+    c = smtp(slow_sink, max_connections=1)
+    cb_ops = [c.send(msg(i)) for i in range(3)]
+    flushed = []
+
+    def flusher():
+        try:
+            flushed.append(c.flush())
+        except HeraldError as e:
+            flushed.append(e.status)
+
+    t = threading.Thread(target=flusher)
+    t.start()
+    time.sleep(0.2)
+    c.close()
+    t.join(10)
+    assert not t.is_alive() and flushed in ([True], [Status.SHUTDOWN])
+    assert all(op.done() for op in cb_ops)

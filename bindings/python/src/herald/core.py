@@ -1,5 +1,6 @@
 """The herald client over ctypes: options, messages, ops, results, errors."""
 
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -704,8 +705,10 @@ class Client:
             raise ValueError("mode must be 'callback' or 'queue'")
         self.mode = mode
         self._h = None
-        self._closing = False
-        self._queue_lock = threading.Lock()
+        self._closing = False  # close() started: no new ops
+        self._freeing = False  # herald_client_free is next: no more C calls
+        self._active = 0  # C calls on the handle under way (see _using)
+        self._cv = threading.Condition()
         # ctypes thunks handed to herald: kept until the client is freed,
         # since herald may still be running one when it is replaced.
         self._thunks = []
@@ -726,24 +729,39 @@ class Client:
 
     # -- plumbing --
 
-    def _handle(self):
-        if not self._h:
-            raise HeraldError(Status.SHUTDOWN, "client is closed")
-        return self._h
+    @contextlib.contextmanager
+    def _using(self):
+        """The handle, for one short C call: close() waits for every such
+        call to return before it frees the client, so no thread ever uses a
+        freed client."""
+        with self._cv:
+            if self._freeing or not self._h:
+                raise HeraldError(Status.SHUTDOWN, "client is closed")
+            self._active += 1
+            h = self._h
+        try:
+            yield h
+        finally:
+            with self._cv:
+                self._active -= 1
+                if not self._active:
+                    self._cv.notify_all()
 
     def _submit(self, kind, convert, fn, *args, on_done=None, on_change=None, idle=False):
-        h = self._handle()
+        if self._closing:
+            raise HeraldError(Status.SHUTDOWN, "client is closing")
         op = Op(self, kind, convert, on_done, on_change)
         cb = _on_complete if self.mode == "callback" else _NO_CALLBACK
         out = _native.herald_op(0)
         with _pending_lock:
             _pending[op.token] = op
         try:
-            if idle:
-                change = _on_idle_change if self.mode == "callback" else _NO_CALLBACK
-                status = fn(h, *args, change, cb, c_void_p(op.token), byref(out))
-            else:
-                status = fn(h, *args, cb, c_void_p(op.token), byref(out))
+            with self._using() as h:
+                if idle:
+                    change = _on_idle_change if self.mode == "callback" else _NO_CALLBACK
+                    status = fn(h, *args, change, cb, c_void_p(op.token), byref(out))
+                else:
+                    status = fn(h, *args, cb, c_void_p(op.token), byref(out))
         except BaseException:
             with _pending_lock:
                 _pending.pop(op.token, None)
@@ -779,30 +797,39 @@ class Client:
                 # Take completions from the queue in short slices, so that a
                 # completion another thread takes for us is noticed soon.
                 slice_s = 0.05 if remaining is None else min(0.05, remaining)
-                if self._h:
+                if not self._freeing and self._h:
                     self._take(int(slice_s * 1000))
-                else:  # being closed: close() completes the op
+                else:  # being freed: close() completes the op
                     op._event.wait(slice_s)
 
     def _take(self, timeout_ms):
-        """Takes at most one queued completion and dispatches it."""
-        h = self._h
-        if not h:
-            return None
+        """Takes at most one queued completion, waiting up to timeout_ms
+        (-1: until one comes or the client is closed), and dispatches it.
+        Waits in slices of 50 ms so that close() never waits long for it."""
         L = _lib()
-        cptr = L.herald_client_next(h, timeout_ms)
-        if not cptr:
-            return None
-        try:
-            return _dispatch(cptr)
-        finally:
-            L.herald_completion_free(cptr)
+        deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
+        while True:
+            left = 50 if deadline is None else min(50, max(0, int((deadline - time.monotonic()) * 1000)))
+            try:
+                with self._using() as h:
+                    cptr = L.herald_client_next(h, left)
+            except HeraldError:
+                return None  # closed
+            if cptr:
+                # outside _using: on_done may close the client
+                try:
+                    return _dispatch(cptr)
+                finally:
+                    L.herald_completion_free(cptr)  # valid after the client is freed
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     # -- queue mode --
 
     def wakeup_handle(self) -> int:
         """The fd (Windows: event HANDLE) readable while completions are queued."""
-        return int(_lib().herald_client_wakeup_handle(self._handle()))
+        with self._using() as h:
+            return int(_lib().herald_client_wakeup_handle(h))
 
     def poll(self, timeout: float = 0) -> List[Op]:
         """Takes every queued completion (waiting up to ``timeout`` seconds
@@ -818,7 +845,9 @@ class Client:
 
     def cancel(self, op: Union[Op, int]) -> None:
         op_id = op.id if isinstance(op, Op) else int(op)
-        _check(_lib().herald_cancel(self._handle(), op_id))
+        with self._using() as h:
+            status = _lib().herald_cancel(h, op_id)
+        _check(status)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits until every op submitted so far completed (IDLE ops
@@ -834,18 +863,23 @@ class Client:
                 if not op.done():
                     return False
             return True
-        ms = -1 if timeout is None else int(timeout * 1000)
-        status = _lib().herald_client_flush(self._handle(), ms)
-        if status == Status.TIMEOUT:
-            return False
-        _check(status)
-        return True
+        # In slices, so that close() on another thread never waits long.
+        while True:
+            left = 50 if deadline is None else min(50, max(0, int((deadline - time.monotonic()) * 1000)))
+            with self._using() as h:
+                status = _lib().herald_client_flush(h, left)
+            if status != Status.TIMEOUT:
+                _check(status)
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def set_log(self, fn: Optional[Callable[[LogLevel, str], None]], level=LogLevel.INFO):
         """Calls ``fn(level, line)`` (on herald's threads) for log lines up
         to ``level``; None clears it. Passwords and tokens never appear."""
         if fn is None:
-            _check(_lib().herald_client_set_log(self._handle(), 0, _native.LOG_CALLBACK(), None))
+            with self._using() as h:
+                _check(_lib().herald_client_set_log(h, 0, _native.LOG_CALLBACK(), None))
             return
 
         def trampoline(_user, lvl, line):
@@ -856,13 +890,15 @@ class Client:
                 _report_callback_error("log")
 
         cb = _native.LOG_CALLBACK(trampoline)
-        _check(_lib().herald_client_set_log(self._handle(), int(level), cb, None))
         self._thunks.append(cb)
+        with self._using() as h:
+            _check(_lib().herald_client_set_log(h, int(level), cb, None))
 
     def set_progress(self, fn: Optional[Callable[[Op, int, int], None]]):
         """Calls ``fn(op, done, total)`` (on worker threads) as bytes move."""
         if fn is None:
-            _check(_lib().herald_client_set_progress(self._handle(), _native.PROGRESS_CALLBACK()))
+            with self._using() as h:
+                _check(_lib().herald_client_set_progress(h, _native.PROGRESS_CALLBACK()))
             return
 
         def trampoline(_op_id, token, done, total):
@@ -875,28 +911,39 @@ class Client:
                 _report_callback_error("progress")
 
         cb = _native.PROGRESS_CALLBACK(trampoline)
-        _check(_lib().herald_client_set_progress(self._handle(), cb))
         self._thunks.append(cb)
+        with self._using() as h:
+            _check(_lib().herald_client_set_progress(h, cb))
 
     def close(self, timeout: float = 30.0) -> None:
         """Ends every op and frees the client (idempotent). Queued ops
         complete cancelled, running ones are aborted; when this returns,
         every op of this client has its completion."""
-        if not self._h or self._closing:
-            return
-        self._closing = True
+        cv = getattr(self, "_cv", None)
+        if cv is None:
+            return  # __init__ failed early
+        with cv:
+            if not self._h or self._closing:
+                return
+            self._closing = True
         L = _lib()
-        h = self._h
         if self.mode == "queue":
             # Completions queued on a freed client are lost, so end and take
             # them first: cancel everything, then drain until all are in.
             deadline = time.monotonic() + timeout
             for op in self._pending_ops():
-                L.herald_cancel(h, op.id)
+                try:
+                    self.cancel(op)
+                except HeraldError:
+                    pass
             while self._pending_ops() and time.monotonic() < deadline:
                 self._take(50)
+        with cv:
+            self._freeing = True
+            while self._active:
+                cv.wait()
+            h, self._h = self._h, None
         L.herald_client_free(h)
-        self._h = None
         # Only a queue-mode client whose ops did not end within `timeout` can
         # leave ops here; they end as SHUTDOWN.
         for op in self._pending_ops():
