@@ -1,0 +1,274 @@
+(*
+  herald: Free Pascal and Delphi binding of libherald's C API (include/herald.h).
+
+  Non-blocking SMTP, IMAP and POP3: every *_async call copies its inputs,
+  returns at once and, when it returns HERALD_STATUS_OK, leads to exactly one
+  completion, delivered to a callback (on herald's delivery thread) or, with
+  cb = nil, queued on the client (herald_client_next, herald_client_wakeup_handle).
+  The rules are the C API's: see include/herald.h and README.md.
+
+  IMPORTANT (Free Pascal on Unix): callbacks run on herald's own threads, so a
+  program must use the cthreads unit, FIRST in its uses clause:
+
+      program myprog;
+      uses {$IFDEF FPC}{$IFDEF UNIX} cthreads, {$ENDIF}{$ENDIF} herald;
+
+  Without it FPC's RTL is not thread-safe and the program may crash.
+
+  Linking: FPC links against libherald.so (-lherald: pass -Fl<dir of the
+  library>, and make it findable at run time); Delphi for Windows loads
+  herald.dll (cdecl, undecorated exports), Delphi for Linux libherald.so.
+
+  Every constant and function of herald.h is here with its C name (and
+  value); bindings/pascal/tests/check_header.py checks them against the
+  header. herald_version_number() is not bound yet (a later C API adds
+  it): compare herald_version with HeraldHeaderVersion.
+*)
+unit herald;
+
+{$IFDEF FPC}
+  {$MODE DELPHI}
+  {$PACKRECORDS C}
+{$ELSE}
+  {$ALIGN 8}
+  {$MINENUMSIZE 4}
+{$ENDIF}
+
+interface
+
+const
+{$IFDEF MSWINDOWS}
+  HeraldLib = 'herald.dll';
+{$ELSE}
+  {$IFDEF DARWIN}
+  HeraldLib = 'libherald.dylib';
+  {$ELSE}
+    {$IFDEF FPC}
+  HeraldLib = 'herald';  { FPC links -lherald, i.e. libherald.so }
+    {$ELSE}
+  HeraldLib = 'libherald.so';
+    {$ENDIF}
+  {$ENDIF}
+{$ENDIF}
+
+const
+  { Version of the header this unit was written from (herald_version() gives
+    the library's). C's HERALD_VERSION: renamed, since Pascal names are not
+    case-sensitive and herald_version is the function. }
+  HeraldHeaderVersion = '0.1.0';
+  HERALD_VERSION_MAJOR = 0;
+  HERALD_VERSION_MINOR = 1;
+  HERALD_VERSION_PATCH = 0;
+
+  { Log levels (herald_client_set_log). }
+  HERALD_LOG_ERROR = 1;
+  HERALD_LOG_WARN = 2;
+  HERALD_LOG_INFO = 3;
+  HERALD_LOG_DEBUG = 4;
+  HERALD_LOG_TRACE = 5;
+
+  { The parts of an IMAP fetch (herald_imap_fetch_async), OR-ed. }
+  HERALD_FETCH_FLAGS = 1;
+  HERALD_FETCH_ENVELOPE = 2;
+  HERALD_FETCH_SIZE = 4;
+  HERALD_FETCH_HEADERS = 8;
+  HERALD_FETCH_BODY = 16;
+
+  { Protocols (herald_options_new). }
+  HERALD_PROTOCOL_SMTP = 1;
+  HERALD_PROTOCOL_IMAP = 2;
+  HERALD_PROTOCOL_POP3 = 3;
+  HERALD_PROTOCOL_PICKUP = 4;
+
+  { Option ids (herald_options_set_str / _set_int). }
+  HERALD_OPT_HOST = 1;
+  HERALD_OPT_PORT = 2;
+  HERALD_OPT_SECURITY = 3;
+  HERALD_OPT_USERNAME = 4;
+  HERALD_OPT_PASSWORD = 5;
+  HERALD_OPT_OAUTH2_TOKEN = 6;
+  HERALD_OPT_MAX_CONNECTIONS = 7;
+  HERALD_OPT_CONNECT_TIMEOUT_MS = 8;
+  HERALD_OPT_IO_TIMEOUT_MS = 9;
+  HERALD_OPT_IDLE_TIMEOUT_MS = 10;
+  HERALD_OPT_ACCEPT_INVALID_CERTS = 11;
+  HERALD_OPT_CA_FILE = 12;
+  HERALD_OPT_HELO_NAME = 13;
+  HERALD_OPT_PICKUP_DIR = 14;
+  HERALD_OPT_THROTTLE_MESSAGES = 15;
+  HERALD_OPT_THROTTLE_INTERVAL_MS = 16;
+  HERALD_OPT_QUEUE_LIMIT = 17;
+  HERALD_OPT_OP_TIMEOUT_MS = 18;
+  HERALD_OPT_MAX_LINE_BYTES = 19;
+  HERALD_OPT_MAX_MESSAGE_BYTES = 20;
+
+  { Values of HERALD_OPT_SECURITY. }
+  HERALD_SECURITY_NONE = 0;
+  HERALD_SECURITY_STARTTLS = 1;
+  HERALD_SECURITY_IMPLICIT_TLS = 2;
+  HERALD_SECURITY_STARTTLS_IF_AVAILABLE = 3;
+
+  { Fields of a result item (herald_result_str / _int). }
+  HERALD_FIELD_NAME = 1;
+  HERALD_FIELD_SUBJECT = 2;
+  HERALD_FIELD_FROM = 3;
+  HERALD_FIELD_TO = 4;
+  HERALD_FIELD_DATE = 5;
+  HERALD_FIELD_MESSAGE_ID = 6;
+  HERALD_FIELD_FLAGS = 7;
+  HERALD_FIELD_SIZE = 8;
+  HERALD_FIELD_EXISTS = 9;
+  HERALD_FIELD_REPLY_CODE = 10;
+  HERALD_FIELD_REPLY_TEXT = 11;
+
+  { Status codes (herald_status); never renumbered. }
+  HERALD_STATUS_OK = 0;
+  HERALD_STATUS_INVALID_ARGUMENT = 1;
+  HERALD_STATUS_CONNECT = 2;
+  HERALD_STATUS_TLS = 3;
+  HERALD_STATUS_AUTH = 4;
+  HERALD_STATUS_REJECTED = 5;
+  HERALD_STATUS_TRANSIENT = 6;
+  HERALD_STATUS_PROTOCOL = 7;
+  HERALD_STATUS_TIMEOUT = 8;
+  HERALD_STATUS_IO = 9;
+  HERALD_STATUS_CANCELLED = 10;
+  HERALD_STATUS_SHUTDOWN = 11;
+  HERALD_STATUS_NOT_FOUND = 12;
+  HERALD_STATUS_UNSUPPORTED = 13;
+  HERALD_STATUS_PANIC = 14;
+  HERALD_STATUS_LIMIT = 15;
+
+  { The modes of herald_imap_store_async (numbers from its documentation). }
+  HeraldStoreAdd = 1;
+  HeraldStoreRemove = -1;
+  HeraldStoreReplace = 0;
+
+type
+  { A status code (HERALD_STATUS_*). }
+  herald_status = UInt32;
+  { An op id; 0 is never a valid op. }
+  herald_op = UInt64;
+  Pherald_op = ^herald_op;
+  { size_t }
+  herald_size = NativeUInt;
+  Pherald_size = ^herald_size;
+
+  { Opaque handles. }
+  herald_client = record end;
+  Pherald_client = ^herald_client;
+  PPherald_client = ^Pherald_client;
+  herald_options = record end;
+  Pherald_options = ^herald_options;
+  herald_message = record end;
+  Pherald_message = ^herald_message;
+  herald_result = record end;
+  Pherald_result = ^herald_result;
+
+  { An op's completion: the same layout as the C struct (checked by
+    bindings/pascal/tests/layout.pas against a C program). Passed to a
+    callback, it and every pointer in it are valid only during the callback.
+    Taken with herald_client_next, it is the caller's until
+    herald_completion_free. }
+  herald_completion = record
+    op: herald_op;
+    status: herald_status;         { HERALD_STATUS_OK on success }
+    cancelled: Int32;              { 1 iff cancelled; then status = HERALD_STATUS_CANCELLED }
+    user_token: Pointer;           { as passed to the *_async call }
+    reply_code: Int32;             { the last server reply code, 0 if none }
+    detail: PAnsiChar;             { server text or local reason (UTF-8); never nil }
+    result: Pherald_result;        { the op's result, nil when it has none }
+  end;
+  Pherald_completion = ^herald_completion;
+
+  { Called once per op with its completion, on herald's delivery thread. }
+  herald_callback = procedure(c: Pherald_completion); cdecl;
+  { Progress of an op: bytes done of total. Called on a worker thread. }
+  herald_progress_callback = procedure(op: herald_op; user_token: Pointer; done, total: UInt64); cdecl;
+  { A log line (UTF-8, valid during the call), on whatever herald thread logs. }
+  herald_log_callback = procedure(user: Pointer; level: UInt32; line: PAnsiChar); cdecl;
+
+  { Delphi-style names for the same types. }
+  THeraldStatus = herald_status;
+  THeraldOp = herald_op;
+  THeraldCompletion = herald_completion;
+  PHeraldCompletion = Pherald_completion;
+  THeraldCallback = herald_callback;
+
+{ Library }
+function herald_status_str(s: herald_status): PAnsiChar; cdecl; external HeraldLib;
+function herald_version: PAnsiChar; cdecl; external HeraldLib;
+function herald_last_error: PAnsiChar; cdecl; external HeraldLib;
+
+{ Options }
+function herald_options_new(protocol: UInt32): Pherald_options; cdecl; external HeraldLib;
+function herald_options_set_str(o: Pherald_options; option: UInt32; value: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_options_set_int(o: Pherald_options; option: UInt32; value: Int64): herald_status; cdecl; external HeraldLib;
+procedure herald_options_free(o: Pherald_options); cdecl; external HeraldLib;
+
+{ Client }
+function herald_client_new(o: Pherald_options; out_: PPherald_client): herald_status; cdecl; external HeraldLib;
+procedure herald_client_free(c: Pherald_client); cdecl; external HeraldLib;
+function herald_client_next(c: Pherald_client; timeout_ms: Int32): Pherald_completion; cdecl; external HeraldLib;
+function herald_client_wakeup_handle(c: Pherald_client): Int64; cdecl; external HeraldLib;
+function herald_cancel(c: Pherald_client; op: herald_op): herald_status; cdecl; external HeraldLib;
+function herald_wait(c: Pherald_client; op: herald_op; timeout_ms: Int32): herald_status; cdecl; external HeraldLib;
+function herald_client_flush(c: Pherald_client; timeout_ms: Int32): herald_status; cdecl; external HeraldLib;
+function herald_client_set_progress(c: Pherald_client; cb: herald_progress_callback): herald_status; cdecl; external HeraldLib;
+function herald_client_set_log(c: Pherald_client; max_level: UInt32; cb: herald_log_callback; user: Pointer): herald_status; cdecl; external HeraldLib;
+procedure herald_completion_free(c: Pherald_completion); cdecl; external HeraldLib;
+
+{ IMAP }
+function herald_imap_list_async(c: Pherald_client; pattern: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_create_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_delete_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_search_async(c: Pherald_client; mailbox, criteria: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_fetch_async(c: Pherald_client; mailbox, uid_set: PAnsiChar; parts: UInt32; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+{ messages: an array of n pointers to the messages' bytes; lens: their n lengths. }
+function herald_imap_append_async(c: Pherald_client; mailbox: PAnsiChar; messages: PPointer; lens: Pherald_size; n: herald_size; flags: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_store_async(c: Pherald_client; mailbox, uid_set: PAnsiChar; mode: Int32; flags: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_copy_async(c: Pherald_client; mailbox, uid_set, target: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_move_async(c: Pherald_client; mailbox, uid_set, target: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_expunge_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_idle_async(c: Pherald_client; mailbox: PAnsiChar; on_change, cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+
+{ Messages }
+function herald_message_new: Pherald_message; cdecl; external HeraldLib;
+function herald_message_set_from(m: Pherald_message; mailbox: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_add_to(m: Pherald_message; mailbox: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_add_cc(m: Pherald_message; mailbox: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_add_bcc(m: Pherald_message; mailbox: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_set_subject(m: Pherald_message; utf8: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_set_text(m: Pherald_message; utf8: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_set_html(m: Pherald_message; utf8: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_add_header(m: Pherald_message; name, value: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_attach_file(m: Pherald_message; path, content_type: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_message_attach_bytes(m: Pherald_message; filename, content_type: PAnsiChar; data: PByte; len: herald_size): herald_status; cdecl; external HeraldLib;
+{ out_: receives a new buffer (free it with herald_bytes_free(p, len)); len: its length. }
+function herald_message_to_bytes(m: Pherald_message; out_: PPointer; len: Pherald_size): herald_status; cdecl; external HeraldLib;
+procedure herald_bytes_free(p: PByte; len: herald_size); cdecl; external HeraldLib;
+procedure herald_message_free(m: Pherald_message); cdecl; external HeraldLib;
+
+{ POP3 }
+function herald_pop3_list_async(c: Pherald_client; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_pop3_retrieve_async(c: Pherald_client; uidl: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_pop3_top_async(c: Pherald_client; uidl: PAnsiChar; lines: UInt32; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+{ uidls: an array of n PAnsiChar. }
+function herald_pop3_delete_async(c: Pherald_client; uidls: PPAnsiChar; n: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+
+{ Results }
+function herald_result_count(r: Pherald_result): herald_size; cdecl; external HeraldLib;
+function herald_result_uid(r: Pherald_result; i: herald_size): UInt64; cdecl; external HeraldLib;
+function herald_result_str(r: Pherald_result; i: herald_size; field: UInt32): PAnsiChar; cdecl; external HeraldLib;
+function herald_result_int(r: Pherald_result; i: herald_size; field: UInt32): UInt64; cdecl; external HeraldLib;
+{ len may be nil. }
+function herald_result_bytes(r: Pherald_result; i: herald_size; len: Pherald_size): PByte; cdecl; external HeraldLib;
+
+{ Sending }
+function herald_send_async(c: Pherald_client; m: Pherald_message; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+{ rcpt_to: an array of n_rcpt PAnsiChar. }
+function herald_send_raw_async(c: Pherald_client; mail_from: PAnsiChar; rcpt_to: PPAnsiChar; n_rcpt: herald_size; data: PByte; len: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+
+implementation
+
+end.
