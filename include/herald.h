@@ -248,16 +248,6 @@
 #define FETCH_ALL 31
 
 /**
- * Longest response line (without literals) herald reads.
- */
-#define MAX_LINE ((64 * 1024) * 1024)
-
-/**
- * Largest literal herald accepts from a server.
- */
-#define MAX_LITERAL ((((2 * 1024) * 1024) * 1024) - 1)
-
-/**
  * Default overall deadline of an op (IDLE is exempt): 10 minutes.
  */
 #define DEFAULT_OP_TIMEOUT_MS 600000

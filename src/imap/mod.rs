@@ -3,21 +3,47 @@
 //! SELECTs or EXAMINEs only when an op needs another one, and runs one op
 //! at a time, so ops from many threads never mix.
 //!
-//! The `imap` crate (3.0) logs in and runs the simple commands (LIST,
-//! CREATE, DELETE, UID SEARCH/STORE/COPY/MOVE/EXPUNGE, EXPUNGE, LOGOUT) on
-//! a socket herald opened itself ([`wire::Wire`]). herald speaks the rest
-//! by hand on the same connection: the greeting and STARTTLS, SELECT and
-//! EXAMINE, UID FETCH (bodies read straight into the result), APPEND
-//! (pipelined with LITERAL+, batched with MULTIAPPEND, UIDs from
-//! APPENDUID) and IDLE (woken by herald to renew it, lend the connection
-//! or stop).
+//! herald speaks every command itself, on one connection with one reader
+//! (`wire::Conn::read_response`) and one parser (`parse`): the greeting
+//! and STARTTLS, login (AUTHENTICATE PLAIN or XOAUTH2 with SASL-IR, else
+//! LOGIN), LIST, CREATE, DELETE, SELECT and EXAMINE, UID SEARCH, UID FETCH
+//! (bodies read straight into the result), APPEND (pipelined with
+//! LITERAL+, batched with MULTIAPPEND, UIDs from APPENDUID), UID STORE,
+//! UID COPY, UID MOVE (or COPY, STORE and UID EXPUNGE), EXPUNGE, IDLE
+//! (woken by herald to renew it, lend the connection or stop) and LOGOUT.
+//!
+//! Why not the `imap` crate (3.0 alpha) with imap-proto, which herald once
+//! used for login and the simple commands: the crate reads response lines
+//! with no length limit (a server sending an endless line grew memory by
+//! hundreds of MB a second); imap-proto's nom parser recurses once per
+//! nesting level, so about 400 `(` in one line overflowed the worker's
+//! stack and killed the host process; the crate panics on some inputs;
+//! and it needs a reader of its own, so two engines shared each socket.
+//! None of that can be fixed from outside the crate.
+//!
+//! Limits per connection, whatever the server sends:
+//! - one response's text (its lines without the literals) is at most
+//!   MAX_LINE_BYTES (256 KiB by default): longer is PROTOCOL;
+//! - one response's literals are at most MAX_MESSAGE_BYTES together
+//!   (100 MiB by default): larger is LIMIT, refused before it is read;
+//! - lists nest at most `parse::MAX_DEPTH` (64) levels: deeper is
+//!   PROTOCOL; the parser is iterative, so no input reaches the stack limit;
+//! - at most 4 SASL challenges per login.
+//!
+//! After any of these the connection is dropped (the next op opens a new
+//! one): its stream is out of step. The read buffer is at most about twice
+//! MAX_LINE_BYTES; a fetch holds what it fetched until it completes, and
+//! OP_TIMEOUT_MS bounds how long a server can keep any op but IDLE.
 //!
 //! IDLE and the pool: an IDLE op holds its worker's connection, so it
-//! counts toward MAX_CONNECTIONS. Every 100 ms it asks the pool whether
-//! ops wait that no other worker will take (all busy, pool at the cap);
-//! if so it ends IDLE (DONE), runs them on its connection, selects its
-//! mailbox again (reporting any change meanwhile) and resumes IDLE. At
-//! most MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
+//! counts toward MAX_CONNECTIONS. Every 100 ms, and after every response
+//! the server sends, it looks at cancels, renewal and whether ops wait
+//! that no other worker will take (all busy, pool at the cap); if so it
+//! ends IDLE (DONE), runs them on its connection, selects its mailbox
+//! again (reporting any change meanwhile) and resumes IDLE. At most
+//! MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
+//! Changes are coalesced: at most one on_change notification per IDLE op
+//! is pending at a time, and it carries the latest count.
 
 pub mod args;
 mod parse;
@@ -164,6 +190,26 @@ impl Changes {
     }
 }
 
+/// Reads `input` as a server's bytes through herald's IMAP reader and
+/// parser (with limits of 64 KiB of text and 1 MiB of literals per
+/// response) until it ends or a response is refused; returns how many
+/// responses were read. The fuzz target's entry point. Never panics.
+#[doc(hidden)]
+pub fn fuzz_responses(input: &[u8]) -> usize {
+    let limits = wire::Limits {
+        text: 64 * 1024,
+        literals: 1024 * 1024,
+    };
+    let mut n = 0;
+    for r in wire::read_all(input, limits) {
+        if let Ok(parse::Response::Fetch { atts }) = r {
+            let _ = parse::fetch_data(atts);
+        }
+        n += 1;
+    }
+    n
+}
+
 /// IDLE is renewed after this (servers may drop it after 30 minutes: RFC 2177).
 static IDLE_RENEW_MS: AtomicU64 = AtomicU64::new(25 * 60 * 1000);
 
@@ -225,7 +271,7 @@ impl ImapDriver {
                     "connected to {}:{}{}",
                     self.opts.host(),
                     self.opts.port(),
-                    if s.conn().stream().is_tls() { " (TLS)" } else { "" }
+                    if s.is_tls() { " (TLS)" } else { "" }
                 )
             });
             self.session = Some(s);
@@ -242,7 +288,12 @@ impl ImapDriver {
             e.status,
             Status::Io | Status::Timeout | Status::Protocol | Status::Cancelled | Status::Panic
         );
-        if broken || self.session.as_ref().is_some_and(Session::is_aborted) {
+        if broken
+            || self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.is_aborted() || s.is_broken())
+        {
             self.session = None;
         }
     }
@@ -286,10 +337,10 @@ impl ImapDriver {
         match &job.op {
             ImapOp::List { pattern } => list(s, pattern),
             ImapOp::Create => {
-                s.imap()
-                    .create(utf7::encode(mb))
-                    .map_err(|e| s.crate_err(e, &format!("CREATE {mb}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("CREATE {}", quote(&utf7::encode(mb))),
+                    &format!("CREATE {mb}"),
+                )?;
                 Ok(Success::new(0, format!("created {mb}")))
             }
             ImapOp::Delete => {
@@ -298,9 +349,10 @@ impl ImapDriver {
                     s.selected = None;
                     let _ = s.command("EXAMINE \"INBOX\"", &mut |_| {})?;
                 }
-                let r = s.imap().delete(utf7::encode(mb));
-                r.map_err(|e| s.crate_err(e, &format!("DELETE {mb}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("DELETE {}", quote(&utf7::encode(mb))),
+                    &format!("DELETE {mb}"),
+                )?;
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
@@ -313,24 +365,24 @@ impl ImapDriver {
                     StoreMode::Remove => "-FLAGS.SILENT",
                     StoreMode::Replace => "FLAGS.SILENT",
                 };
-                let r = s.imap().uid_store(uids, format!("{verb} ({flags})"));
-                r.map_err(|e| s.crate_err(e, &format!("UID STORE {uids}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("UID STORE {uids} {verb} ({flags})"),
+                    &format!("UID STORE {uids}"),
+                )?;
                 Ok(Success::new(0, format!("flags stored on {uids}")))
             }
             ImapOp::Copy { uids, target } => {
                 s.select(mb, false)?;
-                let r = s.imap().uid_copy(uids, quote(&utf7::encode(target)));
-                r.map_err(|e| s.crate_err(e, &format!("UID COPY {uids} to {target}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("UID COPY {uids} {}", quote(&utf7::encode(target))),
+                    &format!("UID COPY {uids} to {target}"),
+                )?;
                 Ok(Success::new(0, format!("copied {uids} to {target}")))
             }
             ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
             ImapOp::Expunge => {
                 s.select(mb, true)?;
-                let r = s.imap().expunge();
-                r.map_err(|e| s.crate_err(e, &format!("EXPUNGE in {mb}")))?;
-                s.drain_unsolicited();
+                s.simple("EXPUNGE", &format!("EXPUNGE in {mb}"))?;
                 Ok(Success::new(0, format!("expunged {mb}")))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
@@ -563,74 +615,94 @@ fn idle_event(r: &Response, count: &mut u32) -> Result<bool> {
     })
 }
 
-fn attribute_name(a: &imap_proto::types::NameAttribute<'_>) -> String {
-    use imap_proto::types::NameAttribute as A;
-    match a {
-        A::NoInferiors => "\\Noinferiors".into(),
-        A::NoSelect => "\\Noselect".into(),
-        A::Marked => "\\Marked".into(),
-        A::Unmarked => "\\Unmarked".into(),
-        A::All => "\\All".into(),
-        A::Archive => "\\Archive".into(),
-        A::Drafts => "\\Drafts".into(),
-        A::Flagged => "\\Flagged".into(),
-        A::Junk => "\\Junk".into(),
-        A::Sent => "\\Sent".into(),
-        A::Trash => "\\Trash".into(),
-        A::Extension(e) => e.to_string(),
-        other => format!("{other:?}"),
-    }
+/// A mailbox attribute as herald reports it: the RFC 3501 and RFC 6154
+/// ones in their canonical spelling, others as the server wrote them.
+fn attribute_name(a: &str) -> String {
+    const KNOWN: [&str; 14] = [
+        "\\Noinferiors",
+        "\\Noselect",
+        "\\Marked",
+        "\\Unmarked",
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+        "\\HasChildren",
+        "\\HasNoChildren",
+        "\\NonExistent",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(a))
+        .map_or_else(|| a.to_string(), |k| k.to_string())
+}
+
+/// `* LIST (attributes) delimiter name` as a result item.
+fn list_item(values: &[parse::Value]) -> Option<ResultItem> {
+    let [attrs, _delimiter, name, ..] = values else {
+        return None;
+    };
+    let flags: Vec<String> = attrs
+        .list()?
+        .iter()
+        .filter_map(|a| a.atom())
+        .map(attribute_name)
+        .collect();
+    Some(
+        ResultItem::new(0)
+            .with_str(field::NAME, &utf7::decode(&name.text()?))
+            .with_str(field::FLAGS, &flags.join(" ")),
+    )
 }
 
 fn list(s: &mut Session, pattern: &str) -> Outcome {
-    let r = s.imap().list(Some(""), Some(&quote(&utf7::encode(pattern))));
-    let names = r.map_err(|e| s.crate_err(e, &format!("LIST {pattern}")))?;
-    let items: Vec<ResultItem> = names
-        .iter()
-        .map(|n| {
-            let flags: Vec<String> = n.attributes().iter().map(attribute_name).collect();
-            ResultItem::new(0)
-                .with_str(field::NAME, &utf7::decode(n.name()))
-                .with_str(field::FLAGS, &flags.join(" "))
-        })
-        .collect();
-    drop(names);
-    s.drain_unsolicited();
+    let mut items = Vec::new();
+    let mut malformed = None;
+    let st = s.command(
+        &format!("LIST \"\" {}", quote(&utf7::encode(pattern))),
+        &mut |r| {
+            if let Response::Data { name, values } = r {
+                if name == "LIST" {
+                    match list_item(&values) {
+                        Some(item) => items.push(item),
+                        None => malformed = Some(format!("{values:?}")),
+                    }
+                }
+            }
+        },
+    )?;
+    if st.cond != Cond::Ok {
+        return Err(st.error(&format!("LIST {pattern}")));
+    }
+    if let Some(m) = malformed {
+        return Err(Error::protocol(format!("a malformed LIST response: {m:.200}")));
+    }
     Ok(Success::new(0, format!("{} mailboxes", items.len())).with_result(ResultData::new(items)))
 }
 
 fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
     s.select(mailbox, false)?;
-    let mut uids: Vec<u32> = match criteria.as_line() {
-        Some(line) => {
-            let r = s.imap().uid_search(line);
-            let found = r.map_err(|e| s.crate_err(e, "UID SEARCH"))?;
-            s.drain_unsolicited();
-            found.into_iter().collect()
-        }
-        None => {
-            // Non-ASCII text goes as literals, which the crate's search can't send.
-            let mut parts = vec![Part::Text("UID SEARCH ".into())];
-            parts.extend(criteria.parts.iter().cloned());
-            let mut found = Vec::new();
-            let st = s.command_parts(&parts, &mut |r| {
-                if let Response::Data { name, values } = r {
-                    if name == "SEARCH" {
-                        found.extend(
-                            values
-                                .iter()
-                                .filter_map(|v| v.number())
-                                .filter_map(|n| u32::try_from(n).ok()),
-                        );
-                    }
-                }
-            })?;
-            if st.cond != Cond::Ok {
-                return Err(st.error("UID SEARCH"));
+    let mut parts = vec![Part::Text("UID SEARCH ".into())];
+    parts.extend(criteria.parts.iter().cloned());
+    let mut uids: Vec<u32> = Vec::new();
+    let st = s.command_parts(&parts, &mut |r| {
+        if let Response::Data { name, values } = r {
+            if name == "SEARCH" {
+                uids.extend(
+                    values
+                        .iter()
+                        .filter_map(|v| v.number())
+                        .filter_map(|n| u32::try_from(n).ok()),
+                );
             }
-            found
         }
-    };
+    })?;
+    if st.cond != Cond::Ok {
+        return Err(st.error("UID SEARCH"));
+    }
     uids.sort_unstable();
     uids.dedup();
     let items: Vec<ResultItem> = uids.iter().map(|&u| ResultItem::new(u64::from(u))).collect();
@@ -642,23 +714,18 @@ fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Ou
     let dest = utf7::encode(target);
     let what = format!("moving {uids} to {target}");
     if s.caps.has("MOVE") {
-        let r = s.imap().uid_mv(uids, &dest);
-        r.map_err(|e| s.crate_err(e, &what))?;
+        s.simple(&format!("UID MOVE {uids} {}", quote(&dest)), &what)?;
     } else if s.caps.has("UIDPLUS") {
         // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
-        let r = s.imap().uid_copy(uids, quote(&dest));
-        r.map_err(|e| s.crate_err(e, &what))?;
-        let r = s.imap().uid_store(uids, "+FLAGS.SILENT (\\Deleted)");
-        r.map_err(|e| s.crate_err(e, &what))?;
-        let r = s.imap().uid_expunge(uids);
-        r.map_err(|e| s.crate_err(e, &what))?;
+        s.simple(&format!("UID COPY {uids} {}", quote(&dest)), &what)?;
+        s.simple(&format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)"), &what)?;
+        s.simple(&format!("UID EXPUNGE {uids}"), &what)?;
     } else {
         return Err(Error::new(
             Status::Unsupported,
             "moving needs MOVE or UIDPLUS (UID EXPUNGE); the server offers neither",
         ));
     }
-    s.drain_unsolicited();
     Ok(Success::new(0, format!("moved {uids} to {target}")))
 }
 
@@ -732,7 +799,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
                     t.progress(received, 0);
                 }
             }
-            r => Session::track(&mut s.selected, &r),
+            r => session::track(&mut s.selected, &r),
         }
     }
     let items: Vec<ResultItem> = got.into_values().collect();
@@ -781,7 +848,7 @@ impl AppendState {
             }
             Response::Continue => Err(Error::protocol("an unexpected continuation during APPEND")),
             r => {
-                Session::track(&mut s.selected, &r);
+                session::track(&mut s.selected, &r);
                 Ok(())
             }
         }
@@ -920,7 +987,7 @@ fn append_run(
                     Response::Tagged { tag: tg, .. } => {
                         return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
                     }
-                    r => Session::track(&mut s.selected, &r),
+                    r => session::track(&mut s.selected, &r),
                 }
             }
             if !go {
@@ -960,6 +1027,41 @@ impl Driver for ImapDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target's regression corpus, replayed: no input panics, and
+    /// the hostile ones end as they must.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/imap_response");
+        let limits = wire::Limits {
+            text: 64 * 1024,
+            literals: 1024 * 1024,
+        };
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(fuzz_responses(&input) > 0, "{name}");
+            let all = wire::read_all(&input, limits);
+            let last = all.last().unwrap().as_ref().map(|_| ()).map_err(|e| e.status);
+            let oks = all.iter().filter(|r| r.is_ok()).count();
+            let want = match name.as_str() {
+                "session" => Some((Err(Status::Io), 11)),
+                "exists_flood" => Some((Err(Status::Io), 2000)),
+                "deep_closed_64" => Some((Err(Status::Io), 2)),
+                "deep_fetch_400" | "deep_flags_12000" | "deep_65" => Some((Err(Status::Protocol), 0)),
+                "huge_literal" | "literal_over_limit" => Some((Err(Status::Limit), 0)),
+                "negative_literal" | "endless_line" | "long_line_then_ok" => Some((Err(Status::Protocol), 0)),
+                _ => None,
+            };
+            if let Some((want_last, want_oks)) = want {
+                assert_eq!((last, oks), (want_last, want_oks), "{name}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 15, "the corpus is in {dir}");
+    }
 
     #[test]
     fn reconnect_pauses_grow_and_stop_growing() {
