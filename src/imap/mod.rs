@@ -402,6 +402,7 @@ impl ImapDriver {
         let mut known: Option<u32> = None;
         let mut started = false;
         let mut failures = 0u32;
+        let mut unfinished = None;
         while t.is_live() {
             // Connecting and selecting can block: a cancel shuts the socket down.
             t.set_cancel_mode(CancelMode::Abort);
@@ -440,7 +441,10 @@ impl ImapDriver {
             }
             let Some(s) = self.session.as_mut() else { continue };
             match idle_once(s, &t, w, &mailbox, &mut known) {
-                Ok(IdleEnd::Stop) => break,
+                Ok(IdleEnd::Stop(tag)) => {
+                    unfinished = Some(tag);
+                    break;
+                }
                 Ok(IdleEnd::Renew) => failures = 0,
                 Ok(IdleEnd::Lend) => {
                     failures = 0;
@@ -462,8 +466,26 @@ impl ImapDriver {
             }
         }
         t.complete(Err(Error::cancelled()));
+        // DONE is sent; its reply is read after the cancel is delivered, so
+        // a server that keeps talking delays neither, and the connection is
+        // kept when the server ends IDLE in time.
+        if let (Some(tag), Some(s)) = (unfinished, self.session.as_mut()) {
+            let deadline = Instant::now() + s.io_timeout().min(DONE_WAIT);
+            let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
+            match done_reply(s, None, &tag, &mut count, deadline) {
+                Ok(_) => {
+                    if let Some(sel) = s.selected.as_mut() {
+                        sel.exists = count;
+                    }
+                }
+                Err(_) => self.session = None,
+            }
+        }
     }
 }
+
+/// The longest wait for the reply to DONE after a cancel.
+const DONE_WAIT: Duration = Duration::from_secs(2);
 
 /// The pause before reconnect attempt `n` (1-based): none, then 1 s, doubling to 30 s.
 fn backoff(n: u32) -> Duration {
@@ -500,15 +522,50 @@ fn changed(t: &Ticket, mailbox: &str, exists: u32) {
 }
 
 enum IdleEnd {
-    /// Cancelled.
-    Stop,
+    /// Cancelled: DONE is sent, its reply (to this tag) not yet read.
+    Stop(String),
     /// Time to renew the IDLE command.
     Renew,
     /// Ops wait for this connection.
     Lend,
 }
 
-/// One IDLE command, from IDLE to DONE.
+/// Reads up to the reply to `tag` (an IDLE ended by DONE) by `deadline`.
+/// With a ticket, a cancel meanwhile stops the wait: `Ok(false)`.
+fn done_reply(
+    s: &mut Session,
+    t: Option<&Ticket>,
+    tag: &str,
+    count: &mut u32,
+    deadline: Instant,
+) -> Result<bool> {
+    loop {
+        if t.is_some_and(|t| !t.is_live()) {
+            return Ok(false);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(Status::Timeout, "the server did not end IDLE"));
+        }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
+        match s.read_response(&mut |_| {})? {
+            Response::Tagged { tag: tg, .. } if tg == tag => return Ok(true),
+            Response::Tagged { tag: tg, .. } => {
+                return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
+            }
+            r => {
+                idle_event(&r, count)?;
+            }
+        }
+    }
+}
+
+/// One IDLE command, from IDLE to DONE. Every pass of its loop, whether
+/// or not the server said something, looks at cancels, renewal and
+/// starved ops; changes are reported at most once per tick while the
+/// server keeps talking (and the engine coalesces what is not yet
+/// delivered).
 fn idle_once(
     s: &mut Session,
     t: &Ticket,
@@ -519,7 +576,17 @@ fn idle_once(
     let mut count = known.unwrap_or(0);
     let tag = s.conn().next_tag();
     s.send(format!("{tag} IDLE\r\n").as_bytes())?;
+    let deadline = Instant::now() + s.io_timeout();
     loop {
+        if !t.is_live() {
+            return Err(Error::cancelled());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(Status::Timeout, "the server did not start IDLE"));
+        }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
         match s.read_response(&mut |_| {})? {
             Response::Continue => break,
             Response::Tagged { tag: tg, status } if tg == tag => {
@@ -538,25 +605,10 @@ fn idle_once(
     }
     let renew_at = Instant::now() + idle_renew();
     let mut dirty = count != known.unwrap_or(count);
+    let mut reported = Instant::now();
     let end = loop {
-        if s.wait_data(IDLE_TICK)? {
-            let r = s.read_response(&mut |_| {})?;
-            if let Response::Tagged { tag: tg, .. } = &r {
-                if *tg == tag {
-                    // The server ended IDLE itself: start it again.
-                    break None;
-                }
-            }
-            dirty |= idle_event(&r, &mut count)?;
-            if dirty && s.conn().buffered() == 0 {
-                changed(t, mailbox, count);
-                *known = Some(count);
-                dirty = false;
-            }
-            continue;
-        }
         if !t.is_live() {
-            break Some(IdleEnd::Stop);
+            break Some(IdleEnd::Stop(tag.clone()));
         }
         if Instant::now() >= renew_at {
             break Some(IdleEnd::Renew);
@@ -564,22 +616,39 @@ fn idle_once(
         if w.ops_starved(&not_idle) {
             break Some(IdleEnd::Lend);
         }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
+        let r = s.read_response(&mut |_| {})?;
+        if let Response::Tagged { tag: tg, .. } = &r {
+            if *tg == tag {
+                // The server ended IDLE itself: start it again.
+                break None;
+            }
+            return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")));
+        }
+        dirty |= idle_event(&r, &mut count)?;
+        if dirty && (s.conn().buffered() == 0 || reported.elapsed() >= IDLE_TICK) {
+            changed(t, mailbox, count);
+            *known = Some(count);
+            dirty = false;
+            reported = Instant::now();
+        }
     };
     let end = match end {
         None => IdleEnd::Renew,
+        Some(IdleEnd::Stop(tag)) => {
+            s.send(b"DONE\r\n")?;
+            IdleEnd::Stop(tag)
+        }
         Some(end) => {
             s.send(b"DONE\r\n")?;
-            loop {
-                let r = s.read_response(&mut |_| {})?;
-                match r {
-                    Response::Tagged { tag: tg, .. } if tg == tag => break,
-                    Response::Tagged { tag: tg, .. } => {
-                        return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
-                    }
-                    r => dirty |= idle_event(&r, &mut count)?,
-                }
+            let deadline = Instant::now() + s.io_timeout();
+            if done_reply(s, Some(t), &tag, &mut count, deadline)? {
+                end
+            } else {
+                IdleEnd::Stop(tag)
             }
-            end
         }
     };
     if dirty {

@@ -379,6 +379,11 @@ impl Session {
         })
     }
 
+    /// IO_TIMEOUT_MS: the longest wait for one reply.
+    pub fn io_timeout(&self) -> Duration {
+        self.io_timeout
+    }
+
     pub fn is_tls(&self) -> bool {
         self.conn.stream().is_tls()
     }
