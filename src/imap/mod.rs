@@ -883,15 +883,34 @@ struct AppendState {
     inflight: VecDeque<(String, usize, usize)>,
     inflight_bytes: usize,
     refused: Option<Error>,
+    /// After a cancel, replies are awaited until then, no longer.
+    give_up: Option<Instant>,
 }
 
 impl AppendState {
+    /// After a cancel, the replies to what was sent are still read, for
+    /// exact UIDs; but a server that keeps talking without answering gets
+    /// IO_TIMEOUT_MS, not forever.
+    fn check_cancel(&mut self, s: &Session, t: &Ticket) -> Result<()> {
+        if !t.cancel_requested() {
+            return Ok(());
+        }
+        let give_up = *self
+            .give_up
+            .get_or_insert_with(|| Instant::now() + s.io_timeout());
+        if Instant::now() >= give_up {
+            return Err(Error::cancelled());
+        }
+        Ok(())
+    }
+
     fn messages_in_flight(&self) -> usize {
         self.inflight.iter().map(|(_, _, n)| n).sum()
     }
 
     /// Reads one response; records the reply to an APPEND in flight.
-    fn read_reply(&mut self, s: &mut Session, messages: &[Vec<u8>]) -> Result<()> {
+    fn read_reply(&mut self, s: &mut Session, t: &Ticket, messages: &[Vec<u8>]) -> Result<()> {
+        self.check_cancel(s, t)?;
         match s.read_response(&mut |_| {})? {
             Response::Tagged { tag, status } => {
                 let Some(pos) = self.inflight.iter().position(|(t, _, _)| *t == tag) else {
@@ -938,6 +957,7 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         inflight: VecDeque::new(),
         inflight_bytes: 0,
         refused: None,
+        give_up: None,
     };
     let sent = append_run(s, t, mailbox, messages, flags, &mut st);
     let items: Vec<ResultItem> = st.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
@@ -997,7 +1017,7 @@ fn append_run(
                 || st.inflight.len() >= APPEND_WINDOW
                 || st.inflight_bytes + messages[i].len() > APPEND_WINDOW_BYTES)
         {
-            st.read_reply(s, messages)?;
+            st.read_reply(s, t, messages)?;
         }
         if st.refused.is_some() || t.cancel_requested() {
             break;
@@ -1044,6 +1064,11 @@ fn append_run(
             s.send(format!("{tag} APPEND {target}{flag_part} {{{}}}\r\n", m.len()).as_bytes())?;
             let mut go = false;
             loop {
+                if t.cancel_requested() {
+                    // Nothing of this message was sent: the command is
+                    // abandoned, and the connection with it.
+                    return Err(Error::cancelled());
+                }
                 match s.read_response(&mut |_| {})? {
                     Response::Continue => {
                         go = true;
@@ -1071,7 +1096,7 @@ fn append_run(
         }
     }
     while !st.inflight.is_empty() {
-        st.read_reply(s, messages)?;
+        st.read_reply(s, t, messages)?;
     }
     Ok(())
 }
