@@ -47,17 +47,22 @@ enum Expect {
 
 fn expect(step: Step, evil: Evil) -> Expect {
     use Evil::*;
-    if step == Step::Idle {
+    if matches!(step, Step::Idle | Step::Idling) {
         // IDLE outlives a broken connection: it reconnects until cancelled.
         return Expect::UntilCancelled;
     }
     Expect::Status(match evil {
-        Garbage | Nul | BadUtf8 | Overlong | Endless | NegativeLiteral | Deep(_) => HERALD_STATUS_PROTOCOL,
+        Garbage | Nul | BadUtf8 | Overlong | Endless | NegativeLiteral | Deep(_) | WrongTag => {
+            HERALD_STATUS_PROTOCOL
+        }
         HugeLiteral => HERALD_STATUS_LIMIT,
         Silence => HERALD_STATUS_TIMEOUT,
         Reset => HERALD_STATUS_IO,
         // A greeting must be a status line.
         Flood if step == Step::Greeting => HERALD_STATUS_PROTOCOL,
+        // An append (whose cancel is cooperative, for exact UIDs) wants each
+        // response whole within IO_TIMEOUT_MS.
+        Trickle if step == Step::AppendContinue => HERALD_STATUS_TIMEOUT,
         Flood | Trickle => return Expect::UntilCancelled,
     })
 }
@@ -72,7 +77,8 @@ fn submit(c: &TestClient, step: Step) -> u64 {
             HERALD_FETCH_BODY | HERALD_FETCH_FLAGS | HERALD_FETCH_ENVELOPE,
         ),
         Step::AppendContinue => c.imap_append("INBOX", &[b"Subject: x\r\n\r\nhi\r\n"], None),
-        Step::Idle => c.imap_idle("INBOX"),
+        Step::Idle | Step::Idling => c.imap_idle("INBOX"),
+        Step::Logout => unreachable!("no op sends LOGOUT"),
     };
     r.unwrap_or_else(|s| panic!("refused at the call: {s} {}", last_error()))
 }
@@ -144,9 +150,13 @@ fn run_step(step: Step) {
         .iter()
         .filter(|t| t.0.starts_with(&format!("{step:?} ")))
         .collect();
-    let worst_free = mine.iter().map(|t| t.2).max().unwrap_or(0);
+    let worst_free = mine
+        .iter()
+        .max_by_key(|t| t.2)
+        .map(|t| format!("{} ms ({})", t.2, t.0))
+        .unwrap_or_default();
     eprintln!(
-        "{step:?}: {} cases; ms to completion or from cancel: {:?}; worst free {worst_free} ms; RSS {rss0} -> {rss1} KiB",
+        "{step:?}: {} cases; ms to completion or from cancel: {:?}; worst free {worst_free}; RSS {rss0} -> {rss1} KiB",
         mine.len(),
         mine.iter().map(|t| (t.0.split(' ').nth(1).unwrap_or(""), t.1)).collect::<Vec<_>>()
     );
@@ -198,11 +208,64 @@ fn hostile_idle_start() {
 }
 
 #[test]
+fn hostile_while_idling() {
+    run_step(Step::Idling);
+}
+
+#[test]
+fn logout_against_a_flood_or_silence_gives_up_in_time() {
+    // A connection beyond the first closes after IDLE_TIMEOUT_MS with
+    // LOGOUT; a server that floods or says nothing gets 2 s, not forever.
+    for evil in [Evil::Flood, Evil::Silence, Evil::Endless] {
+        let ended: std::sync::Arc<Mutex<Vec<Instant>>> = Default::default();
+        let e = ended.clone();
+        let server = Scripted::start(move |peer| {
+            let r = serve(peer, Some((Step::Logout, evil)), None);
+            e.lock().unwrap().push(Instant::now());
+            r
+        });
+        let c = client(
+            server.port(),
+            &[
+                (HERALD_OPT_MAX_CONNECTIONS, Val::I(2)),
+                (HERALD_OPT_IDLE_TIMEOUT_MS, Val::I(100)),
+            ],
+        );
+        let ops: Vec<u64> = (0..4).map(|_| c.imap_list("*").unwrap()).collect();
+        for op in &ops {
+            assert_eq!(c.wait(*op, Duration::from_secs(10)), HERALD_STATUS_OK);
+        }
+        let done = Instant::now();
+        assert!(c.records().iter().all(|r| r.ok()), "{:?}", c.records());
+        assert_eq!(server.accepted(), 2, "{evil:?}: both connections were used");
+        // The second connection's LOGOUT ends by 100 ms + 2 s.
+        while ended.lock().unwrap().is_empty() && done.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = ended.lock().unwrap().first().map(|t| t.duration_since(done));
+        eprintln!("LOGOUT against {evil:?}: the connection closed {took:?} after the last op");
+        let took = took.unwrap_or_else(|| panic!("{evil:?}: the LOGOUT never ended"));
+        assert!(took < Duration::from_secs(5), "{evil:?}: {took:?}");
+        let freeing = Instant::now();
+        let records = c.free();
+        assert!(
+            freeing.elapsed() < PROMPT,
+            "{evil:?}: free took {:?}",
+            freeing.elapsed()
+        );
+        assert_exactly_once(&records, &ops);
+    }
+}
+
+#[test]
 fn a_well_behaved_script_passes_every_op() {
     // The baseline the hostile cases depart from.
     let server = Scripted::start(|peer| serve(peer, None, None));
     let c = client(server.port(), &[]);
-    for step in Step::ALL.iter().filter(|s| **s != Step::Idle) {
+    for step in Step::ALL
+        .iter()
+        .filter(|s| !matches!(s, Step::Idle | Step::Idling))
+    {
         let op = submit(&c, *step);
         let r = c.result(op);
         assert!(r.ok(), "{step:?}: {r:?}");
@@ -235,6 +298,7 @@ unsafe extern "C" fn slow_change(c: *const herald_completion) {
 
 #[test]
 fn idle_under_a_flood_lends_its_connection_cancels_at_once_and_coalesces() {
+    let (rss0, _) = imap_script::rss_kib();
     let flood = IdleFlood::default();
     let f = flood.clone();
     let server = Scripted::start(move |peer| serve(peer, None, Some(&f)));
@@ -282,6 +346,8 @@ fn idle_under_a_flood_lends_its_connection_cancels_at_once_and_coalesces() {
     assert!(records.iter().any(|r| r.op == idle && r.cancelled));
     let sent = flood.sent.load(Ordering::SeqCst);
     let calls = CALLS.load(Ordering::SeqCst);
+    let (rss1, hwm) = imap_script::rss_kib();
+    eprintln!("IDLE flood: RSS {rss0} -> {rss1} KiB, peak {hwm} KiB");
     eprintln!(
         "IDLE flood: {sent} EXISTS sent in {flooded_for:?}, {calls} on_change calls, last {}, \
          list served after {lent_after:?}, cancel took {cancel_took:?}, free {freed:?}, {} connections",

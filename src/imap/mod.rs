@@ -470,9 +470,10 @@ impl ImapDriver {
         // a server that keeps talking delays neither, and the connection is
         // kept when the server ends IDLE in time.
         if let (Some(tag), Some(s)) = (unfinished, self.session.as_mut()) {
-            let deadline = Instant::now() + s.io_timeout().min(DONE_WAIT);
+            let wait = s.io_timeout().min(DONE_WAIT);
+            let deadline = Instant::now() + wait;
             let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
-            match done_reply(s, None, &tag, &mut count, deadline) {
+            match s.within(wait, |s| done_reply(s, None, &tag, &mut count, deadline)) {
                 Ok(_) => {
                     if let Some(sel) = s.selected.as_mut() {
                         sel.exists = count;
@@ -496,7 +497,10 @@ fn backoff(n: u32) -> Duration {
     }
 }
 
-/// Sleeps `d`, waking each tick; false if the op was cancelled meanwhile.
+/// How often a pause before reconnecting looks for a cancel.
+const PAUSE_POLL: Duration = Duration::from_millis(20);
+
+/// Sleeps `d`, waking every [`PAUSE_POLL`]; false if the op was cancelled meanwhile.
 fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
     let until = Instant::now() + d;
     loop {
@@ -507,7 +511,7 @@ fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
         if now >= until {
             return true;
         }
-        std::thread::sleep(IDLE_TICK.min(until - now));
+        std::thread::sleep(PAUSE_POLL.min(until - now));
     }
 }
 
@@ -519,6 +523,24 @@ fn changed(t: &Ticket, mailbox: &str, exists: u32) {
         Success::new(0, format!("{mailbox} changed: {exists} messages"))
             .with_result(ResultData::new(vec![item])),
     );
+}
+
+/// Reads one response while IDLE waits cooperatively for a cancel: one
+/// already buffered at once; else with the cancel mode at Abort for the
+/// read, so a server trickling a line cannot hold a cancel up (the
+/// connection is then lost, since a response was cut short).
+fn read_idle(s: &mut Session, t: &Ticket) -> Result<Response> {
+    if s.line_buffered() {
+        return s.read_response(&mut |_| {});
+    }
+    t.set_cancel_mode(CancelMode::Abort);
+    let r = if t.is_live() {
+        s.read_response(&mut |_| {})
+    } else {
+        Err(Error::cancelled())
+    };
+    t.set_cancel_mode(CancelMode::Cooperative);
+    r
 }
 
 enum IdleEnd {
@@ -549,8 +571,43 @@ fn done_reply(
         if !s.wait_data(IDLE_TICK)? {
             continue;
         }
-        match s.read_response(&mut |_| {})? {
+        let r = match t {
+            Some(t) => read_idle(s, t)?,
+            None => s.read_response(&mut |_| {})?,
+        };
+        match r {
             Response::Tagged { tag: tg, .. } if tg == tag => return Ok(true),
+            Response::Tagged { tag: tg, .. } => {
+                return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
+            }
+            r => {
+                idle_event(&r, count)?;
+            }
+        }
+    }
+}
+
+/// Waits for the "+" that starts IDLE (to command `tag`).
+fn idle_started(s: &mut Session, t: &Ticket, tag: &str, count: &mut u32) -> Result<()> {
+    let deadline = Instant::now() + s.io_timeout();
+    loop {
+        if !t.is_live() {
+            return Err(Error::cancelled());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(Status::Timeout, "the server did not start IDLE"));
+        }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
+        match read_idle(s, t)? {
+            Response::Continue => return Ok(()),
+            Response::Tagged { tag: tg, status } if tg == tag => {
+                return Err(Error::new(
+                    Status::Unsupported,
+                    format!("IDLE refused: {}", status.detail()),
+                ))
+            }
             Response::Tagged { tag: tg, .. } => {
                 return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
             }
@@ -576,33 +633,8 @@ fn idle_once(
     let mut count = known.unwrap_or(0);
     let tag = s.conn().next_tag();
     s.send(format!("{tag} IDLE\r\n").as_bytes())?;
-    let deadline = Instant::now() + s.io_timeout();
-    loop {
-        if !t.is_live() {
-            return Err(Error::cancelled());
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::new(Status::Timeout, "the server did not start IDLE"));
-        }
-        if !s.wait_data(IDLE_TICK)? {
-            continue;
-        }
-        match s.read_response(&mut |_| {})? {
-            Response::Continue => break,
-            Response::Tagged { tag: tg, status } if tg == tag => {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    format!("IDLE refused: {}", status.detail()),
-                ))
-            }
-            Response::Tagged { tag: tg, .. } => {
-                return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
-            }
-            r => {
-                idle_event(&r, &mut count)?;
-            }
-        }
-    }
+    let io = s.io_timeout();
+    s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
     let renew_at = Instant::now() + idle_renew();
     let mut dirty = count != known.unwrap_or(count);
     let mut reported = Instant::now();
@@ -619,7 +651,7 @@ fn idle_once(
         if !s.wait_data(IDLE_TICK)? {
             continue;
         }
-        let r = s.read_response(&mut |_| {})?;
+        let r = read_idle(s, t)?;
         if let Response::Tagged { tag: tg, .. } = &r {
             if *tg == tag {
                 // The server ended IDLE itself: start it again.
@@ -643,8 +675,9 @@ fn idle_once(
         }
         Some(end) => {
             s.send(b"DONE\r\n")?;
-            let deadline = Instant::now() + s.io_timeout();
-            if done_reply(s, Some(t), &tag, &mut count, deadline)? {
+            let io = s.io_timeout();
+            let deadline = Instant::now() + io;
+            if s.within(io, |s| done_reply(s, Some(t), &tag, &mut count, deadline))? {
                 end
             } else {
                 IdleEnd::Stop(tag)
@@ -911,7 +944,7 @@ impl AppendState {
     /// Reads one response; records the reply to an APPEND in flight.
     fn read_reply(&mut self, s: &mut Session, t: &Ticket, messages: &[Vec<u8>]) -> Result<()> {
         self.check_cancel(s, t)?;
-        match s.read_response(&mut |_| {})? {
+        match read_reply_within(s)? {
             Response::Tagged { tag, status } => {
                 let Some(pos) = self.inflight.iter().position(|(t, _, _)| *t == tag) else {
                     return Err(Error::protocol(format!("a reply with tag {tag} to no APPEND")));
@@ -986,6 +1019,14 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         Success::new(0, format!("{k} of {n} messages appended to {mailbox}"))
             .with_result(ResultData::new(items)),
     )
+}
+
+/// Reads one response during an append, which must arrive whole within
+/// IO_TIMEOUT_MS: the op runs with a cooperative cancel (to report exact
+/// UIDs), so a server trickling a line must not hold it longer.
+fn read_reply_within(s: &mut Session) -> Result<Response> {
+    let io = s.io_timeout();
+    s.within(io, |s| s.read_response(&mut |_| {}))
 }
 
 /// Most messages, and bytes, in one MULTIAPPEND command.
@@ -1069,7 +1110,7 @@ fn append_run(
                     // abandoned, and the connection with it.
                     return Err(Error::cancelled());
                 }
-                match s.read_response(&mut |_| {})? {
+                match read_reply_within(s)? {
                     Response::Continue => {
                         go = true;
                         break;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::args::{quote, Part};
 use super::parse::{Cond, Response, StatusLine};
 use super::utf7;
-use super::wire::{io_error, Conn, Limits};
+use super::wire::{io_error, Conn, Limits, ReadTimeout};
 use crate::log::Tracer;
 use crate::net::{self, ConnCtl, Stream};
 use crate::options::Options;
@@ -86,7 +86,7 @@ pub fn track(selected: &mut Option<Selected>, r: &Response) {
 
 /// Reads up to the tagged reply to `tag`; untagged responses go to
 /// `each`, a continuation ends the wait (`Ok(None)`) when `until_continue`.
-fn reply_on<S: Read + Write>(
+fn reply_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
     tag: &str,
     until_continue: bool,
@@ -112,7 +112,7 @@ fn reply_on<S: Read + Write>(
 /// Sends a command made of text and literals, waiting for the server's
 /// "+" before each literal unless `nonsync` lets it go at once; reads up
 /// to its tagged status (OK, NO or BAD). Untagged responses go to `each`.
-fn command_on<S: Read + Write>(
+fn command_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
     parts: &[Part],
     nonsync: &dyn Fn(usize) -> bool,
@@ -148,7 +148,7 @@ fn command_on<S: Read + Write>(
 }
 
 /// A command of plain text.
-fn text_on<S: Read + Write>(
+fn text_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
     text: &str,
     each: &mut dyn FnMut(Response) -> Result<()>,
@@ -156,7 +156,7 @@ fn text_on<S: Read + Write>(
     command_on(c, &[Part::Text(text.to_string())], &|_| false, each)
 }
 
-fn capabilities_on<S: Read + Write>(c: &mut Conn<S>) -> Result<Caps> {
+fn capabilities_on<S: Read + Write + ReadTimeout>(c: &mut Conn<S>) -> Result<Caps> {
     let mut caps = None;
     let st = text_on(c, "CAPABILITY", &mut |r| {
         if let Response::Data { name, values } = r {
@@ -199,7 +199,7 @@ fn b64(data: &[u8]) -> String {
 
 /// AUTHENTICATE `mech`, with `initial` as the initial response (SASL-IR,
 /// RFC 4959) when given; each challenge is answered with `respond()`.
-fn authenticate_on<S: Read + Write>(
+fn authenticate_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
     mech: &str,
     initial: Option<&[u8]>,
@@ -226,7 +226,12 @@ fn authenticate_on<S: Read + Write>(
 }
 
 /// LOGIN with quoted strings, or literals for 8-bit text.
-fn login_on<S: Read + Write>(c: &mut Conn<S>, caps: &Caps, user: &str, pass: &str) -> Result<StatusLine> {
+fn login_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    caps: &Caps,
+    user: &str,
+    pass: &str,
+) -> Result<StatusLine> {
     let arg = |s: &str| {
         if s.is_ascii() {
             Part::Text(quote(s))
@@ -244,7 +249,7 @@ fn login_on<S: Read + Write>(c: &mut Conn<S>, caps: &Caps, user: &str, pass: &st
 }
 
 /// Logs in as the options say. The credentials never reach the trace.
-fn log_in<S: Read + Write>(c: &mut Conn<S>, o: &Options, caps: &Caps) -> Result<StatusLine> {
+fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Caps) -> Result<StatusLine> {
     let Some(user) = o.username.as_deref() else {
         return Err(Error::invalid(
             "an IMAP client needs USERNAME, and PASSWORD or OAUTH2_TOKEN",
@@ -303,7 +308,7 @@ impl Session {
             literals: o.max_message_bytes,
         };
         let stream = net::open_stream(o, tls, ctl, &trace)?;
-        let mut c = Conn::new(stream, trace, limits);
+        let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
         let greeting = match c.read_response(&mut |_| {})? {
             Response::Status(st) => st,
             _ => return Err(Error::protocol("the server's greeting is not a status line")),
@@ -349,7 +354,8 @@ impl Session {
                 net::tls_handshake(net::connector(o, tls)?, host, tcp)?,
                 trace,
                 limits,
-            );
+            )
+            .with_ctl(ctl.clone());
             is_tls = true;
             caps = capabilities_on(&mut c)?;
         }
@@ -487,11 +493,11 @@ impl Session {
             return Ok(true);
         }
         let what = "waiting in IDLE";
+        let io_timeout = self.io_timeout;
         let c = &mut self.conn;
         c.set_read_timeout(tick).map_err(|e| io_error(e, what))?;
         let r = c.fill();
-        c.set_read_timeout(self.io_timeout)
-            .map_err(|e| io_error(e, what))?;
+        c.set_read_timeout(io_timeout).map_err(|e| io_error(e, what))?;
         match r {
             Ok(_) => Ok(true),
             Err(e)
@@ -504,6 +510,23 @@ impl Session {
             }
             Err(e) => self.checked(Err(io_error(e, what))),
         }
+    }
+
+    /// Runs `f` with no read waiting past `within` from now, however
+    /// slowly the server trickles; a read past it fails TIMEOUT.
+    pub fn within<T>(&mut self, within: Duration, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let what = "reading from the IMAP server";
+        self.conn
+            .set_deadline(Some(std::time::Instant::now() + within))
+            .map_err(|e| io_error(e, what))?;
+        let r = f(self);
+        self.conn.set_deadline(None).map_err(|e| io_error(e, what))?;
+        r
+    }
+
+    /// Is a whole one-line response already buffered?
+    pub fn line_buffered(&self) -> bool {
+        self.conn.line_buffered()
     }
 
     /// Reads one response of a command herald sent itself.
@@ -583,15 +606,26 @@ impl Session {
         Ok(())
     }
 
-    /// Ends the session politely: LOGOUT, waiting briefly for the reply.
+    /// Ends the session politely: LOGOUT, waiting briefly for the reply
+    /// (at most [`LOGOUT_WAIT`] in all, whatever the server sends).
     pub fn logout(mut self) {
         if self.is_broken() || self.is_aborted() {
             return;
         }
-        let _ = self.conn.set_read_timeout(Duration::from_secs(2));
-        let _ = self.command("LOGOUT", &mut |_| {});
+        let tag = self.conn.next_tag();
+        if self.send(format!("{tag} LOGOUT\r\n").as_bytes()).is_err() {
+            return;
+        }
+        let _ = self.within(LOGOUT_WAIT, |s| loop {
+            if let Response::Tagged { .. } = s.conn.read_response(&mut |_| {})? {
+                return Ok(());
+            }
+        });
     }
 }
+
+/// The longest wait for the reply to LOGOUT.
+const LOGOUT_WAIT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
@@ -617,6 +651,12 @@ mod tests {
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ReadTimeout for Script {
+        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
             Ok(())
         }
     }

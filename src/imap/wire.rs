@@ -16,11 +16,11 @@
 //! result hands to C.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::parse::{self, Piece, Response};
 use crate::log::{Tracer, TRACE};
-use crate::net::{LineConn, Stream};
+use crate::net::{ConnCtl, LineConn, Stream};
 use crate::status::{Error, Result, Status};
 
 /// The first allocation for a literal; it grows as bytes arrive, so a
@@ -40,9 +40,57 @@ pub struct Limits {
     pub literals: usize,
 }
 
+/// A stream whose read timeout can be set (a socket; in-memory streams
+/// for tests ignore it).
+pub trait ReadTimeout {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()>;
+}
+
+impl ReadTimeout for Stream {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        self.tcp().set_read_timeout(Some(t))
+    }
+}
+
+/// The stream under the read buffer: with a deadline set, no read waits
+/// past it, however slowly the server trickles bytes.
+pub struct Timed<S> {
+    inner: S,
+    deadline: Option<Instant>,
+    /// The read timeout last set (None: as the socket was opened).
+    per_read: Option<Duration>,
+    /// A read under the deadline changed the socket's timeout.
+    changed: bool,
+}
+
+impl<S: Read + ReadTimeout> Read for Timed<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(at) = self.deadline {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            self.inner
+                .set_read_timeout(self.per_read.map_or(left, |p| p.min(left)))?;
+            self.changed = true;
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Write> Write for Timed<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A connection: the stream with its read buffer, and the trace.
 pub struct Conn<S = Stream> {
-    lc: LineConn<S>,
+    lc: LineConn<Timed<S>>,
     pub trace: Tracer,
     limits: Limits,
     /// Hide client lines from the trace (while logging in).
@@ -53,6 +101,9 @@ pub struct Conn<S = Stream> {
     broken: bool,
     /// herald's command tags: `h1`, `h2`...
     tag: u32,
+    /// Set when a cancel or deadline shuts the connection down: reading
+    /// stops at once, not after what was already buffered.
+    ctl: Option<std::sync::Arc<ConnCtl>>,
 }
 
 /// If `line` (without CRLF) ends with a literal marker `{n}` or `{n+}`, n.
@@ -82,22 +133,31 @@ pub fn io_error(e: io::Error, what: &str) -> Error {
 
 impl Conn<Stream> {
     pub fn stream(&self) -> &Stream {
-        self.lc.get_ref()
+        &self.lc.get_ref().inner
     }
 
     /// Takes the stream out (for STARTTLS), with what was buffered.
     pub fn into_parts(self) -> (Stream, Tracer, usize) {
         let buffered = self.lc.buffered();
-        (self.lc.into_inner(), self.trace, buffered)
+        (self.lc.into_inner().inner, self.trace, buffered)
     }
 
-    pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
-        self.lc.get_ref().tcp().set_read_timeout(Some(t))
+    /// Each read waits at most `t` (and never past a deadline).
+    pub fn set_read_timeout(&mut self, t: Duration) -> io::Result<()> {
+        let timed = self.lc.get_mut();
+        timed.per_read = Some(t);
+        timed.inner.set_read_timeout(t)
     }
 }
 
-impl<S: Read + Write> Conn<S> {
+impl<S: Read + Write + ReadTimeout> Conn<S> {
     pub fn new(stream: S, trace: Tracer, limits: Limits) -> Conn<S> {
+        let stream = Timed {
+            inner: stream,
+            deadline: None,
+            per_read: None,
+            changed: false,
+        };
         Conn {
             lc: LineConn::new(stream),
             trace,
@@ -106,7 +166,14 @@ impl<S: Read + Write> Conn<S> {
             out_line: Vec::new(),
             broken: false,
             tag: 0,
+            ctl: None,
         }
+    }
+
+    /// Stops reading when `ctl` is aborted.
+    pub fn with_ctl(mut self, ctl: std::sync::Arc<ConnCtl>) -> Self {
+        self.ctl = Some(ctl);
+        self
     }
 
     pub fn next_tag(&mut self) -> String {
@@ -120,7 +187,28 @@ impl<S: Read + Write> Conn<S> {
 
     #[cfg(test)]
     pub fn inner(&self) -> &S {
-        self.lc.get_ref()
+        &self.lc.get_ref().inner
+    }
+
+    /// From now on no read waits past `at` (a read then fails TIMEOUT and
+    /// the connection is broken); `None` ends that.
+    pub fn set_deadline(&mut self, at: Option<Instant>) -> io::Result<()> {
+        let t = self.lc.get_mut();
+        t.deadline = at;
+        match (at, t.per_read) {
+            (None, Some(p)) if std::mem::take(&mut t.changed) => t.inner.set_read_timeout(p),
+            _ => Ok(()),
+        }
+    }
+
+    /// Is a whole one-line response (no literal) already buffered, so that
+    /// reading it cannot block?
+    pub fn line_buffered(&self) -> bool {
+        let b = self.lc.buffered_bytes();
+        match b.iter().position(|&c| c == b'\n') {
+            Some(p) => !trimmed(&b[..=p]).ends_with(b"}"),
+            None => false,
+        }
     }
 
     /// Did a read fail part way, leaving the stream out of step?
@@ -137,6 +225,10 @@ impl<S: Read + Write> Conn<S> {
     /// with a literal marker, the literal and the next line; then parses
     /// it. Any error leaves the connection broken.
     pub fn read_response(&mut self, progress: &mut dyn FnMut(usize)) -> Result<Response> {
+        if self.ctl.as_ref().is_some_and(|c| c.is_aborted()) {
+            self.broken = true;
+            return Err(Error::cancelled());
+        }
         let r = self.read_pieces(progress).and_then(parse::parse_response);
         if r.is_err() {
             self.broken = true;
@@ -304,6 +396,11 @@ pub fn read_all(input: &[u8], limits: Limits) -> Vec<Result<Response>> {
             Ok(())
         }
     }
+    impl ReadTimeout for Input<'_> {
+        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
     let mut c = Conn::new(Input(input), Tracer::default(), limits);
     let mut out = Vec::new();
     loop {
@@ -341,6 +438,48 @@ mod tests {
             .into_iter()
             .map(|r| r.map(|_| ()).map_err(|e| e.status))
             .collect()
+    }
+
+    /// A server sending a byte every 20 ms, forever.
+    struct Trickle;
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(20));
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ReadTimeout for Trickle {
+        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_deadline_ends_a_trickled_response() {
+        let mut c = Conn::new(Trickle, Tracer::default(), SMALL);
+        let started = Instant::now();
+        c.set_deadline(Some(started + Duration::from_millis(200)))
+            .unwrap();
+        let e = c.read_response(&mut |_| {}).unwrap_err();
+        assert_eq!(e.status, Status::Timeout, "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(c.is_broken());
     }
 
     #[test]

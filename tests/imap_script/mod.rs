@@ -27,10 +27,15 @@ pub enum Step {
     AppendContinue,
     /// The reply to IDLE ("+ idling").
     Idle,
+    /// After "+ idling", while herald waits in IDLE.
+    Idling,
+    /// The reply to LOGOUT (a connection closed after IDLE_TIMEOUT_MS).
+    Logout,
 }
 
 impl Step {
-    pub const ALL: [Step; 9] = [
+    /// Every step an op reaches (LOGOUT comes only when a connection closes).
+    pub const ALL: [Step; 10] = [
         Step::Greeting,
         Step::Capability,
         Step::Login,
@@ -40,6 +45,7 @@ impl Step {
         Step::Fetch,
         Step::AppendContinue,
         Step::Idle,
+        Step::Idling,
     ];
 
     fn is(self, cmd: &str) -> bool {
@@ -53,6 +59,8 @@ impl Step {
             Step::Fetch => cmd == "UID FETCH",
             Step::AppendContinue => cmd == "APPEND",
             Step::Idle => cmd == "IDLE",
+            Step::Idling => false,
+            Step::Logout => cmd == "LOGOUT",
         }
     }
 }
@@ -78,8 +86,10 @@ pub enum Evil {
     Deep(usize),
     /// Unsolicited `* n EXISTS` without end.
     Flood,
-    /// Untagged lines, one byte every 10 ms, without end.
+    /// A line, then a line without end, one byte every 10 ms.
     Trickle,
+    /// A tagged reply with a tag herald never sent.
+    WrongTag,
     /// Not a word.
     Silence,
     /// A TCP reset.
@@ -87,7 +97,7 @@ pub enum Evil {
 }
 
 impl Evil {
-    pub const ALL: [Evil; 13] = [
+    pub const ALL: [Evil; 14] = [
         Evil::Garbage,
         Evil::Nul,
         Evil::BadUtf8,
@@ -99,6 +109,7 @@ impl Evil {
         Evil::Deep(12_000),
         Evil::Flood,
         Evil::Trickle,
+        Evil::WrongTag,
         Evil::Silence,
         Evil::Reset,
     ];
@@ -142,11 +153,14 @@ pub fn misbehave(mut peer: Peer, tag: &str, evil: Evil) -> io::Result<()> {
         }
         Evil::Flood => return peer.flood(EVIL_FOR, |i| format!("* {} EXISTS\r\n", i + 1).into_bytes()),
         Evil::Trickle => {
+            // A whole line, then one that never ends, a byte every 10 ms.
+            peer.trickle(b"* OK still here\r\n* OK ", Duration::from_millis(10))?;
             while !peer.stopping() {
-                peer.trickle(b"* OK still here\r\n", Duration::from_millis(10))?;
+                peer.trickle(b"x", Duration::from_millis(10))?;
             }
             return Ok(());
         }
+        Evil::WrongTag => peer.send("x999 OK done\r\n")?,
         Evil::Silence => {}
         Evil::Reset => {
             peer.reset();
@@ -240,6 +254,9 @@ pub fn serve(
             }
             "IDLE" => {
                 peer.send("+ idling\r\n")?;
+                if let Some((Step::Idling, evil)) = evil_at {
+                    return misbehave(peer, &tag, evil);
+                }
                 match idle_flood {
                     Some(f) => exists = flood_until_done(&mut peer, f, exists)?,
                     None => {
