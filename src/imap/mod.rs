@@ -35,6 +35,13 @@
 //! MAX_LINE_BYTES; a fetch holds what it fetched until it completes, and
 //! OP_TIMEOUT_MS bounds how long a server can keep any op but IDLE.
 //!
+//! Waits that a cancel cannot cut short by shutting the socket down (IDLE
+//! and a bulk append cancel cooperatively, to keep the connection or report
+//! exact UIDs) are bounded by a read deadline, however slowly the server
+//! trickles: an append's responses, IDLE's "+" and DONE's reply must each
+//! arrive whole within IO_TIMEOUT_MS, LOGOUT's reply within 2 s; IDLE reads
+//! a response that is not yet buffered with an aborting cancel.
+//!
 //! IDLE and the pool: an IDLE op holds its worker's connection, so it
 //! counts toward MAX_CONNECTIONS. Every 100 ms, and after every response
 //! the server sends, it looks at cancels, renewal and whether ops wait

@@ -293,6 +293,63 @@ fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Ca
     }
 }
 
+/// Reads the greeting; the capabilities it carries, or asks for them.
+fn greeting_on(c: &mut Conn) -> Result<Caps> {
+    let greeting = match c.read_response(&mut |_| {})? {
+        Response::Status(st) => st,
+        _ => return Err(Error::protocol("the server's greeting is not a status line")),
+    };
+    match greeting.cond {
+        Cond::Ok => {}
+        Cond::PreAuth => {
+            return Err(Error::new(
+                Status::Unsupported,
+                "the server greets with PREAUTH; herald always logs in",
+            ))
+        }
+        _ => {
+            return Err(Error::new(
+                Status::Connect,
+                format!("the server refused the connection: {}", greeting.detail()),
+            ))
+        }
+    }
+    match caps_of(&greeting) {
+        Some(caps) => Ok(caps),
+        None => capabilities_on(c),
+    }
+}
+
+/// Upgrades with STARTTLS; the new connection and its capabilities.
+fn starttls(
+    mut c: Conn,
+    o: &Options,
+    tls: &mut Option<native_tls::TlsConnector>,
+    ctl: &Arc<ConnCtl>,
+    limits: Limits,
+) -> Result<(Conn, Caps)> {
+    let st = text_on(&mut c, "STARTTLS", &mut |_| Ok(()))?;
+    if st.cond != Cond::Ok {
+        return Err(Error::new(
+            Status::Tls,
+            format!("STARTTLS refused: {}", st.detail()),
+        ));
+    }
+    let (stream, trace, buffered) = c.into_parts();
+    if buffered > 0 {
+        // Bytes that came before the handshake would be trusted as if
+        // they came over TLS: a known injection attack.
+        return Err(Error::protocol("the server sent data after its STARTTLS reply"));
+    }
+    let Stream::Plain(tcp) = stream else {
+        return Err(Error::protocol("STARTTLS on a TLS connection"));
+    };
+    let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
+    let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
+    let caps = capabilities_on(&mut c)?;
+    Ok((c, caps))
+}
+
 impl Session {
     /// Connects and logs in as the options say.
     pub fn open(
@@ -302,62 +359,17 @@ impl Session {
         trace: Tracer,
         changes: Arc<super::Changes>,
     ) -> Result<Session> {
-        let host = o.host();
         let limits = Limits {
             text: o.max_line_bytes,
             literals: o.max_message_bytes,
         };
         let stream = net::open_stream(o, tls, ctl, &trace)?;
         let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
-        let greeting = match c.read_response(&mut |_| {})? {
-            Response::Status(st) => st,
-            _ => return Err(Error::protocol("the server's greeting is not a status line")),
-        };
-        match greeting.cond {
-            Cond::Ok => {}
-            Cond::PreAuth => {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    "the server greets with PREAUTH; herald always logs in",
-                ))
-            }
-            _ => {
-                return Err(Error::new(
-                    Status::Connect,
-                    format!("the server refused the connection: {}", greeting.detail()),
-                ))
-            }
-        }
-        let mut caps = match caps_of(&greeting) {
-            Some(c) => c,
-            None => capabilities_on(&mut c)?,
-        };
+        let mut caps = greeting_on(&mut c)?;
         let mut is_tls = c.stream().is_tls();
         if net::wants_starttls(o, is_tls, caps.has("STARTTLS"), "STARTTLS")? {
-            let st = text_on(&mut c, "STARTTLS", &mut |_| Ok(()))?;
-            if st.cond != Cond::Ok {
-                return Err(Error::new(
-                    Status::Tls,
-                    format!("STARTTLS refused: {}", st.detail()),
-                ));
-            }
-            let (stream, trace, buffered) = c.into_parts();
-            if buffered > 0 {
-                // Bytes that came before the handshake would be trusted as if
-                // they came over TLS: a known injection attack.
-                return Err(Error::protocol("the server sent data after its STARTTLS reply"));
-            }
-            let Stream::Plain(tcp) = stream else {
-                return Err(Error::protocol("STARTTLS on a TLS connection"));
-            };
-            c = Conn::new(
-                net::tls_handshake(net::connector(o, tls)?, host, tcp)?,
-                trace,
-                limits,
-            )
-            .with_ctl(ctl.clone());
+            (c, caps) = starttls(c, o, tls, ctl, limits)?;
             is_tls = true;
-            caps = capabilities_on(&mut c)?;
         }
         if o.username.is_some() {
             net::check_credentials_channel(o, is_tls, "STARTTLS")?;
