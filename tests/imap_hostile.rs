@@ -377,3 +377,45 @@ fn idle_under_a_flood_lends_its_connection_cancels_at_once_and_coalesces() {
         );
     }
 }
+
+/// A server offering ESEARCH that answers UID SEARCH with `set`.
+fn esearch_server(set: &'static str) -> Scripted {
+    Scripted::start(move |mut peer| {
+        peer.send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ESEARCH] hi\r\n")?;
+        loop {
+            let line = peer.line()?;
+            let mut w = line.splitn(3, ' ');
+            let (tag, cmd) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            let reply = match cmd {
+                "" => return Ok(()),
+                "AUTHENTICATE" => format!("{tag} OK [CAPABILITY IMAP4rev1 ESEARCH] in\r\n"),
+                "EXAMINE" => format!("* 10 EXISTS\r\n{tag} OK [READ-ONLY] ok\r\n"),
+                "UID" if line.contains("SEARCH RETURN (ALL)") => {
+                    format!("* ESEARCH (TAG \"{tag}\") UID ALL {set}\r\n{tag} OK done\r\n")
+                }
+                _ => format!("{tag} BAD what\r\n"),
+            };
+            peer.send(reply)?;
+        }
+    })
+}
+
+#[test]
+fn esearch_sets_are_expanded_within_a_bound() {
+    let server = esearch_server("3:5,9");
+    let c = client(server.port(), &[]);
+    let r = c.done(c.imap_search("INBOX", "ALL"));
+    assert_eq!(uids(&r), [3, 4, 5, 9], "{r:?}");
+    // A few bytes naming four billion UIDs: LIMIT, not four billion items.
+    let server = esearch_server("1:4294967295");
+    let c = client(server.port(), &[]);
+    let (rss0, _) = imap_script::rss_kib();
+    let r = c.done(c.imap_search("INBOX", "ALL"));
+    let (rss1, _) = imap_script::rss_kib();
+    assert_eq!(r.status, HERALD_STATUS_LIMIT, "{r:?}");
+    eprintln!("ESEARCH 1:4294967295: {} ({rss0} -> {rss1} KiB)", r.detail);
+    let server = esearch_server("1:x");
+    let c = client(server.port(), &[]);
+    let r = c.done(c.imap_search("INBOX", "ALL"));
+    assert_eq!(r.status, HERALD_STATUS_PROTOCOL, "{r:?}");
+}

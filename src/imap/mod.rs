@@ -28,7 +28,10 @@
 //!   (100 MiB by default): larger is LIMIT, refused before it is read;
 //! - lists nest at most `parse::MAX_DEPTH` (64) levels: deeper is
 //!   PROTOCOL; the parser is iterative, so no input reaches the stack limit;
-//! - at most 4 SASL challenges per login.
+//! - at most 4 SASL challenges per login;
+//! - a search result holds at most 1 048 576 UIDs (LIMIT). With ESEARCH
+//!   (RFC 4731) herald asks for them as a compact set, so a search of a
+//!   large mailbox fits in one response line.
 //!
 //! After any of these the connection is dropped (the next op opens a new
 //! one): its stream is out of step. The read buffer is at most about twice
@@ -72,7 +75,7 @@ use crate::status::{Error, Result, Status};
 use crate::work::Work;
 
 use args::{quote, Criteria, Part};
-use parse::{Cond, Response};
+use parse::{Cond, Response, Value};
 use session::Session;
 
 /// `parts` of a fetch (`HERALD_FETCH_*`).
@@ -792,25 +795,80 @@ fn list(s: &mut Session, pattern: &str) -> Outcome {
     Ok(Success::new(0, format!("{} mailboxes", items.len())).with_result(ResultData::new(items)))
 }
 
+/// Most UIDs one search result holds (a result item each).
+const MAX_SEARCH_UIDS: usize = 1 << 20;
+
+/// Adds the UIDs of an ESEARCH `ALL` set (`1:3,7,9:12`) to `out`, at most
+/// `max` in all: a set can name billions of UIDs in a few bytes.
+fn add_uid_set(set: &str, out: &mut Vec<u32>, max: usize) -> Result<()> {
+    for range in set.split(',') {
+        let mut ends = range.splitn(2, ':').map(str::parse::<u32>);
+        let (a, b) = match (ends.next(), ends.next()) {
+            (Some(Ok(a)), None) => (a, a),
+            (Some(Ok(a)), Some(Ok(b))) => (a.min(b), a.max(b)),
+            _ => {
+                return Err(Error::protocol(format!(
+                    "a malformed UID set in ESEARCH: {set:.100}"
+                )))
+            }
+        };
+        if (b - a) as usize >= max.saturating_sub(out.len()) {
+            return Err(Error::new(
+                Status::Limit,
+                format!("the search found more than {max} messages"),
+            ));
+        }
+        out.extend(a..=b);
+    }
+    Ok(())
+}
+
+/// UID SEARCH. With ESEARCH (RFC 4731) the UIDs come as a compact set
+/// (`RETURN (ALL)`), so a search of a large mailbox fits in a response
+/// line of MAX_LINE_BYTES; without it, as a list of numbers.
 fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
     s.select(mailbox, false)?;
-    let mut parts = vec![Part::Text("UID SEARCH ".into())];
+    let esearch = s.caps.has("ESEARCH");
+    let verb = if esearch {
+        "UID SEARCH RETURN (ALL) "
+    } else {
+        "UID SEARCH "
+    };
+    let mut parts = vec![Part::Text(verb.into())];
     parts.extend(criteria.parts.iter().cloned());
     let mut uids: Vec<u32> = Vec::new();
+    let mut bad = None;
     let st = s.command_parts(&parts, &mut |r| {
-        if let Response::Data { name, values } = r {
-            if name == "SEARCH" {
-                uids.extend(
-                    values
-                        .iter()
-                        .filter_map(|v| v.number())
-                        .filter_map(|n| u32::try_from(n).ok()),
-                );
+        let Response::Data { name, values } = r else {
+            return;
+        };
+        match name.as_str() {
+            "SEARCH" => uids.extend(
+                values
+                    .iter()
+                    .filter_map(|v| v.number())
+                    .filter_map(|n| u32::try_from(n).ok())
+                    .take(MAX_SEARCH_UIDS.saturating_sub(uids.len())),
+            ),
+            // `(TAG "h5") UID ALL 1:3,7`: the set follows ALL.
+            "ESEARCH" => {
+                let all = values
+                    .iter()
+                    .position(|v| v.atom().is_some_and(|a| a.eq_ignore_ascii_case("ALL")));
+                if let Some(set) = all.and_then(|i| values.get(i + 1)).and_then(Value::atom) {
+                    if let Err(e) = add_uid_set(set, &mut uids, MAX_SEARCH_UIDS) {
+                        bad.get_or_insert(e);
+                    }
+                }
             }
+            _ => {}
         }
     })?;
     if st.cond != Cond::Ok {
         return Err(st.error("UID SEARCH"));
+    }
+    if let Some(e) = bad {
+        return Err(e);
     }
     uids.sort_unstable();
     uids.dedup();
@@ -1203,6 +1261,28 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 15, "the corpus is in {dir}");
+    }
+
+    #[test]
+    fn esearch_sets_expand_within_a_bound() {
+        let mut v = Vec::new();
+        add_uid_set("1:3,7,12:9", &mut v, 100).unwrap();
+        assert_eq!(v, [1, 2, 3, 7, 9, 10, 11, 12]);
+        let mut v = Vec::new();
+        let e = add_uid_set("1:4294967295", &mut v, MAX_SEARCH_UIDS).unwrap_err();
+        assert_eq!(e.status, Status::Limit);
+        assert!(v.is_empty());
+        let mut v = Vec::new();
+        add_uid_set("1:5", &mut v, 4).unwrap_err();
+        add_uid_set("1:4", &mut v, 4).unwrap();
+        add_uid_set("5", &mut v, 4).unwrap_err();
+        for bad in ["", "x", "1:", ":2", "1:2:3", "-1", "4294967296"] {
+            assert_eq!(
+                add_uid_set(bad, &mut Vec::new(), 10).unwrap_err().status,
+                Status::Protocol,
+                "{bad}"
+            );
+        }
     }
 
     #[test]
