@@ -212,8 +212,27 @@ pub fn fuzz_responses(input: &[u8]) -> usize {
     };
     let mut n = 0;
     for r in wire::read_all(input, limits) {
-        if let Ok(parse::Response::Fetch { atts }) = r {
-            let _ = parse::fetch_data(atts);
+        // And what herald makes of each kind of response.
+        match r {
+            Ok(Response::Fetch { atts }) => {
+                let _ = parse::fetch_data(atts);
+            }
+            Ok(Response::Data { name, values }) => match name.as_str() {
+                "LIST" => {
+                    let _ = list_item(&values);
+                }
+                "ESEARCH" => {
+                    for v in values.iter().filter_map(Value::atom) {
+                        let _ = add_uid_set(v, &mut Vec::new(), 1024);
+                    }
+                }
+                _ => {}
+            },
+            Ok(Response::Tagged { status, .. } | Response::Status(status)) => {
+                let _ = parse::appenduids(&status, 1024);
+                let _ = status.error("fuzz");
+            }
+            _ => {}
         }
         n += 1;
     }
