@@ -248,16 +248,6 @@
 #define FETCH_ALL 31
 
 /**
- * Longest response line (without literals) herald reads.
- */
-#define MAX_LINE ((64 * 1024) * 1024)
-
-/**
- * Largest literal herald accepts from a server.
- */
-#define MAX_LITERAL ((((2 * 1024) * 1024) * 1024) - 1)
-
-/**
  * A client of one server (or one pickup directory). Every function may be
  * called on it from any thread, concurrently, also from inside its callbacks
  * (see the README's "Threading").

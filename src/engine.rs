@@ -312,17 +312,54 @@ impl Shared {
         self.deliver(c, route, true);
     }
 
-    /// A non-final notification (IDLE's on_change).
+    /// A non-final notification (IDLE's on_change). Coalesced: while an
+    /// earlier notification of the op waits to be delivered, it is replaced
+    /// by this one, so at most one is pending per op and it is the latest.
+    /// The state lock is held throughout, so no final completion of the op
+    /// can slip in between (state, then queue or dispatch: the order
+    /// everywhere).
     pub(crate) fn notify_change(self: &Arc<Self>, op: OpId, s: Success) {
         let st = self.state.lock();
         let Some(e) = st.ops.get(&op) else { return };
         if matches!(e.state, OpState::Delivering) {
             return;
         }
-        let token = e.token;
+        let c = Completion::from_outcome(op, e.token, Ok(s));
         let route = e.on_change.clone().unwrap_or_else(|| e.notify.clone());
-        drop(st);
-        self.deliver(Completion::from_outcome(op, token, Ok(s)), route, false);
+        match &route {
+            // Not final, so every queued completion of this op is a notification.
+            Notify::Queue => {
+                if let Some(pending) = self
+                    .completions
+                    .items
+                    .lock()
+                    .iter_mut()
+                    .rev()
+                    .find(|x| x.op == op)
+                {
+                    *pending = c;
+                    return;
+                }
+                self.deliver(c, route, false);
+            }
+            Notify::Callback(cb) => {
+                let mut d = self.dispatch.lock();
+                if let Some(pending) = d.items.iter_mut().rev().find(|x| !x.2 && x.0.op == op) {
+                    pending.0 = c;
+                    return;
+                }
+                if d.thread.is_some() && !d.stop {
+                    d.items.push_back((c, cb.clone(), false));
+                    self.dispatch_cond.notify_one();
+                    return;
+                }
+                // No delivery thread yet: `deliver` starts one (or runs the
+                // callback here), never under the lock.
+                drop(d);
+                drop(st);
+                self.deliver(c, route, false);
+            }
+        }
     }
 
     /// Is the op still the worker's to complete (not cancelled, not completed)?

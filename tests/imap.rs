@@ -150,7 +150,8 @@ fn round_trip_of_a_mixed_corpus_is_byte_exact() {
 fn flags_copy_move_and_expunge_are_seen_by_another_client() {
     for with_move in [true, false] {
         // Without MOVE in the capabilities herald copies, flags \Deleted and
-        // UID EXPUNGEs; without LITERAL+ and MULTIAPPEND each literal waits for "+".
+        // UID EXPUNGEs; without LITERAL+ and MULTIAPPEND each literal waits for
+        // "+"; without ESEARCH the search results come as a list.
         let d = if with_move {
             Dovecot::start()
         } else {
@@ -221,6 +222,14 @@ fn flags_copy_move_and_expunge_are_seen_by_another_client() {
         let r = c.done(c.imap_search("INBOX", "NOT SUBJECT \"caf\u{e9}\""));
         assert_eq!(uids(&r), [u[0], u[2]], "{r:?}");
         let log = log.lock().unwrap().join("\n");
+        // Dovecot offers ESEARCH unless the capabilities are cut down: the
+        // UIDs then come as a compact set; else as a list.
+        assert_eq!(
+            log.contains("UID SEARCH RETURN (ALL)"),
+            with_move,
+            "ESEARCH when offered"
+        );
+        assert_eq!(log.contains("S: * ESEARCH"), with_move);
         let appends: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("APPEND \"INBOX\" (\\Seen) {"))

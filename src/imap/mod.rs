@@ -3,21 +3,57 @@
 //! SELECTs or EXAMINEs only when an op needs another one, and runs one op
 //! at a time, so ops from many threads never mix.
 //!
-//! The `imap` crate (3.0) logs in and runs the simple commands (LIST,
-//! CREATE, DELETE, UID SEARCH/STORE/COPY/MOVE/EXPUNGE, EXPUNGE, LOGOUT) on
-//! a socket herald opened itself ([`wire::Wire`]). herald speaks the rest
-//! by hand on the same connection: the greeting and STARTTLS, SELECT and
-//! EXAMINE, UID FETCH (bodies read straight into the result), APPEND
-//! (pipelined with LITERAL+, batched with MULTIAPPEND, UIDs from
-//! APPENDUID) and IDLE (woken by herald to renew it, lend the connection
-//! or stop).
+//! herald speaks every command itself, on one connection with one reader
+//! (`wire::Conn::read_response`) and one parser (`parse`): the greeting
+//! and STARTTLS, login (AUTHENTICATE PLAIN or XOAUTH2 with SASL-IR, else
+//! LOGIN), LIST, CREATE, DELETE, SELECT and EXAMINE, UID SEARCH, UID FETCH
+//! (bodies read straight into the result), APPEND (pipelined with
+//! LITERAL+, batched with MULTIAPPEND, UIDs from APPENDUID), UID STORE,
+//! UID COPY, UID MOVE (or COPY, STORE and UID EXPUNGE), EXPUNGE, IDLE
+//! (woken by herald to renew it, lend the connection or stop) and LOGOUT.
+//!
+//! Why not the `imap` crate (3.0 alpha) with imap-proto, which herald once
+//! used for login and the simple commands: the crate reads response lines
+//! with no length limit (a server sending an endless line grew memory by
+//! hundreds of MB a second); imap-proto's nom parser recurses once per
+//! nesting level, so about 400 `(` in one line overflowed the worker's
+//! stack and killed the host process; the crate panics on some inputs;
+//! and it needs a reader of its own, so two engines shared each socket.
+//! None of that can be fixed from outside the crate.
+//!
+//! Limits per connection, whatever the server sends:
+//! - one response's text (its lines without the literals) is at most
+//!   MAX_LINE_BYTES (256 KiB by default): longer is PROTOCOL;
+//! - one response's literals are at most MAX_MESSAGE_BYTES together
+//!   (100 MiB by default): larger is LIMIT, refused before it is read;
+//! - lists nest at most `parse::MAX_DEPTH` (64) levels: deeper is
+//!   PROTOCOL; the parser is iterative, so no input reaches the stack limit;
+//! - at most 4 SASL challenges per login;
+//! - a search result holds at most 1 048 576 UIDs (LIMIT). With ESEARCH
+//!   (RFC 4731) herald asks for them as a compact set, so a search of a
+//!   large mailbox fits in one response line.
+//!
+//! After any of these the connection is dropped (the next op opens a new
+//! one): its stream is out of step. The read buffer is at most about twice
+//! MAX_LINE_BYTES; a fetch holds what it fetched until it completes, and
+//! OP_TIMEOUT_MS bounds how long a server can keep any op but IDLE.
+//!
+//! Waits that a cancel cannot cut short by shutting the socket down (IDLE
+//! and a bulk append cancel cooperatively, to keep the connection or report
+//! exact UIDs) are bounded by a read deadline, however slowly the server
+//! trickles: an append's responses, IDLE's "+" and DONE's reply must each
+//! arrive whole within IO_TIMEOUT_MS, LOGOUT's reply within 2 s; IDLE reads
+//! a response that is not yet buffered with an aborting cancel.
 //!
 //! IDLE and the pool: an IDLE op holds its worker's connection, so it
-//! counts toward MAX_CONNECTIONS. Every 100 ms it asks the pool whether
-//! ops wait that no other worker will take (all busy, pool at the cap);
-//! if so it ends IDLE (DONE), runs them on its connection, selects its
-//! mailbox again (reporting any change meanwhile) and resumes IDLE. At
-//! most MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
+//! counts toward MAX_CONNECTIONS. Every 100 ms, and after every response
+//! the server sends, it looks at cancels, renewal and whether ops wait
+//! that no other worker will take (all busy, pool at the cap); if so it
+//! ends IDLE (DONE), runs them on its connection, selects its mailbox
+//! again (reporting any change meanwhile) and resumes IDLE. At most
+//! MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
+//! Changes are coalesced: at most one on_change notification per IDLE op
+//! is pending at a time, and it carries the latest count.
 
 pub mod args;
 mod parse;
@@ -39,7 +75,7 @@ use crate::status::{Error, Result, Status};
 use crate::work::Work;
 
 use args::{quote, Criteria, Part};
-use parse::{Cond, Response};
+use parse::{Cond, Response, Value};
 use session::Session;
 
 /// `parts` of a fetch (`HERALD_FETCH_*`).
@@ -164,6 +200,45 @@ impl Changes {
     }
 }
 
+/// Reads `input` as a server's bytes through herald's IMAP reader and
+/// parser (with limits of 64 KiB of text and 1 MiB of literals per
+/// response) until it ends or a response is refused; returns how many
+/// responses were read. The fuzz target's entry point. Never panics.
+#[doc(hidden)]
+pub fn fuzz_responses(input: &[u8]) -> usize {
+    let limits = wire::Limits {
+        text: 64 * 1024,
+        literals: 1024 * 1024,
+    };
+    let mut n = 0;
+    for r in wire::read_all(input, limits) {
+        // And what herald makes of each kind of response.
+        match r {
+            Ok(Response::Fetch { atts }) => {
+                let _ = parse::fetch_data(atts);
+            }
+            Ok(Response::Data { name, values }) => match name.as_str() {
+                "LIST" => {
+                    let _ = list_item(&values);
+                }
+                "ESEARCH" => {
+                    for v in values.iter().filter_map(Value::atom) {
+                        let _ = add_uid_set(v, &mut Vec::new(), 1024);
+                    }
+                }
+                _ => {}
+            },
+            Ok(Response::Tagged { status, .. } | Response::Status(status)) => {
+                let _ = parse::appenduids(&status, 1024);
+                let _ = status.error("fuzz");
+            }
+            _ => {}
+        }
+        n += 1;
+    }
+    n
+}
+
 /// IDLE is renewed after this (servers may drop it after 30 minutes: RFC 2177).
 static IDLE_RENEW_MS: AtomicU64 = AtomicU64::new(25 * 60 * 1000);
 
@@ -225,7 +300,7 @@ impl ImapDriver {
                     "connected to {}:{}{}",
                     self.opts.host(),
                     self.opts.port(),
-                    if s.conn().stream().is_tls() { " (TLS)" } else { "" }
+                    if s.is_tls() { " (TLS)" } else { "" }
                 )
             });
             self.session = Some(s);
@@ -242,7 +317,12 @@ impl ImapDriver {
             e.status,
             Status::Io | Status::Timeout | Status::Protocol | Status::Cancelled | Status::Panic
         );
-        if broken || self.session.as_ref().is_some_and(Session::is_aborted) {
+        if broken
+            || self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.is_aborted() || s.is_broken())
+        {
             self.session = None;
         }
     }
@@ -286,10 +366,10 @@ impl ImapDriver {
         match &job.op {
             ImapOp::List { pattern } => list(s, pattern),
             ImapOp::Create => {
-                s.imap()
-                    .create(utf7::encode(mb))
-                    .map_err(|e| s.crate_err(e, &format!("CREATE {mb}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("CREATE {}", quote(&utf7::encode(mb))),
+                    &format!("CREATE {mb}"),
+                )?;
                 Ok(Success::new(0, format!("created {mb}")))
             }
             ImapOp::Delete => {
@@ -298,9 +378,10 @@ impl ImapDriver {
                     s.selected = None;
                     let _ = s.command("EXAMINE \"INBOX\"", &mut |_| {})?;
                 }
-                let r = s.imap().delete(utf7::encode(mb));
-                r.map_err(|e| s.crate_err(e, &format!("DELETE {mb}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("DELETE {}", quote(&utf7::encode(mb))),
+                    &format!("DELETE {mb}"),
+                )?;
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
@@ -313,24 +394,24 @@ impl ImapDriver {
                     StoreMode::Remove => "-FLAGS.SILENT",
                     StoreMode::Replace => "FLAGS.SILENT",
                 };
-                let r = s.imap().uid_store(uids, format!("{verb} ({flags})"));
-                r.map_err(|e| s.crate_err(e, &format!("UID STORE {uids}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("UID STORE {uids} {verb} ({flags})"),
+                    &format!("UID STORE {uids}"),
+                )?;
                 Ok(Success::new(0, format!("flags stored on {uids}")))
             }
             ImapOp::Copy { uids, target } => {
                 s.select(mb, false)?;
-                let r = s.imap().uid_copy(uids, quote(&utf7::encode(target)));
-                r.map_err(|e| s.crate_err(e, &format!("UID COPY {uids} to {target}")))?;
-                s.drain_unsolicited();
+                s.simple(
+                    &format!("UID COPY {uids} {}", quote(&utf7::encode(target))),
+                    &format!("UID COPY {uids} to {target}"),
+                )?;
                 Ok(Success::new(0, format!("copied {uids} to {target}")))
             }
             ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
             ImapOp::Expunge => {
                 s.select(mb, true)?;
-                let r = s.imap().expunge();
-                r.map_err(|e| s.crate_err(e, &format!("EXPUNGE in {mb}")))?;
-                s.drain_unsolicited();
+                s.simple("EXPUNGE", &format!("EXPUNGE in {mb}"))?;
                 Ok(Success::new(0, format!("expunged {mb}")))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
@@ -350,6 +431,7 @@ impl ImapDriver {
         let mut known: Option<u32> = None;
         let mut started = false;
         let mut failures = 0u32;
+        let mut unfinished = None;
         while t.is_live() {
             // Connecting and selecting can block: a cancel shuts the socket down.
             t.set_cancel_mode(CancelMode::Abort);
@@ -388,7 +470,10 @@ impl ImapDriver {
             }
             let Some(s) = self.session.as_mut() else { continue };
             match idle_once(s, &t, w, &mailbox, &mut known) {
-                Ok(IdleEnd::Stop) => break,
+                Ok(IdleEnd::Stop(tag)) => {
+                    unfinished = Some(tag);
+                    break;
+                }
                 Ok(IdleEnd::Renew) => failures = 0,
                 Ok(IdleEnd::Lend) => {
                     failures = 0;
@@ -410,8 +495,27 @@ impl ImapDriver {
             }
         }
         t.complete(Err(Error::cancelled()));
+        // DONE is sent; its reply is read after the cancel is delivered, so
+        // a server that keeps talking delays neither, and the connection is
+        // kept when the server ends IDLE in time.
+        if let (Some(tag), Some(s)) = (unfinished, self.session.as_mut()) {
+            let wait = s.io_timeout().min(DONE_WAIT);
+            let deadline = Instant::now() + wait;
+            let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
+            match s.within(wait, |s| done_reply(s, None, &tag, &mut count, deadline)) {
+                Ok(_) => {
+                    if let Some(sel) = s.selected.as_mut() {
+                        sel.exists = count;
+                    }
+                }
+                Err(_) => self.session = None,
+            }
+        }
     }
 }
+
+/// The longest wait for the reply to DONE after a cancel.
+const DONE_WAIT: Duration = Duration::from_secs(2);
 
 /// The pause before reconnect attempt `n` (1-based): none, then 1 s, doubling to 30 s.
 fn backoff(n: u32) -> Duration {
@@ -422,7 +526,10 @@ fn backoff(n: u32) -> Duration {
     }
 }
 
-/// Sleeps `d`, waking each tick; false if the op was cancelled meanwhile.
+/// How often a pause before reconnecting looks for a cancel.
+const PAUSE_POLL: Duration = Duration::from_millis(20);
+
+/// Sleeps `d`, waking every [`PAUSE_POLL`]; false if the op was cancelled meanwhile.
 fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
     let until = Instant::now() + d;
     loop {
@@ -433,7 +540,7 @@ fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
         if now >= until {
             return true;
         }
-        std::thread::sleep(IDLE_TICK.min(until - now));
+        std::thread::sleep(PAUSE_POLL.min(until - now));
     }
 }
 
@@ -447,29 +554,83 @@ fn changed(t: &Ticket, mailbox: &str, exists: u32) {
     );
 }
 
+/// Reads one response while IDLE waits cooperatively for a cancel: one
+/// already buffered at once; else with the cancel mode at Abort for the
+/// read, so a server trickling a line cannot hold a cancel up (the
+/// connection is then lost, since a response was cut short).
+fn read_idle(s: &mut Session, t: &Ticket) -> Result<Response> {
+    if s.line_buffered() {
+        return s.read_response(&mut |_| {});
+    }
+    t.set_cancel_mode(CancelMode::Abort);
+    let r = if t.is_live() {
+        s.read_response(&mut |_| {})
+    } else {
+        Err(Error::cancelled())
+    };
+    t.set_cancel_mode(CancelMode::Cooperative);
+    r
+}
+
 enum IdleEnd {
-    /// Cancelled.
-    Stop,
+    /// Cancelled: DONE is sent, its reply (to this tag) not yet read.
+    Stop(String),
     /// Time to renew the IDLE command.
     Renew,
     /// Ops wait for this connection.
     Lend,
 }
 
-/// One IDLE command, from IDLE to DONE.
-fn idle_once(
+/// Reads up to the reply to `tag` (an IDLE ended by DONE) by `deadline`.
+/// With a ticket, a cancel meanwhile stops the wait: `Ok(false)`.
+fn done_reply(
     s: &mut Session,
-    t: &Ticket,
-    w: &WorkerCtx,
-    mailbox: &str,
-    known: &mut Option<u32>,
-) -> Result<IdleEnd> {
-    let mut count = known.unwrap_or(0);
-    let tag = s.conn().next_tag();
-    s.send(format!("{tag} IDLE\r\n").as_bytes())?;
+    t: Option<&Ticket>,
+    tag: &str,
+    count: &mut u32,
+    deadline: Instant,
+) -> Result<bool> {
     loop {
-        match s.read_response(&mut |_| {})? {
-            Response::Continue => break,
+        if t.is_some_and(|t| !t.is_live()) {
+            return Ok(false);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(Status::Timeout, "the server did not end IDLE"));
+        }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
+        let r = match t {
+            Some(t) => read_idle(s, t)?,
+            None => s.read_response(&mut |_| {})?,
+        };
+        match r {
+            Response::Tagged { tag: tg, .. } if tg == tag => return Ok(true),
+            Response::Tagged { tag: tg, .. } => {
+                return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
+            }
+            r => {
+                idle_event(&r, count)?;
+            }
+        }
+    }
+}
+
+/// Waits for the "+" that starts IDLE (to command `tag`).
+fn idle_started(s: &mut Session, t: &Ticket, tag: &str, count: &mut u32) -> Result<()> {
+    let deadline = Instant::now() + s.io_timeout();
+    loop {
+        if !t.is_live() {
+            return Err(Error::cancelled());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(Status::Timeout, "the server did not start IDLE"));
+        }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
+        match read_idle(s, t)? {
+            Response::Continue => return Ok(()),
             Response::Tagged { tag: tg, status } if tg == tag => {
                 return Err(Error::new(
                     Status::Unsupported,
@@ -480,31 +641,35 @@ fn idle_once(
                 return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
             }
             r => {
-                idle_event(&r, &mut count)?;
+                idle_event(&r, count)?;
             }
         }
     }
+}
+
+/// One IDLE command, from IDLE to DONE. Every pass of its loop, whether
+/// or not the server said something, looks at cancels, renewal and
+/// starved ops; changes are reported at most once per tick while the
+/// server keeps talking (and the engine coalesces what is not yet
+/// delivered).
+fn idle_once(
+    s: &mut Session,
+    t: &Ticket,
+    w: &WorkerCtx,
+    mailbox: &str,
+    known: &mut Option<u32>,
+) -> Result<IdleEnd> {
+    let mut count = known.unwrap_or(0);
+    let tag = s.conn().next_tag();
+    s.send(format!("{tag} IDLE\r\n").as_bytes())?;
+    let io = s.io_timeout();
+    s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
     let renew_at = Instant::now() + idle_renew();
     let mut dirty = count != known.unwrap_or(count);
+    let mut reported = Instant::now();
     let end = loop {
-        if s.wait_data(IDLE_TICK)? {
-            let r = s.read_response(&mut |_| {})?;
-            if let Response::Tagged { tag: tg, .. } = &r {
-                if *tg == tag {
-                    // The server ended IDLE itself: start it again.
-                    break None;
-                }
-            }
-            dirty |= idle_event(&r, &mut count)?;
-            if dirty && s.conn().buffered() == 0 {
-                changed(t, mailbox, count);
-                *known = Some(count);
-                dirty = false;
-            }
-            continue;
-        }
         if !t.is_live() {
-            break Some(IdleEnd::Stop);
+            break Some(IdleEnd::Stop(tag.clone()));
         }
         if Instant::now() >= renew_at {
             break Some(IdleEnd::Renew);
@@ -512,22 +677,40 @@ fn idle_once(
         if w.ops_starved(&not_idle) {
             break Some(IdleEnd::Lend);
         }
+        if !s.wait_data(IDLE_TICK)? {
+            continue;
+        }
+        let r = read_idle(s, t)?;
+        if let Response::Tagged { tag: tg, .. } = &r {
+            if *tg == tag {
+                // The server ended IDLE itself: start it again.
+                break None;
+            }
+            return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")));
+        }
+        dirty |= idle_event(&r, &mut count)?;
+        if dirty && (s.conn().buffered() == 0 || reported.elapsed() >= IDLE_TICK) {
+            changed(t, mailbox, count);
+            *known = Some(count);
+            dirty = false;
+            reported = Instant::now();
+        }
     };
     let end = match end {
         None => IdleEnd::Renew,
+        Some(IdleEnd::Stop(tag)) => {
+            s.send(b"DONE\r\n")?;
+            IdleEnd::Stop(tag)
+        }
         Some(end) => {
             s.send(b"DONE\r\n")?;
-            loop {
-                let r = s.read_response(&mut |_| {})?;
-                match r {
-                    Response::Tagged { tag: tg, .. } if tg == tag => break,
-                    Response::Tagged { tag: tg, .. } => {
-                        return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
-                    }
-                    r => dirty |= idle_event(&r, &mut count)?,
-                }
+            let io = s.io_timeout();
+            let deadline = Instant::now() + io;
+            if s.within(io, |s| done_reply(s, Some(t), &tag, &mut count, deadline))? {
+                end
+            } else {
+                IdleEnd::Stop(tag)
             }
-            end
         }
     };
     if dirty {
@@ -563,74 +746,149 @@ fn idle_event(r: &Response, count: &mut u32) -> Result<bool> {
     })
 }
 
-fn attribute_name(a: &imap_proto::types::NameAttribute<'_>) -> String {
-    use imap_proto::types::NameAttribute as A;
-    match a {
-        A::NoInferiors => "\\Noinferiors".into(),
-        A::NoSelect => "\\Noselect".into(),
-        A::Marked => "\\Marked".into(),
-        A::Unmarked => "\\Unmarked".into(),
-        A::All => "\\All".into(),
-        A::Archive => "\\Archive".into(),
-        A::Drafts => "\\Drafts".into(),
-        A::Flagged => "\\Flagged".into(),
-        A::Junk => "\\Junk".into(),
-        A::Sent => "\\Sent".into(),
-        A::Trash => "\\Trash".into(),
-        A::Extension(e) => e.to_string(),
-        other => format!("{other:?}"),
-    }
+/// A mailbox attribute as herald reports it: the RFC 3501 and RFC 6154
+/// ones in their canonical spelling, others as the server wrote them.
+fn attribute_name(a: &str) -> String {
+    const KNOWN: [&str; 14] = [
+        "\\Noinferiors",
+        "\\Noselect",
+        "\\Marked",
+        "\\Unmarked",
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+        "\\HasChildren",
+        "\\HasNoChildren",
+        "\\NonExistent",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(a))
+        .map_or_else(|| a.to_string(), |k| k.to_string())
+}
+
+/// `* LIST (attributes) delimiter name` as a result item.
+fn list_item(values: &[parse::Value]) -> Option<ResultItem> {
+    let [attrs, _delimiter, name, ..] = values else {
+        return None;
+    };
+    let flags: Vec<String> = attrs
+        .list()?
+        .iter()
+        .filter_map(|a| a.atom())
+        .map(attribute_name)
+        .collect();
+    Some(
+        ResultItem::new(0)
+            .with_str(field::NAME, &utf7::decode(&name.text()?))
+            .with_str(field::FLAGS, &flags.join(" ")),
+    )
 }
 
 fn list(s: &mut Session, pattern: &str) -> Outcome {
-    let r = s.imap().list(Some(""), Some(&quote(&utf7::encode(pattern))));
-    let names = r.map_err(|e| s.crate_err(e, &format!("LIST {pattern}")))?;
-    let items: Vec<ResultItem> = names
-        .iter()
-        .map(|n| {
-            let flags: Vec<String> = n.attributes().iter().map(attribute_name).collect();
-            ResultItem::new(0)
-                .with_str(field::NAME, &utf7::decode(n.name()))
-                .with_str(field::FLAGS, &flags.join(" "))
-        })
-        .collect();
-    drop(names);
-    s.drain_unsolicited();
+    let mut items = Vec::new();
+    let mut malformed = None;
+    let st = s.command(
+        &format!("LIST \"\" {}", quote(&utf7::encode(pattern))),
+        &mut |r| {
+            if let Response::Data { name, values } = r {
+                if name == "LIST" {
+                    match list_item(&values) {
+                        Some(item) => items.push(item),
+                        None => malformed = Some(format!("{values:?}")),
+                    }
+                }
+            }
+        },
+    )?;
+    if st.cond != Cond::Ok {
+        return Err(st.error(&format!("LIST {pattern}")));
+    }
+    if let Some(m) = malformed {
+        return Err(Error::protocol(format!("a malformed LIST response: {m:.200}")));
+    }
     Ok(Success::new(0, format!("{} mailboxes", items.len())).with_result(ResultData::new(items)))
 }
 
+/// Most UIDs one search result holds (a result item each).
+const MAX_SEARCH_UIDS: usize = 1 << 20;
+
+/// Adds the UIDs of an ESEARCH `ALL` set (`1:3,7,9:12`) to `out`, at most
+/// `max` in all: a set can name billions of UIDs in a few bytes.
+fn add_uid_set(set: &str, out: &mut Vec<u32>, max: usize) -> Result<()> {
+    for range in set.split(',') {
+        let mut ends = range.splitn(2, ':').map(str::parse::<u32>);
+        let (a, b) = match (ends.next(), ends.next()) {
+            (Some(Ok(a)), None) => (a, a),
+            (Some(Ok(a)), Some(Ok(b))) => (a.min(b), a.max(b)),
+            _ => {
+                return Err(Error::protocol(format!(
+                    "a malformed UID set in ESEARCH: {set:.100}"
+                )))
+            }
+        };
+        if (b - a) as usize >= max.saturating_sub(out.len()) {
+            return Err(Error::new(
+                Status::Limit,
+                format!("the search found more than {max} messages"),
+            ));
+        }
+        out.extend(a..=b);
+    }
+    Ok(())
+}
+
+/// UID SEARCH. With ESEARCH (RFC 4731) the UIDs come as a compact set
+/// (`RETURN (ALL)`), so a search of a large mailbox fits in a response
+/// line of MAX_LINE_BYTES; without it, as a list of numbers.
 fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
     s.select(mailbox, false)?;
-    let mut uids: Vec<u32> = match criteria.as_line() {
-        Some(line) => {
-            let r = s.imap().uid_search(line);
-            let found = r.map_err(|e| s.crate_err(e, "UID SEARCH"))?;
-            s.drain_unsolicited();
-            found.into_iter().collect()
-        }
-        None => {
-            // Non-ASCII text goes as literals, which the crate's search can't send.
-            let mut parts = vec![Part::Text("UID SEARCH ".into())];
-            parts.extend(criteria.parts.iter().cloned());
-            let mut found = Vec::new();
-            let st = s.command_parts(&parts, &mut |r| {
-                if let Response::Data { name, values } = r {
-                    if name == "SEARCH" {
-                        found.extend(
-                            values
-                                .iter()
-                                .filter_map(|v| v.number())
-                                .filter_map(|n| u32::try_from(n).ok()),
-                        );
+    let esearch = s.caps.has("ESEARCH");
+    let verb = if esearch {
+        "UID SEARCH RETURN (ALL) "
+    } else {
+        "UID SEARCH "
+    };
+    let mut parts = vec![Part::Text(verb.into())];
+    parts.extend(criteria.parts.iter().cloned());
+    let mut uids: Vec<u32> = Vec::new();
+    let mut bad = None;
+    let st = s.command_parts(&parts, &mut |r| {
+        let Response::Data { name, values } = r else {
+            return;
+        };
+        match name.as_str() {
+            "SEARCH" => uids.extend(
+                values
+                    .iter()
+                    .filter_map(|v| v.number())
+                    .filter_map(|n| u32::try_from(n).ok())
+                    .take(MAX_SEARCH_UIDS.saturating_sub(uids.len())),
+            ),
+            // `(TAG "h5") UID ALL 1:3,7`: the set follows ALL.
+            "ESEARCH" => {
+                let all = values
+                    .iter()
+                    .position(|v| v.atom().is_some_and(|a| a.eq_ignore_ascii_case("ALL")));
+                if let Some(set) = all.and_then(|i| values.get(i + 1)).and_then(Value::atom) {
+                    if let Err(e) = add_uid_set(set, &mut uids, MAX_SEARCH_UIDS) {
+                        bad.get_or_insert(e);
                     }
                 }
-            })?;
-            if st.cond != Cond::Ok {
-                return Err(st.error("UID SEARCH"));
             }
-            found
+            _ => {}
         }
-    };
+    })?;
+    if st.cond != Cond::Ok {
+        return Err(st.error("UID SEARCH"));
+    }
+    if let Some(e) = bad {
+        return Err(e);
+    }
     uids.sort_unstable();
     uids.dedup();
     let items: Vec<ResultItem> = uids.iter().map(|&u| ResultItem::new(u64::from(u))).collect();
@@ -642,23 +900,18 @@ fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Ou
     let dest = utf7::encode(target);
     let what = format!("moving {uids} to {target}");
     if s.caps.has("MOVE") {
-        let r = s.imap().uid_mv(uids, &dest);
-        r.map_err(|e| s.crate_err(e, &what))?;
+        s.simple(&format!("UID MOVE {uids} {}", quote(&dest)), &what)?;
     } else if s.caps.has("UIDPLUS") {
         // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
-        let r = s.imap().uid_copy(uids, quote(&dest));
-        r.map_err(|e| s.crate_err(e, &what))?;
-        let r = s.imap().uid_store(uids, "+FLAGS.SILENT (\\Deleted)");
-        r.map_err(|e| s.crate_err(e, &what))?;
-        let r = s.imap().uid_expunge(uids);
-        r.map_err(|e| s.crate_err(e, &what))?;
+        s.simple(&format!("UID COPY {uids} {}", quote(&dest)), &what)?;
+        s.simple(&format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)"), &what)?;
+        s.simple(&format!("UID EXPUNGE {uids}"), &what)?;
     } else {
         return Err(Error::new(
             Status::Unsupported,
             "moving needs MOVE or UIDPLUS (UID EXPUNGE); the server offers neither",
         ));
     }
-    s.drain_unsolicited();
     Ok(Success::new(0, format!("moved {uids} to {target}")))
 }
 
@@ -732,7 +985,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
                     t.progress(received, 0);
                 }
             }
-            r => Session::track(&mut s.selected, &r),
+            r => session::track(&mut s.selected, &r),
         }
     }
     let items: Vec<ResultItem> = got.into_values().collect();
@@ -747,16 +1000,35 @@ struct AppendState {
     inflight: VecDeque<(String, usize, usize)>,
     inflight_bytes: usize,
     refused: Option<Error>,
+    /// After a cancel, replies are awaited until then, no longer.
+    give_up: Option<Instant>,
 }
 
 impl AppendState {
+    /// After a cancel, the replies to what was sent are still read, for
+    /// exact UIDs; but a server that keeps talking without answering gets
+    /// IO_TIMEOUT_MS, not forever.
+    fn check_cancel(&mut self, s: &Session, t: &Ticket) -> Result<()> {
+        if !t.cancel_requested() {
+            return Ok(());
+        }
+        let give_up = *self
+            .give_up
+            .get_or_insert_with(|| Instant::now() + s.io_timeout());
+        if Instant::now() >= give_up {
+            return Err(Error::cancelled());
+        }
+        Ok(())
+    }
+
     fn messages_in_flight(&self) -> usize {
         self.inflight.iter().map(|(_, _, n)| n).sum()
     }
 
     /// Reads one response; records the reply to an APPEND in flight.
-    fn read_reply(&mut self, s: &mut Session, messages: &[Vec<u8>]) -> Result<()> {
-        match s.read_response(&mut |_| {})? {
+    fn read_reply(&mut self, s: &mut Session, t: &Ticket, messages: &[Vec<u8>]) -> Result<()> {
+        self.check_cancel(s, t)?;
+        match read_reply_within(s)? {
             Response::Tagged { tag, status } => {
                 let Some(pos) = self.inflight.iter().position(|(t, _, _)| *t == tag) else {
                     return Err(Error::protocol(format!("a reply with tag {tag} to no APPEND")));
@@ -781,7 +1053,7 @@ impl AppendState {
             }
             Response::Continue => Err(Error::protocol("an unexpected continuation during APPEND")),
             r => {
-                Session::track(&mut s.selected, &r);
+                session::track(&mut s.selected, &r);
                 Ok(())
             }
         }
@@ -802,6 +1074,7 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         inflight: VecDeque::new(),
         inflight_bytes: 0,
         refused: None,
+        give_up: None,
     };
     let sent = append_run(s, t, mailbox, messages, flags, &mut st);
     let items: Vec<ResultItem> = st.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
@@ -830,6 +1103,14 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         Success::new(0, format!("{k} of {n} messages appended to {mailbox}"))
             .with_result(ResultData::new(items)),
     )
+}
+
+/// Reads one response during an append, which must arrive whole within
+/// IO_TIMEOUT_MS: the op runs with a cooperative cancel (to report exact
+/// UIDs), so a server trickling a line must not hold it longer.
+fn read_reply_within(s: &mut Session) -> Result<Response> {
+    let io = s.io_timeout();
+    s.within(io, |s| s.read_response(&mut |_| {}))
 }
 
 /// Most messages, and bytes, in one MULTIAPPEND command.
@@ -861,7 +1142,7 @@ fn append_run(
                 || st.inflight.len() >= APPEND_WINDOW
                 || st.inflight_bytes + messages[i].len() > APPEND_WINDOW_BYTES)
         {
-            st.read_reply(s, messages)?;
+            st.read_reply(s, t, messages)?;
         }
         if st.refused.is_some() || t.cancel_requested() {
             break;
@@ -908,7 +1189,12 @@ fn append_run(
             s.send(format!("{tag} APPEND {target}{flag_part} {{{}}}\r\n", m.len()).as_bytes())?;
             let mut go = false;
             loop {
-                match s.read_response(&mut |_| {})? {
+                if t.cancel_requested() {
+                    // Nothing of this message was sent: the command is
+                    // abandoned, and the connection with it.
+                    return Err(Error::cancelled());
+                }
+                match read_reply_within(s)? {
                     Response::Continue => {
                         go = true;
                         break;
@@ -920,7 +1206,7 @@ fn append_run(
                     Response::Tagged { tag: tg, .. } => {
                         return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
                     }
-                    r => Session::track(&mut s.selected, &r),
+                    r => session::track(&mut s.selected, &r),
                 }
             }
             if !go {
@@ -935,7 +1221,7 @@ fn append_run(
         }
     }
     while !st.inflight.is_empty() {
-        st.read_reply(s, messages)?;
+        st.read_reply(s, t, messages)?;
     }
     Ok(())
 }
@@ -960,6 +1246,63 @@ impl Driver for ImapDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target's regression corpus, replayed: no input panics, and
+    /// the hostile ones end as they must.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/imap_response");
+        let limits = wire::Limits {
+            text: 64 * 1024,
+            literals: 1024 * 1024,
+        };
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(fuzz_responses(&input) > 0, "{name}");
+            let all = wire::read_all(&input, limits);
+            let last = all.last().unwrap().as_ref().map(|_| ()).map_err(|e| e.status);
+            let oks = all.iter().filter(|r| r.is_ok()).count();
+            let want = match name.as_str() {
+                "session" => Some((Err(Status::Io), 11)),
+                "exists_flood" => Some((Err(Status::Io), 2000)),
+                "deep_closed_64" => Some((Err(Status::Io), 2)),
+                "deep_fetch_400" | "deep_flags_12000" | "deep_65" => Some((Err(Status::Protocol), 0)),
+                "huge_literal" | "literal_over_limit" => Some((Err(Status::Limit), 0)),
+                "negative_literal" | "endless_line" | "long_line_then_ok" => Some((Err(Status::Protocol), 0)),
+                _ => None,
+            };
+            if let Some((want_last, want_oks)) = want {
+                assert_eq!((last, oks), (want_last, want_oks), "{name}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 15, "the corpus is in {dir}");
+    }
+
+    #[test]
+    fn esearch_sets_expand_within_a_bound() {
+        let mut v = Vec::new();
+        add_uid_set("1:3,7,12:9", &mut v, 100).unwrap();
+        assert_eq!(v, [1, 2, 3, 7, 9, 10, 11, 12]);
+        let mut v = Vec::new();
+        let e = add_uid_set("1:4294967295", &mut v, MAX_SEARCH_UIDS).unwrap_err();
+        assert_eq!(e.status, Status::Limit);
+        assert!(v.is_empty());
+        let mut v = Vec::new();
+        add_uid_set("1:5", &mut v, 4).unwrap_err();
+        add_uid_set("1:4", &mut v, 4).unwrap();
+        add_uid_set("5", &mut v, 4).unwrap_err();
+        for bad in ["", "x", "1:", ":2", "1:2:3", "-1", "4294967296"] {
+            assert_eq!(
+                add_uid_set(bad, &mut Vec::new(), 10).unwrap_err().status,
+                Status::Protocol,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn reconnect_pauses_grow_and_stop_growing() {

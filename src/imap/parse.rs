@@ -5,6 +5,11 @@
 
 use crate::status::{Error, Result, Status};
 
+/// The deepest nesting of lists herald parses. Real responses nest a few
+/// levels (BODYSTRUCTURE of a deep multipart a dozen or so); deeper is
+/// PROTOCOL, and the connection is dropped.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// A line or a literal of a response, in the order they came.
 #[derive(Debug)]
 pub enum Piece {
@@ -293,27 +298,42 @@ impl Tokens<'_> {
     }
 
     /// The next value; `None` at the end of the response or before a ')'.
+    /// Iterative: lists are built on a stack of at most [`MAX_DEPTH`]
+    /// levels, so no input can exhaust the thread's stack.
     fn value(&mut self) -> Result<Option<Value>> {
-        self.skip_spaces();
-        let Some(c) = self.peek() else { return Ok(None) };
-        match c {
-            b')' => Ok(None),
-            b'(' => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                loop {
-                    match self.value()? {
-                        Some(v) => items.push(v),
-                        None => {
-                            if self.peek() == Some(b')') {
-                                self.pos += 1;
-                                return Ok(Some(Value::List(items)));
-                            }
-                            return Err(Error::protocol("a list in the response is not closed"));
-                        }
-                    }
+        let mut open: Vec<Vec<Value>> = Vec::new();
+        loop {
+            self.skip_spaces();
+            let v = match self.peek() {
+                None if open.is_empty() => return Ok(None),
+                None => return Err(Error::protocol("a list in the response is not closed")),
+                Some(b')') => {
+                    let Some(items) = open.pop() else { return Ok(None) };
+                    self.pos += 1;
+                    Value::List(items)
                 }
+                Some(b'(') => {
+                    if open.len() >= MAX_DEPTH {
+                        return Err(Error::protocol(format!(
+                            "the response nests lists deeper than {MAX_DEPTH} levels"
+                        )));
+                    }
+                    self.pos += 1;
+                    open.push(Vec::new());
+                    continue;
+                }
+                Some(c) => self.scalar(c)?,
+            };
+            match open.last_mut() {
+                Some(list) => list.push(v),
+                None => return Ok(Some(v)),
             }
+        }
+    }
+
+    /// A quoted string, a literal, NIL or an atom starting with `c`.
+    fn scalar(&mut self, c: u8) -> Result<Value> {
+        match c {
             b'"' => {
                 self.pos += 1;
                 let mut s = Vec::new();
@@ -322,7 +342,7 @@ impl Tokens<'_> {
                         None => return Err(Error::protocol("a quoted string in the response is not closed")),
                         Some(b'"') => {
                             self.pos += 1;
-                            return Ok(Some(Value::Str(s)));
+                            return Ok(Value::Str(s));
                         }
                         Some(b'\\') => {
                             self.pos += 1;
@@ -349,7 +369,7 @@ impl Tokens<'_> {
                 };
                 self.idx += 2;
                 self.pos = 0;
-                Ok(Some(Value::Str(data)))
+                Ok(Value::Str(data))
             }
             _ => {
                 let line = self.line();
@@ -368,9 +388,9 @@ impl Tokens<'_> {
                 let atom = String::from_utf8_lossy(&line[start..i]).into_owned();
                 self.pos = i;
                 if atom.eq_ignore_ascii_case("NIL") {
-                    Ok(Some(Value::Nil))
+                    Ok(Value::Nil)
                 } else {
-                    Ok(Some(Value::Atom(atom)))
+                    Ok(Value::Atom(atom))
                 }
             }
         }
@@ -708,6 +728,56 @@ mod tests {
                 _ => Ok(()),
             });
             assert!(r.is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_without_recursion() {
+        for depth in [MAX_DEPTH + 1, 400, 12_000, 1_000_000] {
+            for head in ["* FLAGS ", "* 1 FETCH (BODYSTRUCTURE ", "* LIST "] {
+                let mut line = head.as_bytes().to_vec();
+                line.extend(std::iter::repeat_n(b'(', depth));
+                let e = parse_response(lines(&[&line])).unwrap_err();
+                assert_eq!(e.status, Status::Protocol, "{head} {depth}");
+                assert!(e.detail.contains("deeper than"), "{}", e.detail);
+            }
+        }
+        // As deep as allowed, and closed: parsed.
+        let mut line = b"* FLAGS ".to_vec();
+        line.extend(std::iter::repeat_n(b'(', MAX_DEPTH));
+        line.extend_from_slice(b"x");
+        line.extend(std::iter::repeat_n(b')', MAX_DEPTH));
+        let Response::Data { values, .. } = parse_response(lines(&[&line])).unwrap() else {
+            panic!()
+        };
+        let mut v = &values[0];
+        for _ in 0..MAX_DEPTH {
+            v = &v.list().unwrap()[0];
+        }
+        assert_eq!(v.atom(), Some("x"));
+        // Unbalanced the other way: a stray ')' ends the values.
+        assert!(parse_response(lines(&[b"* FLAGS ))))"])).is_ok());
+        assert!(parse_response(lines(&[b"* FLAGS (a (b) c"])).is_err());
+    }
+
+    #[test]
+    fn garbage_nul_and_invalid_utf8_are_errors_or_data_never_panics() {
+        for bad in [
+            &b"\0\0\0"[..],
+            b"* \xff\xfe FETCH (",
+            b"* 1 FETCH (UID \xff BODY[] \"\xc3\")",
+            b"*",
+            b"* ",
+            b"+",
+            b"h1",
+            b"h1 ",
+            b"* OK [",
+            b"* OK [((((]",
+            b"* 4294967296 EXISTS",
+            b"* 1 FETCH (BODY[] {3}",
+            b"* 1 FETCH (BODY[] {-3}",
+        ] {
+            let _ = parse_response(lines(&[bad]));
         }
     }
 

@@ -1,23 +1,24 @@
 //! An IMAP session on a socket herald opened: greeting, STARTTLS or
-//! implicit TLS, CAPABILITY and SELECT/EXAMINE by hand; login and the
-//! simple commands through the `imap` crate, which drives the same
-//! connection through [`Wire`].
+//! implicit TLS, CAPABILITY, login (AUTHENTICATE PLAIN or XOAUTH2, with
+//! SASL-IR when offered, else LOGIN), SELECT/EXAMINE and every command,
+//! all read through one bounded reader ([`Conn::read_response`]).
 
-use std::cell::Cell;
 use std::collections::HashSet;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use super::args::{quote, Part};
-use super::parse::{self, Cond, Piece, Response, StatusLine};
+use super::parse::{Cond, Response, StatusLine};
 use super::utf7;
-use super::wire::{literal_len, Conn, Wire};
+use super::wire::{io_error, Conn, Limits, ReadTimeout};
 use crate::log::Tracer;
 use crate::net::{self, ConnCtl, Stream};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
+
+/// Most SASL challenges one AUTHENTICATE answers before herald gives up.
+const MAX_CHALLENGES: usize = 4;
 
 /// What the server offers (CAPABILITY), upper case.
 #[derive(Clone, Debug, Default)]
@@ -58,8 +59,7 @@ pub struct Selected {
 
 /// An authenticated connection.
 pub struct Session {
-    conn: Arc<Mutex<Conn>>,
-    imap: ::imap::Session<Wire>,
+    conn: Conn,
     pub caps: Caps,
     pub selected: Option<Selected>,
     ctl: Arc<ConnCtl>,
@@ -73,61 +73,98 @@ impl Drop for Session {
     }
 }
 
-fn io_error(e: std::io::Error, what: &str) -> Error {
-    if e.kind() == std::io::ErrorKind::InvalidData {
-        return Error::protocol(format!("{what}: {e}"));
-    }
-    Error::from_io(&e, what)
-}
-
-/// Reads one whole response: its first line, and while a line ends with a
-/// literal marker, the literal and the next line.
-fn read_response_on(c: &mut Conn, progress: &mut dyn FnMut(usize)) -> Result<Response> {
-    let what = "reading from the IMAP server";
-    let mut pieces = Vec::new();
-    loop {
-        let line = c.read_line().map_err(|e| io_error(e, what))?;
-        let untagged = match pieces.first() {
-            Some(Piece::Line(l)) => l.starts_with(b"* "),
-            _ => line.starts_with(b"* "),
-        };
-        let lit = if untagged { literal_len(&line) } else { None };
-        pieces.push(Piece::Line(line));
-        match lit {
-            Some(n) => pieces.push(Piece::Literal(
-                c.read_literal(n, progress).map_err(|e| io_error(e, what))?,
-            )),
-            None => break,
+/// Applies what untagged responses say about the selected mailbox.
+pub fn track(selected: &mut Option<Selected>, r: &Response) {
+    if let Some(s) = selected.as_mut() {
+        match r {
+            Response::Exists(n) => s.exists = *n,
+            Response::Expunge => s.exists = s.exists.saturating_sub(1),
+            _ => {}
         }
     }
-    parse::parse_response(pieces)
 }
 
-/// Sends a command by hand and reads up to its tagged reply. Untagged
-/// responses go to `each`.
-fn command_on(c: &mut Conn, text: &str, each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
-    let tag = c.next_tag();
-    c.send(format!("{tag} {text}\r\n").as_bytes())
-        .map_err(|e| io_error(e, "sending to the IMAP server"))?;
+/// Reads up to the tagged reply to `tag`; untagged responses go to
+/// `each`, a continuation ends the wait (`Ok(None)`) when `until_continue`.
+fn reply_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    tag: &str,
+    until_continue: bool,
+    each: &mut dyn FnMut(Response) -> Result<()>,
+) -> Result<Option<StatusLine>> {
     loop {
-        match read_response_on(c, &mut |_| {})? {
-            Response::Tagged { tag: t, status } if t == tag => return Ok(status),
+        match c.read_response(&mut |_| {})? {
+            Response::Tagged { tag: t, status } if t == tag => return Ok(Some(status)),
             Response::Tagged { tag: t, .. } => {
                 return Err(Error::protocol(format!("a reply with tag {t} to command {tag}")))
             }
-            r => each(r),
+            Response::Continue if until_continue => return Ok(None),
+            Response::Continue => {
+                return Err(Error::protocol(format!(
+                    "an unexpected continuation during command {tag}"
+                )))
+            }
+            r => each(r)?,
         }
     }
 }
 
-fn capabilities_on(c: &mut Conn) -> Result<Caps> {
+/// Sends a command made of text and literals, waiting for the server's
+/// "+" before each literal unless `nonsync` lets it go at once; reads up
+/// to its tagged status (OK, NO or BAD). Untagged responses go to `each`.
+fn command_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    parts: &[Part],
+    nonsync: &dyn Fn(usize) -> bool,
+    each: &mut dyn FnMut(Response) -> Result<()>,
+) -> Result<StatusLine> {
+    let send_err = |e| io_error(e, "sending to the IMAP server");
+    let tag = c.next_tag();
+    let mut out = format!("{tag} ").into_bytes();
+    for p in parts {
+        match p {
+            Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Part::Literal(data) if nonsync(data.len()) => {
+                out.extend_from_slice(format!("{{{}+}}\r\n", data.len()).as_bytes());
+                c.trace_out(&out);
+                c.send_quiet(&out).map_err(send_err)?;
+                c.send_quiet(data).map_err(send_err)?;
+                out.clear();
+            }
+            Part::Literal(data) => {
+                out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+                c.send(&out).map_err(send_err)?;
+                out.clear();
+                if let Some(status) = reply_on(c, &tag, true, each)? {
+                    return Ok(status);
+                }
+                c.send_quiet(data).map_err(send_err)?;
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    c.send(&out).map_err(send_err)?;
+    reply_on(c, &tag, false, each)?.ok_or_else(|| Error::protocol("no reply"))
+}
+
+/// A command of plain text.
+fn text_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    text: &str,
+    each: &mut dyn FnMut(Response) -> Result<()>,
+) -> Result<StatusLine> {
+    command_on(c, &[Part::Text(text.to_string())], &|_| false, each)
+}
+
+fn capabilities_on<S: Read + Write + ReadTimeout>(c: &mut Conn<S>) -> Result<Caps> {
     let mut caps = None;
-    let st = command_on(c, "CAPABILITY", &mut |r| {
+    let st = text_on(c, "CAPABILITY", &mut |r| {
         if let Response::Data { name, values } = r {
             if name == "CAPABILITY" {
                 caps = Some(Caps::from_words(values.iter().filter_map(|v| v.atom())));
             }
         }
+        Ok(())
     })?;
     if st.cond != Cond::Ok {
         return Err(st.error("CAPABILITY"));
@@ -145,82 +182,172 @@ fn caps_of(st: &StatusLine) -> Option<Caps> {
     Some(Caps::from_words(w))
 }
 
-/// A leading `[CODE` in a text the crate left unparsed.
-fn leading_code(text: &str) -> Option<String> {
-    let rest = text.trim_start().strip_prefix('[')?;
-    let end = rest.find([']', ' '])?;
-    Some(rest[..end].to_ascii_uppercase())
+/// The error for a refused login: AUTH, unless the response code says
+/// more (UNAVAILABLE is TRANSIENT: RFC 5530).
+fn login_error(st: &StatusLine, what: &str) -> Error {
+    let mut e = st.error(what);
+    if st.cond == Cond::No && e.status == Status::Rejected {
+        e.status = Status::Auth;
+    }
+    e
 }
 
-/// Maps an error of the `imap` crate. `no_status`: what a NO means here
-/// (AUTH while logging in); response codes (RFC 5530) refine it.
-pub fn crate_error(e: ::imap::Error, what: &str, no_status: Status) -> Error {
-    use ::imap::Error as E;
-    match e {
-        E::Io(io) => io_error(io, what),
-        E::No(no) => {
-            let code = no
-                .code
-                .as_ref()
-                .map(|c| format!("{c:?}").to_ascii_uppercase())
-                .or_else(|| leading_code(&no.information));
-            let status = match parse::no_status(code.as_deref(), &no.information) {
-                Status::Rejected => no_status,
-                s => s,
-            };
-            Error::new(status, format!("{what}: {}", no.information))
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// AUTHENTICATE `mech`, with `initial` as the initial response (SASL-IR,
+/// RFC 4959) when given; each challenge is answered with `respond()`.
+fn authenticate_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    mech: &str,
+    initial: Option<&[u8]>,
+    respond: &mut dyn FnMut() -> Vec<u8>,
+) -> Result<StatusLine> {
+    let send_err = |e| io_error(e, "sending to the IMAP server");
+    let tag = c.next_tag();
+    let line = match initial {
+        Some(ir) => format!("{tag} AUTHENTICATE {mech} {}\r\n", b64(ir)),
+        None => format!("{tag} AUTHENTICATE {mech}\r\n"),
+    };
+    c.send(line.as_bytes()).map_err(send_err)?;
+    for _ in 0..=MAX_CHALLENGES {
+        match reply_on(c, &tag, true, &mut |_| Ok(()))? {
+            Some(status) => return Ok(status),
+            None => c
+                .send(format!("{}\r\n", b64(&respond())).as_bytes())
+                .map_err(send_err)?,
         }
-        E::Bad(bad) => Error::new(Status::Rejected, format!("{what}: {}", bad.information)),
-        E::Bye(bye) => Error::new(
-            Status::Io,
-            format!("{what}: the server closed the connection: {}", bye.information),
-        ),
-        E::ConnectionLost => Error::new(Status::Io, format!("{what}: connection closed by the server")),
-        E::Validate(v) => Error::invalid(format!("{what}: {v}")),
-        other => Error::protocol(format!("{what}: {other}")),
     }
+    Err(Error::protocol(format!(
+        "the server sent more than {MAX_CHALLENGES} challenges to AUTHENTICATE {mech}"
+    )))
 }
 
-struct Plain<'a> {
-    user: &'a str,
-    pass: &'a str,
-}
-
-/// A SASL response as an initial response (RFC 4959): base64.
-trait InitialResponse: ::imap::Authenticator<Response = String> {
-    fn initial(&self) -> String {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(self.process(b""))
-    }
-}
-
-impl InitialResponse for Plain<'_> {}
-impl InitialResponse for XOAuth2<'_> {}
-
-impl ::imap::Authenticator for Plain<'_> {
-    type Response = String;
-    fn process(&self, _challenge: &[u8]) -> String {
-        format!("\0{}\0{}", self.user, self.pass)
-    }
-}
-
-/// XOAUTH2: the token once; to the error challenge that follows a refusal,
-/// an empty response, as the mechanism asks.
-struct XOAuth2<'a> {
-    user: &'a str,
-    token: &'a str,
-    sent: Cell<bool>,
-}
-
-impl ::imap::Authenticator for XOAuth2<'_> {
-    type Response = String;
-    fn process(&self, _challenge: &[u8]) -> String {
-        if self.sent.replace(true) {
-            String::new()
+/// LOGIN with quoted strings, or literals for 8-bit text.
+fn login_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    caps: &Caps,
+    user: &str,
+    pass: &str,
+) -> Result<StatusLine> {
+    let arg = |s: &str| {
+        if s.is_ascii() {
+            Part::Text(quote(s))
         } else {
-            format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+            Part::Literal(s.as_bytes().to_vec())
+        }
+    };
+    let parts = [
+        Part::Text("LOGIN ".into()),
+        arg(user),
+        Part::Text(" ".into()),
+        arg(pass),
+    ];
+    command_on(c, &parts, &|n| caps.nonsync(n), &mut |_| Ok(()))
+}
+
+/// Logs in as the options say. The credentials never reach the trace.
+fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Caps) -> Result<StatusLine> {
+    let Some(user) = o.username.as_deref() else {
+        return Err(Error::invalid(
+            "an IMAP client needs USERNAME, and PASSWORD or OAUTH2_TOKEN",
+        ));
+    };
+    // With SASL-IR the credentials go with AUTHENTICATE: one round trip less.
+    let sasl_ir = caps.has("SASL-IR");
+    if let Some(token) = o.oauth2_token.as_deref() {
+        if !caps.has("AUTH=XOAUTH2") {
+            return Err(Error::new(
+                Status::Unsupported,
+                "the server does not offer AUTH=XOAUTH2",
+            ));
+        }
+        let creds = format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes();
+        // The token once; to the error challenge that follows a refusal,
+        // an empty response, as the mechanism asks.
+        let mut sent = sasl_ir;
+        let st = authenticate_on(c, "XOAUTH2", sasl_ir.then_some(&creds[..]), &mut || {
+            if std::mem::replace(&mut sent, true) {
+                Vec::new()
+            } else {
+                creds.clone()
+            }
+        })?;
+        return Ok(st);
+    }
+    let Some(pass) = o.password.as_deref() else {
+        return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
+    };
+    if caps.has("AUTH=PLAIN") {
+        let plain = format!("\0{user}\0{pass}").into_bytes();
+        authenticate_on(c, "PLAIN", sasl_ir.then_some(&plain[..]), &mut || plain.clone())
+    } else if !caps.has("LOGINDISABLED") {
+        login_on(c, caps, user, pass)
+    } else {
+        Err(Error::new(
+            Status::Unsupported,
+            "the server offers neither AUTHENTICATE PLAIN nor LOGIN",
+        ))
+    }
+}
+
+/// Reads the greeting; the capabilities it carries, or asks for them.
+fn greeting_on(c: &mut Conn) -> Result<Caps> {
+    let greeting = match c.read_response(&mut |_| {})? {
+        Response::Status(st) => st,
+        _ => return Err(Error::protocol("the server's greeting is not a status line")),
+    };
+    match greeting.cond {
+        Cond::Ok => {}
+        Cond::PreAuth => {
+            return Err(Error::new(
+                Status::Unsupported,
+                "the server greets with PREAUTH; herald always logs in",
+            ))
+        }
+        _ => {
+            return Err(Error::new(
+                Status::Connect,
+                format!("the server refused the connection: {}", greeting.detail()),
+            ))
         }
     }
+    match caps_of(&greeting) {
+        Some(caps) => Ok(caps),
+        None => capabilities_on(c),
+    }
+}
+
+/// Upgrades with STARTTLS; the new connection and its capabilities.
+fn starttls(
+    mut c: Conn,
+    o: &Options,
+    tls: &mut Option<native_tls::TlsConnector>,
+    ctl: &Arc<ConnCtl>,
+    limits: Limits,
+) -> Result<(Conn, Caps)> {
+    let st = text_on(&mut c, "STARTTLS", &mut |_| Ok(()))?;
+    if st.cond != Cond::Ok {
+        return Err(Error::new(
+            Status::Tls,
+            format!("STARTTLS refused: {}", st.detail()),
+        ));
+    }
+    let (stream, trace, buffered) = c.into_parts();
+    if buffered > 0 {
+        // Bytes that came before the handshake would be trusted as if
+        // they came over TLS: a known injection attack.
+        return Err(Error::protocol("the server sent data after its STARTTLS reply"));
+    }
+    let Stream::Plain(tcp) = stream else {
+        return Err(Error::protocol("STARTTLS on a TLS connection"));
+    };
+    let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
+    let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
+    let caps = capabilities_on(&mut c)?;
+    Ok((c, caps))
 }
 
 impl Session {
@@ -232,161 +359,81 @@ impl Session {
         trace: Tracer,
         changes: Arc<super::Changes>,
     ) -> Result<Session> {
-        let host = o.host();
-        let stream = net::open_stream(o, tls, ctl, &trace)?;
-        let mut c = Conn::new(stream, trace);
-        let greeting = match read_response_on(&mut c, &mut |_| {})? {
-            Response::Status(st) => st,
-            _ => return Err(Error::protocol("the server's greeting is not a status line")),
+        let limits = Limits {
+            text: o.max_line_bytes,
+            literals: o.max_message_bytes,
         };
-        match greeting.cond {
-            Cond::Ok => {}
-            Cond::PreAuth => {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    "the server greets with PREAUTH; herald always logs in",
-                ))
-            }
-            _ => {
-                return Err(Error::new(
-                    Status::Connect,
-                    format!("the server refused the connection: {}", greeting.detail()),
-                ))
-            }
+        let stream = net::open_stream(o, tls, ctl, &trace)?;
+        let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
+        let mut caps = greeting_on(&mut c)?;
+        let mut is_tls = c.stream().is_tls();
+        if net::wants_starttls(o, is_tls, caps.has("STARTTLS"), "STARTTLS")? {
+            (c, caps) = starttls(c, o, tls, ctl, limits)?;
+            is_tls = true;
         }
-        let mut caps = match caps_of(&greeting) {
+        if o.username.is_some() {
+            net::check_credentials_channel(o, is_tls, "STARTTLS")?;
+        }
+        c.hide_client = true;
+        let logged_in = log_in(&mut c, o, &caps);
+        c.hide_client = false;
+        let st = logged_in?;
+        if st.cond != Cond::Ok {
+            return Err(login_error(&st, "login"));
+        }
+        // The login reply may carry the capabilities, which may differ from
+        // the greeting's; else ask again.
+        let caps = match caps_of(&st) {
             Some(c) => c,
             None => capabilities_on(&mut c)?,
         };
-        let mut is_tls = c.stream().is_tls();
-        if net::wants_starttls(o, is_tls, caps.has("STARTTLS"), "STARTTLS")? {
-            let st = command_on(&mut c, "STARTTLS", &mut |_| {})?;
-            if st.cond != Cond::Ok {
-                return Err(Error::new(
-                    Status::Tls,
-                    format!("STARTTLS refused: {}", st.detail()),
-                ));
-            }
-            let (stream, trace, buffered) = c.into_parts();
-            if buffered > 0 {
-                // Bytes that came before the handshake would be trusted as if
-                // they came over TLS: a known injection attack.
-                return Err(Error::protocol("the server sent data after its STARTTLS reply"));
-            }
-            let Stream::Plain(tcp) = stream else {
-                return Err(Error::protocol("STARTTLS on a TLS connection"));
-            };
-            c = Conn::new(net::tls_handshake(net::connector(o, tls)?, host, tcp)?, trace);
-            is_tls = true;
-            caps = capabilities_on(&mut c)?;
-        }
-        let Some(user) = o.username.as_deref() else {
-            return Err(Error::invalid(
-                "an IMAP client needs USERNAME, and PASSWORD or OAUTH2_TOKEN",
-            ));
-        };
-        net::check_credentials_channel(o, is_tls, "STARTTLS")?;
-
-        // With SASL-IR (RFC 4959) the credentials go with AUTHENTICATE: one
-        // round trip less, and the crate never parses a challenge.
-        let sasl_ir = caps.has("SASL-IR");
-        let conn = Arc::new(Mutex::new(c));
-        let client = ::imap::Client::new(Wire(conn.clone()));
-        conn.lock().hide_client = true;
-        let logged_in = if let Some(token) = o.oauth2_token.as_deref() {
-            if !caps.has("AUTH=XOAUTH2") {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    "the server does not offer AUTH=XOAUTH2",
-                ));
-            }
-            let ir = XOAuth2 {
-                user,
-                token,
-                sent: Cell::new(false),
-            }
-            .initial();
-            let auth = XOAuth2 {
-                user,
-                token,
-                sent: Cell::new(sasl_ir),
-            };
-            client.authenticate(
-                if sasl_ir {
-                    format!("XOAUTH2 {ir}")
-                } else {
-                    "XOAUTH2".into()
-                },
-                &auth,
-            )
-        } else {
-            let Some(pass) = o.password.as_deref() else {
-                return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
-            };
-            if caps.has("AUTH=PLAIN") {
-                let plain = Plain { user, pass };
-                if sasl_ir {
-                    client.authenticate(format!("PLAIN {}", plain.initial()), &plain)
-                } else {
-                    client.authenticate("PLAIN", &plain)
-                }
-            } else if !caps.has("LOGINDISABLED") {
-                client.login(user, pass)
-            } else {
-                return Err(Error::new(
-                    Status::Unsupported,
-                    "the server offers neither AUTHENTICATE PLAIN nor LOGIN",
-                ));
-            }
-        };
-        conn.lock().hide_client = false;
-        let imap = logged_in.map_err(|(e, _)| crate_error(e, "login", Status::Auth))?;
-        let mut s = Session {
-            conn,
-            imap,
+        Ok(Session {
+            conn: c,
             caps,
             selected: None,
             ctl: ctl.clone(),
             io_timeout: o.io_timeout,
             changes,
-        };
-        // The login reply's [CAPABILITY] code, which the crate drops, may differ
-        // from the greeting's: ask again.
-        s.caps = capabilities_on(&mut s.conn.lock())?;
-        s.drain_unsolicited();
-        Ok(s)
+        })
     }
 
-    pub fn crate_err(&self, e: ::imap::Error, what: &str) -> Error {
-        if self.ctl.is_aborted() {
-            return Error::cancelled();
-        }
-        crate_error(e, what, Status::Rejected)
+    /// IO_TIMEOUT_MS: the longest wait for one reply.
+    pub fn io_timeout(&self) -> Duration {
+        self.io_timeout
     }
 
-    pub fn imap(&mut self) -> &mut ::imap::Session<Wire> {
-        &mut self.imap
+    pub fn is_tls(&self) -> bool {
+        self.conn.stream().is_tls()
     }
 
     pub fn is_aborted(&self) -> bool {
         self.ctl.is_aborted()
     }
 
-    pub fn conn(&self) -> parking_lot::MutexGuard<'_, Conn> {
-        self.conn.lock()
+    /// Did a read fail part way (the stream is out of step)?
+    pub fn is_broken(&self) -> bool {
+        self.conn.is_broken()
+    }
+
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// A failure while the connection was shut down by a cancel is the cancel.
+    fn checked<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(_) if self.ctl.is_aborted() => Err(Error::cancelled()),
+            r => r,
+        }
     }
 
     /// Is this idle connection unusable? (The server closed it or said
     /// something while no command ran: BYE before an autologout.)
     pub fn is_stale(&self) -> bool {
-        if self.ctl.is_aborted() {
+        if self.ctl.is_aborted() || self.conn.is_broken() || self.conn.buffered() > 0 {
             return true;
         }
-        let c = self.conn.lock();
-        if c.buffered() > 0 {
-            return true;
-        }
-        let tcp = c.stream().tcp();
+        let tcp = self.conn.stream().tcp();
         if tcp.set_nonblocking(true).is_err() {
             return true;
         }
@@ -396,36 +443,13 @@ impl Session {
         !restored || !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    /// Applies what untagged responses say about the selected mailbox.
-    pub fn track(selected: &mut Option<Selected>, r: &Response) {
-        if let Some(s) = selected.as_mut() {
-            match r {
-                Response::Exists(n) => s.exists = *n,
-                Response::Expunge => s.exists = s.exists.saturating_sub(1),
-                _ => {}
-            }
-        }
-    }
-
-    /// Takes what the crate kept of untagged responses (it would keep them forever).
-    pub fn drain_unsolicited(&mut self) {
-        for u in self.imap.take_all_unsolicited() {
-            if let Some(s) = self.selected.as_mut() {
-                match u {
-                    ::imap::types::UnsolicitedResponse::Exists(n) => s.exists = n,
-                    ::imap::types::UnsolicitedResponse::Expunge(_) => s.exists = s.exists.saturating_sub(1),
-                    _ => {}
-                }
-            }
-        }
-    }
-
     /// Writes whole command lines.
-    pub fn send(&self, data: &[u8]) -> Result<()> {
-        self.conn
-            .lock()
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        let r = self
+            .conn
             .send(data)
-            .map_err(|e| io_error(e, "sending to the IMAP server"))
+            .map_err(|e| io_error(e, "sending to the IMAP server"));
+        self.checked(r)
     }
 
     /// Writes `head` (a command line ending in a literal marker, or
@@ -435,7 +459,7 @@ impl Session {
     /// `end`: the CRLF that ends the command follows the literal (else
     /// more of the command follows: MULTIAPPEND's next message).
     pub fn send_with_literal(
-        &self,
+        &mut self,
         head: &[u8],
         data: &[u8],
         end: bool,
@@ -444,45 +468,48 @@ impl Session {
         let tail: &[u8] = if end { b"\r\n" } else { b"" };
         const ONE_WRITE: usize = 256 * 1024;
         let err = |e| io_error(e, "sending to the IMAP server");
-        let mut c = self.conn.lock();
+        let c = &mut self.conn;
         c.trace_out(head);
         if c.trace.enabled(crate::log::TRACE) {
             c.trace.log(crate::log::TRACE, || {
                 format!("C: <literal, {} bytes>", data.len())
             });
         }
-        if data.len() <= ONE_WRITE {
-            let mut buf = Vec::with_capacity(head.len() + data.len() + 2);
-            buf.extend_from_slice(head);
-            buf.extend_from_slice(data);
-            buf.extend_from_slice(tail);
-            c.send_quiet(&buf).map_err(err)?;
-        } else {
-            c.send_quiet(head).map_err(err)?;
-            let mut done = 0;
-            for chunk in data.chunks(ONE_WRITE) {
-                c.send_quiet(chunk).map_err(err)?;
-                done += chunk.len();
-                progress(done);
+        let r = (|| {
+            if data.len() <= ONE_WRITE {
+                let mut buf = Vec::with_capacity(head.len() + data.len() + 2);
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(data);
+                buf.extend_from_slice(tail);
+                c.send_quiet(&buf).map_err(err)?;
+            } else {
+                c.send_quiet(head).map_err(err)?;
+                let mut done = 0;
+                for chunk in data.chunks(ONE_WRITE) {
+                    c.send_quiet(chunk).map_err(err)?;
+                    done += chunk.len();
+                    progress(done);
+                }
+                c.send_quiet(tail).map_err(err)?;
             }
-            c.send_quiet(tail).map_err(err)?;
-        }
-        c.flush().map_err(err)?;
+            c.flush().map_err(err)
+        })();
+        self.checked(r)?;
         progress(data.len());
         Ok(())
     }
 
     /// Waits up to `tick` for the server to say something; true when it did.
-    pub fn wait_data(&self, tick: Duration) -> Result<bool> {
-        let mut c = self.conn.lock();
-        if c.buffered() > 0 {
+    pub fn wait_data(&mut self, tick: Duration) -> Result<bool> {
+        if self.conn.buffered() > 0 {
             return Ok(true);
         }
         let what = "waiting in IDLE";
+        let io_timeout = self.io_timeout;
+        let c = &mut self.conn;
         c.set_read_timeout(tick).map_err(|e| io_error(e, what))?;
         let r = c.fill();
-        c.set_read_timeout(self.io_timeout)
-            .map_err(|e| io_error(e, what))?;
+        c.set_read_timeout(io_timeout).map_err(|e| io_error(e, what))?;
         match r {
             Ok(_) => Ok(true),
             Err(e)
@@ -493,78 +520,58 @@ impl Session {
             {
                 Ok(false)
             }
-            Err(e) => Err(io_error(e, what)),
+            Err(e) => self.checked(Err(io_error(e, what))),
         }
     }
 
+    /// Runs `f` with no read waiting past `within` from now, however
+    /// slowly the server trickles; a read past it fails TIMEOUT.
+    pub fn within<T>(&mut self, within: Duration, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let what = "reading from the IMAP server";
+        self.conn
+            .set_deadline(Some(std::time::Instant::now() + within))
+            .map_err(|e| io_error(e, what))?;
+        let r = f(self);
+        self.conn.set_deadline(None).map_err(|e| io_error(e, what))?;
+        r
+    }
+
+    /// Is a whole one-line response already buffered?
+    pub fn line_buffered(&self) -> bool {
+        self.conn.line_buffered()
+    }
+
     /// Reads one response of a command herald sent itself.
-    pub fn read_response(&self, progress: &mut dyn FnMut(usize)) -> Result<Response> {
-        read_response_on(&mut self.conn.lock(), progress)
+    pub fn read_response(&mut self, progress: &mut dyn FnMut(usize)) -> Result<Response> {
+        let r = self.conn.read_response(progress);
+        self.checked(r)
     }
 
     /// Sends a command by hand; returns its tagged status (OK, NO or BAD).
     pub fn command(&mut self, text: &str, each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
-        let selected = &mut self.selected;
-        command_on(&mut self.conn.lock(), text, &mut |r| {
-            Self::track(selected, &r);
-            each(r)
-        })
+        self.command_parts(&[Part::Text(text.to_string())], each)
     }
 
     /// Sends a command made of text and literals, waiting for the server's
     /// "+" before each literal unless LITERAL+ lets it go at once.
     pub fn command_parts(&mut self, parts: &[Part], each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
-        let send_err = |e| io_error(e, "sending to the IMAP server");
-        let mut c = self.conn.lock();
-        let tag = c.next_tag();
-        let mut out = format!("{tag} ").into_bytes();
-        for p in parts {
-            match p {
-                Part::Text(t) => out.extend_from_slice(t.as_bytes()),
-                Part::Literal(data) => {
-                    if self.caps.nonsync(data.len()) {
-                        out.extend_from_slice(format!("{{{}+}}\r\n", data.len()).as_bytes());
-                        c.trace_out(&out);
-                        c.send_quiet(&out).map_err(send_err)?;
-                        out.clear();
-                    } else {
-                        out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
-                        c.send(&out).map_err(send_err)?;
-                        out.clear();
-                        loop {
-                            match read_response_on(&mut c, &mut |_| {})? {
-                                Response::Continue => break,
-                                Response::Tagged { tag: t, status } if t == tag => return Ok(status),
-                                Response::Tagged { tag: t, .. } => {
-                                    return Err(Error::protocol(format!(
-                                        "a reply with tag {t} to command {tag}"
-                                    )))
-                                }
-                                r => {
-                                    Self::track(&mut self.selected, &r);
-                                    each(r)
-                                }
-                            }
-                        }
-                    }
-                    c.send_quiet(data).map_err(send_err)?;
-                }
-            }
+        let caps = &self.caps;
+        let selected = &mut self.selected;
+        let r = command_on(&mut self.conn, parts, &|n| caps.nonsync(n), &mut |r| {
+            track(selected, &r);
+            each(r);
+            Ok(())
+        });
+        self.checked(r)
+    }
+
+    /// Runs a command that must end OK; NO and BAD are errors about `what`.
+    pub fn simple(&mut self, text: &str, what: &str) -> Result<()> {
+        let st = self.command(text, &mut |_| {})?;
+        if st.cond != Cond::Ok {
+            return Err(st.error(what));
         }
-        out.extend_from_slice(b"\r\n");
-        c.send(&out).map_err(send_err)?;
-        loop {
-            match read_response_on(&mut c, &mut |_| {})? {
-                Response::Tagged { tag: t, status } if t == tag => return Ok(status),
-                Response::Tagged { tag: t, .. } => {
-                    return Err(Error::protocol(format!("a reply with tag {t} to command {tag}")))
-                }
-                r => {
-                    Self::track(&mut self.selected, &r);
-                    each(r)
-                }
-            }
-        }
+        Ok(())
     }
 
     /// Makes `name` the selected mailbox, unless it already is (with write
@@ -611,37 +618,171 @@ impl Session {
         Ok(())
     }
 
-    /// Ends the session politely: LOGOUT, waiting briefly for the reply.
+    /// Ends the session politely: LOGOUT, waiting briefly for the reply
+    /// (at most [`LOGOUT_WAIT`] in all, whatever the server sends).
     pub fn logout(mut self) {
-        let _ = self.conn.lock().set_read_timeout(Duration::from_secs(2));
-        let _ = self.imap.logout();
+        if self.is_broken() || self.is_aborted() {
+            return;
+        }
+        let tag = self.conn.next_tag();
+        if self.send(format!("{tag} LOGOUT\r\n").as_bytes()).is_err() {
+            return;
+        }
+        let _ = self.within(LOGOUT_WAIT, |s| loop {
+            if let Response::Tagged { .. } = s.conn.read_response(&mut |_| {})? {
+                return Ok(());
+            }
+        });
     }
 }
+
+/// The longest wait for the reply to LOGOUT.
+const LOGOUT_WAIT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::Status;
+    use std::io;
 
-    #[test]
-    fn codes_in_unparsed_text() {
-        assert_eq!(
-            leading_code("[NONEXISTENT] Mailbox doesn't exist").as_deref(),
-            Some("NONEXISTENT")
-        );
-        assert_eq!(
-            leading_code("[AUTHENTICATIONFAILED]").as_deref(),
-            Some("AUTHENTICATIONFAILED")
-        );
-        assert_eq!(leading_code("plain text"), None);
+    /// A server's bytes, given in advance; what the client writes is kept.
+    struct Script {
+        input: io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ReadTimeout for Script {
+        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn conn(server: &str) -> Conn<Script> {
+        let s = Script {
+            input: io::Cursor::new(server.as_bytes().to_vec()),
+            output: Vec::new(),
+        };
+        Conn::new(
+            s,
+            Tracer::default(),
+            Limits {
+                text: 4096,
+                literals: 4096,
+            },
+        )
+    }
+
+    fn opts(caps_secret: (Option<&str>, Option<&str>)) -> Options {
+        let mut o = Options::new(crate::options::Protocol::Imap);
+        o.username = Some("carol".into());
+        o.password = caps_secret.0.map(Into::into);
+        o.oauth2_token = caps_secret.1.map(Into::into);
+        o
+    }
+
+    fn caps(words: &str) -> Caps {
+        Caps::from_words(words.split(' '))
+    }
+
+    fn written(c: Conn<Script>) -> String {
+        String::from_utf8(c.inner().output.clone()).unwrap()
     }
 
     #[test]
-    fn crate_errors_map_to_statuses() {
-        let io = ::imap::Error::Io(std::io::Error::new(std::io::ErrorKind::WouldBlock, "t"));
-        assert_eq!(crate_error(io, "x", Status::Rejected).status, Status::Timeout);
+    fn plain_with_sasl_ir_goes_in_one_line() {
+        let mut c = conn("h1 OK [CAPABILITY IMAP4rev1 IDLE] in\r\n");
+        let st = log_in(&mut c, &opts((Some("pw"), None)), &caps("AUTH=PLAIN SASL-IR")).unwrap();
+        assert!(caps_of(&st).unwrap().has("IDLE"));
         assert_eq!(
-            crate_error(::imap::Error::ConnectionLost, "x", Status::Rejected).status,
-            Status::Io
+            written(c),
+            format!("h1 AUTHENTICATE PLAIN {}\r\n", b64(b"\0carol\0pw"))
+        );
+    }
+
+    #[test]
+    fn xoauth2_answers_the_error_challenge_with_an_empty_line() {
+        let mut c = conn("+ \r\n+ eyJzdGF0dXMiOiI0MDEifQ==\r\nh1 NO [AUTHENTICATIONFAILED] no\r\n");
+        let st = log_in(&mut c, &opts((None, Some("tok"))), &caps("AUTH=XOAUTH2")).unwrap();
+        assert_eq!(login_error(&st, "login").status, Status::Auth);
+        let token = b64(b"user=carol\x01auth=Bearer tok\x01\x01");
+        assert_eq!(written(c), format!("h1 AUTHENTICATE XOAUTH2\r\n{token}\r\n\r\n"));
+    }
+
+    #[test]
+    fn login_quotes_ascii_and_sends_8bit_as_literals() {
+        let mut c = conn("h1 OK in\r\n");
+        log_in(&mut c, &opts((Some("p\"w\\"), None)), &caps("IMAP4rev1")).unwrap();
+        assert_eq!(written(c), "h1 LOGIN \"carol\" \"p\\\"w\\\\\"\r\n");
+        let mut c = conn("+ go\r\nh1 OK in\r\n");
+        log_in(&mut c, &opts((Some("p\u{e4}ss"), None)), &caps("IMAP4rev1")).unwrap();
+        assert_eq!(written(c), "h1 LOGIN \"carol\" {5}\r\np\u{e4}ss\r\n");
+        let mut c = conn("");
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps("LOGINDISABLED")).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+    }
+
+    #[test]
+    fn endless_challenges_and_hostile_replies_end_the_login() {
+        let mut c = conn(&"+ more\r\n".repeat(100));
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps("AUTH=PLAIN")).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{e}");
+        let deep = format!("* FLAGS {}\r\n", "(".repeat(100_000));
+        let mut c = conn(&deep);
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps("IMAP4rev1")).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{e}");
+        assert!(c.is_broken());
+        let mut c = conn("h7 OK not yours\r\n");
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps("IMAP4rev1")).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{e}");
+        let mut c = conn("h1 NO [UNAVAILABLE] later\r\n");
+        let st = log_in(&mut c, &opts((Some("pw"), None)), &caps("IMAP4rev1")).unwrap();
+        assert_eq!(login_error(&st, "login").status, Status::Transient);
+    }
+
+    #[test]
+    fn literals_wait_for_the_continuation_unless_literal_plus() {
+        let parts = [
+            Part::Text("UID SEARCH CHARSET UTF-8 TEXT ".into()),
+            Part::Literal("\u{e9}t\u{e9}".as_bytes().to_vec()),
+        ];
+        let mut c = conn("+ ok\r\n* SEARCH 3 5\r\nh1 OK done\r\n");
+        let mut found = Vec::new();
+        let st = command_on(&mut c, &parts, &|_| false, &mut |r| {
+            if let Response::Data { values, .. } = r {
+                found.extend(values.iter().filter_map(|v| v.number()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((st.cond, found), (Cond::Ok, vec![3, 5]));
+        assert_eq!(
+            written(c),
+            "h1 UID SEARCH CHARSET UTF-8 TEXT {5}\r\n\u{e9}t\u{e9}\r\n"
+        );
+        let mut c = conn("h1 NO [BADCHARSET] no\r\n");
+        let st = command_on(&mut c, &parts, &|_| false, &mut |_| Ok(())).unwrap();
+        assert_eq!(st.cond, Cond::No);
+        let mut c = conn("h1 OK done\r\n");
+        command_on(&mut c, &parts, &|_| true, &mut |_| Ok(())).unwrap();
+        assert_eq!(
+            written(c),
+            "h1 UID SEARCH CHARSET UTF-8 TEXT {5+}\r\n\u{e9}t\u{e9}\r\n"
         );
     }
 }
