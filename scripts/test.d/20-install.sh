@@ -10,7 +10,8 @@
 # - the README's first program, taken from README.md with the README's own
 #   build command, compiles and links as written; its PICKUP variant (the
 #   README's replacement lines) runs and writes the message;
-# - a C++17 program over include/herald.hpp builds with pkg-config and runs.
+# - a C++17 program over include/herald.hpp builds with pkg-config and runs,
+#   and the README's C++ snippet compiles and links.
 # Takes about 10 s after the release build (which install.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -109,13 +110,27 @@ n=$(ls readme-pickup/*.eml | wc -l)
 [ "$n" -eq 1 ] || fail "the README's PICKUP program wrote $n messages"
 grep -q '^Subject: Hello' readme-pickup/*.eml || fail "the README's message lacks its subject"
 
-# C++ through the installed herald.hpp.
-if [ -f "$root/tests/cpp/installed.cpp" ]; then
-    # shellcheck disable=SC2046
-    g++ -std=c++17 -Wall -Wextra -Werror "$root/tests/cpp/installed.cpp" $(pkg-config --cflags --libs herald) -o installed_cpp
-    mkdir cpp-outbox
-    out=$(LD_LIBRARY_PATH=$lib ./installed_cpp cpp-outbox)
-    grep -q 'installed.cpp: ok' <<<"$out" || fail "installed.cpp: $out"
-fi
+# C++ through the installed herald.hpp: a test program runs (PICKUP), and
+# the README's C++ snippet (statements, put into a main) compiles and links.
+# shellcheck disable=SC2046
+g++ -std=c++17 -Wall -Wextra -Werror "$root/tests/cpp/installed.cpp" $(pkg-config --cflags --libs herald) -o installed_cpp
+mkdir cpp-outbox
+out=$(LD_LIBRARY_PATH=$lib ./installed_cpp cpp-outbox)
+grep -q 'installed.cpp: ok' <<<"$out" || fail "installed.cpp: $out"
+[ "$(ls cpp-outbox | wc -l)" -eq 3 ] || fail "installed.cpp wrote $(ls cpp-outbox | wc -l) messages"
+python3 - "$root/README.md" <<'EOF'
+import re, sys
+section = open(sys.argv[1]).read().split("\n## C++\n", 1)[1].split("\n## ", 1)[0]
+snippet = re.findall(r"```cpp\n(.*?)```", section, re.S)[0]
+lines = snippet.splitlines()
+includes = [l for l in lines if l.startswith("#include")]
+body = [l for l in lines if not l.startswith("#include")]
+open("readme_cpp.cpp", "w").write(
+    "#include <future>\n#include <iostream>\n" + "\n".join(includes)
+    + "\nint main()\n{\n" + "\n".join(body) + "\n    return 0;\n}\n")
+EOF
+# shellcheck disable=SC2046
+g++ -std=c++17 -Wall -Wextra -Werror -Wno-unused-variable readme_cpp.cpp $(pkg-config --cflags --libs herald) -o readme_cpp \
+    || fail "the README's C++ snippet does not build"
 
 say "ok: install, SONAME, pkg-config (shared and static), README program, C++"
