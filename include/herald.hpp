@@ -434,8 +434,19 @@ inline void on_done(const herald_completion *c) noexcept
     }
 }
 
-/** IMAP IDLE's change notifications (the op's token is its Pending). */
-inline void on_change(const herald_completion *c) noexcept { call(static_cast<Pending *>(c->user_token)->on_change, c); }
+/**
+ * IMAP IDLE's change notifications (the op's token is its Pending). Runs a
+ * copy of the function: should it free the client, the IDLE's final
+ * completion (which frees the Pending) is delivered while it still runs.
+ */
+inline void on_change(const herald_completion *c) noexcept
+{
+    try {
+        Callback f = static_cast<Pending *>(c->user_token)->on_change;
+        call(f, c);
+    } catch (...) {
+    }
+}
 
 /** The log callback's trampoline. */
 inline void on_log(void *user, std::uint32_t level, const char *line) noexcept
@@ -506,7 +517,7 @@ public:
     /**
      * Logs levels 1..max_level (HERALD_LOG_*) to `fn`, on herald's threads
      * (possibly several at once); an empty `fn` stops logging. `line` is
-     * valid only during the call.
+     * valid only during the call. Don't call set_log from two threads at once.
      */
     Status set_log(std::uint32_t max_level, std::function<void(std::uint32_t level, const char *line)> fn)
     {
