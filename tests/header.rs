@@ -189,10 +189,12 @@ fn every_name_the_header_defines_is_prefixed() {
         "names without the herald_/HERALD_ prefix: {bad:?}"
     );
     // Catch shapes the item parser does not know: any identifier right after
-    // #define, typedef, struct or enum must be prefixed too.
+    // #define, struct, enum or union in the code (comments left out) must be
+    // prefixed too.
+    let code = without_comments(&h);
     for word in ["#define ", "struct ", "enum ", "union "] {
-        for (i, _) in h.match_indices(word) {
-            let rest = &h[i + word.len()..];
+        for (i, _) in code.match_indices(word) {
+            let rest = &code[i + word.len()..];
             let name: String = rest
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -203,6 +205,31 @@ fn every_name_the_header_defines_is_prefixed() {
             );
         }
     }
+}
+
+/// The header with its /* */ and // comments removed.
+fn without_comments(h: &str) -> String {
+    let mut out = String::new();
+    let mut rest = h;
+    while !rest.is_empty() {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => {
+                out.push_str(&rest[..b]);
+                rest = rest[b..].find("*/").map_or("", |e| &rest[b + e + 2..]);
+            }
+            (_, Some(l)) => {
+                out.push_str(&rest[..l]);
+                rest = rest[l..].find('\n').map_or("", |e| &rest[l + e..]);
+            }
+            _ => {
+                out.push_str(rest);
+                rest = "";
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -279,4 +306,10 @@ fn the_item_parser_catches_what_it_should() {
         .map(|(k, n, d)| (k.to_string(), n.to_string(), *d))
         .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn comments_are_left_out_of_the_name_scan() {
+    let code = without_comments("/** struct field */\n#define HERALD_A 1 // enum x\nstruct herald_s;\n");
+    assert_eq!(code, "\n#define HERALD_A 1 \nstruct herald_s;\n");
 }
