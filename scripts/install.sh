@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds herald in release mode and installs it for C, C++ and pkg-config:
 #
-#   scripts/install.sh [--prefix DIR] [--destdir D] [--libdir DIR] [--no-build] [--no-strip]
+#   scripts/install.sh [--prefix DIR] [--destdir D] [--libdir DIR] [--no-build] [--build-only] [--no-strip]
 #
 #   PREFIX/lib/libherald.so.0.1.0              the shared library (SONAME libherald.so.0)
 #   PREFIX/lib/libherald.so.0 -> libherald.so.0.1.0
@@ -12,10 +12,12 @@
 #                                              (`--static` adds the system libraries)
 #
 # --prefix defaults to /usr/local. --destdir stages the files under D (for
-# packaging) while herald.pc still names PREFIX. --no-build installs what
-# target/release holds (a previous run of this script). --no-strip keeps the
-# symbol table; the installed libraries carry no debug info either way (for
-# that, build `cargo build --profile profiling`).
+# packaging) while herald.pc still names PREFIX. --build-only builds and
+# stops; --no-build installs what target/release holds from a previous build
+# (so a system-wide install builds as you and installs as root:
+# `scripts/install.sh --build-only && sudo scripts/install.sh --no-build`).
+# --no-strip keeps the symbol table; the installed libraries carry no debug
+# info either way (for that: `cargo build --profile profiling`).
 #
 # After installing into a directory the dynamic linker does not search, run
 # programs with LD_LIBRARY_PATH=PREFIX/lib (or add it to /etc/ld.so.conf.d and
@@ -27,6 +29,7 @@ prefix=/usr/local
 destdir=
 libdir=
 build=1
+build_only=0
 do_strip=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,8 +40,9 @@ while [ $# -gt 0 ]; do
         --libdir) libdir=${2:?--libdir needs a directory}; shift 2 ;;
         --libdir=*) libdir=${1#*=}; shift ;;
         --no-build) build=0; shift ;;
+        --build-only) build_only=1; shift ;;
         --no-strip) do_strip=0; shift ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -71,6 +75,10 @@ if [ "$build" -eq 1 ]; then
         exit 1
     fi
     printf '%s\n' "$libs" >"$native_libs_file"
+fi
+if [ "$build_only" -eq 1 ]; then
+    log "built target/release/libherald.so and libherald.a"
+    exit 0
 fi
 for f in "$release/libherald.so" "$release/libherald.a" "$native_libs_file"; do
     [ -e "$f" ] || { log "$f is missing: run without --no-build"; exit 1; }
