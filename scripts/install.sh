@@ -42,7 +42,7 @@ while [ $# -gt 0 ]; do
         --no-build) build=0; shift ;;
         --build-only) build_only=1; shift ;;
         --no-strip) do_strip=0; shift ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
