@@ -75,12 +75,16 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<Box<[u8; LAST_ERROR_SIZE]>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` on this thread's error buffer, allocating it (all NULs) the first time.
-fn with_last_error<T>(f: impl FnOnce(&mut [u8; LAST_ERROR_SIZE]) -> T) -> T {
-    LAST_ERROR.with(|l| {
-        let mut l = l.borrow_mut();
-        f(l.get_or_insert_with(|| Box::new([0; LAST_ERROR_SIZE])))
-    })
+/// Runs `f` on this thread's error buffer, allocating it (all NULs) the
+/// first time; `None` while the thread's locals are being destroyed (a call
+/// from a C thread-exit destructor), where nothing may panic.
+fn with_last_error<T>(f: impl FnOnce(&mut [u8; LAST_ERROR_SIZE]) -> T) -> Option<T> {
+    LAST_ERROR
+        .try_with(|l| {
+            let mut l = l.borrow_mut();
+            f(l.get_or_insert_with(|| Box::new([0; LAST_ERROR_SIZE])))
+        })
+        .ok()
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -277,7 +281,7 @@ pub extern "C" fn herald_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn herald_last_error() -> *const c_char {
     boundary(c"".as_ptr(), || {
-        with_last_error(|buf| buf.as_ptr() as *const c_char)
+        with_last_error(|buf| buf.as_ptr() as *const c_char).unwrap_or(c"".as_ptr())
     })
 }
 
