@@ -56,6 +56,12 @@ scripts/install.sh --no-build --destdir "$tmp/stage" --prefix /opt/herald
 grep -qx 'prefix=/opt/herald' "$tmp/stage/opt/herald/lib/pkgconfig/herald.pc" || fail "--destdir: herald.pc prefix"
 
 cd "$tmp"
+# The installed header defines only herald_/HERALD_ names: a program's own
+# MAX_LINE or FETCH_BODY (names that once leaked) does not clash with it.
+printf '#define MAX_LINE 1\n#define MAX_LITERAL 2\n#define FETCH_BODY 3\n#include <herald.h>\nint main(void) { return MAX_LINE + MAX_LITERAL + FETCH_BODY - 6; }\n' >own_names.c
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror own_names.c $(pkg-config --cflags --libs herald) -o own_names \
+    || fail "herald.h clashes with a program's own names"
 # An example through pkg-config: records the SONAME, nothing of the build tree.
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "$root/examples-c/send_async.c" $(pkg-config --cflags --libs herald) -o send_async
