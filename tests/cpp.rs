@@ -1,7 +1,8 @@
 //! The C++ wrapper, include/herald.hpp: its test program compiles with
 //! g++ -std=c++17 -Wall -Wextra -Werror against the freshly built libherald
 //! and runs under valgrind (no errors, no leaks: every std::function and
-//! promise herald held is freed) against PICKUP, an smtp-sink and Dovecot.
+//! promise herald held is freed) against PICKUP, an smtp-sink and Dovecot
+//! (IMAP with IDLE, and POP3).
 
 mod support;
 
@@ -94,6 +95,7 @@ fn cpp_wrapper_against_real_servers_under_valgrind() {
         .arg("outbox")
         .env("HERALD_TEST_SMTP_PORT", sink.port.to_string())
         .env("HERALD_TEST_IMAP_PORT", d.imap_port.to_string())
+        .env("HERALD_TEST_POP3_PORT", d.pop3_port.to_string())
         .env("HERALD_TEST_CA_FILE", &d.ca_file)
         .current_dir(tmp.path())
         .output()
@@ -107,7 +109,7 @@ fn cpp_wrapper_against_real_servers_under_valgrind() {
     );
     assert!(!stderr.contains("=="), "valgrind reported something:\n{stderr}");
     assert!(
-        stdout.contains("herald_test.cpp: ok (PICKUP SMTP IMAP)"),
+        stdout.contains("herald_test.cpp: ok (PICKUP SMTP IMAP POP3)"),
         "{stdout}"
     );
     // 5 + 1 + 3 + 1 PICKUP messages; 10 + 1 through the sink.

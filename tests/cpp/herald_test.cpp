@@ -1,7 +1,8 @@
 /*
  * herald.hpp against real servers: PICKUP always, SMTP to the smtp-sink at
- * HERALD_TEST_SMTP_PORT, IMAP to the Dovecot at HERALD_TEST_IMAP_PORT
- * (STARTTLS, certificate HERALD_TEST_CA_FILE, user carol). Run by
+ * HERALD_TEST_SMTP_PORT, IMAP and POP3 to the Dovecot at
+ * HERALD_TEST_IMAP_PORT and HERALD_TEST_POP3_PORT (STARTTLS, certificate
+ * HERALD_TEST_CA_FILE, user carol). Run by
  * tests/cpp.rs under valgrind: every std::function and promise herald holds
  * must be freed by the time the client is.
  */
@@ -270,6 +271,9 @@ static void test_imap(int port, const std::string &ca)
         herald::Completion end = get(idle_end.get_future());
         CHECK(end.cancelled() && end.status().code() == HERALD_STATUS_CANCELLED && end.op() == idle.op);
 
+        /* Two messages for the POP3 test. */
+        CHECK(get(c.imap_append("INBOX", {note(11), note(12)}, "")).ok());
+
         /* An IDLE still running when the client goes: it completes, cancelled, before the destructor returns. */
         CHECK(c.imap_idle("INBOX", nullptr, [idle_done](const herald::Completion &r) {
             CHECK(r.cancelled());
@@ -278,6 +282,39 @@ static void test_imap(int port, const std::string &ca)
     }
     CHECK(*idle_done == 2);
     CHECK(idle_done.use_count() == 1);
+}
+
+static void test_pop3(int port, const std::string &ca)
+{
+    herald::Client c = connect(HERALD_PROTOCOL_POP3,
+                               {{HERALD_OPT_HOST, "127.0.0.1"}, {HERALD_OPT_CA_FILE, ca},
+                                {HERALD_OPT_USERNAME, "carol"}, {HERALD_OPT_PASSWORD, "carolpass"}},
+                               {{HERALD_OPT_PORT, port}});
+    herald::Completion list = get(c.pop3_list());
+    CHECK(list.ok() && list.result().size() == 2);
+    if (list.result().size() != 2)
+        return;
+    std::vector<std::string> uidls;
+    for (std::size_t i = 0; i < 2; i++) {
+        const char *u = list.result().str(i, HERALD_FIELD_NAME);
+        CHECK(u != nullptr);
+        uidls.emplace_back(u ? u : "");
+        CHECK(list.result().integer(i, HERALD_FIELD_SIZE) == note(11 + static_cast<int>(i)).size());
+    }
+    /* Retrieve and TOP queued together (pipelined), as callbacks and a future. */
+    std::promise<herald::Completion> first;
+    CHECK(c.pop3_retrieve(uidls[0], [&first](const herald::Completion &r) { first.set_value(r); }));
+    auto top = c.pop3_top(uidls[1], 0);
+    herald::Completion r = get(first.get_future());
+    CHECK(r.ok() && r.result().bytes_str(0) == note(11));
+    herald::Completion t = get(std::move(top));
+    CHECK(t.ok() && t.result().bytes_str(0).find("Subject: cpp 12\r\n") != std::string::npos);
+    CHECK(t.result().bytes_str(0).find("body 12") == std::string::npos);
+    CHECK(get(c.pop3_retrieve("no-such-uidl")).status().code() == HERALD_STATUS_NOT_FOUND);
+
+    herald::Completion del = get(c.pop3_delete(uidls));
+    CHECK(del.ok() && del.result().size() == 2);
+    CHECK(get(c.pop3_list()).result().size() == 0);
 }
 
 int main(int argc, char **argv)
@@ -296,6 +333,11 @@ int main(int argc, char **argv)
     if (imap && ca) {
         test_imap(std::atoi(imap), ca);
         with += " IMAP";
+    }
+    const char *pop3 = std::getenv("HERALD_TEST_POP3_PORT");
+    if (pop3 && ca) {
+        test_pop3(std::atoi(pop3), ca);
+        with += " POP3";
     }
     if (failures) {
         std::fprintf(stderr, "herald_test.cpp: %d checks failed\n", failures);
