@@ -790,7 +790,9 @@ herald_status herald_imap_expunge_async(struct herald_client *c, const char *mai
  *   the mailbox's message count goes to `on_change`, on the delivery
  *   thread. With `on_change` NULL the notifications are queued on the
  *   client's completion queue instead (take them with `herald_client_next`
- *   and free each with `herald_completion_free`), whatever `cb` is.
+ *   and free each with `herald_completion_free`), whatever `cb` is. In the
+ *   queue, the IDLE op's entries with status OK are notifications; its
+ *   final completion is never OK.
  * - The op's one final completion goes to `cb` (or the queue when `cb` is
  *   NULL), as for every op. It comes only when `herald_cancel` stops the
  *   IDLE (cancelled), when the client is freed, or at once with an error
