@@ -19,150 +19,210 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdbool.h>
+
+/** The version of this header, "MAJOR.MINOR.PATCH" (`herald_version()` gives the library's). */
 #define HERALD_VERSION "0.1.0"
+/** MAJOR of HERALD_VERSION; also the SONAME's number (libherald.so.MAJOR). */
 #define HERALD_VERSION_MAJOR 0
+/** MINOR of HERALD_VERSION. */
 #define HERALD_VERSION_MINOR 1
+/** PATCH of HERALD_VERSION. */
 #define HERALD_VERSION_PATCH 0
+/**
+ * MAJOR * 1000000 + MINOR * 1000 + PATCH of this header, for `#if` tests;
+ * `herald_version_number()` gives the library's.
+ */
+#define HERALD_VERSION_NUMBER 1000
 
 
+/**
+ * Log level 1: an op or connection failed.
+ */
 #define HERALD_LOG_ERROR 1
 
+/**
+ * Log level 2: something unexpected that herald worked around (a retry, a reconnect).
+ */
 #define HERALD_LOG_WARN 2
 
+/**
+ * Log level 3: connections opened and closed, ops completed.
+ */
 #define HERALD_LOG_INFO 3
 
+/**
+ * Log level 4: the pool's decisions and each op's steps.
+ */
 #define HERALD_LOG_DEBUG 4
 
 /**
- * Every protocol line (credentials and message contents left out).
+ * Log level 5: every protocol line (credentials and message contents left out).
  */
 #define HERALD_LOG_TRACE 5
 
 /**
- * Fetch the flags (HERALD_FIELD_FLAGS, space separated).
+ * `parts` bit of `herald_imap_fetch_async`: the flags (HERALD_FIELD_FLAGS, space separated).
  */
 #define HERALD_FETCH_FLAGS 1
 
 /**
- * Fetch SUBJECT, FROM, TO, DATE and MESSAGE_ID from the ENVELOPE.
+ * `parts` bit: HERALD_FIELD_SUBJECT, _FROM, _TO, _DATE and _MESSAGE_ID from the ENVELOPE.
  */
 #define HERALD_FETCH_ENVELOPE 2
 
 /**
- * Fetch the size in bytes (HERALD_FIELD_SIZE).
+ * `parts` bit: the size in bytes (HERALD_FIELD_SIZE).
  */
 #define HERALD_FETCH_SIZE 4
 
 /**
- * Fetch the header block as the item's bytes.
+ * `parts` bit: the header block as the item's bytes.
  */
 #define HERALD_FETCH_HEADERS 8
 
 /**
- * Fetch the whole message as the item's bytes (never marks it \Seen).
+ * `parts` bit: the whole message as the item's bytes (never marks it \Seen).
  */
 #define HERALD_FETCH_BODY 16
 
+/**
+ * `mode` of `herald_imap_store_async`: add `flags` to the messages' flags.
+ */
+#define HERALD_STORE_ADD 1
+
+/**
+ * `mode` of `herald_imap_store_async`: remove `flags` from them.
+ */
+#define HERALD_STORE_REMOVE -1
+
+/**
+ * `mode` of `herald_imap_store_async`: replace all their flags with `flags`.
+ */
+#define HERALD_STORE_REPLACE 0
+
+/**
+ * An SMTP client: sends mail (`herald_send_async`, `herald_send_raw_async`).
+ */
 #define HERALD_PROTOCOL_SMTP 1
 
+/**
+ * An IMAP client: `herald_imap_*`.
+ */
 #define HERALD_PROTOCOL_IMAP 2
 
+/**
+ * A POP3 client: `herald_pop3_*`.
+ */
 #define HERALD_PROTOCOL_POP3 3
 
 /**
- * Writes each message as an .eml file into PICKUP_DIR: no server needed.
+ * A PICKUP client: sends by writing each message as an .eml file into
+ * PICKUP_DIR (which must exist): no server needed.
  */
 #define HERALD_PROTOCOL_PICKUP 4
 
 /**
- * str: server name or address.
+ * str, network clients: the server's name or address (no default: required).
+ * Certificates are checked against it.
  */
 #define HERALD_OPT_HOST 1
 
 /**
- * int: 1..65535; default by protocol and SECURITY (SMTP 587/465/25, IMAP 143/993, POP3 110/995).
+ * int 1..65535, network clients; default by protocol and SECURITY: SMTP 587
+ * (465 with IMPLICIT_TLS, 25 with NONE), IMAP 143 (993), POP3 110 (995).
  */
 #define HERALD_OPT_PORT 2
 
 /**
- * int: a `HERALD_SECURITY_*` value; default STARTTLS (required).
+ * int 0..3, network clients: a `HERALD_SECURITY_*` value; default
+ * HERALD_SECURITY_STARTTLS (required).
  */
 #define HERALD_OPT_SECURITY 3
 
 /**
- * str.
+ * str, network clients: the login name (no default: no authentication).
  */
 #define HERALD_OPT_USERNAME 4
 
 /**
- * str: never logged.
+ * str, network clients: the password (with USERNAME); never logged.
  */
 #define HERALD_OPT_PASSWORD 5
 
 /**
- * str: XOAUTH2 bearer token; never logged.
+ * str, network clients: an XOAUTH2 bearer token (with USERNAME), used
+ * instead of PASSWORD; never logged.
  */
 #define HERALD_OPT_OAUTH2_TOKEN 6
 
 /**
- * int >= 1, default 4 (POP3: 1): one main connection kept open, the others
- * opened on demand and closed when idle.
+ * int 1..1024, default 4 (POP3: 1): one main connection kept open, the
+ * others opened on demand and closed when idle.
  */
 #define HERALD_OPT_MAX_CONNECTIONS 7
 
 /**
- * int ms, default 60000.
+ * int ms 1..86400000, network clients, default 60000: the longest a
+ * connect (TCP, TLS handshake, greeting) may take.
  */
 #define HERALD_OPT_CONNECT_TIMEOUT_MS 8
 
 /**
- * int ms, default 60000: the longest wait for any read or write.
+ * int ms 1..86400000, network clients, default 60000: the longest wait for
+ * any read or write.
  */
 #define HERALD_OPT_IO_TIMEOUT_MS 9
 
 /**
- * int ms, default 30000: an unused extra connection is closed after this.
+ * int ms 0..86400000, default 30000: an unused extra connection is closed
+ * after this (the main connection stays).
  */
 #define HERALD_OPT_IDLE_TIMEOUT_MS 10
 
 /**
- * int 0/1, default 0.
+ * int 0 or 1, network clients, default 0: 1 accepts any certificate and
+ * host name (for tests only).
  */
 #define HERALD_OPT_ACCEPT_INVALID_CERTS 11
 
 /**
- * str: PEM file of extra trusted roots (read when set).
+ * str, network clients: a PEM file of extra trusted roots, read when set
+ * (an unreadable file or one without certificates is INVALID_ARGUMENT).
  */
 #define HERALD_OPT_CA_FILE 12
 
 /**
- * str: the SMTP EHLO name.
+ * str, SMTP: the EHLO name; default the machine's host name when it is a
+ * domain name, else the local address as a literal (`[192.0.2.1]`).
  */
 #define HERALD_OPT_HELO_NAME 13
 
 /**
- * str: the directory a PICKUP client writes into.
+ * str, PICKUP: the directory a PICKUP client writes into (required; it
+ * must exist when messages are sent).
  */
 #define HERALD_OPT_PICKUP_DIR 14
 
 /**
- * int: at most this many messages started per THROTTLE_INTERVAL_MS; 0 = off.
+ * int >= 0, default 0 (off): at most this many ops started per
+ * THROTTLE_INTERVAL_MS.
  */
 #define HERALD_OPT_THROTTLE_MESSAGES 15
 
 /**
- * int ms.
+ * int ms 0..86400000, default 0: the interval of THROTTLE_MESSAGES.
  */
 #define HERALD_OPT_THROTTLE_INTERVAL_MS 16
 
 /**
- * int: queued ops beyond this get HERALD_STATUS_LIMIT at submit; default 100000.
+ * int 1..100000000, default 100000: queued ops beyond this get
+ * HERALD_STATUS_LIMIT at submit.
  */
 #define HERALD_OPT_QUEUE_LIMIT 17
 
 /**
- * int ms: an op's overall deadline, from when it starts running; 0 = none;
- * default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
+ * int ms 0..86400000: an op's overall deadline, from when it starts running;
+ * 0 = none; default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
  * is aborted (its connection is closed) and completes HERALD_STATUS_TIMEOUT.
  */
 #define HERALD_OPT_OP_TIMEOUT_MS 18
@@ -181,6 +241,10 @@
  */
 #define HERALD_OPT_MAX_MESSAGE_BYTES 20
 
+/**
+ * No TLS: everything, credentials included, in clear (for tests and
+ * trusted networks only).
+ */
 #define HERALD_SECURITY_NONE 0
 
 /**
@@ -188,37 +252,60 @@
  */
 #define HERALD_SECURITY_STARTTLS 1
 
+/**
+ * TLS from the first byte (SMTP 465, IMAP 993, POP3 995).
+ */
 #define HERALD_SECURITY_IMPLICIT_TLS 2
 
+/**
+ * STARTTLS when offered, else plain text; credentials are then refused
+ * (HERALD_STATUS_TLS) rather than sent in clear.
+ */
 #define HERALD_SECURITY_STARTTLS_IF_AVAILABLE 3
 
 /**
- * str: mailbox name; POP3 UIDL; an SMTP recipient's address.
+ * str: a mailbox name (IMAP list); a UIDL (POP3); a recipient's address
+ * (SMTP send); the .eml file's path (PICKUP send).
  */
 #define HERALD_FIELD_NAME 1
 
+/**
+ * str: the Subject (IMAP ENVELOPE), RFC 2047 words decoded to UTF-8.
+ */
 #define HERALD_FIELD_SUBJECT 2
 
+/**
+ * str: the From addresses (IMAP ENVELOPE): `Name <a@b>` or `a@b`, joined by ", ".
+ */
 #define HERALD_FIELD_FROM 3
 
+/**
+ * str: the To addresses (IMAP ENVELOPE), as HERALD_FIELD_FROM.
+ */
 #define HERALD_FIELD_TO 4
 
+/**
+ * str: the Date header (IMAP ENVELOPE), as sent.
+ */
 #define HERALD_FIELD_DATE 5
 
+/**
+ * str: the Message-ID (IMAP ENVELOPE).
+ */
 #define HERALD_FIELD_MESSAGE_ID 6
 
 /**
- * str: space separated.
+ * str: IMAP flags (fetch) or mailbox attributes (list), space separated.
  */
 #define HERALD_FIELD_FLAGS 7
 
 /**
- * int: bytes.
+ * int: a message's size in bytes (IMAP RFC822.SIZE, POP3 octets).
  */
 #define HERALD_FIELD_SIZE 8
 
 /**
- * int: messages in the mailbox.
+ * int: messages in the mailbox (IMAP IDLE changes).
  */
 #define HERALD_FIELD_EXISTS 9
 
@@ -231,21 +318,6 @@
  * str: the server's reply text for this item.
  */
 #define HERALD_FIELD_REPLY_TEXT 11
-
-/**
- * `parts` of a fetch (`HERALD_FETCH_*`).
- */
-#define FETCH_FLAGS 1
-
-#define FETCH_ENVELOPE 2
-
-#define FETCH_SIZE 4
-
-#define FETCH_HEADERS 8
-
-#define FETCH_BODY 16
-
-#define FETCH_ALL 31
 
 /**
  * A client of one server (or one pickup directory). Every function may be
@@ -274,7 +346,10 @@ typedef struct herald_message herald_message;
 typedef struct herald_options herald_options;
 
 /**
- * An op-specific result, reached through `herald_completion.result`.
+ * An op-specific result, reached through `herald_completion.result`: a
+ * list of items (UIDs, messages, mailboxes, recipients), each with a uid,
+ * `HERALD_FIELD_*` fields and maybe bytes. Owned by its completion: valid
+ * during the callback, or until `herald_completion_free`.
  */
 typedef struct herald_result herald_result;
 
@@ -284,7 +359,8 @@ typedef struct herald_result herald_result;
 typedef uint32_t herald_status;
 
 /**
- * An op id; 0 is never a valid op.
+ * An op id, set by every `*_async` call that returns OK (unique per
+ * client); 0 is never a valid op.
  */
 typedef uint64_t herald_op;
 
@@ -294,6 +370,9 @@ typedef uint64_t herald_op;
  * caller's until `herald_completion_free`.
  */
 typedef struct herald_completion {
+  /**
+   * The op this completes, as the `*_async` call set in `*op_out`.
+   */
   herald_op op;
   /**
    * HERALD_STATUS_OK on success.
@@ -304,7 +383,7 @@ typedef struct herald_completion {
    */
   int32_t cancelled;
   /**
-   * As passed to the *_async call.
+   * As passed to the *_async call; herald never dereferences it.
    */
   void *user_token;
   /**
@@ -312,33 +391,48 @@ typedef struct herald_completion {
    */
   int32_t reply_code;
   /**
-   * Server text or local reason; never NULL.
+   * Server text or local reason (UTF-8); never NULL, valid as long as
+   * the completion.
    */
   const char *detail;
   /**
-   * The op's result, NULL when it has none. A failed or cancelled op
-   * may still have one: what it did before it stopped (an IMAP append's
-   * UIDs).
+   * The op's result, NULL when it has none (read it with
+   * `herald_result_*`; each op's doc says what its items hold). A failed
+   * or cancelled op may still have one: what it did before it stopped (an
+   * IMAP append's UIDs). Valid as long as the completion.
    */
   const struct herald_result *result;
 } herald_completion;
 
 /**
- * Progress of an op: bytes `done` of `total`. Called on a worker thread.
+ * Progress of an op: bytes `done` of `total` (0 when unknown, as for an
+ * IMAP fetch), with the op's `user_token`. Called on the worker thread
+ * running the op, possibly many times per op, never after its completion.
+ * Keep it short: it runs between network reads and writes.
  */
 typedef void (*herald_progress_callback)(herald_op op, void *user_token, uint64_t done, uint64_t total);
 
 /**
- * A log line. Called on whatever herald thread logs; never contains a
- * password or token.
+ * A log line: `user` as given to `herald_client_set_log`, `level` one of
+ * HERALD_LOG_ERROR (1) .. HERALD_LOG_TRACE (5), `line` UTF-8 without a line
+ * end, valid only during the call (copy it to keep it). Called on whatever
+ * herald thread logs (workers, the delivery thread), possibly from several
+ * at once; never contains a password, token or message content.
  */
 typedef void (*herald_log_callback)(void *user, uint32_t level, const char *line);
 
 /**
- * Called once per op with its completion, on herald's delivery thread.
+ * A completion callback: called exactly once per op with its completion
+ * (and, for IMAP IDLE's `on_change`, once per change), on the client's
+ * delivery thread (`herald-deliver`), one call at a time and never while
+ * herald holds a lock. `c` and every pointer in it are valid only during
+ * the call. It may call any herald function, also `herald_client_free`.
  */
 typedef void (*herald_callback)(const struct herald_completion *c);
 
+/**
+ * Success.
+ */
 #define HERALD_STATUS_OK 0
 
 /**
@@ -376,6 +470,11 @@ typedef void (*herald_callback)(const struct herald_completion *c);
  */
 #define HERALD_STATUS_PROTOCOL 7
 
+/**
+ * A connect, read or write took longer than its timeout, or an op its
+ * deadline (HERALD_OPT_OP_TIMEOUT_MS); also `herald_wait`/`herald_client_flush`
+ * and `herald_client_next` running out of time.
+ */
 #define HERALD_STATUS_TIMEOUT 8
 
 /**
@@ -383,10 +482,14 @@ typedef void (*herald_callback)(const struct herald_completion *c);
  */
 #define HERALD_STATUS_IO 9
 
+/**
+ * The op was cancelled (`herald_cancel`, or `herald_client_free`); then
+ * `cancelled` is 1.
+ */
 #define HERALD_STATUS_CANCELLED 10
 
 /**
- * The client is being freed.
+ * The client is being freed: a submission during `herald_client_free` is refused.
  */
 #define HERALD_STATUS_SHUTDOWN 11
 
@@ -415,168 +518,292 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Static text for a status code; never NULL, also for unknown codes.
+ * FUNCTION. Static text for a status code ("ok", "invalid argument" ...); never NULL,
+ * also for unknown codes. The text is herald's and lives forever.
  */
 const char *herald_status_str(herald_status s);
 
 /**
- * herald's version, "MAJOR.MINOR.PATCH"; equals `HERALD_VERSION` in the header.
+ * FUNCTION. herald's version, "MAJOR.MINOR.PATCH": equals `HERALD_VERSION` of the
+ * header the library was built with. Static text, never NULL.
  */
 const char *herald_version(void);
 
 /**
- * The detail of the last call on this thread that returned an error status
- * ("" when none): why `herald_client_new` or a setter refused its input.
- * Valid until the next herald call on this thread.
+ * METHOD (per thread). The detail of the last herald call on the calling
+ * thread that failed ("" before any failed): why `herald_client_new`, a
+ * setter or an `*_async` call refused its input. Never NULL. herald owns the
+ * text: don't free it.
+ *
+ * The pointer is the same for the thread's whole life (a per-thread buffer
+ * of 4096 bytes; longer details are cut at a UTF-8 boundary). Calls that
+ * succeed leave the text alone; the next failing call on the same thread
+ * rewrites it in place. So the text read through the pointer is the
+ * detail of the latest failure on this thread at the time it is read, and
+ * `printf("%s: %s\n", herald_status_str(f()), herald_last_error())` prints
+ * f()'s own failure whichever argument C evaluates first. When f()
+ * succeeded, the second string is an older failure's detail (or ""): read
+ * it only when a status was not HERALD_STATUS_OK. Other threads' failures
+ * never change it. Details of failed *ops* come in their completion's
+ * `detail`, not here.
  */
 const char *herald_last_error(void);
 
 /**
+ * FUNCTION. herald's version as a number, MAJOR * 1000000 + MINOR * 1000 + PATCH:
+ * equals `HERALD_VERSION_NUMBER` of the header the library was built with.
+ * Compare the two at startup to catch a program running with an older
+ * library than its header (`herald_version_number() < HERALD_VERSION_NUMBER`).
+ */
+uint32_t herald_version_number(void);
+
+/**
  * CONSTRUCTOR. Makes a client from `o` (validated and copied: free `o`
- * whenever you like) into `*out`. Connects lazily: no network I/O here.
- * Free with `herald_client_free`.
+ * whenever you like) into `*out`; the caller owns it and frees it with
+ * `herald_client_free`. Connects lazily: no network I/O here, and no thread
+ * calls back before the first op. NULL `o` or `out`, or options that do not
+ * make a client (an SMTP client without HOST, a PICKUP one without
+ * PICKUP_DIR), give HERALD_STATUS_INVALID_ARGUMENT with the reason in
+ * `herald_last_error()`; `*out` is then not written.
  */
 herald_status herald_client_new(const struct herald_options *o, struct herald_client **out);
 
 /**
  * DESTRUCTOR. NULL is a no-op. Queued ops complete with cancelled = 1,
- * running ones are aborted; every op's completion is delivered before this
- * returns. Never deadlocks, also when called from inside a completion callback.
- * Nothing else may use the client while or after this runs.
+ * running ones are aborted; every op's completion is delivered (callbacks
+ * have returned, or completions are queued) before this returns, and no
+ * callback of this client runs after it. Never deadlocks, also when called
+ * from inside one of the client's own completion callbacks (the remaining
+ * completions are then delivered on the calling thread). Nothing else may
+ * use the client while or after this runs. Queued completions already taken
+ * with `herald_client_next` stay valid.
  */
 void herald_client_free(struct herald_client *c);
 
 /**
- * The next queued completion (of ops submitted without a callback), or NULL
- * when none came within `timeout_ms` (0 = don't wait, -1 = wait forever).
- * The caller owns it: free it with `herald_completion_free`.
+ * METHOD. The next queued completion (of ops submitted with `cb` NULL, and
+ * IDLE changes whose `on_change` is NULL), in the order they completed, or
+ * NULL when none came within `timeout_ms` (0 = don't wait, -1 = wait
+ * forever; NULL `c` also gives NULL). Call it on any thread. The caller owns
+ * the completion and everything it points to, until
+ * `herald_completion_free` (also after the client is freed).
  */
 struct herald_completion *herald_client_next(struct herald_client *c, int32_t timeout_ms);
 
 /**
- * POSIX: a file descriptor that is readable while completions are queued
- * (poll it for POLLIN; don't read or close it). Windows: an event HANDLE
- * signalled likewise. -1 for NULL.
+ * METHOD. POSIX: a file descriptor that is readable exactly while
+ * completions are queued (poll it for POLLIN; don't read or close it; take
+ * the completions with `herald_client_next(c, 0)` until it gives NULL).
+ * Windows: an event HANDLE signalled likewise (wait on it, don't close it).
+ * Owned by the client and valid until `herald_client_free`. -1 for NULL.
  */
 int64_t herald_client_wakeup_handle(const struct herald_client *c);
 
 /**
- * OK: the op completes cancelled, or had already completed.
- * NOT_FOUND: no such op on this client.
+ * METHOD. Cancels `op`, queued or running: a running op has its connection
+ * shut down from the calling thread. OK: the op completes cancelled (its
+ * completion comes as usual, on the usual thread, cancelled = 1), or had
+ * already completed and nothing happens. NOT_FOUND: no such op on this
+ * client. Safe at any time, from any thread and from callbacks.
  */
 herald_status herald_cancel(struct herald_client *c, herald_op op);
 
 /**
- * OK once `op`'s completion was delivered (its callback returned, or it was
- * queued); TIMEOUT if not within `timeout_ms` (-1 = forever); NOT_FOUND for
- * an unknown op. Inside a callback of the same client, waiting for an op with
- * a callback would deadlock and is INVALID_ARGUMENT.
+ * METHOD. Blocks the calling thread until `op`'s completion was delivered
+ * (its callback returned, or it was queued): OK; TIMEOUT if not within
+ * `timeout_ms` (0 = just ask, -1 = forever); NOT_FOUND for an unknown op.
+ * Inside a completion callback of the same client, waiting (timeout not 0)
+ * for an op with a callback would deadlock and is INVALID_ARGUMENT.
  */
 herald_status herald_wait(struct herald_client *c, herald_op op, int32_t timeout_ms);
 
 /**
- * OK once every op submitted so far has completed (IMAP IDLE ops, which run
- * until cancelled, excepted); TIMEOUT if not within `timeout_ms` (-1 = forever).
+ * METHOD. Blocks the calling thread until every op submitted so far has
+ * completed (IMAP IDLE ops, which run until cancelled, excepted): OK;
+ * TIMEOUT if not within `timeout_ms` (0 = just ask, -1 = forever). From a
+ * completion callback of the same client, with ops that have callbacks and
+ * a timeout other than 0, INVALID_ARGUMENT (it would wait forever).
  */
 herald_status herald_client_flush(struct herald_client *c, int32_t timeout_ms);
 
 /**
- * Sets (or with NULL, clears) the progress callback: bytes sent of total,
- * with the op's user token, called on worker threads.
+ * METHOD. Sets (or with `cb` NULL, clears) the client's progress callback
+ * (see `herald_progress_callback`): bytes sent or received, with the op's
+ * user token, called on worker threads. Applies to ops running from now on.
  */
 herald_status herald_client_set_progress(struct herald_client *c, herald_progress_callback cb);
 
 /**
- * Sets (or with NULL, clears) the log callback for levels up to `max_level`
- * (`HERALD_LOG_*`). Passwords and tokens never appear in it.
+ * METHOD. Sets (or with `cb` NULL, clears) the client's log callback (see
+ * `herald_log_callback`) for levels 1..`max_level` (`HERALD_LOG_ERROR` 1 ..
+ * `HERALD_LOG_TRACE` 5; 0 logs nothing; above 5 is INVALID_ARGUMENT).
+ * `user` is passed back to every call; herald never dereferences it.
+ * Passwords, tokens and message contents never appear in the log.
  */
 herald_status herald_client_set_log(struct herald_client *c, uint32_t max_level, herald_log_callback cb, void *user);
 
 /**
- * DESTRUCTOR for a completion from `herald_client_next`. NULL is a no-op.
- * Never pass the completion a callback received.
+ * DESTRUCTOR for a completion from `herald_client_next`, with its detail
+ * and result. NULL is a no-op. Never pass the completion a callback received.
  */
 void herald_completion_free(struct herald_completion *c);
 
 /**
- * Lists the mailboxes matching `pattern` (`*` and `%` are wildcards, as
- * in IMAP LIST; "*" lists all). Result: one item per mailbox, with
- * HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its attributes, such
- * as "\HasNoChildren \Sent").
+ * METHOD (IMAP client). Lists the mailboxes matching `pattern` (`*` and `%`
+ * are wildcards, as in IMAP LIST; "*" lists all). Result: one item per
+ * mailbox, with HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its
+ * attributes, such as "\HasNoChildren \Sent"); uid 0.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_list_async(struct herald_client *c, const char *pattern, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Creates `mailbox` (UTF-8; the server's hierarchy separator, usually
- * "/" or ".", makes children).
+ * METHOD (IMAP client). Creates `mailbox` (UTF-8; the server's hierarchy
+ * separator, usually "/" or ".", makes children). Result: none (NULL);
+ * an existing mailbox is HERALD_STATUS_REJECTED.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_create_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Deletes `mailbox`.
+ * METHOD (IMAP client). Deletes `mailbox`. Result: none (NULL); an unknown
+ * mailbox is HERALD_STATUS_NOT_FOUND.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_delete_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Searches `mailbox` with `criteria` in IMAP SEARCH syntax
+ * METHOD (IMAP client). Searches `mailbox` with `criteria` in IMAP SEARCH syntax
  * (`UNSEEN FROM "bob"`). Quotes and parentheses must balance; literals,
  * CR and LF are refused (non-ASCII text in quotes is sent as UTF-8).
- * Result: the UIDs found, ascending, one item each.
+ * Result: the UIDs found, ascending, one item each (no fields); no match
+ * gives OK with an empty result.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_search_async(struct herald_client *c, const char *mailbox, const char *criteria, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
+ * METHOD (IMAP client). Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
  * is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY. Result: one
  * item per message, in UID order; its bytes are the whole message when
  * BODY was asked for, else the header block. Fetching never marks mail
- * \Seen. Progress reports the bytes received so far, with total 0.
+ * \Seen. Each item's uid is the message's UID; its fields are those
+ * `parts` asked for (HERALD_FIELD_FLAGS; _SUBJECT, _FROM, _TO, _DATE,
+ * _MESSAGE_ID; _SIZE); UIDs the mailbox lacks are left out (no error).
+ * Progress reports the bytes received so far, with total 0.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_fetch_async(struct herald_client *c, const char *mailbox, const char *uid_set, uint32_t parts, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
+ * METHOD (IMAP client). Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
  * byte-exact) to `mailbox` in one op, with `flags` ("\\Seen", space
  * separated; NULL for none). Result: one item per message appended, its
  * UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
  * the cancelled completion still lists every message that reached the
  * server, and so does a completion with an error (a refusal or a lost
- * connection part way). Progress reports bytes sent of the total.
+ * connection part way). Progress reports bytes sent of the total. `n` is
+ * 1 or more; `messages` and `lens` hold `n` entries each.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_append_async(struct herald_client *c, const char *mailbox, const uint8_t *const *messages, const size_t *lens, size_t n, const char *flags, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Changes the flags of `uid_set` in `mailbox`: `mode` 1 adds `flags`, -1
- * removes them, 0 replaces all flags with them.
+ * METHOD (IMAP client). Changes the flags of `uid_set` in `mailbox`:
+ * `mode` HERALD_STORE_ADD (1) adds `flags` ("\Seen \Flagged", space
+ * separated), HERALD_STORE_REMOVE (-1) removes them, HERALD_STORE_REPLACE
+ * (0) replaces all flags with them; another mode is INVALID_ARGUMENT.
+ * Result: none (NULL).
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_store_async(struct herald_client *c, const char *mailbox, const char *uid_set, int32_t mode, const char *flags, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Copies `uid_set` from `mailbox` to `target`.
+ * METHOD (IMAP client). Copies `uid_set` from `mailbox` to `target`.
+ * Result: none (NULL); an unknown target is HERALD_STATUS_NOT_FOUND or
+ * REJECTED, as the server says.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_copy_async(struct herald_client *c, const char *mailbox, const char *uid_set, const char *target, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Moves `uid_set` from `mailbox` to `target`: MOVE when the server offers
- * it, else COPY, STORE \Deleted and UID EXPUNGE of exactly those UIDs.
+ * METHOD (IMAP client). Moves `uid_set` from `mailbox` to `target`: MOVE
+ * when the server offers it, else COPY, STORE \Deleted and UID EXPUNGE of
+ * exactly those UIDs. Result: none (NULL).
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_move_async(struct herald_client *c, const char *mailbox, const char *uid_set, const char *target, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Removes the messages flagged \Deleted from `mailbox`.
+ * METHOD (IMAP client). Removes the messages flagged \Deleted from
+ * `mailbox`. Result: none (NULL).
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_expunge_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Watches `mailbox` with IMAP IDLE. `on_change` fires (status OK, one
- * result item whose HERALD_FIELD_EXISTS is the mailbox's message count)
- * each time the mailbox changes; with `on_change` NULL these go to the
- * completion queue. IDLE is renewed before servers drop it, and after a
- * lost connection herald reconnects and goes on watching. The op holds a
- * pooled connection (it counts toward MAX_CONNECTIONS) and lends it to
- * other ops when they would wait otherwise. It completes only when
- * herald_cancel stops it (cancelled), or at once with an error when the
- * mailbox cannot be watched at all (no such mailbox, no IDLE, refused login).
+ * METHOD (IMAP client). Watches `mailbox` with IMAP IDLE: unlike other
+ * ops, one IDLE op delivers MANY notifications and then one completion.
+ *
+ * - Each time the mailbox changes, a notification with the op's id and
+ *   `user_token`, status OK and one result item whose HERALD_FIELD_EXISTS is
+ *   the mailbox's message count goes to `on_change`, on the delivery
+ *   thread. With `on_change` NULL the notifications are queued on the
+ *   client's completion queue instead (take them with `herald_client_next`
+ *   and free each with `herald_completion_free`), whatever `cb` is. In the
+ *   queue, the IDLE op's entries with status OK are notifications; its
+ *   final completion is never OK.
+ * - The op's one final completion goes to `cb` (or the queue when `cb` is
+ *   NULL), as for every op. It comes only when `herald_cancel` stops the
+ *   IDLE (cancelled), when the client is freed, or at once with an error
+ *   when the mailbox cannot be watched at all (no such mailbox, no IDLE,
+ *   refused login). No notification comes after it.
+ *
+ * IDLE is renewed before servers drop it, and after a lost connection
+ * herald reconnects and goes on watching. The op holds a pooled connection
+ * (it counts toward MAX_CONNECTIONS) and lends it to other ops when they
+ * would wait otherwise. `herald_client_flush` does not wait for it.
+ * `*op_out` is required (NULL is INVALID_ARGUMENT).
  */
 herald_status herald_imap_idle_async(struct herald_client *c, const char *mailbox, herald_callback on_change, herald_callback cb, void *user_token, herald_op *op_out);
 
@@ -683,52 +910,66 @@ void herald_message_free(struct herald_message *m);
 struct herald_options *herald_options_new(uint32_t protocol);
 
 /**
- * METHOD. Sets a string option. An unknown option, an integer option, an
+ * METHOD. Sets a string option (`HERALD_OPT_*`, UTF-8, copied). An unknown option, an integer option, an
  * option of another protocol or a bad value is HERALD_STATUS_INVALID_ARGUMENT
  * now (the reason in `herald_last_error()`), and the options are unchanged.
  */
 herald_status herald_options_set_str(struct herald_options *o, uint32_t option, const char *value);
 
 /**
- * METHOD. Sets an integer option; checked as `herald_options_set_str` is.
+ * METHOD. Sets an integer option (`HERALD_OPT_*`; ranges and defaults are
+ * in each option's doc); checked as `herald_options_set_str` is.
  */
 herald_status herald_options_set_int(struct herald_options *o, uint32_t option, int64_t value);
 
 /**
- * DESTRUCTOR. NULL is a no-op.
+ * DESTRUCTOR. Frees options from `herald_options_new`; NULL is a no-op.
+ * Clients made from them keep their own copy.
  */
 void herald_options_free(struct herald_options *o);
 
 /**
- * Lists the maildrop as it is when the op runs. Result: one item per
+ * METHOD (POP3 client). Lists the maildrop as it is when the op runs. Result: one item per
  * message in message-number order: uid = the message number in this
  * session, `HERALD_FIELD_NAME` = the UIDL, `HERALD_FIELD_SIZE` = octets.
- * Completion as for every `*_async` call: exactly once, to `cb` (or the
- * completion queue when `cb` is NULL).
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_pop3_list_async(struct herald_client *c, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Retrieves the message named `uidl`, byte-exact (dot-unstuffed, CRLF
+ * METHOD (POP3 client). Retrieves the message named `uidl`, byte-exact (dot-unstuffed, CRLF
  * kept). Result: one item: uid = message number, `HERALD_FIELD_NAME` = the
  * UIDL, `HERALD_FIELD_SIZE` = octets as the server lists them, bytes = the
  * message. `HERALD_STATUS_NOT_FOUND` when the maildrop has no such UIDL,
  * `HERALD_STATUS_LIMIT` for a message over 1 GiB (results live in memory).
  * Retrieve and top ops queued together are pipelined when the server
  * offers PIPELINING.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_pop3_retrieve_async(struct herald_client *c, const char *uidl, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * The header block and the first `lines` body lines of the message named
+ * METHOD (POP3 client). The header block and the first `lines` body lines of the message named
  * `uidl` (TOP). Result as for `herald_pop3_retrieve_async`, the bytes being
  * the headers, the blank line and those lines. `HERALD_STATUS_UNSUPPORTED`
  * when the server does not offer TOP.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_pop3_top_async(struct herald_client *c, const char *uidl, uint32_t lines, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Deletes the `n` messages named in `uidls` and commits (QUIT) in one
+ * METHOD (POP3 client). Deletes the `n` messages named in `uidls` and commits (QUIT) in one
  * session; the next op opens a new one.
  *
  * - OK: the result has one item per message deleted (uid = its message
@@ -744,50 +985,76 @@ herald_status herald_pop3_top_async(struct herald_client *c, const char *uidl, u
  * - Cancelled before QUIT: nothing deleted. After QUIT was sent the server
  *   commits regardless: the completion is cancelled and still carries the
  *   deleted messages as its result.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_pop3_delete_async(struct herald_client *c, const char *const *uidls, size_t n, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
+ * METHOD. Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
  */
 size_t herald_result_count(const struct herald_result *r);
 
 /**
- * Item i's IMAP UID, or POP3 message number; 0 if out of range.
+ * METHOD. Item i's IMAP UID, or POP3 message number; 0 if it has none, if
+ * `i` is out of range or `r` is NULL.
  */
 uint64_t herald_result_uid(const struct herald_result *r, size_t i);
 
 /**
- * A text field (`HERALD_FIELD_*`) of item i; NULL if absent. Valid as long as the result.
+ * METHOD. A text field (`HERALD_FIELD_*`, UTF-8) of item i; NULL if the
+ * item lacks it, `i` is out of range or `r` is NULL. Owned by the result:
+ * valid as long as it is.
  */
 const char *herald_result_str(const struct herald_result *r, size_t i, uint32_t field);
 
 /**
- * A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of item i; 0 if absent.
+ * METHOD. A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of
+ * item i; 0 if absent, out of range or `r` NULL.
  */
 uint64_t herald_result_int(const struct herald_result *r, size_t i, uint32_t field);
 
 /**
- * Item i's bytes (headers or whole message) and their length in *len;
- * NULL (and *len = 0) if absent. `len` may be NULL.
+ * METHOD. Item i's bytes (a message or its header block) and their length
+ * in `*len`; NULL (and `*len` = 0) if absent. `len` may be NULL. Owned by
+ * the result: valid as long as it is. Not NUL-terminated.
  */
 const uint8_t *herald_result_bytes(const struct herald_result *r, size_t i, size_t *len);
 
 /**
- * Sends a message built with `herald_message_*`. The envelope comes from
- * From and To/Cc/Bcc; Bcc never appears in the sent bytes; Date and
- * Message-ID are added when missing. The message is copied: free it at once
- * if you like. On OK, `*op_out` is set and exactly one completion comes (to
- * `cb`, or to the completion queue when `cb` is NULL); on an error status,
- * none comes.
+ * METHOD (SMTP and PICKUP clients). Sends a message built with
+ * `herald_message_*`. The envelope comes from From and To/Cc/Bcc; Bcc never
+ * appears in the sent bytes; Date and Message-ID are added when missing.
+ * The message is copied: free it at once if you like.
+ *
+ * On OK, `*op_out` (required: NULL is INVALID_ARGUMENT) is set and exactly
+ * one completion comes, to `cb` on the client's delivery thread, or to the
+ * completion queue when `cb` is NULL; on an error status none comes and
+ * `herald_last_error()` says why.
+ *
+ * The completion is OK when the server accepted the message (its 250 to
+ * the final dot or BDAT LAST; `reply_code` 250) for at least one
+ * recipient. Its result then has one item per envelope recipient, in the
+ * order given (To, Cc, then Bcc, each address once): HERALD_FIELD_NAME the address,
+ * HERALD_FIELD_REPLY_CODE the server's reply to its RCPT TO (250, 550 ...)
+ * and HERALD_FIELD_REPLY_TEXT that reply's text; `detail` names any refused
+ * recipients. Every recipient refused: HERALD_STATUS_REJECTED (or
+ * TRANSIENT when a refusal was 4xx), no result. Content sent but no final
+ * reply: HERALD_STATUS_IO, and `detail` says the server may or may not have
+ * accepted it. A PICKUP client's result is one item whose
+ * HERALD_FIELD_NAME is the .eml file written.
  */
 herald_status herald_send_async(struct herald_client *c, const struct herald_message *m, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * Sends `data` (a complete RFC 5322 message, `len` bytes) byte-exact from
- * `mail_from` ("" for the null sender) to the `n_rcpt` addresses in
- * `rcpt_to`. All inputs are copied before this returns. Completion as for
- * `herald_send_async`.
+ * METHOD (SMTP and PICKUP clients). Sends `data` (a complete RFC 5322
+ * message, `len` bytes) byte-exact from `mail_from` ("" for the null
+ * sender) to the `n_rcpt` (1 or more) addresses in `rcpt_to` (dot-stuffing
+ * is herald's job). All inputs are copied before this returns. `*op_out` is
+ * required; completion and result as for `herald_send_async`.
  */
 herald_status herald_send_raw_async(struct herald_client *c, const char *mail_from, const char *const *rcpt_to, size_t n_rcpt, const uint8_t *data, size_t len, herald_callback cb, void *user_token, herald_op *op_out);
 

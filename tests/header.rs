@@ -9,7 +9,9 @@ fn generate() -> String {
     let config = cbindgen::Config::from_file(Path::new(dir).join("cbindgen.toml")).expect("cbindgen.toml");
     let mut out = Vec::new();
     cbindgen::Builder::new()
-        .with_crate(dir)
+        // Only the C ABI layer: what the rest of the crate makes `pub` is Rust API,
+        // never a C name.
+        .with_src(Path::new(dir).join("src/ffi/mod.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen failed")
@@ -51,4 +53,263 @@ fn header_version_matches_the_crate() {
     // SAFETY: herald_version returns a static NUL-terminated string.
     let lib = unsafe { std::ffi::CStr::from_ptr(herald::ffi::herald_version()) };
     assert_eq!(lib.to_str().unwrap(), v);
+}
+
+fn header() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/herald.h")).unwrap()
+}
+
+#[test]
+fn header_version_number_matches_the_crate_and_the_library() {
+    let v: Vec<u32> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let n = v[0] * 1_000_000 + v[1] * 1_000 + v[2];
+    assert!(
+        header().contains(&format!("#define HERALD_VERSION_NUMBER {n}\n")),
+        "HERALD_VERSION_NUMBER in the header is not {n}: update cbindgen.toml"
+    );
+    assert_eq!(herald::ffi::herald_version_number(), n);
+}
+
+/// The header's items, each with the name it defines and whether a doc
+/// comment comes right before it. Knows the shapes cbindgen writes:
+/// `#define`, `typedef`, struct fields, and function prototypes.
+fn items(h: &str) -> Vec<(String, String, bool)> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut prev = "";
+    let mut in_struct = false;
+    for line in h.lines() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let documented = prev.ends_with("*/");
+        if t.starts_with('*') || t.starts_with("/*") || t.starts_with("//") {
+            prev = t;
+            continue;
+        }
+        let mut item = |kind: &str, name: String| out.push((kind.to_string(), name, documented));
+        if let Some(rest) = t.strip_prefix("#define ") {
+            let name = ident(rest);
+            if name != "HERALD_H" {
+                item("macro", name);
+            }
+        } else if t.starts_with("typedef struct") && t.ends_with('{') {
+            item("struct", ident(t.trim_start_matches("typedef struct ")));
+            in_struct = true;
+        } else if in_struct && t.starts_with('}') {
+            in_struct = false;
+        } else if in_struct && t.ends_with(';') {
+            let decl = t.trim_end_matches(';');
+            let name = decl.rsplit([' ', '*']).next().unwrap_or("").to_string();
+            item("field", name);
+        } else if let Some(rest) = t.strip_prefix("typedef ") {
+            // typedef T name;  typedef R (*name)(args);
+            let name = match rest.find("(*") {
+                Some(i) => ident(&rest[i + 2..]),
+                None => rest.trim_end_matches(';').rsplit(' ').next().unwrap().to_string(),
+            };
+            item("typedef", name);
+        } else if t.ends_with(");") && !t.starts_with('}') && !t.starts_with('#') {
+            let before = &t[..t.find('(').unwrap()];
+            let name = before.rsplit([' ', '*']).next().unwrap().to_string();
+            item("function", name);
+        }
+        prev = t;
+    }
+    out
+}
+
+#[test]
+fn header_parser_sees_every_function() {
+    // The exports the Rust sources declare, wherever they are.
+    let mut exported = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let src = std::fs::read_to_string(&p).unwrap();
+                let mut after_no_mangle = false;
+                for line in src.lines() {
+                    let t = line.trim();
+                    if t == "#[no_mangle]" {
+                        after_no_mangle = true;
+                    } else if after_no_mangle {
+                        if let Some(i) = t.find("extern \"C\" fn ") {
+                            let rest = &t[i + "extern \"C\" fn ".len()..];
+                            exported.push((p.clone(), rest[..rest.find('(').unwrap()].to_string()));
+                            after_no_mangle = false;
+                        } else if !t.starts_with("#[") {
+                            after_no_mangle = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(exported.len() > 40, "found only {} exports", exported.len());
+    let h = header();
+    let functions: Vec<String> = items(&h)
+        .into_iter()
+        .filter(|(k, _, _)| k == "function")
+        .map(|(_, n, _)| n)
+        .collect();
+    for (file, name) in &exported {
+        assert!(
+            functions.contains(name),
+            "{name} ({}) is exported but not in include/herald.h: C exports live in src/ffi/",
+            file.display()
+        );
+    }
+    assert_eq!(functions.len(), exported.len(), "{functions:?}");
+}
+
+#[test]
+fn every_name_the_header_defines_is_prefixed() {
+    let h = header();
+    let bad: Vec<String> = items(&h)
+        .into_iter()
+        .filter(|(kind, name, _)| {
+            kind != "field" && !name.starts_with("herald_") && !name.starts_with("HERALD_")
+        })
+        .map(|(kind, name, _)| format!("{kind} {name}"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "names without the herald_/HERALD_ prefix: {bad:?}"
+    );
+    // Catch shapes the item parser does not know: any identifier right after
+    // #define, struct, enum or union in the code (comments left out) must be
+    // prefixed too.
+    let code = without_comments(&h);
+    for word in ["#define ", "struct ", "enum ", "union "] {
+        for (i, _) in code.match_indices(word) {
+            let rest = &code[i + word.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                name.is_empty() || name.starts_with("herald_") || name.starts_with("HERALD_"),
+                "`{word}{name}` in include/herald.h"
+            );
+        }
+    }
+}
+
+/// The header with its /* */ and // comments removed.
+fn without_comments(h: &str) -> String {
+    let mut out = String::new();
+    let mut rest = h;
+    while !rest.is_empty() {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => {
+                out.push_str(&rest[..b]);
+                rest = rest[b..].find("*/").map_or("", |e| &rest[b + e + 2..]);
+            }
+            (_, Some(l)) => {
+                out.push_str(&rest[..l]);
+                rest = rest[l..].find('\n').map_or("", |e| &rest[l + e..]);
+            }
+            _ => {
+                out.push_str(rest);
+                rest = "";
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_item_in_the_header_is_documented() {
+    let h = header();
+    let all = items(&h);
+    assert!(all.len() > 100, "parsed only {} items", all.len());
+    let missing: Vec<String> = all
+        .into_iter()
+        .filter(|(_, _, documented)| !documented)
+        .map(|(kind, name, _)| format!("{kind} {name}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} items in include/herald.h have no doc comment: {missing:?}",
+        missing.len()
+    );
+}
+
+#[test]
+fn every_function_says_what_it_is() {
+    // SQLite's habit: each function's doc starts by saying what it is.
+    let h = header();
+    let lines: Vec<&str> = h.lines().collect();
+    let mut unlabelled = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        let prototype =
+            t.ends_with(");") && t.contains('(') && !t.starts_with('#') && !t.starts_with("typedef");
+        // Not a struct field, a wrapped line or a comment.
+        let top_level = !line.starts_with(' ') && !t.starts_with('*') && !t.starts_with("/*");
+        if !prototype || !top_level {
+            continue;
+        }
+        // The doc comment block right above.
+        let mut j = i;
+        while j > 0 && !lines[j - 1].trim_start().starts_with("/**") {
+            j -= 1;
+        }
+        let doc = lines[j.saturating_sub(1)..i].join("\n");
+        if !["CONSTRUCTOR", "DESTRUCTOR", "METHOD", "FUNCTION"]
+            .iter()
+            .any(|k| doc.contains(k))
+        {
+            unlabelled.push(t.to_string());
+        }
+    }
+    assert!(
+        unlabelled.is_empty(),
+        "functions whose doc does not say CONSTRUCTOR, DESTRUCTOR, METHOD or FUNCTION: {unlabelled:#?}"
+    );
+}
+
+#[test]
+fn the_item_parser_catches_what_it_should() {
+    let h = "/** doc */\n#define HERALD_A 1\n\n#define MAX_LINE 2\ntypedef uint32_t herald_x;\n\
+             typedef struct herald_s {\n  /**\n   * f\n   */\n  int a;\n  int *b;\n} herald_s;\n\
+             /**\n * METHOD.\n */\nint herald_f(int x);\nvoid g(void);\n\
+             typedef void (*herald_cb)(const struct herald_s *c);\n";
+    let got: Vec<(String, String, bool)> = items(h);
+    let want = [
+        ("macro", "HERALD_A", true),
+        ("macro", "MAX_LINE", false),
+        ("typedef", "herald_x", false),
+        ("struct", "herald_s", false),
+        ("field", "a", true),
+        ("field", "b", false),
+        ("function", "herald_f", true),
+        ("function", "g", false),
+        ("typedef", "herald_cb", false),
+    ];
+    let want: Vec<(String, String, bool)> = want
+        .iter()
+        .map(|(k, n, d)| (k.to_string(), n.to_string(), *d))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn comments_are_left_out_of_the_name_scan() {
+    let code = without_comments("/** struct field */\n#define HERALD_A 1 // enum x\nstruct herald_s;\n");
+    assert_eq!(code, "\n#define HERALD_A 1 \nstruct herald_s;\n");
 }

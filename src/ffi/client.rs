@@ -25,19 +25,29 @@ impl BoxHandle for herald_client {
     const NAME: &'static str = "client";
 }
 
-/// Progress of an op: bytes `done` of `total`. Called on a worker thread.
+/// Progress of an op: bytes `done` of `total` (0 when unknown, as for an
+/// IMAP fetch), with the op's `user_token`. Called on the worker thread
+/// running the op, possibly many times per op, never after its completion.
+/// Keep it short: it runs between network reads and writes.
 pub type herald_progress_callback =
     Option<unsafe extern "C" fn(op: herald_op, user_token: *mut c_void, done: u64, total: u64)>;
-/// A log line. Called on whatever herald thread logs; never contains a
-/// password or token.
+/// A log line: `user` as given to `herald_client_set_log`, `level` one of
+/// HERALD_LOG_ERROR (1) .. HERALD_LOG_TRACE (5), `line` UTF-8 without a line
+/// end, valid only during the call (copy it to keep it). Called on whatever
+/// herald thread logs (workers, the delivery thread), possibly from several
+/// at once; never contains a password, token or message content.
 pub type herald_log_callback =
     Option<unsafe extern "C" fn(user: *mut c_void, level: u32, line: *const c_char)>;
 
+/// Log level 1: an op or connection failed.
 pub const HERALD_LOG_ERROR: u32 = 1;
+/// Log level 2: something unexpected that herald worked around (a retry, a reconnect).
 pub const HERALD_LOG_WARN: u32 = 2;
+/// Log level 3: connections opened and closed, ops completed.
 pub const HERALD_LOG_INFO: u32 = 3;
+/// Log level 4: the pool's decisions and each op's steps.
 pub const HERALD_LOG_DEBUG: u32 = 4;
-/// Every protocol line (credentials and message contents left out).
+/// Log level 5: every protocol line (credentials and message contents left out).
 pub const HERALD_LOG_TRACE: u32 = 5;
 
 /// A C pointer carried across threads; herald never dereferences it.
@@ -86,8 +96,12 @@ fn notify(cb: herald_callback) -> Notify {
 }
 
 /// CONSTRUCTOR. Makes a client from `o` (validated and copied: free `o`
-/// whenever you like) into `*out`. Connects lazily: no network I/O here.
-/// Free with `herald_client_free`.
+/// whenever you like) into `*out`; the caller owns it and frees it with
+/// `herald_client_free`. Connects lazily: no network I/O here, and no thread
+/// calls back before the first op. NULL `o` or `out`, or options that do not
+/// make a client (an SMTP client without HOST, a PICKUP one without
+/// PICKUP_DIR), give HERALD_STATUS_INVALID_ARGUMENT with the reason in
+/// `herald_last_error()`; `*out` is then not written.
 #[no_mangle]
 pub extern "C" fn herald_client_new(o: *const herald_options, out: *mut *mut herald_client) -> herald_status {
     status_boundary(|| {
@@ -100,17 +114,24 @@ pub extern "C" fn herald_client_new(o: *const herald_options, out: *mut *mut her
 }
 
 /// DESTRUCTOR. NULL is a no-op. Queued ops complete with cancelled = 1,
-/// running ones are aborted; every op's completion is delivered before this
-/// returns. Never deadlocks, also when called from inside a completion callback.
-/// Nothing else may use the client while or after this runs.
+/// running ones are aborted; every op's completion is delivered (callbacks
+/// have returned, or completions are queued) before this returns, and no
+/// callback of this client runs after it. Never deadlocks, also when called
+/// from inside one of the client's own completion callbacks (the remaining
+/// completions are then delivered on the calling thread). Nothing else may
+/// use the client while or after this runs. Queued completions already taken
+/// with `herald_client_next` stay valid.
 #[no_mangle]
 pub extern "C" fn herald_client_free(c: *mut herald_client) {
     boundary((), || herald_client::free(c))
 }
 
-/// The next queued completion (of ops submitted without a callback), or NULL
-/// when none came within `timeout_ms` (0 = don't wait, -1 = wait forever).
-/// The caller owns it: free it with `herald_completion_free`.
+/// METHOD. The next queued completion (of ops submitted with `cb` NULL, and
+/// IDLE changes whose `on_change` is NULL), in the order they completed, or
+/// NULL when none came within `timeout_ms` (0 = don't wait, -1 = wait
+/// forever; NULL `c` also gives NULL). Call it on any thread. The caller owns
+/// the completion and everything it points to, until
+/// `herald_completion_free` (also after the client is freed).
 #[no_mangle]
 pub extern "C" fn herald_client_next(c: *mut herald_client, timeout_ms: i32) -> *mut herald_completion {
     boundary(std::ptr::null_mut(), || match herald_client::arg(c) {
@@ -124,9 +145,11 @@ pub extern "C" fn herald_client_next(c: *mut herald_client, timeout_ms: i32) -> 
     })
 }
 
-/// POSIX: a file descriptor that is readable while completions are queued
-/// (poll it for POLLIN; don't read or close it). Windows: an event HANDLE
-/// signalled likewise. -1 for NULL.
+/// METHOD. POSIX: a file descriptor that is readable exactly while
+/// completions are queued (poll it for POLLIN; don't read or close it; take
+/// the completions with `herald_client_next(c, 0)` until it gives NULL).
+/// Windows: an event HANDLE signalled likewise (wait on it, don't close it).
+/// Owned by the client and valid until `herald_client_free`. -1 for NULL.
 #[no_mangle]
 pub extern "C" fn herald_client_wakeup_handle(c: *const herald_client) -> i64 {
     boundary(-1, || {
@@ -134,31 +157,39 @@ pub extern "C" fn herald_client_wakeup_handle(c: *const herald_client) -> i64 {
     })
 }
 
-/// OK: the op completes cancelled, or had already completed.
-/// NOT_FOUND: no such op on this client.
+/// METHOD. Cancels `op`, queued or running: a running op has its connection
+/// shut down from the calling thread. OK: the op completes cancelled (its
+/// completion comes as usual, on the usual thread, cancelled = 1), or had
+/// already completed and nothing happens. NOT_FOUND: no such op on this
+/// client. Safe at any time, from any thread and from callbacks.
 #[no_mangle]
 pub extern "C" fn herald_cancel(c: *mut herald_client, op: herald_op) -> herald_status {
     status_boundary(|| herald_client::arg(c)?.cancel(op))
 }
 
-/// OK once `op`'s completion was delivered (its callback returned, or it was
-/// queued); TIMEOUT if not within `timeout_ms` (-1 = forever); NOT_FOUND for
-/// an unknown op. Inside a callback of the same client, waiting for an op with
-/// a callback would deadlock and is INVALID_ARGUMENT.
+/// METHOD. Blocks the calling thread until `op`'s completion was delivered
+/// (its callback returned, or it was queued): OK; TIMEOUT if not within
+/// `timeout_ms` (0 = just ask, -1 = forever); NOT_FOUND for an unknown op.
+/// Inside a completion callback of the same client, waiting (timeout not 0)
+/// for an op with a callback would deadlock and is INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn herald_wait(c: *mut herald_client, op: herald_op, timeout_ms: i32) -> herald_status {
     status_boundary(|| herald_client::arg(c)?.wait(op, timeout(timeout_ms)))
 }
 
-/// OK once every op submitted so far has completed (IMAP IDLE ops, which run
-/// until cancelled, excepted); TIMEOUT if not within `timeout_ms` (-1 = forever).
+/// METHOD. Blocks the calling thread until every op submitted so far has
+/// completed (IMAP IDLE ops, which run until cancelled, excepted): OK;
+/// TIMEOUT if not within `timeout_ms` (0 = just ask, -1 = forever). From a
+/// completion callback of the same client, with ops that have callbacks and
+/// a timeout other than 0, INVALID_ARGUMENT (it would wait forever).
 #[no_mangle]
 pub extern "C" fn herald_client_flush(c: *mut herald_client, timeout_ms: i32) -> herald_status {
     status_boundary(|| herald_client::arg(c)?.flush(timeout(timeout_ms)))
 }
 
-/// Sets (or with NULL, clears) the progress callback: bytes sent of total,
-/// with the op's user token, called on worker threads.
+/// METHOD. Sets (or with `cb` NULL, clears) the client's progress callback
+/// (see `herald_progress_callback`): bytes sent or received, with the op's
+/// user token, called on worker threads. Applies to ops running from now on.
 #[no_mangle]
 pub extern "C" fn herald_client_set_progress(
     c: *mut herald_client,
@@ -176,8 +207,11 @@ pub extern "C" fn herald_client_set_progress(
     })
 }
 
-/// Sets (or with NULL, clears) the log callback for levels up to `max_level`
-/// (`HERALD_LOG_*`). Passwords and tokens never appear in it.
+/// METHOD. Sets (or with `cb` NULL, clears) the client's log callback (see
+/// `herald_log_callback`) for levels 1..`max_level` (`HERALD_LOG_ERROR` 1 ..
+/// `HERALD_LOG_TRACE` 5; 0 logs nothing; above 5 is INVALID_ARGUMENT).
+/// `user` is passed back to every call; herald never dereferences it.
+/// Passwords, tokens and message contents never appear in the log.
 #[no_mangle]
 pub extern "C" fn herald_client_set_log(
     c: *mut herald_client,

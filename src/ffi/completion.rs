@@ -6,7 +6,8 @@ use super::result::herald_result;
 use super::{boundary, herald_status};
 use crate::result::{c_string, Completion, ResultData};
 
-/// An op id; 0 is never a valid op.
+/// An op id, set by every `*_async` call that returns OK (unique per
+/// client); 0 is never a valid op.
 pub type herald_op = u64;
 
 /// An op's completion. Passed to a callback, it and every pointer in it are
@@ -14,24 +15,31 @@ pub type herald_op = u64;
 /// caller's until `herald_completion_free`.
 #[repr(C)]
 pub struct herald_completion {
+    /// The op this completes, as the `*_async` call set in `*op_out`.
     pub op: herald_op,
     /// HERALD_STATUS_OK on success.
     pub status: herald_status,
     /// 1 iff cancelled; then status == HERALD_STATUS_CANCELLED.
     pub cancelled: i32,
-    /// As passed to the *_async call.
+    /// As passed to the *_async call; herald never dereferences it.
     pub user_token: *mut c_void,
     /// The last server reply code (SMTP 250, 550 ...), 0 if none.
     pub reply_code: i32,
-    /// Server text or local reason; never NULL.
+    /// Server text or local reason (UTF-8); never NULL, valid as long as
+    /// the completion.
     pub detail: *const c_char,
-    /// The op's result, NULL when it has none. A failed or cancelled op
-    /// may still have one: what it did before it stopped (an IMAP append's
-    /// UIDs).
+    /// The op's result, NULL when it has none (read it with
+    /// `herald_result_*`; each op's doc says what its items hold). A failed
+    /// or cancelled op may still have one: what it did before it stopped (an
+    /// IMAP append's UIDs). Valid as long as the completion.
     pub result: *const herald_result,
 }
 
-/// Called once per op with its completion, on herald's delivery thread.
+/// A completion callback: called exactly once per op with its completion
+/// (and, for IMAP IDLE's `on_change`, once per change), on the client's
+/// delivery thread (`herald-deliver`), one call at a time and never while
+/// herald holds a lock. `c` and every pointer in it are valid only during
+/// the call. It may call any herald function, also `herald_client_free`.
 pub type herald_callback = Option<unsafe extern "C" fn(c: *const herald_completion)>;
 
 fn result_ptr(r: &Option<ResultData>) -> *const herald_result {
@@ -85,8 +93,8 @@ pub(crate) fn into_owned(c: Completion) -> *mut herald_completion {
     Box::into_raw(owned) as *mut herald_completion
 }
 
-/// DESTRUCTOR for a completion from `herald_client_next`. NULL is a no-op.
-/// Never pass the completion a callback received.
+/// DESTRUCTOR for a completion from `herald_client_next`, with its detail
+/// and result. NULL is a no-op. Never pass the completion a callback received.
 #[no_mangle]
 pub extern "C" fn herald_completion_free(c: *mut herald_completion) {
     boundary((), || {

@@ -12,16 +12,23 @@ use crate::imap::{args, ImapJob, ImapOp, StoreMode};
 use crate::status::{Error, Result};
 use crate::work::Work;
 
-/// Fetch the flags (HERALD_FIELD_FLAGS, space separated).
+/// `parts` bit of `herald_imap_fetch_async`: the flags (HERALD_FIELD_FLAGS, space separated).
 pub const HERALD_FETCH_FLAGS: u32 = 1;
-/// Fetch SUBJECT, FROM, TO, DATE and MESSAGE_ID from the ENVELOPE.
+/// `parts` bit: HERALD_FIELD_SUBJECT, _FROM, _TO, _DATE and _MESSAGE_ID from the ENVELOPE.
 pub const HERALD_FETCH_ENVELOPE: u32 = 2;
-/// Fetch the size in bytes (HERALD_FIELD_SIZE).
+/// `parts` bit: the size in bytes (HERALD_FIELD_SIZE).
 pub const HERALD_FETCH_SIZE: u32 = 4;
-/// Fetch the header block as the item's bytes.
+/// `parts` bit: the header block as the item's bytes.
 pub const HERALD_FETCH_HEADERS: u32 = 8;
-/// Fetch the whole message as the item's bytes (never marks it \Seen).
+/// `parts` bit: the whole message as the item's bytes (never marks it \Seen).
 pub const HERALD_FETCH_BODY: u32 = 16;
+
+/// `mode` of `herald_imap_store_async`: add `flags` to the messages' flags.
+pub const HERALD_STORE_ADD: i32 = 1;
+/// `mode` of `herald_imap_store_async`: remove `flags` from them.
+pub const HERALD_STORE_REMOVE: i32 = -1;
+/// `mode` of `herald_imap_store_async`: replace all their flags with `flags`.
+pub const HERALD_STORE_REPLACE: i32 = 0;
 
 /// Most messages one append may carry.
 const MAX_APPEND: usize = 1_000_000;
@@ -46,10 +53,15 @@ fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
     args::mailbox(what, arg_str(p, what)?)
 }
 
-/// Lists the mailboxes matching `pattern` (`*` and `%` are wildcards, as
-/// in IMAP LIST; "*" lists all). Result: one item per mailbox, with
-/// HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its attributes, such
-/// as "\HasNoChildren \Sent").
+/// METHOD (IMAP client). Lists the mailboxes matching `pattern` (`*` and `%`
+/// are wildcards, as in IMAP LIST; "*" lists all). Result: one item per
+/// mailbox, with HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its
+/// attributes, such as "\HasNoChildren \Sent"); uid 0.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_list_async(
     c: *mut herald_client,
@@ -71,8 +83,14 @@ pub extern "C" fn herald_imap_list_async(
     )
 }
 
-/// Creates `mailbox` (UTF-8; the server's hierarchy separator, usually
-/// "/" or ".", makes children).
+/// METHOD (IMAP client). Creates `mailbox` (UTF-8; the server's hierarchy
+/// separator, usually "/" or ".", makes children). Result: none (NULL);
+/// an existing mailbox is HERALD_STATUS_REJECTED.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_create_async(
     c: *mut herald_client,
@@ -91,7 +109,13 @@ pub extern "C" fn herald_imap_create_async(
     )
 }
 
-/// Deletes `mailbox`.
+/// METHOD (IMAP client). Deletes `mailbox`. Result: none (NULL); an unknown
+/// mailbox is HERALD_STATUS_NOT_FOUND.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_delete_async(
     c: *mut herald_client,
@@ -110,10 +134,16 @@ pub extern "C" fn herald_imap_delete_async(
     )
 }
 
-/// Searches `mailbox` with `criteria` in IMAP SEARCH syntax
+/// METHOD (IMAP client). Searches `mailbox` with `criteria` in IMAP SEARCH syntax
 /// (`UNSEEN FROM "bob"`). Quotes and parentheses must balance; literals,
 /// CR and LF are refused (non-ASCII text in quotes is sent as UTF-8).
-/// Result: the UIDs found, ascending, one item each.
+/// Result: the UIDs found, ascending, one item each (no fields); no match
+/// gives OK with an empty result.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_search_async(
     c: *mut herald_client,
@@ -137,11 +167,19 @@ pub extern "C" fn herald_imap_search_async(
     )
 }
 
-/// Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
+/// METHOD (IMAP client). Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
 /// is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY. Result: one
 /// item per message, in UID order; its bytes are the whole message when
 /// BODY was asked for, else the header block. Fetching never marks mail
-/// \Seen. Progress reports the bytes received so far, with total 0.
+/// \Seen. Each item's uid is the message's UID; its fields are those
+/// `parts` asked for (HERALD_FIELD_FLAGS; _SUBJECT, _FROM, _TO, _DATE,
+/// _MESSAGE_ID; _SIZE); UIDs the mailbox lacks are left out (no error).
+/// Progress reports the bytes received so far, with total 0.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_fetch_async(
     c: *mut herald_client,
@@ -171,13 +209,19 @@ pub extern "C" fn herald_imap_fetch_async(
     )
 }
 
-/// Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
+/// METHOD (IMAP client). Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
 /// byte-exact) to `mailbox` in one op, with `flags` ("\\Seen", space
 /// separated; NULL for none). Result: one item per message appended, its
 /// UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
 /// the cancelled completion still lists every message that reached the
 /// server, and so does a completion with an error (a refusal or a lost
-/// connection part way). Progress reports bytes sent of the total.
+/// connection part way). Progress reports bytes sent of the total. `n` is
+/// 1 or more; `messages` and `lens` hold `n` entries each.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn herald_imap_append_async(
@@ -234,8 +278,16 @@ pub extern "C" fn herald_imap_append_async(
     )
 }
 
-/// Changes the flags of `uid_set` in `mailbox`: `mode` 1 adds `flags`, -1
-/// removes them, 0 replaces all flags with them.
+/// METHOD (IMAP client). Changes the flags of `uid_set` in `mailbox`:
+/// `mode` HERALD_STORE_ADD (1) adds `flags` ("\Seen \Flagged", space
+/// separated), HERALD_STORE_REMOVE (-1) removes them, HERALD_STORE_REPLACE
+/// (0) replaces all flags with them; another mode is INVALID_ARGUMENT.
+/// Result: none (NULL).
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn herald_imap_store_async(
@@ -254,9 +306,9 @@ pub extern "C" fn herald_imap_store_async(
             let mb = mailbox_arg(mailbox, "mailbox")?;
             let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
             let mode = match mode {
-                1 => StoreMode::Add,
-                -1 => StoreMode::Remove,
-                0 => StoreMode::Replace,
+                HERALD_STORE_ADD => StoreMode::Add,
+                HERALD_STORE_REMOVE => StoreMode::Remove,
+                HERALD_STORE_REPLACE => StoreMode::Replace,
                 m => {
                     return Err(Error::invalid(format!(
                         "mode must be 1 (add), -1 (remove) or 0 (replace), got {m}"
@@ -304,7 +356,14 @@ fn copy_or_move(
     )
 }
 
-/// Copies `uid_set` from `mailbox` to `target`.
+/// METHOD (IMAP client). Copies `uid_set` from `mailbox` to `target`.
+/// Result: none (NULL); an unknown target is HERALD_STATUS_NOT_FOUND or
+/// REJECTED, as the server says.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_copy_async(
     c: *mut herald_client,
@@ -318,8 +377,14 @@ pub extern "C" fn herald_imap_copy_async(
     copy_or_move(c, mailbox, uid_set, target, false, cb, user_token, op_out)
 }
 
-/// Moves `uid_set` from `mailbox` to `target`: MOVE when the server offers
-/// it, else COPY, STORE \Deleted and UID EXPUNGE of exactly those UIDs.
+/// METHOD (IMAP client). Moves `uid_set` from `mailbox` to `target`: MOVE
+/// when the server offers it, else COPY, STORE \Deleted and UID EXPUNGE of
+/// exactly those UIDs. Result: none (NULL).
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_move_async(
     c: *mut herald_client,
@@ -333,7 +398,13 @@ pub extern "C" fn herald_imap_move_async(
     copy_or_move(c, mailbox, uid_set, target, true, cb, user_token, op_out)
 }
 
-/// Removes the messages flagged \Deleted from `mailbox`.
+/// METHOD (IMAP client). Removes the messages flagged \Deleted from
+/// `mailbox`. Result: none (NULL).
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_imap_expunge_async(
     c: *mut herald_client,
@@ -352,15 +423,28 @@ pub extern "C" fn herald_imap_expunge_async(
     )
 }
 
-/// Watches `mailbox` with IMAP IDLE. `on_change` fires (status OK, one
-/// result item whose HERALD_FIELD_EXISTS is the mailbox's message count)
-/// each time the mailbox changes; with `on_change` NULL these go to the
-/// completion queue. IDLE is renewed before servers drop it, and after a
-/// lost connection herald reconnects and goes on watching. The op holds a
-/// pooled connection (it counts toward MAX_CONNECTIONS) and lends it to
-/// other ops when they would wait otherwise. It completes only when
-/// herald_cancel stops it (cancelled), or at once with an error when the
-/// mailbox cannot be watched at all (no such mailbox, no IDLE, refused login).
+/// METHOD (IMAP client). Watches `mailbox` with IMAP IDLE: unlike other
+/// ops, one IDLE op delivers MANY notifications and then one completion.
+///
+/// - Each time the mailbox changes, a notification with the op's id and
+///   `user_token`, status OK and one result item whose HERALD_FIELD_EXISTS is
+///   the mailbox's message count goes to `on_change`, on the delivery
+///   thread. With `on_change` NULL the notifications are queued on the
+///   client's completion queue instead (take them with `herald_client_next`
+///   and free each with `herald_completion_free`), whatever `cb` is. In the
+///   queue, the IDLE op's entries with status OK are notifications; its
+///   final completion is never OK.
+/// - The op's one final completion goes to `cb` (or the queue when `cb` is
+///   NULL), as for every op. It comes only when `herald_cancel` stops the
+///   IDLE (cancelled), when the client is freed, or at once with an error
+///   when the mailbox cannot be watched at all (no such mailbox, no IDLE,
+///   refused login). No notification comes after it.
+///
+/// IDLE is renewed before servers drop it, and after a lost connection
+/// herald reconnects and goes on watching. The op holds a pooled connection
+/// (it counts toward MAX_CONNECTIONS) and lends it to other ops when they
+/// would wait otherwise. `herald_client_flush` does not wait for it.
+/// `*op_out` is required (NULL is INVALID_ARGUMENT).
 #[no_mangle]
 pub extern "C" fn herald_imap_idle_async(
     c: *mut herald_client,

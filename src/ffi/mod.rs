@@ -12,7 +12,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::status::{Error, Result, Status};
@@ -29,6 +29,7 @@ pub mod smtp;
 /// A status code (`HERALD_STATUS_*`). Values are never renumbered.
 pub type herald_status = u32;
 
+/// Success.
 pub const HERALD_STATUS_OK: herald_status = 0;
 /// NULL, bad UTF-8, CR/LF in an address or header, bad option.
 pub const HERALD_STATUS_INVALID_ARGUMENT: herald_status = 1;
@@ -44,11 +45,16 @@ pub const HERALD_STATUS_REJECTED: herald_status = 5;
 pub const HERALD_STATUS_TRANSIENT: herald_status = 6;
 /// Malformed or unexpected server reply.
 pub const HERALD_STATUS_PROTOCOL: herald_status = 7;
+/// A connect, read or write took longer than its timeout, or an op its
+/// deadline (HERALD_OPT_OP_TIMEOUT_MS); also `herald_wait`/`herald_client_flush`
+/// and `herald_client_next` running out of time.
 pub const HERALD_STATUS_TIMEOUT: herald_status = 8;
 /// Connection lost, file unreadable.
 pub const HERALD_STATUS_IO: herald_status = 9;
+/// The op was cancelled (`herald_cancel`, or `herald_client_free`); then
+/// `cancelled` is 1.
 pub const HERALD_STATUS_CANCELLED: herald_status = 10;
-/// The client is being freed.
+/// The client is being freed: a submission during `herald_client_free` is refused.
 pub const HERALD_STATUS_SHUTDOWN: herald_status = 11;
 /// Mailbox, message or op id unknown.
 pub const HERALD_STATUS_NOT_FOUND: herald_status = 12;
@@ -59,13 +65,45 @@ pub const HERALD_STATUS_PANIC: herald_status = 14;
 /// Queue full, message over the server's SIZE.
 pub const HERALD_STATUS_LIMIT: herald_status = 15;
 
+/// Size of the per-thread `herald_last_error()` buffer, NUL included.
+const LAST_ERROR_SIZE: usize = 4096;
+
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// Allocated once per thread and never moved or freed before the thread
+    /// ends, so a pointer from `herald_last_error()` never dangles: a later
+    /// failure rewrites the text in place.
+    static LAST_ERROR: RefCell<Option<Box<[u8; LAST_ERROR_SIZE]>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's error buffer, allocating it (all NULs) the
+/// first time; `None` while the thread's locals are being destroyed (a call
+/// from a C thread-exit destructor), where nothing may panic.
+fn with_last_error<T>(f: impl FnOnce(&mut [u8; LAST_ERROR_SIZE]) -> T) -> Option<T> {
+    LAST_ERROR
+        .try_with(|l| {
+            let mut l = l.borrow_mut();
+            f(l.get_or_insert_with(|| Box::new([0; LAST_ERROR_SIZE])))
+        })
+        .ok()
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 pub(crate) fn set_last_error(e: &Error) {
-    let text = crate::result::c_string(&e.detail);
-    LAST_ERROR.with(|l| *l.borrow_mut() = text);
+    // NULs inside the detail would cut it short in C: shown as U+FFFD.
+    let detail = e.detail.replace('\0', "\u{FFFD}");
+    let text = truncated(&detail, LAST_ERROR_SIZE - 1);
+    with_last_error(|buf| {
+        buf[..text.len()].copy_from_slice(text.as_bytes());
+        buf[text.len()] = 0;
+    });
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -203,13 +241,15 @@ pub(crate) trait BoxHandle: Sized {
     }
 }
 
-/// Static text for a status code; never NULL, also for unknown codes.
+/// FUNCTION. Static text for a status code ("ok", "invalid argument" ...); never NULL,
+/// also for unknown codes. The text is herald's and lives forever.
 #[no_mangle]
 pub extern "C" fn herald_status_str(s: herald_status) -> *const c_char {
     boundary(c"unknown status code".as_ptr(), || Status::text_c(s).as_ptr())
 }
 
-/// herald's version, "MAJOR.MINOR.PATCH"; equals `HERALD_VERSION` in the header.
+/// FUNCTION. herald's version, "MAJOR.MINOR.PATCH": equals `HERALD_VERSION` of the
+/// header the library was built with. Static text, never NULL.
 #[no_mangle]
 pub extern "C" fn herald_version() -> *const c_char {
     boundary(std::ptr::null(), || {
@@ -222,12 +262,53 @@ pub extern "C" fn herald_version() -> *const c_char {
     })
 }
 
-/// The detail of the last call on this thread that returned an error status
-/// ("" when none): why `herald_client_new` or a setter refused its input.
-/// Valid until the next herald call on this thread.
+/// METHOD (per thread). The detail of the last herald call on the calling
+/// thread that failed ("" before any failed): why `herald_client_new`, a
+/// setter or an `*_async` call refused its input. Never NULL. herald owns the
+/// text: don't free it.
+///
+/// The pointer is the same for the thread's whole life (a per-thread buffer
+/// of 4096 bytes; longer details are cut at a UTF-8 boundary). Calls that
+/// succeed leave the text alone; the next failing call on the same thread
+/// rewrites it in place. So the text read through the pointer is the
+/// detail of the latest failure on this thread at the time it is read, and
+/// `printf("%s: %s\n", herald_status_str(f()), herald_last_error())` prints
+/// f()'s own failure whichever argument C evaluates first. When f()
+/// succeeded, the second string is an older failure's detail (or ""): read
+/// it only when a status was not HERALD_STATUS_OK. Other threads' failures
+/// never change it. Details of failed *ops* come in their completion's
+/// `detail`, not here.
 #[no_mangle]
 pub extern "C" fn herald_last_error() -> *const c_char {
-    boundary(c"".as_ptr(), || LAST_ERROR.with(|l| l.borrow().as_ptr()))
+    boundary(c"".as_ptr(), || {
+        with_last_error(|buf| buf.as_ptr() as *const c_char).unwrap_or(c"".as_ptr())
+    })
+}
+
+/// Parses a decimal version component at compile time.
+const fn version_part(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut v = 0;
+    let mut i = 0;
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    v
+}
+
+/// MAJOR * 1000000 + MINOR * 1000 + PATCH of this build.
+pub(crate) const VERSION_NUMBER: u32 = version_part(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
+    + version_part(env!("CARGO_PKG_VERSION_MINOR")) * 1_000
+    + version_part(env!("CARGO_PKG_VERSION_PATCH"));
+
+/// FUNCTION. herald's version as a number, MAJOR * 1000000 + MINOR * 1000 + PATCH:
+/// equals `HERALD_VERSION_NUMBER` of the header the library was built with.
+/// Compare the two at startup to catch a program running with an older
+/// library than its header (`herald_version_number() < HERALD_VERSION_NUMBER`).
+#[no_mangle]
+pub extern "C" fn herald_version_number() -> u32 {
+    VERSION_NUMBER
 }
 
 #[cfg(test)]
@@ -241,5 +322,54 @@ mod tests {
         // SAFETY: herald_last_error returns a valid C string.
         let detail = unsafe { CStr::from_ptr(herald_last_error()) }.to_str().unwrap();
         assert!(detail.contains("boom"), "{detail}");
+    }
+
+    fn last_error_text() -> String {
+        // SAFETY: herald_last_error returns a valid C string.
+        unsafe { CStr::from_ptr(herald_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn last_error_pointer_is_stable_and_only_failures_change_it() {
+        let p = herald_last_error();
+        assert_eq!(
+            status_boundary(|| Err(Error::invalid("first"))),
+            HERALD_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(herald_last_error(), p, "the buffer never moves");
+        assert_eq!(last_error_text(), "first");
+        assert_eq!(status_boundary(|| Ok(())), HERALD_STATUS_OK);
+        assert_eq!(last_error_text(), "first", "a success leaves the text alone");
+        status_boundary(|| Err(Error::invalid("second")));
+        assert_eq!(herald_last_error(), p);
+        assert_eq!(last_error_text(), "second");
+        // Another thread's failure is its own.
+        std::thread::spawn(|| status_boundary(|| Err(Error::invalid("elsewhere"))))
+            .join()
+            .unwrap();
+        assert_eq!(last_error_text(), "second");
+    }
+
+    #[test]
+    fn last_error_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(LAST_ERROR_SIZE);
+        status_boundary(|| Err(Error::invalid(long.clone())));
+        let text = last_error_text();
+        assert!(text.len() < LAST_ERROR_SIZE && text.len() >= LAST_ERROR_SIZE - 2);
+        assert!(long.starts_with(&text));
+        status_boundary(|| Err(Error::invalid("a\0b")));
+        assert_eq!(last_error_text(), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn version_number_matches_the_version_string() {
+        let v: Vec<u32> = env!("CARGO_PKG_VERSION")
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(herald_version_number(), v[0] * 1_000_000 + v[1] * 1_000 + v[2]);
     }
 }

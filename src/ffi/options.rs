@@ -16,49 +16,66 @@ impl BoxHandle for herald_options {
     const NAME: &'static str = "options";
 }
 
+/// An SMTP client: sends mail (`herald_send_async`, `herald_send_raw_async`).
 pub const HERALD_PROTOCOL_SMTP: u32 = 1;
+/// An IMAP client: `herald_imap_*`.
 pub const HERALD_PROTOCOL_IMAP: u32 = 2;
+/// A POP3 client: `herald_pop3_*`.
 pub const HERALD_PROTOCOL_POP3: u32 = 3;
-/// Writes each message as an .eml file into PICKUP_DIR: no server needed.
+/// A PICKUP client: sends by writing each message as an .eml file into
+/// PICKUP_DIR (which must exist): no server needed.
 pub const HERALD_PROTOCOL_PICKUP: u32 = 4;
 
-/// str: server name or address.
+/// str, network clients: the server's name or address (no default: required).
+/// Certificates are checked against it.
 pub const HERALD_OPT_HOST: u32 = 1;
-/// int: 1..65535; default by protocol and SECURITY (SMTP 587/465/25, IMAP 143/993, POP3 110/995).
+/// int 1..65535, network clients; default by protocol and SECURITY: SMTP 587
+/// (465 with IMPLICIT_TLS, 25 with NONE), IMAP 143 (993), POP3 110 (995).
 pub const HERALD_OPT_PORT: u32 = 2;
-/// int: a `HERALD_SECURITY_*` value; default STARTTLS (required).
+/// int 0..3, network clients: a `HERALD_SECURITY_*` value; default
+/// HERALD_SECURITY_STARTTLS (required).
 pub const HERALD_OPT_SECURITY: u32 = 3;
-/// str.
+/// str, network clients: the login name (no default: no authentication).
 pub const HERALD_OPT_USERNAME: u32 = 4;
-/// str: never logged.
+/// str, network clients: the password (with USERNAME); never logged.
 pub const HERALD_OPT_PASSWORD: u32 = 5;
-/// str: XOAUTH2 bearer token; never logged.
+/// str, network clients: an XOAUTH2 bearer token (with USERNAME), used
+/// instead of PASSWORD; never logged.
 pub const HERALD_OPT_OAUTH2_TOKEN: u32 = 6;
-/// int >= 1, default 4 (POP3: 1): one main connection kept open, the others
-/// opened on demand and closed when idle.
+/// int 1..1024, default 4 (POP3: 1): one main connection kept open, the
+/// others opened on demand and closed when idle.
 pub const HERALD_OPT_MAX_CONNECTIONS: u32 = 7;
-/// int ms, default 60000.
+/// int ms 1..86400000, network clients, default 60000: the longest a
+/// connect (TCP, TLS handshake, greeting) may take.
 pub const HERALD_OPT_CONNECT_TIMEOUT_MS: u32 = 8;
-/// int ms, default 60000: the longest wait for any read or write.
+/// int ms 1..86400000, network clients, default 60000: the longest wait for
+/// any read or write.
 pub const HERALD_OPT_IO_TIMEOUT_MS: u32 = 9;
-/// int ms, default 30000: an unused extra connection is closed after this.
+/// int ms 0..86400000, default 30000: an unused extra connection is closed
+/// after this (the main connection stays).
 pub const HERALD_OPT_IDLE_TIMEOUT_MS: u32 = 10;
-/// int 0/1, default 0.
+/// int 0 or 1, network clients, default 0: 1 accepts any certificate and
+/// host name (for tests only).
 pub const HERALD_OPT_ACCEPT_INVALID_CERTS: u32 = 11;
-/// str: PEM file of extra trusted roots (read when set).
+/// str, network clients: a PEM file of extra trusted roots, read when set
+/// (an unreadable file or one without certificates is INVALID_ARGUMENT).
 pub const HERALD_OPT_CA_FILE: u32 = 12;
-/// str: the SMTP EHLO name.
+/// str, SMTP: the EHLO name; default the machine's host name when it is a
+/// domain name, else the local address as a literal (`[192.0.2.1]`).
 pub const HERALD_OPT_HELO_NAME: u32 = 13;
-/// str: the directory a PICKUP client writes into.
+/// str, PICKUP: the directory a PICKUP client writes into (required; it
+/// must exist when messages are sent).
 pub const HERALD_OPT_PICKUP_DIR: u32 = 14;
-/// int: at most this many messages started per THROTTLE_INTERVAL_MS; 0 = off.
+/// int >= 0, default 0 (off): at most this many ops started per
+/// THROTTLE_INTERVAL_MS.
 pub const HERALD_OPT_THROTTLE_MESSAGES: u32 = 15;
-/// int ms.
+/// int ms 0..86400000, default 0: the interval of THROTTLE_MESSAGES.
 pub const HERALD_OPT_THROTTLE_INTERVAL_MS: u32 = 16;
-/// int: queued ops beyond this get HERALD_STATUS_LIMIT at submit; default 100000.
+/// int 1..100000000, default 100000: queued ops beyond this get
+/// HERALD_STATUS_LIMIT at submit.
 pub const HERALD_OPT_QUEUE_LIMIT: u32 = 17;
-/// int ms: an op's overall deadline, from when it starts running; 0 = none;
-/// default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
+/// int ms 0..86400000: an op's overall deadline, from when it starts running;
+/// 0 = none; default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
 /// is aborted (its connection is closed) and completes HERALD_STATUS_TIMEOUT.
 pub const HERALD_OPT_OP_TIMEOUT_MS: u32 = 18;
 /// int bytes, 1024..67108864, default 262144 (256 KiB): the longest line
@@ -70,10 +87,15 @@ pub const HERALD_OPT_MAX_LINE_BYTES: u32 = 19;
 /// HERALD_STATUS_LIMIT.
 pub const HERALD_OPT_MAX_MESSAGE_BYTES: u32 = 20;
 
+/// No TLS: everything, credentials included, in clear (for tests and
+/// trusted networks only).
 pub const HERALD_SECURITY_NONE: i64 = 0;
 /// STARTTLS, required: a server without it is an error (the default).
 pub const HERALD_SECURITY_STARTTLS: i64 = 1;
+/// TLS from the first byte (SMTP 465, IMAP 993, POP3 995).
 pub const HERALD_SECURITY_IMPLICIT_TLS: i64 = 2;
+/// STARTTLS when offered, else plain text; credentials are then refused
+/// (HERALD_STATUS_TLS) rather than sent in clear.
 pub const HERALD_SECURITY_STARTTLS_IF_AVAILABLE: i64 = 3;
 
 /// CONSTRUCTOR. New options for `protocol` (`HERALD_PROTOCOL_*`) with the
@@ -86,7 +108,7 @@ pub extern "C" fn herald_options_new(protocol: u32) -> *mut herald_options {
     })
 }
 
-/// METHOD. Sets a string option. An unknown option, an integer option, an
+/// METHOD. Sets a string option (`HERALD_OPT_*`, UTF-8, copied). An unknown option, an integer option, an
 /// option of another protocol or a bad value is HERALD_STATUS_INVALID_ARGUMENT
 /// now (the reason in `herald_last_error()`), and the options are unchanged.
 #[no_mangle]
@@ -102,13 +124,15 @@ pub extern "C" fn herald_options_set_str(
     })
 }
 
-/// METHOD. Sets an integer option; checked as `herald_options_set_str` is.
+/// METHOD. Sets an integer option (`HERALD_OPT_*`; ranges and defaults are
+/// in each option's doc); checked as `herald_options_set_str` is.
 #[no_mangle]
 pub extern "C" fn herald_options_set_int(o: *mut herald_options, option: u32, value: i64) -> herald_status {
     status_boundary(|| herald_options::arg_mut(o)?.set_int(option, value))
 }
 
-/// DESTRUCTOR. NULL is a no-op.
+/// DESTRUCTOR. Frees options from `herald_options_new`; NULL is a no-op.
+/// Clients made from them keep their own copy.
 #[no_mangle]
 pub extern "C" fn herald_options_free(o: *mut herald_options) {
     boundary((), || herald_options::free(o))

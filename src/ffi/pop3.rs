@@ -49,11 +49,13 @@ fn pop3_work(client: &Client, job: Pop3Job) -> Result<Work> {
     Ok(Work::Pop3(job))
 }
 
-/// Lists the maildrop as it is when the op runs. Result: one item per
+/// METHOD (POP3 client). Lists the maildrop as it is when the op runs. Result: one item per
 /// message in message-number order: uid = the message number in this
 /// session, `HERALD_FIELD_NAME` = the UIDL, `HERALD_FIELD_SIZE` = octets.
-/// Completion as for every `*_async` call: exactly once, to `cb` (or the
-/// completion queue when `cb` is NULL).
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_pop3_list_async(
     c: *mut herald_client,
@@ -71,13 +73,18 @@ pub extern "C" fn herald_pop3_list_async(
     )
 }
 
-/// Retrieves the message named `uidl`, byte-exact (dot-unstuffed, CRLF
+/// METHOD (POP3 client). Retrieves the message named `uidl`, byte-exact (dot-unstuffed, CRLF
 /// kept). Result: one item: uid = message number, `HERALD_FIELD_NAME` = the
 /// UIDL, `HERALD_FIELD_SIZE` = octets as the server lists them, bytes = the
 /// message. `HERALD_STATUS_NOT_FOUND` when the maildrop has no such UIDL,
 /// `HERALD_STATUS_LIMIT` for a message over 1 GiB (results live in memory).
 /// Retrieve and top ops queued together are pipelined when the server
 /// offers PIPELINING.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_pop3_retrieve_async(
     c: *mut herald_client,
@@ -99,10 +106,15 @@ pub extern "C" fn herald_pop3_retrieve_async(
     )
 }
 
-/// The header block and the first `lines` body lines of the message named
+/// METHOD (POP3 client). The header block and the first `lines` body lines of the message named
 /// `uidl` (TOP). Result as for `herald_pop3_retrieve_async`, the bytes being
 /// the headers, the blank line and those lines. `HERALD_STATUS_UNSUPPORTED`
 /// when the server does not offer TOP.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_pop3_top_async(
     c: *mut herald_client,
@@ -125,7 +137,7 @@ pub extern "C" fn herald_pop3_top_async(
     )
 }
 
-/// Deletes the `n` messages named in `uidls` and commits (QUIT) in one
+/// METHOD (POP3 client). Deletes the `n` messages named in `uidls` and commits (QUIT) in one
 /// session; the next op opens a new one.
 ///
 /// - OK: the result has one item per message deleted (uid = its message
@@ -141,6 +153,11 @@ pub extern "C" fn herald_pop3_top_async(
 /// - Cancelled before QUIT: nothing deleted. After QUIT was sent the server
 ///   commits regardless: the completion is cancelled and still carries the
 ///   deleted messages as its result.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
 #[no_mangle]
 pub extern "C" fn herald_pop3_delete_async(
     c: *mut herald_client,

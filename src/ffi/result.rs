@@ -6,23 +6,32 @@ use std::ffi::c_char;
 use super::{boundary, opt_out};
 use crate::result::{ResultData, ResultItem};
 
-/// An op-specific result, reached through `herald_completion.result`.
+/// An op-specific result, reached through `herald_completion.result`: a
+/// list of items (UIDs, messages, mailboxes, recipients), each with a uid,
+/// `HERALD_FIELD_*` fields and maybe bytes. Owned by its completion: valid
+/// during the callback, or until `herald_completion_free`.
 pub struct herald_result {
     _private: [u8; 0],
 }
 
-/// str: mailbox name; POP3 UIDL; an SMTP recipient's address.
+/// str: a mailbox name (IMAP list); a UIDL (POP3); a recipient's address
+/// (SMTP send); the .eml file's path (PICKUP send).
 pub const HERALD_FIELD_NAME: u32 = 1;
+/// str: the Subject (IMAP ENVELOPE), RFC 2047 words decoded to UTF-8.
 pub const HERALD_FIELD_SUBJECT: u32 = 2;
+/// str: the From addresses (IMAP ENVELOPE): `Name <a@b>` or `a@b`, joined by ", ".
 pub const HERALD_FIELD_FROM: u32 = 3;
+/// str: the To addresses (IMAP ENVELOPE), as HERALD_FIELD_FROM.
 pub const HERALD_FIELD_TO: u32 = 4;
+/// str: the Date header (IMAP ENVELOPE), as sent.
 pub const HERALD_FIELD_DATE: u32 = 5;
+/// str: the Message-ID (IMAP ENVELOPE).
 pub const HERALD_FIELD_MESSAGE_ID: u32 = 6;
-/// str: space separated.
+/// str: IMAP flags (fetch) or mailbox attributes (list), space separated.
 pub const HERALD_FIELD_FLAGS: u32 = 7;
-/// int: bytes.
+/// int: a message's size in bytes (IMAP RFC822.SIZE, POP3 octets).
 pub const HERALD_FIELD_SIZE: u32 = 8;
-/// int: messages in the mailbox.
+/// int: messages in the mailbox (IMAP IDLE changes).
 pub const HERALD_FIELD_EXISTS: u32 = 9;
 /// int: the server's reply code for this item (an SMTP recipient's RCPT reply).
 pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
@@ -36,7 +45,7 @@ fn item<'a>(r: *const herald_result, i: usize) -> Option<&'a ResultItem> {
     r.items.get(i)
 }
 
-/// Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
+/// METHOD. Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
 #[no_mangle]
 pub extern "C" fn herald_result_count(r: *const herald_result) -> usize {
     boundary(0, || {
@@ -45,13 +54,16 @@ pub extern "C" fn herald_result_count(r: *const herald_result) -> usize {
     })
 }
 
-/// Item i's IMAP UID, or POP3 message number; 0 if out of range.
+/// METHOD. Item i's IMAP UID, or POP3 message number; 0 if it has none, if
+/// `i` is out of range or `r` is NULL.
 #[no_mangle]
 pub extern "C" fn herald_result_uid(r: *const herald_result, i: usize) -> u64 {
     boundary(0, || item(r, i).map_or(0, |it| it.uid))
 }
 
-/// A text field (`HERALD_FIELD_*`) of item i; NULL if absent. Valid as long as the result.
+/// METHOD. A text field (`HERALD_FIELD_*`, UTF-8) of item i; NULL if the
+/// item lacks it, `i` is out of range or `r` is NULL. Owned by the result:
+/// valid as long as it is.
 #[no_mangle]
 pub extern "C" fn herald_result_str(r: *const herald_result, i: usize, field: u32) -> *const c_char {
     boundary(std::ptr::null(), || {
@@ -61,14 +73,16 @@ pub extern "C" fn herald_result_str(r: *const herald_result, i: usize, field: u3
     })
 }
 
-/// A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of item i; 0 if absent.
+/// METHOD. A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of
+/// item i; 0 if absent, out of range or `r` NULL.
 #[no_mangle]
 pub extern "C" fn herald_result_int(r: *const herald_result, i: usize, field: u32) -> u64 {
     boundary(0, || item(r, i).and_then(|it| it.int_field(field)).unwrap_or(0))
 }
 
-/// Item i's bytes (headers or whole message) and their length in *len;
-/// NULL (and *len = 0) if absent. `len` may be NULL.
+/// METHOD. Item i's bytes (a message or its header block) and their length
+/// in `*len`; NULL (and `*len` = 0) if absent. `len` may be NULL. Owned by
+/// the result: valid as long as it is. Not NUL-terminated.
 #[no_mangle]
 pub extern "C" fn herald_result_bytes(r: *const herald_result, i: usize, len: *mut usize) -> *const u8 {
     boundary(std::ptr::null(), || {

@@ -14,12 +14,27 @@ use crate::work::{SendJob, Work};
 /// Most recipients one message may have.
 const MAX_RCPTS: usize = 100_000;
 
-/// Sends a message built with `herald_message_*`. The envelope comes from
-/// From and To/Cc/Bcc; Bcc never appears in the sent bytes; Date and
-/// Message-ID are added when missing. The message is copied: free it at once
-/// if you like. On OK, `*op_out` is set and exactly one completion comes (to
-/// `cb`, or to the completion queue when `cb` is NULL); on an error status,
-/// none comes.
+/// METHOD (SMTP and PICKUP clients). Sends a message built with
+/// `herald_message_*`. The envelope comes from From and To/Cc/Bcc; Bcc never
+/// appears in the sent bytes; Date and Message-ID are added when missing.
+/// The message is copied: free it at once if you like.
+///
+/// On OK, `*op_out` (required: NULL is INVALID_ARGUMENT) is set and exactly
+/// one completion comes, to `cb` on the client's delivery thread, or to the
+/// completion queue when `cb` is NULL; on an error status none comes and
+/// `herald_last_error()` says why.
+///
+/// The completion is OK when the server accepted the message (its 250 to
+/// the final dot or BDAT LAST; `reply_code` 250) for at least one
+/// recipient. Its result then has one item per envelope recipient, in the
+/// order given (To, Cc, then Bcc, each address once): HERALD_FIELD_NAME the address,
+/// HERALD_FIELD_REPLY_CODE the server's reply to its RCPT TO (250, 550 ...)
+/// and HERALD_FIELD_REPLY_TEXT that reply's text; `detail` names any refused
+/// recipients. Every recipient refused: HERALD_STATUS_REJECTED (or
+/// TRANSIENT when a refusal was 4xx), no result. Content sent but no final
+/// reply: HERALD_STATUS_IO, and `detail` says the server may or may not have
+/// accepted it. A PICKUP client's result is one item whose
+/// HERALD_FIELD_NAME is the .eml file written.
 #[no_mangle]
 pub extern "C" fn herald_send_async(
     c: *mut herald_client,
@@ -38,10 +53,11 @@ pub extern "C" fn herald_send_async(
     )
 }
 
-/// Sends `data` (a complete RFC 5322 message, `len` bytes) byte-exact from
-/// `mail_from` ("" for the null sender) to the `n_rcpt` addresses in
-/// `rcpt_to`. All inputs are copied before this returns. Completion as for
-/// `herald_send_async`.
+/// METHOD (SMTP and PICKUP clients). Sends `data` (a complete RFC 5322
+/// message, `len` bytes) byte-exact from `mail_from` ("" for the null
+/// sender) to the `n_rcpt` (1 or more) addresses in `rcpt_to` (dot-stuffing
+/// is herald's job). All inputs are copied before this returns. `*op_out` is
+/// required; completion and result as for `herald_send_async`.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn herald_send_raw_async(

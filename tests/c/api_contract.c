@@ -126,6 +126,29 @@ static void test_statuses_and_version(void)
     }
     CHECK(herald_status_str(12345) != NULL);
     CHECK(strcmp(herald_version(), HERALD_VERSION) == 0);
+    CHECK(herald_version_number() == HERALD_VERSION_NUMBER);
+    CHECK(HERALD_VERSION_NUMBER ==
+          HERALD_VERSION_MAJOR * 1000000 + HERALD_VERSION_MINOR * 1000 + HERALD_VERSION_PATCH);
+}
+
+/* herald_last_error(): one buffer per thread, rewritten only by failures, so
+ * reading it before or after the failing call (C leaves the order of
+ * printf's arguments open) sees that call's detail, never freed memory. */
+static void test_last_error_idiom(void)
+{
+    herald_options *o = herald_options_new(HERALD_PROTOCOL_SMTP);
+    const char *before = herald_last_error(); /* as if evaluated first */
+    herald_status s = herald_options_set_int(o, HERALD_OPT_PORT, 0);
+    CHECK_STATUS(s, HERALD_STATUS_INVALID_ARGUMENT);
+    CHECK(herald_last_error() == before);
+    CHECK(strstr(before, "PORT") != NULL);
+    CHECK_STATUS(herald_options_set_int(o, HERALD_OPT_PORT, 25), HERALD_STATUS_OK);
+    CHECK(strstr(herald_last_error(), "PORT") != NULL); /* a success leaves it alone */
+    char line[512];
+    snprintf(line, sizeof line, "%s: %s",
+             herald_status_str(herald_options_set_int(o, HERALD_OPT_SECURITY, 9)), herald_last_error());
+    CHECK(strncmp(line, "invalid argument: SECURITY", 26) == 0);
+    herald_options_free(o);
 }
 
 static void test_options(void)
@@ -465,6 +488,7 @@ static void test_smtp_sink(int port)
 int main(void)
 {
     test_statuses_and_version();
+    test_last_error_idiom();
     test_options();
     test_message();
     test_pickup_callbacks();
