@@ -21,8 +21,8 @@
 
   Every constant and function of herald.h is here with its C name (and
   value); bindings/pascal/tests/check_header.py checks them against the
-  header. herald_version_number() is not bound yet (a later C API adds
-  it): compare herald_version with HeraldHeaderVersion.
+  header. herald_version_number() = HeraldHeaderVersionNumber tells that
+  the library loaded is the one this unit was written for.
 *)
 unit herald;
 
@@ -56,6 +56,8 @@ const
     the library's). C's HERALD_VERSION: renamed, since Pascal names are not
     case-sensitive and herald_version is the function. }
   HeraldHeaderVersion = '0.1.0';
+  { C's HERALD_VERSION_NUMBER: MAJOR * 1000000 + MINOR * 1000 + PATCH. }
+  HeraldHeaderVersionNumber = 1000;
   HERALD_VERSION_MAJOR = 0;
   HERALD_VERSION_MINOR = 1;
   HERALD_VERSION_PATCH = 0;
@@ -139,10 +141,10 @@ const
   HERALD_STATUS_PANIC = 14;
   HERALD_STATUS_LIMIT = 15;
 
-  { The modes of herald_imap_store_async (numbers from its documentation). }
-  HeraldStoreAdd = 1;
-  HeraldStoreRemove = -1;
-  HeraldStoreReplace = 0;
+  { The modes of herald_imap_store_async. }
+  HERALD_STORE_ADD = 1;
+  HERALD_STORE_REMOVE = -1;
+  HERALD_STORE_REPLACE = 0;
 
 type
   { A status code (HERALD_STATUS_*). }
@@ -198,6 +200,7 @@ type
 { Library }
 function herald_status_str(s: herald_status): PAnsiChar; cdecl; external HeraldLib;
 function herald_version: PAnsiChar; cdecl; external HeraldLib;
+function herald_version_number: UInt32; cdecl; external HeraldLib;
 function herald_last_error: PAnsiChar; cdecl; external HeraldLib;
 
 { Options }

@@ -138,6 +138,7 @@ var
   s: herald_status;
 begin
   Check(AnsiString(herald_version) = HeraldHeaderVersion, 'herald_version = ' + HeraldHeaderVersion);
+  Check(herald_version_number = HeraldHeaderVersionNumber, 'herald_version_number = HeraldHeaderVersionNumber');
   Check(herald_status_str(HERALD_STATUS_REJECTED) <> nil, 'herald_status_str');
   m := herald_message_new;
   s := herald_message_add_to(m, 'bob@example.org'#13#10'RCPT TO:<x@y>');

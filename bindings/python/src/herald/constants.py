@@ -137,6 +137,7 @@ C_GROUPS = {
     "FIELD": Field,
     "FETCH": Fetch,
     "LOG": LogLevel,
+    "STORE": StoreMode,
 }
 
 C_NAMES = {}
