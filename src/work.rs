@@ -65,6 +65,11 @@ impl Work {
         !matches!(self, Work::Imap(j) if j.is_idle())
     }
 
+    /// Is this op free of OP_TIMEOUT_MS? (Ops that run until cancelled: IDLE.)
+    pub fn deadline_exempt(&self) -> bool {
+        !self.flushable()
+    }
+
     /// The connection state this op wants (an IMAP mailbox), for affinity.
     pub fn affinity_key(&self) -> Option<&str> {
         match self {

@@ -73,8 +73,6 @@ const WINDOW: usize = 512;
 
 /// Initial buffer for a retrieved message, at most (it grows as needed).
 const MAX_PREALLOC: usize = 64 << 20;
-/// Largest message retrieved (into memory, as the result's bytes).
-const MAX_MESSAGE: u64 = 1 << 30;
 
 /// The POP3 protocol engine of one pooled connection.
 pub struct Pop3Driver {
@@ -263,6 +261,8 @@ impl Pop3Driver {
         let Some(first) = self.ensure_session(first, w) else {
             return;
         };
+        // Largest message retrieved (into memory, as the result's bytes).
+        let max_message = self.opts.max_message_bytes;
         let mut next = Some(first);
         let mut inflight: VecDeque<Flight> = VecDeque::new();
         let mut pulling = true;
@@ -298,11 +298,12 @@ impl Pop3Driver {
                     continue;
                 }
                 match s.lookup(uidl) {
-                    Some(e) if top.is_none() && e.size > MAX_MESSAGE => {
+                    Some(e) if top.is_none() && e.size > max_message as u64 => {
                         let e = Error::new(
                             Status::Limit,
                             format!(
-                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most {MAX_MESSAGE}",
+                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most \
+                                 {max_message} (MAX_MESSAGE_BYTES)",
                                 e.num, e.size
                             ),
                         );
@@ -339,7 +340,7 @@ impl Pop3Driver {
             }
             let Some(f) = inflight.pop_front() else { break };
             f.h.t.set_cancel_mode(CancelMode::Abort);
-            match Self::read_fetched(s, &f) {
+            match Self::read_fetched(s, &f, max_message) {
                 Ok(outcome) => {
                     f.h.t.set_cancel_mode(CancelMode::Defer);
                     f.h.t.complete(outcome);
@@ -364,7 +365,7 @@ impl Pop3Driver {
 
     /// Reads the response to a RETR or TOP: the op's outcome, or the
     /// connection's failure.
-    fn read_fetched(s: &mut Session<Stream>, f: &Flight) -> Result<Outcome> {
+    fn read_fetched(s: &mut Session<Stream>, f: &Flight, max_message: usize) -> Result<Outcome> {
         let r = s.response()?;
         let t = &f.h.t;
         match r.kind {
@@ -378,16 +379,31 @@ impl Pop3Driver {
             }
             Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
         }
-        let size = usize::try_from(f.entry.size.min(MAX_MESSAGE)).unwrap_or(usize::MAX);
-        // Servers may count octets loosely, but not this loosely: more is an endless response.
-        let limit = size.saturating_mul(2).saturating_add(1 << 20);
+        let size = usize::try_from(f.entry.size.min(max_message as u64)).unwrap_or(usize::MAX);
+        // Servers may count octets loosely, but not this loosely: more is an
+        // endless response (PROTOCOL). Beyond MAX_MESSAGE_BYTES it is LIMIT.
+        let sane = size.saturating_mul(2).saturating_add(1 << 20);
+        let limit = sane.min(max_message);
         let cap = match f.top {
             None => size.saturating_add(64).min(MAX_PREALLOC),
             Some(_) => size.min(64 * 1024),
         };
         let mut body = Vec::with_capacity(cap);
         let total = f.entry.size;
-        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))?;
+        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))
+            .map_err(|e| {
+                if e.status == Status::Protocol && limit == max_message && body.len() > limit {
+                    Error::new(
+                        Status::Limit,
+                        format!(
+                            "message {} (UIDL {}) is larger than {max_message} bytes (MAX_MESSAGE_BYTES)",
+                            f.entry.num, f.entry.uidl
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
         let len = body.len() as u64;
         t.progress(len, len);
         let detail = match f.top {
@@ -407,8 +423,8 @@ impl Pop3Driver {
         self.drop_session();
         let mut retry = Vec::new();
         if let Some(h) = front {
-            if e.status == Status::Protocol {
-                // The malformed response was this op's.
+            if matches!(e.status, Status::Protocol | Status::Limit) {
+                // The malformed (or oversized) response was this op's.
                 h.t.complete(Err(e.clone()));
             } else {
                 Self::retry_or_fail(h, &e, by_cancel, &mut retry, w);
