@@ -55,6 +55,18 @@ pub enum CancelMode {
     /// The worker stops at its next check and completes the op itself,
     /// cancelled, with what it did so far (bulk append's UIDs).
     Cooperative,
+    /// The op waits for the server's answer to a command that commits
+    /// (POP3's QUIT): shut the socket down, and the worker completes the op
+    /// itself, cancelled, saying what may have happened, or with the
+    /// server's answer had it already come.
+    Interrupt,
+}
+
+impl CancelMode {
+    /// Does the worker complete the op itself after a cancel?
+    fn worker_completes(self) -> bool {
+        matches!(self, CancelMode::Cooperative | CancelMode::Interrupt)
+    }
 }
 
 pub(crate) enum OpState {
@@ -309,10 +321,14 @@ impl Shared {
     pub(crate) fn complete(self: &Arc<Self>, op: OpId, outcome: Outcome) {
         let mut st = self.state.lock();
         let Some(e) = st.ops.get_mut(&op) else { return };
-        let cancel_requested = match e.state {
+        let (cancel_requested, interrupted) = match e.state {
             OpState::Delivering => return,
-            OpState::Running { cancel_requested, .. } => cancel_requested,
-            OpState::Queued => false,
+            OpState::Running {
+                cancel_requested,
+                mode,
+                ..
+            } => (cancel_requested, mode == CancelMode::Interrupt),
+            OpState::Queued => (false, false),
         };
         e.state = OpState::Delivering;
         let (token, route, timed_out) = (e.token, e.notify.clone(), e.timed_out);
@@ -330,6 +346,21 @@ impl Shared {
                     t
                 }),
             )
+        } else if cancel_requested && interrupted {
+            // The server's answer came first: it stands. Else say what the
+            // interrupted wait leaves open.
+            match outcome {
+                Ok(s) => Completion::from_outcome(op, token, Ok(s)),
+                Err(e) if e.status == Status::Cancelled => {
+                    Completion::cancelled(op, token, "cancelled", e.partial.map(|p| *p))
+                }
+                Err(e) => Completion::cancelled(
+                    op,
+                    token,
+                    &format!("cancelled; {}", e.detail),
+                    e.partial.map(|p| *p),
+                ),
+            }
         } else if cancel_requested {
             let partial = match outcome {
                 Ok(s) => s.result,
@@ -433,10 +464,10 @@ impl Shared {
                 }
                 match &mut e.state {
                     OpState::Running {
-                        mode: CancelMode::Cooperative,
+                        mode,
                         cancel_requested,
                         slot,
-                    } if !e.timed_out => {
+                    } if mode.worker_completes() && !e.timed_out => {
                         e.timed_out = true;
                         *cancel_requested = true;
                         aborts.push(slot.clone());
@@ -621,12 +652,16 @@ impl Client {
                 None
             }
             OpState::Running {
-                mode: CancelMode::Cooperative,
+                mode,
                 cancel_requested,
-                ..
-            } => {
+                slot,
+            } if mode.worker_completes() => {
                 *cancel_requested = true;
+                let interrupt = (*mode == CancelMode::Interrupt).then(|| slot.clone());
                 drop(st);
+                if let Some(slot) = interrupt {
+                    slot.abort();
+                }
                 sh.log(log::DEBUG, || format!("op {op}: cancel requested"));
                 return Ok(());
             }
@@ -788,10 +823,10 @@ impl Client {
                         continue;
                     }
                     OpState::Running {
-                        mode: CancelMode::Cooperative,
+                        mode,
                         cancel_requested,
                         ..
-                    } => {
+                    } if mode.worker_completes() => {
                         // The worker completes it with what it has; stopped below.
                         *cancel_requested = true;
                         continue;

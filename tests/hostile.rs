@@ -261,6 +261,7 @@ enum Mode {
 struct Outcome {
     case: String,
     status: u32,
+    detail: String,
     /// Submit to completion (Complete), cancel or free to completion.
     took: Duration,
 }
@@ -335,6 +336,7 @@ fn drive(
     Outcome {
         case,
         status: r.status,
+        detail: r.detail.clone(),
         took,
     }
 }
@@ -511,6 +513,10 @@ fn pop3_case(step: PopStep, bad: Bad, mode: Mode) -> Outcome {
         PopStep::Dele | PopStep::Quit => c.pop3_delete(&["uid-1"]),
         _ => c.pop3_list(),
     });
+    if step == PopStep::Quit && mode == Mode::Cancel && out.status == HERALD_STATUS_CANCELLED {
+        // QUIT went out: the cancel cannot know what the server did.
+        assert!(out.detail.contains("may or may not"), "{case}: {}", out.detail);
+    }
     if out.status == HERALD_STATUS_OK {
         // Only QUIT's +OK commits a delete (a flood of +OK after DELE answers
         // QUIT too), and a listing needs all of its steps.
@@ -564,6 +570,12 @@ fn summary(name: &str, outs: &[Outcome]) {
         .filter(|o| !o.case.ends_with("/Complete"))
         .map(|o| o.took)
         .collect();
+    let slowest_cancel = outs
+        .iter()
+        .filter(|o| !o.case.ends_with("/Complete"))
+        .max_by_key(|o| o.took)
+        .map(|o| o.case.as_str())
+        .unwrap_or("");
     let max_cancel = cancels.iter().max().copied().unwrap_or_default();
     let mut cs = cancels.clone();
     cs.sort();
@@ -576,7 +588,7 @@ fn summary(name: &str, outs: &[Outcome]) {
         }
     }
     eprintln!(
-        "{name}: {} cases; slowest {:?} ({}); cancel/free: median {:?}, max {:?}",
+        "{name}: {} cases; slowest {:?} ({}); cancel/free: median {:?}, max {:?} ({slowest_cancel})",
         outs.len(),
         took.last().map(|t| t.0).unwrap_or_default(),
         took.last().map(|t| t.1).unwrap_or(""),
@@ -987,4 +999,30 @@ fn pop3_message_over_max_message_bytes_is_limit() {
     let recs = c.free();
     assert_eq!(recs[0].status, HERALD_STATUS_PROTOCOL, "{:?}", recs[0]);
     assert_exactly_once(&recs, &[big]);
+}
+
+// ---------------------------------------------------------------- IDLE is exempt
+
+#[test]
+fn idle_outlives_op_timeout_and_other_ops_keep_theirs() {
+    support::require_servers();
+    let d = support::Dovecot::start();
+    let c = TestClient::imap_plain(d.imap_port, &[(HERALD_OPT_OP_TIMEOUT_MS, Val::I(1000))]);
+    let idle = c.imap_idle("INBOX").unwrap();
+    // Well past the deadline the IDLE still runs and still reports.
+    std::thread::sleep(Duration::from_millis(2500));
+    d.append("alice", "INBOX", b"Subject: late\r\n\r\nafter the deadline\r\n");
+    let seen = c.wait_change(idle, 1, Duration::from_secs(20));
+    assert!(seen.contains(&1), "IDLE reported {seen:?}");
+    assert!(
+        c.records().iter().all(|r| r.op != idle),
+        "the IDLE did not complete: {:?}",
+        c.records()
+    );
+    // An ordinary op on the same client completes normally.
+    let r = c.done(c.imap_search("INBOX", "ALL"));
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(c.cancel(idle), HERALD_STATUS_OK);
+    let r = c.result(idle);
+    assert_eq!(r.status, HERALD_STATUS_CANCELLED, "{r:?}");
 }

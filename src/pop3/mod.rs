@@ -558,8 +558,9 @@ impl Pop3Driver {
             return;
         }
 
-        // Commit. From here a cancel cannot stop the server: it only marks the op.
-        h.t.set_cancel_mode(CancelMode::Cooperative);
+        // Commit. From here a cancel cannot stop the server: it cuts the wait
+        // for QUIT's reply short, and the op says the server may have deleted.
+        h.t.set_cancel_mode(CancelMode::Interrupt);
         if !h.t.is_live() {
             // Cancelled before QUIT: closing without it deletes nothing.
             self.drop_session();
