@@ -93,6 +93,8 @@ pub(crate) struct OpEntry {
     /// Its deadline passed while it ran in `CancelMode::Cooperative`: the
     /// worker's own completion becomes TIMEOUT.
     timed_out: bool,
+    /// Appended to the detail of a TIMEOUT the watchdog completes.
+    timeout_note: &'static str,
 }
 
 /// Everything guarded by the client's main lock.
@@ -414,8 +416,9 @@ impl Shared {
     /// Starts the deadline of `op`, which a worker just took (lock held, so
     /// nothing is logged here). Starts the watchdog with the first deadline;
     /// should no thread be available, the next deadline tries again.
-    pub(crate) fn arm_deadline(self: &Arc<Self>, st: &mut State, op: OpId, at: Instant) {
+    pub(crate) fn arm_deadline(self: &Arc<Self>, st: &mut State, op: OpId, at: Instant, note: &'static str) {
         let Some(e) = st.ops.get_mut(&op) else { return };
+        e.timeout_note = note;
         if let Some(old) = e.deadline.replace(at) {
             st.deadlines.remove(&(old, op));
         }
@@ -481,7 +484,9 @@ impl Shared {
                             aborts.push(slot.clone());
                         }
                         e.state = OpState::Delivering;
-                        let c = Completion::from_outcome(op, e.token, Err(self.timeout_error(abort)));
+                        let mut err = self.timeout_error(abort);
+                        err.detail.push_str(e.timeout_note);
+                        let c = Completion::from_outcome(op, e.token, Err(err));
                         fired.push((c, e.notify.clone()));
                     }
                     OpState::Queued | OpState::Delivering => {}
@@ -619,6 +624,7 @@ impl Client {
                 flushable,
                 deadline: None,
                 timed_out: false,
+                timeout_note: "",
             },
         );
         st.queue.push_back(id);
