@@ -2,28 +2,25 @@
 # AddressSanitizer run of the C tests that stress herald's lifetimes:
 # tests/c/stress.c (clients against misbehaving connections, deadlines,
 # cancels and frees racing the workers and the watchdog) and
-# tests/c/api_contract.c. libherald is built with nightly Rust and
+# tests/c/api_contract.c. libherald is built with
 # -Zsanitizer=address (std itself is not rebuilt: herald and its Rust
 # dependencies are instrumented, and every allocation goes through the
 # sanitizer's malloc), the C programs with gcc -fsanitize=address, whose
 # runtime serves both. LeakSanitizer is on: a leak fails the run.
 #
-# Installs the nightly toolchain (minimal profile) when it is missing.
+# Uses the nightly toolchain, installing it when missing and possible, else
+# the machine's own with RUSTC_BOOTSTRAP=1 (scripts/nightly.sh).
 # Takes about 3 minutes cold here (the instrumented build), seconds warm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec </dev/null
-
-if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-    echo "installing the nightly toolchain (minimal profile)"
-    rustup toolchain install nightly --profile minimal
-fi
+. scripts/nightly.sh
 
 triple=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=target/asan
 lib="$target_dir/$triple/debug"
 # --target keeps build scripts and proc macros uninstrumented.
-RUSTFLAGS="-Zsanitizer=address" cargo +nightly build --lib --locked \
+RUSTFLAGS="-Zsanitizer=address" cargo $RUST_TOOLCHAIN_ARG build --lib --locked \
     --target "$triple" --target-dir "$target_dir"
 
 mkdir -p "$target_dir/c"
