@@ -471,6 +471,13 @@ fn pop3_and_imap_ops_through_faults_match_the_mailbox() {
         tally(&recs),
         proxy.counts()
     );
+    if std::env::var_os("HERALD_FAULT_VERBOSE").is_some() {
+        let mut details: HashMap<&str, usize> = HashMap::new();
+        for r in recs.iter().filter(|r| !r.ok()) {
+            *details.entry(r.detail.as_str()).or_default() += 1;
+        }
+        eprintln!("POP3 failures: {details:#?}");
+    }
     assert!(recs.iter().any(|r| r.ok()), "some retrieves get through");
     drop(proxy);
 

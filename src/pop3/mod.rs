@@ -84,6 +84,8 @@ pub struct Pop3Driver {
     ctl: Option<Arc<ConnCtl>>,
     /// Ops taken from the queue and not yet run, in order.
     held: VecDeque<Held>,
+    /// RETR and TOP responses the current session delivered.
+    answered: u64,
 }
 
 /// An op this worker holds, and when it took it: a session opened before
@@ -140,6 +142,7 @@ impl Pop3Driver {
             session: None,
             ctl: None,
             held: VecDeque::new(),
+            answered: 0,
         }
     }
 
@@ -151,7 +154,8 @@ impl Pop3Driver {
 
     /// Opens a session unless one is open. On failure `h` completes with the
     /// error, and so does every op waiting behind it, unless the failure was
-    /// `h`'s own cancel.
+    /// `h`'s own cancel, or the connection broke during the setup (IO): then
+    /// `h` is tried once more and the ops behind it keep their own chance.
     fn ensure_session(&mut self, h: Held, w: &mut WorkerCtx) -> Option<Held> {
         if self.session.is_some() {
             return Some(h);
@@ -172,6 +176,7 @@ impl Pop3Driver {
                 });
                 self.session = Some(s);
                 self.ctl = Some(ctl);
+                self.answered = 0;
                 Some(h)
             }
             Err(e) => {
@@ -179,11 +184,21 @@ impl Pop3Driver {
                     h.t.complete(Err(Error::cancelled()));
                     return None;
                 }
+                if e.status == Status::Io && h.t.attempts == 0 {
+                    // The connection broke while the session was set up (not
+                    // refused, not silent): once more for this op, and the
+                    // ops waiting behind it keep their chance.
+                    w.log(WARN, || format!("cannot open a POP3 session: {e}; retrying"));
+                    let mut h = h;
+                    h.t.attempts += 1;
+                    self.hold_front(h);
+                    return None;
+                }
                 w.log(WARN, || format!("cannot open a POP3 session: {e}"));
                 h.t.complete(Err(e.clone()));
                 // An extra connection refused as transient (a server that locks
                 // the maildrop: [IN-USE]) leaves the waiting ops to the main one.
-                if w.index == 0 || !e.is_transient() {
+                if (w.index == 0 || !e.is_transient()) && e.status != Status::Io {
                     self.fail_waiting(&e, w);
                 }
                 None
@@ -342,6 +357,7 @@ impl Pop3Driver {
             f.h.t.set_cancel_mode(CancelMode::Abort);
             match Self::read_fetched(s, &f, max_message) {
                 Ok(outcome) => {
+                    self.answered += 1;
                     f.h.t.set_cancel_mode(CancelMode::Defer);
                     f.h.t.complete(outcome);
                 }
@@ -417,9 +433,14 @@ impl Pop3Driver {
 
     /// The connection failed with `e` while reading the response of `front`
     /// (if any), with `behind` on the wire after it. The session is gone;
-    /// ops are retried once on a new one or completed with the error.
+    /// ops are retried once on a new one or completed with the error. The
+    /// ops behind are not to blame when the session had answered others
+    /// (the connection broke, not the op): they are retried without using
+    /// up their retry. (RETR and TOP change nothing; the op's deadline
+    /// bounds the retries.)
     fn lost(&mut self, e: Error, front: Option<Held>, behind: VecDeque<Flight>, w: &mut WorkerCtx) {
         let by_cancel = self.aborted_by_cancel(w);
+        let progressed = self.answered > 0;
         self.drop_session();
         let mut retry = Vec::new();
         if let Some(h) = front {
@@ -431,7 +452,7 @@ impl Pop3Driver {
             }
         }
         for f in behind {
-            Self::retry_or_fail(f.h, &e, by_cancel, &mut retry, w);
+            Self::retry_or_fail(f.h, &e, by_cancel || progressed, &mut retry, w);
         }
         for h in retry.into_iter().rev() {
             self.hold_front(h);
