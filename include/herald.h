@@ -221,23 +221,35 @@
 #define HERALD_OPT_QUEUE_LIMIT 17
 
 /**
- * int ms 0..86400000: an op's overall deadline, from when it starts running;
- * 0 = none; default 600000 (10 minutes). IDLE ops are exempt. An op past its deadline
- * is aborted (its connection is closed) and completes HERALD_STATUS_TIMEOUT.
+ * int ms, 0..86400000: an op's overall deadline; 0 = none; default 600000
+ * (10 minutes). It counts from when a connection starts working on the op:
+ * time spent waiting in the client's queue (behind the caller's own earlier
+ * ops, or for a free connection) does not count; connecting, TLS, login and
+ * retries on a new connection do. IDLE ops are exempt. An op past its
+ * deadline completes HERALD_STATUS_TIMEOUT (not CANCELLED), exactly once,
+ * and the connection it was using is shut down, as by herald_cancel; other
+ * ops that were pipelined on that connection are retried on a new one.
  */
 #define HERALD_OPT_OP_TIMEOUT_MS 18
 
 /**
  * int bytes, 1024..67108864, default 262144 (256 KiB): the longest line
  * (without IMAP literals) accepted from the server, per connection. A longer
- * line is HERALD_STATUS_PROTOCOL and the connection is dropped.
+ * line is HERALD_STATUS_PROTOCOL and the connection is dropped. It also
+ * bounds a whole multi-line SMTP reply (at most 1000 lines, together at
+ * most this many bytes). A connection's read buffer never grows beyond
+ * twice this value.
  */
 #define HERALD_OPT_MAX_LINE_BYTES 19
 
 /**
  * int bytes, 1024..4294967295, default 104857600 (100 MiB): the largest IMAP
- * literal or POP3 message accepted from the server. A larger one completes
- * HERALD_STATUS_LIMIT.
+ * literal or POP3 message accepted from the server, and the most a POP3
+ * UIDL or LIST listing may take. A message LIST announces as larger is not
+ * retrieved, and a RETR or TOP response that grows beyond it is stopped;
+ * both complete HERALD_STATUS_LIMIT (the connection is then dropped, other
+ * ops on it are retried). A POP3 response larger than twice its announced
+ * size plus 1 MiB is HERALD_STATUS_PROTOCOL.
  */
 #define HERALD_OPT_MAX_MESSAGE_BYTES 20
 

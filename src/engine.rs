@@ -8,9 +8,13 @@
 //!   that finished it, `cancel`, or `shutdown`. Whoever does delivers it; later
 //!   attempts are no-ops. This is what makes every op complete exactly once.
 //! - No user callback ever runs while an engine lock is held.
+//! - An op a worker took has a deadline (OP_TIMEOUT_MS, IDLE exempt): the
+//!   client's watchdog thread completes it TIMEOUT when it passes, and shuts
+//!   its connection down as a cancel would, so no op outlives its deadline
+//!   whatever the server does.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,6 +55,18 @@ pub enum CancelMode {
     /// The worker stops at its next check and completes the op itself,
     /// cancelled, with what it did so far (bulk append's UIDs).
     Cooperative,
+    /// The op waits for the server's answer to a command that commits
+    /// (POP3's QUIT): shut the socket down, and the worker completes the op
+    /// itself, cancelled, saying what may have happened, or with the
+    /// server's answer had it already come.
+    Interrupt,
+}
+
+impl CancelMode {
+    /// Does the worker complete the op itself after a cancel?
+    fn worker_completes(self) -> bool {
+        matches!(self, CancelMode::Cooperative | CancelMode::Interrupt)
+    }
 }
 
 pub(crate) enum OpState {
@@ -72,6 +88,13 @@ pub(crate) struct OpEntry {
     pub(crate) state: OpState,
     /// Long-lived ops (IDLE) don't hold `flush` up.
     flushable: bool,
+    /// When the op times out (set when a worker takes it), as in `State::deadlines`.
+    deadline: Option<Instant>,
+    /// Its deadline passed while it ran in `CancelMode::Cooperative`: the
+    /// worker's own completion becomes TIMEOUT.
+    timed_out: bool,
+    /// Appended to the detail of a TIMEOUT the watchdog completes.
+    timeout_note: &'static str,
 }
 
 /// Everything guarded by the client's main lock.
@@ -88,6 +111,10 @@ pub(crate) struct State {
     waited: BTreeMap<OpId, usize>,
     /// The targets of `flush` calls under way (the last op each waits for).
     flush_targets: BTreeMap<OpId, usize>,
+    /// The deadlines of running ops, earliest first.
+    deadlines: BTreeSet<(Instant, OpId)>,
+    /// The watchdog thread that enforces them, started with the first one.
+    watchdog: Option<pool::TaggedThread>,
 }
 
 impl State {
@@ -135,6 +162,8 @@ pub(crate) struct Shared {
     pub(crate) work_cond: Condvar,
     /// `wait` and `flush` wait here for deliveries.
     done_cond: Condvar,
+    /// The watchdog waits here for the next deadline.
+    watch_cond: Condvar,
     dispatch: Mutex<DispatchState>,
     dispatch_cond: Condvar,
     completions: CompletionQueue,
@@ -274,7 +303,9 @@ impl Shared {
     /// thousands of useless wake-ups.
     fn mark_delivered(&self, op: OpId) {
         let mut st = self.state.lock();
-        st.ops.remove(&op);
+        if let Some(at) = st.ops.remove(&op).and_then(|e| e.deadline) {
+            st.deadlines.remove(&(at, op));
+        }
         let wake = st.waited.contains_key(&op)
             || st
                 .flush_targets
@@ -292,15 +323,47 @@ impl Shared {
     pub(crate) fn complete(self: &Arc<Self>, op: OpId, outcome: Outcome) {
         let mut st = self.state.lock();
         let Some(e) = st.ops.get_mut(&op) else { return };
-        let cancel_requested = match e.state {
+        let (cancel_requested, interrupted) = match e.state {
             OpState::Delivering => return,
-            OpState::Running { cancel_requested, .. } => cancel_requested,
-            OpState::Queued => false,
+            OpState::Running {
+                cancel_requested,
+                mode,
+                ..
+            } => (cancel_requested, mode == CancelMode::Interrupt),
+            OpState::Queued => (false, false),
         };
         e.state = OpState::Delivering;
-        let (token, route) = (e.token, e.notify.clone());
+        let (token, route, timed_out) = (e.token, e.notify.clone(), e.timed_out);
         drop(st);
-        let c = if cancel_requested {
+        let c = if timed_out {
+            // What the worker did is kept: a success stays one (it was done),
+            // a failure says it came from the deadline.
+            Completion::from_outcome(
+                op,
+                token,
+                outcome.map_err(|e| {
+                    let mut t = self.timeout_error(true);
+                    t.detail = format!("{}: {}", t.detail, e.detail);
+                    t.partial = e.partial;
+                    t
+                }),
+            )
+        } else if cancel_requested && interrupted {
+            // The server's answer came first: it stands. Else say what the
+            // interrupted wait leaves open.
+            match outcome {
+                Ok(s) => Completion::from_outcome(op, token, Ok(s)),
+                Err(e) if e.status == Status::Cancelled => {
+                    Completion::cancelled(op, token, "cancelled", e.partial.map(|p| *p))
+                }
+                Err(e) => Completion::cancelled(
+                    op,
+                    token,
+                    &format!("cancelled; {}", e.detail),
+                    e.partial.map(|p| *p),
+                ),
+            }
+        } else if cancel_requested {
             let partial = match outcome {
                 Ok(s) => s.result,
                 Err(e) => e.partial.map(|p| *p),
@@ -373,6 +436,120 @@ impl Shared {
         )
     }
 
+    /// The error of an op past its deadline.
+    fn timeout_error(&self, aborted: bool) -> Error {
+        let ms = self.options.op_timeout.map_or(0, |d| d.as_millis());
+        let how = if aborted {
+            "; its connection was closed"
+        } else {
+            ""
+        };
+        Error::new(
+            Status::Timeout,
+            format!("the op did not complete within OP_TIMEOUT_MS ({ms} ms){how}"),
+        )
+    }
+
+    /// Starts the deadline of `op`, which a worker just took (lock held, so
+    /// nothing is logged here). Starts the watchdog with the first deadline;
+    /// should no thread be available, the next deadline tries again.
+    pub(crate) fn arm_deadline(self: &Arc<Self>, st: &mut State, op: OpId, at: Instant, note: &'static str) {
+        let Some(e) = st.ops.get_mut(&op) else { return };
+        e.timeout_note = note;
+        if let Some(old) = e.deadline.replace(at) {
+            st.deadlines.remove(&(old, op));
+        }
+        let first = st.deadlines.first().is_none_or(|&(t, _)| at < t);
+        st.deadlines.insert((at, op));
+        if st.watchdog.is_none() {
+            let shared = self.clone();
+            let tag = pool::new_thread_tag();
+            let spawned = std::thread::Builder::new()
+                .name("herald-watchdog".into())
+                .spawn(move || {
+                    pool::set_thread_tag(tag);
+                    shared.watchdog_main()
+                });
+            if let Ok(h) = spawned {
+                st.watchdog = Some((tag, h));
+            }
+        } else if first {
+            self.watch_cond.notify_one();
+        }
+    }
+
+    /// The watchdog: completes each op whose deadline passed with TIMEOUT and
+    /// shuts its connection down (never blocking on it), like `cancel`. An op
+    /// in `Cooperative` mode (it completes itself, keeping what it did) is
+    /// told to stop and its connection shut; if its worker has not completed
+    /// it after `COOPERATIVE_GRACE`, the watchdog does.
+    fn watchdog_main(self: Arc<Self>) {
+        let mut guard = self.state.lock();
+        loop {
+            if guard.shutdown {
+                return;
+            }
+            let now = Instant::now();
+            let mut aborts = Vec::new();
+            let mut fired = Vec::new();
+            let st = &mut *guard;
+            while let Some(&(at, op)) = st.deadlines.first() {
+                if at > now {
+                    break;
+                }
+                st.deadlines.pop_first();
+                let Some(e) = st.ops.get_mut(&op) else { continue };
+                if e.deadline != Some(at) {
+                    continue;
+                }
+                match &mut e.state {
+                    OpState::Running {
+                        mode,
+                        cancel_requested,
+                        slot,
+                    } if mode.worker_completes() && !e.timed_out => {
+                        e.timed_out = true;
+                        *cancel_requested = true;
+                        aborts.push(slot.clone());
+                        let later = now + COOPERATIVE_GRACE;
+                        e.deadline = Some(later);
+                        st.deadlines.insert((later, op));
+                    }
+                    OpState::Running { slot, mode, .. } => {
+                        let abort = *mode != CancelMode::Defer;
+                        if abort {
+                            aborts.push(slot.clone());
+                        }
+                        e.state = OpState::Delivering;
+                        let mut err = self.timeout_error(abort);
+                        err.detail.push_str(e.timeout_note);
+                        let c = Completion::from_outcome(op, e.token, Err(err));
+                        fired.push((c, e.notify.clone()));
+                    }
+                    OpState::Queued | OpState::Delivering => {}
+                }
+            }
+            if aborts.is_empty() && fired.is_empty() {
+                match st.deadlines.first() {
+                    Some(&(at, _)) => {
+                        self.watch_cond.wait_until(&mut guard, at);
+                    }
+                    None => self.watch_cond.wait(&mut guard),
+                }
+                continue;
+            }
+            parking_lot::MutexGuard::unlocked(&mut guard, || {
+                for s in &aborts {
+                    s.abort();
+                }
+                for (c, route) in fired {
+                    self.log(log::DEBUG, || format!("op {}: {}", c.op, c.detail));
+                    self.deliver(c, route, true);
+                }
+            });
+        }
+    }
+
     pub(crate) fn set_cancel_mode(&self, op: OpId, new_mode: CancelMode) {
         if let Some(OpState::Running { mode, .. }) = self.state.lock().ops.get_mut(&op).map(|e| &mut e.state)
         {
@@ -421,9 +598,12 @@ impl Client {
                 pool: PoolState::new(throttle),
                 waited: BTreeMap::new(),
                 flush_targets: BTreeMap::new(),
+                deadlines: BTreeSet::new(),
+                watchdog: None,
             }),
             work_cond: Condvar::new(),
             done_cond: Condvar::new(),
+            watch_cond: Condvar::new(),
             dispatch: Mutex::new(DispatchState {
                 items: VecDeque::new(),
                 thread: None,
@@ -479,6 +659,9 @@ impl Client {
                 work: Some(s.work),
                 state: OpState::Queued,
                 flushable,
+                deadline: None,
+                timed_out: false,
+                timeout_note: "",
             },
         );
         st.queue.push_back(id);
@@ -512,12 +695,16 @@ impl Client {
                 None
             }
             OpState::Running {
-                mode: CancelMode::Cooperative,
+                mode,
                 cancel_requested,
-                ..
-            } => {
+                slot,
+            } if mode.worker_completes() => {
                 *cancel_requested = true;
+                let interrupt = (*mode == CancelMode::Interrupt).then(|| slot.clone());
                 drop(st);
+                if let Some(slot) = interrupt {
+                    slot.abort();
+                }
                 sh.log(log::DEBUG, || format!("op {op}: cancel requested"));
                 return Ok(());
             }
@@ -679,10 +866,10 @@ impl Client {
                         continue;
                     }
                     OpState::Running {
-                        mode: CancelMode::Cooperative,
+                        mode,
                         cancel_requested,
                         ..
-                    } => {
+                    } if mode.worker_completes() => {
                         // The worker completes it with what it has; stopped below.
                         *cancel_requested = true;
                         continue;
@@ -699,7 +886,8 @@ impl Client {
                 ));
             }
             let routes: Vec<Notify> = cancelled.iter().map(|c| st.ops[&c.op].notify.clone()).collect();
-            let taken = st.pool.take_for_shutdown();
+            let mut taken = st.pool.take_for_shutdown();
+            taken.1.extend(st.watchdog.take());
             drop(st);
             for (c, r) in cancelled.drain(..).zip(routes) {
                 sh.deliver(c, r, true);
@@ -707,6 +895,7 @@ impl Client {
             taken
         };
         sh.work_cond.notify_all();
+        sh.watch_cond.notify_all();
 
         // 2. Abort every connection so no blocking I/O outlives this call,
         //    then join the workers (all but this thread, if it is one).
@@ -775,6 +964,10 @@ impl Drop for Client {
         self.shutdown();
     }
 }
+
+/// How long a worker has to complete a cooperative op past its deadline
+/// (normally at once: its connection was shut down) before the watchdog does.
+const COOPERATIVE_GRACE: Duration = Duration::from_millis(500);
 
 /// Waits on `cond` until notified or `deadline`; false when the deadline passed.
 pub(crate) fn wait_until<T>(

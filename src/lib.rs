@@ -6,6 +6,9 @@
 
 pub mod engine;
 pub mod ffi;
+#[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod imap;
 pub mod log;
 pub mod message;

@@ -1,6 +1,6 @@
 //! Sockets herald owns: connect with a timeout that a cancel can cut short,
-//! TLS through native-tls, a line reader with a length cap, and the control
-//! that lets another thread shut a connection down.
+//! TLS through native-tls, a line reader with a length cap (MAX_LINE_BYTES),
+//! and the control that lets another thread shut a connection down.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -429,19 +429,33 @@ pub struct LineConn<S> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The protocol readers' line limit (`max_line`), MAX_LINE_BYTES.
+    max_line: usize,
 }
 
-/// Longest line accepted from a server; longer is a protocol error.
-pub(crate) const MAX_LINE: usize = 64 * 1024;
+/// Initial read buffer; it grows (doubling) only as far as a line needs,
+/// so it never exceeds twice the line limit.
+const INITIAL_BUF: usize = 64 * 1024;
 
 impl<S: Read + Write> LineConn<S> {
     pub fn new(inner: S) -> Self {
         LineConn {
             inner,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; INITIAL_BUF],
             start: 0,
             end: 0,
+            max_line: crate::options::DEFAULT_MAX_LINE_BYTES,
         }
+    }
+
+    /// The longest line the protocol readers accept on this connection
+    /// (MAX_LINE_BYTES; the default until set).
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    pub fn set_max_line(&mut self, max: usize) {
+        self.max_line = max;
     }
 
     pub fn get_ref(&self) -> &S {

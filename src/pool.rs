@@ -276,6 +276,10 @@ fn take(
     if let Some(t) = st.pool.throttle.as_mut() {
         t.starts.push_back(now);
     }
+    // The deadline counts from here: time in the queue is the caller's own backlog.
+    if let Some(d) = sh.options.op_timeout.filter(|_| !work.deadline_exempt()) {
+        sh.arm_deadline(st, id, now + d, work.timeout_note());
+    }
     Take::Op(Ticket {
         id,
         work,

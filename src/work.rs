@@ -65,6 +65,22 @@ impl Work {
         !matches!(self, Work::Imap(j) if j.is_idle())
     }
 
+    /// Is this op free of OP_TIMEOUT_MS? (Ops that run until cancelled: IDLE.)
+    pub fn deadline_exempt(&self) -> bool {
+        !self.flushable()
+    }
+
+    /// What a TIMEOUT completion adds about an op stopped at its deadline
+    /// at a point the engine cannot see (whether its content went out).
+    pub fn timeout_note(&self) -> &'static str {
+        match self {
+            Work::Send(_) => {
+                "; if the message content had gone out, the server may or may not have accepted it"
+            }
+            _ => "",
+        }
+    }
+
     /// The connection state this op wants (an IMAP mailbox), for affinity.
     pub fn affinity_key(&self) -> Option<&str> {
         match self {

@@ -73,8 +73,6 @@ const WINDOW: usize = 512;
 
 /// Initial buffer for a retrieved message, at most (it grows as needed).
 const MAX_PREALLOC: usize = 64 << 20;
-/// Largest message retrieved (into memory, as the result's bytes).
-const MAX_MESSAGE: u64 = 1 << 30;
 
 /// The POP3 protocol engine of one pooled connection.
 pub struct Pop3Driver {
@@ -86,6 +84,8 @@ pub struct Pop3Driver {
     ctl: Option<Arc<ConnCtl>>,
     /// Ops taken from the queue and not yet run, in order.
     held: VecDeque<Held>,
+    /// RETR and TOP responses the current session delivered.
+    answered: u64,
 }
 
 /// An op this worker holds, and when it took it: a session opened before
@@ -142,6 +142,7 @@ impl Pop3Driver {
             session: None,
             ctl: None,
             held: VecDeque::new(),
+            answered: 0,
         }
     }
 
@@ -153,7 +154,8 @@ impl Pop3Driver {
 
     /// Opens a session unless one is open. On failure `h` completes with the
     /// error, and so does every op waiting behind it, unless the failure was
-    /// `h`'s own cancel.
+    /// `h`'s own cancel, or the connection broke during the setup (IO): then
+    /// `h` is tried once more and the ops behind it keep their own chance.
     fn ensure_session(&mut self, h: Held, w: &mut WorkerCtx) -> Option<Held> {
         if self.session.is_some() {
             return Some(h);
@@ -174,6 +176,7 @@ impl Pop3Driver {
                 });
                 self.session = Some(s);
                 self.ctl = Some(ctl);
+                self.answered = 0;
                 Some(h)
             }
             Err(e) => {
@@ -181,11 +184,21 @@ impl Pop3Driver {
                     h.t.complete(Err(Error::cancelled()));
                     return None;
                 }
+                if e.status == Status::Io && h.t.attempts == 0 {
+                    // The connection broke while the session was set up (not
+                    // refused, not silent): once more for this op, and the
+                    // ops waiting behind it keep their chance.
+                    w.log(WARN, || format!("cannot open a POP3 session: {e}; retrying"));
+                    let mut h = h;
+                    h.t.attempts += 1;
+                    self.hold_front(h);
+                    return None;
+                }
                 w.log(WARN, || format!("cannot open a POP3 session: {e}"));
                 h.t.complete(Err(e.clone()));
                 // An extra connection refused as transient (a server that locks
                 // the maildrop: [IN-USE]) leaves the waiting ops to the main one.
-                if w.index == 0 || !e.is_transient() {
+                if (w.index == 0 || !e.is_transient()) && e.status != Status::Io {
                     self.fail_waiting(&e, w);
                 }
                 None
@@ -263,6 +276,8 @@ impl Pop3Driver {
         let Some(first) = self.ensure_session(first, w) else {
             return;
         };
+        // Largest message retrieved (into memory, as the result's bytes).
+        let max_message = self.opts.max_message_bytes;
         let mut next = Some(first);
         let mut inflight: VecDeque<Flight> = VecDeque::new();
         let mut pulling = true;
@@ -298,11 +313,12 @@ impl Pop3Driver {
                     continue;
                 }
                 match s.lookup(uidl) {
-                    Some(e) if top.is_none() && e.size > MAX_MESSAGE => {
+                    Some(e) if top.is_none() && e.size > max_message as u64 => {
                         let e = Error::new(
                             Status::Limit,
                             format!(
-                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most {MAX_MESSAGE}",
+                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most \
+                                 {max_message} (MAX_MESSAGE_BYTES)",
                                 e.num, e.size
                             ),
                         );
@@ -339,8 +355,9 @@ impl Pop3Driver {
             }
             let Some(f) = inflight.pop_front() else { break };
             f.h.t.set_cancel_mode(CancelMode::Abort);
-            match Self::read_fetched(s, &f) {
+            match Self::read_fetched(s, &f, max_message) {
                 Ok(outcome) => {
+                    self.answered += 1;
                     f.h.t.set_cancel_mode(CancelMode::Defer);
                     f.h.t.complete(outcome);
                 }
@@ -364,7 +381,7 @@ impl Pop3Driver {
 
     /// Reads the response to a RETR or TOP: the op's outcome, or the
     /// connection's failure.
-    fn read_fetched(s: &mut Session<Stream>, f: &Flight) -> Result<Outcome> {
+    fn read_fetched(s: &mut Session<Stream>, f: &Flight, max_message: usize) -> Result<Outcome> {
         let r = s.response()?;
         let t = &f.h.t;
         match r.kind {
@@ -378,16 +395,31 @@ impl Pop3Driver {
             }
             Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
         }
-        let size = usize::try_from(f.entry.size.min(MAX_MESSAGE)).unwrap_or(usize::MAX);
-        // Servers may count octets loosely, but not this loosely: more is an endless response.
-        let limit = size.saturating_mul(2).saturating_add(1 << 20);
+        let size = usize::try_from(f.entry.size.min(max_message as u64)).unwrap_or(usize::MAX);
+        // Servers may count octets loosely, but not this loosely: more is an
+        // endless response (PROTOCOL). Beyond MAX_MESSAGE_BYTES it is LIMIT.
+        let sane = size.saturating_mul(2).saturating_add(1 << 20);
+        let limit = sane.min(max_message);
         let cap = match f.top {
             None => size.saturating_add(64).min(MAX_PREALLOC),
             Some(_) => size.min(64 * 1024),
         };
         let mut body = Vec::with_capacity(cap);
         let total = f.entry.size;
-        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))?;
+        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))
+            .map_err(|e| {
+                if e.status == Status::Protocol && limit == max_message && body.len() > limit {
+                    Error::new(
+                        Status::Limit,
+                        format!(
+                            "message {} (UIDL {}) is larger than {max_message} bytes (MAX_MESSAGE_BYTES)",
+                            f.entry.num, f.entry.uidl
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
         let len = body.len() as u64;
         t.progress(len, len);
         let detail = match f.top {
@@ -401,21 +433,26 @@ impl Pop3Driver {
 
     /// The connection failed with `e` while reading the response of `front`
     /// (if any), with `behind` on the wire after it. The session is gone;
-    /// ops are retried once on a new one or completed with the error.
+    /// ops are retried once on a new one or completed with the error. The
+    /// ops behind are not to blame when the session had answered others
+    /// (the connection broke, not the op): they are retried without using
+    /// up their retry. (RETR and TOP change nothing; the op's deadline
+    /// bounds the retries.)
     fn lost(&mut self, e: Error, front: Option<Held>, behind: VecDeque<Flight>, w: &mut WorkerCtx) {
         let by_cancel = self.aborted_by_cancel(w);
+        let progressed = self.answered > 0;
         self.drop_session();
         let mut retry = Vec::new();
         if let Some(h) = front {
-            if e.status == Status::Protocol {
-                // The malformed response was this op's.
+            if matches!(e.status, Status::Protocol | Status::Limit) {
+                // The malformed (or oversized) response was this op's.
                 h.t.complete(Err(e.clone()));
             } else {
                 Self::retry_or_fail(h, &e, by_cancel, &mut retry, w);
             }
         }
         for f in behind {
-            Self::retry_or_fail(f.h, &e, by_cancel, &mut retry, w);
+            Self::retry_or_fail(f.h, &e, by_cancel || progressed, &mut retry, w);
         }
         for h in retry.into_iter().rev() {
             self.hold_front(h);
@@ -542,8 +579,9 @@ impl Pop3Driver {
             return;
         }
 
-        // Commit. From here a cancel cannot stop the server: it only marks the op.
-        h.t.set_cancel_mode(CancelMode::Cooperative);
+        // Commit. From here a cancel cannot stop the server: it cuts the wait
+        // for QUIT's reply short, and the op says the server may have deleted.
+        h.t.set_cancel_mode(CancelMode::Interrupt);
         if !h.t.is_live() {
             // Cancelled before QUIT: closing without it deletes nothing.
             self.drop_session();

@@ -7,7 +7,7 @@ use std::fmt;
 use std::io::{Read, Write};
 
 use super::codec::DotDecoder;
-use crate::net::{LineConn, MAX_LINE};
+use crate::net::LineConn;
 use crate::status::{Error, Result, Status};
 
 /// What kind of status line.
@@ -127,25 +127,38 @@ impl fmt::Display for Response {
 }
 
 /// Maps a read error: an overlong line is a protocol error, the rest IO or TIMEOUT.
-pub fn read_error(e: &std::io::Error) -> Error {
+pub fn read_error(e: &std::io::Error, max_line: usize) -> Error {
     match e.kind() {
-        std::io::ErrorKind::InvalidData => Error::protocol("POP3 response line too long"),
+        std::io::ErrorKind::InvalidData => Error::protocol(format!(
+            "POP3 response line longer than {max_line} bytes (MAX_LINE_BYTES)"
+        )),
         _ => Error::from_io(e, "reading from the POP3 server"),
     }
 }
 
-/// Reads one status line.
+/// Reads one status line (at most the connection's line limit).
 pub fn read_response<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Response> {
-    let line = conn.read_line(MAX_LINE).map_err(|e| read_error(&e))?;
+    let max = conn.max_line();
+    let line = conn.read_line(max).map_err(|e| read_error(&e, max))?;
     Response::parse(line)
 }
 
+/// What each listing line costs beyond its bytes (a `String` of its own).
+pub const LISTING_LINE_OVERHEAD: usize = 32;
+
 /// Reads the lines of a multi-line listing (CAPA, UIDL, LIST) up to the
-/// terminating ".", at most `max_lines` of them, dots unstuffed.
-pub fn read_listing<S: Read + Write>(conn: &mut LineConn<S>, max_lines: usize) -> Result<Vec<String>> {
+/// terminating ".", dots unstuffed: at most `max_lines` lines, and at most
+/// `max_bytes` bytes, counting [`LISTING_LINE_OVERHEAD`] more per line.
+pub fn read_listing<S: Read + Write>(
+    conn: &mut LineConn<S>,
+    max_lines: usize,
+    max_bytes: usize,
+) -> Result<Vec<String>> {
+    let max = conn.max_line();
     let mut lines = Vec::new();
+    let mut total = 0usize;
     loop {
-        let line = conn.read_line(MAX_LINE).map_err(|e| read_error(&e))?;
+        let line = conn.read_line(max).map_err(|e| read_error(&e, max))?;
         if line == b"." {
             return Ok(lines);
         }
@@ -153,6 +166,13 @@ pub fn read_listing<S: Read + Write>(conn: &mut LineConn<S>, max_lines: usize) -
             return Err(Error::protocol(format!(
                 "the server's listing has more than the {max_lines} lines it announced"
             )));
+        }
+        total += line.len() + LISTING_LINE_OVERHEAD;
+        if total > max_bytes {
+            return Err(Error::new(
+                Status::Limit,
+                format!("the server's listing is larger than {max_bytes} bytes"),
+            ));
         }
         let line = line.strip_prefix(b".").unwrap_or(line);
         lines.push(String::from_utf8_lossy(line).into_owned());
@@ -173,8 +193,9 @@ pub fn read_body<S: Read + Write>(
     let mut d = DotDecoder::new(limit);
     let mut reported = 0;
     loop {
+        let max_line = conn.max_line();
         let n = {
-            let buf = conn.fill_buf().map_err(|e| read_error(&e))?;
+            let buf = conn.fill_buf().map_err(|e| read_error(&e, max_line))?;
             d.feed(buf, out)?
         };
         conn.consume(n);
@@ -278,7 +299,7 @@ mod tests {
         );
         assert!(read_response(&mut c).unwrap().is_ok());
         assert_eq!(
-            read_listing(&mut c, 10).unwrap(),
+            read_listing(&mut c, 10, 1000).unwrap(),
             ["1 abc", "2 .dotted", ".stuffed"]
         );
         assert!(read_response(&mut c).unwrap().is_ok());
@@ -291,13 +312,41 @@ mod tests {
     #[test]
     fn listing_longer_than_announced_is_an_error() {
         let mut c = conn(b"1 a\r\n2 b\r\n3 c\r\n.\r\n");
-        assert_eq!(read_listing(&mut c, 2).unwrap_err().status, Status::Protocol);
+        assert_eq!(
+            read_listing(&mut c, 2, 1000).unwrap_err().status,
+            Status::Protocol
+        );
+    }
+
+    #[test]
+    fn listing_larger_than_its_byte_bound_is_limit() {
+        let mut input = Vec::new();
+        for i in 0..100 {
+            input.extend_from_slice(format!("{i} {}\r\n", "u".repeat(60)).as_bytes());
+        }
+        input.extend_from_slice(b".\r\n");
+        let e = read_listing(&mut conn(&input), 1000, 4096).unwrap_err();
+        assert_eq!(e.status, Status::Limit, "{e:?}");
+        assert_eq!(read_listing(&mut conn(&input), 1000, 100_000).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn line_limit_is_the_connections() {
+        let mut c = conn(&[b"+OK ".as_slice(), &[b'x'; 2000], b"\r\n"].concat());
+        c.set_max_line(1024);
+        assert_eq!(read_response(&mut c).unwrap_err().status, Status::Protocol);
+        let mut c = conn(&[b"+OK ".as_slice(), &[b'x'; 2000], b"\r\n"].concat());
+        c.set_max_line(4096);
+        assert!(read_response(&mut c).unwrap().is_ok());
     }
 
     #[test]
     fn endless_status_line_is_a_protocol_error() {
         let mut input = b"+OK ".to_vec();
-        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        input.extend(std::iter::repeat_n(
+            b'x',
+            crate::options::DEFAULT_MAX_LINE_BYTES + 10,
+        ));
         let e = read_response(&mut conn(&input)).unwrap_err();
         assert_eq!(e.status, Status::Protocol);
     }

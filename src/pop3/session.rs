@@ -19,6 +19,12 @@ use crate::status::{Error, Result, Status};
 
 /// Most lines accepted in a CAPA listing.
 const MAX_CAPA_LINES: usize = 1000;
+/// Most bytes accepted in a CAPA listing.
+const MAX_CAPA_BYTES: usize = 64 * 1024;
+/// What a maildrop listing (UIDL, LIST) may take per message STAT
+/// announced: a well-formed line is under 90 bytes (RFC 1939: a UIDL is
+/// at most 70 characters), plus the bookkeeping `read_listing` counts.
+const LISTING_BYTES_PER_MESSAGE: usize = 256;
 /// Most messages accepted in one maildrop (bounds the listings' memory).
 const MAX_MESSAGES: usize = 10_000_000;
 /// RFC 5034 §4: an AUTH command with its initial response is at most 255 octets.
@@ -102,6 +108,8 @@ pub struct Session<S: Read + Write> {
     pub marked: usize,
     /// The greeting's APOP timestamp, "<...@...>".
     apop_stamp: Option<String>,
+    /// Most bytes of one UIDL or LIST listing (MAX_MESSAGE_BYTES).
+    max_listing: usize,
     trace: Tracer,
     ctl: Option<CtlGuard>,
 }
@@ -139,9 +147,16 @@ impl<S: Read + Write> Session<S> {
             octets: 0,
             marked: 0,
             apop_stamp: None,
+            max_listing: crate::options::DEFAULT_MAX_MESSAGE_BYTES,
             trace,
             ctl: None,
         }
+    }
+
+    /// Applies MAX_LINE_BYTES and MAX_MESSAGE_BYTES to this connection.
+    pub fn set_limits(&mut self, o: &Options) {
+        self.conn.set_max_line(o.max_line_bytes);
+        self.max_listing = o.max_message_bytes;
     }
 
     pub fn tracer(&self) -> &Tracer {
@@ -181,7 +196,14 @@ impl<S: Read + Write> Session<S> {
 
     /// Reads a multi-line listing; the trace shows only its length.
     fn listing(&mut self, max_lines: usize, what: &str) -> Result<Vec<String>> {
-        let lines = read_listing(&mut self.conn, max_lines)?;
+        let max_bytes = max_lines
+            .saturating_mul(LISTING_BYTES_PER_MESSAGE)
+            .saturating_add(64 * 1024)
+            .min(self.max_listing);
+        let lines = read_listing(&mut self.conn, max_lines, max_bytes).map_err(|mut e| {
+            e.detail = format!("{what} listing: {}", e.detail);
+            e
+        })?;
         self.trace
             .log(TRACE, || format!("S: <{what} listing, {} lines>", lines.len()));
         Ok(lines)
@@ -218,7 +240,7 @@ impl<S: Read + Write> Session<S> {
         let r = self.response()?;
         match r.kind {
             Kind::Ok => {
-                let lines = read_listing(&mut self.conn, MAX_CAPA_LINES)?;
+                let lines = read_listing(&mut self.conn, MAX_CAPA_LINES, MAX_CAPA_BYTES)?;
                 for l in &lines {
                     self.trace.log(TRACE, || format!("S: {l}"));
                 }
@@ -458,6 +480,7 @@ impl Session<Stream> {
     ) -> Result<Session<Stream>> {
         let stream = net::open_stream(o, tls, ctl, &trace)?;
         let mut s = Session::new(stream, trace);
+        s.set_limits(o);
         s.ctl = Some(CtlGuard(ctl.clone()));
         s.tls = s.conn.get_ref().is_tls();
         s.greeting()?;
@@ -498,6 +521,7 @@ impl Session<Stream> {
         };
         let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
         let mut s = Session::new(stream, trace);
+        s.set_limits(o);
         s.ctl = ctl;
         s.tls = true;
         s.apop_stamp = apop_stamp;

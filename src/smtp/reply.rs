@@ -1,13 +1,16 @@
 //! SMTP replies (RFC 5321 §4.2): a three-digit code and one or more lines.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{Read, Write};
 
-use crate::net::{LineConn, MAX_LINE};
+use crate::net::LineConn;
 use crate::status::{Error, Result, Status};
 
-/// Most lines accepted in one reply.
-const MAX_REPLY_LINES: usize = 1000;
+/// Most lines accepted in one reply. With the connection's line limit
+/// (MAX_LINE_BYTES) also bounding the whole reply's text, a server that
+/// never ends a multi-line reply costs at most that much memory.
+pub const MAX_REPLY_LINES: usize = 1000;
 
 /// A complete reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,8 +57,10 @@ impl fmt::Display for Reply {
     }
 }
 
-/// Parses one reply line: (code, is_last, text).
-pub fn parse_line(line: &[u8]) -> Result<(u16, bool, &str)> {
+/// Parses one reply line: (code, is_last, text). The text is decoded as
+/// UTF-8, invalid bytes replaced: a server's 250 is its 250 whatever the
+/// bytes of its comment.
+pub fn parse_line(line: &[u8]) -> Result<(u16, bool, Cow<'_, str>)> {
     let bad = || {
         Error::protocol(format!(
             "malformed SMTP reply line: {:?}",
@@ -75,19 +80,30 @@ pub fn parse_line(line: &[u8]) -> Result<(u16, bool, &str)> {
         Some(b'-') => (false, &line[4..]),
         Some(_) => return Err(bad()),
     };
-    let text = std::str::from_utf8(text).map_err(|_| bad())?;
-    Ok((code, last, text))
+    Ok((code, last, String::from_utf8_lossy(text)))
 }
 
-/// Reads one complete reply from `conn`.
+/// Reads one complete reply from `conn`: each line, and all of them
+/// together, at most the connection's line limit, and at most
+/// [`MAX_REPLY_LINES`] lines.
 pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
+    let max = conn.max_line();
     let mut lines = Vec::new();
     let mut first_code = None;
+    let mut total = 0usize;
     loop {
-        let line = conn.read_line(MAX_LINE).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::protocol("SMTP reply line too long"),
+        let line = conn.read_line(max).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => Error::protocol(format!(
+                "SMTP reply line longer than {max} bytes (MAX_LINE_BYTES)"
+            )),
             _ => Error::from_io(&e, "reading the SMTP reply"),
         })?;
+        total += line.len() + 2;
+        if total > max {
+            return Err(Error::protocol(format!(
+                "SMTP reply longer than {max} bytes (MAX_LINE_BYTES)"
+            )));
+        }
         let (code, last, text) = parse_line(line)?;
         match first_code {
             None => first_code = Some(code),
@@ -98,7 +114,7 @@ pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
             }
             _ => {}
         }
-        lines.push(text.to_string());
+        lines.push(text.into_owned());
         if last {
             return Ok(Reply { code, lines });
         }

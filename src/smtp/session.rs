@@ -281,6 +281,7 @@ impl Session<Stream> {
         let stream = net::open_stream(o, tls, ctl, &trace)?;
         let local = stream.tcp().local_addr().ok();
         let mut s = Session::new(stream, trace);
+        s.conn.set_max_line(o.max_line_bytes);
         s.ctl = Some(CtlGuard(ctl.clone()));
         s.tls = s.conn.get_ref().is_tls();
         s.greeting()?;
@@ -321,6 +322,7 @@ impl Session<Stream> {
         };
         let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
         let mut s = Session::new(stream, trace);
+        s.conn.set_max_line(o.max_line_bytes);
         s.ctl = ctl;
         s.tls = true;
         s.hello(name)?;

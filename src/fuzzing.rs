@@ -1,0 +1,282 @@
+//! Entry points for the fuzz targets (`fuzz/`) and for the replay of their
+//! regression corpus in `cargo test`: each feeds bytes a server could send
+//! to one of herald's readers or sessions. Whatever the bytes, it must
+//! return without a panic, within bounded memory. Not part of the API.
+
+use std::io::{self, Cursor, Read, Write};
+
+use crate::log::Tracer;
+use crate::net::LineConn;
+use crate::options::{id, Options, Protocol};
+
+/// Server bytes replayed in reads of at most `chunk` bytes (so framing
+/// meets every split); what the client writes is dropped.
+struct Replay {
+    input: Cursor<Vec<u8>>,
+    chunk: usize,
+}
+
+impl Replay {
+    /// The first byte picks the read size (1..=256), the rest is the input.
+    fn new(data: &[u8]) -> Replay {
+        let (chunk, rest) = match data.split_first() {
+            Some((c, rest)) => (*c as usize + 1, rest),
+            None => (1, data),
+        };
+        Replay {
+            input: Cursor::new(rest.to_vec()),
+            chunk,
+        }
+    }
+}
+
+impl Read for Replay {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk);
+        self.input.read(&mut buf[..n])
+    }
+}
+
+impl Write for Replay {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The line limit the targets run with: small, so overlong lines are cheap.
+const MAX_LINE: usize = 4096;
+
+/// SMTP replies, one after another, as `read_reply` frames them, and the
+/// EHLO keywords of each.
+pub fn smtp_reply(data: &[u8]) {
+    use crate::smtp::reply::read_reply;
+    use crate::smtp::session::Extensions;
+    let mut c = LineConn::new(Replay::new(data));
+    c.set_max_line(MAX_LINE);
+    while let Ok(r) = read_reply(&mut c) {
+        assert!((200..600).contains(&r.code), "a reply code is 2xx..5xx");
+        assert!(!r.lines.is_empty() && r.lines.len() <= crate::smtp::reply::MAX_REPLY_LINES);
+        let _ = r.to_string();
+        let _ = r.error("fuzz");
+        let _ = Extensions::parse(&r);
+    }
+}
+
+/// An SMTP session as far as the server's bytes take it: greeting, EHLO
+/// (or HELO), then AUTH with a password and with a token.
+pub fn smtp_session(data: &[u8]) {
+    use crate::smtp::session::Session;
+    let mut s = Session::new(Replay::new(data), Tracer::default());
+    s.conn.set_max_line(MAX_LINE);
+    if s.greeting().is_err() || s.hello("client.fuzz.test").is_err() {
+        return;
+    }
+    if let Some(max) = s.ext.size {
+        let _ = max.checked_add(1);
+    }
+    let _ = s.authenticate("user", Some("password"), None);
+    let _ = s.authenticate("user", None, Some("token"));
+}
+
+/// POP3 responses: status lines, listings and bodies in an order the first
+/// byte picks; and the dot-decoding of the input, which must not depend on
+/// how the input is split.
+pub fn pop3_response(data: &[u8]) {
+    use crate::pop3::codec::DotDecoder;
+    use crate::pop3::response::{read_body, read_listing, read_response, Response};
+    let Some((&order, rest)) = data.split_first() else {
+        return;
+    };
+    for line in rest.split(|&b| b == b'\n') {
+        if let Ok(r) = Response::parse(line) {
+            let _ = (
+                r.code(),
+                r.is_transient(),
+                r.error("x"),
+                r.auth_error(),
+                r.to_string(),
+            );
+        }
+    }
+    let mut c = LineConn::new(Replay::new(rest));
+    c.set_max_line(MAX_LINE);
+    for i in 0..64 {
+        let ok = match (order >> (i % 4 * 2)) & 3 {
+            0 | 1 => read_response(&mut c).is_ok(),
+            2 => read_listing(&mut c, 1000, 64 * 1024).is_ok(),
+            _ => read_body(&mut c, 64 * 1024, &mut Vec::new(), &mut |_| {}).is_ok(),
+        };
+        if !ok {
+            break;
+        }
+    }
+    // Differential: one feed against the same bytes split at `order`.
+    let limit = 1 << 20;
+    let (mut whole, mut split) = (Vec::new(), Vec::new());
+    let mut a = DotDecoder::new(limit);
+    let used = a.feed(rest, &mut whole);
+    let mut b = DotDecoder::new(limit);
+    let cut = (order as usize).min(rest.len());
+    let used_b = b.feed(&rest[..cut], &mut split).and_then(|n| {
+        if b.is_done() {
+            Ok(n)
+        } else {
+            b.feed(&rest[cut..], &mut split).map(|m| n + m)
+        }
+    });
+    if let (Ok(x), Ok(y)) = (&used, &used_b) {
+        assert_eq!(x, y, "the terminator is found wherever the input is split");
+        assert_eq!(whole, split, "decoding does not depend on the split");
+        assert_eq!(a.is_done(), b.is_done());
+    }
+}
+
+/// A POP3 session as far as the server's bytes take it: greeting (APOP
+/// timestamp), CAPA, login by whichever mechanism the capabilities pick,
+/// the maildrop map (STAT, UIDL, LIST), and lookups in it.
+pub fn pop3_session(data: &[u8]) {
+    use crate::pop3::session::Session;
+    let mut o = Options::new(Protocol::Pop3);
+    let _ = o.set_int(id::MAX_LINE_BYTES, MAX_LINE as i64);
+    let _ = o.set_int(id::MAX_MESSAGE_BYTES, 256 * 1024);
+    let mut s = Session::new(Replay::new(data), Tracer::default());
+    s.set_limits(&o);
+    if s.greeting().is_err() || s.capa().is_err() {
+        return;
+    }
+    if s.authenticate("user", Some("password"), None).is_err() {
+        return;
+    }
+    if s.load_maildrop().is_ok() {
+        for e in s.entries.clone() {
+            assert_eq!(s.lookup(&e.uidl).map(|f| f.uidl.as_str()), Some(e.uidl.as_str()));
+        }
+    }
+}
+
+/// IMAP responses through herald's IMAP reader and parser, and what the
+/// client makes of each kind (FETCH data, LIST items, ESEARCH sets, response
+/// codes), in memory.
+pub fn imap_response(data: &[u8]) {
+    crate::imap::fuzz_responses(data);
+}
+
+/// IMAP responses through the whole IMAP client, over loopback: a server that
+/// sends `data` (greeting, login, SELECT and FETCH responses, with
+/// literals), then closes; the client fetches a message. Reaches every
+/// reader the IMAP engine uses, in the order a session meets them.
+pub fn imap_client(data: &[u8]) {
+    use crate::engine::{Client, Notify, Submit};
+    use crate::imap::{ImapJob, ImapOp};
+    use std::time::Duration;
+
+    let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+        return;
+    };
+    let Ok(port) = listener.local_addr().map(|a| a.port()) else {
+        return;
+    };
+    let bytes = data.to_vec();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.write_all(&bytes);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        }
+    });
+    let mut o = Options::new(Protocol::Imap);
+    let set = |o: &mut Options| -> crate::status::Result<()> {
+        o.set_str(id::HOST, "127.0.0.1")?;
+        o.set_int(id::PORT, port as i64)?;
+        o.set_int(id::SECURITY, 0)?;
+        o.set_str(id::USERNAME, "user")?;
+        o.set_str(id::PASSWORD, "password")?;
+        o.set_int(id::IO_TIMEOUT_MS, 500)?;
+        o.set_int(id::OP_TIMEOUT_MS, 2000)?;
+        o.set_int(id::MAX_LINE_BYTES, MAX_LINE as i64)?;
+        o.set_int(id::MAX_MESSAGE_BYTES, 256 * 1024)
+    };
+    if set(&mut o).is_ok() {
+        if let Ok(c) = Client::new(o) {
+            let work = crate::work::Work::Imap(ImapJob {
+                mailbox: "INBOX".into(),
+                op: ImapOp::Fetch {
+                    uids: "1:*".into(),
+                    parts: 0x1f,
+                },
+            });
+            let submitted = c.submit(Submit {
+                work,
+                notify: Notify::Queue,
+                on_change: None,
+                token: 0,
+            });
+            if submitted.is_ok() {
+                let c = c.next_completion(Some(Duration::from_secs(10)));
+                assert!(c.is_some(), "the op completes within its deadline");
+            }
+        }
+    }
+    let _ = server.join();
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fuzz targets' regression corpus (`fuzz/corpus/<target>/`),
+    //! replayed on every `cargo test`.
+    use std::path::Path;
+
+    fn replay(target: &str, f: fn(&[u8])) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        let mut n = 0;
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let data = std::fs::read(&p).unwrap();
+            let r = std::panic::catch_unwind(|| f(&data));
+            assert!(r.is_ok(), "{target}: {} made it panic", p.display());
+            n += 1;
+        }
+        assert!(n > 0, "{target}: no corpus in {}", dir.display());
+    }
+
+    #[test]
+    fn corpus_smtp_reply() {
+        replay("smtp_reply", super::smtp_reply);
+    }
+
+    #[test]
+    fn corpus_smtp_session() {
+        replay("smtp_session", super::smtp_session);
+    }
+
+    #[test]
+    fn corpus_pop3_response() {
+        replay("pop3_response", super::pop3_response);
+    }
+
+    #[test]
+    fn corpus_pop3_session() {
+        replay("pop3_session", super::pop3_session);
+    }
+
+    #[test]
+    fn corpus_imap_response() {
+        replay("imap_response", super::imap_response);
+    }
+
+    #[test]
+    fn corpus_imap_client() {
+        replay("imap_client", super::imap_client);
+    }
+}
