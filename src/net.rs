@@ -36,6 +36,8 @@ impl ConnCtl {
         self.aborted.store(true, Ordering::Release);
         if let Some(s) = self.socket.lock().as_ref() {
             let _ = s.shutdown(Shutdown::Both);
+            #[cfg(windows)]
+            cancel_pending_io(s);
         }
     }
 
@@ -48,6 +50,8 @@ impl ConnCtl {
         let mut slot = self.socket.lock();
         if self.is_aborted() {
             let _ = clone.shutdown(Shutdown::Both);
+            #[cfg(windows)]
+            cancel_pending_io(&clone);
         }
         *slot = Some(clone);
         Ok(())
@@ -239,6 +243,21 @@ fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<T
     let s = TcpStream::connect_timeout(addr, left).map_err(|e| connect_error(addr, e))?;
     ctl.check()?;
     Ok(s)
+}
+
+/// Windows: shutdown() does not wake a recv blocked on another thread (seen
+/// under Wine; Winsock documents no such guarantee), so the abort also
+/// cancels every I/O pending on the socket, which ends that recv at once.
+#[cfg(windows)]
+fn cancel_pending_io(s: &TcpStream) {
+    use std::ffi::c_void;
+    use std::os::windows::io::AsRawSocket;
+    extern "system" {
+        fn CancelIoEx(handle: *mut c_void, overlapped: *mut c_void) -> i32;
+    }
+    let handle = s.as_raw_socket() as usize as *mut c_void;
+    // SAFETY: a live socket handle we hold; a NULL OVERLAPPED cancels all its I/O.
+    unsafe { CancelIoEx(handle, std::ptr::null_mut()) };
 }
 
 fn connect_error(addr: &SocketAddr, e: io::Error) -> Error {
