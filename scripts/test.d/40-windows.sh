@@ -25,7 +25,7 @@ if ! command -v rustup >/dev/null 2>&1; then
 fi
 installed=$(rustup target list --installed 2>/dev/null || true)
 for t in x86_64-pc-windows-gnu i686-pc-windows-gnu; do
-    if grep -qx "$t" <<<"$installed" || rustup target add "$t"; then
+    if grep -qx "$t" <<<"$installed" || timeout 600 rustup target add "$t"; then
         targets+=("$t")
     else
         loud "rustup target add $t failed: herald.dll for $t is NOT built or tested"
