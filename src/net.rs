@@ -36,6 +36,8 @@ impl ConnCtl {
         self.aborted.store(true, Ordering::Release);
         if let Some(s) = self.socket.lock().as_ref() {
             let _ = s.shutdown(Shutdown::Both);
+            #[cfg(windows)]
+            cancel_pending_io(s);
         }
     }
 
@@ -48,6 +50,8 @@ impl ConnCtl {
         let mut slot = self.socket.lock();
         if self.is_aborted() {
             let _ = clone.shutdown(Shutdown::Both);
+            #[cfg(windows)]
+            cancel_pending_io(&clone);
         }
         *slot = Some(clone);
         Ok(())
@@ -241,6 +245,54 @@ fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<T
     Ok(s)
 }
 
+#[cfg(not(windows))]
+fn tls_failure_text(e: &native_tls::Error) -> String {
+    e.to_string()
+}
+
+/// Windows: SChannel's failures arrive as bare HRESULTs, whose text
+/// FormatMessage may not have (Wine has none): name the common ones.
+#[cfg(windows)]
+fn tls_failure_text(e: &native_tls::Error) -> String {
+    let text = e.to_string();
+    let code = text
+        .rsplit("(os error ")
+        .next()
+        .and_then(|t| t.strip_suffix(')'))
+        .and_then(|n| n.parse::<i32>().ok())
+        .map(|c| c as u32);
+    let what = match code {
+        Some(0x800B_0109 | 0x8009_0325) => {
+            "certificate not trusted: its chain ends in an untrusted root (CERT_E_UNTRUSTEDROOT; \
+             HERALD_OPT_CA_FILE adds a private CA)"
+        }
+        Some(0x800B_010F | 0x8009_0322) => "certificate does not match the host name (CERT_E_CN_NO_MATCH)",
+        Some(0x800B_0101 | 0x8009_0328) => "certificate expired or not yet valid (CERT_E_EXPIRED)",
+        Some(0x800B_010A) => "certificate chain could not be built (CERT_E_CHAINING)",
+        Some(0x800B_010C) => "certificate revoked (CERT_E_REVOKED)",
+        Some(0x8009_2012 | 0x8009_2013) => "certificate revocation could not be checked",
+        Some(0x8009_0326) => "the server sent an invalid TLS message (SEC_E_ILLEGAL_MESSAGE)",
+        Some(0x8009_0331) => "no TLS version or cipher in common (SEC_E_ALGORITHM_MISMATCH)",
+        _ => return text,
+    };
+    format!("{what}; os error {:#010x}", code.unwrap_or(0))
+}
+
+/// Windows: shutdown() does not wake a recv blocked on another thread (seen
+/// under Wine; Winsock documents no such guarantee), so the abort also
+/// cancels every I/O pending on the socket, which ends that recv at once.
+#[cfg(windows)]
+fn cancel_pending_io(s: &TcpStream) {
+    use std::ffi::c_void;
+    use std::os::windows::io::AsRawSocket;
+    extern "system" {
+        fn CancelIoEx(handle: *mut c_void, overlapped: *mut c_void) -> i32;
+    }
+    let handle = s.as_raw_socket() as usize as *mut c_void;
+    // SAFETY: a live socket handle we hold; a NULL OVERLAPPED cancels all its I/O.
+    unsafe { CancelIoEx(handle, std::ptr::null_mut()) };
+}
+
 fn connect_error(addr: &SocketAddr, e: io::Error) -> Error {
     match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
@@ -348,7 +400,7 @@ pub fn tls_handshake(connector: &native_tls::TlsConnector, host: &str, tcp: TcpS
         Ok(s) => Ok(Stream::Tls(Box::new(s))),
         Err(native_tls::HandshakeError::Failure(e)) => Err(Error::new(
             Status::Tls,
-            format!("TLS handshake with {host} failed: {e}"),
+            format!("TLS handshake with {host} failed: {}", tls_failure_text(&e)),
         )),
         Err(native_tls::HandshakeError::WouldBlock(_)) => Err(Error::new(
             Status::Timeout,

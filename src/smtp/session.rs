@@ -97,6 +97,7 @@ fn helo_name(o: &Options, local: Option<std::net::SocketAddr>) -> String {
     if let Some(n) = &o.helo_name {
         return n.clone();
     }
+    #[cfg(unix)]
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     #[cfg(unix)]

@@ -6,23 +6,59 @@
  *
  * Needs no server. With HERALD_TEST_SMTP_PORT set (an smtp-sink on
  * 127.0.0.1), it also sends through SMTP.
+ *
+ * Also builds for Windows (mingw-w64) and runs under wine from
+ * tests/windows.rs: there the wakeup handle is an event HANDLE, waited on
+ * with WaitForSingleObject, and the scratch directories are made in the
+ * current directory.
  */
 #define _DEFAULT_SOURCE /* usleep, mkdir, dirent */
 #include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <process.h>
+#else
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#endif
 
 #include "herald.h"
 #include "check.h"
+
+#ifdef _WIN32
+#define SCRATCH_DIR "" /* relative: the current directory */
+#define make_dir(d) mkdir(d)
+#define sleep_ms(ms) Sleep(ms)
+#define close_socket(s) closesocket(s)
+typedef SOCKET socket_t;
+/* The wakeup handle is an event HANDLE: signalled within timeout_ms? */
+static int wakeup_signalled(int64_t h, int timeout_ms)
+{
+    return WaitForSingleObject((HANDLE)(intptr_t)h, (DWORD)timeout_ms) == WAIT_OBJECT_0;
+}
+#else
+#define SCRATCH_DIR "/tmp/"
+#define make_dir(d) mkdir(d, 0700)
+#define sleep_ms(ms) usleep((ms) * 1000)
+#define close_socket(s) close(s)
+typedef int socket_t;
+/* The wakeup handle is a file descriptor: readable within timeout_ms? */
+static int wakeup_signalled(int64_t fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = (int)fd, .events = POLLIN};
+    return poll(&p, 1, timeout_ms) == 1;
+}
+#endif
 
 
 #define MAX_OPS 5000
@@ -240,8 +276,8 @@ static void test_message(void)
 
 static void test_pickup_callbacks(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/herald-c-test-%d", (int)getpid());
-    mkdir(tmpdir, 0700);
+    snprintf(tmpdir, sizeof tmpdir, SCRATCH_DIR "herald-c-test-%d", (int)getpid());
+    make_dir(tmpdir);
     herald_client *c = pickup_client(tmpdir);
     reset_counts();
     enum { N = 200 };
@@ -288,20 +324,18 @@ static void test_pickup_callbacks(void)
     remove_dir(tmpdir);
 }
 
-static int readable(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, 0) == 1;
-}
-
 static void test_completion_queue(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/herald-c-queue-%d", (int)getpid());
-    mkdir(tmpdir, 0700);
+    snprintf(tmpdir, sizeof tmpdir, SCRATCH_DIR "herald-c-queue-%d", (int)getpid());
+    make_dir(tmpdir);
     herald_client *c = pickup_client(tmpdir);
-    int fd = (int)herald_client_wakeup_handle(c);
-    CHECK(fd >= 0);
-    CHECK(!readable(fd));
+    int64_t h = herald_client_wakeup_handle(c);
+#ifdef _WIN32
+    CHECK(h != 0 && h != -1);
+#else
+    CHECK(h >= 0);
+#endif
+    CHECK(!wakeup_signalled(h, 0));
     CHECK(herald_client_next(c, 0) == NULL);
     enum { N = 50 };
     for (int i = 0; i < N; i++) {
@@ -313,8 +347,7 @@ static void test_completion_queue(void)
     int got = 0;
     int seen[N] = {0};
     while (got < N) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 10000) != 1)
+        if (!wakeup_signalled(h, 10000))
             break;
         herald_completion *comp;
         while ((comp = herald_client_next(c, 0)) != NULL) {
@@ -331,7 +364,7 @@ static void test_completion_queue(void)
     CHECK(got == N);
     for (int i = 0; i < N; i++)
         CHECK(seen[i] == 1);
-    CHECK(!readable(fd)); /* nothing queued: not readable */
+    CHECK(!wakeup_signalled(h, 0)); /* nothing queued: not signalled */
     CHECK(herald_client_next(c, 50) == NULL);
     CHECK(count_files(tmpdir, ".eml") == N);
 
@@ -364,8 +397,8 @@ static void free_on_first(const herald_completion *c)
 
 static void test_free_inside_callback(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/herald-c-free-%d", (int)getpid());
-    mkdir(tmpdir, 0700);
+    snprintf(tmpdir, sizeof tmpdir, SCRATCH_DIR "herald-c-free-%d", (int)getpid());
+    make_dir(tmpdir);
     self_freeing = pickup_client(tmpdir);
     reset_counts();
     enum { N = 2000 };
@@ -380,16 +413,20 @@ static void test_free_inside_callback(void)
     }
     /* Every accepted op completes exactly once; the free happened inside the callback. */
     for (int spin = 0; spin < 200 && atomic_load(&completions_total) < accepted; spin++)
-        usleep(10000);
+        sleep_ms(10);
     CHECK(atomic_load(&completions_total) == accepted);
     CHECK(each_completed_once(accepted));
     remove_dir(tmpdir);
 }
 
 /* ---- SMTP against a server that accepts and never speaks: timeouts, cancel, free ---- */
-static int silent_listener(int *port)
+static socket_t silent_listener(int *port)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
+#ifdef _WIN32
+    WSADATA wsa;
+    WSAStartup(MAKEWORD(2, 2), &wsa);
+#endif
+    socket_t s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bind(s, (struct sockaddr *)&a, sizeof a);
     listen(s, 128);
@@ -423,7 +460,7 @@ static void remember(const herald_completion *c)
 static void test_silent_server(void)
 {
     int port;
-    int ls = silent_listener(&port);
+    socket_t ls = silent_listener(&port);
 
     /* A greeting that never comes: TIMEOUT. */
     herald_client *c = smtp_client(port, 300, 1);
@@ -446,7 +483,7 @@ static void test_silent_server(void)
     CHECK_STATUS(herald_send_raw_async(c, "a@example.org", RCPT, 1, (const uint8_t *)RAW, sizeof RAW - 1,
                                        count_completion, (void *)1, &queued),
                  HERALD_STATUS_OK);
-    usleep(200000);
+    sleep_ms(200);
     CHECK_STATUS(herald_cancel(c, queued), HERALD_STATUS_OK);
     CHECK_STATUS(herald_cancel(c, running), HERALD_STATUS_OK);
     CHECK_STATUS(herald_wait(c, running, 5000), HERALD_STATUS_OK);
@@ -465,7 +502,7 @@ static void test_silent_server(void)
     CHECK(atomic_load(&completions_total) == N);
     CHECK(atomic_load(&completions_cancelled) == N);
     CHECK(each_completed_once(N));
-    close(ls);
+    close_socket(ls);
 }
 
 static void test_smtp_sink(int port)

@@ -7,6 +7,7 @@
 #define HERALD_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "herald.h"
 
@@ -29,5 +30,14 @@ static int failures;
             failures++;                                                                        \
         }                                                                                      \
     } while (0)
+
+/* The test servers' host name: HERALD_TEST_HOST, else 127.0.0.1 (the tests
+ * under wine use "localhost": Wine's SChannel matches only DNS names of the
+ * certificate, not its IP address). */
+static inline const char *test_host(void)
+{
+    const char *h = getenv("HERALD_TEST_HOST");
+    return h && *h ? h : "127.0.0.1";
+}
 
 #endif

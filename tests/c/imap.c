@@ -44,7 +44,7 @@ int main(void)
 
     herald_options *o = herald_options_new(HERALD_PROTOCOL_IMAP);
     CHECK(o != NULL);
-    CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_HOST, "127.0.0.1"), HERALD_STATUS_OK);
+    CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_HOST, test_host()), HERALD_STATUS_OK);
     CHECK_STATUS(herald_options_set_int(o, HERALD_OPT_PORT, atoi(port)), HERALD_STATUS_OK);
     CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_CA_FILE, ca), HERALD_STATUS_OK);
     CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_USERNAME, "alice"), HERALD_STATUS_OK);

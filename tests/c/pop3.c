@@ -162,7 +162,7 @@ static herald_client *pop3_client(int port, const char *ca)
 {
     herald_options *o = herald_options_new(HERALD_PROTOCOL_POP3);
     CHECK(o != NULL);
-    CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_HOST, "127.0.0.1"), HERALD_STATUS_OK);
+    CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_HOST, test_host()), HERALD_STATUS_OK);
     CHECK_STATUS(herald_options_set_int(o, HERALD_OPT_PORT, port), HERALD_STATUS_OK);
     CHECK_STATUS(herald_options_set_int(o, HERALD_OPT_SECURITY, HERALD_SECURITY_STARTTLS), HERALD_STATUS_OK);
     CHECK_STATUS(herald_options_set_str(o, HERALD_OPT_USERNAME, "bob"), HERALD_STATUS_OK);
