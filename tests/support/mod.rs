@@ -72,6 +72,7 @@ pub const USERS: [(&str, &str); 3] = [("alice", "alicepass"), ("bob", "bobpass")
 mod imap_append;
 #[allow(unused_imports)] // not every test file stores mail over IMAP
 pub use imap_append::imap_append;
+pub mod postfix;
 pub mod scripted;
 
 const DOVECOT_CONF_TEMPLATE: &str = include_str!("../servers/dovecot.conf.in");
