@@ -17,7 +17,7 @@ use support::postfix::{maildir_form, Delivery, Postfix};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
-const FROM: &str = "sender@example.org";
+const FROM: &str = "alice@example.org";
 
 /// Sends every message (to `rcpts`) and waits for all; returns the ops and
 /// their completions, in submission order.
@@ -102,4 +102,75 @@ fn the_private_postfix_offers_what_the_tests_need() {
     let r = send_all(&c, &["one@example.org"], std::slice::from_ref(&m));
     assert!(r[0].ok(), "{r:?}");
     assert_delivered_exactly(&pf, "one@example.org", &[&m]);
+}
+
+/// A 10 KB plain message, then `second`, on one connection: the first goes
+/// by DATA, the second by BDAT with its envelope pipelined behind the dot.
+fn bdat_behind_data(port: u16, second: Vec<u8>) -> (Vec<Vec<u8>>, Vec<Record>) {
+    let c = client(port, 1);
+    let msgs = vec![raw_message("first, by DATA", 10 * 1024), second];
+    let records = send_all(&c, &["rcpt@example.org"], &msgs);
+    (msgs, records)
+}
+
+/// 50 bytes with one bare LF: only BDAT carries it unchanged.
+fn bare_lf_message() -> Vec<u8> {
+    let mut m = b"Subject: bare LF\r\n\r\none bare\nLF in here\r\n".to_vec();
+    while m.len() < 50 {
+        m.insert(m.len() - 2, b'.');
+    }
+    m
+}
+
+#[test]
+fn a_bdat_message_queued_behind_a_data_message_is_sent_postfix() {
+    let pf = Postfix::start();
+    for second in [raw_message("second, 70 KB by BDAT", 70 * 1024), bare_lf_message()] {
+        pf.clear_deliveries();
+        let (msgs, records) = bdat_behind_data(pf.port, second);
+        for r in &records {
+            assert!(r.ok(), "{records:?}");
+            assert_eq!(r.reply_code, 250);
+        }
+        assert_delivered_exactly(&pf, "rcpt@example.org", &[&msgs[0], &msgs[1]]);
+    }
+}
+
+/// Dovecot's submission relays to an smtp-sink: its dumps drop every CR.
+#[test]
+fn a_bdat_message_queued_behind_a_data_message_is_sent_dovecot() {
+    let d = Dovecot::start();
+    for second in [raw_message("second, 70 KB by BDAT", 70 * 1024), bare_lf_message()] {
+        d.sink.clear_dumps();
+        let c = submission_client(&d);
+        let msgs = vec![raw_message("first, by DATA", 10 * 1024), second];
+        let records = send_all(&c, &["rcpt@example.org"], &msgs);
+        assert!(records.iter().all(Record::ok), "{records:?}\n{}", d.log());
+        let dumps = d.sink.wait_for_dumps(2, LONG);
+        assert_eq!(dumps.len(), 2);
+        for m in &msgs {
+            let want = sink_form(m);
+            assert!(
+                dumps.iter().any(|x| x.body.ends_with(&want)),
+                "relayed message differs"
+            );
+        }
+    }
+}
+
+/// A client of Dovecot's submission service, as alice, over STARTTLS, one connection.
+fn submission_client(d: &Dovecot) -> TestClient {
+    let ca = d.ca_file.to_string_lossy().into_owned();
+    TestClient::new(
+        HERALD_PROTOCOL_SMTP,
+        &[
+            (HERALD_OPT_HOST, Val::S("127.0.0.1")),
+            (HERALD_OPT_PORT, Val::I(d.submission_port as i64)),
+            (HERALD_OPT_USERNAME, Val::S("alice")),
+            (HERALD_OPT_PASSWORD, Val::S("alicepass")),
+            (HERALD_OPT_CA_FILE, Val::S(&ca)),
+            (HERALD_OPT_MAX_CONNECTIONS, Val::I(1)),
+        ],
+    )
+    .expect("client")
 }
