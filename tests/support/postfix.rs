@@ -9,7 +9,7 @@
 //! self-signed certificate, not required), refuses recipients past
 //! `smtpd_recipient_limit` (5 unless the test says otherwise) with `452 4.5.3
 //! Error: too many recipients`, refuses recipients whose local part starts
-//! with `refuse` with 554, and delivers every accepted message for
+//! with `refuse` with 554 and those starting with `later` with 450, and delivers every accepted message for
 //! `@example.org` with virtual(8) into one maildir, one file per recipient:
 //! see [`Delivery`].
 //!
@@ -208,8 +208,10 @@ impl Postfix {
     pub fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
         let deadline = Instant::now() + timeout;
         loop {
+            // The queue first: a message leaves it only after its delivery.
+            let settled = self.queue_is_empty();
             let d = self.deliveries();
-            if (d.len() >= n && self.queue_is_empty()) || Instant::now() >= deadline {
+            if (d.len() >= n && settled) || Instant::now() >= deadline {
                 return d;
             }
             std::thread::sleep(Duration::from_millis(20));
