@@ -44,7 +44,7 @@ use crate::work::SendJob;
 use codec::{DotStuffer, Needs};
 use command::Command;
 use outcome::Recipients;
-use pipeline::{Body, Broken, Finished, Mode, Payload, Replies, Window, Wire};
+use pipeline::{Body, Broken, Event, Finished, Mode, Payload, Replies, Window, Wire};
 use reply::Reply;
 use session::{Extensions, Session};
 
@@ -457,8 +457,10 @@ impl SmtpDriver {
         let mut window = Window::new(self.learned.mode());
         let mut next = Some(first);
         loop {
+            let mut more = true;
             while window.can_push() {
                 let Some(job) = next.take().or_else(|| self.next_job(w)) else {
+                    more = false;
                     break;
                 };
                 let Some(job) = self.ready(job) else { continue };
@@ -473,8 +475,8 @@ impl SmtpDriver {
                 }
             }
             let s = self.session.as_mut().expect("a session");
-            match window.step(s) {
-                Ok(Some(f)) => {
+            match window.step(s, more) {
+                Ok(Event::Finished(f)) => {
                     if window.probe_confirmed() {
                         self.learned.set(STREAMS);
                     }
@@ -486,7 +488,8 @@ impl SmtpDriver {
                         return; // abandoned mid-DATA; nothing else was in flight
                     }
                 }
-                Ok(None) => return,
+                Ok(Event::Ready) => {}
+                Ok(Event::Idle) => return,
                 Err(b) => return self.broken(b, w),
             }
         }

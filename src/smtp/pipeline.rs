@@ -162,6 +162,16 @@ pub struct Finished<P> {
     pub abandoned: bool,
 }
 
+/// What [`Window::step`] came to.
+#[derive(Debug)]
+pub enum Event<P> {
+    Finished(Finished<P>),
+    /// Another transaction may be pushed now.
+    Ready,
+    /// Nothing in flight.
+    Idle,
+}
+
 /// The connection failed (or the server said 421): what was in flight.
 #[derive(Debug)]
 pub struct Broken<P> {
@@ -353,27 +363,33 @@ impl<P: Payload> Window<P> {
         Ok(())
     }
 
-    /// Runs the window until a transaction finishes: writes what the replies
-    /// allow, reads replies. `Ok(None)` when nothing is in flight.
+    /// Runs the window until a transaction finishes ([`Event::Finished`]),
+    /// or, when `more` (the caller has more transactions), until another
+    /// one may be pushed ([`Event::Ready`]): writes what the replies allow,
+    /// reads replies. [`Event::Idle`] when nothing is in flight.
     pub fn step<S: Wire>(
         &mut self,
         s: &mut Session<S>,
-    ) -> std::result::Result<Option<Finished<P>>, Broken<P>> {
+        more: bool,
+    ) -> std::result::Result<Event<P>, Broken<P>> {
         loop {
             if let Some(f) = self.done.pop_front() {
-                return Ok(Some(f));
+                return Ok(Event::Finished(f));
             }
             if let Err(f) = self.write_pending(s) {
                 return Err(self.broken(f));
             }
             if let Some(f) = self.done.pop_front() {
-                return Ok(Some(f));
+                return Ok(Event::Finished(f));
             }
             if self.expect.is_empty() {
                 if let Err(e) = self.flush(s) {
                     return Err(self.broken(e.into()));
                 }
-                return Ok(None);
+                return Ok(Event::Idle);
+            }
+            if more && self.can_push() {
+                return Ok(Event::Ready);
             }
             if let Err(f) = self.read_one(s) {
                 return Err(self.broken(f));
@@ -398,9 +414,12 @@ impl<P: Payload> Window<P> {
         self.apply(r)
     }
 
-    /// Reads the replies that are already there (between content chunks).
-    fn drain<S: Wire>(&mut self, s: &mut Session<S>) -> std::result::Result<(), Failure> {
-        while !self.expect.is_empty() && (s.conn.buffered() > 0 || s.conn.get_ref().readable_now()) {
+    /// Reads the replies that are already there (between the content
+    /// chunks of transaction `writing`, whose final reply cannot be due yet).
+    fn drain<S: Wire>(&mut self, s: &mut Session<S>, writing: u64) -> std::result::Result<(), Failure> {
+        while self.expect.front().is_some_and(|&e| e != (writing, Want::Last))
+            && (s.conn.buffered() > 0 || s.conn.get_ref().readable_now())
+        {
             let r = s.reply()?;
             self.apply(r)?;
         }
@@ -421,7 +440,11 @@ impl<P: Payload> Window<P> {
                 "unexpected SMTP reply: {r}"
             ))));
         };
-        let i = self.index(seq);
+        let Some(i) = self.flights.iter().position(|f| f.seq == seq) else {
+            return Err(Failure::Io(Error::protocol(format!(
+                "unexpected SMTP reply: {r}"
+            ))));
+        };
         let closing = r.code == 421;
         let closing_error = closing.then(|| r.error("the server is closing the connection"));
         let f = &mut self.flights[i];
@@ -612,7 +635,7 @@ impl<P: Payload> Window<P> {
                 r.map_err(|e| Error::from_io(&e, "sending the message"))?;
                 let i = self.index(seq);
                 self.flights[i].p.progress(done as u64, total as u64);
-                self.drain(s)?;
+                self.drain(s, seq)?;
             }
         }
         end(&mut self.out);
@@ -639,5 +662,413 @@ impl<P: Payload> Window<P> {
             finished: self.done.drain(..).collect(),
             in_flight: self.flights.drain(..).map(|f| (f.p, f.r)).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Tracer;
+    use crate::status::Status;
+    use std::cell::Cell;
+    use std::io::Cursor;
+
+    /// A server's replies, canned, handed out at most `step` bytes per read;
+    /// what the client wrote is kept.
+    struct Canned {
+        input: Cursor<Vec<u8>>,
+        step: usize,
+        output: Vec<u8>,
+        /// Writes fail after this many bytes (a connection that dies).
+        write_limit: usize,
+    }
+
+    impl Read for Canned {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.input.read(&mut buf[..n])
+        }
+    }
+
+    impl Write for Canned {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.output.len() + buf.len() > self.write_limit {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe"));
+            }
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Wire for Canned {
+        fn readable_now(&self) -> bool {
+            (self.input.position() as usize) < self.input.get_ref().len()
+        }
+    }
+
+    #[derive(Debug)]
+    struct Msg {
+        rcpts: Vec<String>,
+        data: Vec<u8>,
+        body: Body,
+        live: Cell<bool>,
+    }
+
+    impl Payload for Msg {
+        fn from(&self) -> &str {
+            "a@example.org"
+        }
+        fn params(&self) -> &str {
+            ""
+        }
+        fn body(&self) -> Body {
+            self.body
+        }
+        fn rcpts(&self) -> Vec<&str> {
+            self.rcpts.iter().map(String::as_str).collect()
+        }
+        fn data(&self) -> &[u8] {
+            &self.data
+        }
+        fn live(&self) -> bool {
+            self.live.get()
+        }
+    }
+
+    fn msg(body: Body, rcpts: usize, data: &str) -> Msg {
+        Msg {
+            rcpts: (1..=rcpts).map(|i| format!("r{i}@example.org")).collect(),
+            data: data.as_bytes().to_vec(),
+            body,
+            live: Cell::new(true),
+        }
+    }
+
+    fn session(replies: &str, step: usize) -> Session<Canned> {
+        Session::new(
+            Canned {
+                input: Cursor::new(replies.as_bytes().to_vec()),
+                step,
+                output: Vec::new(),
+                write_limit: usize::MAX,
+            },
+            Tracer::default(),
+        )
+    }
+
+    fn written(s: &Session<Canned>) -> String {
+        String::from_utf8_lossy(&s.conn.get_ref().output).into_owned()
+    }
+
+    /// What finished before a connection broke, and the break.
+    type Dropped = (Vec<Finished<Msg>>, Broken<Msg>);
+
+    /// Pushes every message as soon as the window allows and runs it dry,
+    /// as the SMTP driver does.
+    fn run(
+        w: &mut Window<Msg>,
+        s: &mut Session<Canned>,
+        msgs: Vec<Msg>,
+    ) -> std::result::Result<Vec<Finished<Msg>>, Dropped> {
+        let mut queue: VecDeque<Msg> = msgs.into();
+        let mut done = Vec::new();
+        loop {
+            while w.can_push() {
+                let Some(m) = queue.pop_front() else { break };
+                if let Err(b) = w.push(s, m) {
+                    return Err((done, b));
+                }
+            }
+            match w.step(s, !queue.is_empty()) {
+                Ok(Event::Finished(f)) => done.push(f),
+                Ok(Event::Ready) => {}
+                Ok(Event::Idle) => return Ok(done),
+                Err(b) => return Err((done, b)),
+            }
+        }
+    }
+
+    const OK3: &str = "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n";
+
+    #[test]
+    fn bdat_transactions_stream_before_any_reply() {
+        // Replies handed out 3 bytes at a time (partial input).
+        let mut s = session(&OK3.repeat(3), 3);
+        let mut w = Window::new(Mode::Stream);
+        let mut pushed = 0;
+        for data in ["one\r\n", "two\r\n", "three\r\n"] {
+            assert!(w.can_push());
+            w.push(&mut s, msg(Body::Bdat, 1, data)).unwrap();
+            pushed += 1;
+        }
+        assert_eq!(pushed, 3);
+        // Nothing was read: all three are on the wire (or in the buffer) at once.
+        assert_eq!(s.conn.get_ref().input.position(), 0);
+        let done = run(&mut w, &mut s, vec![]).unwrap();
+        assert_eq!(done.len(), 3);
+        assert!(done
+            .iter()
+            .all(|f| f.replies.delivered() && f.replies.content_sent));
+        let one = "MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nBDAT 5 LAST\r\none\r\n";
+        assert!(written(&s).starts_with(one), "{}", written(&s));
+        assert!(written(&s).ends_with("BDAT 7 LAST\r\nthree\r\n"));
+        assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn data_waits_for_354_and_the_next_envelope_follows_the_dot() {
+        let replies = "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n".to_string() + OK3;
+        let mut s = session(&replies, 1000);
+        let mut w = Window::new(Mode::Stream);
+        let done = run(
+            &mut w,
+            &mut s,
+            vec![msg(Body::Data, 1, ".dot\r\nx"), msg(Body::Bdat, 1, "bare\nlf")],
+        )
+        .unwrap();
+        assert_eq!(done.len(), 2);
+        assert!(done.iter().all(|f| f.replies.delivered()), "{done:?}");
+        assert_eq!(
+            written(&s),
+            "MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nDATA\r\n\
+             ..dot\r\nx\r\n.\r\n\
+             MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nBDAT 7 LAST\r\nbare\nlf"
+        );
+    }
+
+    #[test]
+    fn refusals_are_filed_under_their_transactions_and_rset_follows() {
+        // 1: MAIL refused; 2: every RCPT refused (BDAT refused); 3: one of two RCPTs refused.
+        let replies = "550 5.1.0 no\r\n503 5.5.1 no MAIL\r\n503 5.5.1 no MAIL\r\n\
+                       250 ok\r\n550 5.1.1 unknown\r\n554 5.5.1 no valid recipients\r\n\
+                       250 ok\r\n250 ok\r\n452 4.5.3 too many\r\n250 queued\r\n";
+        let mut s = session(replies, 7);
+        let mut w = Window::new(Mode::Stream);
+        let done = run(
+            &mut w,
+            &mut s,
+            vec![
+                msg(Body::Bdat, 1, "a"),
+                msg(Body::Bdat, 1, "b"),
+                msg(Body::Bdat, 2, "c"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(done.len(), 3);
+        assert_eq!(done[0].replies.mail.as_ref().unwrap().code, 550);
+        assert!(done[0].replies.envelope_refused() && !done[0].replies.delivered());
+        assert!(done[1].replies.envelope_refused());
+        assert_eq!(done[1].replies.last.as_ref().unwrap().code, 554);
+        assert!(done[1].replies.behind_failure && done[2].replies.behind_failure);
+        assert!(done[2].replies.delivered());
+        assert_eq!(done[2].replies.accepted_rcpts(), 1);
+        assert_eq!(done[2].replies.rcpts[1].as_ref().unwrap().code, 452);
+        assert!(!s.need_rset, "the last transaction succeeded");
+
+        // A failed transaction with nothing behind it: RSET before the next MAIL.
+        let mut s = session(
+            "250 ok\r\n550 no\r\n554 no\r\n250 reset\r\n250 ok\r\n250 ok\r\n250 q\r\n",
+            1000,
+        );
+        let mut w = Window::new(Mode::Serial);
+        let done = run(
+            &mut w,
+            &mut s,
+            vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")],
+        )
+        .unwrap();
+        assert!(!done[0].replies.delivered() && done[1].replies.delivered());
+        assert!(
+            written(&s).contains("BDAT 1 LAST\r\naRSET\r\nMAIL"),
+            "{}",
+            written(&s)
+        );
+    }
+
+    #[test]
+    fn a_dropped_connection_says_which_content_went_out() {
+        // The first transaction is answered; the second only up to its RCPT.
+        let replies = OK3.to_string() + "250 ok\r\n250 ok\r\n";
+        let mut s = session(&replies, 1000);
+        let mut w = Window::new(Mode::Stream);
+        let (done, b) = run(
+            &mut w,
+            &mut s,
+            vec![
+                msg(Body::Bdat, 1, "a"),
+                msg(Body::Bdat, 1, "b"),
+                msg(Body::Data, 1, "c"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(b.error.status, Status::Io);
+        assert!(!b.closing);
+        let finished: Vec<_> = done.iter().chain(&b.finished).collect();
+        assert_eq!(finished.len(), 1);
+        assert!(finished[0].replies.delivered());
+        // The BDAT one went out whole; the DATA one never got its 354.
+        assert_eq!(b.in_flight.len(), 2);
+        assert!(b.in_flight[0].1.content_sent);
+        assert_eq!(b.in_flight[0].1.accepted_rcpts(), 1);
+        assert!(!b.in_flight[1].1.content_sent);
+    }
+
+    #[test]
+    fn a_421_means_nothing_after_it_was_accepted() {
+        let replies = OK3.to_string() + "421 4.3.2 shutting down\r\n";
+        let mut s = session(&replies, 1000);
+        let mut w = Window::new(Mode::Stream);
+        let (done, b) = run(
+            &mut w,
+            &mut s,
+            vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")],
+        )
+        .unwrap_err();
+        assert!(b.closing);
+        assert_eq!((b.error.status, b.error.reply_code), (Status::Transient, 421));
+        assert_eq!(done.len() + b.finished.len(), 1);
+        assert_eq!(b.in_flight.len(), 1);
+    }
+
+    #[test]
+    fn garbage_and_unasked_replies_break_the_window() {
+        let mut s = session("250 ok\r\nnot smtp at all\r\n", 1000);
+        let mut w = Window::new(Mode::Stream);
+        let (_, b) = run(&mut w, &mut s, vec![msg(Body::Bdat, 1, "a")]).unwrap_err();
+        assert_eq!(b.error.status, Status::Protocol);
+        assert!(b.in_flight[0].1.content_sent);
+
+        // A reply nobody asked for is not taken for the next command's.
+        let mut s = session(&(OK3.to_string() + "250 extra\r\n"), 1);
+        let mut w = Window::new(Mode::Stream);
+        w.push(&mut s, msg(Body::Bdat, 1, "a")).unwrap();
+        assert!(matches!(w.step(&mut s, false), Ok(Event::Finished(_))));
+        assert!(matches!(w.step(&mut s, false), Ok(Event::Idle)));
+        assert_eq!(s.conn.get_ref().input.position() as usize, OK3.len());
+        assert!(
+            s.conn.get_ref().readable_now(),
+            "left for the driver to see before reuse"
+        );
+    }
+
+    #[test]
+    fn serial_mode_waits_for_each_final_reply() {
+        let mut s = session(&OK3.repeat(2), 1);
+        let mut w = Window::new(Mode::Serial);
+        w.push(&mut s, msg(Body::Bdat, 1, "a")).unwrap();
+        assert!(!w.can_push());
+        assert!(matches!(w.step(&mut s, true), Ok(Event::Finished(_))));
+        assert!(w.can_push());
+        w.push(&mut s, msg(Body::Bdat, 1, "b")).unwrap();
+        // The first one's replies were all read before the second was written.
+        assert_eq!(s.conn.get_ref().input.position() as usize, OK3.len());
+    }
+
+    #[test]
+    fn a_probe_sends_only_the_envelope_early_then_streams() {
+        let mut s = session(&OK3.repeat(4), 1000);
+        let mut w = Window::new(Mode::Probe);
+        w.push(&mut s, msg(Body::Bdat, 1, "first")).unwrap();
+        assert!(w.can_push());
+        w.push(&mut s, msg(Body::Bdat, 1, "second")).unwrap();
+        assert!(!w.can_push());
+        w.flush(&mut s).unwrap();
+        assert!(
+            written(&s).ends_with("firstMAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\n"),
+            "only the envelope behind the first: {}",
+            written(&s)
+        );
+        let done = run(
+            &mut w,
+            &mut s,
+            vec![msg(Body::Bdat, 1, "3"), msg(Body::Bdat, 1, "4")],
+        )
+        .unwrap();
+        assert_eq!(done.len(), 4);
+        assert!(w.probe_confirmed());
+        assert_eq!(w.mode(), Mode::Stream);
+        assert!(written(&s).contains("RCPT TO:<r1@example.org>\r\nBDAT 6 LAST\r\nsecond"));
+
+        // The server dies right after the probe: the failure says so.
+        let mut s = session(OK3, 1000);
+        let mut w = Window::new(Mode::Probe);
+        let (_, b) = run(
+            &mut w,
+            &mut s,
+            vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")],
+        )
+        .unwrap_err();
+        // (the first one's replies came; the EOF hits the probe's)
+        assert!(b.during_probe);
+        assert!(
+            !b.in_flight[0].1.content_sent,
+            "the probe's content never went out"
+        );
+    }
+
+    #[test]
+    fn cancelled_at_354_abandons_and_empty_data_gets_an_empty_dot() {
+        let m = msg(Body::Data, 1, "x");
+        m.live.set(false);
+        let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n", 1000);
+        let mut w = Window::new(Mode::Stream);
+        let done = run(&mut w, &mut s, vec![m]).unwrap();
+        assert!(done[0].abandoned && !done[0].replies.content_sent);
+
+        // DATA accepted though no recipient was: ".", and its reply is read.
+        let mut s = session("250 ok\r\n550 no\r\n354 go\r\n554 no valid recipients\r\n", 1000);
+        let mut w = Window::new(Mode::Stream);
+        let done = run(&mut w, &mut s, vec![msg(Body::Data, 1, "x")]).unwrap();
+        assert!(!done[0].replies.content_sent);
+        assert!(written(&s).ends_with("DATA\r\n.\r\n"));
+        assert_eq!(
+            s.conn.get_ref().input.position() as usize,
+            s.conn.get_ref().input.get_ref().len()
+        );
+    }
+
+    #[test]
+    fn large_content_is_written_in_chunks_reading_replies_between() {
+        let big = "x".repeat(3 * WRITE_CHUNK + 10);
+        let mut s = session(&OK3.repeat(2), 1000);
+        let mut w = Window::new(Mode::Stream);
+        w.push(&mut s, msg(Body::Bdat, 1, "small")).unwrap();
+        // The second's content is written in chunks; the first's replies are
+        // taken between them.
+        w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap();
+        assert_eq!(
+            w.in_flight(),
+            1,
+            "the first finished while the second was written"
+        );
+        let done = run(&mut w, &mut s, vec![]).unwrap();
+        assert_eq!(done.len(), 2);
+        assert!(written(&s).ends_with(&big));
+
+        // A write that fails part way: the content counts as sent.
+        let mut s = session("", 1000);
+        s.conn.get_mut().write_limit = WRITE_CHUNK;
+        let mut w = Window::new(Mode::Stream);
+        let b = w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap_err();
+        assert!(b.in_flight[0].1.content_sent);
+        assert_eq!(b.error.status, Status::Io);
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut s = session("", 1000);
+        let mut w = Window::new(Mode::Stream).with_max_transactions(4);
+        for _ in 0..4 {
+            assert!(w.can_push());
+            w.push(&mut s, msg(Body::Bdat, 1, "a")).unwrap();
+        }
+        assert!(!w.can_push());
+        let mut s = session("", 1000);
+        let mut w = Window::new(Mode::Stream);
+        w.push(&mut s, msg(Body::Bdat, MAX_REPLIES, "a")).unwrap();
+        assert!(!w.can_push(), "too many replies outstanding");
     }
 }
