@@ -16,8 +16,9 @@
 //!
 //! Some servers break when a transaction ends while the next one's RCPT is
 //! already pending (Dovecot 2.3's submission service aborts). A server
-//! whose greeting names Dovecot is sent one transaction at a time; for any
-//! other, the first time a client's connection has a transaction behind an
+//! whose greeting names Dovecot is sent one transaction at a time, one that
+//! names Postfix or Exim gets the full window at once; for any other, the
+//! first time a client's connection has a transaction behind an
 //! unfinished one, only the next envelope goes out early (a probe): if the
 //! connection then dies, the client sends one transaction at a time from
 //! then on; if not, it streams.
@@ -80,6 +81,7 @@ impl Learned {
     }
 
     fn set(&self, v: u8) {
+        // (A greeting that names a streaming server does not undo it either.)
         // SERIAL is final: once a server broke, never stream to it again.
         let _ = self
             .boundary
@@ -94,6 +96,14 @@ impl Learned {
 /// "220 host Dovecot ready.")
 fn serial_by_greeting(greeting: &Reply) -> bool {
     greeting.text().to_ascii_lowercase().contains("dovecot")
+}
+
+/// Does the greeting name a server known to take transactions pipelined
+/// behind the previous one's end (Postfix's "ESMTP Postfix", Exim's
+/// "ESMTP Exim")? Then there is nothing to probe.
+fn streams_by_greeting(greeting: &Reply) -> bool {
+    let text = greeting.text().to_ascii_lowercase();
+    text.contains("esmtp postfix") || text.contains("esmtp exim")
 }
 
 /// The SMTP protocol engine of one pooled connection.
@@ -217,8 +227,10 @@ impl SmtpDriver {
     fn open(&mut self, w: &mut WorkerCtx) -> Result<()> {
         let ctl: Arc<ConnCtl> = w.new_ctl();
         let s = Session::open(&self.opts, &mut self.tls, &ctl, w.tracer())?;
-        if s.greeting.as_ref().is_some_and(serial_by_greeting) {
-            self.learned.set(SERIAL);
+        match &s.greeting {
+            Some(g) if serial_by_greeting(g) => self.learned.set(SERIAL),
+            Some(g) if streams_by_greeting(g) => self.learned.set(STREAMS),
+            _ => {}
         }
         w.log(INFO, || {
             format!(

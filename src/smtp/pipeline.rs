@@ -39,7 +39,7 @@ use crate::status::{Error, Result};
 /// Content bytes written per write call (and per progress report).
 pub const WRITE_CHUNK: usize = 64 * 1024;
 /// Most transactions in flight on one connection.
-pub const MAX_TRANSACTIONS: usize = 16;
+pub const MAX_TRANSACTIONS: usize = 32;
 /// Most replies outstanding (bounds what the server may have to buffer).
 pub const MAX_REPLIES: usize = 256;
 
