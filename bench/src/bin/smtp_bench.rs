@@ -573,8 +573,8 @@ fn streaming_rows(args: &Args, rtt: Duration, which: &[usize]) {
     let proxy = DelayProxy::start(upstream, rtt / 2);
     let r = proxy_rtts(proxy.port, 1, 20);
     println!(
-        "private Postfix smtpd ({}) on port {}, delay proxy on port {}: NOOP round trip median {:.2} ms",
-        "PIPELINING CHUNKING; accepted mail is discarded",
+        "private Postfix smtpd (PIPELINING CHUNKING; accepted mail is discarded) on port {}, delay proxy \
+         on port {}: NOOP round trip median {:.2} ms",
         pf.port,
         proxy.port,
         ms(r[r.len() / 2])
