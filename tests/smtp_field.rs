@@ -402,3 +402,36 @@ fn an_unrecognised_dovecot_is_learned_from_one_probe() {
     assert_eq!(d.sink.wait_for_dumps(20, LONG).len(), 20);
     assert_eq!(d.log().matches("Panic:").count(), 1);
 }
+
+/// Cancelling ops while a window of transactions is in flight: each
+/// cancelled op completes CANCELLED, every other one is sent (a cancel does
+/// not take its neighbours' outcomes with it), and Postfix delivered every
+/// message reported sent (and perhaps some cancelled after their content
+/// went out).
+#[test]
+fn cancels_inside_a_window_leave_the_others_exact() {
+    let pf = Postfix::start();
+    let c = client(pf.port, 1);
+    let msgs: Vec<Vec<u8>> = (0..40)
+        .map(|i| raw_message(&format!("window {i}"), 10 * 1024))
+        .collect();
+    let ops: Vec<u64> = msgs
+        .iter()
+        .map(|m| c.send_raw(FROM, &["rcpt@example.org"], m).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(5));
+    for op in ops.iter().skip(3).step_by(7) {
+        assert_eq!(c.cancel(*op), HERALD_STATUS_OK);
+    }
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &ops);
+    let ok = records.iter().filter(|r| r.ok()).count();
+    let cancelled = records.iter().filter(|r| r.cancelled).count();
+    assert_eq!(ok + cancelled, 40, "{:?}", status_counts(&records));
+    let delivered = pf.settled_deliveries(LONG).len();
+    assert!(
+        delivered >= ok && delivered <= ok + cancelled,
+        "{delivered} delivered, {ok} sent"
+    );
+}

@@ -466,7 +466,7 @@ impl SmtpDriver {
         if !self.session.as_ref().expect("opened").ext.pipelining {
             return self.run_lockstep(first, w);
         }
-        let mut window = Window::new(self.learned.mode());
+        let mut window: Window<Job> = Window::new(self.learned.mode());
         let mut next = Some(first);
         loop {
             let mut more = true;
@@ -476,11 +476,16 @@ impl SmtpDriver {
                     break;
                 };
                 let Some(job) = self.ready(job) else { continue };
-                job.t.set_cancel_mode(if window.in_flight() == 0 {
-                    CancelMode::Abort
+                // Cancelling the only transaction in flight shuts the socket
+                // down (no wait outlives the cancel); with others in flight it
+                // completes the op at once and the connection carries on, so
+                // one cancel does not leave the others' outcomes unknown.
+                if let Some(j) = window.oldest() {
+                    j.t.set_cancel_mode(CancelMode::Defer);
+                    job.t.set_cancel_mode(CancelMode::Defer);
                 } else {
-                    CancelMode::Defer
-                });
+                    job.t.set_cancel_mode(CancelMode::Abort);
+                }
                 let s = self.session.as_mut().expect("a session");
                 if let Err(b) = window.push(s, job) {
                     return self.broken(b, w);
@@ -492,12 +497,23 @@ impl SmtpDriver {
                     if window.probe_confirmed() {
                         self.learned.set(STREAMS);
                     }
-                    if let Some(j) = window.oldest() {
-                        j.t.set_cancel_mode(CancelMode::Abort);
+                    if window.in_flight() == 1 {
+                        if let Some(j) = window.oldest() {
+                            j.t.set_cancel_mode(CancelMode::Abort);
+                        }
                     }
                     self.finished(f, w);
                     if self.session.is_none() {
-                        return; // abandoned mid-DATA; nothing else was in flight
+                        // Abandoned mid-DATA (nothing else can be in flight
+                        // then: DATA holds the window until its 354).
+                        if !window.is_empty() {
+                            let b = window.abandon_all(Error::new(
+                                Status::Io,
+                                "the connection was closed after a cancel",
+                            ));
+                            return self.broken(b, w);
+                        }
+                        return;
                     }
                 }
                 Ok(Event::Ready) => {}

@@ -647,6 +647,11 @@ impl<P: Payload> Window<P> {
         Ok(())
     }
 
+    /// Gives up the connection: everything in flight, as after a failure.
+    pub fn abandon_all(&mut self, error: Error) -> Broken<P> {
+        self.broken(Failure::Io(error))
+    }
+
     fn broken(&mut self, f: Failure) -> Broken<P> {
         let (error, closing) = match f {
             Failure::Io(e) => (e, false),
