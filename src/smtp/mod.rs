@@ -402,14 +402,15 @@ impl SmtpDriver {
         }
         let mut retry = Vec::new();
         for (mut job, r) in in_flight {
-            if r.mail.is_some() && r.envelope_refused() && r.rcpts.iter().all(Option::is_some) {
+            let stale = r.behind_failure && r.mail.as_ref().is_some_and(|m| m.code == 503);
+            if r.envelope_refused() && !stale {
                 // Known: nothing of it can have been accepted.
                 job.rc.settle(&r);
                 let outcome = job.rc.outcome(&job.job().rcpts, &r);
                 job.complete(outcome);
                 continue;
             }
-            if r.content_sent && !closing {
+            if r.content_sent && !closing && !stale {
                 let e = unknown_outcome(error.clone(), &job);
                 job.complete(Err(e));
                 continue;

@@ -181,7 +181,7 @@ pub struct Broken<P> {
     pub closing: bool,
     /// The failure came while the probe's envelope was pipelined behind
     /// the previous transaction's final command, before the server had
-    /// answered both.
+    /// answered that one.
     pub during_probe: bool,
     /// Transactions that had finished before the failure.
     pub finished: Vec<Finished<P>>,
@@ -657,7 +657,10 @@ impl<P: Payload> Window<P> {
             Failure::Io(e) => (e, false),
             Failure::Closing(e) => (e, true),
         };
-        let during_probe = self.flights.iter().any(|f| f.probe);
+        // The pattern of a server that breaks on a transaction pipelined
+        // behind another's end: it died before the earlier one's final reply.
+        let during_probe =
+            self.flights.iter().any(|f| f.probe) && self.flights.front().is_some_and(|f| !f.probe);
         self.expect.clear();
         self.out.clear();
         Broken {
@@ -997,21 +1000,29 @@ mod tests {
         assert_eq!(w.mode(), Mode::Stream);
         assert!(written(&s).contains("RCPT TO:<r1@example.org>\r\nBDAT 6 LAST\r\nsecond"));
 
-        // The server dies right after the probe: the failure says so.
-        let mut s = session(OK3, 1000);
+        // The server dies before the first one's final reply, with the
+        // probe's envelope behind it: the failure says so.
+        let mut s = session("250 ok\r\n250 ok\r\n", 1000);
         let mut w = Window::new(Mode::Probe);
-        let (_, b) = run(
-            &mut w,
-            &mut s,
-            vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")],
-        )
-        .unwrap_err();
-        // (the first one's replies came; the EOF hits the probe's)
+        let two = vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")];
+        let (_, b) = run(&mut w, &mut s, two).unwrap_err();
         assert!(b.during_probe);
+        assert_eq!(b.in_flight.len(), 2);
+        assert!(b.in_flight[0].1.content_sent);
         assert!(
-            !b.in_flight[0].1.content_sent,
+            !b.in_flight[1].1.content_sent,
             "the probe's content never went out"
         );
+
+        // It dies after answering the first one (a connection limit, say):
+        // not that pattern.
+        let mut s = session(OK3, 1000);
+        let mut w = Window::new(Mode::Probe);
+        let two = vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")];
+        let (done, b) = run(&mut w, &mut s, two).unwrap_err();
+        assert_eq!(done.len() + b.finished.len(), 1);
+        assert!(!b.during_probe);
+        assert!(!b.in_flight[0].1.content_sent);
     }
 
     #[test]
