@@ -409,7 +409,9 @@ impl<P: Payload> Window<P> {
 
     fn read_one<S: Wire>(&mut self, s: &mut Session<S>) -> std::result::Result<(), Failure> {
         self.flush(s)?;
-        s.conn.get_ref().before_wait();
+        if s.conn.buffered() == 0 {
+            s.conn.get_ref().before_wait();
+        }
         let r = s.reply()?;
         self.apply(r)
     }
