@@ -435,3 +435,121 @@ fn cancels_inside_a_window_leave_the_others_exact() {
         "{delivered} delivered, {ok} sent"
     );
 }
+
+/// Protocol lines logged at TRACE, per client (the user pointer is its log).
+type Log = std::sync::Mutex<Vec<String>>;
+
+unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
+    let log = &*(user as *const Log);
+    let s = std::ffi::CStr::from_ptr(line).to_string_lossy().into_owned();
+    log.lock().unwrap().push(s);
+}
+
+fn trace(c: &TestClient, log: &Log) {
+    let st = herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), log as *const Log as *mut _);
+    assert_eq!(st, HERALD_STATUS_OK);
+}
+
+/// The protocol lines after EHLO's reply: ("C" or "S", text).
+fn exchange(log: &Log) -> Vec<(String, String)> {
+    let lines = log.lock().unwrap().clone();
+    let mut out: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| {
+            let (who, text) = l.split_once(": ")?;
+            matches!(who, "C" | "S").then(|| (who.to_string(), text.to_string()))
+        })
+        .collect();
+    let start = out
+        .iter()
+        .rposition(|(w, t)| w == "C" && t.starts_with("EHLO"))
+        .unwrap()
+        + 2;
+    out.drain(..start);
+    out
+}
+
+#[test]
+fn postfix_gets_several_transactions_in_flight() {
+    let pf = Postfix::start();
+    let log = Log::default();
+    let c = client(pf.port, 1);
+    trace(&c, &log);
+    let msgs: Vec<Vec<u8>> = (0..20)
+        .map(|i| raw_message(&format!("window {i}"), 5000))
+        .collect();
+    let records = send_all(&c, &["rcpt@example.org"], &msgs);
+    assert!(records.iter().all(Record::ok), "{records:?}");
+    let ex = exchange(&log);
+    // Before the first transaction's final reply (the third reply) came,
+    // later transactions were already on the wire: MAIL, RCPT, BDAT, MAIL ...
+    let third_reply = ex
+        .iter()
+        .enumerate()
+        .filter(|(_, (w, _))| w == "S")
+        .nth(2)
+        .unwrap()
+        .0;
+    let bdats_before = ex[..third_reply]
+        .iter()
+        .filter(|(w, t)| w == "C" && t.starts_with("BDAT"))
+        .count();
+    assert!(bdats_before >= 2, "{ex:?}");
+    assert!(
+        !ex.iter().any(|(w, t)| w == "C" && t == "DATA"),
+        "every message by BDAT"
+    );
+    drop(c);
+    assert_delivered_exactly(
+        &pf,
+        "rcpt@example.org",
+        &msgs.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn dovecot_gets_one_transaction_at_a_time() {
+    let d = Dovecot::start();
+    let log = Log::default();
+    let c = submission_client(&d);
+    trace(&c, &log);
+    let msgs: Vec<Vec<u8>> = (0..10)
+        .map(|i| raw_message(&format!("serial {i}"), 5000))
+        .collect();
+    let records = send_all(&c, &["rcpt@example.org"], &msgs);
+    assert!(records.iter().all(Record::ok), "{records:?}");
+    // Each MAIL goes out only after the previous transaction's final reply.
+    let ex = exchange(&log);
+    let mut outstanding = 0usize;
+    for (w, t) in &ex {
+        if w == "C" && t.starts_with("MAIL") {
+            assert_eq!(
+                outstanding, 0,
+                "MAIL pipelined behind an unanswered transaction: {ex:?}"
+            );
+            outstanding = 3;
+        } else if w == "S" {
+            outstanding = outstanding.saturating_sub(1);
+        }
+    }
+    assert_eq!(d.sink.wait_for_dumps(10, LONG).len(), 10);
+}
+
+/// Postfix with PIPELINING switched off: BDAT one command at a time.
+#[test]
+fn chunking_without_pipelining_postfix() {
+    let pf = Postfix::start_with("smtpd_discard_ehlo_keywords = pipelining\n");
+    let kw = ehlo_keywords(pf.port);
+    assert!(
+        !kw.iter().any(|w| w == "PIPELINING") && kw.iter().any(|w| w == "CHUNKING"),
+        "{kw:?}"
+    );
+    let c = client(pf.port, 2);
+    let msgs = mixed_messages(14);
+    let records = send_all(&c, &["rcpt@example.org"], &msgs);
+    assert_bulk_delivered(&pf, &records, &msgs);
+    let rcpts: Vec<String> = (1..=7).map(|i| format!("u{i}@example.org")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let r = &send_all(&c, &refs, &msgs[..1])[0];
+    assert!(r.ok() && r.detail.contains("in 2 transactions"), "{r:?}");
+}
