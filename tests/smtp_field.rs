@@ -553,3 +553,21 @@ fn chunking_without_pipelining_postfix() {
     let r = &send_all(&c, &refs, &msgs[..1])[0];
     assert!(r.ok() && r.detail.contains("in 2 transactions"), "{r:?}");
 }
+
+/// SIZE: Postfix's limit is read from EHLO; a larger message is refused
+/// before any of it is sent, and the connection goes on with the rest.
+#[test]
+fn size_limit_is_checked_before_sending_postfix() {
+    let pf = Postfix::start_with("message_size_limit = 20000\n");
+    let c = client(pf.port, 1);
+    let msgs = vec![
+        raw_message("fits", 10 * 1024),
+        raw_message("too large", 30 * 1024),
+        raw_message("fits too", 15 * 1024),
+    ];
+    let r = send_all(&c, &["rcpt@example.org"], &msgs);
+    assert!(r[0].ok() && r[2].ok(), "{r:?}");
+    assert_eq!(r[1].status, HERALD_STATUS_LIMIT, "{:?}", r[1]);
+    assert!(r[1].detail.contains("20000"), "{}", r[1].detail);
+    assert_delivered_exactly(&pf, "rcpt@example.org", &[&msgs[0], &msgs[2]]);
+}
