@@ -14,7 +14,7 @@ use crate::result::{field, ResultData, ResultItem, Success};
 use crate::status::{Error, Status};
 
 /// Most transactions one message may take.
-pub const MAX_ROUNDS: u32 = 100;
+pub(crate) const MAX_ROUNDS: u32 = 100;
 
 /// The recipients of one message and their answers so far.
 #[derive(Clone, Debug)]

@@ -37,11 +37,11 @@ use super::session::Session;
 use crate::status::{Error, Result};
 
 /// Content bytes written per write call (and per progress report).
-pub const WRITE_CHUNK: usize = 64 * 1024;
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
 /// Most transactions in flight on one connection.
-pub const MAX_TRANSACTIONS: usize = 32;
+pub(crate) const MAX_TRANSACTIONS: usize = 32;
 /// Most replies outstanding (bounds what the server may have to buffer).
-pub const MAX_REPLIES: usize = 256;
+pub(crate) const MAX_REPLIES: usize = 256;
 
 /// What the window needs from a connection beyond reading and writing.
 pub trait Wire: Read + Write {
