@@ -571,3 +571,64 @@ fn size_limit_is_checked_before_sending_postfix() {
     assert!(r[1].detail.contains("20000"), "{}", r[1].detail);
     assert_delivered_exactly(&pf, "rcpt@example.org", &[&msgs[0], &msgs[2]]);
 }
+
+/// QUIT waits for its reply min(IO_TIMEOUT_MS, 2 s): to a server that never
+/// answers QUIT, an idle extra connection is closed about IO_TIMEOUT_MS
+/// (500 ms) after its QUIT, not 2 s.
+#[test]
+fn quit_waits_io_timeout_when_shorter_than_2_s() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let waits: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let w2 = waits.clone();
+    let server = scripted::Scripted::start(move |mut p| {
+        p.send("220 silent-quit ESMTP\r\n")?;
+        loop {
+            let line = p.line()?;
+            let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            match verb.as_str() {
+                "" => return Ok(()),
+                "EHLO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => p.send("250 ok\r\n")?,
+                "DATA" => {
+                    p.send("354 go\r\n")?;
+                    while p.line()? != "." {}
+                    // Slow enough that the other messages wait and a second connection opens.
+                    std::thread::sleep(Duration::from_millis(150));
+                    p.send("250 queued\r\n")?;
+                }
+                "QUIT" => {
+                    let t = Instant::now();
+                    // No reply: wait for the client to give up and close.
+                    while !p.line().unwrap_or_default().is_empty() {}
+                    w2.lock().unwrap().push(t.elapsed());
+                    return Ok(());
+                }
+                _ => p.send("502 no\r\n")?,
+            }
+        }
+    });
+    let c = TestClient::smtp_plain(
+        server.port(),
+        &[
+            (HERALD_OPT_MAX_CONNECTIONS, Val::I(2)),
+            (HERALD_OPT_IDLE_TIMEOUT_MS, Val::I(100)),
+            (HERALD_OPT_IO_TIMEOUT_MS, Val::I(500)),
+        ],
+    );
+    let msgs: Vec<Vec<u8>> = (0..4).map(|i| raw_message(&format!("quit {i}"), 500)).collect();
+    let records = send_all(&c, &["rcpt@example.org"], &msgs);
+    assert!(records.iter().all(Record::ok), "{records:?}");
+    assert_eq!(server.accepted(), 2, "a second connection opened");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waits.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waits = waits.lock().unwrap().clone();
+    assert!(
+        !waits.is_empty(),
+        "the idle extra connection was closed with QUIT"
+    );
+    for w in &waits {
+        assert!(*w < Duration::from_millis(1500), "QUIT waited {w:?}");
+    }
+}
