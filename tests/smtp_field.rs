@@ -632,3 +632,24 @@ fn quit_waits_io_timeout_when_shorter_than_2_s() {
         assert!(*w < Duration::from_millis(1500), "QUIT waited {w:?}");
     }
 }
+
+/// Postfix refusing mid-window (its per-client message rate limit): every
+/// message reported sent was delivered and nothing else, and each refused
+/// one carries Postfix's reply.
+#[test]
+fn refusals_mid_window_keep_reported_sent_equal_to_delivered() {
+    let pf = Postfix::start_with(
+        "smtpd_client_message_rate_limit = 7\nanvil_rate_time_unit = 3600s\nsmtpd_client_event_limit_exceptions =\n",
+    );
+    let c = client(pf.port, 1);
+    let msgs: Vec<Vec<u8>> = (0..20).map(|i| raw_message(&format!("rate {i}"), 4000)).collect();
+    let records = send_all(&c, &["rcpt@example.org"], &msgs);
+    let ok: Vec<usize> = (0..20).filter(|&i| records[i].ok()).collect();
+    assert_eq!(ok.len(), 7, "{:?}", status_counts(&records));
+    for r in records.iter().filter(|r| !r.ok()) {
+        assert_eq!(r.status, HERALD_STATUS_TRANSIENT, "{r:?}");
+        assert_eq!(r.reply_code / 100, 4, "{r:?}");
+    }
+    let sent: Vec<&[u8]> = ok.iter().map(|&i| msgs[i].as_slice()).collect();
+    assert_delivered_exactly(&pf, "rcpt@example.org", &sent);
+}
