@@ -653,3 +653,62 @@ fn refusals_mid_window_keep_reported_sent_equal_to_delivered() {
     let sent: Vec<&[u8]> = ok.iter().map(|&i| msgs[i].as_slice()).collect();
     assert_delivered_exactly(&pf, "rcpt@example.org", &sent);
 }
+
+/// The connection drops in the middle of a window (Postfix's smtpd is
+/// killed): messages whose 250 came are sent, those whose content went out
+/// without a 250 are IO with an unknown outcome (never sent again), and the
+/// rest are sent again on a new connection. Every message reported sent was
+/// delivered; nothing was delivered twice.
+#[test]
+fn a_connection_dropped_mid_window_keeps_every_outcome_exact() {
+    let pf = Postfix::start();
+    let c = client(pf.port, 1);
+    let msgs: Vec<Vec<u8>> = (0..100)
+        .map(|i| raw_message(&format!("drop {i}"), 60 * 1024))
+        .collect();
+    let ops: Vec<u64> = msgs
+        .iter()
+        .map(|m| c.send_raw(FROM, &["rcpt@example.org"], m).unwrap())
+        .collect();
+    // Kill smtpd once some messages are through.
+    let deadline = std::time::Instant::now() + LONG;
+    while c.records().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let killed = pf.kill_smtpd();
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &ops);
+    let by_op: HashMap<u64, &Record> = records.iter().map(|r| (r.op, r)).collect();
+    let ok: Vec<usize> = (0..100).filter(|&i| by_op[&ops[i]].ok()).collect();
+    let unknown: Vec<usize> = (0..100).filter(|&i| !by_op[&ops[i]].ok()).collect();
+    for &i in &unknown {
+        let r = by_op[&ops[i]];
+        assert_eq!(r.status, HERALD_STATUS_IO, "{r:?}");
+        assert!(r.detail.contains("may or may not"), "{r:?}");
+    }
+    assert_eq!(killed, 1);
+    // The messages whose content had not gone out were sent on a new connection.
+    assert!(
+        pf.log().matches("connect from").count() >= 4,
+        "two connections, each logged twice"
+    );
+    assert!(ok.len() > 50, "{} sent", ok.len());
+    // Every message reported sent was delivered exactly once; an unknown one at most once.
+    let got = pf.settled_deliveries(LONG);
+    for &i in &ok {
+        let want = maildir_form(&msgs[i]);
+        assert_eq!(got.iter().filter(|d| d.body == want).count(), 1, "message {i}");
+    }
+    for &i in &unknown {
+        let want = maildir_form(&msgs[i]);
+        assert!(got.iter().filter(|d| d.body == want).count() <= 1, "message {i}");
+    }
+    assert!(got.len() >= ok.len() && got.len() <= 100);
+    eprintln!(
+        "smtpd killed: {killed}; sent {}, unknown {}, delivered {}",
+        ok.len(),
+        unknown.len(),
+        got.len()
+    );
+}

@@ -42,6 +42,10 @@ pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
 pub(crate) const MAX_TRANSACTIONS: usize = 32;
 /// Most replies outstanding (bounds what the server may have to buffer).
 pub(crate) const MAX_REPLIES: usize = 256;
+/// Most content bytes of unanswered transactions: enough to fill a long fat
+/// link (1 MiB is 50 MB/s at 20 ms), and a bound on how many messages a
+/// dropped connection leaves with an unknown outcome.
+pub(crate) const MAX_BYTES_IN_FLIGHT: usize = 1024 * 1024;
 
 /// What the window needs from a connection beyond reading and writing.
 pub trait Wire: Read + Write {
@@ -299,7 +303,11 @@ impl<P: Payload> Window<P> {
         match self.mode {
             Mode::Serial => false,
             Mode::Probe => !self.probed && self.flights.len() == 1,
-            Mode::Stream => self.flights.len() < self.max_transactions && self.expect.len() < MAX_REPLIES,
+            Mode::Stream => {
+                self.flights.len() < self.max_transactions
+                    && self.expect.len() < MAX_REPLIES
+                    && self.flights.iter().map(|f| f.p.data().len()).sum::<usize>() < MAX_BYTES_IN_FLIGHT
+            }
         }
     }
 
@@ -1088,5 +1096,12 @@ mod tests {
         let mut w = Window::new(Mode::Stream);
         w.push(&mut s, msg(Body::Bdat, MAX_REPLIES, "a")).unwrap();
         assert!(!w.can_push(), "too many replies outstanding");
+        let mut s = session("", 1000);
+        let mut w = Window::new(Mode::Stream);
+        let big = "x".repeat(MAX_BYTES_IN_FLIGHT / 2);
+        w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap();
+        assert!(w.can_push());
+        w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap();
+        assert!(!w.can_push(), "too many bytes unanswered");
     }
 }

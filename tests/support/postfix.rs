@@ -242,6 +242,22 @@ impl Postfix {
         })
     }
 
+    /// Kills (SIGKILL) every smtpd process of this instance: its clients'
+    /// connections drop in the middle of whatever they were doing. Returns
+    /// how many were killed.
+    pub fn kill_smtpd(&self) -> usize {
+        let pids: Vec<u32> = super::live_group_members(self.proc.pid)
+            .into_iter()
+            .filter(|pid| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "smtpd"))
+            .collect();
+        for pid in &pids {
+            let _ = Command::new("/bin/sh")
+                .args(["-c", &format!("kill -KILL {pid}")])
+                .status();
+        }
+        pids.len()
+    }
+
     /// Removes every delivery so far.
     pub fn clear_deliveries(&self) {
         for d in self.deliveries() {
