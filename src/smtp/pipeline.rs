@@ -42,10 +42,11 @@ pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
 pub(crate) const MAX_TRANSACTIONS: usize = 32;
 /// Most replies outstanding (bounds what the server may have to buffer).
 pub(crate) const MAX_REPLIES: usize = 256;
-/// Most content bytes of unanswered transactions: enough to fill a long fat
-/// link (1 MiB is 50 MB/s at 20 ms), and a bound on how many messages a
-/// dropped connection leaves with an unknown outcome.
-pub(crate) const MAX_BYTES_IN_FLIGHT: usize = 1024 * 1024;
+/// Most content bytes of unanswered transactions: enough to keep a fast
+/// link busy (2 MiB is 100 MB/s at 20 ms; 1 MiB measured 0.76× the
+/// streamer with 100 KB messages at 20 ms), and a bound on how many
+/// messages a dropped connection leaves with an unknown outcome.
+pub(crate) const MAX_BYTES_IN_FLIGHT: usize = 2 * 1024 * 1024;
 
 /// What the window needs from a connection beyond reading and writing.
 pub trait Wire: Read + Write {
