@@ -7,7 +7,9 @@
 #    smtp-sink and smtp-source, ...; needs root or sudo the first time),
 # 2. builds the bench programs in release mode,
 # 3. runs smtp_bench (herald vs smtp-source -d: 20 ms RTT through the delay
-#    proxy at 1 and 8 connections, loopback at 8) and submit_bench (the cost
+#    proxy at 1 and 8 connections, loopback at 8; and herald vs a minimal
+#    BDAT streamer into a private Postfix smtpd at 20 ms RTT, 1 connection,
+#    10 KB and 100 KB) and submit_bench (the cost
 #    of one herald_send_raw_async call and the memory per op with 100,000
 #    ops queued), each R times (default 5), printing medians and ranges;
 #    then imap_bench (fetch and bulk append against Python's imaplib) and

@@ -349,6 +349,49 @@ impl Stream {
             Stream::Tls(s) => s.get_ref(),
         }
     }
+
+    /// Asks the kernel to acknowledge what arrives at once (TCP_QUICKACK,
+    /// Linux) while waiting for a reply: a server whose reply is held back by
+    /// Nagle until our ACK (two small segments in a row) is not then stalled
+    /// by our delayed ACK (~40 ms). The kernel drops the flag on its own, so
+    /// it is set before each wait. Elsewhere a no-op.
+    pub fn quickack(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let one: libc::c_int = 1;
+            // SAFETY: a valid socket fd and a c_int option value of the right size.
+            unsafe {
+                libc::setsockopt(
+                    self.tcp().as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    &one as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+
+    /// Are bytes from the server waiting in the socket (a read would not block)?
+    pub fn readable_now(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            let mut p = libc::pollfd {
+                fd: self.tcp().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            n > 0 && p.revents & libc::POLLIN != 0
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
 }
 
 impl Read for Stream {

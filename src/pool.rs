@@ -47,7 +47,11 @@ pub type DriverFactory = Box<dyn Fn(&Arc<Options>) -> Box<dyn Driver> + Send + S
 pub fn driver_factory(options: &Options) -> DriverFactory {
     match options.protocol {
         Protocol::Smtp => {
-            Box::new(|o: &Arc<Options>| Box::new(crate::smtp::SmtpDriver::new(o.clone())) as Box<dyn Driver>)
+            // What the client learns about its server's pipelining, shared by its connections.
+            let learned = crate::smtp::Learned::new();
+            Box::new(move |o: &Arc<Options>| {
+                Box::new(crate::smtp::SmtpDriver::new(o.clone(), learned.clone())) as Box<dyn Driver>
+            })
         }
         Protocol::Pickup => Box::new(|o: &Arc<Options>| {
             Box::new(crate::pickup::PickupDriver::new(o.clone())) as Box<dyn Driver>

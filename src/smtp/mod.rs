@@ -1,75 +1,142 @@
 //! herald's SMTP client: one session per pooled connection, sending the
-//! worker's messages with PIPELINING (RFC 2920) when the server offers it:
-//! MAIL, every RCPT and DATA go out as one group, and the next message's
-//! group goes out right behind the previous message's final dot, so each
-//! message costs one round trip. CHUNKING (RFC 3030) carries large or binary
-//! messages unchanged.
+//! worker's messages with PIPELINING (RFC 2920) and CHUNKING (RFC 3030)
+//! when the server offers them. Where it offers both, every message goes by
+//! `BDAT n LAST` and a window of several transactions is in flight on each
+//! connection (MAIL, RCPT, BDAT, MAIL, RCPT, BDAT ...; see
+//! [`pipeline`]), so messages are not bound to one round trip each. With
+//! PIPELINING alone, MAIL, every RCPT and DATA go out as one group and the
+//! next message's group right behind the previous message's final dot.
 //!
 //! Outcomes stay exact: replies are matched to commands strictly in order;
-//! a message is reported sent only when its final 250 arrived; after a failed
-//! transaction the session is reset (RSET) or replaced; a message is retried
-//! on a new connection only if no byte of its content was sent.
+//! a message is reported sent only when its final 250 arrived; a message
+//! whose content was sent but not acknowledged is never sent again, and is
+//! reported as of unknown outcome; one whose content was not sent is retried
+//! on a new connection. Recipients deferred with 452 (too many recipients)
+//! go in a later transaction ([`outcome`]).
+//!
+//! Some servers break when a transaction ends while the next one's RCPT is
+//! already pending (Dovecot 2.3's submission service aborts). A server
+//! whose greeting names Dovecot is sent one transaction at a time, one that
+//! names Postfix or Exim gets the full window at once; for any other, the
+//! first time a client's connection has a transaction behind an
+//! unfinished one, only the next envelope goes out early (a probe): if the
+//! connection then dies, the client sends one transaction at a time from
+//! then on; if not, it streams.
 
 pub mod codec;
+pub mod command;
+pub mod outcome;
+pub mod pipeline;
 pub mod reply;
 pub mod session;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::engine::CancelMode;
 use crate::log::{DEBUG, INFO, WARN};
-use crate::net::{ConnCtl, Stream};
+use crate::net::ConnCtl;
 use crate::options::Options;
 use crate::pool::{Driver, Ticket, WorkerCtx};
-use crate::result::{field, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
 use crate::work::SendJob;
 
 use codec::{DotStuffer, Needs};
+use command::Command;
+use outcome::Recipients;
+use pipeline::{Body, Broken, Event, Finished, Mode, Payload, Replies, Window, Wire};
 use reply::Reply;
 use session::{Extensions, Session};
 
-/// Messages at least this large go by BDAT when the server offers CHUNKING.
-const BDAT_THRESHOLD: usize = 64 * 1024;
-/// Body bytes encoded per write (and per progress report).
-const WRITE_CHUNK: usize = 64 * 1024;
+/// Body bytes encoded per write (and per progress report) without PIPELINING.
+const WRITE_CHUNK: usize = pipeline::WRITE_CHUNK;
+/// How often a message is sent again after its MAIL met a server still in
+/// the previous, failed transaction.
+const MAX_REQUEUES: u32 = 3;
+
+/// What a client has learned about its server's pipelining, shared by all
+/// of its connections.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// 0: not known yet (probe once); 1: takes transactions pipelined
+    /// behind the previous one's end; 2: one transaction at a time.
+    boundary: AtomicU8,
+}
+
+const STREAMS: u8 = 1;
+const SERIAL: u8 = 2;
+
+impl Learned {
+    pub fn new() -> Arc<Learned> {
+        Arc::new(Learned::default())
+    }
+
+    fn mode(&self) -> Mode {
+        match self.boundary.load(Ordering::Relaxed) {
+            STREAMS => Mode::Stream,
+            SERIAL => Mode::Serial,
+            _ => Mode::Probe,
+        }
+    }
+
+    fn set(&self, v: u8) {
+        // (A greeting that names a streaming server does not undo it either.)
+        // SERIAL is final: once a server broke, never stream to it again.
+        let _ = self
+            .boundary
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (old != SERIAL).then_some(v)
+            });
+    }
+}
+
+/// Does the greeting name a server known to break when a transaction ends
+/// while the next one's RCPT is pending? (Dovecot 2.3's submission service:
+/// "220 host Dovecot ready.")
+fn serial_by_greeting(greeting: &Reply) -> bool {
+    greeting.text().to_ascii_lowercase().contains("dovecot")
+}
+
+/// Does the greeting name a server known to take transactions pipelined
+/// behind the previous one's end (Postfix's "ESMTP Postfix", Exim's
+/// "ESMTP Exim")? Then there is nothing to probe.
+fn streams_by_greeting(greeting: &Reply) -> bool {
+    let text = greeting.text().to_ascii_lowercase();
+    text.contains("esmtp postfix") || text.contains("esmtp exim")
+}
 
 /// The SMTP protocol engine of one pooled connection.
 pub struct SmtpDriver {
     opts: Arc<Options>,
+    learned: Arc<Learned>,
     tls: Option<native_tls::TlsConnector>,
-    session: Option<Session<Stream>>,
-    /// Messages this worker took but has not started, to run before taking more.
-    held: VecDeque<Ticket>,
+    session: Option<Session<crate::net::Stream>>,
+    /// Messages this worker took but has not finished, to run before taking more.
+    held: VecDeque<Job>,
 }
 
 /// How a message goes over this session.
+#[derive(Clone, Debug)]
 struct Plan {
-    bdat: bool,
+    body: Body,
     params: String,
 }
 
-/// The replies to a message's envelope group.
-struct EnvelopeReplies {
-    mail: Reply,
-    rcpts: Vec<Reply>,
-    /// The reply to DATA, or to BDAT ... LAST (the final one).
-    data: Option<Reply>,
-}
-
-/// Where a failed exchange left the message.
-enum Failure {
-    /// Nothing of the content was sent; safe to retry on a new connection.
-    BeforeContent(Error),
-    /// Content (or the whole message) was sent; the outcome is unknown.
-    AfterContent(Error),
+/// A message in this worker's hands: its op, how it goes, and its
+/// recipients' answers over its transactions.
+struct Job {
+    t: Ticket,
+    plan: Option<Plan>,
+    rc: Recipients,
+    /// Times sent again after meeting a server still in a failed transaction.
+    requeues: u32,
 }
 
 /// The message of an op. An SMTP client only runs send ops (checked at
 /// submit); anything else reads as a message without recipients, which
 /// `plan` refuses before a byte is sent.
-fn job(t: &Ticket) -> &SendJob {
+fn send_job(t: &Ticket) -> &SendJob {
     static NONE: SendJob = SendJob {
         from: String::new(),
         rcpts: Vec::new(),
@@ -78,15 +145,79 @@ fn job(t: &Ticket) -> &SendJob {
     t.work.as_send().unwrap_or(&NONE)
 }
 
+impl Job {
+    fn new(t: Ticket) -> Job {
+        let n = send_job(&t).rcpts.len();
+        Job {
+            t,
+            plan: None,
+            rc: Recipients::new(n),
+            requeues: 0,
+        }
+    }
+
+    fn job(&self) -> &SendJob {
+        send_job(&self.t)
+    }
+
+    fn complete(self, outcome: std::result::Result<crate::result::Success, Error>) {
+        self.t.complete(outcome);
+    }
+}
+
+impl Payload for Job {
+    fn from(&self) -> &str {
+        &self.job().from
+    }
+    fn params(&self) -> &str {
+        self.plan.as_ref().map_or("", |p| p.params.as_str())
+    }
+    fn body(&self) -> Body {
+        self.plan.as_ref().map_or(Body::Data, |p| p.body)
+    }
+    fn rcpts(&self) -> Vec<&str> {
+        let all = &self.job().rcpts;
+        self.rc.round.iter().map(|&i| all[i].as_str()).collect()
+    }
+    fn data(&self) -> &[u8] {
+        &self.job().data
+    }
+    fn live(&self) -> bool {
+        self.t.is_live()
+    }
+    fn progress(&self, done: u64, total: u64) {
+        self.t.progress(done, total);
+    }
+}
+
 /// Is this error the connection going away (so the session is unusable)?
 fn connection_lost(e: &Error) -> bool {
     e.is_connection_failure() || e.reply_code == 421
 }
 
+/// The error of a message whose content was sent but whose final reply
+/// never came.
+fn unknown_outcome(mut e: Error, job: &Job) -> Error {
+    e.status = Status::Io;
+    e.detail = format!(
+        "{}; the message content was sent but not acknowledged, so the server may or may not have accepted it",
+        e.detail
+    );
+    let delivered = job.rc.delivered();
+    if delivered > 0 {
+        e.detail.push_str(&format!(
+            " (it was accepted for {delivered} recipients in an earlier transaction)"
+        ));
+        e = e.with_partial(job.rc.items(&job.job().rcpts));
+    }
+    e
+}
+
 impl SmtpDriver {
-    pub fn new(opts: Arc<Options>) -> Self {
+    pub fn new(opts: Arc<Options>, learned: Arc<Learned>) -> Self {
         SmtpDriver {
             opts,
+            learned,
             tls: None,
             session: None,
             held: VecDeque::new(),
@@ -96,13 +227,19 @@ impl SmtpDriver {
     fn open(&mut self, w: &mut WorkerCtx) -> Result<()> {
         let ctl: Arc<ConnCtl> = w.new_ctl();
         let s = Session::open(&self.opts, &mut self.tls, &ctl, w.tracer())?;
+        match &s.greeting {
+            Some(g) if serial_by_greeting(g) => self.learned.set(SERIAL),
+            Some(g) if streams_by_greeting(g) => self.learned.set(STREAMS),
+            _ => {}
+        }
         w.log(INFO, || {
             format!(
-                "connected to {}:{}{}{}",
+                "connected to {}:{}{}{}{}",
                 self.opts.host(),
                 self.opts.port(),
                 if s.tls { " (TLS)" } else { "" },
-                if s.ext.pipelining { " with PIPELINING" } else { "" }
+                if s.ext.pipelining { " with PIPELINING" } else { "" },
+                if s.ext.chunking { " and CHUNKING" } else { "" },
             )
         });
         self.session = Some(s);
@@ -113,7 +250,11 @@ impl SmtpDriver {
         self.session = None;
     }
 
-    /// Checks a message against the session's extensions before any of it is sent.
+    /// Checks a message against the session's extensions before any of it
+    /// is sent, and chooses DATA or BDAT: BDAT whenever the server offers
+    /// CHUNKING. It is never slower: it needs no 354 round trip (so in a
+    /// window it costs none at all), it sends the bytes unchanged with no
+    /// dot-stuffing, and it is the only way to carry bare CR/LF or NUL.
     fn plan(ext: &Extensions, j: &SendJob) -> Result<Plan> {
         if j.rcpts.is_empty() {
             return Err(Error::invalid("the message has no recipients"));
@@ -136,7 +277,7 @@ impl SmtpDriver {
                 "the addresses are not ASCII and the server does not offer SMTPUTF8",
             ));
         }
-        let bdat = ext.chunking && (needs.binary || j.data.len() >= BDAT_THRESHOLD);
+        let bdat = ext.chunking;
         if needs.eight_bit && !ext.eightbitmime && !(bdat && ext.binarymime) {
             return Err(Error::new(
                 Status::Unsupported,
@@ -155,418 +296,406 @@ impl SmtpDriver {
         if needs.smtputf8 {
             params.push_str(" SMTPUTF8");
         }
-        Ok(Plan { bdat, params })
+        Ok(Plan {
+            body: if bdat { Body::Bdat } else { Body::Data },
+            params,
+        })
     }
 
-    /// The envelope commands of a message (MAIL, RCPT..., and DATA unless BDAT).
-    fn envelope_commands(out: &mut Vec<u8>, j: &SendJob, plan: &Plan) {
-        out.extend_from_slice(format!("MAIL FROM:<{}>{}\r\n", j.from, plan.params).as_bytes());
-        for r in &j.rcpts {
-            out.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
-        }
-        if !plan.bdat {
-            out.extend_from_slice(b"DATA\r\n");
-        }
+    /// The next message to run: one this worker holds, else one from the queue.
+    fn next_job(&mut self, w: &mut WorkerCtx) -> Option<Job> {
+        self.held.pop_front().or_else(|| w.try_next().map(Job::new))
     }
 
-    /// Writes a BDAT chunk header and the message bytes unchanged.
-    fn write_bdat(s: &mut Session<Stream>, t: &Ticket, mut head: Vec<u8>) -> Result<()> {
-        let data = &job(t).data;
-        head.extend_from_slice(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
-        s.trace_out(&head);
-        let total = data.len() as u64;
-        let mut sent = 0usize;
-        let mut write = |bytes: &[u8]| -> Result<()> {
-            s.conn
-                .write_all(bytes)
-                .map_err(|e| Error::from_io(&e, "sending the message"))
-        };
-        write(&head)?;
-        for chunk in data.chunks(WRITE_CHUNK) {
-            write(chunk)?;
-            sent += chunk.len();
-            t.progress(sent as u64, total);
-        }
-        if data.is_empty() {
-            t.progress(0, 0);
-        }
-        s.conn
-            .flush()
-            .map_err(|e| Error::from_io(&e, "sending the message"))
-    }
-
-    /// Sends the envelope (unless already on the wire) and reads its replies.
-    /// Pipelined: one write, then the replies in order. Otherwise one
-    /// command at a time, stopping early when MAIL or every RCPT fails.
-    fn envelope(
-        s: &mut Session<Stream>,
-        t: &Ticket,
-        plan: &Plan,
-        on_wire: bool,
-    ) -> std::result::Result<EnvelopeReplies, Failure> {
-        let j = job(t);
-        let before = Failure::BeforeContent;
-        if s.ext.pipelining {
-            if !on_wire {
-                let mut out = Vec::with_capacity(64 + 40 * j.rcpts.len());
-                if s.need_rset {
-                    out.extend_from_slice(b"RSET\r\n");
-                }
-                Self::envelope_commands(&mut out, j, plan);
-                if plan.bdat {
-                    Self::write_bdat(s, t, out).map_err(Failure::AfterContent)?;
-                } else {
-                    s.send(&out).map_err(before)?;
-                }
-            }
-            if s.need_rset && !on_wire {
-                let r = s.reply().map_err(before)?;
-                if !r.is_positive() {
-                    return Err(Failure::BeforeContent(r.error("RSET")));
-                }
-                s.need_rset = false;
-            }
-            let mail = s.reply().map_err(before)?;
-            let mut rcpts = Vec::with_capacity(j.rcpts.len());
-            for _ in &j.rcpts {
-                rcpts.push(s.reply().map_err(before)?);
-            }
-            let data = if plan.bdat {
-                Some(s.reply().map_err(Failure::AfterContent)?)
-            } else {
-                Some(s.reply().map_err(before)?)
-            };
-            return Ok(EnvelopeReplies { mail, rcpts, data });
-        }
-
-        if s.need_rset {
-            let r = s.command("RSET").map_err(before)?;
-            if !r.is_positive() {
-                return Err(Failure::BeforeContent(r.error("RSET")));
-            }
-            s.need_rset = false;
-        }
-        let mail = s
-            .command(&format!("MAIL FROM:<{}>{}", j.from, plan.params))
-            .map_err(before)?;
-        let mut env = EnvelopeReplies {
-            mail,
-            rcpts: Vec::new(),
-            data: None,
-        };
-        if !env.mail.is_positive() {
-            return Ok(env);
-        }
-        for r in &j.rcpts {
-            let reply = s.command(&format!("RCPT TO:<{r}>")).map_err(before)?;
-            let closing = reply.code == 421;
-            env.rcpts.push(reply);
-            if closing {
-                return Ok(env);
-            }
-        }
-        if !env.rcpts.iter().any(Reply::is_positive) {
-            return Ok(env);
-        }
-        env.data = Some(if plan.bdat {
-            Self::write_bdat(s, t, Vec::new()).map_err(Failure::AfterContent)?;
-            s.reply().map_err(Failure::AfterContent)?
-        } else {
-            s.command("DATA").map_err(before)?
-        });
-        Ok(env)
-    }
-
-    /// Sends a message's content and final dot, with the next message's
-    /// envelope right behind it when pipelining, and reads the dot's reply.
-    fn content(
-        s: &mut Session<Stream>,
-        t: &Ticket,
-        next: Option<(&Ticket, &Plan)>,
-    ) -> std::result::Result<Reply, Failure> {
-        let data = &job(t).data;
-        let total = data.len() as u64;
-        let mut stuffer = DotStuffer::default();
-        let mut out = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 32 + 1024);
-        let mut done = 0usize;
-        s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
-        for chunk in data.chunks(WRITE_CHUNK) {
-            stuffer.encode(chunk, &mut out);
-            done += chunk.len();
-            if done < data.len() {
-                s.conn
-                    .write_all(&out)
-                    .map_err(|e| Failure::AfterContent(Error::from_io(&e, "sending the message")))?;
-                out.clear();
-                t.progress(done as u64, total);
-            }
-        }
-        stuffer.finish(&mut out);
-        let body_end = out.len();
-        if let Some((n, plan)) = next {
-            Self::envelope_commands(&mut out, job(n), plan);
-            s.trace_out(&out[body_end..]);
-        }
-        s.conn
-            .send(&out)
-            .map_err(|e| Failure::AfterContent(Error::from_io(&e, "sending the message")))?;
-        t.progress(total, total);
-        s.reply().map_err(Failure::AfterContent)
-    }
-
-    /// The outcome of a transaction whose envelope was refused (no content sent).
-    fn refused(env: &EnvelopeReplies, j: &SendJob) -> Error {
-        if !env.mail.is_positive() {
-            return env.mail.error("MAIL FROM refused");
-        }
-        if let Some(r) = env.rcpts.iter().find(|r| r.code == 421) {
-            return r.error("the server is closing the connection");
-        }
-        if !env.rcpts.iter().any(Reply::is_positive) {
-            let list: Vec<String> = j
-                .rcpts
-                .iter()
-                .zip(&env.rcpts)
-                .map(|(a, r)| format!("{a}: {r}"))
-                .collect();
-            let first = &env.rcpts[0];
-            let mut e = first.error("");
-            // Permanent only if every recipient was refused permanently.
-            if env.rcpts.iter().any(|r| (400..500).contains(&r.code)) {
-                e.status = Status::Transient;
-            }
-            e.detail = format!("every recipient was refused: {}", list.join("; "));
-            return e;
-        }
-        match &env.data {
-            Some(d) => d.error("DATA refused"),
-            None => Error::protocol("no reply to DATA"),
-        }
-    }
-
-    /// Success with the per-recipient result.
-    fn accepted(final_reply: &Reply, env: &EnvelopeReplies, j: &SendJob) -> Success {
-        let mut refused = Vec::new();
-        let items = j
-            .rcpts
-            .iter()
-            .zip(&env.rcpts)
-            .map(|(a, r)| {
-                if !r.is_positive() {
-                    refused.push(format!("{a} ({r})"));
-                }
-                ResultItem::new(0)
-                    .with_str(field::NAME, a)
-                    .with_int(field::REPLY_CODE, r.code as u64)
-                    .with_str(field::REPLY_TEXT, &r.text())
-            })
-            .collect();
-        let mut detail = final_reply.to_string();
-        if !refused.is_empty() {
-            detail.push_str(&format!(
-                "; accepted for {} of {} recipients, refused: {}",
-                j.rcpts.len() - refused.len(),
-                j.rcpts.len(),
-                refused.join(", ")
-            ));
-        }
-        Success::new(final_reply.code as i32, detail).with_result(ResultData::new(items))
-    }
-
-    /// Takes the next queued message that can be pipelined behind the
-    /// current one; messages that fail their checks complete at once.
-    fn next_pipelined(&mut self, w: &mut WorkerCtx) -> Option<(Ticket, Plan)> {
-        let ext = &self.session.as_ref()?.ext;
-        if !ext.pipelining {
+    /// Makes a job ready for this session: live and planned. A job that is
+    /// not completes at once.
+    fn ready(&self, mut job: Job) -> Option<Job> {
+        if !job.t.is_live() {
+            job.complete(Err(Error::cancelled()));
             return None;
         }
-        loop {
-            let n = w.try_next()?;
-            n.set_cancel_mode(CancelMode::Defer);
-            match Self::plan(ext, job(&n)) {
-                Ok(p) => return Some((n, p)),
-                Err(e) => n.complete(Err(e)),
+        if job.plan.is_none() {
+            let ext = &self.session.as_ref().expect("a session").ext;
+            match Self::plan(ext, job.job()) {
+                Ok(p) => job.plan = Some(p),
+                Err(e) => {
+                    job.complete(Err(e));
+                    return None;
+                }
             }
+        }
+        Some(job)
+    }
+
+    /// A transaction of `job` finished: complete it, or hold it for its
+    /// next transaction.
+    fn finished(&mut self, f: Finished<Job>, w: &mut WorkerCtx) {
+        let Finished {
+            payload: mut job,
+            replies,
+            abandoned,
+        } = f;
+        if abandoned {
+            // Cancelled while the server waited for its DATA content: there is
+            // no way to abort DATA, so give the connection up instead.
+            self.drop_session();
+            job.complete(Err(Error::cancelled()));
+            return;
+        }
+        if replies.behind_failure
+            && replies.mail.as_ref().is_some_and(|m| m.code == 503)
+            && job.requeues < MAX_REQUEUES
+        {
+            // The server was still in the failed transaction before this one.
+            job.requeues += 1;
+            if let Some(s) = self.session.as_mut() {
+                s.need_rset = true;
+            }
+            self.held.push_front(job);
+            return;
+        }
+        if replies.delivered() {
+            if let Some(s) = self.session.as_mut() {
+                s.transactions += 1;
+            }
+        }
+        if job.rc.settle(&replies) {
+            w.log(DEBUG, || {
+                format!(
+                    "op {}: {} recipients deferred, sending them in another transaction",
+                    job.t.id,
+                    job.rc.round.len()
+                )
+            });
+            job.plan = None;
+            self.held.push_front(job);
+            return;
+        }
+        let outcome = job.rc.outcome(&job.job().rcpts, &replies);
+        job.complete(outcome);
+    }
+
+    /// The connection failed with transactions in flight: each gets the
+    /// outcome its replies allow, or is retried if none of its content
+    /// went out.
+    fn broken(&mut self, b: Broken<Job>, w: &mut WorkerCtx) {
+        self.drop_session();
+        let Broken {
+            error,
+            closing,
+            during_probe,
+            finished,
+            in_flight,
+        } = b;
+        if during_probe && !closing && error.is_connection_failure() && !error.is_timeout() {
+            w.log(WARN, || {
+                format!(
+                    "the connection died right after a transaction was pipelined behind the end of another ({}); \
+                     sending one transaction at a time to this server from now on",
+                    error.detail
+                )
+            });
+            self.learned.set(SERIAL);
+        }
+        for f in finished {
+            self.finished(f, w);
+        }
+        let mut retry = Vec::new();
+        for (mut job, r) in in_flight {
+            let stale = r.behind_failure && r.mail.as_ref().is_some_and(|m| m.code == 503);
+            if r.envelope_refused() && !stale {
+                // Known: nothing of it can have been accepted.
+                job.rc.settle(&r);
+                let outcome = job.rc.outcome(&job.job().rcpts, &r);
+                job.complete(outcome);
+                continue;
+            }
+            if r.content_sent && !closing && !stale {
+                let e = unknown_outcome(error.clone(), &job);
+                job.complete(Err(e));
+                continue;
+            }
+            // Nothing of it was accepted: a 421, or its content never went out.
+            let e = error.clone();
+            if job.t.attempts == 0 && connection_lost(&e) && !e.is_timeout() && job.t.is_live() {
+                job.t.attempts += 1;
+                retry.push(job);
+            } else if job.rc.delivered() > 0 {
+                let e = e.with_partial(job.rc.items(&job.job().rcpts));
+                job.complete(Err(e));
+            } else {
+                job.complete(Err(e));
+            }
+        }
+        if !retry.is_empty() {
+            w.log(WARN, || {
+                format!(
+                    "{}; retrying {} messages on a new connection",
+                    error.detail,
+                    retry.len()
+                )
+            });
+        }
+        for job in retry.into_iter().rev() {
+            self.held.push_front(job);
         }
     }
 
-    /// Runs one message. Returns the message to run next, and whether its
-    /// envelope is already on the wire.
-    fn step(&mut self, t: Ticket, on_wire: bool, w: &mut WorkerCtx) -> Option<(Ticket, bool)> {
+    /// Runs messages over the session (opened first if needed), starting
+    /// with `first`, until none is left or the connection ends.
+    fn run_connection(&mut self, first: Job, w: &mut WorkerCtx) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.conn.buffered() > 0 || s.conn.get_ref().readable_now())
+        {
+            // The server spoke (421, or closed) while the connection was
+            // idle: open a new one rather than send content into it.
+            w.log(DEBUG, || "the server closed the idle SMTP connection".into());
+            self.drop_session();
+        }
         if self.session.is_none() {
-            if !t.is_live() {
-                t.complete(Err(Error::cancelled()));
-                return w.try_next().map(|n| (n, false));
+            if !first.t.is_live() {
+                first.complete(Err(Error::cancelled()));
+                return;
             }
             if let Err(e) = self.open(w) {
-                t.complete(Err(e));
-                return None;
+                first.complete(Err(e));
+                return;
             }
         }
-        t.set_cancel_mode(CancelMode::Abort);
-        let s = self.session.as_mut().expect("opened above");
-        if !on_wire && !t.is_live() {
-            t.complete(Err(Error::cancelled()));
-            return w.try_next().map(|n| (n, false));
+        if !self.session.as_ref().expect("opened").ext.pipelining {
+            return self.run_lockstep(first, w);
         }
-        let plan = match Self::plan(&s.ext, job(&t)) {
-            Ok(p) => p,
-            Err(e) => {
-                t.complete(Err(e));
-                return w.try_next().map(|n| (n, false));
-            }
-        };
-
-        let env = match Self::envelope(s, &t, &plan, on_wire) {
-            Ok(env) => env,
-            Err(f) => return self.failed(t, f, None, w),
-        };
-        let go = env.mail.is_positive()
-            && env.rcpts.iter().any(Reply::is_positive)
-            && env
-                .data
-                .as_ref()
-                .is_some_and(|d| if plan.bdat { d.is_positive() } else { d.code == 354 });
-
-        if plan.bdat {
-            let s = self.session.as_mut().expect("session");
-            let final_reply = env.data.clone();
-            if go {
-                s.transactions += 1;
-                let r = final_reply.expect("go implies a reply");
-                let ok = Self::accepted(&r, &env, job(&t));
-                t.complete(Ok(ok));
-            } else {
-                s.need_rset = true;
-                let e = Self::refused(&env, job(&t));
-                let lost = e.reply_code == 421;
-                t.complete(Err(e));
-                if lost {
-                    self.drop_session();
+        let mut window: Window<Job> = Window::new(self.learned.mode());
+        let mut next = Some(first);
+        loop {
+            let mut more = true;
+            while window.can_push() {
+                let Some(job) = next.take().or_else(|| self.next_job(w)) else {
+                    more = false;
+                    break;
+                };
+                let Some(job) = self.ready(job) else { continue };
+                // Cancelling the only transaction in flight shuts the socket
+                // down (no wait outlives the cancel); with others in flight it
+                // completes the op at once and the connection carries on, so
+                // one cancel does not leave the others' outcomes unknown.
+                if let Some(j) = window.oldest() {
+                    j.t.set_cancel_mode(CancelMode::Defer);
+                    job.t.set_cancel_mode(CancelMode::Defer);
+                } else {
+                    job.t.set_cancel_mode(CancelMode::Abort);
+                }
+                let s = self.session.as_mut().expect("a session");
+                if let Err(b) = window.push(s, job) {
+                    return self.broken(b, w);
                 }
             }
-            return w.try_next().map(|n| (n, false));
-        }
-
-        if !go {
-            let e = Self::refused(&env, job(&t));
-            let s = self.session.as_mut().expect("session");
-            if env.data.as_ref().is_some_and(|d| d.code == 354) {
-                // DATA was accepted though no recipient was: end it empty (RFC 2920 §3.1).
-                let _ = s.send(b".\r\n").and_then(|_| s.reply());
-            }
-            s.need_rset = true;
-            let lost = connection_lost(&e);
-            if lost {
-                self.drop_session();
-                if t.attempts == 0 && e.reply_code == 421 {
-                    // The server closed an idle connection before accepting anything: retry once.
-                    let mut t = t;
-                    t.attempts += 1;
-                    return Some((t, false));
+            let s = self.session.as_mut().expect("a session");
+            match window.step(s, more) {
+                Ok(Event::Finished(f)) => {
+                    if window.probe_confirmed() {
+                        self.learned.set(STREAMS);
+                    }
+                    if window.in_flight() == 1 {
+                        if let Some(j) = window.oldest() {
+                            j.t.set_cancel_mode(CancelMode::Abort);
+                        }
+                    }
+                    self.finished(f, w);
+                    if self.session.is_none() {
+                        // Abandoned mid-DATA (nothing else can be in flight
+                        // then: DATA holds the window until its 354).
+                        if !window.is_empty() {
+                            let b = window.abandon_all(Error::new(
+                                Status::Io,
+                                "the connection was closed after a cancel",
+                            ));
+                            return self.broken(b, w);
+                        }
+                        return;
+                    }
                 }
+                Ok(Event::Ready) => {}
+                Ok(Event::Idle) => return,
+                Err(b) => return self.broken(b, w),
             }
-            t.complete(Err(e));
-            return if lost {
-                None
-            } else {
-                w.try_next().map(|n| (n, false))
-            };
-        }
-
-        // 354: the server waits for the content.
-        if !t.is_live() {
-            // Cancelled while its envelope was pipelined: there is no way to
-            // abort DATA, so give the connection up rather than send anything.
-            self.drop_session();
-            t.complete(Err(Error::cancelled()));
-            return w.try_next().map(|n| (n, false));
-        }
-        let next = self.next_pipelined(w);
-        let s = self.session.as_mut().expect("session");
-        let result = Self::content(s, &t, next.as_ref().map(|(n, p)| (n, p)));
-        let next = next.map(|(n, _)| n);
-        match result {
-            Ok(r) if r.is_positive() => {
-                s.transactions += 1;
-                let ok = Self::accepted(&r, &env, job(&t));
-                t.complete(Ok(ok));
-            }
-            Ok(r) => {
-                let lost = r.code == 421;
-                t.complete(Err(r.error("the message was refused")));
-                if lost {
-                    self.drop_session();
-                    return next.map(|n| (n, false));
-                }
-            }
-            Err(f) => return self.failed(t, f, next, w),
-        }
-        match next {
-            Some(n) => Some((n, true)),
-            None => w.try_next().map(|n| (n, false)),
         }
     }
 
-    /// The connection failed while `t` was running: close it; retry `t` once
-    /// if none of its content was sent, else complete it with the error.
-    /// `next` (pipelined behind `t`) is retried on a new connection.
-    fn failed(
-        &mut self,
-        mut t: Ticket,
-        f: Failure,
-        next: Option<Ticket>,
-        w: &mut WorkerCtx,
-    ) -> Option<(Ticket, bool)> {
-        self.drop_session();
-        let retry = match &f {
-            Failure::BeforeContent(e) => {
-                t.attempts == 0 && connection_lost(e) && !e.is_timeout() && t.is_live()
+    /// Without PIPELINING: one command at a time, stopping early when MAIL
+    /// or every RCPT fails.
+    fn run_lockstep(&mut self, first: Job, w: &mut WorkerCtx) {
+        let mut next = Some(first);
+        while let Some(job) = next.take().or_else(|| self.next_job(w)) {
+            let Some(job) = self.ready(job) else { continue };
+            job.t.set_cancel_mode(CancelMode::Abort);
+            let s = self.session.as_mut().expect("a session");
+            match lockstep(s, &job) {
+                (r, None) => {
+                    let closing = r.rcpts.iter().flatten().any(|r| r.code == 421)
+                        || r.mail.as_ref().is_some_and(|m| m.code == 421)
+                        || r.decisive().is_some_and(|d| d.code == 421);
+                    let f = Finished {
+                        payload: job,
+                        replies: r,
+                        abandoned: false,
+                    };
+                    if closing {
+                        self.drop_session();
+                        self.finished(f, w);
+                        return;
+                    }
+                    if !f.replies.delivered() {
+                        s.need_rset = true;
+                    }
+                    self.finished(f, w);
+                }
+                (r, Some(e)) => {
+                    let b = Broken {
+                        closing: e.reply_code == 421,
+                        error: e,
+                        during_probe: false,
+                        finished: Vec::new(),
+                        in_flight: vec![(job, r)],
+                    };
+                    return self.broken(b, w);
+                }
             }
-            Failure::AfterContent(_) => false,
-        };
-        if retry {
-            if let Failure::BeforeContent(e) = &f {
-                w.log(WARN, || {
-                    format!("op {}: {}; retrying on a new connection", t.id, e.detail)
-                });
+            if self.session.is_none() {
+                return;
             }
-            t.attempts += 1;
-            // The one pipelined behind it runs afterwards, on the new connection.
-            if let Some(n) = next {
-                self.held.push_front(n);
-            }
-            return Some((t, false));
         }
-        let e = match f {
-            Failure::BeforeContent(e) => e,
-            Failure::AfterContent(mut e) => {
-                e.detail = format!(
-                    "{}; the message content was sent but not acknowledged, so the server may or may not have accepted it",
-                    e.detail
-                );
-                e
+    }
+}
+
+/// One transaction, one command at a time.
+/// The replies, and the error that ended the connection if one did.
+fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) {
+    let mut r = Replies::default();
+    macro_rules! cmd {
+        ($c:expr) => {
+            match s.send($c.to_string().as_bytes()).and_then(|()| {
+                s.conn.get_ref().before_wait();
+                s.reply()
+            }) {
+                Ok(reply) => reply,
+                Err(e) => return (r, Some(e)),
             }
         };
-        t.complete(Err(e));
-        next.map(|n| (n, false))
+    }
+    if s.need_rset {
+        let reply = cmd!(Command::Rset);
+        if !reply.is_positive() {
+            return (r, Some(reply.error("RSET")));
+        }
+        s.need_rset = false;
+    }
+    let mail = cmd!(Command::Mail {
+        from: job.from(),
+        params: job.params(),
+    });
+    let go = mail.is_positive();
+    r.mail = Some(mail);
+    let rcpts = job.rcpts();
+    r.rcpts = vec![None; rcpts.len()];
+    if !go {
+        return (r, None);
+    }
+    for (k, to) in rcpts.iter().enumerate() {
+        let reply = cmd!(Command::Rcpt { to });
+        let closing = reply.code == 421;
+        r.rcpts[k] = Some(reply);
+        if closing {
+            return (r, None);
+        }
+    }
+    if r.accepted_rcpts() == 0 {
+        return (r, None);
+    }
+    let data = job.data();
+    let total = data.len() as u64;
+    let fail = |e: std::io::Error, r: Replies| (r, Some(Error::from_io(&e, "sending the message")));
+    match job.body() {
+        Body::Bdat => {
+            let head = Command::Bdat {
+                len: data.len(),
+                last: true,
+            }
+            .to_string();
+            s.trace_out(head.as_bytes());
+            r.content_sent = true;
+            if let Err(e) = s.conn.write_all(head.as_bytes()) {
+                return fail(e, r);
+            }
+            let mut sent = 0;
+            for chunk in data.chunks(WRITE_CHUNK) {
+                if let Err(e) = s.conn.write_all(chunk) {
+                    return fail(e, r);
+                }
+                sent += chunk.len();
+                job.progress(sent as u64, total);
+            }
+        }
+        Body::Data => {
+            let reply = cmd!(Command::Data);
+            let go = reply.code == 354;
+            r.data = Some(reply);
+            if !go {
+                return (r, None);
+            }
+            if !job.live() {
+                return (r, Some(Error::cancelled()));
+            }
+            r.content_sent = true;
+            s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
+            let mut stuffer = DotStuffer::default();
+            let mut out = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 32 + 8);
+            let mut sent = 0;
+            for chunk in data.chunks(WRITE_CHUNK) {
+                stuffer.encode(chunk, &mut out);
+                if let Err(e) = s.conn.write_all(&out) {
+                    return fail(e, r);
+                }
+                out.clear();
+                sent += chunk.len();
+                job.progress(sent as u64, total);
+            }
+            stuffer.finish(&mut out);
+            if let Err(e) = s.conn.write_all(&out) {
+                return fail(e, r);
+            }
+        }
+    }
+    if data.is_empty() {
+        job.progress(0, 0);
+    }
+    if let Err(e) = s.conn.flush() {
+        return fail(e, r);
+    }
+    s.conn.get_ref().before_wait();
+    match s.reply() {
+        Ok(reply) => {
+            r.last = Some(reply);
+            (r, None)
+        }
+        Err(e) => (r, Some(e)),
     }
 }
 
 impl Driver for SmtpDriver {
     fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
-        let mut cur = Some((first, false));
-        while let Some((t, on_wire)) = cur {
-            cur = self
-                .step(t, on_wire, w)
-                .or_else(|| self.held.pop_front().map(|t| (t, false)));
+        let mut cur = Some(Job::new(first));
+        while let Some(job) = cur.take().or_else(|| self.held.pop_front()) {
+            self.run_connection(job, w);
         }
     }
 
     fn close_idle(&mut self, w: &mut WorkerCtx) {
         if let Some(s) = self.session.take() {
             w.log(DEBUG, || "closing an idle SMTP connection".into());
-            s.quit();
+            s.quit(self.opts.io_timeout);
         }
     }
 }

@@ -29,6 +29,26 @@ impl Reply {
         (300..400).contains(&self.code)
     }
 
+    /// The enhanced status code (RFC 3463) the text starts with: "4.5.3 ..." is `(4, 5, 3)`.
+    pub fn enhanced(&self) -> Option<(u8, u16, u16)> {
+        let word = self.lines.first()?.split_whitespace().next()?;
+        let mut parts = word.split('.');
+        let class: u8 = parts.next()?.parse().ok()?;
+        let subject: u16 = parts.next()?.parse().ok()?;
+        let detail: u16 = parts.next()?.parse().ok()?;
+        if parts.next().is_some() || !(2..=5).contains(&class) || u16::from(class) != self.code / 100 {
+            return None;
+        }
+        Some((class, subject, detail))
+    }
+
+    /// A recipient deferred because the transaction has too many (RFC 5321
+    /// §4.5.3.1.10: 452; Dovecot says 451 4.5.3): it belongs in a later
+    /// transaction.
+    pub fn is_too_many_recipients(&self) -> bool {
+        self.code == 452 || ((400..500).contains(&self.code) && self.enhanced() == Some((4, 5, 3)))
+    }
+
     /// The whole text, lines joined by a space.
     pub fn text(&self) -> String {
         self.lines.join(" ")
@@ -178,6 +198,23 @@ mod tests {
     fn eof_mid_reply_is_io() {
         let e = read_reply(&mut conn("250-partial\r\n")).unwrap_err();
         assert_eq!(e.status, Status::Io);
+    }
+
+    #[test]
+    fn enhanced_codes_and_too_many_recipients() {
+        let r = |code, text: &str| Reply {
+            code,
+            lines: vec![text.into()],
+        };
+        assert_eq!(r(451, "4.5.3 Too many recipients").enhanced(), Some((4, 5, 3)));
+        assert!(r(451, "4.5.3 Too many recipients").is_too_many_recipients());
+        assert!(r(452, "4.5.3 Error: too many recipients").is_too_many_recipients());
+        assert!(r(452, "too many").is_too_many_recipients());
+        assert!(!r(451, "4.7.1 greylisted").is_too_many_recipients());
+        assert!(!r(550, "5.5.3 too many").is_too_many_recipients());
+        assert_eq!(r(250, "5.1.1 mismatch").enhanced(), None);
+        assert_eq!(r(250, "2.1.5").enhanced(), Some((2, 1, 5)));
+        assert_eq!(r(250, "ok").enhanced(), None);
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct Session<S: Read + Write> {
     pub need_rset: bool,
     /// Transactions completed on this connection.
     pub transactions: u64,
+    /// The server's greeting.
+    pub greeting: Option<Reply>,
     trace: Tracer,
     ctl: Option<CtlGuard>,
 }
@@ -127,6 +129,7 @@ impl<S: Read + Write> Session<S> {
             tls: false,
             need_rset: false,
             transactions: 0,
+            greeting: None,
             trace,
             ctl: None,
         }
@@ -171,7 +174,10 @@ impl<S: Read + Write> Session<S> {
     pub fn greeting(&mut self) -> Result<Reply> {
         let r = self.reply()?;
         match r.code {
-            220 => Ok(r),
+            220 => {
+                self.greeting = Some(r.clone());
+                Ok(r)
+            }
             421 => Err(r.error("the server refused the connection")),
             c if c >= 400 => Err(r.error("the server refused the connection")),
             _ => Err(Error::with_code(
@@ -259,6 +265,11 @@ impl<S: Read + Write> Session<S> {
     }
 }
 
+/// How long QUIT waits for its reply: IO_TIMEOUT_MS, but at most 2 s.
+pub fn quit_wait(io_timeout: Duration) -> Duration {
+    io_timeout.min(Duration::from_secs(2))
+}
+
 fn auth_error(r: &Reply) -> Error {
     match r.code {
         400..=499 => r.error("authentication"),
@@ -317,7 +328,13 @@ impl Session<Stream> {
             // they came over TLS: a known injection attack.
             return Err(Error::protocol("the server sent data after its STARTTLS reply"));
         }
-        let Session { conn, trace, ctl, .. } = self;
+        let Session {
+            conn,
+            trace,
+            ctl,
+            greeting,
+            ..
+        } = self;
         let Stream::Plain(tcp) = conn.into_inner() else {
             return Err(Error::protocol("STARTTLS on a TLS connection"));
         };
@@ -325,18 +342,19 @@ impl Session<Stream> {
         let mut s = Session::new(stream, trace);
         s.conn.set_max_line(o.max_line_bytes);
         s.ctl = ctl;
+        s.greeting = greeting;
         s.tls = true;
         s.hello(name)?;
         Ok(s)
     }
 
     /// Ends the session politely: QUIT, waiting briefly for the reply.
-    pub fn quit(mut self) {
+    pub fn quit(mut self, io_timeout: Duration) {
         let _ = self
             .conn
             .get_ref()
             .tcp()
-            .set_read_timeout(Some(Duration::from_secs(2)));
+            .set_read_timeout(Some(quit_wait(io_timeout)));
         let _ = self.command("QUIT");
     }
 }
@@ -447,6 +465,12 @@ mod tests {
         assert!(!s.ext.esmtp && !s.ext.pipelining);
         let e = session("421 4.3.2 busy\r\n", &[]).greeting().unwrap_err();
         assert_eq!((e.status, e.reply_code), (Status::Transient, 421));
+    }
+
+    #[test]
+    fn quit_waits_at_most_io_timeout() {
+        assert_eq!(quit_wait(Duration::from_millis(300)), Duration::from_millis(300));
+        assert_eq!(quit_wait(Duration::from_secs(60)), Duration::from_secs(2));
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   LOGIN over STARTTLS) relaying to its own `SmtpSink`. Users `alice`,
 //!   `bob`, `carol` with passwords `alicepass`, `bobpass`, `carolpass`. The
 //!   config template is `tests/servers/dovecot.conf.in`.
+//! * [`postfix::Postfix`]: a private full Postfix smtpd (PIPELINING,
+//!   CHUNKING, SMTPUTF8, SIZE, STARTTLS, a recipient limit) delivering into
+//!   a maildir; configs in `tests/servers/postfix/`.
 //! * [`imap_append`]: a minimal IMAP client that stores messages byte for
 //!   byte with APPEND, to put mail in independently of herald.
 //! * [`scripted`]: hostile or broken servers, a closure per connection.
@@ -41,6 +44,7 @@
 //! * `SmtpSink::start`: ~15 ms.
 //! * `Dovecot::start`: 0.1-0.2 s (including its smtp-sink, an EC certificate
 //!   and reading the IMAP, POP3 and submission greetings).
+//! * `Postfix::start`: ~0.5 s (mostly `postfix check`).
 //! * Dropping a `Dovecot` or `SmtpSink`: a few ms to ~30 ms.
 //! * A failed login takes ~0.5 s (Dovecot's failure timer granularity).
 
@@ -72,6 +76,7 @@ pub const USERS: [(&str, &str); 3] = [("alice", "alicepass"), ("bob", "bobpass")
 mod imap_append;
 #[allow(unused_imports)] // not every test file stores mail over IMAP
 pub use imap_append::imap_append;
+pub mod postfix;
 pub mod scripted;
 
 const DOVECOT_CONF_TEMPLATE: &str = include_str!("../servers/dovecot.conf.in");

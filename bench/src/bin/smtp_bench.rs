@@ -5,8 +5,14 @@
 //!
 //! ```text
 //! smtp_bench [--runs R] [--rtt-ms 20] [--rtt-msgs 500] [--loop-msgs 5000]
-//!            [--rows 1,2,3] [--no-verify]
+//!            [--stream-msgs 300] [--rows 1,2,3,4,5] [--no-verify]
 //! ```
+//!
+//! Rows 4 and 5 stream to a private full Postfix smtpd (PIPELINING,
+//! CHUNKING) through the delay proxy on one connection, 10 KB and 100 KB
+//! messages (`--stream-msgs` of the first, a third as many of the second),
+//! herald against the minimal BDAT streamer (`herald_bench::streamer`),
+//! measured in the same runs.
 //!
 //! Each run measures every row, smtp-source and herald in turn (which goes
 //! first alternates between runs); the table shows each cell's median over
@@ -29,7 +35,8 @@ use std::time::{Duration, Instant};
 use herald_bench::delay_proxy::DelayProxy;
 use herald_bench::load::{self, bench_message};
 use herald_bench::sink::CountingSink;
-use herald_bench::support::{self, SmtpSink};
+use herald_bench::streamer;
+use herald_bench::support::{self, postfix::Postfix, SmtpSink};
 
 struct Row {
     rtt: Option<Duration>,
@@ -66,6 +73,7 @@ struct Args {
     rtt_msgs: usize,
     loop_msgs: usize,
     rows: Vec<usize>,
+    stream_msgs: usize,
     verify: bool,
 }
 
@@ -75,7 +83,8 @@ fn parse_args() -> Args {
         rtt_ms: 20,
         rtt_msgs: 500,
         loop_msgs: 5000,
-        rows: vec![1, 2, 3],
+        rows: vec![1, 2, 3, 4, 5],
+        stream_msgs: 300,
         verify: true,
     };
     let mut it = std::env::args().skip(1);
@@ -90,13 +99,14 @@ fn parse_args() -> Args {
             "--rtt-msgs" => a.rtt_msgs = num(&val("--rtt-msgs")),
             "--loop-msgs" => a.loop_msgs = num(&val("--loop-msgs")),
             "--rows" => a.rows = val("--rows").split(',').map(num).collect(),
+            "--stream-msgs" => a.stream_msgs = num(&val("--stream-msgs")),
             "--no-verify" => a.verify = false,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
     }
-    if a.runs == 0 || a.rtt_ms < 2 || a.rows.iter().any(|r| !(1..=3).contains(r)) {
-        usage("--runs >= 1, --rtt-ms >= 2, --rows from 1,2,3");
+    if a.runs == 0 || a.rtt_ms < 2 || a.rows.iter().any(|r| !(1..=5).contains(r)) {
+        usage("--runs >= 1, --rtt-ms >= 2, --rows from 1,2,3,4,5");
     }
     a
 }
@@ -111,7 +121,7 @@ fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: smtp_bench [--runs R] [--rtt-ms 20] [--rtt-msgs 500] [--loop-msgs 5000] \
-         [--rows 1,2,3] [--no-verify]"
+         [--stream-msgs 300] [--rows 1,2,3,4,5] [--no-verify]"
     );
     std::process::exit(2);
 }
@@ -349,7 +359,19 @@ fn main() {
             n: args.loop_msgs,
         },
     ];
-    let rows: Vec<&Row> = args.rows.iter().map(|i| &all[i - 1]).collect();
+    let rows: Vec<&Row> = args
+        .rows
+        .iter()
+        .filter(|&&i| i <= 3)
+        .map(|i| &all[i - 1])
+        .collect();
+    let streaming: Vec<usize> = args.rows.iter().copied().filter(|&i| i > 3).collect();
+    if !streaming.is_empty() {
+        streaming_rows(&args, rtt, &streaming);
+    }
+    if rows.is_empty() {
+        return;
+    }
     let max_n = rows.iter().map(|r| r.n).max().unwrap_or(0);
     let msgs: Vec<Vec<u8>> = (0..max_n).map(bench_message).collect();
 
@@ -528,4 +550,119 @@ fn main() {
             busy(&s.herald_sink_cpu, &s.herald)
         );
     }
+}
+
+/// A message shaped like [`bench_message`], grown by 80-byte lines to at
+/// least `size` bytes.
+fn sized_message(seq: usize, size: usize) -> Vec<u8> {
+    let mut m = bench_message(seq);
+    let mut i = 0;
+    while m.len() < size {
+        let line = format!("{i:06}{}\r\n", "Y".repeat(72));
+        m.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    m
+}
+
+/// Rows 4 and 5: herald and the minimal BDAT streamer, one connection to a
+/// private Postfix smtpd through the delay proxy.
+fn streaming_rows(args: &Args, rtt: Duration, which: &[usize]) {
+    let pf = Postfix::start();
+    let upstream: SocketAddr = format!("127.0.0.1:{}", pf.port).parse().unwrap();
+    let proxy = DelayProxy::start(upstream, rtt / 2);
+    let r = proxy_rtts(proxy.port, 1, 20);
+    println!(
+        "private Postfix smtpd (PIPELINING CHUNKING; accepted mail is discarded) on port {}, delay proxy \
+         on port {}: NOOP round trip median {:.2} ms",
+        pf.port,
+        proxy.port,
+        ms(r[r.len() / 2])
+    );
+    let specs: Vec<(usize, &str, usize, usize)> = which
+        .iter()
+        .map(|&row| match row {
+            4 => (row, "10 KB", 10_356, args.stream_msgs),
+            _ => (row, "100 KB", 100 * 1024, (args.stream_msgs / 3).max(1)),
+        })
+        .collect();
+    let mut table = Vec::new();
+    for &(row, label, size, n) in &specs {
+        let msgs: Vec<Vec<u8>> = (0..n)
+            .map(|i| sized_message(2_000_000 + row * 100_000 + i, size))
+            .collect();
+        let mut herald = Vec::new();
+        let mut reference = Vec::new();
+        let mut cpu = (Vec::new(), Vec::new());
+        for run in 0..args.runs {
+            let measure_ref = || {
+                let t = streamer::reference_bdat_stream(proxy.port, 1, &msgs, streamer::WINDOW)
+                    .unwrap_or_else(|e| panic!("streamer: {e}"));
+                (n as f64 / t.wall.as_secs_f64(), us_per_msg(t.cpu, n))
+            };
+            let measure_herald = || {
+                let h = load::herald_send(proxy.port, 1, &msgs);
+                assert!(
+                    h.ok == n && h.failed == 0,
+                    "herald: {} ok, {} failed of {n}: {:?}",
+                    h.ok,
+                    h.failed,
+                    h.first_error
+                );
+                (n as f64 / h.elapsed.as_secs_f64(), us_per_msg(h.cpu, n))
+            };
+            let (rf, he) = if run % 2 == 0 {
+                let a = measure_ref();
+                (a, measure_herald())
+            } else {
+                let b = measure_herald();
+                (measure_ref(), b)
+            };
+            println!(
+                "run {}/{}: Postfix, {} ms RTT, 1 connection, {n} × {label}: minimal BDAT streamer \
+                 {:.1}/s, herald {:.1}/s, ratio {:.2}",
+                run + 1,
+                args.runs,
+                rtt.as_millis(),
+                rf.0,
+                he.0,
+                he.0 / rf.0
+            );
+            reference.push(rf.0);
+            herald.push(he.0);
+            cpu.0.push(rf.1);
+            cpu.1.push(he.1);
+        }
+        table.push((label, n, msgs[0].len(), reference, herald, cpu));
+    }
+    drop(proxy);
+    println!();
+    println!(
+        "Streaming to a private Postfix smtpd (PIPELINING, CHUNKING), {} ms RTT through the delay \
+         proxy, one connection; median of {} runs (range); messages/s and messages per round trip:",
+        rtt.as_millis(),
+        args.runs
+    );
+    println!();
+    println!(
+        "| setup | minimal BDAT streamer | herald | herald / streamer | per round trip: streamer, herald \
+         | CPU µs per message: streamer, herald |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (label, n, size, reference, herald, cpu) in &table {
+        let ratios: Vec<f64> = herald.iter().zip(reference).map(|(h, r)| h / r).collect();
+        let per_rt = |v: &[f64]| stats(v).0 * rtt.as_secs_f64();
+        println!(
+            "| Postfix, {} ms RTT, 1 connection, {n} × {label} ({size} B) | {} | {} | {} | {:.1}, {:.1} | {:.0}, {:.0} |",
+            rtt.as_millis(),
+            rate_cell(reference),
+            rate_cell(herald),
+            ratio_cell(&ratios),
+            per_rt(reference),
+            per_rt(herald),
+            stats(&cpu.0).0,
+            stats(&cpu.1).0
+        );
+    }
+    println!();
 }

@@ -1,0 +1,76 @@
+//! SMTP commands of a mail transaction as small values whose `Display`
+//! writes the exact protocol line, CRLF included.
+
+use std::fmt;
+
+/// One command of a mail transaction (RFC 5321 §4.1.1, RFC 3030).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Rset,
+    /// `params` starts with a space when not empty (" SIZE=123 BODY=8BITMIME").
+    Mail {
+        from: &'a str,
+        params: &'a str,
+    },
+    Rcpt {
+        to: &'a str,
+    },
+    Data,
+    /// A chunk of `len` bytes follows the line unchanged.
+    Bdat {
+        len: usize,
+        last: bool,
+    },
+    Quit,
+}
+
+impl fmt::Display for Command<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Rset => f.write_str("RSET\r\n"),
+            Command::Mail { from, params } => write!(f, "MAIL FROM:<{from}>{params}\r\n"),
+            Command::Rcpt { to } => write!(f, "RCPT TO:<{to}>\r\n"),
+            Command::Data => f.write_str("DATA\r\n"),
+            Command::Bdat { len, last: true } => write!(f, "BDAT {len} LAST\r\n"),
+            Command::Bdat { len, last: false } => write!(f, "BDAT {len}\r\n"),
+            Command::Quit => f.write_str("QUIT\r\n"),
+        }
+    }
+}
+
+impl Command<'_> {
+    /// Appends the command line to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = write!(out, "{self}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let mut out = Vec::new();
+        Command::Rset.write_to(&mut out);
+        Command::Mail {
+            from: "a@b",
+            params: " SIZE=5",
+        }
+        .write_to(&mut out);
+        Command::Rcpt { to: "c@d" }.write_to(&mut out);
+        Command::Data.write_to(&mut out);
+        Command::Bdat { len: 5, last: true }.write_to(&mut out);
+        Command::Bdat { len: 0, last: false }.write_to(&mut out);
+        Command::Quit.write_to(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "RSET\r\nMAIL FROM:<a@b> SIZE=5\r\nRCPT TO:<c@d>\r\nDATA\r\nBDAT 5 LAST\r\nBDAT 0\r\nQUIT\r\n"
+        );
+        assert_eq!(
+            Command::Mail { from: "", params: "" }.to_string(),
+            "MAIL FROM:<>\r\n"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! A message's outcome over one or more transactions: which recipients
+//! were finally accepted, refused or deferred, and what the op reports.
+//!
+//! A recipient refused with 452 (too many recipients, RFC 5321
+//! §4.5.3.1.10; or any 4xx with enhanced code 4.5.3) goes into a later transaction of the same message, as long
+//! as each transaction gets the message accepted for someone. The op is OK
+//! only when every recipient was finally accepted or refused permanently
+//! (and at least one accepted); a recipient still deferred makes it
+//! TRANSIENT, with every recipient's final answer in its result.
+
+use super::pipeline::Replies;
+use super::reply::Reply;
+use crate::result::{field, ResultData, ResultItem, Success};
+use crate::status::{Error, Status};
+
+/// Most transactions one message may take.
+pub(crate) const MAX_ROUNDS: u32 = 100;
+
+/// The recipients of one message and their answers so far.
+#[derive(Clone, Debug)]
+pub struct Recipients {
+    /// The final answer of each recipient, once it has one.
+    pub answers: Vec<Option<Reply>>,
+    /// Indexes of the recipients in the current transaction.
+    pub round: Vec<usize>,
+    /// Transactions finished so far.
+    pub rounds: u32,
+}
+
+impl Recipients {
+    pub fn new(n: usize) -> Self {
+        Recipients {
+            answers: vec![None; n],
+            round: (0..n).collect(),
+            rounds: 0,
+        }
+    }
+
+    /// Recipients the server took the message for.
+    pub fn delivered(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| a.as_ref().is_some_and(Reply::is_positive))
+            .count()
+    }
+
+    /// Files a finished transaction's replies. True when recipients
+    /// deferred with 452 are due in another transaction (now `round`).
+    pub fn settle(&mut self, r: &Replies) -> bool {
+        self.rounds += 1;
+        let mail = r.mail.as_ref().filter(|m| !m.is_positive());
+        let decisive = r.decisive();
+        let content_ok = r.delivered();
+        let mut again = Vec::new();
+        let mut progress = false;
+        for (k, &i) in self.round.iter().enumerate() {
+            let rcpt = r.rcpts.get(k).cloned().flatten();
+            self.answers[i] = Some(match (mail, rcpt) {
+                (Some(m), _) => m.clone(),
+                (None, Some(x)) if x.is_positive() => match decisive {
+                    Some(d) if !content_ok => d.clone(),
+                    _ => {
+                        progress = true;
+                        x
+                    }
+                },
+                (None, Some(x)) => {
+                    if x.is_too_many_recipients() {
+                        again.push(i);
+                    }
+                    x
+                }
+                (None, None) => Reply {
+                    code: 0,
+                    lines: vec!["no reply".into()],
+                },
+            });
+        }
+        if progress && !again.is_empty() && self.rounds < MAX_ROUNDS {
+            for &i in &again {
+                self.answers[i] = None;
+            }
+            self.round = again;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One result item per recipient: the address and its final answer.
+    pub fn items(&self, addrs: &[String]) -> ResultData {
+        ResultData::new(
+            addrs
+                .iter()
+                .zip(&self.answers)
+                .map(|(a, r)| {
+                    let mut item = ResultItem::new(0).with_str(field::NAME, a);
+                    if let Some(r) = r {
+                        item = item
+                            .with_int(field::REPLY_CODE, r.code as u64)
+                            .with_str(field::REPLY_TEXT, &r.text());
+                    }
+                    item
+                })
+                .collect(),
+        )
+    }
+
+    /// The op's outcome once no transaction is due; `last` is the last
+    /// transaction's replies.
+    pub fn outcome(&self, addrs: &[String], last: &Replies) -> std::result::Result<Success, Error> {
+        let single = self.rounds <= 1;
+        if single {
+            // One transaction: report it as the server put it.
+            if let Some(m) = last.mail.as_ref().filter(|m| !m.is_positive()) {
+                return Err(m.error("MAIL FROM refused"));
+            }
+            if last.accepted_rcpts() > 0 {
+                match (&last.data, &last.last) {
+                    (Some(d), _) if d.code != 354 => return Err(d.error("DATA refused")),
+                    (_, Some(f)) if !f.is_positive() => return Err(f.error("the message was refused")),
+                    (_, None) => return Err(Error::protocol("no final reply")),
+                    _ => {}
+                }
+            }
+        }
+        let answer = |i: usize| self.answers[i].as_ref();
+        let n = addrs.len();
+        let accepted = self.delivered();
+        let deferred: Vec<usize> = (0..n)
+            .filter(|&i| answer(i).is_none_or(|r| !(200..300).contains(&r.code) && r.code < 500))
+            .collect();
+        let refused: Vec<usize> = (0..n)
+            .filter(|&i| answer(i).is_some_and(|r| r.code >= 500))
+            .collect();
+        let show = |i: usize| match answer(i) {
+            Some(r) => format!("{} ({r})", addrs[i]),
+            None => format!("{} (no answer)", addrs[i]),
+        };
+        if accepted == 0 {
+            let list: Vec<String> = (0..n)
+                .map(|i| match answer(i) {
+                    Some(r) => format!("{}: {r}", addrs[i]),
+                    None => format!("{}: no answer", addrs[i]),
+                })
+                .collect();
+            let first = answer(0).cloned().unwrap_or(Reply {
+                code: 0,
+                lines: vec![],
+            });
+            let mut e = first.error("");
+            // Permanent only if every recipient was refused permanently.
+            if !deferred.is_empty() {
+                e.status = Status::Transient;
+            }
+            e.detail = format!("every recipient was refused: {}", list.join("; "));
+            return Err(e.with_partial(self.items(addrs)));
+        }
+        let mut detail = last
+            .decisive()
+            .filter(|r| r.is_positive())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if accepted < n {
+            detail.push_str(&format!("; accepted for {accepted} of {n} recipients"));
+        }
+        if self.rounds > 1 {
+            detail.push_str(&format!(" in {} transactions", self.rounds));
+        }
+        if !deferred.is_empty() {
+            let list: Vec<String> = deferred.iter().map(|&i| show(i)).collect();
+            detail.push_str(&format!(", still deferred: {}", list.join(", ")));
+        }
+        if !refused.is_empty() {
+            let list: Vec<String> = refused.iter().map(|&i| show(i)).collect();
+            detail.push_str(&format!(", refused: {}", list.join(", ")));
+        }
+        if let Some(&i) = deferred.first() {
+            let code = answer(i).map_or(0, |r| r.code as i32);
+            return Err(Error::with_code(Status::Transient, code, detail).with_partial(self.items(addrs)));
+        }
+        let code = last.decisive().map_or(250, |r| r.code as i32);
+        Ok(Success::new(code, detail).with_result(self.items(addrs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(code: u16) -> Option<Reply> {
+        Some(Reply {
+            code,
+            lines: vec![format!("text {code}")],
+        })
+    }
+
+    fn bdat(mail: u16, rcpts: &[u16], last: u16) -> Replies {
+        Replies {
+            mail: r(mail),
+            rcpts: rcpts.iter().map(|&c| r(c)).collect(),
+            last: r(last),
+            content_sent: true,
+            ..Replies::default()
+        }
+    }
+
+    fn addrs(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("r{i}@example.org")).collect()
+    }
+
+    #[test]
+    fn too_many_recipients_go_in_later_transactions() {
+        let a = addrs(8);
+        let mut rc = Recipients::new(8);
+        assert!(rc.settle(&bdat(250, &[250, 250, 250, 250, 250, 452, 452, 452], 250)));
+        assert_eq!(rc.round, [5, 6, 7]);
+        assert!(!rc.settle(&bdat(250, &[250, 250, 250], 250)));
+        let ok = rc.outcome(&a, &bdat(250, &[250, 250, 250], 250)).unwrap();
+        assert_eq!(ok.reply_code, 250);
+        assert!(ok.detail.contains("in 2 transactions"), "{}", ok.detail);
+        let items = ok.result.unwrap();
+        assert_eq!(items.items.len(), 8);
+        assert!(items
+            .items
+            .iter()
+            .all(|i| i.int_field(field::REPLY_CODE) == Some(250)));
+    }
+
+    #[test]
+    fn a_recipient_still_deferred_is_transient_with_its_reply() {
+        let a = addrs(3);
+        let mut rc = Recipients::new(3);
+        // 450 (mailbox busy) is not retried at once; 452 without progress neither.
+        assert!(!rc.settle(&bdat(250, &[250, 450, 554], 250)));
+        let e = rc.outcome(&a, &bdat(250, &[250, 450, 554], 250)).unwrap_err();
+        assert_eq!((e.status, e.reply_code), (Status::Transient, 450));
+        assert!(
+            e.detail.contains("still deferred: r2@example.org (450"),
+            "{}",
+            e.detail
+        );
+        assert!(e.detail.contains("refused: r3@example.org (554"), "{}", e.detail);
+        assert_eq!(e.partial.unwrap().items.len(), 3);
+
+        let mut rc = Recipients::new(2);
+        assert!(rc.settle(&bdat(250, &[250, 452], 250)));
+        assert!(!rc.settle(&bdat(250, &[452], 503)));
+        let e = rc.outcome(&a[..2], &bdat(250, &[452], 503)).unwrap_err();
+        assert_eq!((e.status, e.reply_code), (Status::Transient, 452));
+    }
+
+    #[test]
+    fn accepted_or_permanently_refused_is_ok() {
+        let a = addrs(2);
+        let mut rc = Recipients::new(2);
+        assert!(!rc.settle(&bdat(250, &[250, 550], 250)));
+        let ok = rc.outcome(&a, &bdat(250, &[250, 550], 250)).unwrap();
+        assert!(ok.detail.contains("accepted for 1 of 2"), "{}", ok.detail);
+    }
+
+    #[test]
+    fn single_transaction_refusals_keep_their_status() {
+        let a = addrs(2);
+        let cases = [
+            (
+                bdat(550, &[503, 503], 503),
+                Status::Rejected,
+                550,
+                "MAIL FROM refused",
+            ),
+            (
+                bdat(451, &[503, 503], 503),
+                Status::Transient,
+                451,
+                "MAIL FROM refused",
+            ),
+            (
+                bdat(250, &[250, 250], 554),
+                Status::Rejected,
+                554,
+                "the message was refused",
+            ),
+            (
+                bdat(250, &[550, 450], 554),
+                Status::Transient,
+                550,
+                "every recipient was refused",
+            ),
+            (
+                bdat(250, &[550, 551], 554),
+                Status::Rejected,
+                550,
+                "every recipient was refused",
+            ),
+        ];
+        for (rep, status, code, text) in cases {
+            let mut rc = Recipients::new(2);
+            assert!(!rc.settle(&rep));
+            let e = rc.outcome(&a, &rep).unwrap_err();
+            assert_eq!((e.status, e.reply_code), (status, code), "{rep:?}");
+            assert!(e.detail.contains(text), "{}", e.detail);
+        }
+        // DATA refused.
+        let rep = Replies {
+            mail: r(250),
+            rcpts: vec![r(250)],
+            data: r(554),
+            ..Replies::default()
+        };
+        let mut rc = Recipients::new(1);
+        rc.settle(&rep);
+        let e = rc.outcome(&a[..1], &rep).unwrap_err();
+        assert!(e.detail.starts_with("DATA refused"), "{}", e.detail);
+    }
+}
