@@ -775,11 +775,11 @@ mod tests {
 
     fn send(c: &Client, i: usize) -> OpId {
         c.submit(Submit {
-            work: Work::Send(SendJob {
-                from: "a@example.org".into(),
-                rcpts: vec!["b@example.org".into()],
-                data: format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
-            }),
+            work: Work::Send(SendJob::new(
+                "a@example.org".into(),
+                vec!["b@example.org".into()],
+                format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
+            )),
             notify: Notify::Callback(Arc::new(|_| std::thread::sleep(Duration::from_micros(50)))),
             on_change: None,
             token: i,

@@ -489,11 +489,11 @@ impl MessageDraft {
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
     pub fn to_send_job(&self) -> Result<SendJob> {
         let (from, rcpts) = self.check_complete()?;
-        Ok(SendJob {
-            from: from.email.to_string(),
-            rcpts: rcpts.iter().map(|a| a.to_string()).collect(),
-            data: self.to_bytes()?,
-        })
+        Ok(SendJob::new(
+            from.email.to_string(),
+            rcpts.iter().map(|a| a.to_string()).collect(),
+            self.to_bytes()?,
+        ))
     }
 }
 

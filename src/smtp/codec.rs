@@ -20,37 +20,37 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    pub fn encode(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    /// Appends the encoding of `input` to `out`. Only the line feeds are
+    /// visited (found with `memchr`); the bytes between them are copied in
+    /// as few spans as possible, split only where a CR or a '.' goes in.
+    pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = input.last() else { return };
         out.reserve(input.len() + input.len() / 64 + 8);
-        while !input.is_empty() {
-            if self.at_line_start && input[0] == b'.' {
-                out.push(b'.');
+        if self.at_line_start && input[0] == b'.' {
+            out.push(b'.');
+        }
+        // input[start..] is not yet in `out`.
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', input) {
+            let cr_before = if i == 0 {
+                self.prev_cr
+            } else {
+                input[i - 1] == b'\r'
+            };
+            if !cr_before {
+                out.extend_from_slice(&input[start..i]);
+                out.push(b'\r');
+                start = i;
             }
-            match input.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let line = &input[..i];
-                    out.extend_from_slice(line);
-                    let cr_before = if i == 0 {
-                        self.prev_cr
-                    } else {
-                        line[i - 1] == b'\r'
-                    };
-                    if !cr_before {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.at_line_start = true;
-                    self.prev_cr = false;
-                    input = &input[i + 1..];
-                }
-                None => {
-                    out.extend_from_slice(input);
-                    self.at_line_start = false;
-                    self.prev_cr = input.last() == Some(&b'\r');
-                    input = &[];
-                }
+            if input.get(i + 1) == Some(&b'.') {
+                out.extend_from_slice(&input[start..=i]);
+                out.push(b'.');
+                start = i + 1;
             }
         }
+        out.extend_from_slice(&input[start..]);
+        self.at_line_start = last == b'\n';
+        self.prev_cr = last == b'\r';
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) {
@@ -66,7 +66,8 @@ impl DotStuffer {
     }
 }
 
-/// What a message's bytes and envelope need from the server.
+/// What a message's bytes and envelope need from the server. Computed once,
+/// when the message is submitted (`SendJob::new`), and carried with it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
     /// Bytes >= 0x80: BODY=8BITMIME.
@@ -78,6 +79,13 @@ pub struct Needs {
 }
 
 impl Needs {
+    /// Needs nothing: ASCII 7-bit text with CRLF lines and ASCII addresses.
+    pub const NONE: Needs = Needs {
+        eight_bit: false,
+        binary: false,
+        smtputf8: false,
+    };
+
     pub fn of(from: &str, rcpts: &[String], data: &[u8]) -> Needs {
         let mut n = Needs {
             smtputf8: !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()),
@@ -90,8 +98,7 @@ impl Needs {
 }
 
 /// Does `data` hold a NUL, a bare CR or a bare LF (what DATA can't carry
-/// unchanged)? Runs for every message, twice when pipelined, so it is
-/// written to vectorize: past the first byte, `data` is clean iff every
+/// unchanged)? Runs for every message, so it is written to vectorize: past the first byte, `data` is clean iff every
 /// byte is non-NUL and is an LF exactly when the byte before it is a CR.
 /// That test runs branch-free over 64-byte blocks, stopping at the first
 /// block that fails it.
@@ -153,6 +160,152 @@ mod tests {
         let whole = stuff_in_chunks(msg, 10_000);
         for chunk in 1..msg.len() {
             assert_eq!(stuff_in_chunks(msg, chunk), whole, "chunk size {chunk}");
+        }
+    }
+
+    /// The byte-by-byte encoder `DotStuffer` replaced: the definition the
+    /// scanning one must match, chunk by chunk, state included.
+    #[derive(Default)]
+    struct Reference {
+        started: bool,
+        at_line_start: bool,
+        prev_cr: bool,
+    }
+
+    impl Reference {
+        fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+            if !self.started {
+                self.started = true;
+                self.at_line_start = true;
+            }
+            for &b in input {
+                if self.at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                if b == b'\n' && !self.prev_cr {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                self.at_line_start = b == b'\n';
+                self.prev_cr = b == b'\r';
+            }
+        }
+
+        fn finish(&mut self, out: &mut Vec<u8>) {
+            let at_line_start = !self.started || self.at_line_start;
+            if !at_line_start {
+                out.extend_from_slice(if self.prev_cr { b"\n" } else { b"\r\n" });
+            }
+            out.extend_from_slice(b".\r\n");
+            *self = Reference::default();
+        }
+    }
+
+    fn reference(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut r = Reference::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            r.encode(c, &mut out);
+        }
+        r.finish(&mut out);
+        out
+    }
+
+    /// xorshift64*: reproducible pseudo-random numbers for the tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn tricky_inputs() {
+        let cases: &[(&[&[u8]], &[u8])] = &[
+            // A dot right after a chunk that ends a line.
+            (&[b"a\r\n", b".b\r\n"], b"a\r\n..b\r\n.\r\n"),
+            (&[b"a\n", b".b"], b"a\r\n..b\r\n.\r\n"),
+            // CR and LF split across chunks: no CR added.
+            (&[b"a\r", b"\nb\r\n"], b"a\r\nb\r\n.\r\n"),
+            (&[b"a\r", b"\n.b"], b"a\r\n..b\r\n.\r\n"),
+            // A bare LF at a chunk start after a chunk not ending in CR.
+            (&[b"a", b"\nb"], b"a\r\nb\r\n.\r\n"),
+            // Bare CR is kept, bare LF gets its CR; a dot after either.
+            (&[b"a\rb\nc\r\n"], b"a\rb\r\nc\r\n.\r\n"),
+            (&[b"\n.\n."], b"\r\n..\r\n..\r\n.\r\n"),
+            (&[b"a\r.b\r\n"], b"a\r.b\r\n.\r\n"),
+            // Final line without CRLF; a final lone CR gets its LF.
+            (&[b"last"], b"last\r\n.\r\n"),
+            (&[b"x\r"], b"x\r\n.\r\n"),
+            (&[b"x", b"\r"], b"x\r\n.\r\n"),
+            // Empty chunks change nothing, anywhere.
+            (&[b"", b".", b"", b"\n", b""], b"..\r\n.\r\n"),
+            (&[b""], b".\r\n"),
+            (&[b"."], b"..\r\n.\r\n"),
+            (&[b"..\r\n"], b"...\r\n.\r\n"),
+        ];
+        for (chunks, want) in cases {
+            let mut d = DotStuffer::default();
+            let mut out = Vec::new();
+            for c in *chunks {
+                d.encode(c, &mut out);
+            }
+            d.finish(&mut out);
+            assert_eq!(out, *want, "{chunks:?}");
+            assert_eq!(reference(chunks), *want, "reference, {chunks:?}");
+        }
+    }
+
+    #[test]
+    fn matches_the_byte_by_byte_encoder_on_random_inputs() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        // Mostly the bytes that matter, in runs, so that dots follow line
+        // ends and CR/LF pairs straddle chunk edges often.
+        let alphabet: &[u8] = b"..\r\n\r\n\naZ\0\xff";
+        let mut d = DotStuffer::default();
+        for round in 0..4000 {
+            let len = match round % 4 {
+                0 => rng.below(8),
+                1 => rng.below(64),
+                2 => rng.below(600),
+                _ => rng.below(5000),
+            };
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.below(4) == 0 {
+                        b'x'
+                    } else {
+                        alphabet[rng.below(alphabet.len())]
+                    }
+                })
+                .collect();
+            // Random chunk edges, empty chunks included.
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < input.len() {
+                let most = if rng.below(3) == 0 { 4 } else { 300 };
+                let n = rng.below(most);
+                let end = (at + n).min(input.len());
+                chunks.push(&input[at..end]);
+                at = end;
+            }
+            let want = reference(&chunks);
+            let mut out = Vec::new();
+            for c in &chunks {
+                d.encode(c, &mut out);
+            }
+            d.finish(&mut out);
+            assert_eq!(out, want, "round {round}: {input:?} in {} chunks", chunks.len());
+            // The same bytes in one chunk encode the same.
+            assert_eq!(stuff_in_chunks(&input, input.len().max(1)), want);
         }
     }
 
