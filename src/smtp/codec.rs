@@ -53,6 +53,19 @@ impl DotStuffer {
         self.prev_cr = last == b'\r';
     }
 
+    /// Moves the state past `input`, which the caller sends as it is: for
+    /// messages whose `Needs::verbatim` says no byte of them changes.
+    pub fn skip(&mut self, input: &[u8]) {
+        debug_assert!(!input
+            .windows(2)
+            .any(|w| w == b"\n." || (w[1] == b'\n' && w[0] != b'\r')));
+        if let Some(&last) = input.last() {
+            debug_assert!(!(self.at_line_start && input[0] == b'.'));
+            self.at_line_start = last == b'\n';
+            self.prev_cr = last == b'\r';
+        }
+    }
+
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.at_line_start {
             if self.prev_cr {
@@ -76,6 +89,8 @@ pub struct Needs {
     pub binary: bool,
     /// Non-ASCII addresses: SMTPUTF8.
     pub smtputf8: bool,
+    /// A line starts with '.': DATA doubles it.
+    pub dot_lines: bool,
 }
 
 impl Needs {
@@ -84,47 +99,166 @@ impl Needs {
         eight_bit: false,
         binary: false,
         smtputf8: false,
+        dot_lines: false,
     };
 
     pub fn of(from: &str, rcpts: &[String], data: &[u8]) -> Needs {
-        let mut n = Needs {
+        let scan = scan(data);
+        Needs {
             smtputf8: !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()),
-            ..Needs::default()
-        };
-        n.eight_bit = !data.is_ascii();
-        n.binary = has_binary(data);
-        n
+            eight_bit: scan.high,
+            binary: scan.binary,
+            dot_lines: scan.dot_lines,
+        }
+    }
+
+    /// Does DATA carry the message byte for byte, with no dot doubled and
+    /// no CR added, so that only the terminator follows it?
+    pub fn verbatim(&self) -> bool {
+        !self.binary && !self.dot_lines
     }
 }
 
-/// Does `data` hold a NUL, a bare CR or a bare LF (what DATA can't carry
-/// unchanged)? Runs for every message, so it is written to vectorize: past the first byte, `data` is clean iff every
-/// byte is non-NUL and is an LF exactly when the byte before it is a CR.
-/// That test runs branch-free over 64-byte blocks, stopping at the first
-/// block that fails it.
-fn has_binary(data: &[u8]) -> bool {
-    const BLOCK: usize = 64;
+/// What one pass over a message's bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// A NUL, a bare CR or a bare LF (what DATA can't carry unchanged).
+    binary: bool,
+    /// A line that starts with '.'.
+    dot_lines: bool,
+    /// A byte >= 0x80.
+    high: bool,
+}
+
+/// Scans every byte of every message once, at submit. Past the first byte,
+/// the data is free of NULs and bare CR/LF iff every byte is non-NUL and is
+/// an LF exactly when the byte before it is a CR; a line starts with a dot
+/// where a '.' follows an LF. Both tests and the high-bit test run
+/// branch-free over 16 or 32 bytes at a time (SSE2, or AVX2 when the CPU
+/// has it), comparing each block with the same block shifted by one byte.
+fn scan(data: &[u8]) -> Scan {
+    scan_with(data, blocks)
+}
+
+fn scan_with(data: &[u8], blocks: fn(&[u8]) -> (Acc, usize)) -> Scan {
     let (Some(&first), Some(&last)) = (data.first(), data.last()) else {
-        return false;
+        return Scan::default();
     };
-    if first == 0 || first == b'\n' || last == b'\r' {
-        return true;
+    let (mut acc, i) = blocks(data);
+    for k in i.max(1)..data.len() {
+        acc.add(data[k - 1], data[k]);
     }
-    let bad = |prev: u8, cur: u8| u8::from((cur == b'\n') != (prev == b'\r')) | u8::from(cur == 0);
-    let mut i = 1;
-    while i + BLOCK <= data.len() {
-        let prev: &[u8; BLOCK] = data[i - 1..i - 1 + BLOCK].try_into().expect("BLOCK bytes");
-        let cur: &[u8; BLOCK] = data[i..i + BLOCK].try_into().expect("BLOCK bytes");
-        let mut any = 0u8;
-        for j in 0..BLOCK {
-            any |= bad(prev[j], cur[j]);
-        }
-        if any != 0 {
-            return true;
-        }
-        i += BLOCK;
+    Scan {
+        binary: acc.bad != 0 || first == 0 || first == b'\n' || last == b'\r',
+        dot_lines: acc.dot != 0 || first == b'.',
+        high: (acc.high | first) >= 0x80,
     }
-    (i..data.len()).any(|k| bad(data[k - 1], data[k]) != 0)
+}
+
+/// What `scan` collects, byte by byte where no block is left.
+#[derive(Default)]
+struct Acc {
+    bad: u8,
+    dot: u8,
+    high: u8,
+}
+
+impl Acc {
+    fn add(&mut self, prev: u8, cur: u8) {
+        self.bad |= u8::from((cur == b'\n') != (prev == b'\r')) | u8::from(cur == 0);
+        self.dot |= u8::from(cur == b'.' && prev == b'\n');
+        self.high |= cur;
+    }
+}
+
+/// The block part of `scan`: data[1..i] scanned, returns (what, i).
+#[cfg(target_arch = "x86_64")]
+fn blocks(data: &[u8]) -> (Acc, usize) {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { blocks_avx2(data) }
+    } else {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { blocks_sse2(data) }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn blocks(_data: &[u8]) -> (Acc, usize) {
+    (Acc::default(), 1)
+}
+
+macro_rules! simd_blocks {
+    ($name:ident, $feature:literal, $vec:ty, $width:literal, $load:ident, $set1:ident, $cmpeq:ident,
+     $or:ident, $and:ident, $xor:ident, $zero:ident, $movemask:ident) => {
+        /// # Safety
+        /// The CPU must have the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(data: &[u8]) -> (Acc, usize) {
+            use std::arch::x86_64::*;
+            let p = data.as_ptr();
+            let (lf, cr, dot) = ($set1(b'\n' as i8), $set1(b'\r' as i8), $set1(b'.' as i8));
+            let zero = $zero();
+            let (mut bad, mut dots, mut high) = (zero, zero, zero);
+            let mut i = 1;
+            while i + $width <= data.len() {
+                // SAFETY: i - 1 >= 0 and i + width <= len: both loads are in bounds.
+                let (cur, prev) = unsafe {
+                    (
+                        $load(p.add(i) as *const $vec),
+                        $load(p.add(i - 1) as *const $vec),
+                    )
+                };
+                let lone = $xor($cmpeq(cur, lf), $cmpeq(prev, cr));
+                bad = $or(bad, $or(lone, $cmpeq(cur, zero)));
+                dots = $or(dots, $and($cmpeq(cur, dot), $cmpeq(prev, lf)));
+                high = $or(high, cur);
+                i += $width;
+            }
+            let acc = Acc {
+                bad: u8::from($movemask(bad) != 0),
+                dot: u8::from($movemask(dots) != 0),
+                high: if $movemask(high) != 0 { 0x80 } else { 0 },
+            };
+            (acc, i)
+        }
+    };
+}
+
+simd_blocks!(
+    blocks_sse2,
+    "sse2",
+    __m128i,
+    16,
+    _mm_loadu_si128,
+    _mm_set1_epi8,
+    _mm_cmpeq_epi8,
+    _mm_or_si128,
+    _mm_and_si128,
+    _mm_xor_si128,
+    _mm_setzero_si128,
+    _mm_movemask_epi8
+);
+simd_blocks!(
+    blocks_avx2,
+    "avx2",
+    __m256i,
+    32,
+    _mm256_loadu_si256,
+    _mm256_set1_epi8,
+    _mm256_cmpeq_epi8,
+    _mm256_or_si256,
+    _mm256_and_si256,
+    _mm256_xor_si256,
+    _mm256_setzero_si256,
+    _mm256_movemask_epi8
+);
+
+/// Does `data` hold a NUL, a bare CR or a bare LF?
+#[cfg(test)]
+fn has_binary(data: &[u8]) -> bool {
+    scan(data).binary
 }
 
 #[cfg(test)]
@@ -331,6 +465,61 @@ mod tests {
         })
     }
 
+    /// The byte-by-byte definitions of what `scan` finds.
+    fn scan_slow(data: &[u8]) -> Scan {
+        Scan {
+            binary: has_binary_slow(data),
+            dot_lines: data.first() == Some(&b'.') || data.windows(2).any(|w| w == b"\n."),
+            high: !data.is_ascii(),
+        }
+    }
+
+    #[test]
+    fn scan_matches_its_definition_on_random_inputs() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let alphabet: &[u8] = b".\r\n\0\x80\xffab";
+        for round in 0..3000 {
+            let len = rng.below(if round % 2 == 0 { 70 } else { 700 });
+            // Mostly clean CRLF text, a few special bytes at random places.
+            let mut d: Vec<u8> = b"abc def\r\n".iter().copied().cycle().take(len).collect();
+            for _ in 0..rng.below(3) {
+                if !d.is_empty() {
+                    let at = rng.below(d.len());
+                    d[at] = alphabet[rng.below(alphabet.len())];
+                }
+            }
+            assert_eq!(scan(&d), scan_slow(&d), "{d:?}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: SSE2 is part of x86_64.
+                let sse2 = |d: &[u8]| unsafe { blocks_sse2(d) };
+                assert_eq!(scan_with(&d, sse2), scan_slow(&d), "SSE2: {d:?}");
+            }
+            assert_eq!(
+                scan_with(&d, |_| (Acc::default(), 1)),
+                scan_slow(&d),
+                "bytes: {d:?}"
+            );
+            let n = Needs::of("a@b", &[], &d);
+            // Verbatim exactly when the encoding is the bytes plus the terminator.
+            let plain = [with_crlf(&d), b".\r\n".to_vec()].concat();
+            if n.verbatim() {
+                assert_eq!(stuff_in_chunks(&d, 100), plain, "{d:?}");
+            } else if !n.binary {
+                assert_ne!(stuff_in_chunks(&d, 100), plain, "{d:?}");
+            }
+        }
+    }
+
+    /// `d` with a CRLF added unless it is empty or ends in one.
+    fn with_crlf(d: &[u8]) -> Vec<u8> {
+        let mut v = d.to_vec();
+        if !v.is_empty() && !v.ends_with(b"\r\n") {
+            v.extend_from_slice(b"\r\n");
+        }
+        v
+    }
+
     #[test]
     fn binary_detection_at_every_position() {
         // Each special byte (and CRLF, LFCR) at every offset, across the
@@ -340,10 +529,19 @@ mod tests {
             let text = &base[..len];
             assert_eq!(has_binary(text), has_binary_slow(text), "{text:?}");
             for pos in 0..=len {
-                for insert in [&b"\0"[..], b"\r", b"\n", b"\r\n", b"\n\r"] {
+                for insert in [
+                    &b"\0"[..],
+                    b"\r",
+                    b"\n",
+                    b"\r\n",
+                    b"\n\r",
+                    b".",
+                    b"\r\n.",
+                    b"\xc3",
+                ] {
                     let mut d = text.to_vec();
                     d.splice(pos..pos, insert.iter().copied());
-                    assert_eq!(has_binary(&d), has_binary_slow(&d), "{d:?}");
+                    assert_eq!(scan(&d), scan_slow(&d), "{d:?}");
                 }
             }
         }

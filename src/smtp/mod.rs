@@ -288,17 +288,30 @@ impl SmtpDriver {
         let data = &job(t).data;
         let total = data.len() as u64;
         let mut stuffer = DotStuffer::default();
-        let mut out = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 32 + 1024);
+        // Verbatim: the message goes out from its own buffer, not copied.
+        let verbatim = job(t).needs.verbatim();
+        let mut out = Vec::with_capacity(if verbatim {
+            1024
+        } else {
+            WRITE_CHUNK + WRITE_CHUNK / 32 + 1024
+        });
+        let mut last: &[u8] = &[];
         let mut done = 0usize;
         s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
         for chunk in data.chunks(WRITE_CHUNK) {
-            stuffer.encode(chunk, &mut out);
+            if verbatim {
+                stuffer.skip(chunk);
+                last = chunk;
+            } else {
+                stuffer.encode(chunk, &mut out);
+            }
             done += chunk.len();
             if done < data.len() {
                 s.conn
-                    .write_all(&out)
+                    .write_all(if verbatim { chunk } else { &out })
                     .map_err(|e| Failure::AfterContent(Error::from_io(&e, "sending the message")))?;
                 out.clear();
+                last = &[];
                 t.progress(done as u64, total);
             }
         }
@@ -309,7 +322,7 @@ impl SmtpDriver {
             s.trace_out(&out[body_end..]);
         }
         s.conn
-            .send(&out)
+            .send2(last, &out)
             .map_err(|e| Failure::AfterContent(Error::from_io(&e, "sending the message")))?;
         t.progress(total, total);
         s.reply().map_err(Failure::AfterContent)
