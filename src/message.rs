@@ -178,36 +178,68 @@ pub fn guess_content_type(filename: &str) -> &'static str {
 }
 
 /// Line breaks as CRLF (a lone CR or LF is not allowed in a message), so
-/// lettre's 7bit/quoted-printable choice is made on well-formed text.
+/// lettre's 7bit/quoted-printable choice is made on well-formed text. Only
+/// the CRs and LFs are visited (`memchr2`); the text between them is copied
+/// in spans, and a text already in CRLF is copied once.
 fn crlf_lines(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 32);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                chars.next_if_eq(&'\n');
-                out.push_str("\r\n");
-            }
-            '\n' => out.push_str("\r\n"),
-            c => out.push(c),
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + text.len() / 32 + 2);
+    let mut start = 0;
+    let mut breaks = memchr::memchr2_iter(b'\r', b'\n', b);
+    while let Some(i) = breaks.next() {
+        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+            breaks.next(); // the LF of this CRLF
+            continue;
         }
+        // A lone CR or LF (both ASCII, so `i` is a char boundary).
+        out.push_str(&text[start..i]);
+        out.push_str("\r\n");
+        start = i + 1;
     }
+    out.push_str(&text[start..]);
     out
+}
+
+/// Does `text` hold a control character other than TAB, CR and LF (what
+/// `char::is_control` calls control: U+0000-U+001F, U+007F-U+009F)? On
+/// the UTF-8 bytes: a byte below 0x20 or 0x7F, or C2 80-C2 9F.
+fn has_controls(text: &str) -> bool {
+    let b = text.as_bytes();
+    let c0 = |c: u8| (c < 0x20 && !matches!(c, b'\t' | b'\r' | b'\n')) || c == 0x7f;
+    // Blocks without a branch per byte, so that it vectorizes.
+    let mut chunks = b.chunks_exact(32);
+    let any_c0 = chunks.by_ref().any(|blk| blk.iter().fold(false, |a, &c| a | c0(c)))
+        || chunks.remainder().iter().any(|&c| c0(c));
+    any_c0 || (!text.is_ascii() && memchr::memchr_iter(0xc2, b).any(|i| matches!(b.get(i + 1), Some(0x80..=0x9f))))
+}
+
+/// lettre's test for a line too long for 7bit (email-encoding's
+/// `line_too_long`, to the byte), so `text_part` chooses as lettre would.
+fn line_too_long(b: &[u8]) -> bool {
+    let mut last = 0;
+    memchr::memchr_iter(b'\n', b).any(|i| {
+        let prev = std::mem::replace(&mut last, i);
+        (i - prev) >= 76
+    }) || (b.len() - last) >= 76
 }
 
 /// A text or HTML body part. lettre picks 7bit, quoted-printable or base64;
 /// other control characters (possible from Rust, not from C) force
-/// quoted-printable, which escapes them.
+/// quoted-printable, which escapes them. ASCII text with short lines is
+/// 7bit, as lettre would choose, and is handed over as it is: lettre's own
+/// choice and CRLF pass walk the text char by char.
 fn text_part(content_type: ContentType, text: &str) -> SinglePart {
     let text = crlf_lines(text);
     let builder = SinglePart::builder().header(content_type);
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
-    {
+    if has_controls(&text) {
         builder
             .header(ContentTransferEncoding::QuotedPrintable)
             .body(text)
+    } else if text.is_ascii() && !line_too_long(text.as_bytes()) {
+        builder.body(Body::dangerous_pre_encoded(
+            text.into_bytes(),
+            ContentTransferEncoding::SevenBit,
+        ))
     } else {
         builder.body(text)
     }
@@ -234,13 +266,54 @@ fn is_clean_text(data: &[u8]) -> bool {
     true
 }
 
-fn attachment_part(a: &AttachedFile) -> SinglePart {
+/// Where `to_bytes` puts an attachment's base64 lines: the rendered
+/// message holds `marker` in their place until then.
+struct Base64Hole<'a> {
+    marker: String,
+    data: &'a [u8],
+}
+
+fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> SinglePart {
     let body = if is_clean_text(&a.data) {
         Body::new(a.data.clone())
     } else {
-        Body::new_with_encoding(a.data.clone(), ContentTransferEncoding::Base64).unwrap_or_else(Body::new)
+        // Encoded straight into the message's buffer by `to_bytes`, not
+        // into a copy of its own: a large attachment is held once as bytes
+        // (the draft's) and once encoded (the message's).
+        let marker = format!("herald-base64-{:016x}{:016x}", unique_u64(), unique_u64());
+        let body = Body::dangerous_pre_encoded(marker.clone().into_bytes(), ContentTransferEncoding::Base64);
+        holes.push(Base64Hole { marker, data: &a.data });
+        body
     };
     Attachment::new(a.filename.clone()).body(body, a.content_type.clone())
+}
+
+/// Bytes in 57-byte chunks, each as a 76-character base64 line, lines
+/// separated by CRLF, none after the last: what lettre writes for a base64
+/// body (email-encoding's `base64::encode`).
+const BASE64_LINE_BYTES: usize = 57;
+
+fn base64_lines_len(n: usize) -> usize {
+    let lines = n.div_ceil(BASE64_LINE_BYTES);
+    n.div_ceil(3) * 4 + 2 * lines.saturating_sub(1)
+}
+
+fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine as _;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let start = out.len();
+    out.resize(start + base64_lines_len(data.len()), 0);
+    let mut at = start;
+    for (k, chunk) in data.chunks(BASE64_LINE_BYTES).enumerate() {
+        if k > 0 {
+            out[at..at + 2].copy_from_slice(b"\r\n");
+            at += 2;
+        }
+        at += engine
+            .encode_slice(chunk, &mut out[at..])
+            .expect("the buffer was sized for the encoding");
+    }
+    debug_assert_eq!(at, out.len());
 }
 
 /// 64 unpredictable bits, unique within the process: time, a counter and
@@ -415,7 +488,9 @@ impl MessageDraft {
         self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
-    fn build(&self) -> Result<Message> {
+    /// The message as lettre renders it, with a marker in place of each
+    /// base64 attachment's lines (see `to_bytes`).
+    fn build(&self) -> Result<(Message, Vec<Base64Hole<'_>>)> {
         let (from, rcpts) = self.check_complete()?;
         let envelope = Envelope::new(Some(from.email.clone()), rcpts.into_iter().cloned().collect())
             .map_err(|e| Error::invalid(format!("cannot build the envelope: {e}")))?;
@@ -449,6 +524,7 @@ impl MessageDraft {
             (None, Some(h)) => Some(Main::Single(text_part(ContentType::TEXT_HTML, h))),
             (None, None) => None,
         };
+        let mut holes = Vec::new();
         let built = if self.attachments.is_empty() {
             match main {
                 Some(Main::Single(p)) => b.singlepart(p),
@@ -463,7 +539,7 @@ impl MessageDraft {
                 None => {}
             }
             for a in &self.attachments {
-                mixed = mixed.singlepart(attachment_part(a));
+                mixed = mixed.singlepart(attachment_part(a, &mut holes));
             }
             b.multipart(mixed)
         };
@@ -475,14 +551,41 @@ impl MessageDraft {
             msg.headers_mut()
                 .insert_raw(HeaderValue::new(name.clone(), value.clone()));
         }
-        Ok(msg)
+        Ok((msg, holes))
     }
 
     /// The message as RFC 5322 bytes (CRLF line ends). Needs a From and at
     /// least one recipient. Each call makes a new Date (unless given) and
     /// Message-ID (unless given).
+    ///
+    /// The bytes are made at their exact size: lettre renders the message
+    /// (with a marker for each base64 attachment), then each attachment is
+    /// encoded straight into the result.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.build()?.formatted())
+        let (msg, holes) = self.build()?;
+        let mut rendered = msg.formatted();
+        drop(msg);
+        if holes.is_empty() {
+            // lettre's buffer grew by doubling: give the spare capacity back.
+            rendered.shrink_to_fit();
+            return Ok(rendered);
+        }
+        let size = holes.iter().fold(rendered.len(), |n, h| {
+            n - h.marker.len() + base64_lines_len(h.data.len())
+        });
+        let mut out = Vec::with_capacity(size);
+        let mut at = 0;
+        for h in &holes {
+            let found = memchr::memmem::find(&rendered[at..], h.marker.as_bytes()).ok_or_else(|| {
+                Error::new(Status::Panic, "internal error: an attachment's place in the message was lost")
+            })?;
+            out.extend_from_slice(&rendered[at..at + found]);
+            push_base64_lines(h.data, &mut out);
+            at += found + h.marker.len();
+        }
+        out.extend_from_slice(&rendered[at..]);
+        debug_assert_eq!(out.len(), size);
+        Ok(out)
     }
 
     /// The envelope and bytes to send: from = From's address, rcpts = To,
@@ -824,6 +927,133 @@ mod tests {
         assert!(m.attach_bytes("a\r\n.bin", None, b"x").is_err());
         assert!(m.attach_bytes("", None, b"x").is_err());
         assert!(m.attachments.is_empty());
+    }
+
+    /// xorshift64*: reproducible pseudo-random numbers for the tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        /// Text from `alphabet`, up to `max` chars.
+        fn text(&mut self, alphabet: &[char], max: usize) -> String {
+            (0..self.below(max + 1))
+                .map(|_| alphabet[self.below(alphabet.len())])
+                .collect()
+        }
+    }
+
+    /// The char-by-char `crlf_lines` the scanning one replaced.
+    fn crlf_lines_slow(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => {
+                    chars.next_if_eq(&'\n');
+                    out.push_str("\r\n");
+                }
+                '\n' => out.push_str("\r\n"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn line_ends_and_controls_match_their_definitions() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let alphabet = [
+            'a', ' ', '\r', '\n', '\r', '\n', '\t', '\0', '\x07', '\x7f', '\u{80}', '\u{9f}', '\u{a0}', '\u{c2}',
+            'é', '€', '🦀', '.',
+        ];
+        for case in ["", "\r", "\n", "\r\n", "\n\r", "a\r\r\nb", "\r\n\n\r\r", "x\u{85}y"] {
+            assert_eq!(crlf_lines(case), crlf_lines_slow(case), "{case:?}");
+        }
+        for _ in 0..5000 {
+            let t = rng.text(&alphabet, 40);
+            assert_eq!(crlf_lines(&t), crlf_lines_slow(&t), "{t:?}");
+            let slow = t.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'));
+            assert_eq!(has_controls(&t), slow, "{t:?}");
+        }
+        // Past the 32-byte blocks, too.
+        let long = "abc ".repeat(40);
+        for (i, c) in [(0, '\x01'), (31, '\x1f'), (32, '\x7f'), (100, '\u{9b}'), (159, '\x0b')] {
+            let mut t = long.clone();
+            t.insert(i, c);
+            assert!(has_controls(&t), "{c:?} at {i}");
+        }
+        assert!(!has_controls(&long) && !has_controls("tab\tcr\rlf\n é €"));
+    }
+
+    #[test]
+    fn text_parts_are_what_lettre_makes() {
+        let mut rng = Rng(7);
+        let mut texts: Vec<String> = ["", "Hello", "a\nb\r\nc\rd", "no end", "tab\there\n"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for n in [74, 75, 76, 77, 78, 200] {
+            texts.push(format!("{}\n{}\n", "x".repeat(n), "y".repeat(10)));
+            texts.push(format!("short\n{}", "z".repeat(n)));
+        }
+        for _ in 0..300 {
+            texts.push(rng.text(&['w', 'o', ' ', '\n', '\r', 'é', '.', '='], 300));
+        }
+        for t in &texts {
+            let ours = text_part(ContentType::TEXT_PLAIN, t).formatted();
+            let lettres = SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(crlf_lines_slow(t))
+                .formatted();
+            assert_eq!(text(&ours), text(&lettres), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn base64_lines_are_lettres() {
+        let mut rng = Rng(11);
+        for n in (0..300).chain([570, 571, 5700, 100_000]) {
+            let data: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let lettres = Body::new_with_encoding(data.clone(), ContentTransferEncoding::Base64).unwrap();
+            let mut ours = b"head".to_vec();
+            push_base64_lines(&data, &mut ours);
+            assert_eq!(&ours[4..], lettres.as_ref(), "{n} bytes");
+            assert_eq!(base64_lines_len(n), lettres.len(), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn attachments_are_encoded_in_place() {
+        let mut rng = Rng(3);
+        let big: Vec<u8> = (0..200_000).map(|_| rng.next() as u8).collect();
+        let mut m = minimal();
+        m.attach_bytes("a.bin", None, &big).unwrap();
+        m.attach_bytes("b.txt", None, b"plain\r\ntext\r\n").unwrap();
+        m.attach_bytes("c.bin", None, &big[..1000]).unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_eq!(b.len(), b.capacity(), "made at its exact size");
+        assert_well_formed(&b);
+        let t = text(&b);
+        assert!(!t.contains("herald-base64-"), "every marker was replaced");
+        for data in [&big[..], &big[..1000]] {
+            let lines = Body::new_with_encoding(data.to_vec(), ContentTransferEncoding::Base64).unwrap();
+            let lines = text(lines.as_ref());
+            assert_eq!(t.matches(&*lines).count(), 1, "the attachment's base64 lines, whole");
+        }
+        assert!(t.contains("plain\r\ntext\r\n"));
+        // Without attachments: no spare capacity either.
+        let b = minimal().to_bytes().unwrap();
+        assert_eq!(b.len(), b.capacity());
     }
 
     #[test]
