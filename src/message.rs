@@ -208,9 +208,13 @@ fn has_controls(text: &str) -> bool {
     let c0 = |c: u8| (c < 0x20 && !matches!(c, b'\t' | b'\r' | b'\n')) || c == 0x7f;
     // Blocks without a branch per byte, so that it vectorizes.
     let mut chunks = b.chunks_exact(32);
-    let any_c0 = chunks.by_ref().any(|blk| blk.iter().fold(false, |a, &c| a | c0(c)))
+    let any_c0 = chunks
+        .by_ref()
+        .any(|blk| blk.iter().fold(false, |a, &c| a | c0(c)))
         || chunks.remainder().iter().any(|&c| c0(c));
-    any_c0 || (!text.is_ascii() && memchr::memchr_iter(0xc2, b).any(|i| matches!(b.get(i + 1), Some(0x80..=0x9f))))
+    any_c0
+        || (!text.is_ascii()
+            && memchr::memchr_iter(0xc2, b).any(|i| matches!(b.get(i + 1), Some(0x80..=0x9f))))
 }
 
 /// lettre's test for a line too long for 7bit (email-encoding's
@@ -282,7 +286,10 @@ fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> 
         // (the draft's) and once encoded (the message's).
         let marker = format!("herald-base64-{:016x}{:016x}", unique_u64(), unique_u64());
         let body = Body::dangerous_pre_encoded(marker.clone().into_bytes(), ContentTransferEncoding::Base64);
-        holes.push(Base64Hole { marker, data: &a.data });
+        holes.push(Base64Hole {
+            marker,
+            data: &a.data,
+        });
         body
     };
     Attachment::new(a.filename.clone()).body(body, a.content_type.clone())
@@ -298,9 +305,33 @@ fn base64_lines_len(n: usize) -> usize {
     n.div_ceil(3) * 4 + 2 * lines.saturating_sub(1)
 }
 
+/// The base64 alphabet's characters for every 12 bits, two at a time.
+const BASE64_PAIRS: [[u8; 2]; 4096] = {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut t = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        t[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        i += 1;
+    }
+    t
+};
+
+/// Encodes whole 3-byte groups of `input` into `out` (4 bytes per group),
+/// two characters per table look-up. Returns the bytes written.
+fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
+    let mut o = 0;
+    for g in input.chunks_exact(3) {
+        let n = (usize::from(g[0]) << 16) | (usize::from(g[1]) << 8) | usize::from(g[2]);
+        out[o..o + 2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
+        out[o + 2..o + 4].copy_from_slice(&BASE64_PAIRS[n & 0xfff]);
+        o += 4;
+    }
+    o
+}
+
 fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
     use base64::Engine as _;
-    let engine = &base64::engine::general_purpose::STANDARD;
     let start = out.len();
     out.resize(start + base64_lines_len(data.len()), 0);
     let mut at = start;
@@ -309,9 +340,14 @@ fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
             out[at..at + 2].copy_from_slice(b"\r\n");
             at += 2;
         }
-        at += engine
-            .encode_slice(chunk, &mut out[at..])
-            .expect("the buffer was sized for the encoding");
+        let whole = chunk.len() / 3 * 3;
+        at += base64_groups(&chunk[..whole], &mut out[at..]);
+        if whole < chunk.len() {
+            // The last 1 or 2 bytes, with their '=' padding.
+            at += base64::engine::general_purpose::STANDARD
+                .encode_slice(&chunk[whole..], &mut out[at..])
+                .expect("the buffer was sized for the encoding");
+        }
     }
     debug_assert_eq!(at, out.len());
 }
@@ -577,7 +613,10 @@ impl MessageDraft {
         let mut at = 0;
         for h in &holes {
             let found = memchr::memmem::find(&rendered[at..], h.marker.as_bytes()).ok_or_else(|| {
-                Error::new(Status::Panic, "internal error: an attachment's place in the message was lost")
+                Error::new(
+                    Status::Panic,
+                    "internal error: an attachment's place in the message was lost",
+                )
             })?;
             out.extend_from_slice(&rendered[at..at + found]);
             push_base64_lines(h.data, &mut out);
@@ -973,21 +1012,38 @@ mod tests {
     fn line_ends_and_controls_match_their_definitions() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let alphabet = [
-            'a', ' ', '\r', '\n', '\r', '\n', '\t', '\0', '\x07', '\x7f', '\u{80}', '\u{9f}', '\u{a0}', '\u{c2}',
-            'é', '€', '🦀', '.',
+            'a', ' ', '\r', '\n', '\r', '\n', '\t', '\0', '\x07', '\x7f', '\u{80}', '\u{9f}', '\u{a0}',
+            '\u{c2}', 'é', '€', '🦀', '.',
         ];
-        for case in ["", "\r", "\n", "\r\n", "\n\r", "a\r\r\nb", "\r\n\n\r\r", "x\u{85}y"] {
+        for case in [
+            "",
+            "\r",
+            "\n",
+            "\r\n",
+            "\n\r",
+            "a\r\r\nb",
+            "\r\n\n\r\r",
+            "x\u{85}y",
+        ] {
             assert_eq!(crlf_lines(case), crlf_lines_slow(case), "{case:?}");
         }
         for _ in 0..5000 {
             let t = rng.text(&alphabet, 40);
             assert_eq!(crlf_lines(&t), crlf_lines_slow(&t), "{t:?}");
-            let slow = t.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'));
+            let slow = t
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'));
             assert_eq!(has_controls(&t), slow, "{t:?}");
         }
         // Past the 32-byte blocks, too.
         let long = "abc ".repeat(40);
-        for (i, c) in [(0, '\x01'), (31, '\x1f'), (32, '\x7f'), (100, '\u{9b}'), (159, '\x0b')] {
+        for (i, c) in [
+            (0, '\x01'),
+            (31, '\x1f'),
+            (32, '\x7f'),
+            (100, '\u{9b}'),
+            (159, '\x0b'),
+        ] {
             let mut t = long.clone();
             t.insert(i, c);
             assert!(has_controls(&t), "{c:?} at {i}");
@@ -1048,7 +1104,11 @@ mod tests {
         for data in [&big[..], &big[..1000]] {
             let lines = Body::new_with_encoding(data.to_vec(), ContentTransferEncoding::Base64).unwrap();
             let lines = text(lines.as_ref());
-            assert_eq!(t.matches(&*lines).count(), 1, "the attachment's base64 lines, whole");
+            assert_eq!(
+                t.matches(&*lines).count(),
+                1,
+                "the attachment's base64 lines, whole"
+            );
         }
         assert!(t.contains("plain\r\ntext\r\n"));
         // Without attachments: no spare capacity either.

@@ -83,6 +83,19 @@ fn context_switches() -> u64 {
     (ru.ru_nvcsw + ru.ru_nivcsw) as u64
 }
 
+fn rusage_secs(who: i32) -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU seconds (user + system) this process used so far, all threads.
+fn cpu_self() -> f64 {
+    rusage_secs(libc::RUSAGE_SELF)
+}
+
 /// (median, min, max).
 fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
@@ -465,10 +478,12 @@ fn child_big(port: u16, mb: usize, file: &str) {
     // Reset the peak RSS to the current RSS (Linux: "5" to clear_refs).
     std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
     let rss0 = status_kb("VmRSS:") * 1024;
+    let cpu0 = cpu_self();
     let t = Instant::now();
     let tally = Tally::default();
     let c = load::new_client(port, 1, &[]);
     let m = herald_draft(text, Some(&buf));
+    println!("attached {}", t.elapsed().as_secs_f64());
     let mut op: herald_op = 0;
     let st = herald_send_async(
         c,
@@ -478,9 +493,13 @@ fn child_big(port: u16, mb: usize, file: &str) {
         &mut op,
     );
     check(st, "herald_send_async");
+    let queued = t.elapsed().as_secs_f64();
     herald_message_free(m);
     check(herald_client_flush(c, 600_000), "flush");
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_self() - cpu0;
+    println!("queued {queued}");
+    println!("cpu {cpu}");
     let peak = status_kb("VmHWM:") * 1024;
     assert_eq!(
         tally.ok.load(Ordering::Relaxed),
@@ -677,7 +696,18 @@ fn row_big(a: &Args) {
     let sink = CountingSink::start();
     let file = std::env::temp_dir().join(format!("herald-cpu-bench-{}.eml", std::process::id()));
     let file_s = file.to_string_lossy().into_owned();
-    let (mut ht, mut ct, mut r, mut peak, mut peak_x) = (vec![], vec![], vec![], vec![], vec![]);
+    #[derive(Default)]
+    struct Cols {
+        herald: Vec<f64>,
+        curl: Vec<f64>,
+        ratio: Vec<f64>,
+        herald_cpu: Vec<f64>,
+        curl_cpu: Vec<f64>,
+        queued: Vec<f64>,
+        peak: Vec<f64>,
+        peak_x: Vec<f64>,
+    }
+    let mut c = Cols::default();
     let mut len = 0.0;
     for run in 0..a.runs {
         let mut herald_run = || {
@@ -694,10 +724,12 @@ fn row_big(a: &Args) {
                 before + 1
             );
             len = field(&out, "len");
-            (field(&out, "secs"), field(&out, "peak_beyond"))
+            let f = |k| field(&out, k);
+            (f("secs"), f("cpu"), f("queued"), f("peak_beyond"))
         };
         let curl_run = || {
             let before = sink.messages();
+            let cpu0 = rusage_secs(libc::RUSAGE_CHILDREN);
             let t = Instant::now();
             let st = Command::new(CURL)
                 .args(["-sS", &format!("smtp://127.0.0.1:{}", sink.port)])
@@ -713,43 +745,55 @@ fn row_big(a: &Args) {
                 .status()
                 .expect("run curl");
             let secs = t.elapsed().as_secs_f64();
+            let cpu = rusage_secs(libc::RUSAGE_CHILDREN) - cpu0;
             assert!(st.success(), "curl: {st}");
             assert_eq!(
                 sink.wait_messages(before + 1, Duration::from_secs(30)),
                 before + 1
             );
-            secs
+            (secs, cpu)
         };
         // The message file comes from herald's run: herald goes first in the first run.
-        let (hs, hp, cs) = if run.is_multiple_of(2) || !file.exists() {
-            let (hs, hp) = herald_run();
-            (hs, hp, curl_run())
+        let (h, cu) = if run.is_multiple_of(2) || !file.exists() {
+            let h = herald_run();
+            (h, curl_run())
         } else {
-            let cs = curl_run();
-            let (hs, hp) = herald_run();
-            (hs, hp, cs)
+            let cu = curl_run();
+            (herald_run(), cu)
         };
         eprintln!(
-            "  run {}: herald {hs:.3} s, peak {:.1} MB beyond the caller's buffer; curl {cs:.3} s",
+            "  run {}: herald {:.3} s ({:.3} s CPU, queued after {:.3} s), peak {:.1} MB beyond the caller's buffer; \
+             curl {:.3} s ({:.3} s CPU)",
             run + 1,
-            hp / 1e6
+            h.0,
+            h.1,
+            h.2,
+            h.3 / 1e6,
+            cu.0,
+            cu.1
         );
-        ht.push(hs);
-        ct.push(cs);
-        r.push(hs / cs);
-        peak.push(hp / 1e6);
-        peak_x.push(hp / len);
+        c.herald.push(h.0);
+        c.herald_cpu.push(h.1);
+        c.queued.push(h.2);
+        c.peak.push(h.3 / 1e6);
+        c.peak_x.push(h.3 / len);
+        c.curl.push(cu.0);
+        c.curl_cpu.push(cu.1);
+        c.ratio.push(h.0 / cu.0);
     }
     let _ = std::fs::remove_file(&file);
     println!(
-        "| {} MiB attachment ({:.1} MB message) | {} s | {} s | {}× | {} MB = {}× the message |",
+        "| {} MiB attachment ({:.1} MB message) | {} s ({} s CPU) | {} s ({} s CPU; queued after {} s) | {}× | {} MB = {}× the message |",
         a.big_mb,
         len / 1e6,
-        cell(&ct, 3),
-        cell(&ht, 3),
-        cell(&r, 2),
-        cell(&peak, 1),
-        cell(&peak_x, 2)
+        cell(&c.curl, 3),
+        cell(&c.curl_cpu, 3),
+        cell(&c.herald, 3),
+        cell(&c.herald_cpu, 3),
+        cell(&c.queued, 3),
+        cell(&c.ratio, 2),
+        cell(&c.peak, 1),
+        cell(&c.peak_x, 2)
     );
 }
 
