@@ -16,6 +16,17 @@ pub struct SendJob {
 }
 
 impl SendJob {
+    /// A job whose bytes are copied from `data`: copy and scan in one pass.
+    pub fn copied(from: String, rcpts: Vec<String>, data: &[u8]) -> SendJob {
+        let (needs, data) = Needs::of_copied(&from, &rcpts, data);
+        SendJob {
+            from,
+            rcpts,
+            data,
+            needs,
+        }
+    }
+
     pub fn new(from: String, rcpts: Vec<String>, data: Vec<u8>) -> SendJob {
         let needs = Needs::of(&from, &rcpts, &data);
         SendJob {

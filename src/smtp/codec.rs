@@ -103,7 +103,16 @@ impl Needs {
     };
 
     pub fn of(from: &str, rcpts: &[String], data: &[u8]) -> Needs {
-        let scan = scan(data);
+        Needs::from_scan(from, rcpts, scan(data))
+    }
+
+    /// A copy of `data` and `Needs::of` it, in one pass over the bytes.
+    pub fn of_copied(from: &str, rcpts: &[String], data: &[u8]) -> (Needs, Vec<u8>) {
+        let (copy, found) = copy_scanned(data);
+        (Needs::from_scan(from, rcpts, found), copy)
+    }
+
+    fn from_scan(from: &str, rcpts: &[String], scan: Scan) -> Needs {
         Needs {
             smtputf8: !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()),
             eight_bit: scan.high,
@@ -137,16 +146,44 @@ struct Scan {
 /// branch-free over 16 or 32 bytes at a time (SSE2, or AVX2 when the CPU
 /// has it), comparing each block with the same block shifted by one byte.
 fn scan(data: &[u8]) -> Scan {
-    scan_with(data, blocks)
+    // SAFETY: a null `out`: nothing is written.
+    unsafe { scan_with(data, std::ptr::null_mut(), blocks) }
 }
 
-fn scan_with(data: &[u8], blocks: fn(&[u8]) -> (Acc, usize)) -> Scan {
+/// A copy of `data` and what `scan` finds in it, made in the same pass.
+fn copy_scanned(data: &[u8]) -> (Vec<u8>, Scan) {
+    let mut v = Vec::with_capacity(data.len());
+    // SAFETY: `v` has room for data.len() bytes, and scan_with writes every
+    // one of them before the length is set.
+    unsafe {
+        let found = scan_with(data, v.as_mut_ptr(), blocks);
+        v.set_len(data.len());
+        (v, found)
+    }
+}
+
+/// Blocks of `data` from index 1 on, scanned (and copied to `out` unless it
+/// is null): what they hold and where the first byte after them is.
+type BlockFn = fn(&[u8], *mut u8) -> (Acc, usize);
+
+/// # Safety
+/// `out` is null or points to `data.len()` writable bytes, all of which
+/// this writes.
+unsafe fn scan_with(data: &[u8], out: *mut u8, blocks: BlockFn) -> Scan {
     let (Some(&first), Some(&last)) = (data.first(), data.last()) else {
         return Scan::default();
     };
-    let (mut acc, i) = blocks(data);
-    for k in i.max(1)..data.len() {
+    let (mut acc, i) = blocks(data, out);
+    let i = i.max(1);
+    for k in i..data.len() {
         acc.add(data[k - 1], data[k]);
+    }
+    if !out.is_null() {
+        // SAFETY: the blocks wrote out[1..i]; this writes out[0] and out[i..].
+        unsafe {
+            *out = first;
+            std::ptr::copy_nonoverlapping(data.as_ptr().add(i), out.add(i), data.len() - i);
+        }
     }
     Scan {
         binary: acc.bad != 0 || first == 0 || first == b'\n' || last == b'\r',
@@ -171,31 +208,33 @@ impl Acc {
     }
 }
 
-/// The block part of `scan`: data[1..i] scanned, returns (what, i).
+/// The block part of `scan`: data[1..i] scanned (and copied to out[1..i]
+/// unless `out` is null), returns (what, i).
 #[cfg(target_arch = "x86_64")]
-fn blocks(data: &[u8]) -> (Acc, usize) {
+fn blocks(data: &[u8], out: *mut u8) -> (Acc, usize) {
     if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        unsafe { blocks_avx2(data) }
+        // SAFETY: the CPU has AVX2 (checked just above); `out` as `scan_with` got it.
+        unsafe { blocks_avx2(data, out) }
     } else {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { blocks_sse2(data) }
+        // SAFETY: SSE2 is part of x86_64; `out` as `scan_with` got it.
+        unsafe { blocks_sse2(data, out) }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn blocks(_data: &[u8]) -> (Acc, usize) {
+fn blocks(_data: &[u8], _out: *mut u8) -> (Acc, usize) {
     (Acc::default(), 1)
 }
 
 macro_rules! simd_blocks {
     ($name:ident, $feature:literal, $vec:ty, $width:literal, $load:ident, $set1:ident, $cmpeq:ident,
-     $or:ident, $and:ident, $xor:ident, $zero:ident, $movemask:ident) => {
+     $or:ident, $and:ident, $xor:ident, $zero:ident, $movemask:ident, $store:ident, $reg:ident) => {
         /// # Safety
-        /// The CPU must have the target feature.
+        /// The CPU must have the target feature; `out` is null or has room
+        /// for `data.len()` bytes.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
-        unsafe fn $name(data: &[u8]) -> (Acc, usize) {
+        unsafe fn $name(data: &[u8], out: *mut u8) -> (Acc, usize) {
             use std::arch::x86_64::*;
             let p = data.as_ptr();
             let (lf, cr, dot) = ($set1(b'\n' as i8), $set1(b'\r' as i8), $set1(b'.' as i8));
@@ -210,6 +249,16 @@ macro_rules! simd_blocks {
                         $load(p.add(i - 1) as *const $vec),
                     )
                 };
+                if !out.is_null() {
+                    let mut v = cur;
+                    // An empty asm the compiler can't see through: otherwise
+                    // it splits the copy back out into a memcpy call, a second
+                    // pass over the bytes.
+                    // SAFETY: the asm is empty; it leaves `v` as it is.
+                    unsafe { std::arch::asm!("/* {0} */", inout($reg) v, options(pure, nomem, nostack)) };
+                    // SAFETY: i + width <= len, and `out` has room for len bytes.
+                    unsafe { $store(out.add(i) as *mut $vec, v) };
+                }
                 let lone = $xor($cmpeq(cur, lf), $cmpeq(prev, cr));
                 bad = $or(bad, $or(lone, $cmpeq(cur, zero)));
                 dots = $or(dots, $and($cmpeq(cur, dot), $cmpeq(prev, lf)));
@@ -238,7 +287,9 @@ simd_blocks!(
     _mm_and_si128,
     _mm_xor_si128,
     _mm_setzero_si128,
-    _mm_movemask_epi8
+    _mm_movemask_epi8,
+    _mm_storeu_si128,
+    xmm_reg
 );
 simd_blocks!(
     blocks_avx2,
@@ -252,7 +303,9 @@ simd_blocks!(
     _mm256_and_si256,
     _mm256_xor_si256,
     _mm256_setzero_si256,
-    _mm256_movemask_epi8
+    _mm256_movemask_epi8,
+    _mm256_storeu_si256,
+    ymm_reg
 );
 
 /// Does `data` hold a NUL, a bare CR or a bare LF?
@@ -489,17 +542,27 @@ mod tests {
                 }
             }
             assert_eq!(scan(&d), scan_slow(&d), "{d:?}");
+            let (copy, found) = copy_scanned(&d);
+            assert_eq!((&copy[..], found), (&d[..], scan_slow(&d)), "copied");
+            // Each way of scanning: AVX2 if this CPU has it, SSE2, byte by byte.
+            #[allow(unused_mut)]
+            let mut ways: Vec<BlockFn> = vec![blocks, |_, _| (Acc::default(), 1)];
             #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: SSE2 is part of x86_64.
-                let sse2 = |d: &[u8]| unsafe { blocks_sse2(d) };
-                assert_eq!(scan_with(&d, sse2), scan_slow(&d), "SSE2: {d:?}");
+            // SAFETY: SSE2 is part of x86_64; `out` as scan_with passes it.
+            ways.push(|d, out| unsafe { blocks_sse2(d, out) });
+            for way in ways {
+                let mut out = vec![0xaau8; d.len()];
+                // SAFETY: `out` has d.len() bytes; a null out is not written.
+                let (plain, copied) = unsafe {
+                    (
+                        scan_with(&d, std::ptr::null_mut(), way),
+                        scan_with(&d, out.as_mut_ptr(), way),
+                    )
+                };
+                assert_eq!(plain, scan_slow(&d), "{d:?}");
+                assert_eq!(copied, scan_slow(&d), "{d:?}");
+                assert_eq!(out, d, "copied whole");
             }
-            assert_eq!(
-                scan_with(&d, |_| (Acc::default(), 1)),
-                scan_slow(&d),
-                "bytes: {d:?}"
-            );
             let n = Needs::of("a@b", &[], &d);
             // Verbatim exactly when the encoding is the bytes plus the terminator.
             let plain = [with_crlf(&d), b".\r\n".to_vec()].concat();

@@ -301,6 +301,25 @@ fn child_send(who: &str, port: u16, n: usize) {
                 env.send(c, &msg, &tally);
             }
             check(herald_client_flush(c, 600_000), "flush");
+            if std::env::var_os("CPU_BENCH_THREADS").is_some() {
+                for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                    let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                    let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                    let get = |k: &str| {
+                        st.lines()
+                            .find_map(|l| l.strip_prefix(k))
+                            .unwrap_or("")
+                            .trim()
+                            .to_string()
+                    };
+                    eprintln!(
+                        "{} vol {} invol {}",
+                        comm.trim(),
+                        get("voluntary_ctxt_switches:"),
+                        get("nonvoluntary_ctxt_switches:")
+                    );
+                }
+            }
             herald_client_free(c);
             let ok = tally.ok.load(Ordering::Relaxed);
             assert_eq!(ok, n, "{:?}", tally.first_error.lock().unwrap());
