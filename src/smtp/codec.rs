@@ -95,7 +95,7 @@ pub struct Needs {
 
 impl Needs {
     /// Needs nothing: ASCII 7-bit text with CRLF lines and ASCII addresses.
-    pub const NONE: Needs = Needs {
+    pub(crate) const NONE: Needs = Needs {
         eight_bit: false,
         binary: false,
         smtputf8: false,
