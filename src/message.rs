@@ -295,6 +295,29 @@ fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> 
     Attachment::new(a.filename.clone()).body(body, a.content_type.clone())
 }
 
+/// An empty buffer for `cap` bytes. A large one has its pages made present
+/// in one call (Linux: MADV_POPULATE_WRITE), not by one page fault per
+/// 4 KiB as it is filled: for tens of MB that was most of the build's time.
+pub(crate) fn buffer(cap: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = Vec::with_capacity(cap);
+    #[cfg(target_os = "linux")]
+    if cap >= 1 << 20 {
+        const MADV_POPULATE_WRITE: libc::c_int = 23; // Linux 5.14
+                                                     // SAFETY: page-aligned range inside the buffer's own allocation; the
+                                                     // advice only makes pages present (zeroed, as fresh pages are) and
+                                                     // fails harmlessly (EINVAL) where the kernel does not know it.
+        unsafe {
+            let page = 4096;
+            let start = (v.as_mut_ptr() as usize).next_multiple_of(page);
+            let end = (v.as_mut_ptr() as usize + cap) / page * page;
+            if end > start {
+                libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE);
+            }
+        }
+    }
+    v
+}
+
 /// Bytes in 57-byte chunks, each as a 76-character base64 line, lines
 /// separated by CRLF, none after the last: what lettre writes for a base64
 /// body (email-encoding's `base64::encode`).
@@ -506,10 +529,12 @@ impl MessageDraft {
         }
         no_controls(filename, "the attachment's filename", false)?;
         let content_type = parse_content_type(content_type.unwrap_or_else(|| guess_content_type(filename)))?;
+        let mut copy = buffer(data.len());
+        copy.extend_from_slice(data);
         self.attachments.push(AttachedFile {
             filename: filename.to_string(),
             content_type,
-            data: data.to_vec(),
+            data: copy,
         });
         Ok(())
     }
@@ -629,7 +654,7 @@ impl MessageDraft {
         let size = holes.iter().fold(rendered.len(), |n, h| {
             n - h.marker.len() + base64_lines_len(h.data.len())
         });
-        let mut out = Vec::with_capacity(size);
+        let mut out = buffer(size);
         let mut at = 0;
         for h in &holes {
             let found = memchr::memmem::find(&rendered[at..], h.marker.as_bytes()).ok_or_else(|| {
@@ -1111,7 +1136,8 @@ mod tests {
     #[test]
     fn attachments_are_encoded_in_place() {
         let mut rng = Rng(3);
-        let big: Vec<u8> = (0..200_000).map(|_| rng.next() as u8).collect();
+        // Past 1 MiB: the buffers are made present in one call.
+        let big: Vec<u8> = (0..1_200_000).map(|_| rng.next() as u8).collect();
         let mut m = minimal();
         m.attach_bytes("a.bin", None, &big).unwrap();
         m.attach_bytes("b.txt", None, b"plain\r\ntext\r\n").unwrap();

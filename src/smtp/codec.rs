@@ -152,7 +152,7 @@ fn scan(data: &[u8]) -> Scan {
 
 /// A copy of `data` and what `scan` finds in it, made in the same pass.
 fn copy_scanned(data: &[u8]) -> (Vec<u8>, Scan) {
-    let mut v = Vec::with_capacity(data.len());
+    let mut v = crate::message::buffer(data.len());
     // SAFETY: `v` has room for data.len() bytes, and scan_with writes every
     // one of them before the length is set.
     unsafe {
@@ -572,6 +572,22 @@ mod tests {
                 assert_ne!(stuff_in_chunks(&d, 100), plain, "{d:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_large_message_is_copied_whole() {
+        // Past 1 MiB the copy's pages are made present first (Linux).
+        let mut d: Vec<u8> = b"line of text\r\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(3 << 20)
+            .collect();
+        let (copy, found) = copy_scanned(&d);
+        assert!(copy == d && found == scan_slow(&d));
+        d[2 << 20] = b'\n';
+        let n = Needs::of_copied("a@b", &[], &d);
+        assert!(n.0.binary && n.1 == d);
     }
 
     /// `d` with a CRLF added unless it is empty or ends in one.
