@@ -356,6 +356,11 @@ const BASE64_PAIRS16: [u16; 4096] = {
 /// load where 8 bytes are left, then group by group. Returns the bytes written.
 fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
     let (mut i, mut o) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if input.len() >= 28 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        (i, o) = unsafe { base64_avx2(input, out) };
+    }
     while i + 8 <= input.len() && i + 6 <= input.len() / 3 * 3 {
         let n = u64::from_be_bytes(input[i..i + 8].try_into().expect("8 bytes"));
         let pair = |shift: u32| u64::from(BASE64_PAIRS16[(n >> shift) as usize & 0xfff]);
@@ -371,6 +376,65 @@ fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
         o += 4;
     }
     o
+}
+
+/// 24 bytes to 32 base64 characters at a time (W. Muła and D. Lemire,
+/// "Faster Base64 Encoding and Decoding using AVX2 Instructions", 2018):
+/// each 128-bit lane takes 12 bytes, spreads each 3 of them over 4 bytes,
+/// moves the 6-bit fields into place with two multiplies, and maps them to
+/// the alphabet with a 16-entry offset table. Reads 4 bytes past each
+/// 24, so it stops 28 bytes before the end. Returns (bytes read, written).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn base64_avx2(input: &[u8], out: &mut [u8]) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    #[rustfmt::skip]
+    let spread = _mm256_set_epi8(
+        10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1,
+        10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1,
+    );
+    #[rustfmt::skip]
+    let offsets = _mm256_setr_epi8(
+        65, 71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 0, 0,
+        65, 71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 0, 0,
+    );
+    let (mut i, mut o) = (0, 0);
+    while i + 28 <= input.len() && o + 32 <= out.len() {
+        // SAFETY: i + 28 <= len: both 16-byte loads are in bounds.
+        let (lo, hi) = unsafe {
+            (
+                _mm_loadu_si128(input.as_ptr().add(i) as *const __m128i),
+                _mm_loadu_si128(input.as_ptr().add(i + 12) as *const __m128i),
+            )
+        };
+        let v = _mm256_shuffle_epi8(
+            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi),
+            spread,
+        );
+        let t1 = _mm256_mulhi_epu16(
+            _mm256_and_si256(v, _mm256_set1_epi32(0x0FC0_FC00)),
+            _mm256_set1_epi32(0x0400_0040),
+        );
+        let t3 = _mm256_mullo_epi16(
+            _mm256_and_si256(v, _mm256_set1_epi32(0x003F_03F0)),
+            _mm256_set1_epi32(0x0100_0010),
+        );
+        let six = _mm256_or_si256(t1, t3);
+        // Offset-table index: 0 for 0..=25, 1 for 26..=51, 2..=13 above.
+        let index = _mm256_sub_epi8(
+            _mm256_subs_epu8(six, _mm256_set1_epi8(51)),
+            _mm256_cmpgt_epi8(six, _mm256_set1_epi8(25)),
+        );
+        let chars = _mm256_add_epi8(six, _mm256_shuffle_epi8(offsets, index));
+        // SAFETY: o + 32 <= out.len().
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(o) as *mut __m256i, chars) };
+        i += 24;
+        o += 32;
+    }
+    (i, o)
 }
 
 fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
