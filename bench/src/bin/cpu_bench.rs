@@ -2,7 +2,8 @@
 //! row against a peer measured in the same run.
 //!
 //! ```text
-//! cpu_bench [--runs 3] [--rows 1,2,3] [--msgs 500,2500] [--builds 200,1000] [--big-mb 25]
+//! cpu_bench [--runs 3] [--rows 1,2,3] [--msgs 500,2500] [--builds 200,1000]
+//!           [--big-mb 25] [--big-runs 7]
 //! ```
 //!
 //! Instruction counts come from callgrind (valgrind), which counts every
@@ -35,7 +36,14 @@
 //!    peak reset through /proc/self/clear_refs). Against curl uploading the
 //!    same message (rendered by `herald_message_to_bytes`, to a file) with
 //!    `curl smtp://127.0.0.1:PORT --mail-from --mail-rcpt -T FILE`, timed
-//!    from spawn to exit. Runs alternate; medians and ranges over `--runs`.
+//!    from spawn to exit, and the CPU time of each (herald: all threads of
+//!    its process from before `herald_client_new`; curl: its rusage). Runs
+//!    alternate; medians and ranges over `--big-runs` (wall time is noisy
+//!    on a shared machine; the other rows' instruction counts are not).
+//!
+//! Rows 1 and 2 report medians and ranges over `--runs`. Setting
+//! CPU_BENCH_THREADS=1 makes the `send herald` child print each thread's
+//! context switches.
 
 use std::ffi::{c_void, CString};
 use std::net::{TcpListener, TcpStream};
@@ -544,6 +552,7 @@ struct Args {
     msgs: (usize, usize),
     builds: (usize, usize),
     big_mb: usize,
+    big_runs: usize,
 }
 
 fn pair(s: &str) -> (usize, usize) {
@@ -559,6 +568,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Args {
         msgs: (500, 2500),
         builds: (200, 1000),
         big_mb: 25,
+        big_runs: 7,
     };
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -568,10 +578,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Args {
             "--msgs" => a.msgs = pair(&v()),
             "--builds" => a.builds = pair(&v()),
             "--big-mb" => a.big_mb = v().parse().expect("--big-mb N"),
+            "--big-runs" => a.big_runs = v().parse().expect("--big-runs N"),
             other => {
                 eprintln!(
                     "cpu_bench: unknown argument {other}\nusage: cpu_bench [--runs 3] [--rows 1,2,3] \
-                     [--msgs 500,2500] [--builds 200,1000] [--big-mb 25]"
+                     [--msgs 500,2500] [--builds 200,1000] [--big-mb 25] [--big-runs 7]"
                 );
                 std::process::exit(2);
             }
@@ -728,7 +739,7 @@ fn row_big(a: &Args) {
     }
     let mut c = Cols::default();
     let mut len = 0.0;
-    for run in 0..a.runs {
+    for run in 0..a.big_runs {
         let mut herald_run = || {
             let before = sink.messages();
             let args = vec![
