@@ -13,7 +13,10 @@
 #    of one herald_send_raw_async call and the memory per op with 100,000
 #    ops queued), each R times (default 5), printing medians and ranges;
 #    then imap_bench (fetch and bulk append against Python's imaplib) and
-#    pop3_bench (pipelined retrieval against Python's poplib), once each.
+#    pop3_bench (pipelined retrieval against Python's poplib), once each;
+#    then cpu_bench --runs 3 (callgrind instructions per 10 KB message against
+#    a minimal pipelining client, herald_send_async against lettre's builder,
+#    a 25 MB attachment against curl; about 2 minutes).
 #
 # Any other argument goes to smtp_bench (see bench/src/bin/smtp_bench.rs).
 # Results of a run are in bench/RESULTS.md.
@@ -33,6 +36,11 @@ if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr
     scripts/install-test-deps.sh
 fi
 
+# cpu_bench's 25 MB row compares with curl's SMTP upload.
+if ! command -v curl >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then apt-get install -y curl; else sudo apt-get install -y curl; fi
+fi
+
 cargo build --release -p herald-bench --bins
 
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -sr), $(/usr/sbin/postconf -d mail_version 2>/dev/null || echo 'postfix ?'), $(rustc --version)"
@@ -48,3 +56,6 @@ target/release/imap_bench
 echo
 echo "== pop3_bench"
 target/release/pop3_bench
+echo
+echo "== cpu_bench --runs 3"
+target/release/cpu_bench --runs 3

@@ -178,36 +178,72 @@ pub fn guess_content_type(filename: &str) -> &'static str {
 }
 
 /// Line breaks as CRLF (a lone CR or LF is not allowed in a message), so
-/// lettre's 7bit/quoted-printable choice is made on well-formed text.
+/// lettre's 7bit/quoted-printable choice is made on well-formed text. Only
+/// the CRs and LFs are visited (`memchr2`); the text between them is copied
+/// in spans, and a text already in CRLF is copied once.
 fn crlf_lines(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 32);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                chars.next_if_eq(&'\n');
-                out.push_str("\r\n");
-            }
-            '\n' => out.push_str("\r\n"),
-            c => out.push(c),
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + text.len() / 32 + 2);
+    let mut start = 0;
+    let mut breaks = memchr::memchr2_iter(b'\r', b'\n', b);
+    while let Some(i) = breaks.next() {
+        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+            breaks.next(); // the LF of this CRLF
+            continue;
         }
+        // A lone CR or LF (both ASCII, so `i` is a char boundary).
+        out.push_str(&text[start..i]);
+        out.push_str("\r\n");
+        start = i + 1;
     }
+    out.push_str(&text[start..]);
     out
+}
+
+/// Does `text` hold a control character other than TAB, CR and LF (what
+/// `char::is_control` calls control: U+0000-U+001F, U+007F-U+009F)? On
+/// the UTF-8 bytes: a byte below 0x20 or 0x7F, or C2 80-C2 9F.
+fn has_controls(text: &str) -> bool {
+    let b = text.as_bytes();
+    let c0 = |c: u8| (c < 0x20 && !matches!(c, b'\t' | b'\r' | b'\n')) || c == 0x7f;
+    // Blocks without a branch per byte, so that it vectorizes.
+    let mut chunks = b.chunks_exact(32);
+    let any_c0 = chunks
+        .by_ref()
+        .any(|blk| blk.iter().fold(false, |a, &c| a | c0(c)))
+        || chunks.remainder().iter().any(|&c| c0(c));
+    any_c0
+        || (!text.is_ascii()
+            && memchr::memchr_iter(0xc2, b).any(|i| matches!(b.get(i + 1), Some(0x80..=0x9f))))
+}
+
+/// lettre's test for a line too long for 7bit (email-encoding's
+/// `line_too_long`, to the byte), so `text_part` chooses as lettre would.
+fn line_too_long(b: &[u8]) -> bool {
+    let mut last = 0;
+    memchr::memchr_iter(b'\n', b).any(|i| {
+        let prev = std::mem::replace(&mut last, i);
+        (i - prev) >= 76
+    }) || (b.len() - last) >= 76
 }
 
 /// A text or HTML body part. lettre picks 7bit, quoted-printable or base64;
 /// other control characters (possible from Rust, not from C) force
-/// quoted-printable, which escapes them.
+/// quoted-printable, which escapes them. ASCII text with short lines is
+/// 7bit, as lettre would choose, and is handed over as it is: lettre's own
+/// choice and CRLF pass walk the text char by char.
 fn text_part(content_type: ContentType, text: &str) -> SinglePart {
     let text = crlf_lines(text);
     let builder = SinglePart::builder().header(content_type);
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
-    {
+    if has_controls(&text) {
         builder
             .header(ContentTransferEncoding::QuotedPrintable)
             .body(text)
+    } else if text.is_ascii() && !line_too_long(text.as_bytes()) {
+        builder.body(Body::dangerous_pre_encoded(
+            text.into_bytes(),
+            ContentTransferEncoding::SevenBit,
+        ))
     } else {
         builder.body(text)
     }
@@ -234,13 +270,193 @@ fn is_clean_text(data: &[u8]) -> bool {
     true
 }
 
-fn attachment_part(a: &AttachedFile) -> SinglePart {
+/// Where `to_bytes` puts an attachment's base64 lines: the rendered
+/// message holds `marker` in their place until then.
+struct Base64Hole<'a> {
+    marker: String,
+    data: &'a [u8],
+}
+
+fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> SinglePart {
     let body = if is_clean_text(&a.data) {
         Body::new(a.data.clone())
     } else {
-        Body::new_with_encoding(a.data.clone(), ContentTransferEncoding::Base64).unwrap_or_else(Body::new)
+        // Encoded straight into the message's buffer by `to_bytes`, not
+        // into a copy of its own: a large attachment is held once as bytes
+        // (the draft's) and once encoded (the message's).
+        let marker = format!("herald-base64-{:016x}{:016x}", unique_u64(), unique_u64());
+        let body = Body::dangerous_pre_encoded(marker.clone().into_bytes(), ContentTransferEncoding::Base64);
+        holes.push(Base64Hole {
+            marker,
+            data: &a.data,
+        });
+        body
     };
     Attachment::new(a.filename.clone()).body(body, a.content_type.clone())
+}
+
+/// An empty buffer for `cap` bytes. A large one has its pages made present
+/// in one call (Linux: MADV_POPULATE_WRITE), not by one page fault per
+/// 4 KiB as it is filled: for tens of MB that was most of the build's time.
+pub(crate) fn buffer(cap: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = Vec::with_capacity(cap);
+    #[cfg(target_os = "linux")]
+    if cap >= 1 << 20 {
+        const MADV_POPULATE_WRITE: libc::c_int = 23; // Linux 5.14
+                                                     // SAFETY: page-aligned range inside the buffer's own allocation; the
+                                                     // advice only makes pages present (zeroed, as fresh pages are) and
+                                                     // fails harmlessly (EINVAL) where the kernel does not know it.
+        unsafe {
+            let page = 4096;
+            let start = (v.as_mut_ptr() as usize).next_multiple_of(page);
+            let end = (v.as_mut_ptr() as usize + cap) / page * page;
+            if end > start {
+                libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE);
+            }
+        }
+    }
+    v
+}
+
+/// Bytes in 57-byte chunks, each as a 76-character base64 line, lines
+/// separated by CRLF, none after the last: what lettre writes for a base64
+/// body (email-encoding's `base64::encode`).
+const BASE64_LINE_BYTES: usize = 57;
+
+fn base64_lines_len(n: usize) -> usize {
+    let lines = n.div_ceil(BASE64_LINE_BYTES);
+    n.div_ceil(3) * 4 + 2 * lines.saturating_sub(1)
+}
+
+/// The base64 alphabet's characters for every 12 bits, two at a time.
+const BASE64_PAIRS: [[u8; 2]; 4096] = {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut t = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        t[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        i += 1;
+    }
+    t
+};
+
+/// `BASE64_PAIRS` as little-endian u16s, to assemble 8 characters in a u64.
+const BASE64_PAIRS16: [u16; 4096] = {
+    let mut t = [0u16; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        t[i] = u16::from_le_bytes(BASE64_PAIRS[i]);
+        i += 1;
+    }
+    t
+};
+
+/// Encodes whole 3-byte groups of `input` into `out` (4 bytes per group),
+/// two characters per table look-up: two groups at a time from one 8-byte
+/// load where 8 bytes are left, then group by group. Returns the bytes written.
+fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
+    let (mut i, mut o) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if input.len() >= 28 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        (i, o) = unsafe { base64_avx2(input, out) };
+    }
+    while i + 8 <= input.len() && i + 6 <= input.len() / 3 * 3 {
+        let n = u64::from_be_bytes(input[i..i + 8].try_into().expect("8 bytes"));
+        let pair = |shift: u32| u64::from(BASE64_PAIRS16[(n >> shift) as usize & 0xfff]);
+        let w = pair(52) | (pair(40) << 16) | (pair(28) << 32) | (pair(16) << 48);
+        out[o..o + 8].copy_from_slice(&w.to_le_bytes());
+        i += 6;
+        o += 8;
+    }
+    for g in input[i..].chunks_exact(3) {
+        let n = (usize::from(g[0]) << 16) | (usize::from(g[1]) << 8) | usize::from(g[2]);
+        out[o..o + 2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
+        out[o + 2..o + 4].copy_from_slice(&BASE64_PAIRS[n & 0xfff]);
+        o += 4;
+    }
+    o
+}
+
+/// 24 bytes to 32 base64 characters at a time (W. Muła and D. Lemire,
+/// "Faster Base64 Encoding and Decoding using AVX2 Instructions", 2018):
+/// each 128-bit lane takes 12 bytes, spreads each 3 of them over 4 bytes,
+/// moves the 6-bit fields into place with two multiplies, and maps them to
+/// the alphabet with a 16-entry offset table. Reads 4 bytes past each
+/// 24, so it stops 28 bytes before the end. Returns (bytes read, written).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn base64_avx2(input: &[u8], out: &mut [u8]) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    #[rustfmt::skip]
+    let spread = _mm256_set_epi8(
+        10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1,
+        10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1,
+    );
+    #[rustfmt::skip]
+    let offsets = _mm256_setr_epi8(
+        65, 71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 0, 0,
+        65, 71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 0, 0,
+    );
+    let (mut i, mut o) = (0, 0);
+    while i + 28 <= input.len() && o + 32 <= out.len() {
+        // SAFETY: i + 28 <= len: both 16-byte loads are in bounds.
+        let (lo, hi) = unsafe {
+            (
+                _mm_loadu_si128(input.as_ptr().add(i) as *const __m128i),
+                _mm_loadu_si128(input.as_ptr().add(i + 12) as *const __m128i),
+            )
+        };
+        let v = _mm256_shuffle_epi8(
+            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi),
+            spread,
+        );
+        let t1 = _mm256_mulhi_epu16(
+            _mm256_and_si256(v, _mm256_set1_epi32(0x0FC0_FC00)),
+            _mm256_set1_epi32(0x0400_0040),
+        );
+        let t3 = _mm256_mullo_epi16(
+            _mm256_and_si256(v, _mm256_set1_epi32(0x003F_03F0)),
+            _mm256_set1_epi32(0x0100_0010),
+        );
+        let six = _mm256_or_si256(t1, t3);
+        // Offset-table index: 0 for 0..=25, 1 for 26..=51, 2..=13 above.
+        let index = _mm256_sub_epi8(
+            _mm256_subs_epu8(six, _mm256_set1_epi8(51)),
+            _mm256_cmpgt_epi8(six, _mm256_set1_epi8(25)),
+        );
+        let chars = _mm256_add_epi8(six, _mm256_shuffle_epi8(offsets, index));
+        // SAFETY: o + 32 <= out.len().
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(o) as *mut __m256i, chars) };
+        i += 24;
+        o += 32;
+    }
+    (i, o)
+}
+
+fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine as _;
+    let start = out.len();
+    out.resize(start + base64_lines_len(data.len()), 0);
+    let mut at = start;
+    for (k, chunk) in data.chunks(BASE64_LINE_BYTES).enumerate() {
+        if k > 0 {
+            out[at..at + 2].copy_from_slice(b"\r\n");
+            at += 2;
+        }
+        let whole = chunk.len() / 3 * 3;
+        at += base64_groups(&chunk[..whole], &mut out[at..]);
+        if whole < chunk.len() {
+            // The last 1 or 2 bytes, with their '=' padding.
+            at += base64::engine::general_purpose::STANDARD
+                .encode_slice(&chunk[whole..], &mut out[at..])
+                .expect("the buffer was sized for the encoding");
+        }
+    }
+    debug_assert_eq!(at, out.len());
 }
 
 /// 64 unpredictable bits, unique within the process: time, a counter and
@@ -377,10 +593,12 @@ impl MessageDraft {
         }
         no_controls(filename, "the attachment's filename", false)?;
         let content_type = parse_content_type(content_type.unwrap_or_else(|| guess_content_type(filename)))?;
+        let mut copy = buffer(data.len());
+        copy.extend_from_slice(data);
         self.attachments.push(AttachedFile {
             filename: filename.to_string(),
             content_type,
-            data: data.to_vec(),
+            data: copy,
         });
         Ok(())
     }
@@ -415,7 +633,9 @@ impl MessageDraft {
         self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
-    fn build(&self) -> Result<Message> {
+    /// The message as lettre renders it, with a marker in place of each
+    /// base64 attachment's lines (see `to_bytes`).
+    fn build(&self) -> Result<(Message, Vec<Base64Hole<'_>>)> {
         let (from, rcpts) = self.check_complete()?;
         let envelope = Envelope::new(Some(from.email.clone()), rcpts.into_iter().cloned().collect())
             .map_err(|e| Error::invalid(format!("cannot build the envelope: {e}")))?;
@@ -449,6 +669,7 @@ impl MessageDraft {
             (None, Some(h)) => Some(Main::Single(text_part(ContentType::TEXT_HTML, h))),
             (None, None) => None,
         };
+        let mut holes = Vec::new();
         let built = if self.attachments.is_empty() {
             match main {
                 Some(Main::Single(p)) => b.singlepart(p),
@@ -463,7 +684,7 @@ impl MessageDraft {
                 None => {}
             }
             for a in &self.attachments {
-                mixed = mixed.singlepart(attachment_part(a));
+                mixed = mixed.singlepart(attachment_part(a, &mut holes));
             }
             b.multipart(mixed)
         };
@@ -475,25 +696,55 @@ impl MessageDraft {
             msg.headers_mut()
                 .insert_raw(HeaderValue::new(name.clone(), value.clone()));
         }
-        Ok(msg)
+        Ok((msg, holes))
     }
 
     /// The message as RFC 5322 bytes (CRLF line ends). Needs a From and at
     /// least one recipient. Each call makes a new Date (unless given) and
     /// Message-ID (unless given).
+    ///
+    /// The bytes are made at their exact size: lettre renders the message
+    /// (with a marker for each base64 attachment), then each attachment is
+    /// encoded straight into the result.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.build()?.formatted())
+        let (msg, holes) = self.build()?;
+        let mut rendered = msg.formatted();
+        drop(msg);
+        if holes.is_empty() {
+            // lettre's buffer grew by doubling: give the spare capacity back.
+            rendered.shrink_to_fit();
+            return Ok(rendered);
+        }
+        let size = holes.iter().fold(rendered.len(), |n, h| {
+            n - h.marker.len() + base64_lines_len(h.data.len())
+        });
+        let mut out = buffer(size);
+        let mut at = 0;
+        for h in &holes {
+            let found = memchr::memmem::find(&rendered[at..], h.marker.as_bytes()).ok_or_else(|| {
+                Error::new(
+                    Status::Panic,
+                    "internal error: an attachment's place in the message was lost",
+                )
+            })?;
+            out.extend_from_slice(&rendered[at..at + found]);
+            push_base64_lines(h.data, &mut out);
+            at += found + h.marker.len();
+        }
+        out.extend_from_slice(&rendered[at..]);
+        debug_assert_eq!(out.len(), size);
+        Ok(out)
     }
 
     /// The envelope and bytes to send: from = From's address, rcpts = To,
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
     pub fn to_send_job(&self) -> Result<SendJob> {
         let (from, rcpts) = self.check_complete()?;
-        Ok(SendJob {
-            from: from.email.to_string(),
-            rcpts: rcpts.iter().map(|a| a.to_string()).collect(),
-            data: self.to_bytes()?,
-        })
+        Ok(SendJob::new(
+            from.email.to_string(),
+            rcpts.iter().map(|a| a.to_string()).collect(),
+            self.to_bytes()?,
+        ))
     }
 }
 
@@ -824,6 +1075,155 @@ mod tests {
         assert!(m.attach_bytes("a\r\n.bin", None, b"x").is_err());
         assert!(m.attach_bytes("", None, b"x").is_err());
         assert!(m.attachments.is_empty());
+    }
+
+    /// xorshift64*: reproducible pseudo-random numbers for the tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        /// Text from `alphabet`, up to `max` chars.
+        fn text(&mut self, alphabet: &[char], max: usize) -> String {
+            (0..self.below(max + 1))
+                .map(|_| alphabet[self.below(alphabet.len())])
+                .collect()
+        }
+    }
+
+    /// The char-by-char `crlf_lines` the scanning one replaced.
+    fn crlf_lines_slow(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => {
+                    chars.next_if_eq(&'\n');
+                    out.push_str("\r\n");
+                }
+                '\n' => out.push_str("\r\n"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn line_ends_and_controls_match_their_definitions() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let alphabet = [
+            'a', ' ', '\r', '\n', '\r', '\n', '\t', '\0', '\x07', '\x7f', '\u{80}', '\u{9f}', '\u{a0}',
+            '\u{c2}', 'é', '€', '🦀', '.',
+        ];
+        for case in [
+            "",
+            "\r",
+            "\n",
+            "\r\n",
+            "\n\r",
+            "a\r\r\nb",
+            "\r\n\n\r\r",
+            "x\u{85}y",
+        ] {
+            assert_eq!(crlf_lines(case), crlf_lines_slow(case), "{case:?}");
+        }
+        for _ in 0..5000 {
+            let t = rng.text(&alphabet, 40);
+            assert_eq!(crlf_lines(&t), crlf_lines_slow(&t), "{t:?}");
+            let slow = t
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'));
+            assert_eq!(has_controls(&t), slow, "{t:?}");
+        }
+        // Past the 32-byte blocks, too.
+        let long = "abc ".repeat(40);
+        for (i, c) in [
+            (0, '\x01'),
+            (31, '\x1f'),
+            (32, '\x7f'),
+            (100, '\u{9b}'),
+            (159, '\x0b'),
+        ] {
+            let mut t = long.clone();
+            t.insert(i, c);
+            assert!(has_controls(&t), "{c:?} at {i}");
+        }
+        assert!(!has_controls(&long) && !has_controls("tab\tcr\rlf\n é €"));
+    }
+
+    #[test]
+    fn text_parts_are_what_lettre_makes() {
+        let mut rng = Rng(7);
+        let mut texts: Vec<String> = ["", "Hello", "a\nb\r\nc\rd", "no end", "tab\there\n"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for n in [74, 75, 76, 77, 78, 200] {
+            texts.push(format!("{}\n{}\n", "x".repeat(n), "y".repeat(10)));
+            texts.push(format!("short\n{}", "z".repeat(n)));
+        }
+        for _ in 0..300 {
+            texts.push(rng.text(&['w', 'o', ' ', '\n', '\r', 'é', '.', '='], 300));
+        }
+        for t in &texts {
+            let ours = text_part(ContentType::TEXT_PLAIN, t).formatted();
+            let lettres = SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(crlf_lines_slow(t))
+                .formatted();
+            assert_eq!(text(&ours), text(&lettres), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn base64_lines_are_lettres() {
+        let mut rng = Rng(11);
+        for n in (0..300).chain([570, 571, 5700, 100_000]) {
+            let data: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let lettres = Body::new_with_encoding(data.clone(), ContentTransferEncoding::Base64).unwrap();
+            let mut ours = b"head".to_vec();
+            push_base64_lines(&data, &mut ours);
+            assert_eq!(&ours[4..], lettres.as_ref(), "{n} bytes");
+            assert_eq!(base64_lines_len(n), lettres.len(), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn attachments_are_encoded_in_place() {
+        let mut rng = Rng(3);
+        // Past 1 MiB: the buffers are made present in one call.
+        let big: Vec<u8> = (0..1_200_000).map(|_| rng.next() as u8).collect();
+        let mut m = minimal();
+        m.attach_bytes("a.bin", None, &big).unwrap();
+        m.attach_bytes("b.txt", None, b"plain\r\ntext\r\n").unwrap();
+        m.attach_bytes("c.bin", None, &big[..1000]).unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_eq!(b.len(), b.capacity(), "made at its exact size");
+        assert_well_formed(&b);
+        let t = text(&b);
+        assert!(!t.contains("herald-base64-"), "every marker was replaced");
+        for data in [&big[..], &big[..1000]] {
+            let lines = Body::new_with_encoding(data.to_vec(), ContentTransferEncoding::Base64).unwrap();
+            let lines = text(lines.as_ref());
+            assert_eq!(
+                t.matches(&*lines).count(),
+                1,
+                "the attachment's base64 lines, whole"
+            );
+        }
+        assert!(t.contains("plain\r\ntext\r\n"));
+        // Without attachments: no spare capacity either.
+        let b = minimal().to_bytes().unwrap();
+        assert_eq!(b.len(), b.capacity());
     }
 
     #[test]

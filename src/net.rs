@@ -411,6 +411,13 @@ impl Write for Stream {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
@@ -669,6 +676,23 @@ impl<S: Read + Write> LineConn<S> {
     pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.inner.write_all(data)?;
         Ok(())
+    }
+
+    /// Writes `a` then `b` (one `writev` on a plain socket) and flushes:
+    /// bytes from two buffers without copying them into one.
+    pub fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<()> {
+        let mut parts = [io::IoSlice::new(a), io::IoSlice::new(b)];
+        let mut left = &mut parts[..];
+        io::IoSlice::advance_slices(&mut left, 0);
+        while !left.is_empty() {
+            match self.inner.write_vectored(left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.flush()
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

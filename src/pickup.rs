@@ -190,11 +190,7 @@ mod tests {
         o.set_str(id::PICKUP_DIR, &dir.0.to_string_lossy()).unwrap();
         let client = Client::new(o).unwrap();
         let data = b"From: a@example.com\r\nTo: b@example.com\r\n\r\n.hi\r\n".to_vec();
-        let job = SendJob {
-            from: "a@example.com".into(),
-            rcpts: vec!["b@example.com".into()],
-            data: data.clone(),
-        };
+        let job = SendJob::new("a@example.com".into(), vec!["b@example.com".into()], data.clone());
         let op = client
             .submit(Submit {
                 work: Work::Send(job),

@@ -1,6 +1,7 @@
 //! The input of an op, copied from the caller at submit.
 
 use crate::options::Protocol;
+use crate::smtp::codec::Needs;
 use crate::status::{Error, Result};
 
 /// A message to send: envelope and the exact bytes.
@@ -9,6 +10,32 @@ pub struct SendJob {
     pub from: String,
     pub rcpts: Vec<String>,
     pub data: Vec<u8>,
+    /// What the message needs from an SMTP server, found once, at submit
+    /// (it scans every byte): `SendJob::new` sets it.
+    pub needs: Needs,
+}
+
+impl SendJob {
+    /// A job whose bytes are copied from `data`: copy and scan in one pass.
+    pub fn copied(from: String, rcpts: Vec<String>, data: &[u8]) -> SendJob {
+        let (needs, data) = Needs::of_copied(&from, &rcpts, data);
+        SendJob {
+            from,
+            rcpts,
+            data,
+            needs,
+        }
+    }
+
+    pub fn new(from: String, rcpts: Vec<String>, data: Vec<u8>) -> SendJob {
+        let needs = Needs::of(&from, &rcpts, &data);
+        SendJob {
+            from,
+            rcpts,
+            data,
+            needs,
+        }
+    }
 }
 
 /// A POP3 op. Messages are named by UIDL (checked at submit: printable

@@ -90,8 +90,8 @@ pub extern "C" fn herald_send_raw_async(
                 .enumerate()
                 .map(|(i, r)| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))
                 .collect::<crate::status::Result<Vec<String>>>()?;
-            let data = arg_bytes(data, len, "data")?.to_vec();
-            Ok(Work::Send(SendJob { from, rcpts, data }))
+            let data = arg_bytes(data, len, "data")?;
+            Ok(Work::Send(SendJob::copied(from, rcpts, data)))
         },
         None,
         cb,

@@ -141,6 +141,7 @@ fn send_job(t: &Ticket) -> &SendJob {
         from: String::new(),
         rcpts: Vec::new(),
         data: Vec::new(),
+        needs: Needs::NONE,
     };
     t.work.as_send().unwrap_or(&NONE)
 }
@@ -259,7 +260,7 @@ impl SmtpDriver {
         if j.rcpts.is_empty() {
             return Err(Error::invalid("the message has no recipients"));
         }
-        let needs = Needs::of(&j.from, &j.rcpts, &j.data);
+        let needs = j.needs;
         if let Some(max) = ext.size {
             if max > 0 && j.data.len() as u64 > max {
                 return Err(Error::new(

@@ -387,12 +387,18 @@ static void test_completion_queue(void)
 /* ---- freeing a client from inside its own completion callback ---- */
 static herald_client *self_freeing;
 static atomic_int freed_in_callback;
+static atomic_int submitting_done;
 
 static void free_on_first(const herald_completion *c)
 {
     count_completion(c);
-    if (atomic_fetch_add(&freed_in_callback, 1) == 0)
+    if (atomic_fetch_add(&freed_in_callback, 1) == 0) {
+        /* Nothing else may use a client while it is freed: let the
+           submitting loop finish first (the later ops stay pending). */
+        while (!atomic_load(&submitting_done))
+            usleep(1000);
         herald_client_free(self_freeing); /* must not deadlock */
+    }
 }
 
 static void test_free_inside_callback(void)
@@ -403,14 +409,17 @@ static void test_free_inside_callback(void)
     reset_counts();
     enum { N = 2000 };
     int accepted = 0;
+    atomic_store(&submitting_done, 0);
     for (int i = 0; i < N; i++) {
         herald_op op;
         herald_status s = herald_send_raw_async(self_freeing, "a@example.org", RCPT, 1, (const uint8_t *)RAW,
                                                 sizeof RAW - 1, free_on_first, (void *)(intptr_t)i, &op);
         if (s != HERALD_STATUS_OK)
-            break; /* the client is being freed by its first callback */
+            break;
         accepted++;
     }
+    atomic_store(&submitting_done, 1);
+    CHECK(accepted == N); /* the free waited for this loop */
     /* Every accepted op completes exactly once; the free happened inside the callback. */
     for (int spin = 0; spin < 200 && atomic_load(&completions_total) < accepted; spin++)
         sleep_ms(10);
