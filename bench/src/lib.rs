@@ -1,11 +1,8 @@
 //! herald's benchmark harness: a TCP delay proxy to emulate a round trip,
 //! a counting smtp-sink for throughput runs, the two senders compared
-//! (`smtp-source` and herald through its C ABI), and (via `support`) the
-//! same private smtp-sink and Dovecot servers the tests use.
+//! (`smtp-source` and herald through its C ABI). The private smtp-sink and
+//! Dovecot servers the tests use come from `herald_testservers`.
 
 pub mod delay_proxy;
 pub mod load;
 pub mod sink;
-
-#[path = "../../tests/support/mod.rs"]
-pub mod support;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use herald_bench::delay_proxy::DelayProxy;
 use herald_bench::load::{self, bench_message};
 use herald_bench::sink::CountingSink;
-use herald_bench::support::{self, SmtpSink};
+use herald_testservers::{sink_form, SmtpSink};
 
 struct Row {
     rtt: Option<Duration>,
@@ -309,11 +309,7 @@ fn verify(conns: usize, n: usize) {
     for d in &dumps {
         let id = d.header("Message-Id").expect("a Message-Id");
         let sent = by_id.get(id.trim()).expect("a message herald was given");
-        assert_eq!(
-            d.body,
-            support::sink_form(sent),
-            "herald's message {id} arrived changed"
-        );
+        assert_eq!(d.body, sink_form(sent), "herald's message {id} arrived changed");
         assert_eq!(d.mail_from, load::FROM);
         assert_eq!(d.rcpts, [load::TO]);
     }
