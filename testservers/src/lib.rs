@@ -26,6 +26,20 @@
 //! needs is re-exported here, so a new server is one new module that uses
 //! `crate::{...}` (or `super::...`) and one `pub mod` line below.
 //!
+//! Linux only: the servers are found, watched and stopped through `/proc`,
+//! process groups and `ss`.
+//!
+//! # Adding a server
+//!
+//! A file `src/<server>.rs` with its `//!` docs, a `pub mod <server>;` line
+//! below and a `pub use` of its main type. It builds on [`require_servers`]
+//! (add its binaries to the list there), [`TempDir`], [`free_port`],
+//! [`Supervised::spawn`], [`wait_listening`] and [`expect_greeting`], and
+//! retries with fresh ports when [`bind_failed`] says so, as [`smtp_sink`]
+//! and [`dovecot`] do. Config templates live in the repository's
+//! `tests/servers/` (`include_str!("../../tests/servers/<file>.in")`) and
+//! are checked with [`find_placeholder`].
+//!
 //! Install the servers with `scripts/install-test-deps.sh` (as root, or with
 //! sudo). Dovecot must be started as root (it switches to the `vmail` user
 //! for mail access); smtp-sink also runs as a normal user.
