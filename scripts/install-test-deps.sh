@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what herald's integration tests need to start REAL mail servers on
-# loopback ports (see tests/support/mod.rs and tests/servers/):
+# loopback ports (see testservers/, the herald-testservers crate, and tests/servers/):
 #   Postfix's smtp-sink, Dovecot (imapd, pop3d, submissiond), valgrind,
 #   openssl, iproute2 (ss), python3, gcc + libc6-dev, make, and setsid
 #   (util-linux, present on every Debian/Ubuntu system); and what building

@@ -2,13 +2,11 @@
 //! against include/herald.h and the freshly built libherald, and runs under
 //! valgrind with no errors and no leaks, against the servers it needs.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use support::*;
+use herald_testservers::*;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

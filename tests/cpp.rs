@@ -4,12 +4,10 @@
 //! promise herald held is freed) against PICKUP, an smtp-sink and Dovecot
 //! (IMAP with IDLE, and POP3).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use herald_testservers::*;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

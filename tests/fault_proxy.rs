@@ -6,7 +6,6 @@
 //! what the server stored. `HERALD_FAULT_SEED=n` replays a run's faults.
 
 mod api;
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use api::imap::*;
 use api::*;
-use support::*;
+use herald_testservers::*;
 
 /// A small seeded generator (xorshift64*), for reproducible faults.
 #[derive(Clone)]

@@ -7,7 +7,6 @@
 //! SMTP, POP3 and IMAP servers.
 
 mod api;
-mod support;
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use api::*;
-use support::scripted::{Peer, Scripted};
+use herald_testservers::scripted::{Peer, Scripted};
 
 /// The deadline every case runs with.
 const OP_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -1033,8 +1032,8 @@ fn pop3_message_over_max_message_bytes_is_limit() {
 
 #[test]
 fn idle_outlives_op_timeout_and_other_ops_keep_theirs() {
-    support::require_servers();
-    let d = support::Dovecot::start();
+    herald_testservers::require_servers();
+    let d = herald_testservers::Dovecot::start();
     let c = TestClient::imap_plain(d.imap_port, &[(HERALD_OPT_OP_TIMEOUT_MS, Val::I(1000))]);
     let idle = c.imap_idle("INBOX").unwrap();
     // Well past the deadline the IDLE still runs and still reports.

@@ -5,12 +5,11 @@
 //! binary of its own, so that /proc/self/status measures this test alone.
 
 mod api;
-mod support;
 
 use std::time::{Duration, Instant};
 
 use api::*;
-use support::scripted::Scripted;
+use herald_testservers::scripted::Scripted;
 
 /// Peak resident memory of this process (VmHWM), in KiB.
 fn peak_rss_kib() -> u64 {

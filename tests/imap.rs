@@ -3,7 +3,6 @@
 //! client. Every test checks that each op completed exactly once.
 
 mod api;
-mod support;
 
 use std::collections::HashSet;
 use std::process::Command;
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use api::imap::*;
 use api::*;
-use support::*;
+use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
 

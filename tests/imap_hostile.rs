@@ -6,8 +6,6 @@
 //! waiting op are served at once and that changes are coalesced.
 
 mod api;
-mod imap_script;
-mod support;
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use api::imap::*;
 use api::*;
-use imap_script::{serve, Evil, IdleFlood, Step};
-use support::scripted::Scripted;
+use herald_testservers::imap_script::{self, serve, Evil, IdleFlood, Step};
+use herald_testservers::scripted::Scripted;
 
 /// Generous bounds for a loaded machine; the typical numbers are printed.
 const PROMPT: Duration = Duration::from_secs(1);

@@ -4,14 +4,12 @@
 //! so no other test moves the numbers.
 
 mod api;
-mod imap_script;
-mod support;
 
 use std::time::{Duration, Instant};
 
 use api::*;
-use imap_script::{serve, Evil, Step};
-use support::scripted::Scripted;
+use herald_testservers::imap_script::{self, serve, Evil, Step};
+use herald_testservers::scripted::Scripted;
 
 const CONNECTIONS: usize = 8;
 

@@ -5,7 +5,6 @@
 //! that each op completed exactly once.
 
 mod api;
-mod support;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use api::pop3::*;
 use api::*;
-use support::*;
+use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(60);
 

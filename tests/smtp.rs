@@ -4,7 +4,6 @@
 //! that the server stored exactly the messages reported as sent.
 
 mod api;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -13,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::*;
-use support::*;
+use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
 

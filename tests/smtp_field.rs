@@ -6,7 +6,6 @@
 //! for byte.
 
 mod api;
-mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,8 +13,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use api::*;
-use support::postfix::{maildir_form, Delivery, Postfix};
-use support::*;
+use herald_testservers::postfix::{maildir_form, Delivery, Postfix};
+use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
 const FROM: &str = "alice@example.org";

@@ -16,15 +16,13 @@
 //! `ProcessPrng` from: tests/windows/bcryptprimitives.c, built here and put
 //! beside the test programs, stands in for it. It is never shipped.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use support::*;
+use herald_testservers::*;
 
 const X64: &str = "x86_64-pc-windows-gnu";
 const X86: &str = "i686-pc-windows-gnu";

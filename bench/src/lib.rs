@@ -1,13 +1,10 @@
 //! herald's benchmark harness: a TCP delay proxy to emulate a round trip,
 //! a counting smtp-sink for throughput runs, the two senders compared
-//! (`smtp-source` and herald through its C ABI), a minimal BDAT streamer
-//! as the yardstick for CHUNKING servers, and (via `support`) the same
-//! private smtp-sink, Dovecot and Postfix servers the tests use.
+//! (`smtp-source` and herald through its C ABI), and a minimal BDAT streamer
+//! as the yardstick for CHUNKING servers. The private smtp-sink, Dovecot and
+//! Postfix servers the tests use come from `herald_testservers`.
 
 pub mod delay_proxy;
 pub mod load;
 pub mod sink;
 pub mod streamer;
-
-#[path = "../../tests/support/mod.rs"]
-pub mod support;

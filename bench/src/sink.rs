@@ -1,7 +1,7 @@
 //! A private `smtp-sink` that counts messages instead of storing them, for
 //! throughput runs.
 //!
-//! `support::SmtpSink` always runs smtp-sink with `-d` (one file per
+//! `herald_testservers::SmtpSink` always runs smtp-sink with `-d` (one file per
 //! message). Here that costs the sink about three times the CPU of the
 //! transaction itself (5000 x 10 KB over 8 connections on loopback:
 //! ~2,000 msg/s with `-d`, ~5,700 msg/s without, for `smtp-source`), and
@@ -9,97 +9,54 @@
 //! use `smtp-sink -c`: it prints `sess=S quit=Q mesg=M` after every final
 //! "." it receives, and [`CountingSink::messages`] reads the last `M`. The
 //! count is smtp-sink's own, made as it received each message; a separate
-//! pass with `support::SmtpSink` (dumping) checks the messages themselves.
+//! pass with `herald_testservers::SmtpSink` (dumping) checks the messages themselves.
 //!
-//! Lifetime as in `support`: smtp-sink runs under a `/bin/sh` supervisor in
-//! a process group of its own; the supervisor kills the group when its
-//! stdin (a pipe only this process writes) reaches EOF, so the sink never
-//! outlives this process, even when it is killed.
+//! Lifetime as for every server of `herald_testservers`: smtp-sink runs as a
+//! [`Supervised`] process, in a process group of its own, killed when its
+//! supervisor's stdin (a pipe only this process writes) reaches EOF, so the
+//! sink never outlives this process, even when it is killed.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, TempDir};
+use herald_testservers::{euid, free_port, require_servers, Supervised, TempDir, HOST, SMTP_SINK};
 
-// $1 = log file, $2... = command. See `support`'s SUPERVISOR.
-const SUPERVISOR: &str = r#"
-trap '' INT QUIT HUP
-log=$1; shift
-setsid "$@" </dev/null >>"$log" 2>&1 &
-pid=$!
-echo "$pid"
-exec >/dev/null
-while read -r line; do :; done
-kill -KILL -"$pid" 2>/dev/null
-wait "$pid"
-exit 0
-"#;
-
+/// `smtp-sink -c`: counts the messages it receives, stores none.
 pub struct CountingSink {
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
+    /// Its pid (for its CPU time).
     pub pid: u32,
     log: PathBuf,
-    supervisor: Child,
-    stdin: Option<ChildStdin>,
+    // field order = drop order: stop the process before removing its dir
+    _proc: Supervised,
     _dir: TempDir,
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .map(|v| v == "0")
-        })
-        .unwrap_or(false)
 }
 
 impl CountingSink {
     /// Starts `smtp-sink -c 127.0.0.1:PORT 1024` on a fresh port; returns
     /// once it greets.
     pub fn start() -> CountingSink {
-        support::require_servers();
+        require_servers();
         let mut last = String::new();
         for _ in 0..5 {
             let dir = TempDir::new("smtp-bench-sink");
             let log = dir.path().join("smtp-sink.log");
-            let port = support::free_port();
+            let port = free_port();
             let mut args: Vec<String> = Vec::new();
-            if is_root() {
+            if euid() == 0 {
                 args.extend(["-u".into(), "nobody".into()]);
             }
-            args.extend(["-c".into(), format!("{}:{port}", support::HOST), "1024".into()]);
-            let mut supervisor = Command::new("/bin/sh")
-                .arg("-c")
-                .arg(SUPERVISOR)
-                .arg("herald-bench-sink-supervisor")
-                .arg(&log)
-                .arg(support::SMTP_SINK)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .expect("spawn the smtp-sink supervisor");
-            let stdin = supervisor.stdin.take();
-            let mut pid = String::new();
-            BufReader::new(supervisor.stdout.take().expect("supervisor stdout"))
-                .read_line(&mut pid)
-                .expect("read smtp-sink's pid");
+            args.extend(["-c".into(), format!("{HOST}:{port}"), "1024".into()]);
+            let proc = Supervised::spawn("smtp-sink", SMTP_SINK, &args, &log, dir.path());
             let sink = CountingSink {
                 port,
-                pid: pid.trim().parse().expect("smtp-sink's pid"),
+                pid: proc.pid,
                 log,
-                supervisor,
-                stdin,
+                _proc: proc,
                 _dir: dir,
             };
             match sink.wait_greeting(Duration::from_secs(5)) {
@@ -113,7 +70,7 @@ impl CountingSink {
     fn wait_greeting(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(mut s) = TcpStream::connect((support::HOST, self.port)) {
+            if let Ok(mut s) = TcpStream::connect((HOST, self.port)) {
                 let mut buf = [0u8; 4];
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok();
                 if s.read_exact(&mut buf).is_ok() && &buf == b"220 " {
@@ -161,12 +118,5 @@ impl CountingSink {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-}
-
-impl Drop for CountingSink {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF: the supervisor kills the sink
-        let _ = self.supervisor.wait();
     }
 }

@@ -23,7 +23,7 @@ use herald::ffi::options::*;
 use herald::ffi::result::*;
 use herald::ffi::HERALD_STATUS_OK;
 use herald_bench::delay_proxy::DelayProxy;
-use herald_bench::support::Dovecot;
+use herald_testservers::Dovecot;
 
 const MESSAGES: usize = 1000;
 const SIZE: usize = 10 * 1024;

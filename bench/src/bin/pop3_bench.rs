@@ -22,7 +22,7 @@ use herald::ffi::pop3::*;
 use herald::ffi::result::*;
 use herald::ffi::*;
 use herald_bench::delay_proxy::DelayProxy;
-use herald_bench::support::{imap_append, Dovecot};
+use herald_testservers::{imap_append, Dovecot};
 
 const MESSAGES: usize = 500;
 const SIZE: usize = 10 * 1024;

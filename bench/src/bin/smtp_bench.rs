@@ -36,7 +36,7 @@ use herald_bench::delay_proxy::DelayProxy;
 use herald_bench::load::{self, bench_message};
 use herald_bench::sink::CountingSink;
 use herald_bench::streamer;
-use herald_bench::support::{self, postfix::Postfix, SmtpSink};
+use herald_testservers::{postfix::Postfix, sink_form, SmtpSink};
 
 struct Row {
     rtt: Option<Duration>,
@@ -319,11 +319,7 @@ fn verify(conns: usize, n: usize) {
     for d in &dumps {
         let id = d.header("Message-Id").expect("a Message-Id");
         let sent = by_id.get(id.trim()).expect("a message herald was given");
-        assert_eq!(
-            d.body,
-            support::sink_form(sent),
-            "herald's message {id} arrived changed"
-        );
+        assert_eq!(d.body, sink_form(sent), "herald's message {id} arrived changed");
         assert_eq!(d.mail_from, load::FROM);
         assert_eq!(d.rcpts, [load::TO]);
     }

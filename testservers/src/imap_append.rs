@@ -27,7 +27,7 @@ fn until_tagged(r: &mut BufReader<TcpStream>, tag: &str) -> Vec<String> {
 /// 127.0.0.1:`port` (LOGIN, one APPEND with a synchronizing literal per
 /// message, LOGOUT). Panics on any refusal.
 pub fn imap_append(port: u16, user: &str, pass: &str, mailbox: &str, messages: &[Vec<u8>]) {
-    let s = TcpStream::connect((super::HOST, port)).expect("connect to IMAP");
+    let s = TcpStream::connect((crate::HOST, port)).expect("connect to IMAP");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);

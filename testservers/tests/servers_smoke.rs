@@ -1,11 +1,9 @@
-//! Proves the test-server infrastructure in tests/support: smtp-sink dumps,
+//! Proves the test-server infrastructure in herald-testservers: smtp-sink dumps,
 //! a private Dovecot (IMAP, POP3, submission), connection counting, parallel
 //! instances and cleanup when the test process is killed.
 //!
-//! Run: `cargo test --test servers_smoke` (as root, after
+//! Run: `cargo test -p herald-testservers --test servers_smoke` (as root, after
 //! `scripts/install-test-deps.sh`).
-
-mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{established_connections, sink_form, wait_for_connections, Dovecot, SmtpSink, HOST};
+use herald_testservers::{established_connections, sink_form, wait_for_connections, Dovecot, SmtpSink, HOST};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -518,7 +516,7 @@ fn child_holding_servers() {
 
 #[test]
 fn servers_die_with_the_test_process() {
-    support::require_servers();
+    herald_testservers::require_servers();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -571,14 +569,14 @@ fn servers_die_with_the_test_process() {
 #[test]
 fn scripted_server_answers_and_resets() {
     use std::io::{BufRead, BufReader, Read, Write};
-    let srv = support::scripted::Scripted::start(|mut p| {
+    let srv = herald_testservers::scripted::Scripted::start(|mut p| {
         p.send("220 hello\r\n")?;
         let l = p.line()?;
         p.send(format!("250 {l}\r\n"))?;
         p.reset();
         Ok(())
     });
-    let mut c = std::net::TcpStream::connect((support::HOST, srv.port())).unwrap();
+    let mut c = std::net::TcpStream::connect((herald_testservers::HOST, srv.port())).unwrap();
     let mut r = BufReader::new(c.try_clone().unwrap());
     let mut line = String::new();
     r.read_line(&mut line).unwrap();

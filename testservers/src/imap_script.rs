@@ -2,26 +2,31 @@
 //! for herald's ops (greeting, CAPABILITY, AUTHENTICATE/LOGIN, LIST,
 //! SELECT/EXAMINE, UID SEARCH, UID FETCH, APPEND, IDLE, LOGOUT) and, at one
 //! chosen step, misbehaves in one chosen way.
-#![allow(dead_code)]
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::scripted::Peer;
+use crate::scripted::Peer;
 
 /// Where the server misbehaves: instead of the greeting, or instead of its
 /// reply to a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// The greeting.
     Greeting,
     /// The greeting carries no capabilities: herald asks.
     Capability,
+    /// The reply to AUTHENTICATE or LOGIN.
     Login,
+    /// The reply to LIST.
     List,
+    /// The reply to SELECT or EXAMINE.
     Select,
+    /// The reply to UID SEARCH.
     Search,
+    /// The reply to UID FETCH.
     Fetch,
     /// APPEND without LITERAL+: herald waits for "+".
     AppendContinue,
@@ -97,6 +102,7 @@ pub enum Evil {
 }
 
 impl Evil {
+    /// Every misbehaviour (nesting at two depths).
     pub const ALL: [Evil; 14] = [
         Evil::Garbage,
         Evil::Nul,
@@ -115,6 +121,7 @@ impl Evil {
     ];
 }
 
+/// The capabilities the server announces.
 pub const CAPS: &str = "IMAP4rev1 AUTH=PLAIN SASL-IR IDLE LITERAL+ UIDPLUS MOVE";
 const CAPS_NO_LITERAL_PLUS: &str = "IMAP4rev1 AUTH=PLAIN SASL-IR IDLE UIDPLUS MOVE";
 
@@ -202,7 +209,9 @@ fn literal(line: &str) -> Option<(usize, bool)> {
 /// EXISTS with growing counts until DONE (counted in `sent`).
 #[derive(Clone, Default)]
 pub struct IdleFlood {
+    /// How many EXISTS lines were sent during IDLE so far.
     pub sent: Arc<AtomicU64>,
+    /// The last EXISTS count sent before the client's DONE was seen.
     pub last_before_done: Arc<AtomicU64>,
 }
 

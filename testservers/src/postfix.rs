@@ -42,19 +42,21 @@ use super::{
 pub const POSTFIX: &str = "/usr/sbin/postfix";
 /// Postfix's master daemon.
 pub const MASTER: &str = "/usr/lib/postfix/sbin/master";
-const MAIN_CF: &str = include_str!("../servers/postfix/main.cf.in");
-const MASTER_CF: &str = include_str!("../servers/postfix/master.cf.in");
-const RCPT_ACCESS: &str = include_str!("../servers/postfix/rcpt_access");
+const MAIN_CF: &str = include_str!("../../tests/servers/postfix/main.cf.in");
+const MASTER_CF: &str = include_str!("../../tests/servers/postfix/master.cf.in");
+const RCPT_ACCESS: &str = include_str!("../../tests/servers/postfix/rcpt_access");
 
 /// A running private Postfix instance.
 pub struct Postfix {
+    /// The smtpd's port on 127.0.0.1.
     pub port: u16,
     /// The instance's temp dir: the config directory itself.
     pub root: PathBuf,
     /// The self-signed certificate (PEM) smtpd offers with STARTTLS.
     pub ca_file: PathBuf,
     proc: Supervised,
-    dir: TempDir,
+    /// Kept for its drop: removes the instance's files.
+    _dir: TempDir,
 }
 
 /// One delivered copy of a message: virtual(8) writes a file per recipient,
@@ -63,6 +65,7 @@ pub struct Postfix {
 /// endings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The delivered file.
     pub path: PathBuf,
     /// The envelope sender (Return-Path), without brackets.
     pub return_path: String,
@@ -377,7 +380,7 @@ fn start_postfix(extra_main_cf: &str) -> Result<Postfix, (String, bool)> {
             ca_file: tls.join("cert.pem"),
             root,
             proc,
-            dir,
+            _dir: dir,
         }),
         Err(e) => {
             let text = format!("{e}\n{}", fs::read_to_string(&log).unwrap_or_default());

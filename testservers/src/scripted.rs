@@ -26,7 +26,7 @@ impl Scripted {
     where
         F: Fn(Peer) -> io::Result<()> + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind((super::HOST, 0)).expect("bind a scripted server");
+        let listener = TcpListener::bind((crate::HOST, 0)).expect("bind a scripted server");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -65,6 +65,7 @@ impl Scripted {
         }
     }
 
+    /// The port it listens on, on [`HOST`](crate::HOST).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -108,6 +109,7 @@ impl Peer {
         self.stop.load(Ordering::SeqCst)
     }
 
+    /// The connection itself (reads through it bypass [`line`](Self::line)'s buffer).
     pub fn stream(&mut self) -> &mut TcpStream {
         self.reader.get_mut()
     }
