@@ -2,8 +2,11 @@
 
 use std::ffi::c_char;
 
-use super::{arg_str, boundary, herald_status, status_boundary, BoxHandle};
+use super::boundary::ffi_boundary;
+use super::handle::{self, Castable, Owned};
+use super::{arg_str, herald_status};
 use crate::options::{Options, Protocol};
+use crate::status::Error;
 
 /// Options for a client (CONSTRUCTOR `herald_options_new`, DESTRUCTOR
 /// `herald_options_free`). `herald_client_new` copies them: free them whenever you like.
@@ -11,7 +14,8 @@ pub struct herald_options {
     _private: [u8; 0],
 }
 
-impl BoxHandle for herald_options {
+impl Castable for herald_options {
+    type Ownership = Owned;
     type Rust = Options;
     const NAME: &'static str = "options";
 }
@@ -111,13 +115,18 @@ pub const HERALD_SECURITY_IMPLICIT_TLS: i64 = 2;
 pub const HERALD_SECURITY_STARTTLS_IF_AVAILABLE: i64 = 3;
 
 /// CONSTRUCTOR. New options for `protocol` (`HERALD_PROTOCOL_*`) with the
-/// defaults; NULL for an unknown protocol. Free with `herald_options_free`.
+/// defaults; NULL for an unknown protocol (the reason in
+/// `herald_last_error()`). Free with `herald_options_free`.
 #[no_mangle]
 pub extern "C" fn herald_options_new(protocol: u32) -> *mut herald_options {
-    boundary(std::ptr::null_mut(), || match Protocol::from_u32(protocol) {
-        Some(p) => herald_options::into_handle(Options::new(p)),
-        None => std::ptr::null_mut(),
-    })
+    ffi_boundary! {
+        let p = Protocol::from_u32(protocol).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown protocol {protocol}: expected HERALD_PROTOCOL_SMTP (1), _IMAP (2), _POP3 (3) or _PICKUP (4)"
+            ))
+        })?;
+        Ok(handle::into_handle::<herald_options>(Options::new(p)))
+    }
 }
 
 /// METHOD. Sets a string option (`HERALD_OPT_*`, UTF-8, copied). An unknown option, an integer option, an
@@ -129,25 +138,25 @@ pub extern "C" fn herald_options_set_str(
     option: u32,
     value: *const c_char,
 ) -> herald_status {
-    status_boundary(|| {
-        let o = herald_options::arg_mut(o)?;
+    ffi_boundary! {
+        let o = handle::arg_mut(o)?;
         let v = arg_str(value, "value")?;
         o.set_str(option, v)
-    })
+    }
 }
 
 /// METHOD. Sets an integer option (`HERALD_OPT_*`; ranges and defaults are
 /// in each option's doc); checked as `herald_options_set_str` is.
 #[no_mangle]
 pub extern "C" fn herald_options_set_int(o: *mut herald_options, option: u32, value: i64) -> herald_status {
-    status_boundary(|| herald_options::arg_mut(o)?.set_int(option, value))
+    ffi_boundary! { handle::arg_mut(o)?.set_int(option, value) }
 }
 
 /// DESTRUCTOR. Frees options from `herald_options_new`; NULL is a no-op.
 /// Clients made from them keep their own copy.
 #[no_mangle]
 pub extern "C" fn herald_options_free(o: *mut herald_options) {
-    boundary((), || herald_options::free(o))
+    ffi_boundary! { void; handle::free(o) }
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_void};
 
 use super::client::{herald_client, submit};
 use super::completion::{herald_callback, herald_op};
+use super::handle;
 use super::message::herald_message;
-use super::{arg_bytes, arg_str, arg_str_array, herald_status, BoxHandle};
+use super::{arg_bytes, arg_str, arg_str_array, herald_status};
 use crate::message::check_envelope_address;
 use crate::status::Error;
 use crate::work::{SendJob, Work};
@@ -45,7 +46,7 @@ pub extern "C" fn herald_send_async(
 ) -> herald_status {
     submit(
         c,
-        |_| Ok(Work::Send(herald_message::arg(m)?.to_send_job()?)),
+        |_| Ok(Work::Send(handle::arg(m)?.to_send_job()?)),
         None,
         cb,
         user_token,
