@@ -111,7 +111,7 @@ fn every_value_export_sets_last_error_on_null() {
 }
 
 /// A status export called with fixed arguments.
-type Call = Box<dyn Fn() -> herald_status>;
+type Call<'a> = Box<dyn Fn() -> herald_status + 'a>;
 
 #[test]
 fn every_status_export_sets_last_error_on_a_null_handle() {
