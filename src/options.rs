@@ -580,6 +580,45 @@ mod tests {
         assert_eq!(o.port(), 2525);
     }
 
+    /// Each option is refused with the other setter, and refused by the
+    /// protocols it does not apply to, with the texts C callers see.
+    #[test]
+    fn kind_and_protocol_are_checked_for_every_option() {
+        for opt in Opt::ALL {
+            let p = [Protocol::Smtp, Protocol::Pickup]
+                .into_iter()
+                .find(|p| opt.applies_to(*p))
+                .expect("every option applies to SMTP or PICKUP");
+            let mut o = Options::new(p);
+            let e = match opt.kind() {
+                Kind::Str => o.set_int(opt, 1).unwrap_err(),
+                Kind::Int => o.set_str(opt, "1").unwrap_err(),
+            };
+            assert!(
+                e.detail.starts_with(&format!("option {} takes ", opt.name())),
+                "{}",
+                e.detail
+            );
+            for other in [Protocol::Smtp, Protocol::Imap, Protocol::Pop3, Protocol::Pickup] {
+                if !opt.applies_to(other) {
+                    let mut o = Options::new(other);
+                    let e = match opt.kind() {
+                        Kind::Str => o.set_str(opt, "x").unwrap_err(),
+                        Kind::Int => o.set_int(opt, 1).unwrap_err(),
+                    };
+                    assert_eq!(
+                        e.detail,
+                        format!(
+                            "option {} does not apply to a {} client",
+                            opt.name(),
+                            other.name()
+                        )
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn validate_needs_host_and_pickup_dir() {
         let o = Options::new(Protocol::Smtp);
