@@ -17,8 +17,10 @@ fn main() {
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
         let config = cbindgen::Config::from_file(format!("{dir}/cbindgen.toml")).unwrap();
         cbindgen::Builder::new()
-            // Only the C ABI layer (tests/header.rs does the same).
+            // Only the C ABI layer and the status codes it exports (tests/header.rs
+            // does the same).
             .with_src(format!("{dir}/src/ffi/mod.rs"))
+            .with_src(format!("{dir}/src/status/codes.rs"))
             .with_config(config)
             .generate()
             .expect("cbindgen failed")

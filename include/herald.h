@@ -596,7 +596,8 @@ void herald_client_free(struct herald_client *c);
  * METHOD. The next queued completion (of ops submitted with `cb` NULL, and
  * IDLE changes whose `on_change` is NULL), in the order they completed, or
  * NULL when none came within `timeout_ms` (0 = don't wait, -1 = wait
- * forever; NULL `c` also gives NULL). Call it on any thread. The caller owns
+ * forever; NULL `c` also gives NULL, with the reason in
+ * `herald_last_error()`). Call it on any thread. The caller owns
  * the completion and everything it points to, until
  * `herald_completion_free` (also after the client is freed).
  */
@@ -607,7 +608,8 @@ struct herald_completion *herald_client_next(struct herald_client *c, int32_t ti
  * completions are queued (poll it for POLLIN; don't read or close it; take
  * the completions with `herald_client_next(c, 0)` until it gives NULL).
  * Windows: an event HANDLE signalled likewise (wait on it, don't close it).
- * Owned by the client and valid until `herald_client_free`. -1 for NULL.
+ * Owned by the client and valid until `herald_client_free`. -1 for NULL
+ * (the reason in `herald_last_error()`).
  */
 int64_t herald_client_wakeup_handle(const struct herald_client *c);
 
@@ -917,7 +919,8 @@ void herald_message_free(struct herald_message *m);
 
 /**
  * CONSTRUCTOR. New options for `protocol` (`HERALD_PROTOCOL_*`) with the
- * defaults; NULL for an unknown protocol. Free with `herald_options_free`.
+ * defaults; NULL for an unknown protocol (the reason in
+ * `herald_last_error()`). Free with `herald_options_free`.
  */
 struct herald_options *herald_options_new(uint32_t protocol);
 
@@ -1006,33 +1009,36 @@ herald_status herald_pop3_top_async(struct herald_client *c, const char *uidl, u
 herald_status herald_pop3_delete_async(struct herald_client *c, const char *const *uidls, size_t n, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
- * METHOD. Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
+ * METHOD. Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL
+ * (the reason in `herald_last_error()`).
  */
 size_t herald_result_count(const struct herald_result *r);
 
 /**
  * METHOD. Item i's IMAP UID, or POP3 message number; 0 if it has none, if
- * `i` is out of range or `r` is NULL.
+ * `i` is out of range or `r` is NULL (the last two set `herald_last_error()`).
  */
 uint64_t herald_result_uid(const struct herald_result *r, size_t i);
 
 /**
  * METHOD. A text field (`HERALD_FIELD_*`, UTF-8) of item i; NULL if the
- * item lacks it, `i` is out of range or `r` is NULL. Owned by the result:
- * valid as long as it is.
+ * item lacks it, `i` is out of range or `r` is NULL (the reason in
+ * `herald_last_error()`). Owned by the result: valid as long as it is.
  */
 const char *herald_result_str(const struct herald_result *r, size_t i, uint32_t field);
 
 /**
  * METHOD. A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of
- * item i; 0 if absent, out of range or `r` NULL.
+ * item i; 0 if absent, out of range or `r` NULL (the reason in
+ * `herald_last_error()`).
  */
 uint64_t herald_result_int(const struct herald_result *r, size_t i, uint32_t field);
 
 /**
  * METHOD. Item i's bytes (a message or its header block) and their length
- * in `*len`; NULL (and `*len` = 0) if absent. `len` may be NULL. Owned by
- * the result: valid as long as it is. Not NUL-terminated.
+ * in `*len`; NULL (and `*len` = 0) if absent, out of range or `r` NULL (the
+ * reason in `herald_last_error()`). `len` may be NULL. Owned by the result:
+ * valid as long as it is. Not NUL-terminated.
  */
 const uint8_t *herald_result_bytes(const struct herald_result *r, size_t i, size_t *len);
 

@@ -5,6 +5,7 @@
 //! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
 
 pub mod engine;
+pub mod envelope;
 pub mod ffi;
 #[doc(hidden)]
 #[cfg(any(test, feature = "fuzzing"))]

@@ -6,26 +6,17 @@ use std::time::Duration;
 
 use crate::status::{Error, Result};
 
-/// The protocol a client speaks (`HERALD_PROTOCOL_*`).
+/// The protocol a client speaks (`HERALD_PROTOCOL_*`: `ffi::options` maps
+/// the numbers onto these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
-    Smtp = 1,
-    Imap = 2,
-    Pop3 = 3,
-    Pickup = 4,
+    Smtp,
+    Imap,
+    Pop3,
+    Pickup,
 }
 
 impl Protocol {
-    pub fn from_u32(v: u32) -> Option<Protocol> {
-        Some(match v {
-            1 => Protocol::Smtp,
-            2 => Protocol::Imap,
-            3 => Protocol::Pop3,
-            4 => Protocol::Pickup,
-            _ => return None,
-        })
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Smtp => "SMTP",
@@ -58,28 +49,156 @@ impl Security {
     }
 }
 
-/// Option ids (`HERALD_OPT_*`).
+/// A client option. The C numbers (`HERALD_OPT_*`) are the C layer's:
+/// `ffi::options` is the only place that maps them onto these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Opt {
+    Host,
+    Port,
+    Security,
+    Username,
+    Password,
+    OAuth2Token,
+    MaxConnections,
+    ConnectTimeoutMs,
+    IoTimeoutMs,
+    IdleTimeoutMs,
+    AcceptInvalidCerts,
+    CaFile,
+    HeloName,
+    PickupDir,
+    ThrottleMessages,
+    ThrottleIntervalMs,
+    QueueLimit,
+    OpTimeoutMs,
+    MaxLineBytes,
+    MaxMessageBytes,
+}
+
+/// Short names for the options, as their C names spell them (`id::HOST` is
+/// `HERALD_OPT_HOST`), for Rust callers that set options.
 pub mod id {
-    pub(crate) const HOST: u32 = 1;
-    pub(crate) const PORT: u32 = 2;
-    pub(crate) const SECURITY: u32 = 3;
-    pub(crate) const USERNAME: u32 = 4;
-    pub(crate) const PASSWORD: u32 = 5;
-    pub(crate) const OAUTH2_TOKEN: u32 = 6;
-    pub(crate) const MAX_CONNECTIONS: u32 = 7;
-    pub(crate) const CONNECT_TIMEOUT_MS: u32 = 8;
-    pub(crate) const IO_TIMEOUT_MS: u32 = 9;
-    pub(crate) const IDLE_TIMEOUT_MS: u32 = 10;
-    pub(crate) const ACCEPT_INVALID_CERTS: u32 = 11;
-    pub(crate) const CA_FILE: u32 = 12;
-    pub(crate) const HELO_NAME: u32 = 13;
-    pub(crate) const PICKUP_DIR: u32 = 14;
-    pub(crate) const THROTTLE_MESSAGES: u32 = 15;
-    pub(crate) const THROTTLE_INTERVAL_MS: u32 = 16;
-    pub(crate) const QUEUE_LIMIT: u32 = 17;
-    pub(crate) const OP_TIMEOUT_MS: u32 = 18;
-    pub(crate) const MAX_LINE_BYTES: u32 = 19;
-    pub(crate) const MAX_MESSAGE_BYTES: u32 = 20;
+    use super::Opt;
+    pub const HOST: Opt = Opt::Host;
+    pub const PORT: Opt = Opt::Port;
+    pub const SECURITY: Opt = Opt::Security;
+    pub const USERNAME: Opt = Opt::Username;
+    pub const PASSWORD: Opt = Opt::Password;
+    pub const OAUTH2_TOKEN: Opt = Opt::OAuth2Token;
+    pub const MAX_CONNECTIONS: Opt = Opt::MaxConnections;
+    pub const CONNECT_TIMEOUT_MS: Opt = Opt::ConnectTimeoutMs;
+    pub const IO_TIMEOUT_MS: Opt = Opt::IoTimeoutMs;
+    pub const IDLE_TIMEOUT_MS: Opt = Opt::IdleTimeoutMs;
+    pub const ACCEPT_INVALID_CERTS: Opt = Opt::AcceptInvalidCerts;
+    pub const CA_FILE: Opt = Opt::CaFile;
+    pub const HELO_NAME: Opt = Opt::HeloName;
+    pub const PICKUP_DIR: Opt = Opt::PickupDir;
+    pub const THROTTLE_MESSAGES: Opt = Opt::ThrottleMessages;
+    pub const THROTTLE_INTERVAL_MS: Opt = Opt::ThrottleIntervalMs;
+    pub const QUEUE_LIMIT: Opt = Opt::QueueLimit;
+    pub const OP_TIMEOUT_MS: Opt = Opt::OpTimeoutMs;
+    pub const MAX_LINE_BYTES: Opt = Opt::MaxLineBytes;
+    pub const MAX_MESSAGE_BYTES: Opt = Opt::MaxMessageBytes;
+}
+
+/// What an option's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+}
+
+impl Opt {
+    /// Every option.
+    pub const ALL: [Opt; 20] = [
+        Opt::Host,
+        Opt::Port,
+        Opt::Security,
+        Opt::Username,
+        Opt::Password,
+        Opt::OAuth2Token,
+        Opt::MaxConnections,
+        Opt::ConnectTimeoutMs,
+        Opt::IoTimeoutMs,
+        Opt::IdleTimeoutMs,
+        Opt::AcceptInvalidCerts,
+        Opt::CaFile,
+        Opt::HeloName,
+        Opt::PickupDir,
+        Opt::ThrottleMessages,
+        Opt::ThrottleIntervalMs,
+        Opt::QueueLimit,
+        Opt::OpTimeoutMs,
+        Opt::MaxLineBytes,
+        Opt::MaxMessageBytes,
+    ];
+
+    /// The option's name, as in `HERALD_OPT_<name>` and error details.
+    pub fn name(self) -> &'static str {
+        match self {
+            Opt::Host => "HOST",
+            Opt::Port => "PORT",
+            Opt::Security => "SECURITY",
+            Opt::Username => "USERNAME",
+            Opt::Password => "PASSWORD",
+            Opt::OAuth2Token => "OAUTH2_TOKEN",
+            Opt::MaxConnections => "MAX_CONNECTIONS",
+            Opt::ConnectTimeoutMs => "CONNECT_TIMEOUT_MS",
+            Opt::IoTimeoutMs => "IO_TIMEOUT_MS",
+            Opt::IdleTimeoutMs => "IDLE_TIMEOUT_MS",
+            Opt::AcceptInvalidCerts => "ACCEPT_INVALID_CERTS",
+            Opt::CaFile => "CA_FILE",
+            Opt::HeloName => "HELO_NAME",
+            Opt::PickupDir => "PICKUP_DIR",
+            Opt::ThrottleMessages => "THROTTLE_MESSAGES",
+            Opt::ThrottleIntervalMs => "THROTTLE_INTERVAL_MS",
+            Opt::QueueLimit => "QUEUE_LIMIT",
+            Opt::OpTimeoutMs => "OP_TIMEOUT_MS",
+            Opt::MaxLineBytes => "MAX_LINE_BYTES",
+            Opt::MaxMessageBytes => "MAX_MESSAGE_BYTES",
+        }
+    }
+
+    /// Whether it takes a string or an integer.
+    pub fn kind(self) -> Kind {
+        match self {
+            Opt::Host
+            | Opt::Username
+            | Opt::Password
+            | Opt::OAuth2Token
+            | Opt::CaFile
+            | Opt::HeloName
+            | Opt::PickupDir => Kind::Str,
+            _ => Kind::Int,
+        }
+    }
+
+    /// Whether it applies to a client of `protocol`.
+    pub fn applies_to(self, protocol: Protocol) -> bool {
+        let network = protocol != Protocol::Pickup;
+        match self {
+            Opt::Host
+            | Opt::Port
+            | Opt::Security
+            | Opt::Username
+            | Opt::Password
+            | Opt::OAuth2Token
+            | Opt::ConnectTimeoutMs
+            | Opt::IoTimeoutMs
+            | Opt::AcceptInvalidCerts
+            | Opt::CaFile
+            | Opt::MaxLineBytes
+            | Opt::MaxMessageBytes => network,
+            Opt::MaxConnections
+            | Opt::IdleTimeoutMs
+            | Opt::ThrottleMessages
+            | Opt::ThrottleIntervalMs
+            | Opt::QueueLimit
+            | Opt::OpTimeoutMs => true,
+            Opt::HeloName => protocol == Protocol::Smtp,
+            Opt::PickupDir => protocol == Protocol::Pickup,
+        }
+    }
 }
 
 /// Default overall deadline of an op (IDLE is exempt): 10 minutes.
@@ -96,32 +215,6 @@ const MAX_MESSAGE_RANGE: (i64, i64) = (1024, 4 * 1024 * 1024 * 1024 - 1);
 /// Longest timeout accepted: one day. Longer values are almost certainly a unit mistake.
 const MAX_TIMEOUT_MS: i64 = 86_400_000;
 const MAX_CONNECTIONS_LIMIT: i64 = 1024;
-
-fn option_name(option: u32) -> &'static str {
-    match option {
-        id::HOST => "HOST",
-        id::PORT => "PORT",
-        id::SECURITY => "SECURITY",
-        id::USERNAME => "USERNAME",
-        id::PASSWORD => "PASSWORD",
-        id::OAUTH2_TOKEN => "OAUTH2_TOKEN",
-        id::MAX_CONNECTIONS => "MAX_CONNECTIONS",
-        id::CONNECT_TIMEOUT_MS => "CONNECT_TIMEOUT_MS",
-        id::IO_TIMEOUT_MS => "IO_TIMEOUT_MS",
-        id::IDLE_TIMEOUT_MS => "IDLE_TIMEOUT_MS",
-        id::ACCEPT_INVALID_CERTS => "ACCEPT_INVALID_CERTS",
-        id::CA_FILE => "CA_FILE",
-        id::HELO_NAME => "HELO_NAME",
-        id::PICKUP_DIR => "PICKUP_DIR",
-        id::THROTTLE_MESSAGES => "THROTTLE_MESSAGES",
-        id::THROTTLE_INTERVAL_MS => "THROTTLE_INTERVAL_MS",
-        id::QUEUE_LIMIT => "QUEUE_LIMIT",
-        id::OP_TIMEOUT_MS => "OP_TIMEOUT_MS",
-        id::MAX_LINE_BYTES => "MAX_LINE_BYTES",
-        id::MAX_MESSAGE_BYTES => "MAX_MESSAGE_BYTES",
-        _ => "unknown",
-    }
-}
 
 /// A client's configuration. `Debug` never shows the password or token.
 #[derive(Clone)]
@@ -259,66 +352,34 @@ impl Options {
         self.protocol != Protocol::Pickup
     }
 
-    /// Checks that `option` exists and applies to this client's protocol.
-    fn check_applies(&self, option: u32) -> Result<()> {
-        let applies = match option {
-            id::HOST
-            | id::PORT
-            | id::SECURITY
-            | id::USERNAME
-            | id::PASSWORD
-            | id::OAUTH2_TOKEN
-            | id::CONNECT_TIMEOUT_MS
-            | id::IO_TIMEOUT_MS
-            | id::ACCEPT_INVALID_CERTS
-            | id::CA_FILE
-            | id::MAX_LINE_BYTES
-            | id::MAX_MESSAGE_BYTES => self.is_network(),
-            id::MAX_CONNECTIONS
-            | id::IDLE_TIMEOUT_MS
-            | id::THROTTLE_MESSAGES
-            | id::THROTTLE_INTERVAL_MS
-            | id::QUEUE_LIMIT
-            | id::OP_TIMEOUT_MS => true,
-            id::HELO_NAME => self.protocol == Protocol::Smtp,
-            id::PICKUP_DIR => self.protocol == Protocol::Pickup,
-            _ => return Err(Error::invalid(format!("unknown option id {option}"))),
-        };
-        if !applies {
+    /// Checks that `option` applies to this client's protocol and takes a `kind` value.
+    fn check_applies(&self, option: Opt, kind: Kind) -> Result<()> {
+        if !option.applies_to(self.protocol) {
             return Err(Error::invalid(format!(
                 "option {} does not apply to a {} client",
-                option_name(option),
+                option.name(),
                 self.protocol.name()
             )));
         }
-        Ok(())
-    }
-
-    fn is_str_option(option: u32) -> bool {
-        matches!(
-            option,
-            id::HOST
-                | id::USERNAME
-                | id::PASSWORD
-                | id::OAUTH2_TOKEN
-                | id::CA_FILE
-                | id::HELO_NAME
-                | id::PICKUP_DIR
-        )
+        match (option.kind(), kind) {
+            (Kind::Int, Kind::Str) => Err(Error::invalid(format!(
+                "option {} takes an integer: use herald_options_set_int",
+                option.name()
+            ))),
+            (Kind::Str, Kind::Int) => Err(Error::invalid(format!(
+                "option {} takes a string: use herald_options_set_str",
+                option.name()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Sets a string option. The value is checked now, not at send time.
-    pub fn set_str(&mut self, option: u32, value: &str) -> Result<()> {
-        self.check_applies(option)?;
-        if !Self::is_str_option(option) {
-            return Err(Error::invalid(format!(
-                "option {} takes an integer: use herald_options_set_int",
-                option_name(option)
-            )));
-        }
-        let name = option_name(option);
+    pub fn set_str(&mut self, option: Opt, value: &str) -> Result<()> {
+        self.check_applies(option, Kind::Str)?;
+        let name = option.name();
         match option {
-            id::HOST => {
+            Opt::Host => {
                 if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(Error::invalid(
                         "HOST must be a non-empty name or address without spaces",
@@ -326,19 +387,19 @@ impl Options {
                 }
                 self.host = Some(value.to_string());
             }
-            id::USERNAME => {
+            Opt::Username => {
                 no_controls(name, value)?;
                 self.username = Some(value.to_string());
             }
-            id::PASSWORD => {
+            Opt::Password => {
                 no_controls(name, value)?;
                 self.password = Some(value.to_string());
             }
-            id::OAUTH2_TOKEN => {
+            Opt::OAuth2Token => {
                 no_controls(name, value)?;
                 self.oauth2_token = Some(value.to_string());
             }
-            id::CA_FILE => {
+            Opt::CaFile => {
                 let pem =
                     std::fs::read(value).map_err(|e| Error::invalid(format!("CA_FILE {value}: {e}")))?;
                 let certs = pem_certificates(&pem);
@@ -354,7 +415,7 @@ impl Options {
                 self.extra_roots_pem = certs;
                 self.ca_file = Some(PathBuf::from(value));
             }
-            id::HELO_NAME => {
+            Opt::HeloName => {
                 if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(Error::invalid(
                         "HELO_NAME must be a non-empty name without spaces",
@@ -362,40 +423,34 @@ impl Options {
                 }
                 self.helo_name = Some(value.to_string());
             }
-            id::PICKUP_DIR => {
+            Opt::PickupDir => {
                 if value.is_empty() {
                     return Err(Error::invalid("PICKUP_DIR must not be empty"));
                 }
                 self.pickup_dir = Some(PathBuf::from(value));
             }
-            _ => unreachable!("checked by is_str_option"),
+            _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())
     }
 
     /// Sets an integer option. The value is checked now, not at send time.
-    pub fn set_int(&mut self, option: u32, value: i64) -> Result<()> {
-        self.check_applies(option)?;
-        if Self::is_str_option(option) {
-            return Err(Error::invalid(format!(
-                "option {} takes a string: use herald_options_set_str",
-                option_name(option)
-            )));
-        }
-        let name = option_name(option);
+    pub fn set_int(&mut self, option: Opt, value: i64) -> Result<()> {
+        self.check_applies(option, Kind::Int)?;
+        let name = option.name();
         match option {
-            id::PORT => {
+            Opt::Port => {
                 if !(1..=65535).contains(&value) {
                     return Err(Error::invalid(format!("PORT must be 1..65535, got {value}")));
                 }
                 self.port = Some(value as u16);
             }
-            id::SECURITY => {
+            Opt::Security => {
                 self.security = Security::from_i64(value).ok_or_else(|| {
                     Error::invalid(format!("SECURITY must be 0 (none), 1 (STARTTLS), 2 (implicit TLS) or 3 (STARTTLS if available), got {value}"))
                 })?;
             }
-            id::MAX_CONNECTIONS => {
+            Opt::MaxConnections => {
                 if !(1..=MAX_CONNECTIONS_LIMIT).contains(&value) {
                     return Err(Error::invalid(format!(
                         "MAX_CONNECTIONS must be 1..{MAX_CONNECTIONS_LIMIT}, got {value}"
@@ -403,10 +458,10 @@ impl Options {
                 }
                 self.max_connections = value as usize;
             }
-            id::CONNECT_TIMEOUT_MS => self.connect_timeout = timeout(name, value, 1)?,
-            id::IO_TIMEOUT_MS => self.io_timeout = timeout(name, value, 1)?,
-            id::IDLE_TIMEOUT_MS => self.idle_timeout = timeout(name, value, 0)?,
-            id::ACCEPT_INVALID_CERTS => {
+            Opt::ConnectTimeoutMs => self.connect_timeout = timeout(name, value, 1)?,
+            Opt::IoTimeoutMs => self.io_timeout = timeout(name, value, 1)?,
+            Opt::IdleTimeoutMs => self.idle_timeout = timeout(name, value, 0)?,
+            Opt::AcceptInvalidCerts => {
                 if value != 0 && value != 1 {
                     return Err(Error::invalid(format!(
                         "ACCEPT_INVALID_CERTS must be 0 or 1, got {value}"
@@ -414,7 +469,7 @@ impl Options {
                 }
                 self.accept_invalid_certs = value == 1;
             }
-            id::THROTTLE_MESSAGES => {
+            Opt::ThrottleMessages => {
                 if !(0..=u32::MAX as i64).contains(&value) {
                     return Err(Error::invalid(format!(
                         "THROTTLE_MESSAGES must be >= 0, got {value}"
@@ -422,8 +477,8 @@ impl Options {
                 }
                 self.throttle_messages = value as u32;
             }
-            id::THROTTLE_INTERVAL_MS => self.throttle_interval = timeout(name, value, 0)?,
-            id::QUEUE_LIMIT => {
+            Opt::ThrottleIntervalMs => self.throttle_interval = timeout(name, value, 0)?,
+            Opt::QueueLimit => {
                 if !(1..=100_000_000).contains(&value) {
                     return Err(Error::invalid(format!(
                         "QUEUE_LIMIT must be 1..100000000, got {value}"
@@ -431,15 +486,15 @@ impl Options {
                 }
                 self.queue_limit = value as usize;
             }
-            id::OP_TIMEOUT_MS => {
+            Opt::OpTimeoutMs => {
                 self.op_timeout = match value {
                     0 => None,
                     v => Some(timeout(name, v, 1)?),
                 }
             }
-            id::MAX_LINE_BYTES => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
-            id::MAX_MESSAGE_BYTES => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
-            _ => unreachable!("checked by is_str_option"),
+            Opt::MaxLineBytes => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
+            Opt::MaxMessageBytes => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
+            _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())
     }
@@ -511,8 +566,6 @@ mod tests {
         assert!(o.set_int(id::PORT, 70000).is_err());
         assert!(o.set_int(id::MAX_CONNECTIONS, 0).is_err());
         assert!(o.set_int(id::SECURITY, 9).is_err());
-        assert!(o.set_int(999, 1).is_err());
-        assert!(o.set_str(999, "x").is_err());
         assert!(o.set_str(id::PORT, "25").is_err());
         assert!(o.set_int(id::HOST, 1).is_err());
         assert!(
@@ -525,6 +578,45 @@ mod tests {
         assert!(o.set_str(id::CA_FILE, "/nonexistent/ca.pem").is_err());
         o.set_int(id::PORT, 2525).unwrap();
         assert_eq!(o.port(), 2525);
+    }
+
+    /// Each option is refused with the other setter, and refused by the
+    /// protocols it does not apply to, with the texts C callers see.
+    #[test]
+    fn kind_and_protocol_are_checked_for_every_option() {
+        for opt in Opt::ALL {
+            let p = [Protocol::Smtp, Protocol::Pickup]
+                .into_iter()
+                .find(|p| opt.applies_to(*p))
+                .expect("every option applies to SMTP or PICKUP");
+            let mut o = Options::new(p);
+            let e = match opt.kind() {
+                Kind::Str => o.set_int(opt, 1).unwrap_err(),
+                Kind::Int => o.set_str(opt, "1").unwrap_err(),
+            };
+            assert!(
+                e.detail.starts_with(&format!("option {} takes ", opt.name())),
+                "{}",
+                e.detail
+            );
+            for other in [Protocol::Smtp, Protocol::Imap, Protocol::Pop3, Protocol::Pickup] {
+                if !opt.applies_to(other) {
+                    let mut o = Options::new(other);
+                    let e = match opt.kind() {
+                        Kind::Str => o.set_str(opt, "x").unwrap_err(),
+                        Kind::Int => o.set_int(opt, 1).unwrap_err(),
+                    };
+                    assert_eq!(
+                        e.detail,
+                        format!(
+                            "option {} does not apply to a {} client",
+                            opt.name(),
+                            other.name()
+                        )
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,29 +6,60 @@
 use std::ffi::CStr;
 use std::fmt;
 
-/// What went wrong, as one of the C ABI's status codes.
+pub mod codes;
+use codes::*;
+
+/// What went wrong, as one of the C ABI's status codes (numbers in [`codes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Status {
-    Ok = 0,
-    InvalidArgument = 1,
-    Connect = 2,
-    Tls = 3,
-    Auth = 4,
-    Rejected = 5,
-    Transient = 6,
-    Protocol = 7,
-    Timeout = 8,
-    Io = 9,
-    Cancelled = 10,
-    Shutdown = 11,
-    NotFound = 12,
-    Unsupported = 13,
-    Panic = 14,
-    Limit = 15,
+    Ok = HERALD_STATUS_OK,
+    InvalidArgument = HERALD_STATUS_INVALID_ARGUMENT,
+    Connect = HERALD_STATUS_CONNECT,
+    Tls = HERALD_STATUS_TLS,
+    Auth = HERALD_STATUS_AUTH,
+    Rejected = HERALD_STATUS_REJECTED,
+    Transient = HERALD_STATUS_TRANSIENT,
+    Protocol = HERALD_STATUS_PROTOCOL,
+    Timeout = HERALD_STATUS_TIMEOUT,
+    Io = HERALD_STATUS_IO,
+    Cancelled = HERALD_STATUS_CANCELLED,
+    Shutdown = HERALD_STATUS_SHUTDOWN,
+    NotFound = HERALD_STATUS_NOT_FOUND,
+    Unsupported = HERALD_STATUS_UNSUPPORTED,
+    Panic = HERALD_STATUS_PANIC,
+    Limit = HERALD_STATUS_LIMIT,
 }
 
+/// The text of codes this version does not know.
+const UNKNOWN: &CStr = c"unknown status code";
+
 impl Status {
+    /// Every status, in code order.
+    pub const ALL: [Status; 16] = [
+        Status::Ok,
+        Status::InvalidArgument,
+        Status::Connect,
+        Status::Tls,
+        Status::Auth,
+        Status::Rejected,
+        Status::Transient,
+        Status::Protocol,
+        Status::Timeout,
+        Status::Io,
+        Status::Cancelled,
+        Status::Shutdown,
+        Status::NotFound,
+        Status::Unsupported,
+        Status::Panic,
+        Status::Limit,
+    ];
+
+    /// The status with this code, `None` for codes this version does not know.
+    pub fn from_code(code: u32) -> Option<Status> {
+        Self::ALL.iter().copied().find(|s| s.code() == code)
+    }
+
     /// Static text for a status code; also answers for codes this version does not know.
     pub fn text(code: u32) -> &'static str {
         Self::text_c(code).to_str().unwrap_or("unknown status code")
@@ -36,24 +67,28 @@ impl Status {
 
     /// The same text as a C string (for `herald_status_str`).
     pub fn text_c(code: u32) -> &'static CStr {
-        match code {
-            0 => c"ok",
-            1 => c"invalid argument",
-            2 => c"could not connect",
-            3 => c"TLS handshake or certificate failure",
-            4 => c"authentication failed",
-            5 => c"rejected by the server",
-            6 => c"transient failure, try again later",
-            7 => c"protocol error: malformed or unexpected reply",
-            8 => c"timed out",
-            9 => c"I/O error or connection lost",
-            10 => c"cancelled",
-            11 => c"the client is shutting down",
-            12 => c"not found",
-            13 => c"not supported by the server",
-            14 => c"internal error (panic) in herald",
-            15 => c"limit exceeded",
-            _ => c"unknown status code",
+        Self::from_code(code).map_or(UNKNOWN, Status::c_text)
+    }
+
+    /// This status's static text.
+    pub fn c_text(self) -> &'static CStr {
+        match self {
+            Status::Ok => c"ok",
+            Status::InvalidArgument => c"invalid argument",
+            Status::Connect => c"could not connect",
+            Status::Tls => c"TLS handshake or certificate failure",
+            Status::Auth => c"authentication failed",
+            Status::Rejected => c"rejected by the server",
+            Status::Transient => c"transient failure, try again later",
+            Status::Protocol => c"protocol error: malformed or unexpected reply",
+            Status::Timeout => c"timed out",
+            Status::Io => c"I/O error or connection lost",
+            Status::Cancelled => c"cancelled",
+            Status::Shutdown => c"the client is shutting down",
+            Status::NotFound => c"not found",
+            Status::Unsupported => c"not supported by the server",
+            Status::Panic => c"internal error (panic) in herald",
+            Status::Limit => c"limit exceeded",
         }
     }
 
@@ -169,7 +204,60 @@ mod tests {
         for c in 0..=15u32 {
             assert_ne!(Status::text(c), "unknown status code", "code {c}");
         }
+        assert_eq!(Status::text(16), "unknown status code");
         assert_eq!(Status::text(9999), "unknown status code");
+    }
+
+    /// The enum, the C constants and the text table agree for every code:
+    /// `ALL` lists each status once, in code order with no gaps; each C
+    /// constant names the status with its number; every text is distinct.
+    #[test]
+    fn enum_constants_and_text_agree() {
+        let consts = [
+            (HERALD_STATUS_OK, Status::Ok),
+            (HERALD_STATUS_INVALID_ARGUMENT, Status::InvalidArgument),
+            (HERALD_STATUS_CONNECT, Status::Connect),
+            (HERALD_STATUS_TLS, Status::Tls),
+            (HERALD_STATUS_AUTH, Status::Auth),
+            (HERALD_STATUS_REJECTED, Status::Rejected),
+            (HERALD_STATUS_TRANSIENT, Status::Transient),
+            (HERALD_STATUS_PROTOCOL, Status::Protocol),
+            (HERALD_STATUS_TIMEOUT, Status::Timeout),
+            (HERALD_STATUS_IO, Status::Io),
+            (HERALD_STATUS_CANCELLED, Status::Cancelled),
+            (HERALD_STATUS_SHUTDOWN, Status::Shutdown),
+            (HERALD_STATUS_NOT_FOUND, Status::NotFound),
+            (HERALD_STATUS_UNSUPPORTED, Status::Unsupported),
+            (HERALD_STATUS_PANIC, Status::Panic),
+            (HERALD_STATUS_LIMIT, Status::Limit),
+        ];
+        assert_eq!(consts.len(), Status::ALL.len());
+        let mut texts = std::collections::HashSet::new();
+        for (i, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(s.code(), i as u32, "{s:?} out of order");
+            assert_eq!(consts[i], (s.code(), *s));
+            assert_eq!(Status::from_code(s.code()), Some(*s));
+            assert_eq!(Status::text_c(s.code()), s.c_text());
+            assert!(texts.insert(s.c_text()), "{s:?}'s text is not its own");
+        }
+    }
+
+    /// The header cbindgen makes holds every constant, by name and number.
+    #[test]
+    fn header_defines_every_code() {
+        let h = include_str!("../include/herald.h");
+        for s in Status::ALL {
+            let name = format!("{s:?}");
+            let mut c = String::new();
+            for (i, ch) in name.chars().enumerate() {
+                if ch.is_uppercase() && i > 0 {
+                    c.push('_');
+                }
+                c.push(ch.to_ascii_uppercase());
+            }
+            let line = format!("#define HERALD_STATUS_{c} {}\n", s.code());
+            assert!(h.contains(&line), "{line:?} missing from include/herald.h");
+        }
     }
 
     #[test]

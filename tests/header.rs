@@ -10,8 +10,9 @@ fn generate() -> String {
     let mut out = Vec::new();
     cbindgen::Builder::new()
         // Only the C ABI layer: what the rest of the crate makes `pub` is Rust API,
-        // never a C name.
+        // never a C name. The status codes are written once, in src/status/codes.rs.
         .with_src(Path::new(dir).join("src/ffi/mod.rs"))
+        .with_src(Path::new(dir).join("src/status/codes.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen failed")

@@ -5,10 +5,13 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::boundary::ffi_boundary;
 use super::completion::{herald_callback, herald_completion, herald_op, into_owned, with_c_completion};
+use super::handle::{self, Castable, Owned};
 use super::options::herald_options;
-use super::{arg_out, boundary, herald_status, status_boundary, BoxHandle};
+use super::{arg_out, herald_status};
 use crate::engine::{Client, Notify, Submit};
+use crate::options::Options;
 use crate::result::Completion;
 use crate::status::{Error, Result};
 use crate::work::Work;
@@ -20,7 +23,8 @@ pub struct herald_client {
     _private: [u8; 0],
 }
 
-impl BoxHandle for herald_client {
+impl Castable for herald_client {
+    type Ownership = Owned;
     type Rust = Client;
     const NAME: &'static str = "client";
 }
@@ -70,8 +74,8 @@ pub(crate) fn submit(
     user_token: *mut c_void,
     op_out: *mut herald_op,
 ) -> herald_status {
-    status_boundary(|| {
-        let client = herald_client::arg(c)?;
+    ffi_boundary! {
+        let client = handle::arg(c)?;
         let out = arg_out(op_out, "op_out")?;
         let work = work(client)?;
         let op = client.submit(Submit {
@@ -82,7 +86,7 @@ pub(crate) fn submit(
         })?;
         *out = op;
         Ok(())
-    })
+    }
 }
 
 fn notify(cb: herald_callback) -> Notify {
@@ -104,13 +108,13 @@ fn notify(cb: herald_callback) -> Notify {
 /// `herald_last_error()`; `*out` is then not written.
 #[no_mangle]
 pub extern "C" fn herald_client_new(o: *const herald_options, out: *mut *mut herald_client) -> herald_status {
-    status_boundary(|| {
-        let o = herald_options::arg(o)?;
+    ffi_boundary! {
+        let o = handle::arg(o)?;
         let out = arg_out(out, "out")?;
-        let client = Client::new(o.clone())?;
-        *out = herald_client::into_handle(client);
+        let client = Client::new(Options::clone(o))?;
+        *out = handle::into_handle::<herald_client>(client);
         Ok(())
-    })
+    }
 }
 
 /// DESTRUCTOR. NULL is a no-op. Queued ops complete with cancelled = 1,
@@ -123,38 +127,35 @@ pub extern "C" fn herald_client_new(o: *const herald_options, out: *mut *mut her
 /// with `herald_client_next` stay valid.
 #[no_mangle]
 pub extern "C" fn herald_client_free(c: *mut herald_client) {
-    boundary((), || herald_client::free(c))
+    ffi_boundary! { void; handle::free(c) }
 }
 
 /// METHOD. The next queued completion (of ops submitted with `cb` NULL, and
 /// IDLE changes whose `on_change` is NULL), in the order they completed, or
 /// NULL when none came within `timeout_ms` (0 = don't wait, -1 = wait
-/// forever; NULL `c` also gives NULL). Call it on any thread. The caller owns
+/// forever; NULL `c` also gives NULL, with the reason in
+/// `herald_last_error()`). Call it on any thread. The caller owns
 /// the completion and everything it points to, until
 /// `herald_completion_free` (also after the client is freed).
 #[no_mangle]
 pub extern "C" fn herald_client_next(c: *mut herald_client, timeout_ms: i32) -> *mut herald_completion {
-    boundary(std::ptr::null_mut(), || match herald_client::arg(c) {
-        Ok(client) => client
+    ffi_boundary! {
+        // None within the timeout is not a failure: NULL, last_error untouched.
+        Ok(handle::arg(c)?
             .next_completion(timeout(timeout_ms))
-            .map_or(std::ptr::null_mut(), into_owned),
-        Err(e) => {
-            super::set_last_error(&e);
-            std::ptr::null_mut()
-        }
-    })
+            .map_or(std::ptr::null_mut(), into_owned))
+    }
 }
 
 /// METHOD. POSIX: a file descriptor that is readable exactly while
 /// completions are queued (poll it for POLLIN; don't read or close it; take
 /// the completions with `herald_client_next(c, 0)` until it gives NULL).
 /// Windows: an event HANDLE signalled likewise (wait on it, don't close it).
-/// Owned by the client and valid until `herald_client_free`. -1 for NULL.
+/// Owned by the client and valid until `herald_client_free`. -1 for NULL
+/// (the reason in `herald_last_error()`).
 #[no_mangle]
 pub extern "C" fn herald_client_wakeup_handle(c: *const herald_client) -> i64 {
-    boundary(-1, || {
-        herald_client::arg(c).map_or(-1, |client| client.wakeup_handle())
-    })
+    ffi_boundary! { Ok(handle::arg(c)?.wakeup_handle()) }
 }
 
 /// METHOD. Cancels `op`, queued or running: a running op has its connection
@@ -164,7 +165,7 @@ pub extern "C" fn herald_client_wakeup_handle(c: *const herald_client) -> i64 {
 /// client. Safe at any time, from any thread and from callbacks.
 #[no_mangle]
 pub extern "C" fn herald_cancel(c: *mut herald_client, op: herald_op) -> herald_status {
-    status_boundary(|| herald_client::arg(c)?.cancel(op))
+    ffi_boundary! { handle::arg(c)?.cancel(op) }
 }
 
 /// METHOD. Blocks the calling thread until `op`'s completion was delivered
@@ -174,7 +175,7 @@ pub extern "C" fn herald_cancel(c: *mut herald_client, op: herald_op) -> herald_
 /// for an op with a callback would deadlock and is INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn herald_wait(c: *mut herald_client, op: herald_op, timeout_ms: i32) -> herald_status {
-    status_boundary(|| herald_client::arg(c)?.wait(op, timeout(timeout_ms)))
+    ffi_boundary! { handle::arg(c)?.wait(op, timeout(timeout_ms)) }
 }
 
 /// METHOD. Blocks the calling thread until every op submitted so far has
@@ -184,7 +185,7 @@ pub extern "C" fn herald_wait(c: *mut herald_client, op: herald_op, timeout_ms: 
 /// a timeout other than 0, INVALID_ARGUMENT (it would wait forever).
 #[no_mangle]
 pub extern "C" fn herald_client_flush(c: *mut herald_client, timeout_ms: i32) -> herald_status {
-    status_boundary(|| herald_client::arg(c)?.flush(timeout(timeout_ms)))
+    ffi_boundary! { handle::arg(c)?.flush(timeout(timeout_ms)) }
 }
 
 /// METHOD. Sets (or with `cb` NULL, clears) the client's progress callback
@@ -195,8 +196,8 @@ pub extern "C" fn herald_client_set_progress(
     c: *mut herald_client,
     cb: herald_progress_callback,
 ) -> herald_status {
-    status_boundary(|| {
-        let client = herald_client::arg(c)?;
+    ffi_boundary! {
+        let client = handle::arg(c)?;
         client.set_progress(cb.map(|f| {
             Arc::new(move |op, token: usize, done, total| {
                 // SAFETY: the caller's callback with the op's own token.
@@ -204,7 +205,7 @@ pub extern "C" fn herald_client_set_progress(
             }) as crate::engine::ProgressFn
         }));
         Ok(())
-    })
+    }
 }
 
 /// METHOD. Sets (or with `cb` NULL, clears) the client's log callback (see
@@ -219,8 +220,8 @@ pub extern "C" fn herald_client_set_log(
     cb: herald_log_callback,
     user: *mut c_void,
 ) -> herald_status {
-    status_boundary(|| {
-        let client = herald_client::arg(c)?;
+    ffi_boundary! {
+        let client = handle::arg(c)?;
         if max_level > HERALD_LOG_TRACE {
             return Err(Error::invalid(format!("max_level must be 0..5, got {max_level}")));
         }
@@ -238,7 +239,7 @@ pub extern "C" fn herald_client_set_log(
             }),
         );
         Ok(())
-    })
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 
 use std::ffi::{c_char, c_void, CString};
 
+use super::boundary::ffi_boundary;
+use super::handle::{self, Castable, Owned};
+use super::herald_status;
 use super::result::herald_result;
-use super::{boundary, herald_status};
 use crate::result::{c_string, Completion, ResultData};
 
 /// An op id, set by every `*_async` call that returns OK (unique per
@@ -43,9 +45,17 @@ pub struct herald_completion {
 pub type herald_callback = Option<unsafe extern "C" fn(c: *const herald_completion)>;
 
 fn result_ptr(r: &Option<ResultData>) -> *const herald_result {
-    r.as_ref().map_or(std::ptr::null(), |r| {
-        r as *const ResultData as *const herald_result
-    })
+    r.as_ref()
+        .map_or(std::ptr::null(), handle::borrow::<herald_result>)
+}
+
+/// A completion taken from the queue is C's own (`herald_completion_free`);
+/// one passed to a callback is only lent, as a `&herald_completion` (see
+/// [`with_c_completion`]), and never reaches the free.
+impl Castable for herald_completion {
+    type Ownership = Owned;
+    type Rust = OwnedCompletion;
+    const NAME: &'static str = "completion";
 }
 
 /// Shows `c` to C as a `herald_completion` for the duration of `f`.
@@ -66,7 +76,7 @@ pub(crate) fn with_c_completion(c: &Completion, f: impl FnOnce(&herald_completio
 /// A completion C owns: the struct first, so a `*mut herald_completion`
 /// is a pointer to the whole allocation.
 #[repr(C)]
-struct OwnedCompletion {
+pub struct OwnedCompletion {
     c: herald_completion,
     detail: CString,
     result: Option<ResultData>,
@@ -90,17 +100,13 @@ pub(crate) fn into_owned(c: Completion) -> *mut herald_completion {
     });
     owned.c.detail = owned.detail.as_ptr();
     owned.c.result = result_ptr(&owned.result);
-    Box::into_raw(owned) as *mut herald_completion
+    // The box is not moved again, so the pointers into it stay valid.
+    handle::boxed_into_handle(owned)
 }
 
 /// DESTRUCTOR for a completion from `herald_client_next`, with its detail
 /// and result. NULL is a no-op. Never pass the completion a callback received.
 #[no_mangle]
 pub extern "C" fn herald_completion_free(c: *mut herald_completion) {
-    boundary((), || {
-        if !c.is_null() {
-            // SAFETY: c came from `into_owned` (API contract) and is freed once.
-            drop(unsafe { Box::from_raw(c as *mut OwnedCompletion) });
-        }
-    })
+    ffi_boundary! { void; handle::free(c) }
 }

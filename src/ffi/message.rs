@@ -3,7 +3,9 @@
 
 use std::ffi::c_char;
 
-use super::{arg_bytes, arg_opt_str, arg_out, arg_str, boundary, herald_status, status_boundary, BoxHandle};
+use super::boundary::ffi_boundary;
+use super::handle::{self, Castable, Owned};
+use super::{arg_bytes, arg_opt_str, arg_out, arg_str, herald_status};
 use crate::message::MessageDraft;
 
 /// An email message being composed: sender, recipients, subject, bodies,
@@ -19,7 +21,8 @@ pub struct herald_message {
     _private: [u8; 0],
 }
 
-impl BoxHandle for herald_message {
+impl Castable for herald_message {
+    type Ownership = Owned;
     type Rust = MessageDraft;
     const NAME: &'static str = "message";
 }
@@ -28,9 +31,7 @@ impl BoxHandle for herald_message {
 /// `herald_message_free`. NULL only on an internal error.
 #[no_mangle]
 pub extern "C" fn herald_message_new() -> *mut herald_message {
-    boundary(std::ptr::null_mut(), || {
-        herald_message::into_handle(MessageDraft::default())
-    })
+    ffi_boundary! { Ok(handle::into_handle::<herald_message>(MessageDraft::default())) }
 }
 
 /// METHOD. Sets the sender, replacing an earlier one: `"Name <user@example.com>"`
@@ -38,48 +39,48 @@ pub extern "C" fn herald_message_new() -> *mut herald_message {
 /// also the envelope sender (MAIL FROM).
 #[no_mangle]
 pub extern "C" fn herald_message_set_from(m: *mut herald_message, mailbox: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.set_from(arg_str(mailbox, "mailbox")?))
+    ffi_boundary! { handle::arg_mut(m)?.set_from(arg_str(mailbox, "mailbox")?) }
 }
 
 /// METHOD. Adds a To recipient, in the same syntax as `herald_message_set_from`.
 /// One mailbox per call.
 #[no_mangle]
 pub extern "C" fn herald_message_add_to(m: *mut herald_message, mailbox: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.add_to(arg_str(mailbox, "mailbox")?))
+    ffi_boundary! { handle::arg_mut(m)?.add_to(arg_str(mailbox, "mailbox")?) }
 }
 
 /// METHOD. Adds a Cc recipient, in the same syntax as `herald_message_set_from`.
 #[no_mangle]
 pub extern "C" fn herald_message_add_cc(m: *mut herald_message, mailbox: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.add_cc(arg_str(mailbox, "mailbox")?))
+    ffi_boundary! { handle::arg_mut(m)?.add_cc(arg_str(mailbox, "mailbox")?) }
 }
 
 /// METHOD. Adds a blind copy recipient: it gets the message, but its address
 /// never appears in the message's bytes (only in the SMTP envelope).
 #[no_mangle]
 pub extern "C" fn herald_message_add_bcc(m: *mut herald_message, mailbox: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.add_bcc(arg_str(mailbox, "mailbox")?))
+    ffi_boundary! { handle::arg_mut(m)?.add_bcc(arg_str(mailbox, "mailbox")?) }
 }
 
 /// METHOD. Sets the subject (UTF-8; encoded as RFC 2047 when not ASCII).
 /// Control characters other than TAB are refused.
 #[no_mangle]
 pub extern "C" fn herald_message_set_subject(m: *mut herald_message, utf8: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.set_subject(arg_str(utf8, "subject")?))
+    ffi_boundary! { handle::arg_mut(m)?.set_subject(arg_str(utf8, "subject")?) }
 }
 
 /// METHOD. Sets the plain text body (UTF-8; any line ends, sent as CRLF).
 /// With an HTML body too, the message is multipart/alternative.
 #[no_mangle]
 pub extern "C" fn herald_message_set_text(m: *mut herald_message, utf8: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.set_text(arg_str(utf8, "text")?))
+    ffi_boundary! { handle::arg_mut(m)?.set_text(arg_str(utf8, "text")?) }
 }
 
 /// METHOD. Sets the HTML body (UTF-8). With a text body too, the message is
 /// multipart/alternative.
 #[no_mangle]
 pub extern "C" fn herald_message_set_html(m: *mut herald_message, utf8: *const c_char) -> herald_status {
-    status_boundary(|| herald_message::arg_mut(m)?.set_html(arg_str(utf8, "html")?))
+    ffi_boundary! { handle::arg_mut(m)?.set_html(arg_str(utf8, "html")?) }
 }
 
 /// METHOD. Adds a header such as Reply-To, In-Reply-To, References, Date,
@@ -95,9 +96,9 @@ pub extern "C" fn herald_message_add_header(
     name: *const c_char,
     value: *const c_char,
 ) -> herald_status {
-    status_boundary(|| {
-        herald_message::arg_mut(m)?.add_header(arg_str(name, "name")?, arg_str(value, "value")?)
-    })
+    ffi_boundary! {
+        handle::arg_mut(m)?.add_header(arg_str(name, "name")?, arg_str(value, "value")?)
+    }
 }
 
 /// METHOD. Attaches the file at `path`, read during this call (the file may
@@ -111,10 +112,10 @@ pub extern "C" fn herald_message_attach_file(
     path: *const c_char,
     content_type: *const c_char,
 ) -> herald_status {
-    status_boundary(|| {
-        let m = herald_message::arg_mut(m)?;
+    ffi_boundary! {
+        let m = handle::arg_mut(m)?;
         m.attach_file(arg_str(path, "path")?, arg_opt_str(content_type, "content_type")?)
-    })
+    }
 }
 
 /// METHOD. Attaches `len` bytes at `data` (copied) as a file named
@@ -128,12 +129,12 @@ pub extern "C" fn herald_message_attach_bytes(
     data: *const u8,
     len: usize,
 ) -> herald_status {
-    status_boundary(|| {
-        let m = herald_message::arg_mut(m)?;
+    ffi_boundary! {
+        let m = handle::arg_mut(m)?;
         let filename = arg_str(filename, "filename")?;
         let content_type = arg_str(content_type, "content_type")?;
         m.attach_bytes(filename, Some(content_type), arg_bytes(data, len, "data")?)
-    })
+    }
 }
 
 /// METHOD. Renders the message as RFC 5322 bytes (CRLF line ends), as
@@ -148,22 +149,22 @@ pub extern "C" fn herald_message_to_bytes(
     out: *mut *mut u8,
     len: *mut usize,
 ) -> herald_status {
-    status_boundary(|| {
-        let m = herald_message::arg(m)?;
+    ffi_boundary! {
+        let m = handle::arg(m)?;
         let out = arg_out(out, "out")?;
         let len = arg_out(len, "len")?;
         let bytes = m.to_bytes()?.into_boxed_slice();
         *len = bytes.len();
         *out = Box::into_raw(bytes) as *mut u8;
         Ok(())
-    })
+    }
 }
 
 /// DESTRUCTOR. Frees a buffer from `herald_message_to_bytes`; `len` must be
 /// the length it returned. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn herald_bytes_free(p: *mut u8, len: usize) {
-    boundary((), || free_bytes(p, len))
+    ffi_boundary! { void; free_bytes(p, len) }
 }
 
 fn free_bytes(p: *mut u8, len: usize) {
@@ -177,7 +178,7 @@ fn free_bytes(p: *mut u8, len: usize) {
 /// DESTRUCTOR. Frees a message; NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn herald_message_free(m: *mut herald_message) {
-    boundary((), || herald_message::free(m))
+    ffi_boundary! { void; handle::free(m) }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The C ABI. A thin layer over the Rust engine: one file per C type, every
-//! export a plain `extern "C" fn` whose body runs inside a panic boundary
-//! ([`status_boundary`], [`boundary`]), so no panic ever crosses into C.
+//! export a plain `extern "C" fn` whose body runs inside the one panic/NULL
+//! boundary ([`boundary`]: its fallback follows the return type and the
+//! reason always goes to `herald_last_error`), so no panic ever crosses into
+//! C. Handles say whether C owns or borrows them ([`handle`]).
 //!
 //! Conventions (see the README's "API conventions"):
 //! - NULL or non-UTF-8 input gives `HERALD_STATUS_INVALID_ARGUMENT`;
@@ -11,14 +13,17 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+use crate::status::{Error, Result};
+use boundary::ffi_boundary;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::status::{Error, Result, Status};
-
+pub mod boundary;
+#[cfg(test)]
+mod boundary_tests;
 pub mod client;
 pub mod completion;
+pub mod handle;
 pub mod imap;
 pub mod message;
 pub mod options;
@@ -26,44 +31,7 @@ pub mod pop3;
 pub mod result;
 pub mod smtp;
 
-/// A status code (`HERALD_STATUS_*`). Values are never renumbered.
-pub type herald_status = u32;
-
-/// Success.
-pub const HERALD_STATUS_OK: herald_status = 0;
-/// NULL, bad UTF-8, CR/LF in an address or header, bad option.
-pub const HERALD_STATUS_INVALID_ARGUMENT: herald_status = 1;
-/// DNS failure, refused, unreachable.
-pub const HERALD_STATUS_CONNECT: herald_status = 2;
-/// Handshake or certificate failure.
-pub const HERALD_STATUS_TLS: herald_status = 3;
-/// Credentials rejected.
-pub const HERALD_STATUS_AUTH: herald_status = 4;
-/// Permanent refusal: SMTP 5xx, IMAP NO/BAD, POP3 -ERR.
-pub const HERALD_STATUS_REJECTED: herald_status = 5;
-/// Try later: SMTP 4xx.
-pub const HERALD_STATUS_TRANSIENT: herald_status = 6;
-/// Malformed or unexpected server reply.
-pub const HERALD_STATUS_PROTOCOL: herald_status = 7;
-/// A connect, read or write took longer than its timeout, or an op its
-/// deadline (HERALD_OPT_OP_TIMEOUT_MS); also `herald_wait`/`herald_client_flush`
-/// and `herald_client_next` running out of time.
-pub const HERALD_STATUS_TIMEOUT: herald_status = 8;
-/// Connection lost, file unreadable.
-pub const HERALD_STATUS_IO: herald_status = 9;
-/// The op was cancelled (`herald_cancel`, or `herald_client_free`); then
-/// `cancelled` is 1.
-pub const HERALD_STATUS_CANCELLED: herald_status = 10;
-/// The client is being freed: a submission during `herald_client_free` is refused.
-pub const HERALD_STATUS_SHUTDOWN: herald_status = 11;
-/// Mailbox, message or op id unknown.
-pub const HERALD_STATUS_NOT_FOUND: herald_status = 12;
-/// The server lacks a needed extension.
-pub const HERALD_STATUS_UNSUPPORTED: herald_status = 13;
-/// A bug inside herald, caught at the boundary.
-pub const HERALD_STATUS_PANIC: herald_status = 14;
-/// Queue full, message over the server's SIZE.
-pub const HERALD_STATUS_LIMIT: herald_status = 15;
+pub use crate::status::codes::*;
 
 /// Size of the per-thread `herald_last_error()` buffer, NUL included.
 const LAST_ERROR_SIZE: usize = 4096;
@@ -104,50 +72,6 @@ pub(crate) fn set_last_error(e: &Error) {
         buf[..text.len()].copy_from_slice(text.as_bytes());
         buf[text.len()] = 0;
     });
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
-
-/// Runs an export that returns a status: `Ok` becomes `HERALD_STATUS_OK`, an
-/// error its status (its detail kept for `herald_last_error`), a panic
-/// `HERALD_STATUS_PANIC`.
-pub(crate) fn status_boundary(f: impl FnOnce() -> Result<()>) -> herald_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => HERALD_STATUS_OK,
-        Ok(Err(e)) => {
-            set_last_error(&e);
-            e.status.code()
-        }
-        Err(p) => {
-            set_last_error(&Error::new(
-                Status::Panic,
-                format!("internal error: {}", panic_text(&*p)),
-            ));
-            HERALD_STATUS_PANIC
-        }
-    }
-}
-
-/// Runs an export that returns a value; a panic gives `default`.
-pub(crate) fn boundary<T>(default: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(p) => {
-            set_last_error(&Error::new(
-                Status::Panic,
-                format!("internal error: {}", panic_text(&*p)),
-            ));
-            default
-        }
-    }
 }
 
 /// A C string argument as UTF-8; NULL or invalid UTF-8 is INVALID_ARGUMENT.
@@ -210,56 +134,25 @@ pub(crate) fn arg_out<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
     unsafe { p.as_mut() }.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
 }
 
-/// Ties an opaque C handle type to the Rust value it boxes, so handles are
-/// made, borrowed and freed one way only.
-pub(crate) trait BoxHandle: Sized {
-    type Rust;
-    const NAME: &'static str;
-
-    fn into_handle(v: Self::Rust) -> *mut Self {
-        Box::into_raw(Box::new(v)) as *mut Self
-    }
-
-    fn arg<'a>(p: *const Self) -> Result<&'a Self::Rust> {
-        // SAFETY: a non-NULL handle came from `into_handle` and is not freed yet (API contract).
-        unsafe { (p as *const Self::Rust).as_ref() }
-            .ok_or_else(|| Error::invalid(format!("{} is NULL", Self::NAME)))
-    }
-
-    fn arg_mut<'a>(p: *mut Self) -> Result<&'a mut Self::Rust> {
-        // SAFETY: as in `arg`; the caller does not use the handle from two threads at once.
-        unsafe { (p as *mut Self::Rust).as_mut() }
-            .ok_or_else(|| Error::invalid(format!("{} is NULL", Self::NAME)))
-    }
-
-    /// Frees a handle; NULL is a no-op.
-    fn free(p: *mut Self) {
-        if !p.is_null() {
-            // SAFETY: the handle came from `into_handle` and is freed once (API contract).
-            drop(unsafe { Box::from_raw(p as *mut Self::Rust) });
-        }
-    }
-}
-
 /// FUNCTION. Static text for a status code ("ok", "invalid argument" ...); never NULL,
 /// also for unknown codes. The text is herald's and lives forever.
 #[no_mangle]
 pub extern "C" fn herald_status_str(s: herald_status) -> *const c_char {
-    boundary(c"unknown status code".as_ptr(), || Status::text_c(s).as_ptr())
+    ffi_boundary! { fallback = c"unknown status code".as_ptr();
+        Ok(crate::status::Status::text_c(s).as_ptr())
+    }
 }
 
 /// FUNCTION. herald's version, "MAJOR.MINOR.PATCH": equals `HERALD_VERSION` of the
 /// header the library was built with. Static text, never NULL.
 #[no_mangle]
 pub extern "C" fn herald_version() -> *const c_char {
-    boundary(std::ptr::null(), || {
-        static V: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes())
-        {
-            Ok(v) => v,
-            Err(_) => panic!("version has a NUL"),
-        };
-        V.as_ptr()
-    })
+    static V: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("version has a NUL"),
+    };
+    // Static text: nothing here can fail or panic at run time.
+    V.as_ptr()
 }
 
 /// METHOD (per thread). The detail of the last herald call on the calling
@@ -280,9 +173,9 @@ pub extern "C" fn herald_version() -> *const c_char {
 /// `detail`, not here.
 #[no_mangle]
 pub extern "C" fn herald_last_error() -> *const c_char {
-    boundary(c"".as_ptr(), || {
-        with_last_error(|buf| buf.as_ptr() as *const c_char).unwrap_or(c"".as_ptr())
-    })
+    ffi_boundary! { fallback = c"".as_ptr();
+        Ok(with_last_error(|buf| buf.as_ptr() as *const c_char).unwrap_or(c"".as_ptr()))
+    }
 }
 
 /// Parses a decimal version component at compile time.
@@ -315,9 +208,14 @@ pub extern "C" fn herald_version_number() -> u32 {
 mod tests {
     use super::*;
 
+    /// A status export's boundary around `f`.
+    fn status(f: impl FnOnce() -> Result<()>) -> herald_status {
+        boundary::run(f)
+    }
+
     #[test]
     fn boundary_turns_a_panic_into_a_status() {
-        let s = status_boundary(|| panic!("boom"));
+        let s = status(|| panic!("boom"));
         assert_eq!(s, HERALD_STATUS_PANIC);
         // SAFETY: herald_last_error returns a valid C string.
         let detail = unsafe { CStr::from_ptr(herald_last_error()) }.to_str().unwrap();
@@ -336,18 +234,18 @@ mod tests {
     fn last_error_pointer_is_stable_and_only_failures_change_it() {
         let p = herald_last_error();
         assert_eq!(
-            status_boundary(|| Err(Error::invalid("first"))),
+            status(|| Err(Error::invalid("first"))),
             HERALD_STATUS_INVALID_ARGUMENT
         );
         assert_eq!(herald_last_error(), p, "the buffer never moves");
         assert_eq!(last_error_text(), "first");
-        assert_eq!(status_boundary(|| Ok(())), HERALD_STATUS_OK);
+        assert_eq!(status(|| Ok(())), HERALD_STATUS_OK);
         assert_eq!(last_error_text(), "first", "a success leaves the text alone");
-        status_boundary(|| Err(Error::invalid("second")));
+        status(|| Err(Error::invalid("second")));
         assert_eq!(herald_last_error(), p);
         assert_eq!(last_error_text(), "second");
         // Another thread's failure is its own.
-        std::thread::spawn(|| status_boundary(|| Err(Error::invalid("elsewhere"))))
+        std::thread::spawn(|| status(|| Err(Error::invalid("elsewhere"))))
             .join()
             .unwrap();
         assert_eq!(last_error_text(), "second");
@@ -356,11 +254,11 @@ mod tests {
     #[test]
     fn last_error_is_cut_at_a_character_boundary() {
         let long = "é".repeat(LAST_ERROR_SIZE);
-        status_boundary(|| Err(Error::invalid(long.clone())));
+        status(|| Err(Error::invalid(long.clone())));
         let text = last_error_text();
         assert!(text.len() < LAST_ERROR_SIZE && text.len() >= LAST_ERROR_SIZE - 2);
         assert!(long.starts_with(&text));
-        status_boundary(|| Err(Error::invalid("a\0b")));
+        status(|| Err(Error::invalid("a\0b")));
         assert_eq!(last_error_text(), "a\u{FFFD}b");
     }
 

@@ -2,8 +2,12 @@
 
 use std::ffi::c_char;
 
-use super::{arg_str, boundary, herald_status, status_boundary, BoxHandle};
-use crate::options::{Options, Protocol};
+use super::boundary::ffi_boundary;
+use super::handle::{self, Castable, Owned};
+use super::{arg_str, herald_status};
+use crate::options::{Opt, Options, Protocol};
+use crate::status::Error;
+use crate::status::Result;
 
 /// Options for a client (CONSTRUCTOR `herald_options_new`, DESTRUCTOR
 /// `herald_options_free`). `herald_client_new` copies them: free them whenever you like.
@@ -11,7 +15,8 @@ pub struct herald_options {
     _private: [u8; 0],
 }
 
-impl BoxHandle for herald_options {
+impl Castable for herald_options {
+    type Ownership = Owned;
     type Rust = Options;
     const NAME: &'static str = "options";
 }
@@ -99,6 +104,45 @@ pub const HERALD_OPT_MAX_LINE_BYTES: u32 = 19;
 /// size plus 1 MiB is HERALD_STATUS_PROTOCOL.
 pub const HERALD_OPT_MAX_MESSAGE_BYTES: u32 = 20;
 
+/// The protocol a `HERALD_PROTOCOL_*` number names.
+fn protocol_of(n: u32) -> Option<Protocol> {
+    Some(match n {
+        HERALD_PROTOCOL_SMTP => Protocol::Smtp,
+        HERALD_PROTOCOL_IMAP => Protocol::Imap,
+        HERALD_PROTOCOL_POP3 => Protocol::Pop3,
+        HERALD_PROTOCOL_PICKUP => Protocol::Pickup,
+        _ => return None,
+    })
+}
+
+/// The option a `HERALD_OPT_*` number names: the one place the numbers meet
+/// the typed options. An unknown number is INVALID_ARGUMENT.
+fn opt(option: u32) -> Result<Opt> {
+    Ok(match option {
+        HERALD_OPT_HOST => Opt::Host,
+        HERALD_OPT_PORT => Opt::Port,
+        HERALD_OPT_SECURITY => Opt::Security,
+        HERALD_OPT_USERNAME => Opt::Username,
+        HERALD_OPT_PASSWORD => Opt::Password,
+        HERALD_OPT_OAUTH2_TOKEN => Opt::OAuth2Token,
+        HERALD_OPT_MAX_CONNECTIONS => Opt::MaxConnections,
+        HERALD_OPT_CONNECT_TIMEOUT_MS => Opt::ConnectTimeoutMs,
+        HERALD_OPT_IO_TIMEOUT_MS => Opt::IoTimeoutMs,
+        HERALD_OPT_IDLE_TIMEOUT_MS => Opt::IdleTimeoutMs,
+        HERALD_OPT_ACCEPT_INVALID_CERTS => Opt::AcceptInvalidCerts,
+        HERALD_OPT_CA_FILE => Opt::CaFile,
+        HERALD_OPT_HELO_NAME => Opt::HeloName,
+        HERALD_OPT_PICKUP_DIR => Opt::PickupDir,
+        HERALD_OPT_THROTTLE_MESSAGES => Opt::ThrottleMessages,
+        HERALD_OPT_THROTTLE_INTERVAL_MS => Opt::ThrottleIntervalMs,
+        HERALD_OPT_QUEUE_LIMIT => Opt::QueueLimit,
+        HERALD_OPT_OP_TIMEOUT_MS => Opt::OpTimeoutMs,
+        HERALD_OPT_MAX_LINE_BYTES => Opt::MaxLineBytes,
+        HERALD_OPT_MAX_MESSAGE_BYTES => Opt::MaxMessageBytes,
+        _ => return Err(Error::invalid(format!("unknown option id {option}"))),
+    })
+}
+
 /// No TLS: everything, credentials included, in clear (for tests and
 /// trusted networks only).
 pub const HERALD_SECURITY_NONE: i64 = 0;
@@ -111,13 +155,18 @@ pub const HERALD_SECURITY_IMPLICIT_TLS: i64 = 2;
 pub const HERALD_SECURITY_STARTTLS_IF_AVAILABLE: i64 = 3;
 
 /// CONSTRUCTOR. New options for `protocol` (`HERALD_PROTOCOL_*`) with the
-/// defaults; NULL for an unknown protocol. Free with `herald_options_free`.
+/// defaults; NULL for an unknown protocol (the reason in
+/// `herald_last_error()`). Free with `herald_options_free`.
 #[no_mangle]
 pub extern "C" fn herald_options_new(protocol: u32) -> *mut herald_options {
-    boundary(std::ptr::null_mut(), || match Protocol::from_u32(protocol) {
-        Some(p) => herald_options::into_handle(Options::new(p)),
-        None => std::ptr::null_mut(),
-    })
+    ffi_boundary! {
+        let p = protocol_of(protocol).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown protocol {protocol}: expected HERALD_PROTOCOL_SMTP (1), _IMAP (2), _POP3 (3) or _PICKUP (4)"
+            ))
+        })?;
+        Ok(handle::into_handle::<herald_options>(Options::new(p)))
+    }
 }
 
 /// METHOD. Sets a string option (`HERALD_OPT_*`, UTF-8, copied). An unknown option, an integer option, an
@@ -129,59 +178,55 @@ pub extern "C" fn herald_options_set_str(
     option: u32,
     value: *const c_char,
 ) -> herald_status {
-    status_boundary(|| {
-        let o = herald_options::arg_mut(o)?;
+    ffi_boundary! {
+        let o = handle::arg_mut(o)?;
         let v = arg_str(value, "value")?;
-        o.set_str(option, v)
-    })
+        o.set_str(opt(option)?, v)
+    }
 }
 
 /// METHOD. Sets an integer option (`HERALD_OPT_*`; ranges and defaults are
 /// in each option's doc); checked as `herald_options_set_str` is.
 #[no_mangle]
 pub extern "C" fn herald_options_set_int(o: *mut herald_options, option: u32, value: i64) -> herald_status {
-    status_boundary(|| herald_options::arg_mut(o)?.set_int(option, value))
+    ffi_boundary! {
+        let o = handle::arg_mut(o)?;
+        o.set_int(opt(option)?, value)
+    }
 }
 
 /// DESTRUCTOR. Frees options from `herald_options_new`; NULL is a no-op.
 /// Clients made from them keep their own copy.
 #[no_mangle]
 pub extern "C" fn herald_options_free(o: *mut herald_options) {
-    boundary((), || herald_options::free(o))
+    ffi_boundary! { void; handle::free(o) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{id, Security};
+    use crate::options::Security;
+
+    /// Every typed option has exactly one C number, its name is the C
+    /// constant's, and numbers beyond them are unknown.
+    #[test]
+    fn every_option_has_one_c_number() {
+        let header = include_str!("../../include/herald.h");
+        let mut seen = std::collections::HashMap::new();
+        for n in 0..=64u32 {
+            if let Ok(o) = opt(n) {
+                assert!(seen.insert(o, n).is_none(), "{o:?} has two numbers");
+                let line = format!("#define HERALD_OPT_{} {n}\n", o.name());
+                assert!(header.contains(&line), "{line:?} missing from include/herald.h");
+            }
+        }
+        assert_eq!(seen.len(), Opt::ALL.len(), "an option without a C number");
+        let e = opt(999).unwrap_err();
+        assert_eq!(e.detail, "unknown option id 999");
+    }
 
     #[test]
-    fn option_ids_agree_with_the_engine() {
-        let pairs = [
-            (HERALD_OPT_HOST, id::HOST),
-            (HERALD_OPT_PORT, id::PORT),
-            (HERALD_OPT_SECURITY, id::SECURITY),
-            (HERALD_OPT_USERNAME, id::USERNAME),
-            (HERALD_OPT_PASSWORD, id::PASSWORD),
-            (HERALD_OPT_OAUTH2_TOKEN, id::OAUTH2_TOKEN),
-            (HERALD_OPT_MAX_CONNECTIONS, id::MAX_CONNECTIONS),
-            (HERALD_OPT_CONNECT_TIMEOUT_MS, id::CONNECT_TIMEOUT_MS),
-            (HERALD_OPT_IO_TIMEOUT_MS, id::IO_TIMEOUT_MS),
-            (HERALD_OPT_IDLE_TIMEOUT_MS, id::IDLE_TIMEOUT_MS),
-            (HERALD_OPT_ACCEPT_INVALID_CERTS, id::ACCEPT_INVALID_CERTS),
-            (HERALD_OPT_CA_FILE, id::CA_FILE),
-            (HERALD_OPT_HELO_NAME, id::HELO_NAME),
-            (HERALD_OPT_PICKUP_DIR, id::PICKUP_DIR),
-            (HERALD_OPT_THROTTLE_MESSAGES, id::THROTTLE_MESSAGES),
-            (HERALD_OPT_THROTTLE_INTERVAL_MS, id::THROTTLE_INTERVAL_MS),
-            (HERALD_OPT_QUEUE_LIMIT, id::QUEUE_LIMIT),
-            (HERALD_OPT_OP_TIMEOUT_MS, id::OP_TIMEOUT_MS),
-            (HERALD_OPT_MAX_LINE_BYTES, id::MAX_LINE_BYTES),
-            (HERALD_OPT_MAX_MESSAGE_BYTES, id::MAX_MESSAGE_BYTES),
-        ];
-        for (c, r) in pairs {
-            assert_eq!(c, r);
-        }
+    fn security_and_protocol_numbers_agree_with_the_engine() {
         for (c, s) in [
             (HERALD_SECURITY_NONE, Security::None),
             (HERALD_SECURITY_STARTTLS, Security::StartTls),
@@ -199,7 +244,7 @@ mod tests {
             (HERALD_PROTOCOL_POP3, Protocol::Pop3),
             (HERALD_PROTOCOL_PICKUP, Protocol::Pickup),
         ] {
-            assert_eq!(Protocol::from_u32(c), Some(p));
+            assert_eq!(protocol_of(c), Some(p));
         }
     }
 }

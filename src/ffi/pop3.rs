@@ -9,34 +9,15 @@ use super::completion::{herald_callback, herald_op};
 use super::{arg_str, arg_str_array, herald_status};
 use crate::engine::Client;
 use crate::options::Protocol;
+use crate::pop3::uidl::{check_delete_count, check_uidl};
 use crate::status::{Error, Result};
 use crate::work::{Pop3Job, Work};
 
-/// Most UIDLs one delete may name.
-const MAX_DELETE: usize = 1_000_000;
-/// Longest UIDL accepted (RFC 1939 says 70; leave servers some room).
-const MAX_UIDL: usize = 512;
-
-/// A UIDL argument: 1 to 512 printable ASCII characters, no spaces (RFC 1939 §7).
+/// A UIDL argument, checked as POP3 requires ([`check_uidl`]).
 fn uidl_arg(p: *const c_char, what: &str) -> Result<String> {
     let u = arg_str(p, what)?;
     check_uidl(u, what)?;
     Ok(u.to_string())
-}
-
-fn check_uidl(u: &str, what: &str) -> Result<()> {
-    if u.is_empty() || u.len() > MAX_UIDL {
-        return Err(Error::invalid(format!(
-            "{what} must be 1 to {MAX_UIDL} characters, got {}",
-            u.len()
-        )));
-    }
-    if let Some(b) = u.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
-        return Err(Error::invalid(format!(
-            "{what} must be printable ASCII without spaces (found byte 0x{b:02X})"
-        )));
-    }
-    Ok(())
 }
 
 /// A POP3 job for `client`, refusing at submit what can never run.
@@ -170,14 +151,7 @@ pub extern "C" fn herald_pop3_delete_async(
     submit(
         c,
         |client| {
-            if n == 0 {
-                return Err(Error::invalid("nothing to delete (n is 0)"));
-            }
-            if n > MAX_DELETE {
-                return Err(Error::invalid(format!(
-                    "too many UIDLs ({n}; at most {MAX_DELETE} per op)"
-                )));
-            }
+            check_delete_count(n)?;
             let uidls = arg_str_array(uidls, n, "uidls")?
                 .into_iter()
                 .enumerate()
@@ -190,18 +164,4 @@ pub extern "C" fn herald_pop3_delete_async(
         user_token,
         op_out,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uidls_are_checked() {
-        assert!(check_uidl("00000001509bc8a1", "uidl").is_ok());
-        assert!(check_uidl("whqtswO00WBw418f9t5JxYwZ", "uidl").is_ok());
-        for bad in ["", "a b", "a\r\nDELE 1", "caf\u{e9}", &"x".repeat(513)] {
-            assert!(check_uidl(bad, "uidl").is_err(), "{bad:?}");
-        }
-    }
 }

@@ -1,10 +1,14 @@
 //! `herald_result`: an op's items (UIDs, messages, mailboxes, recipients).
-//! A result lives as long as its completion. An index out of range gives 0 / NULL.
+//! A result lives as long as its completion. An index out of range gives 0 / NULL,
+//! with the reason in `herald_last_error()`.
 
 use std::ffi::c_char;
 
-use super::{boundary, opt_out};
+use super::boundary::ffi_boundary;
+use super::handle::{self, Borrowed, Castable};
+use super::opt_out;
 use crate::result::{ResultData, ResultItem};
+use crate::status::{Error, Result};
 
 /// An op-specific result, reached through `herald_completion.result`: a
 /// list of items (UIDs, messages, mailboxes, recipients), each with a uid,
@@ -12,6 +16,13 @@ use crate::result::{ResultData, ResultItem};
 /// during the callback, or until `herald_completion_free`.
 pub struct herald_result {
     _private: [u8; 0],
+}
+
+/// Borrowed from its completion, which owns it: there is no `herald_result_free`.
+impl Castable for herald_result {
+    type Ownership = Borrowed;
+    type Rust = ResultData;
+    const NAME: &'static str = "result";
 }
 
 /// str: a mailbox name (IMAP list); a UIDL (POP3); a recipient's address
@@ -38,60 +49,69 @@ pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
 /// str: the server's reply text for this item.
 pub const HERALD_FIELD_REPLY_TEXT: u32 = 11;
 
-fn item<'a>(r: *const herald_result, i: usize) -> Option<&'a ResultItem> {
-    // SAFETY: a non-NULL result points at a live ResultData (API contract: used
-    // only while its completion lives).
-    let r = unsafe { (r as *const ResultData).as_ref() }?;
-    r.items.get(i)
+fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
+    let r = handle::arg(r)?;
+    r.items.get(i).ok_or_else(|| {
+        Error::invalid(format!(
+            "index {i} is out of range: the result has {} items",
+            r.items.len()
+        ))
+    })
 }
 
-/// METHOD. Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL.
+fn missing(i: usize, field: u32) -> Error {
+    Error::invalid(format!("item {i} has no field {field}"))
+}
+
+/// METHOD. Number of items: UIDs, messages, mailboxes, recipients. 0 for NULL
+/// (the reason in `herald_last_error()`).
 #[no_mangle]
 pub extern "C" fn herald_result_count(r: *const herald_result) -> usize {
-    boundary(0, || {
-        // SAFETY: as in `item`.
-        unsafe { (r as *const ResultData).as_ref() }.map_or(0, |r| r.items.len())
-    })
+    ffi_boundary! { Ok(handle::arg(r)?.items.len()) }
 }
 
 /// METHOD. Item i's IMAP UID, or POP3 message number; 0 if it has none, if
-/// `i` is out of range or `r` is NULL.
+/// `i` is out of range or `r` is NULL (the last two set `herald_last_error()`).
 #[no_mangle]
 pub extern "C" fn herald_result_uid(r: *const herald_result, i: usize) -> u64 {
-    boundary(0, || item(r, i).map_or(0, |it| it.uid))
+    ffi_boundary! { Ok(item(r, i)?.uid) }
 }
 
 /// METHOD. A text field (`HERALD_FIELD_*`, UTF-8) of item i; NULL if the
-/// item lacks it, `i` is out of range or `r` is NULL. Owned by the result:
-/// valid as long as it is.
+/// item lacks it, `i` is out of range or `r` is NULL (the reason in
+/// `herald_last_error()`). Owned by the result: valid as long as it is.
 #[no_mangle]
 pub extern "C" fn herald_result_str(r: *const herald_result, i: usize, field: u32) -> *const c_char {
-    boundary(std::ptr::null(), || {
-        item(r, i)
-            .and_then(|it| it.str_field(field))
-            .map_or(std::ptr::null(), |s| s.as_ptr())
-    })
+    ffi_boundary! {
+        let s = item(r, i)?.str_field(field).ok_or_else(|| missing(i, field))?;
+        Ok(s.as_ptr())
+    }
 }
 
 /// METHOD. A number field (`HERALD_FIELD_SIZE`, `_EXISTS`, `_REPLY_CODE`) of
-/// item i; 0 if absent, out of range or `r` NULL.
+/// item i; 0 if absent, out of range or `r` NULL (the reason in
+/// `herald_last_error()`).
 #[no_mangle]
 pub extern "C" fn herald_result_int(r: *const herald_result, i: usize, field: u32) -> u64 {
-    boundary(0, || item(r, i).and_then(|it| it.int_field(field)).unwrap_or(0))
+    ffi_boundary! { item(r, i)?.int_field(field).ok_or_else(|| missing(i, field)) }
 }
 
 /// METHOD. Item i's bytes (a message or its header block) and their length
-/// in `*len`; NULL (and `*len` = 0) if absent. `len` may be NULL. Owned by
-/// the result: valid as long as it is. Not NUL-terminated.
+/// in `*len`; NULL (and `*len` = 0) if absent, out of range or `r` NULL (the
+/// reason in `herald_last_error()`). `len` may be NULL. Owned by the result:
+/// valid as long as it is. Not NUL-terminated.
 #[no_mangle]
 pub extern "C" fn herald_result_bytes(r: *const herald_result, i: usize, len: *mut usize) -> *const u8 {
-    boundary(std::ptr::null(), || {
-        let bytes = item(r, i).and_then(|it| it.bytes.as_deref());
-        if let Some(l) = opt_out(len) {
-            *l = bytes.map_or(0, |b| b.len());
+    ffi_boundary! {
+        let len = opt_out(len);
+        let bytes = item(r, i).and_then(|it| {
+            it.bytes.as_deref().ok_or_else(|| Error::invalid(format!("item {i} has no bytes")))
+        });
+        if let Some(l) = len {
+            *l = bytes.as_ref().map_or(0, |b| b.len());
         }
-        bytes.map_or(std::ptr::null(), |b| b.as_ptr())
-    })
+        Ok(bytes?.as_ptr())
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,12 @@ use std::ffi::{c_char, c_void};
 
 use super::client::{herald_client, submit};
 use super::completion::{herald_callback, herald_op};
+use super::handle;
 use super::message::herald_message;
-use super::{arg_bytes, arg_str, arg_str_array, herald_status, BoxHandle};
+use super::{arg_bytes, arg_str, arg_str_array, herald_status};
+use crate::envelope::check_rcpt_count;
 use crate::message::check_envelope_address;
-use crate::status::Error;
 use crate::work::{SendJob, Work};
-
-/// Most recipients one message may have.
-const MAX_RCPTS: usize = 100_000;
 
 /// METHOD (SMTP and PICKUP clients). Sends a message built with
 /// `herald_message_*`. The envelope comes from From and To/Cc/Bcc; Bcc never
@@ -45,7 +43,7 @@ pub extern "C" fn herald_send_async(
 ) -> herald_status {
     submit(
         c,
-        |_| Ok(Work::Send(herald_message::arg(m)?.to_send_job()?)),
+        |_| Ok(Work::Send(handle::arg(m)?.to_send_job()?)),
         None,
         cb,
         user_token,
@@ -75,16 +73,7 @@ pub extern "C" fn herald_send_raw_async(
         c,
         |_| {
             let from = check_envelope_address(arg_str(mail_from, "mail_from")?, "mail_from", true)?;
-            if n_rcpt == 0 {
-                return Err(Error::invalid(
-                    "a message needs at least one recipient (n_rcpt is 0)",
-                ));
-            }
-            if n_rcpt > MAX_RCPTS {
-                return Err(Error::invalid(format!(
-                    "too many recipients ({n_rcpt}; at most {MAX_RCPTS})"
-                )));
-            }
+            check_rcpt_count(n_rcpt)?;
             let rcpts = arg_str_array(rcpt_to, n_rcpt, "rcpt_to")?
                 .into_iter()
                 .enumerate()

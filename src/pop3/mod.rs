@@ -48,6 +48,7 @@ pub mod codec;
 pub mod md5;
 pub mod response;
 pub mod session;
+pub mod uidl;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;

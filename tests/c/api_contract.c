@@ -187,6 +187,41 @@ static void test_last_error_idiom(void)
     herald_options_free(o);
 }
 
+/* A function that returns a value gives its fallback (NULL, 0, -1) when it
+ * cannot answer, and herald_last_error() then names the reason. */
+static int last_error_mentions(const char *what)
+{
+    return strstr(herald_last_error(), what) != NULL;
+}
+
+static void test_value_fallbacks_say_why(void)
+{
+    size_t len = 7;
+    CHECK(herald_client_next(NULL, 0) == NULL);
+    CHECK(last_error_mentions("client is NULL"));
+    herald_options_set_int(NULL, 0, 0); /* a different reason in between */
+    CHECK(herald_client_wakeup_handle(NULL) == -1);
+    CHECK(last_error_mentions("client is NULL"));
+    CHECK(herald_options_new(99) == NULL);
+    CHECK(last_error_mentions("unknown protocol 99"));
+    CHECK(herald_result_count(NULL) == 0);
+    CHECK(last_error_mentions("result is NULL"));
+    CHECK(herald_options_new(98) == NULL);
+    CHECK(herald_result_uid(NULL, 0) == 0);
+    CHECK(last_error_mentions("result is NULL"));
+    CHECK(herald_options_new(98) == NULL);
+    CHECK(herald_result_str(NULL, 0, HERALD_FIELD_NAME) == NULL);
+    CHECK(last_error_mentions("result is NULL"));
+    CHECK(herald_options_new(98) == NULL);
+    CHECK(herald_result_int(NULL, 0, HERALD_FIELD_SIZE) == 0);
+    CHECK(last_error_mentions("result is NULL"));
+    CHECK(herald_options_new(98) == NULL);
+    CHECK(herald_result_bytes(NULL, 0, &len) == NULL && len == 0);
+    CHECK(last_error_mentions("result is NULL"));
+    /* The never-NULL ones stay never NULL. */
+    CHECK(herald_status_str(9999) != NULL && herald_last_error() != NULL && herald_version() != NULL);
+}
+
 static void test_options(void)
 {
     CHECK(herald_options_new(0) == NULL);
@@ -535,6 +570,7 @@ int main(void)
 {
     test_statuses_and_version();
     test_last_error_idiom();
+    test_value_fallbacks_say_why();
     test_options();
     test_message();
     test_pickup_callbacks();
