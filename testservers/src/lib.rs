@@ -97,8 +97,8 @@ pub use connections::{established_connections, wait_for_connections};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
 pub use files::{chown_tree, find_placeholder, keep_temp, TempDir};
 pub use imap_append::imap_append;
-pub use postfix::Postfix;
 pub use ports::free_port;
+pub use postfix::Postfix;
 pub use preconditions::{euid, is_executable, lookup_user, require_servers, which};
 pub use process::{
     bind_failed, expect_greeting, live_group_members, pid_alive, pid_listens_on, wait_listening, Supervised,
