@@ -3,46 +3,21 @@
 //! to one of herald's readers or sessions. Whatever the bytes, it must
 //! return without a panic, within bounded memory. Not part of the API.
 
-use std::io::{self, Cursor, Read, Write};
+use std::io::{Read, Write};
 
 use crate::log::Tracer;
+use crate::net::mem::MemStream;
 use crate::net::LineConn;
 use crate::options::{id, Options, Protocol};
 
 /// Server bytes replayed in reads of at most `chunk` bytes (so framing
-/// meets every split); what the client writes is dropped.
-struct Replay {
-    input: Cursor<Vec<u8>>,
-    chunk: usize,
-}
+/// meets every split): the first byte picks the read size (1..=256), the
+/// rest is the input; what the client writes is kept and ignored.
+struct Replay;
 
 impl Replay {
-    /// The first byte picks the read size (1..=256), the rest is the input.
-    fn new(data: &[u8]) -> Replay {
-        let (chunk, rest) = match data.split_first() {
-            Some((c, rest)) => (*c as usize + 1, rest),
-            None => (1, data),
-        };
-        Replay {
-            input: Cursor::new(rest.to_vec()),
-            chunk,
-        }
-    }
-}
-
-impl Read for Replay {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk);
-        self.input.read(&mut buf[..n])
-    }
-}
-
-impl Write for Replay {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn new(data: &[u8]) -> MemStream {
+        MemStream::replay(data)
     }
 }
 
