@@ -194,11 +194,11 @@ impl Transport<Stream> {
         Ok(t)
     }
 
-    /// The polite end of a session: runs `goodbye` (QUIT, LOGOUT) with
-    /// each read waiting at most `wait`.
-    pub fn polite_close<T>(&mut self, wait: Duration, goodbye: impl FnOnce(&mut Self) -> T) -> T {
+    /// Before the polite end of a session (QUIT): from now on each read
+    /// waits at most `wait` ([`quit_wait`]), so a silent server cannot
+    /// hold the goodbye for IO_TIMEOUT.
+    pub fn bound_quit_wait(&mut self, wait: Duration) {
         let _ = self.conn.get_ref().tcp().set_read_timeout(Some(wait));
-        goodbye(self)
     }
 }
 

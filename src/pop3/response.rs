@@ -212,7 +212,7 @@ pub fn read_body<S: Read + Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use crate::net::mem::MemStream;
 
     #[test]
     fn status_lines() {
@@ -272,24 +272,8 @@ mod tests {
     }
 
     /// Input trickled a few bytes at a time.
-    struct Trickle(Cursor<Vec<u8>>);
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(3);
-            self.0.read(&mut buf[..n])
-        }
-    }
-    impl Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn conn(s: &[u8]) -> LineConn<Trickle> {
-        LineConn::new(Trickle(Cursor::new(s.to_vec())))
+    fn conn(s: &[u8]) -> LineConn<MemStream> {
+        LineConn::new(MemStream::chunked(s, 3))
     }
 
     #[test]

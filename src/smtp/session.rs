@@ -310,14 +310,8 @@ impl Session<Stream> {
 
     /// Ends the session politely: QUIT, waiting briefly for the reply.
     pub fn quit(mut self, io_timeout: Duration) {
-        let _ = self
-            .conn
-            .polite_close(net::quit_wait(io_timeout), |t| -> Result<()> {
-                t.transmit(Command::Quit.to_string().as_bytes())?;
-                let r = read_reply(t)?;
-                t.tracer().log(TRACE, || format!("S: {r}"));
-                Ok(())
-            });
+        self.conn.bound_quit_wait(net::quit_wait(io_timeout));
+        let _ = self.command(Command::Quit);
     }
 }
 
