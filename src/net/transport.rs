@@ -155,9 +155,28 @@ impl<S: Read + Write> Transport<S> {
     }
 }
 
-impl Transport<Stream> {
+/// A stream the STARTTLS upgrade can take apart and rebuild over TLS.
+pub trait Upgrade: Sized {
+    fn stream(&self) -> &Stream;
+    fn into_stream(self) -> Stream;
+    fn from_stream(stream: Stream) -> Self;
+}
+
+impl Upgrade for Stream {
+    fn stream(&self) -> &Stream {
+        self
+    }
+    fn into_stream(self) -> Stream {
+        self
+    }
+    fn from_stream(stream: Stream) -> Self {
+        stream
+    }
+}
+
+impl<S: Read + Write + Upgrade> Transport<S> {
     pub fn is_tls(&self) -> bool {
-        self.conn.get_ref().is_tls()
+        self.conn.get_ref().stream().is_tls()
     }
 
     /// After the server's go-ahead to `command` (STARTTLS, STLS): the TLS
@@ -184,11 +203,11 @@ impl Transport<Stream> {
             ..
         } = self;
         let max_line = conn.max_line();
-        let Stream::Plain(tcp) = conn.into_inner() else {
+        let Stream::Plain(tcp) = conn.into_inner().into_stream() else {
             return Err(Error::protocol(format!("{command} on a TLS connection")));
         };
         let stream = super::tls_handshake(super::connector(o, tls)?, o.host(), tcp)?;
-        let mut t = Transport::new(stream, trace, peer);
+        let mut t = Transport::new(S::from_stream(stream), trace, peer);
         t.conn.set_max_line(max_line);
         t.ctl = ctl;
         Ok(t)
@@ -198,7 +217,7 @@ impl Transport<Stream> {
     /// waits at most `wait` ([`quit_wait`]), so a silent server cannot
     /// hold the goodbye for IO_TIMEOUT.
     pub fn bound_quit_wait(&mut self, wait: Duration) {
-        let _ = self.conn.get_ref().tcp().set_read_timeout(Some(wait));
+        let _ = self.conn.get_ref().stream().tcp().set_read_timeout(Some(wait));
     }
 }
 
