@@ -73,9 +73,13 @@ pub struct Error {
     /// What the op did before it failed (an append's UIDs), handed to the
     /// caller as the completion's result.
     pub partial: Option<Box<crate::result::ResultData>>,
-    /// The I/O or TLS error this one stems from, for [`std::error::Error::source`].
-    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The I/O or TLS error this one stems from, for [`std::error::Error::source`]
+    /// (boxed twice to stay one pointer wide: errors travel in results).
+    pub source: Option<Arc<Source>>,
 }
+
+/// The cause an [`Error`] keeps.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
 
 /// Equal when status, reply code, detail and partial result are; the
 /// source is context, not compared.
@@ -140,7 +144,7 @@ impl Error {
 
     /// Keeps `source` as the cause of this error.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.source = Some(Arc::new(Box::new(source)));
         self
     }
 
@@ -189,7 +193,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+            .map(|e| &**e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -108,6 +108,30 @@ impl fmt::Display for Command<'_> {
     }
 }
 
+/// What a session sends as one command: a [`Command`], or text the
+/// caller built (`&str`, `&String`).
+pub trait CommandText {
+    fn text(&self) -> String;
+}
+
+impl CommandText for Command<'_> {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl CommandText for &str {
+    fn text(&self) -> String {
+        (*self).to_string()
+    }
+}
+
+impl CommandText for &String {
+    fn text(&self) -> String {
+        (*self).clone()
+    }
+}
+
 impl Command<'_> {
     /// The whole line with its tag: "h3 NOOP\r\n".
     pub fn line(&self, tag: &str) -> String {

@@ -4,13 +4,12 @@
 //! all read through one bounded reader ([`Conn::read_response`]).
 
 use std::collections::HashSet;
-use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{quote, Part};
-use super::command::{Command, Mailbox};
+use super::command::{Command, CommandText, Mailbox};
 use super::parse::{Cond, Response, StatusLine};
 use super::wire::{io_error, Conn, Limits, ReadTimeout};
 use crate::log::Tracer;
@@ -146,7 +145,7 @@ fn command_on<S: Read + Write + ReadTimeout>(
 /// A command of plain text.
 fn text_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
-    cmd: impl fmt::Display,
+    cmd: Command,
     each: &mut dyn FnMut(Response) -> Result<()>,
 ) -> Result<StatusLine> {
     command_on(c, &[Part::Text(cmd.to_string())], &|_| false, each)
@@ -524,8 +523,8 @@ impl Session {
 
     /// Sends a command by hand; returns its tagged status (OK, NO or BAD).
     /// `cmd`: a [`Command`] (the driver's raw text still passes).
-    pub fn command(&mut self, cmd: impl fmt::Display, each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
-        self.command_parts(&[Part::Text(cmd.to_string())], each)
+    pub fn command(&mut self, cmd: impl CommandText, each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
+        self.command_parts(&[Part::Text(cmd.text())], each)
     }
 
     /// Sends a command made of text and literals, waiting for the server's
@@ -542,7 +541,7 @@ impl Session {
     }
 
     /// Runs a command that must end OK; NO and BAD are errors about `what`.
-    pub fn simple(&mut self, cmd: impl fmt::Display, what: &str) -> Result<()> {
+    pub fn simple(&mut self, cmd: impl CommandText, what: &str) -> Result<()> {
         let st = self.command(cmd, &mut |_| {})?;
         if st.cond != Cond::Ok {
             return Err(st.error(what));
