@@ -165,34 +165,7 @@ fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<T
         if err.raw_os_error() != Some(libc::EINPROGRESS) {
             return Err(connect_error(addr, err));
         }
-        loop {
-            ctl.check()?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
-                    Status::Timeout,
-                    format!("connecting to {addr} timed out"),
-                ));
-            }
-            let wait = ABORT_POLL.min(deadline - now);
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: polls one live pollfd.
-            let n = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(connect_error(addr, e));
-            }
-            if n == 1 {
-                break;
-            }
-        }
+        wait_writable(fd, addr, deadline, ctl)?;
         if let Some(e) = stream.take_error().map_err(|e| connect_error(addr, e))? {
             return Err(connect_error(addr, e));
         }
@@ -201,6 +174,40 @@ fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<T
         .set_nonblocking(false)
         .map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
     Ok(stream)
+}
+
+/// Waits for a connect in progress on `fd` to finish (the socket turns
+/// writable), looking at the abort flag every ABORT_POLL.
+#[cfg(unix)]
+fn wait_writable(fd: libc::c_int, addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<()> {
+    loop {
+        ctl.check()?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(
+                Status::Timeout,
+                format!("connecting to {addr} timed out"),
+            ));
+        }
+        let wait = ABORT_POLL.min(deadline - now);
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: polls one live pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(connect_error(addr, e));
+        }
+        if n == 1 {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(unix)]
