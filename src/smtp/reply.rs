@@ -86,6 +86,11 @@ impl fmt::Display for Reply {
     }
 }
 
+/// Did this error come from a server closing the connection (a 421)?
+pub fn is_closing_error(e: &Error) -> bool {
+    e.reply_code == i32::from(CLOSING)
+}
+
 /// Parses one reply line: (code, is_last, text). The text is decoded as
 /// UTF-8, invalid bytes replaced: a server's 250 is its 250 whatever the
 /// bytes of its comment.
@@ -221,5 +226,6 @@ mod tests {
         assert_eq!(r(550).error("").reply_code, 550);
         assert_eq!(r(354).error("").status, Status::Protocol);
         assert!(r(421).is_closing() && !r(451).is_closing());
+        assert!(is_closing_error(&r(421).error("MAIL")) && !is_closing_error(&r(451).error("")));
     }
 }
