@@ -80,6 +80,16 @@ impl MemStream {
         String::from_utf8_lossy(&self.output).into_owned()
     }
 
+    /// How many of the server's bytes the client has read.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// All the server's bytes (scripted replies once released).
+    pub fn input(&self) -> &[u8] {
+        &self.input
+    }
+
     /// Are server bytes waiting (a read would not block)?
     pub fn readable_now(&self) -> bool {
         self.pos < self.input.len()

@@ -274,6 +274,38 @@ mod tests {
     }
 
     #[test]
+    fn no_handshake_after_bytes_past_the_go_ahead() {
+        // A server whose STARTTLS go-ahead comes with bytes after it: they
+        // would be read as if they came over TLS.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"220 go ahead\r\n250 injected\r\n").unwrap();
+            let _ = s.read(&mut [0u8; 16]);
+        });
+        let o = Options::new(crate::options::Protocol::Smtp);
+        let ctl = ConnCtl::new();
+        let tcp = super::super::connect("127.0.0.1", port, &o, &ctl).unwrap();
+        let mut t = Transport::new(Stream::Plain(tcp), Tracer::default(), "the test server").with_ctl(&ctl);
+        while t.buffered() < b"220 go ahead\r\n250 injected\r\n".len() {
+            t.fill_buf().unwrap();
+            if t.buffered_bytes().ends_with(b"injected\r\n") {
+                break;
+            }
+        }
+        assert_eq!(t.read_line(100).unwrap(), b"220 go ahead");
+        let e = match t.upgrade(&o, &mut None, "STARTTLS") {
+            Err(e) => e,
+            Ok(_) => panic!("upgraded with injected bytes buffered"),
+        };
+        assert_eq!(e.status, crate::status::Status::Protocol);
+        assert!(e.detail.contains("after its STARTTLS reply"), "{e}");
+        assert!(!ctl.is_open(), "the guard released the socket");
+        server.join().unwrap();
+    }
+
+    #[test]
     fn quit_waits_at_most_io_timeout() {
         assert_eq!(quit_wait(Duration::from_millis(300)), Duration::from_millis(300));
         assert_eq!(quit_wait(Duration::from_secs(60)), QUIT_WAIT);

@@ -54,6 +54,17 @@ impl Response {
         self.kind == Kind::Ok
     }
 
+    /// The maildrop's size in a reply to STAT: (messages, octets). The
+    /// octets are 0 when the server leaves them out or garbles them.
+    pub fn stat(&self) -> Result<(usize, u64)> {
+        let mut words = self.text.split_whitespace();
+        let count = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| Error::protocol(format!("malformed reply to STAT: {self}")))?;
+        Ok((count, words.next().and_then(|w| w.parse().ok()).unwrap_or(0)))
+    }
+
     /// The RFC 2449 response code, upper case ("IN-USE", "SYS/TEMP"), if any.
     pub fn code(&self) -> Option<String> {
         let rest = self.text.strip_prefix('[')?;
@@ -213,6 +224,14 @@ pub fn read_body<S: Read + Write>(
 mod tests {
     use super::*;
     use crate::net::mem::MemStream;
+
+    #[test]
+    fn stat_replies() {
+        let r = |l: &[u8]| Response::parse(l).unwrap().stat();
+        assert_eq!(r(b"+OK 2 320").unwrap(), (2, 320));
+        assert_eq!(r(b"+OK 7").unwrap(), (7, 0));
+        assert_eq!(r(b"+OK many").unwrap_err().status, Status::Protocol);
+    }
 
     #[test]
     fn status_lines() {

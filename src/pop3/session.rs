@@ -370,18 +370,14 @@ impl<S: Read + Write> Session<S> {
         if !r.is_ok() {
             return Err(r.error("STAT"));
         }
-        let mut words = r.text.split_whitespace();
-        let count: usize = words
-            .next()
-            .and_then(|w| w.parse().ok())
-            .ok_or_else(|| Error::protocol(format!("malformed reply to STAT: {r}")))?;
+        let (count, octets) = r.stat()?;
         if count > MAX_MESSAGES {
             return Err(Error::new(
                 Status::Limit,
                 format!("the maildrop holds {count} messages; herald handles at most {MAX_MESSAGES}"),
             ));
         }
-        self.octets = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        self.octets = octets;
 
         if !batched_now {
             self.send_all(&[Command::Uidl])?;

@@ -84,6 +84,14 @@ pub struct Session<S: Read + Write> {
     pub greeting: Option<Reply>,
 }
 
+/// The in-memory stream as an SMTP wire: a read would not block while
+/// server bytes are left.
+impl super::pipeline::Wire for crate::net::mem::MemStream {
+    fn readable_now(&self) -> bool {
+        crate::net::mem::MemStream::readable_now(self)
+    }
+}
+
 /// The EHLO argument: HELO_NAME, else this host's name when it is fully
 /// qualified, else an address literal of the local end.
 fn helo_name(o: &Options, local: Option<std::net::SocketAddr>) -> String {
