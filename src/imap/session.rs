@@ -287,7 +287,7 @@ fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Ca
 }
 
 /// Reads the greeting; the capabilities it carries, or asks for them.
-fn greeting_on(c: &mut Conn) -> Result<Caps> {
+fn greeting_on<S: Read + Write + ReadTimeout>(c: &mut Conn<S>) -> Result<Caps> {
     let greeting = match c.read_response(&mut |_| {})? {
         Response::Status(st) => st,
         _ => return Err(Error::protocol("the server's greeting is not a status line")),
@@ -646,6 +646,33 @@ mod tests {
 
     fn written(c: Conn<MemStream>) -> String {
         c.inner().written()
+    }
+
+    #[test]
+    fn greeting_without_capabilities_asks_for_them() {
+        let stream = MemStream::scripted(
+            "* OK ready\r\n",
+            &[(
+                "h1 CAPABILITY\r\n",
+                "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nh1 OK done\r\n",
+            )],
+        );
+        let mut c = Conn::new(
+            stream,
+            Tracer::default(),
+            Limits {
+                text: 4096,
+                literals: 4096,
+            },
+        );
+        let caps = greeting_on(&mut c).unwrap();
+        assert!(caps.has("AUTH=PLAIN") && !caps.has("IDLE"));
+        let e = greeting_on(&mut conn("* PREAUTH hi\r\n")).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+        let e = greeting_on(&mut conn("* BYE busy\r\n")).unwrap_err();
+        assert_eq!(e.status, Status::Connect);
+        let caps = greeting_on(&mut conn("* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n")).unwrap();
+        assert!(caps.has("IDLE"));
     }
 
     #[test]

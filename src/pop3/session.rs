@@ -699,6 +699,30 @@ mod tests {
     }
 
     #[test]
+    fn lockstep_login_and_maildrop_over_a_scripted_server() {
+        let stream = MemStream::scripted(
+            "+OK ready\r\n",
+            &[
+                ("CAPA\r\n", "+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+                ("USER bob\r\n", "+OK\r\n"),
+                ("PASS pw\r\n", "+OK in\r\n"),
+                ("CAPA\r\n", "+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+                ("STAT\r\n", "+OK 2 30\r\n"),
+                ("UIDL\r\n", "+OK\r\n1 a\r\n2 b\r\n.\r\n"),
+                ("LIST\r\n", "+OK\r\n1 10\r\n2 20\r\n.\r\n"),
+            ],
+        );
+        let mut s = Session::new(stream, Tracer::default());
+        s.tls = true;
+        s.greeting().unwrap();
+        s.capa().unwrap();
+        s.authenticate("bob", Some("pw"), None).unwrap();
+        s.load_maildrop().unwrap();
+        assert_eq!((s.entries.len(), s.octets), (2, 30));
+        assert_eq!(s.lookup("b").map(|e| e.size), Some(20));
+    }
+
+    #[test]
     fn no_uidl_is_unsupported() {
         let (mut s, _) = session("-ERR\r\n+OK 1 10\r\n-ERR unknown command\r\n+OK\r\n1 10\r\n.\r\n");
         assert_eq!(s.load_maildrop().unwrap_err().status, Status::Unsupported);
