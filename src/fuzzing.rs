@@ -3,48 +3,15 @@
 //! to one of herald's readers or sessions. Whatever the bytes, it must
 //! return without a panic, within bounded memory. Not part of the API.
 
-use std::io::{self, Cursor, Read, Write};
+use std::io::{Read, Write};
 
 use crate::log::Tracer;
+use crate::net::mem::MemStream;
 use crate::net::LineConn;
 use crate::options::{id, Options, Protocol};
 
-/// Server bytes replayed in reads of at most `chunk` bytes (so framing
-/// meets every split); what the client writes is dropped.
-struct Replay {
-    input: Cursor<Vec<u8>>,
-    chunk: usize,
-}
-
-impl Replay {
-    /// The first byte picks the read size (1..=256), the rest is the input.
-    fn new(data: &[u8]) -> Replay {
-        let (chunk, rest) = match data.split_first() {
-            Some((c, rest)) => (*c as usize + 1, rest),
-            None => (1, data),
-        };
-        Replay {
-            input: Cursor::new(rest.to_vec()),
-            chunk,
-        }
-    }
-}
-
-impl Read for Replay {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk);
-        self.input.read(&mut buf[..n])
-    }
-}
-
-impl Write for Replay {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+// Server bytes are replayed by [`MemStream::replay`]: the first byte picks
+// the read size (1..=256), so framing meets every split.
 
 /// The line limit the targets run with: small, so overlong lines are cheap.
 const MAX_LINE: usize = 4096;
@@ -54,7 +21,7 @@ const MAX_LINE: usize = 4096;
 pub fn smtp_reply(data: &[u8]) {
     use crate::smtp::reply::read_reply;
     use crate::smtp::session::Extensions;
-    let mut c = LineConn::new(Replay::new(data));
+    let mut c = LineConn::new(MemStream::replay(data));
     c.set_max_line(MAX_LINE);
     while let Ok(r) = read_reply(&mut c) {
         assert!((200..600).contains(&r.code), "a reply code is 2xx..5xx");
@@ -69,7 +36,7 @@ pub fn smtp_reply(data: &[u8]) {
 /// (or HELO), then AUTH with a password and with a token.
 pub fn smtp_session(data: &[u8]) {
     use crate::smtp::session::Session;
-    let mut s = Session::new(Replay::new(data), Tracer::default());
+    let mut s = Session::new(MemStream::replay(data), Tracer::default());
     s.conn.set_max_line(MAX_LINE);
     if s.greeting().is_err() || s.hello("client.fuzz.test").is_err() {
         return;
@@ -101,7 +68,7 @@ pub fn pop3_response(data: &[u8]) {
             );
         }
     }
-    let mut c = LineConn::new(Replay::new(rest));
+    let mut c = LineConn::new(MemStream::replay(rest));
     c.set_max_line(MAX_LINE);
     for i in 0..64 {
         let ok = match (order >> (i % 4 * 2)) & 3 {
@@ -142,7 +109,7 @@ pub fn pop3_session(data: &[u8]) {
     let mut o = Options::new(Protocol::Pop3);
     let _ = o.set_int(id::MAX_LINE_BYTES, MAX_LINE as i64);
     let _ = o.set_int(id::MAX_MESSAGE_BYTES, 256 * 1024);
-    let mut s = Session::new(Replay::new(data), Tracer::default());
+    let mut s = Session::new(MemStream::replay(data), Tracer::default());
     s.set_limits(&o);
     if s.greeting().is_err() || s.capa().is_err() {
         return;

@@ -13,6 +13,11 @@ use parking_lot::Mutex;
 use crate::options::{Options, Security};
 use crate::status::{Error, Result, Status};
 
+pub mod mem;
+pub mod transport;
+
+pub use transport::{quit_wait, CtlGuard, Transport, QUIT_WAIT};
+
 /// How often a connect in progress looks at its abort flag.
 const ABORT_POLL: Duration = Duration::from_millis(20);
 
@@ -160,34 +165,7 @@ fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<T
         if err.raw_os_error() != Some(libc::EINPROGRESS) {
             return Err(connect_error(addr, err));
         }
-        loop {
-            ctl.check()?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
-                    Status::Timeout,
-                    format!("connecting to {addr} timed out"),
-                ));
-            }
-            let wait = ABORT_POLL.min(deadline - now);
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: polls one live pollfd.
-            let n = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(connect_error(addr, e));
-            }
-            if n == 1 {
-                break;
-            }
-        }
+        wait_writable(fd, addr, deadline, ctl)?;
         if let Some(e) = stream.take_error().map_err(|e| connect_error(addr, e))? {
             return Err(connect_error(addr, e));
         }
@@ -196,6 +174,40 @@ fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<T
         .set_nonblocking(false)
         .map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
     Ok(stream)
+}
+
+/// Waits for a connect in progress on `fd` to finish (the socket turns
+/// writable), looking at the abort flag every ABORT_POLL.
+#[cfg(unix)]
+fn wait_writable(fd: libc::c_int, addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<()> {
+    loop {
+        ctl.check()?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(
+                Status::Timeout,
+                format!("connecting to {addr} timed out"),
+            ));
+        }
+        let wait = ABORT_POLL.min(deadline - now);
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: polls one live pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(connect_error(addr, e));
+        }
+        if n == 1 {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -294,7 +306,7 @@ fn cancel_pending_io(s: &TcpStream) {
 }
 
 fn connect_error(addr: &SocketAddr, e: io::Error) -> Error {
-    match e.kind() {
+    let err = match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             Error::new(Status::Timeout, format!("connecting to {addr} timed out"))
         }
@@ -302,7 +314,8 @@ fn connect_error(addr: &SocketAddr, e: io::Error) -> Error {
             Error::new(Status::Connect, format!("{addr}: connection refused"))
         }
         _ => Error::new(Status::Connect, format!("{addr}: {e}")),
-    }
+    };
+    err.with_source(e)
 }
 
 /// Opens a TCP connection to `host:port` within `CONNECT_TIMEOUT_MS`, with
@@ -321,7 +334,7 @@ pub fn connect(host: &str, port: u16, o: &Options, ctl: &ConnCtl) -> Result<TcpS
                     s.set_write_timeout(Some(o.io_timeout))?;
                     ctl.register(s)
                 };
-                setup(&s).map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
+                setup(&s).map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")).with_source(e))?;
                 ctl.check()?;
                 return Ok(s);
             }
@@ -432,7 +445,7 @@ pub fn tls_connector(o: &Options) -> Result<native_tls::TlsConnector> {
     let mut b = native_tls::TlsConnector::builder();
     for pem in &o.extra_roots_pem {
         let cert = native_tls::Certificate::from_pem(pem)
-            .map_err(|e| Error::new(Status::Tls, format!("CA_FILE: {e}")))?;
+            .map_err(|e| Error::new(Status::Tls, format!("CA_FILE: {e}")).with_source(e))?;
         b.add_root_certificate(cert);
     }
     if o.accept_invalid_certs {
@@ -440,7 +453,7 @@ pub fn tls_connector(o: &Options) -> Result<native_tls::TlsConnector> {
         b.danger_accept_invalid_hostnames(true);
     }
     b.build()
-        .map_err(|e| Error::new(Status::Tls, format!("TLS setup: {e}")))
+        .map_err(|e| Error::new(Status::Tls, format!("TLS setup: {e}")).with_source(e))
 }
 
 /// Runs the TLS handshake over `tcp`, verifying the certificate for `host`.
@@ -451,7 +464,8 @@ pub fn tls_handshake(connector: &native_tls::TlsConnector, host: &str, tcp: TcpS
         Err(native_tls::HandshakeError::Failure(e)) => Err(Error::new(
             Status::Tls,
             format!("TLS handshake with {host} failed: {}", tls_failure_text(&e)),
-        )),
+        )
+        .with_source(e)),
         Err(native_tls::HandshakeError::WouldBlock(_)) => Err(Error::new(
             Status::Timeout,
             format!("TLS handshake with {host} timed out"),
@@ -703,35 +717,10 @@ impl<S: Read + Write> LineConn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
 
-    struct Duplex {
-        input: Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
-
-    impl Read for Duplex {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            // Trickle one byte at a time to exercise partial input.
-            let n = buf.len().min(1);
-            self.input.read(&mut buf[..n])
-        }
-    }
-
-    impl Write for Duplex {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.output.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn conn(input: &[u8]) -> LineConn<Duplex> {
-        LineConn::new(Duplex {
-            input: Cursor::new(input.to_vec()),
-            output: Vec::new(),
-        })
+    fn conn(input: &[u8]) -> LineConn<mem::MemStream> {
+        // Trickle one byte at a time to exercise partial input.
+        LineConn::new(mem::MemStream::chunked(input, 1))
     }
 
     #[test]
@@ -767,6 +756,8 @@ mod tests {
         let o = Options::new(crate::options::Protocol::Smtp);
         let e = connect("127.0.0.1", port, &o, &ConnCtl::new()).unwrap_err();
         assert_eq!(e.status, Status::Connect, "{e}");
+        let source = std::error::Error::source(&e).expect("the io error is kept");
+        assert!(source.downcast_ref::<io::Error>().is_some(), "{source}");
     }
 
     #[test]

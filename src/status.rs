@@ -5,6 +5,7 @@
 
 use std::ffi::CStr;
 use std::fmt;
+use std::sync::Arc;
 
 pub mod codes;
 use codes::*;
@@ -99,7 +100,7 @@ impl Status {
 
 /// An error with its status, the server's reply code (0 when none) and a
 /// human-readable detail (server text or local reason).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Error {
     pub status: Status,
     pub reply_code: i32,
@@ -107,7 +108,26 @@ pub struct Error {
     /// What the op did before it failed (an append's UIDs), handed to the
     /// caller as the completion's result.
     pub partial: Option<Box<crate::result::ResultData>>,
+    /// The I/O or TLS error this one stems from, for [`std::error::Error::source`]
+    /// (boxed twice to stay one pointer wide: errors travel in results).
+    pub source: Option<Arc<Source>>,
 }
+
+/// The cause an [`Error`] keeps.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
+/// Equal when status, reply code, detail and partial result are; the
+/// source is context, not compared.
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.reply_code == other.reply_code
+            && self.detail == other.detail
+            && self.partial == other.partial
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     pub fn new(status: Status, detail: impl Into<String>) -> Self {
@@ -116,6 +136,7 @@ impl Error {
             reply_code: 0,
             detail: detail.into(),
             partial: None,
+            source: None,
         }
     }
 
@@ -125,6 +146,7 @@ impl Error {
             reply_code,
             detail: detail.into(),
             partial: None,
+            source: None,
         }
     }
 
@@ -148,6 +170,17 @@ impl Error {
             UnexpectedEof => Self::new(Status::Io, format!("{context}: connection closed by the server")),
             _ => Self::new(Status::Io, format!("{context}: {e}")),
         }
+    }
+
+    /// Maps an I/O error as [`from_io`](Self::from_io) does and keeps it as the source.
+    pub fn io(e: std::io::Error, context: &str) -> Self {
+        Self::from_io(&e, context).with_source(e)
+    }
+
+    /// Keeps `source` as the cause of this error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(Box::new(source)));
+        self
     }
 
     /// Keeps what the op did before it failed, for the completion's result.
@@ -191,7 +224,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| &**e as &(dyn std::error::Error + 'static))
+    }
+}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -266,5 +305,18 @@ mod tests {
         assert_eq!(Error::from_io(&t, "read").status, Status::Timeout);
         let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(Error::from_io(&e, "read").status, Status::Io);
+    }
+
+    #[test]
+    fn io_errors_keep_their_source() {
+        use std::error::Error as _;
+        let e = Error::io(
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer"),
+            "read",
+        );
+        assert_eq!(e.status, Status::Io);
+        assert_eq!(e.source().unwrap().to_string(), "reset by peer");
+        assert_eq!(e.clone(), e);
+        assert!(Error::protocol("x").source().is_none());
     }
 }

@@ -56,6 +56,7 @@
 //! is pending at a time, and it carries the latest count.
 
 pub mod args;
+pub mod command;
 mod parse;
 mod session;
 pub mod utf7;

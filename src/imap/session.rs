@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{quote, Part};
+use super::command::{Command, CommandText, Mailbox};
 use super::parse::{Cond, Response, StatusLine};
-use super::utf7;
 use super::wire::{io_error, Conn, Limits, ReadTimeout};
 use crate::log::Tracer;
-use crate::net::{self, ConnCtl, Stream};
+use crate::net::{self, ConnCtl};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
@@ -59,18 +59,13 @@ pub struct Selected {
 
 /// An authenticated connection.
 pub struct Session {
+    /// The connection; its transport releases the connection control's
+    /// socket when the session drops.
     conn: Conn,
     pub caps: Caps,
     pub selected: Option<Selected>,
-    ctl: Arc<ConnCtl>,
     io_timeout: Duration,
     changes: Arc<super::Changes>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.ctl.release();
-    }
 }
 
 /// Applies what untagged responses say about the selected mailbox.
@@ -133,7 +128,7 @@ fn command_on<S: Read + Write + ReadTimeout>(
             }
             Part::Literal(data) => {
                 out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
-                c.send(&out).map_err(send_err)?;
+                c.send(&out)?;
                 out.clear();
                 if let Some(status) = reply_on(c, &tag, true, each)? {
                     return Ok(status);
@@ -143,22 +138,22 @@ fn command_on<S: Read + Write + ReadTimeout>(
         }
     }
     out.extend_from_slice(b"\r\n");
-    c.send(&out).map_err(send_err)?;
+    c.send(&out)?;
     reply_on(c, &tag, false, each)?.ok_or_else(|| Error::protocol("no reply"))
 }
 
 /// A command of plain text.
 fn text_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
-    text: &str,
+    cmd: Command,
     each: &mut dyn FnMut(Response) -> Result<()>,
 ) -> Result<StatusLine> {
-    command_on(c, &[Part::Text(text.to_string())], &|_| false, each)
+    command_on(c, &[Part::Text(cmd.to_string())], &|_| false, each)
 }
 
 fn capabilities_on<S: Read + Write + ReadTimeout>(c: &mut Conn<S>) -> Result<Caps> {
     let mut caps = None;
-    let st = text_on(c, "CAPABILITY", &mut |r| {
+    let st = text_on(c, Command::Capability, &mut |r| {
         if let Response::Data { name, values } = r {
             if name == "CAPABILITY" {
                 caps = Some(Caps::from_words(values.iter().filter_map(|v| v.atom())));
@@ -205,19 +200,17 @@ fn authenticate_on<S: Read + Write + ReadTimeout>(
     initial: Option<&[u8]>,
     respond: &mut dyn FnMut() -> Vec<u8>,
 ) -> Result<StatusLine> {
-    let send_err = |e| io_error(e, "sending to the IMAP server");
     let tag = c.next_tag();
-    let line = match initial {
-        Some(ir) => format!("{tag} AUTHENTICATE {mech} {}\r\n", b64(ir)),
-        None => format!("{tag} AUTHENTICATE {mech}\r\n"),
+    let ir = initial.map(b64);
+    let cmd = Command::Authenticate {
+        mechanism: mech,
+        initial: ir.as_deref(),
     };
-    c.send(line.as_bytes()).map_err(send_err)?;
+    c.send(cmd.line(&tag).as_bytes())?;
     for _ in 0..=MAX_CHALLENGES {
         match reply_on(c, &tag, true, &mut |_| Ok(()))? {
             Some(status) => return Ok(status),
-            None => c
-                .send(format!("{}\r\n", b64(&respond())).as_bytes())
-                .map_err(send_err)?,
+            None => c.send(format!("{}\r\n", b64(&respond())).as_bytes())?,
         }
     }
     Err(Error::protocol(format!(
@@ -294,7 +287,7 @@ fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Ca
 }
 
 /// Reads the greeting; the capabilities it carries, or asks for them.
-fn greeting_on(c: &mut Conn) -> Result<Caps> {
+fn greeting_on<S: Read + Write + ReadTimeout>(c: &mut Conn<S>) -> Result<Caps> {
     let greeting = match c.read_response(&mut |_| {})? {
         Response::Status(st) => st,
         _ => return Err(Error::protocol("the server's greeting is not a status line")),
@@ -320,32 +313,17 @@ fn greeting_on(c: &mut Conn) -> Result<Caps> {
     }
 }
 
-/// Upgrades with STARTTLS; the new connection and its capabilities.
-fn starttls(
-    mut c: Conn,
-    o: &Options,
-    tls: &mut Option<native_tls::TlsConnector>,
-    ctl: &Arc<ConnCtl>,
-    limits: Limits,
-) -> Result<(Conn, Caps)> {
-    let st = text_on(&mut c, "STARTTLS", &mut |_| Ok(()))?;
+/// Upgrades with STARTTLS; the new connection and its capabilities
+/// (what the server said before TLS is not to be trusted).
+fn starttls(mut c: Conn, o: &Options, tls: &mut Option<native_tls::TlsConnector>) -> Result<(Conn, Caps)> {
+    let st = text_on(&mut c, Command::StartTls, &mut |_| Ok(()))?;
     if st.cond != Cond::Ok {
         return Err(Error::new(
             Status::Tls,
             format!("STARTTLS refused: {}", st.detail()),
         ));
     }
-    let (stream, trace, buffered) = c.into_parts();
-    if buffered > 0 {
-        // Bytes that came before the handshake would be trusted as if
-        // they came over TLS: a known injection attack.
-        return Err(Error::protocol("the server sent data after its STARTTLS reply"));
-    }
-    let Stream::Plain(tcp) = stream else {
-        return Err(Error::protocol("STARTTLS on a TLS connection"));
-    };
-    let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
-    let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
+    let mut c = c.upgrade(o, tls)?;
     let caps = capabilities_on(&mut c)?;
     Ok((c, caps))
 }
@@ -364,19 +342,19 @@ impl Session {
             literals: o.max_message_bytes,
         };
         let stream = net::open_stream(o, tls, ctl, &trace)?;
-        let mut c = Conn::new(stream, trace, limits).with_ctl(ctl.clone());
+        let mut c = Conn::new(stream, trace, limits).with_ctl(ctl);
         let mut caps = greeting_on(&mut c)?;
         let mut is_tls = c.stream().is_tls();
         if net::wants_starttls(o, is_tls, caps.has("STARTTLS"), "STARTTLS")? {
-            (c, caps) = starttls(c, o, tls, ctl, limits)?;
+            (c, caps) = starttls(c, o, tls)?;
             is_tls = true;
         }
         if o.username.is_some() {
             net::check_credentials_channel(o, is_tls, "STARTTLS")?;
         }
-        c.hide_client = true;
+        c.hide_credentials(true);
         let logged_in = log_in(&mut c, o, &caps);
-        c.hide_client = false;
+        c.hide_credentials(false);
         let st = logged_in?;
         if st.cond != Cond::Ok {
             return Err(login_error(&st, "login"));
@@ -391,7 +369,6 @@ impl Session {
             conn: c,
             caps,
             selected: None,
-            ctl: ctl.clone(),
             io_timeout: o.io_timeout,
             changes,
         })
@@ -407,7 +384,7 @@ impl Session {
     }
 
     pub fn is_aborted(&self) -> bool {
-        self.ctl.is_aborted()
+        self.conn.ctl().is_some_and(|c| c.is_aborted())
     }
 
     /// Did a read fail part way (the stream is out of step)?
@@ -422,7 +399,7 @@ impl Session {
     /// A failure while the connection was shut down by a cancel is the cancel.
     fn checked<T>(&self, r: Result<T>) -> Result<T> {
         match r {
-            Err(_) if self.ctl.is_aborted() => Err(Error::cancelled()),
+            Err(_) if self.is_aborted() => Err(Error::cancelled()),
             r => r,
         }
     }
@@ -430,7 +407,7 @@ impl Session {
     /// Is this idle connection unusable? (The server closed it or said
     /// something while no command ran: BYE before an autologout.)
     pub fn is_stale(&self) -> bool {
-        if self.ctl.is_aborted() || self.conn.is_broken() || self.conn.buffered() > 0 {
+        if self.is_aborted() || self.conn.is_broken() || self.conn.buffered() > 0 {
             return true;
         }
         let tcp = self.conn.stream().tcp();
@@ -445,10 +422,7 @@ impl Session {
 
     /// Writes whole command lines.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        let r = self
-            .conn
-            .send(data)
-            .map_err(|e| io_error(e, "sending to the IMAP server"));
+        let r = self.conn.send(data);
         self.checked(r)
     }
 
@@ -470,8 +444,8 @@ impl Session {
         let err = |e| io_error(e, "sending to the IMAP server");
         let c = &mut self.conn;
         c.trace_out(head);
-        if c.trace.enabled(crate::log::TRACE) {
-            c.trace.log(crate::log::TRACE, || {
+        if c.tracer().enabled(crate::log::TRACE) {
+            c.tracer().log(crate::log::TRACE, || {
                 format!("C: <literal, {} bytes>", data.len())
             });
         }
@@ -548,8 +522,9 @@ impl Session {
     }
 
     /// Sends a command by hand; returns its tagged status (OK, NO or BAD).
-    pub fn command(&mut self, text: &str, each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
-        self.command_parts(&[Part::Text(text.to_string())], each)
+    /// `cmd`: a [`Command`] (the driver's raw text still passes).
+    pub fn command(&mut self, cmd: impl CommandText, each: &mut dyn FnMut(Response)) -> Result<StatusLine> {
+        self.command_parts(&[Part::Text(cmd.text())], each)
     }
 
     /// Sends a command made of text and literals, waiting for the server's
@@ -566,8 +541,8 @@ impl Session {
     }
 
     /// Runs a command that must end OK; NO and BAD are errors about `what`.
-    pub fn simple(&mut self, text: &str, what: &str) -> Result<()> {
-        let st = self.command(text, &mut |_| {})?;
+    pub fn simple(&mut self, cmd: impl CommandText, what: &str) -> Result<()> {
+        let st = self.command(cmd, &mut |_| {})?;
         if st.cond != Cond::Ok {
             return Err(st.error(what));
         }
@@ -587,7 +562,7 @@ impl Session {
                 if s.synced >= changed {
                     return Ok(());
                 }
-                let st = self.command("NOOP", &mut |_| {})?;
+                let st = self.command(Command::Noop, &mut |_| {})?;
                 if st.cond != Cond::Ok {
                     return Err(st.error("NOOP"));
                 }
@@ -598,9 +573,13 @@ impl Session {
             }
         }
         self.selected = None;
-        let verb = if write { "SELECT" } else { "EXAMINE" };
+        let (verb, cmd) = if write {
+            ("SELECT", Command::Select(Mailbox(name)))
+        } else {
+            ("EXAMINE", Command::Examine(Mailbox(name)))
+        };
         let mut exists = 0;
-        let st = self.command(&format!("{verb} {}", quote(&utf7::encode(name))), &mut |r| {
+        let st = self.command(cmd, &mut |r| {
             if let Response::Exists(n) = r {
                 exists = n;
             }
@@ -619,16 +598,16 @@ impl Session {
     }
 
     /// Ends the session politely: LOGOUT, waiting briefly for the reply
-    /// (at most [`LOGOUT_WAIT`] in all, whatever the server sends).
+    /// (at most [`net::QUIT_WAIT`] in all, whatever the server sends).
     pub fn logout(mut self) {
         if self.is_broken() || self.is_aborted() {
             return;
         }
         let tag = self.conn.next_tag();
-        if self.send(format!("{tag} LOGOUT\r\n").as_bytes()).is_err() {
+        if self.send(Command::Logout.line(&tag).as_bytes()).is_err() {
             return;
         }
-        let _ = self.within(LOGOUT_WAIT, |s| loop {
+        let _ = self.within(net::QUIT_WAIT, |s| loop {
             if let Response::Tagged { .. } = s.conn.read_response(&mut |_| {})? {
                 return Ok(());
             }
@@ -636,50 +615,15 @@ impl Session {
     }
 }
 
-/// The longest wait for the reply to LOGOUT.
-const LOGOUT_WAIT: Duration = Duration::from_secs(2);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::mem::MemStream;
     use crate::status::Status;
-    use std::io;
 
-    /// A server's bytes, given in advance; what the client writes is kept.
-    struct Script {
-        input: io::Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
-
-    impl Read for Script {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.input.read(buf)
-        }
-    }
-
-    impl Write for Script {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl ReadTimeout for Script {
-        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn conn(server: &str) -> Conn<Script> {
-        let s = Script {
-            input: io::Cursor::new(server.as_bytes().to_vec()),
-            output: Vec::new(),
-        };
+    fn conn(server: &str) -> Conn<MemStream> {
         Conn::new(
-            s,
+            MemStream::new(server),
             Tracer::default(),
             Limits {
                 text: 4096,
@@ -700,8 +644,35 @@ mod tests {
         Caps::from_words(words.split(' '))
     }
 
-    fn written(c: Conn<Script>) -> String {
-        String::from_utf8(c.inner().output.clone()).unwrap()
+    fn written(c: Conn<MemStream>) -> String {
+        c.inner().written()
+    }
+
+    #[test]
+    fn greeting_without_capabilities_asks_for_them() {
+        let stream = MemStream::scripted(
+            "* OK ready\r\n",
+            &[(
+                "h1 CAPABILITY\r\n",
+                "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nh1 OK done\r\n",
+            )],
+        );
+        let mut c = Conn::new(
+            stream,
+            Tracer::default(),
+            Limits {
+                text: 4096,
+                literals: 4096,
+            },
+        );
+        let caps = greeting_on(&mut c).unwrap();
+        assert!(caps.has("AUTH=PLAIN") && !caps.has("IDLE"));
+        let e = greeting_on(&mut conn("* PREAUTH hi\r\n")).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+        let e = greeting_on(&mut conn("* BYE busy\r\n")).unwrap_err();
+        assert_eq!(e.status, Status::Connect);
+        let caps = greeting_on(&mut conn("* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n")).unwrap();
+        assert!(caps.has("IDLE"));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use super::parse::{self, Piece, Response};
 use crate::log::{Tracer, TRACE};
-use crate::net::{ConnCtl, LineConn, Stream};
+use crate::net::mem::MemStream;
+use crate::net::transport::Upgrade;
+use crate::net::{ConnCtl, Stream, Transport};
 use crate::status::{Error, Result, Status};
 
 /// The first allocation for a literal; it grows as bytes arrive, so a
@@ -52,6 +54,12 @@ impl ReadTimeout for Stream {
     }
 }
 
+impl ReadTimeout for MemStream {
+    fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The stream under the read buffer: with a deadline set, no read waits
 /// past it, however slowly the server trickles bytes.
 pub struct Timed<S> {
@@ -61,6 +69,31 @@ pub struct Timed<S> {
     per_read: Option<Duration>,
     /// A read under the deadline changed the socket's timeout.
     changed: bool,
+}
+
+impl<S> Timed<S> {
+    fn new(inner: S) -> Timed<S> {
+        Timed {
+            inner,
+            deadline: None,
+            per_read: None,
+            changed: false,
+        }
+    }
+}
+
+/// STARTTLS takes the socket out from under the deadline and puts the TLS
+/// stream back (no deadline is set while a session opens).
+impl Upgrade for Timed<Stream> {
+    fn stream(&self) -> &Stream {
+        &self.inner
+    }
+    fn into_stream(self) -> Stream {
+        self.inner
+    }
+    fn from_stream(stream: Stream) -> Self {
+        Timed::new(stream)
+    }
 }
 
 impl<S: Read + ReadTimeout> Read for Timed<S> {
@@ -88,22 +121,30 @@ impl<S: Write> Write for Timed<S> {
     }
 }
 
-/// A connection: the stream with its read buffer, and the trace.
+/// A connection: the transport (read buffer, writes, trace, the
+/// connection control) over a stream whose reads keep a deadline.
 pub struct Conn<S = Stream> {
-    lc: LineConn<Timed<S>>,
-    pub trace: Tracer,
+    lc: Transport<Timed<S>>,
     limits: Limits,
-    /// Hide client lines from the trace (while logging in).
-    pub hide_client: bool,
-    /// Client bytes not yet traced (an unfinished line).
-    out_line: Vec<u8>,
     /// A read failed or was refused part way: the stream is out of step.
     broken: bool,
     /// herald's command tags: `h1`, `h2`...
     tag: u32,
-    /// Set when a cancel or deadline shuts the connection down: reading
-    /// stops at once, not after what was already buffered.
-    ctl: Option<std::sync::Arc<ConnCtl>>,
+}
+
+/// What the trace shows of a client line while logging in: the command's
+/// name, never the credentials.
+fn redact(text: &str) -> String {
+    let words: Vec<&str> = text.splitn(4, ' ').collect();
+    match words.as_slice() {
+        [tag, cmd, mech, ..] if cmd.eq_ignore_ascii_case("AUTHENTICATE") => {
+            format!("{tag} {cmd} {mech} <credentials hidden>")
+        }
+        [tag, cmd, ..] if cmd.eq_ignore_ascii_case("LOGIN") => {
+            format!("{tag} {cmd} <credentials hidden>")
+        }
+        _ => "<credentials hidden>".to_string(),
+    }
 }
 
 /// If `line` (without CRLF) ends with a literal marker `{n}` or `{n+}`, n.
@@ -136,10 +177,19 @@ impl Conn<Stream> {
         &self.lc.get_ref().inner
     }
 
-    /// Takes the stream out (for STARTTLS), with what was buffered.
-    pub fn into_parts(self) -> (Stream, Tracer, usize) {
-        let buffered = self.lc.buffered();
-        (self.lc.into_inner().inner, self.trace, buffered)
+    /// After the server's go-ahead to STARTTLS: the same connection over
+    /// TLS (see [`Transport::upgrade`]).
+    pub fn upgrade(
+        self,
+        o: &crate::options::Options,
+        tls: &mut Option<native_tls::TlsConnector>,
+    ) -> Result<Self> {
+        Ok(Conn {
+            lc: self.lc.upgrade(o, tls, "STARTTLS")?,
+            limits: self.limits,
+            broken: false,
+            tag: self.tag,
+        })
     }
 
     /// Each read waits at most `t` (and never past a deadline).
@@ -152,28 +202,33 @@ impl Conn<Stream> {
 
 impl<S: Read + Write + ReadTimeout> Conn<S> {
     pub fn new(stream: S, trace: Tracer, limits: Limits) -> Conn<S> {
-        let stream = Timed {
-            inner: stream,
-            deadline: None,
-            per_read: None,
-            changed: false,
-        };
         Conn {
-            lc: LineConn::new(stream),
-            trace,
+            lc: Transport::new(Timed::new(stream), trace, "the IMAP server"),
             limits,
-            hide_client: false,
-            out_line: Vec::new(),
             broken: false,
             tag: 0,
-            ctl: None,
         }
     }
 
-    /// Stops reading when `ctl` is aborted.
-    pub fn with_ctl(mut self, ctl: std::sync::Arc<ConnCtl>) -> Self {
-        self.ctl = Some(ctl);
+    /// Stops reading when `ctl` is aborted (a cancel or deadline shut the
+    /// connection down: not even what was buffered is read), and releases
+    /// its socket when the connection drops.
+    pub fn with_ctl(mut self, ctl: &std::sync::Arc<ConnCtl>) -> Self {
+        self.lc = self.lc.with_ctl(ctl);
         self
+    }
+
+    pub fn ctl(&self) -> Option<&std::sync::Arc<ConnCtl>> {
+        self.lc.ctl()
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        self.lc.tracer()
+    }
+
+    /// Hides the credentials of client lines from the trace (while logging in).
+    pub fn hide_credentials(&mut self, hide: bool) {
+        self.lc.set_redact(hide.then_some(redact as fn(&str) -> String));
     }
 
     pub fn next_tag(&mut self) -> String {
@@ -225,7 +280,7 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
     /// with a literal marker, the literal and the next line; then parses
     /// it. Any error leaves the connection broken.
     pub fn read_response(&mut self, progress: &mut dyn FnMut(usize)) -> Result<Response> {
-        if self.ctl.as_ref().is_some_and(|c| c.is_aborted()) {
+        if self.ctl().is_some_and(|c| c.is_aborted()) {
             self.broken = true;
             return Err(Error::cancelled());
         }
@@ -313,25 +368,25 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
             }
             progress(out.len());
         }
-        if self.trace.enabled(TRACE) {
-            self.trace.log(TRACE, || format!("S: <literal, {n} bytes>"));
+        if self.tracer().enabled(TRACE) {
+            self.tracer().log(TRACE, || format!("S: <literal, {n} bytes>"));
         }
         Ok(out)
     }
 
     fn trace_in(&self, line: &[u8]) {
-        if self.trace.enabled(TRACE) {
+        if self.tracer().enabled(TRACE) {
             let shown = &line[..line.len().min(TRACE_MAX)];
             let more = if line.len() > TRACE_MAX { "..." } else { "" };
-            self.trace
+            self.tracer()
                 .log(TRACE, || format!("S: {}{more}", String::from_utf8_lossy(shown)));
         }
     }
 
-    /// Writes `data` (whole command lines) and flushes.
-    pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        self.trace_out(data);
-        self.lc.send(data)
+    /// Writes `data` (whole command lines) and flushes: the transport's
+    /// one traced write path.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.lc.transmit(data)
     }
 
     /// Writes bytes that are not traced (a literal's content).
@@ -343,36 +398,9 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
         self.lc.flush()
     }
 
-    /// Traces client lines; with `hide_client`, only the command's name.
+    /// Traces client lines; while logging in, only the command's name.
     pub fn trace_out(&mut self, data: &[u8]) {
-        if !self.trace.enabled(TRACE) {
-            return;
-        }
-        self.out_line.extend_from_slice(data);
-        while let Some(pos) = self.out_line.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.out_line.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(trimmed(&line)).into_owned();
-            let shown = if self.hide_client {
-                let words: Vec<&str> = text.splitn(4, ' ').collect();
-                match words.as_slice() {
-                    [tag, cmd, mech, ..] if cmd.eq_ignore_ascii_case("AUTHENTICATE") => {
-                        format!("{tag} {cmd} {mech} <credentials hidden>")
-                    }
-                    [tag, cmd, ..] if cmd.eq_ignore_ascii_case("LOGIN") => {
-                        format!("{tag} {cmd} <credentials hidden>")
-                    }
-                    _ => "<credentials hidden>".to_string(),
-                }
-            } else {
-                let n = text.len().min(TRACE_MAX);
-                let cut = (0..=n).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-                text[..cut].to_string()
-            };
-            self.trace.log(TRACE, || format!("C: {shown}"));
-        }
-        if self.out_line.len() > TRACE_MAX {
-            self.out_line.clear();
-        }
+        self.lc.trace_out(data);
     }
 }
 
@@ -382,26 +410,7 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
 /// limits whatever the input.
 #[doc(hidden)]
 pub fn read_all(input: &[u8], limits: Limits) -> Vec<Result<Response>> {
-    struct Input<'a>(&'a [u8]);
-    impl Read for Input<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-    impl Write for Input<'_> {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    impl ReadTimeout for Input<'_> {
-        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Conn::new(Input(input), Tracer::default(), limits);
+    let mut c = Conn::new(MemStream::new(input), Tracer::default(), limits);
     let mut out = Vec::new();
     loop {
         let r = c.read_response(&mut |_| {});
@@ -440,35 +449,11 @@ mod tests {
             .collect()
     }
 
-    /// A server sending a byte every 20 ms, forever.
-    struct Trickle;
-
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            std::thread::sleep(Duration::from_millis(20));
-            buf[0] = b'x';
-            Ok(1)
-        }
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl ReadTimeout for Trickle {
-        fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_deadline_ends_a_trickled_response() {
-        let mut c = Conn::new(Trickle, Tracer::default(), SMALL);
+        // A server sending a byte every 20 ms, forever.
+        let trickle = MemStream::endless(b'x', Duration::from_millis(20));
+        let mut c = Conn::new(trickle, Tracer::default(), SMALL);
         let started = Instant::now();
         c.set_deadline(Some(started + Duration::from_millis(200)))
             .unwrap();

@@ -45,6 +45,7 @@
 //! deleted messages as its result.
 
 pub mod codec;
+pub mod command;
 pub mod md5;
 pub mod response;
 pub mod session;

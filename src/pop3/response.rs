@@ -54,6 +54,17 @@ impl Response {
         self.kind == Kind::Ok
     }
 
+    /// The maildrop's size in a reply to STAT: (messages, octets). The
+    /// octets are 0 when the server leaves them out or garbles them.
+    pub fn stat(&self) -> Result<(usize, u64)> {
+        let mut words = self.text.split_whitespace();
+        let count = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| Error::protocol(format!("malformed reply to STAT: {self}")))?;
+        Ok((count, words.next().and_then(|w| w.parse().ok()).unwrap_or(0)))
+    }
+
     /// The RFC 2449 response code, upper case ("IN-USE", "SYS/TEMP"), if any.
     pub fn code(&self) -> Option<String> {
         let rest = self.text.strip_prefix('[')?;
@@ -212,7 +223,15 @@ pub fn read_body<S: Read + Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use crate::net::mem::MemStream;
+
+    #[test]
+    fn stat_replies() {
+        let r = |l: &[u8]| Response::parse(l).unwrap().stat();
+        assert_eq!(r(b"+OK 2 320").unwrap(), (2, 320));
+        assert_eq!(r(b"+OK 7").unwrap(), (7, 0));
+        assert_eq!(r(b"+OK many").unwrap_err().status, Status::Protocol);
+    }
 
     #[test]
     fn status_lines() {
@@ -272,24 +291,8 @@ mod tests {
     }
 
     /// Input trickled a few bytes at a time.
-    struct Trickle(Cursor<Vec<u8>>);
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(3);
-            self.0.read(&mut buf[..n])
-        }
-    }
-    impl Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn conn(s: &[u8]) -> LineConn<Trickle> {
-        LineConn::new(Trickle(Cursor::new(s.to_vec())))
+    fn conn(s: &[u8]) -> LineConn<MemStream> {
+        LineConn::new(MemStream::chunked(s, 3))
     }
 
     #[test]

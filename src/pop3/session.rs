@@ -4,16 +4,18 @@
 //! POP3 server shows each session the maildrop as it was at login.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 
+use super::command::Command;
 use super::md5;
 use super::response::{read_body, read_listing, read_response, Kind, Response};
 use crate::log::{Tracer, DEBUG, TRACE};
-use crate::net::{self, ConnCtl, LineConn, Stream};
+use crate::net::{self, ConnCtl, Stream, Transport};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
@@ -93,7 +95,8 @@ pub struct Entry {
 /// An open POP3 session over `S`, logged in (TRANSACTION state) once
 /// [`Session::open`] returns it.
 pub struct Session<S: Read + Write> {
-    pub conn: LineConn<S>,
+    /// The connection: reads, and the one traced write path.
+    pub conn: Transport<S>,
     pub caps: Capabilities,
     pub tls: bool,
     /// When the maildrop map was taken: what this session can see is the
@@ -110,17 +113,6 @@ pub struct Session<S: Read + Write> {
     apop_stamp: Option<String>,
     /// Most bytes of one UIDL or LIST listing (MAX_MESSAGE_BYTES).
     max_listing: usize,
-    trace: Tracer,
-    ctl: Option<CtlGuard>,
-}
-
-/// Tells the connection control that the socket is gone when the session drops.
-struct CtlGuard(Arc<ConnCtl>);
-
-impl Drop for CtlGuard {
-    fn drop(&mut self) {
-        self.0.release();
-    }
 }
 
 /// The APOP timestamp in a greeting: "<" ... "@" ... ">" (RFC 1939 §7).
@@ -137,8 +129,13 @@ fn b64(s: &[u8]) -> String {
 
 impl<S: Read + Write> Session<S> {
     pub fn new(stream: S, trace: Tracer) -> Self {
+        Self::over(Transport::new(stream, trace, "the POP3 server"))
+    }
+
+    /// A session over an open transport (a fresh one after STLS).
+    fn over(conn: Transport<S>) -> Self {
         Session {
-            conn: LineConn::new(stream),
+            conn,
             caps: Capabilities::default(),
             tls: false,
             opened_at: Instant::now(),
@@ -148,8 +145,6 @@ impl<S: Read + Write> Session<S> {
             marked: 0,
             apop_stamp: None,
             max_listing: crate::options::DEFAULT_MAX_MESSAGE_BYTES,
-            trace,
-            ctl: None,
         }
     }
 
@@ -160,36 +155,33 @@ impl<S: Read + Write> Session<S> {
     }
 
     pub fn tracer(&self) -> &Tracer {
-        &self.trace
+        self.conn.tracer()
     }
 
     /// Writes `data` (one or more commands) and logs each command line.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.trace.client_lines(data);
-        self.conn
-            .send(data)
-            .map_err(|e| Error::from_io(&e, "sending to the POP3 server"))
+        self.conn.transmit(data)
     }
 
-    /// Sends `shown` followed by a secret, logging only `shown`.
-    fn send_secret(&mut self, shown: &str, secret: &str) -> Result<()> {
-        self.trace
-            .log(TRACE, || format!("C: {shown}<credentials hidden>"));
-        let line = format!("{shown}{secret}\r\n");
-        self.conn
-            .send(line.as_bytes())
-            .map_err(|e| Error::from_io(&e, "sending to the POP3 server"))
+    /// Writes `cmds`, one line each, in one write (PIPELINING).
+    pub fn send_all(&mut self, cmds: &[Command]) -> Result<()> {
+        let mut out = Vec::new();
+        for c in cmds {
+            c.write_to(&mut out);
+        }
+        self.send(&out)
     }
 
     /// Reads one status line.
     pub fn response(&mut self) -> Result<Response> {
         let r = read_response(&mut self.conn)?;
-        self.trace.log(TRACE, || format!("S: {r}"));
+        self.tracer().log(TRACE, || format!("S: {r}"));
         Ok(r)
     }
 
-    /// Sends one command and reads its status line.
-    pub fn command(&mut self, cmd: &str) -> Result<Response> {
+    /// Sends one command (a [`Command`]; the driver's raw text still
+    /// passes) and reads its status line.
+    pub fn command(&mut self, cmd: impl fmt::Display) -> Result<Response> {
         self.send(format!("{cmd}\r\n").as_bytes())?;
         self.response()
     }
@@ -204,7 +196,7 @@ impl<S: Read + Write> Session<S> {
             e.detail = format!("{what} listing: {}", e.detail);
             e
         })?;
-        self.trace
+        self.tracer()
             .log(TRACE, || format!("S: <{what} listing, {} lines>", lines.len()));
         Ok(lines)
     }
@@ -212,7 +204,7 @@ impl<S: Read + Write> Session<S> {
     /// Reads a message body (RETR, TOP) into `out`; the trace shows only its size.
     pub fn body(&mut self, limit: usize, out: &mut Vec<u8>, progress: &mut dyn FnMut(u64)) -> Result<()> {
         read_body(&mut self.conn, limit, out, progress)?;
-        self.trace
+        self.tracer()
             .log(TRACE, || format!("S: <message, {} bytes>", out.len()));
         Ok(())
     }
@@ -232,7 +224,7 @@ impl<S: Read + Write> Session<S> {
 
     /// Asks for the capabilities; a server without CAPA has none we know of.
     pub fn capa(&mut self) -> Result<()> {
-        self.send(b"CAPA\r\n")?;
+        self.send_all(&[Command::Capa])?;
         self.read_capa()
     }
 
@@ -242,7 +234,7 @@ impl<S: Read + Write> Session<S> {
             Kind::Ok => {
                 let lines = read_listing(&mut self.conn, MAX_CAPA_LINES, MAX_CAPA_BYTES)?;
                 for l in &lines {
-                    self.trace.log(TRACE, || format!("S: {l}"));
+                    self.tracer().log(TRACE, || format!("S: {l}"));
                 }
                 self.caps = Capabilities::parse(&lines);
             }
@@ -276,7 +268,7 @@ impl<S: Read + Write> Session<S> {
                     // some users only: the user chose a plain connection, so
                     // the password may go as it would without the timestamp.
                     Err(e) if e.status == Status::Auth && (plain || user_pass) => {
-                        self.trace.log(DEBUG, || {
+                        self.tracer().log(DEBUG, || {
                             format!("APOP refused ({}); trying the next mechanism", e.detail)
                         });
                     }
@@ -289,11 +281,11 @@ impl<S: Read + Write> Session<S> {
             return self.sasl("PLAIN", &ir);
         }
         if user_pass {
-            let r = self.command(&format!("USER {user}"))?;
+            let r = self.command(Command::User(user))?;
             if !r.is_ok() {
                 return Err(r.auth_error());
             }
-            self.send_secret("PASS ", pass)?;
+            self.conn.transmit_secret("PASS ", pass)?;
             let r = self.response()?;
             return if r.is_ok() { Ok(()) } else { Err(r.auth_error()) };
         }
@@ -302,7 +294,7 @@ impl<S: Read + Write> Session<S> {
 
     fn apop(&mut self, user: &str, pass: &str, stamp: &str) -> Result<()> {
         let digest = md5::hex_digest(format!("{stamp}{pass}").as_bytes());
-        self.send_secret(&format!("APOP {user} "), &digest)?;
+        self.conn.transmit_secret(&format!("APOP {user} "), &digest)?;
         let r = self.response()?;
         if r.is_ok() {
             Ok(())
@@ -316,14 +308,14 @@ impl<S: Read + Write> Session<S> {
     fn sasl(&mut self, mech: &str, ir: &str) -> Result<()> {
         let head = format!("AUTH {mech} ");
         let mut r = if head.len() + ir.len() + 2 <= MAX_AUTH_LINE {
-            self.send_secret(&head, ir)?;
+            self.conn.transmit_secret(&head, ir)?;
             self.response()?
         } else {
-            let r = self.command(&format!("AUTH {mech}"))?;
+            let r = self.command(Command::Auth(mech))?;
             if r.kind != Kind::Continue {
                 return Err(r.auth_error());
             }
-            self.send_secret("", ir)?;
+            self.conn.transmit_secret("", ir)?;
             self.response()?
         };
         if r.kind == Kind::Continue {
@@ -357,9 +349,9 @@ impl<S: Read + Write> Session<S> {
     pub fn load_maildrop(&mut self) -> Result<()> {
         let batched = self.caps.pipelining;
         if batched {
-            self.send(b"CAPA\r\nSTAT\r\nUIDL\r\nLIST\r\n")?;
+            self.send_all(&[Command::Capa, Command::Stat, Command::Uidl, Command::List])?;
         } else {
-            self.send(b"CAPA\r\n")?;
+            self.send_all(&[Command::Capa])?;
         }
         let before = self.caps.clone();
         self.read_capa()?;
@@ -368,31 +360,27 @@ impl<S: Read + Write> Session<S> {
         }
         let batched_now = batched || self.caps.pipelining;
         if !batched && batched_now {
-            self.send(b"STAT\r\nUIDL\r\nLIST\r\n")?;
+            self.send_all(&[Command::Stat, Command::Uidl, Command::List])?;
         }
 
         if !batched_now {
-            self.send(b"STAT\r\n")?;
+            self.send_all(&[Command::Stat])?;
         }
         let r = self.response()?;
         if !r.is_ok() {
             return Err(r.error("STAT"));
         }
-        let mut words = r.text.split_whitespace();
-        let count: usize = words
-            .next()
-            .and_then(|w| w.parse().ok())
-            .ok_or_else(|| Error::protocol(format!("malformed reply to STAT: {r}")))?;
+        let (count, octets) = r.stat()?;
         if count > MAX_MESSAGES {
             return Err(Error::new(
                 Status::Limit,
                 format!("the maildrop holds {count} messages; herald handles at most {MAX_MESSAGES}"),
             ));
         }
-        self.octets = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        self.octets = octets;
 
         if !batched_now {
-            self.send(b"UIDL\r\n")?;
+            self.send_all(&[Command::Uidl])?;
         }
         let r = self.response()?;
         let uidls = if r.is_ok() {
@@ -402,7 +390,7 @@ impl<S: Read + Write> Session<S> {
         };
 
         if !batched_now {
-            self.send(b"LIST\r\n")?;
+            self.send_all(&[Command::List])?;
         }
         let r_list = self.response()?;
         let sizes = if r_list.is_ok() {
@@ -479,10 +467,9 @@ impl Session<Stream> {
         trace: Tracer,
     ) -> Result<Session<Stream>> {
         let stream = net::open_stream(o, tls, ctl, &trace)?;
-        let mut s = Session::new(stream, trace);
+        let mut s = Session::over(Transport::new(stream, trace, "the POP3 server").with_ctl(ctl));
         s.set_limits(o);
-        s.ctl = Some(CtlGuard(ctl.clone()));
-        s.tls = s.conn.get_ref().is_tls();
+        s.tls = s.conn.is_tls();
         s.greeting()?;
         s.capa()?;
         if net::wants_starttls(o, s.tls, s.caps.stls, "STLS")? {
@@ -500,29 +487,13 @@ impl Session<Stream> {
     /// STLS (RFC 2595), then CAPA again: what the server said before TLS
     /// is not to be trusted.
     fn stls(mut self, o: &Options, tls: &mut Option<native_tls::TlsConnector>) -> Result<Self> {
-        let r = self.command("STLS")?;
+        let r = self.command(Command::Stls)?;
         if !r.is_ok() {
             return Err(Error::new(Status::Tls, format!("STLS refused: {r}")));
         }
-        if self.conn.buffered() > 0 {
-            // Bytes that arrived before the handshake would be trusted as if
-            // they came over TLS: a known injection attack.
-            return Err(Error::protocol("the server sent data after its STLS reply"));
-        }
-        let Session {
-            conn,
-            trace,
-            ctl,
-            apop_stamp,
-            ..
-        } = self;
-        let Stream::Plain(tcp) = conn.into_inner() else {
-            return Err(Error::protocol("STLS on a TLS connection"));
-        };
-        let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
-        let mut s = Session::new(stream, trace);
+        let apop_stamp = self.apop_stamp.take();
+        let mut s = Session::over(self.conn.upgrade(o, tls, "STLS")?);
         s.set_limits(o);
-        s.ctl = ctl;
         s.tls = true;
         s.apop_stamp = apop_stamp;
         s.capa()?;
@@ -532,70 +503,37 @@ impl Session<Stream> {
     /// Ends the session politely, committing nothing the user did not ask
     /// for: RSET first if messages are marked, then QUIT, waiting briefly.
     pub fn quit(mut self) {
-        let _ = self
-            .conn
-            .get_ref()
-            .tcp()
-            .set_read_timeout(Some(Duration::from_secs(2)));
+        self.conn.bound_quit_wait(net::QUIT_WAIT);
         if self.marked > 0 {
-            match self.command("RSET") {
+            match self.command(Command::Rset) {
                 Ok(r) if r.is_ok() => self.marked = 0,
                 // Not reset: close without QUIT, so nothing is deleted.
                 _ => return,
             }
         }
-        let _ = self.command("QUIT");
+        let _ = self.command(Command::Quit);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use crate::net::mem::MemStream;
     use std::sync::Mutex;
 
-    /// A canned server: reads come from `input`, writes are recorded.
-    struct Script {
-        input: Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
-
-    impl Read for Script {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(5);
-            self.input.read(&mut buf[..n])
-        }
-    }
-
-    impl Write for Script {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn session(server: &str) -> (Session<Script>, Arc<Mutex<Vec<String>>>) {
+    fn session(server: &str) -> (Session<MemStream>, Arc<Mutex<Vec<String>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
         let trace = Tracer::new(
             Arc::new(move |_, line: &str| l.lock().unwrap().push(line.to_string())),
             Arc::new(|_| true),
         );
-        let s = Session::new(
-            Script {
-                input: Cursor::new(server.as_bytes().to_vec()),
-                output: Vec::new(),
-            },
-            trace,
-        );
+        let s = Session::new(MemStream::chunked(server, 5), trace);
         (s, log)
     }
 
-    fn sent(s: &Session<Script>) -> String {
-        String::from_utf8_lossy(&s.conn.get_ref().output).into_owned()
+    fn sent(s: &Session<MemStream>) -> String {
+        s.conn.get_ref().written()
     }
 
     const CAPA: &str =
@@ -758,6 +696,30 @@ mod tests {
         s.load_maildrop().unwrap();
         assert_eq!(sent(&s), "CAPA\r\nSTAT\r\nUIDL\r\nLIST\r\n");
         assert_eq!(s.lookup("only").map(|e| e.num), Some(1));
+    }
+
+    #[test]
+    fn lockstep_login_and_maildrop_over_a_scripted_server() {
+        let stream = MemStream::scripted(
+            "+OK ready\r\n",
+            &[
+                ("CAPA\r\n", "+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+                ("USER bob\r\n", "+OK\r\n"),
+                ("PASS pw\r\n", "+OK in\r\n"),
+                ("CAPA\r\n", "+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+                ("STAT\r\n", "+OK 2 30\r\n"),
+                ("UIDL\r\n", "+OK\r\n1 a\r\n2 b\r\n.\r\n"),
+                ("LIST\r\n", "+OK\r\n1 10\r\n2 20\r\n.\r\n"),
+            ],
+        );
+        let mut s = Session::new(stream, Tracer::default());
+        s.tls = true;
+        s.greeting().unwrap();
+        s.capa().unwrap();
+        s.authenticate("bob", Some("pw"), None).unwrap();
+        s.load_maildrop().unwrap();
+        assert_eq!((s.entries.len(), s.octets), (2, 30));
+        assert_eq!(s.lookup("b").map(|e| e.size), Some(20));
     }
 
     #[test]

@@ -1,11 +1,24 @@
-//! SMTP commands of a mail transaction as small values whose `Display`
-//! writes the exact protocol line, CRLF included.
+//! SMTP commands as small values whose `Display` writes the exact
+//! protocol line, CRLF included.
 
 use std::fmt;
 
-/// One command of a mail transaction (RFC 5321 §4.1.1, RFC 3030).
+/// One SMTP command (RFC 5321 §4.1.1, RFC 3030, RFC 3207, RFC 4954).
+/// AUTH with an initial response carries a secret: it goes through the
+/// transport's secret send, not through this type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
+    Ehlo {
+        name: &'a str,
+    },
+    Helo {
+        name: &'a str,
+    },
+    StartTls,
+    /// AUTH without an initial response (LOGIN).
+    Auth {
+        mechanism: &'a str,
+    },
     Rset,
     /// `params` starts with a space when not empty (" SIZE=123 BODY=8BITMIME").
     Mail {
@@ -27,6 +40,10 @@ pub enum Command<'a> {
 impl fmt::Display for Command<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Command::Ehlo { name } => write!(f, "EHLO {name}\r\n"),
+            Command::Helo { name } => write!(f, "HELO {name}\r\n"),
+            Command::StartTls => f.write_str("STARTTLS\r\n"),
+            Command::Auth { mechanism } => write!(f, "AUTH {mechanism}\r\n"),
             Command::Rset => f.write_str("RSET\r\n"),
             Command::Mail { from, params } => write!(f, "MAIL FROM:<{from}>{params}\r\n"),
             Command::Rcpt { to } => write!(f, "RCPT TO:<{to}>\r\n"),
@@ -72,5 +89,15 @@ mod tests {
             Command::Mail { from: "", params: "" }.to_string(),
             "MAIL FROM:<>\r\n"
         );
+        assert_eq!(
+            Command::Ehlo { name: "c.example" }.to_string(),
+            "EHLO c.example\r\n"
+        );
+        assert_eq!(
+            Command::Helo { name: "c.example" }.to_string(),
+            "HELO c.example\r\n"
+        );
+        assert_eq!(Command::StartTls.to_string(), "STARTTLS\r\n");
+        assert_eq!(Command::Auth { mechanism: "LOGIN" }.to_string(), "AUTH LOGIN\r\n");
     }
 }

@@ -12,6 +12,9 @@ use crate::status::{Error, Result, Status};
 /// never ends a multi-line reply costs at most that much memory.
 pub const MAX_REPLY_LINES: usize = 1000;
 
+/// The reply code of a server closing the connection.
+pub const CLOSING: u16 = 421;
+
 /// A complete reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -27,6 +30,12 @@ impl Reply {
 
     pub fn is_intermediate(&self) -> bool {
         (300..400).contains(&self.code)
+    }
+
+    /// The server is closing the connection (421, RFC 5321 §3.8): nothing
+    /// more will be accepted on it.
+    pub fn is_closing(&self) -> bool {
+        self.code == CLOSING
     }
 
     /// The enhanced status code (RFC 3463) the text starts with: "4.5.3 ..." is `(4, 5, 3)`.
@@ -75,6 +84,11 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.code, self.text())
     }
+}
+
+/// Did this error come from a server closing the connection (a 421)?
+pub fn is_closing_error(e: &Error) -> bool {
+    e.reply_code == i32::from(CLOSING)
 }
 
 /// Parses one reply line: (code, is_last, text). The text is decoded as
@@ -147,26 +161,10 @@ pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use crate::net::mem::MemStream;
 
-    struct Input(Cursor<Vec<u8>>);
-    impl Read for Input {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(3);
-            self.0.read(&mut buf[..n])
-        }
-    }
-    impl Write for Input {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn conn(s: &str) -> LineConn<Input> {
-        LineConn::new(Input(Cursor::new(s.as_bytes().to_vec())))
+    fn conn(s: &str) -> LineConn<MemStream> {
+        LineConn::new(MemStream::chunked(s, 3))
     }
 
     #[test]
@@ -227,5 +225,7 @@ mod tests {
         assert_eq!(r(550).error("").status, Status::Rejected);
         assert_eq!(r(550).error("").reply_code, 550);
         assert_eq!(r(354).error("").status, Status::Protocol);
+        assert!(r(421).is_closing() && !r(451).is_closing());
+        assert!(is_closing_error(&r(421).error("MAIL")) && !is_closing_error(&r(451).error("")));
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::command::Command;
 use super::reply::{read_reply, Reply};
 use crate::log::{Tracer, TRACE};
-use crate::net::{self, ConnCtl, LineConn, Stream};
+use crate::net::{self, ConnCtl, Stream, Transport};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
@@ -71,7 +72,8 @@ impl Extensions {
 
 /// An open SMTP session over `S`.
 pub struct Session<S: Read + Write> {
-    pub conn: LineConn<S>,
+    /// The connection: reads, and the one traced write path.
+    pub conn: Transport<S>,
     pub ext: Extensions,
     pub tls: bool,
     /// A transaction was left unfinished: send RSET before the next MAIL.
@@ -80,16 +82,13 @@ pub struct Session<S: Read + Write> {
     pub transactions: u64,
     /// The server's greeting.
     pub greeting: Option<Reply>,
-    trace: Tracer,
-    ctl: Option<CtlGuard>,
 }
 
-/// Tells the connection control that the socket is gone when the session drops.
-struct CtlGuard(Arc<ConnCtl>);
-
-impl Drop for CtlGuard {
-    fn drop(&mut self) {
-        self.0.release();
+/// The in-memory stream as an SMTP wire: a read would not block while
+/// server bytes are left.
+impl super::pipeline::Wire for crate::net::mem::MemStream {
+    fn readable_now(&self) -> bool {
+        crate::net::mem::MemStream::readable_now(self)
     }
 }
 
@@ -123,50 +122,40 @@ fn helo_name(o: &Options, local: Option<std::net::SocketAddr>) -> String {
 
 impl<S: Read + Write> Session<S> {
     pub fn new(stream: S, trace: Tracer) -> Self {
+        Self::over(Transport::new(stream, trace, "the SMTP server"))
+    }
+
+    /// A session over an open transport (a fresh one after STARTTLS).
+    fn over(conn: Transport<S>) -> Self {
         Session {
-            conn: LineConn::new(stream),
+            conn,
             ext: Extensions::default(),
             tls: false,
             need_rset: false,
             transactions: 0,
             greeting: None,
-            trace,
-            ctl: None,
         }
     }
 
     /// Writes `data` (one or more commands) and logs each command line.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.trace_out(data);
-        self.conn
-            .send(data)
-            .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
+        self.conn.transmit(data)
     }
 
     /// Logs the command lines of `data` at TRACE.
-    pub fn trace_out(&self, data: &[u8]) {
-        self.trace.client_lines(data);
-    }
-
-    /// Sends a secret (AUTH data) without logging it.
-    fn send_secret(&mut self, command: &str, secret_line: &str) -> Result<()> {
-        self.trace
-            .log(TRACE, || format!("C: {command}<credentials hidden>"));
-        let line = format!("{command}{secret_line}\r\n");
-        self.conn
-            .send(line.as_bytes())
-            .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
+    pub fn trace_out(&mut self, data: &[u8]) {
+        self.conn.trace_out(data);
     }
 
     pub fn reply(&mut self) -> Result<Reply> {
         let r = read_reply(&mut self.conn)?;
-        self.trace.log(TRACE, || format!("S: {r}"));
+        self.conn.tracer().log(TRACE, || format!("S: {r}"));
         Ok(r)
     }
 
     /// Sends one command and reads its reply.
-    pub fn command(&mut self, cmd: &str) -> Result<Reply> {
-        self.send(format!("{cmd}\r\n").as_bytes())?;
+    pub fn command(&mut self, cmd: Command) -> Result<Reply> {
+        self.send(cmd.to_string().as_bytes())?;
         self.reply()
     }
 
@@ -178,7 +167,6 @@ impl<S: Read + Write> Session<S> {
                 self.greeting = Some(r.clone());
                 Ok(r)
             }
-            421 => Err(r.error("the server refused the connection")),
             c if c >= 400 => Err(r.error("the server refused the connection")),
             _ => Err(Error::with_code(
                 Status::Protocol,
@@ -190,15 +178,15 @@ impl<S: Read + Write> Session<S> {
 
     /// EHLO, or HELO when the server does not know EHLO.
     pub fn hello(&mut self, name: &str) -> Result<()> {
-        let r = self.command(&format!("EHLO {name}"))?;
+        let r = self.command(Command::Ehlo { name })?;
         if r.is_positive() {
             self.ext = Extensions::parse(&r);
             return Ok(());
         }
-        if r.code == 421 {
+        if r.is_closing() {
             return Err(r.error("EHLO"));
         }
-        let r = self.command(&format!("HELO {name}"))?;
+        let r = self.command(Command::Helo { name })?;
         if !r.is_positive() {
             return Err(r.error("HELO"));
         }
@@ -215,7 +203,7 @@ impl<S: Read + Write> Session<S> {
                 return Err(self.no_mechanism("XOAUTH2"));
             }
             let ir = b64(&format!("user={user}\x01auth=Bearer {token}\x01\x01"));
-            self.send_secret("AUTH XOAUTH2 ", &ir)?;
+            self.conn.transmit_secret("AUTH XOAUTH2 ", &ir)?;
             let r = self.reply()?;
             if r.code == 334 {
                 // The server's error details (base64 JSON); answer with an empty line.
@@ -226,19 +214,20 @@ impl<S: Read + Write> Session<S> {
             }
         } else if let Some(pass) = password {
             if offers("PLAIN") {
-                self.send_secret("AUTH PLAIN ", &b64(&format!("\0{user}\0{pass}")))?;
+                self.conn
+                    .transmit_secret("AUTH PLAIN ", &b64(&format!("\0{user}\0{pass}")))?;
                 self.reply()?
             } else if offers("LOGIN") {
-                let r = self.command("AUTH LOGIN")?;
+                let r = self.command(Command::Auth { mechanism: "LOGIN" })?;
                 if r.code != 334 {
                     return Err(auth_error(&r));
                 }
-                self.send_secret("", &b64(user))?;
+                self.conn.transmit_secret("", &b64(user))?;
                 let r = self.reply()?;
                 if r.code != 334 {
                     return Err(auth_error(&r));
                 }
-                self.send_secret("", &b64(pass))?;
+                self.conn.transmit_secret("", &b64(pass))?;
                 self.reply()?
             } else {
                 return Err(self.no_mechanism("PLAIN or LOGIN"));
@@ -265,11 +254,6 @@ impl<S: Read + Write> Session<S> {
     }
 }
 
-/// How long QUIT waits for its reply: IO_TIMEOUT_MS, but at most 2 s.
-pub fn quit_wait(io_timeout: Duration) -> Duration {
-    io_timeout.min(Duration::from_secs(2))
-}
-
 fn auth_error(r: &Reply) -> Error {
     match r.code {
         400..=499 => r.error("authentication"),
@@ -292,10 +276,9 @@ impl Session<Stream> {
     ) -> Result<Session<Stream>> {
         let stream = net::open_stream(o, tls, ctl, &trace)?;
         let local = stream.tcp().local_addr().ok();
-        let mut s = Session::new(stream, trace);
+        let mut s = Session::over(Transport::new(stream, trace, "the SMTP server").with_ctl(ctl));
         s.conn.set_max_line(o.max_line_bytes);
-        s.ctl = Some(CtlGuard(ctl.clone()));
-        s.tls = s.conn.get_ref().is_tls();
+        s.tls = s.conn.is_tls();
         s.greeting()?;
         let name = helo_name(o, local);
         s.hello(&name)?;
@@ -309,13 +292,15 @@ impl Session<Stream> {
         Ok(s)
     }
 
+    /// STARTTLS (RFC 3207), then EHLO again: what the server said before
+    /// TLS is not to be trusted.
     fn starttls(
         mut self,
         o: &Options,
         tls: &mut Option<native_tls::TlsConnector>,
         name: &str,
     ) -> Result<Self> {
-        let r = self.command("STARTTLS")?;
+        let r = self.command(Command::StartTls)?;
         if r.code != 220 {
             return Err(Error::with_code(
                 Status::Tls,
@@ -323,25 +308,8 @@ impl Session<Stream> {
                 format!("STARTTLS refused: {r}"),
             ));
         }
-        if self.conn.buffered() > 0 {
-            // Bytes that arrived before the handshake would be trusted as if
-            // they came over TLS: a known injection attack.
-            return Err(Error::protocol("the server sent data after its STARTTLS reply"));
-        }
-        let Session {
-            conn,
-            trace,
-            ctl,
-            greeting,
-            ..
-        } = self;
-        let Stream::Plain(tcp) = conn.into_inner() else {
-            return Err(Error::protocol("STARTTLS on a TLS connection"));
-        };
-        let stream = net::tls_handshake(net::connector(o, tls)?, o.host(), tcp)?;
-        let mut s = Session::new(stream, trace);
-        s.conn.set_max_line(o.max_line_bytes);
-        s.ctl = ctl;
+        let greeting = self.greeting.take();
+        let mut s = Session::over(self.conn.upgrade(o, tls, "STARTTLS")?);
         s.greeting = greeting;
         s.tls = true;
         s.hello(name)?;
@@ -350,55 +318,24 @@ impl Session<Stream> {
 
     /// Ends the session politely: QUIT, waiting briefly for the reply.
     pub fn quit(mut self, io_timeout: Duration) {
-        let _ = self
-            .conn
-            .get_ref()
-            .tcp()
-            .set_read_timeout(Some(quit_wait(io_timeout)));
-        let _ = self.command("QUIT");
+        self.conn.bound_quit_wait(net::quit_wait(io_timeout));
+        let _ = self.command(Command::Quit);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::mem::MemStream;
 
-    /// A server that replies from a script; what the client wrote is kept.
-    struct Scripted {
-        input: std::io::Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
-
-    impl Read for Scripted {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.input.read(buf)
-        }
-    }
-
-    impl Write for Scripted {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn session(replies: &str, auth: &[&str]) -> Session<Scripted> {
-        let mut s = Session::new(
-            Scripted {
-                input: std::io::Cursor::new(replies.as_bytes().to_vec()),
-                output: Vec::new(),
-            },
-            Tracer::default(),
-        );
+    fn session(replies: &str, auth: &[&str]) -> Session<MemStream> {
+        let mut s = Session::new(MemStream::new(replies), Tracer::default());
         s.ext.auth = auth.iter().map(|m| m.to_string()).collect();
         s
     }
 
-    fn written(s: &Session<Scripted>) -> String {
-        String::from_utf8(s.conn.get_ref().output.clone()).unwrap()
+    fn written(s: &Session<MemStream>) -> String {
+        s.conn.get_ref().written()
     }
 
     #[test]
@@ -468,9 +405,23 @@ mod tests {
     }
 
     #[test]
-    fn quit_waits_at_most_io_timeout() {
-        assert_eq!(quit_wait(Duration::from_millis(300)), Duration::from_millis(300));
-        assert_eq!(quit_wait(Duration::from_secs(60)), Duration::from_secs(2));
+    fn a_scripted_session_from_greeting_to_auth() {
+        let mut s = Session::new(
+            MemStream::scripted(
+                "220 mx.example ESMTP\r\n",
+                &[
+                    ("EHLO c.example\r\n", "250-mx.example\r\n250 AUTH PLAIN\r\n"),
+                    ("AUTH PLAIN AHUAcA==\r\n", "235 2.7.0 ok\r\n"),
+                ],
+            ),
+            Tracer::default(),
+        );
+        s.greeting().unwrap();
+        s.hello("c.example").unwrap();
+        assert_eq!(s.ext.auth, ["PLAIN"]);
+        s.authenticate("u", Some("p"), None).unwrap();
+        let e = session("421 4.3.2 closing\r\n", &[]).hello("c").unwrap_err();
+        assert_eq!((e.status, e.reply_code), (Status::Transient, 421));
     }
 
     #[test]
