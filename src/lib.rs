@@ -4,6 +4,8 @@
 //! Layout: the protocol engines ([`smtp`], [`imap`], [`pop3`], [`pickup`]) and the engine
 //! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
 
+pub mod client;
+pub mod data;
 pub mod engine;
 pub mod ffi;
 #[doc(hidden)]
@@ -15,15 +17,13 @@ pub mod message;
 pub mod net;
 pub mod options;
 pub mod pickup;
-pub mod pool;
 pub mod pop3;
 pub mod result;
 pub mod smtp;
 pub mod status;
-pub mod wakeup;
-pub mod work;
 
-pub use engine::{Client, Notify, Submit};
+pub use client::Client;
+pub use engine::{Notify, Submit};
 pub use options::{Options, Protocol, Security};
 pub use result::{Completion, OpId, ResultData, ResultItem, Success};
 pub use status::{Error, Status};

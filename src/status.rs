@@ -71,7 +71,7 @@ pub struct Error {
     pub detail: String,
     /// What the op did before it failed (an append's UIDs), handed to the
     /// caller as the completion's result.
-    pub partial: Option<Box<crate::result::ResultData>>,
+    pub partial: Option<Box<crate::data::ResultData>>,
 }
 
 impl Error {
@@ -116,7 +116,7 @@ impl Error {
     }
 
     /// Keeps what the op did before it failed, for the completion's result.
-    pub fn with_partial(mut self, partial: crate::result::ResultData) -> Self {
+    pub fn with_partial(mut self, partial: crate::data::ResultData) -> Self {
         self.partial = Some(Box::new(partial));
         self
     }

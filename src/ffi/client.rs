@@ -8,10 +8,10 @@ use std::time::Duration;
 use super::completion::{herald_callback, herald_completion, herald_op, into_owned, with_c_completion};
 use super::options::herald_options;
 use super::{arg_out, boundary, herald_status, status_boundary, BoxHandle};
-use crate::engine::{Client, Notify, Submit};
+use crate::client::{Client, ClientJob};
+use crate::engine::{Notify, Submit};
 use crate::result::Completion;
 use crate::status::{Error, Result};
-use crate::work::Work;
 
 /// A client of one server (or one pickup directory). Every function may be
 /// called on it from any thread, concurrently, also from inside its callbacks
@@ -62,9 +62,9 @@ fn timeout(ms: i32) -> Option<Duration> {
 }
 
 /// Queues `work` on the client: the common path of every *_async call.
-pub(crate) fn submit(
+pub(crate) fn submit<J: ClientJob>(
     c: *mut herald_client,
-    work: impl FnOnce(&Client) -> Result<Work>,
+    work: impl FnOnce(&Client) -> Result<J>,
     on_change: Option<herald_callback>,
     cb: herald_callback,
     user_token: *mut c_void,
@@ -74,12 +74,14 @@ pub(crate) fn submit(
         let client = herald_client::arg(c)?;
         let out = arg_out(op_out, "op_out")?;
         let work = work(client)?;
-        let op = client.submit(Submit {
+        let op = client.submit(
             work,
-            notify: notify(cb),
-            on_change: on_change.map(notify),
-            token: user_token as usize,
-        })?;
+            Submit {
+                notify: notify(cb),
+                on_change: on_change.map(notify),
+                token: user_token as usize,
+            },
+        )?;
         *out = op;
         Ok(())
     })

@@ -8,8 +8,8 @@ use super::completion::{herald_callback, herald_op};
 use super::message::herald_message;
 use super::{arg_bytes, arg_str, arg_str_array, herald_status, BoxHandle};
 use crate::message::check_envelope_address;
+use crate::smtp::SendJob;
 use crate::status::Error;
-use crate::work::{SendJob, Work};
 
 /// Most recipients one message may have.
 const MAX_RCPTS: usize = 100_000;
@@ -45,7 +45,10 @@ pub extern "C" fn herald_send_async(
 ) -> herald_status {
     submit(
         c,
-        |_| Ok(Work::Send(herald_message::arg(m)?.to_send_job()?)),
+        |_| {
+            let e = herald_message::arg(m)?.to_envelope()?;
+            Ok(SendJob::new(e.from, e.rcpts, e.data))
+        },
         None,
         cb,
         user_token,
@@ -91,7 +94,7 @@ pub extern "C" fn herald_send_raw_async(
                 .map(|(i, r)| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))
                 .collect::<crate::status::Result<Vec<String>>>()?;
             let data = arg_bytes(data, len, "data")?;
-            Ok(Work::Send(SendJob::copied(from, rcpts, data)))
+            Ok(SendJob::copied(from, rcpts, data))
         },
         None,
         cb,

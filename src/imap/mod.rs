@@ -66,13 +66,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::CancelMode;
+use crate::engine::{CancelMode, Driver, Job};
 use crate::log::{DEBUG, INFO, WARN};
 use crate::options::Options;
-use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::result::{field, Outcome, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
-use crate::work::Work;
+
+/// An IMAP op a worker holds.
+type Ticket = crate::engine::Ticket<ImapJob>;
+/// What the IMAP driver sees of its worker.
+type WorkerCtx = crate::engine::WorkerCtx<ImapJob>;
 
 use args::{quote, Criteria, Part};
 use parse::{Cond, Response, Value};
@@ -137,8 +140,8 @@ pub struct ImapJob {
     pub op: ImapOp,
 }
 
-impl ImapJob {
-    pub fn name(&self) -> &'static str {
+impl Job for ImapJob {
+    fn name(&self) -> &'static str {
         match self.op {
             ImapOp::List { .. } => "IMAP list",
             ImapOp::Create => "IMAP create",
@@ -154,17 +157,25 @@ impl ImapJob {
         }
     }
 
-    pub fn is_idle(&self) -> bool {
-        matches!(self.op, ImapOp::Idle)
+    /// Flush does not wait for IDLE: it runs until cancelled.
+    fn flushable(&self) -> bool {
+        !self.is_idle()
     }
 
     /// The mailbox the op needs selected, if it needs one: the pool
     /// prefers a connection that already has it.
-    pub fn affinity_key(&self) -> Option<&str> {
+    fn affinity_key(&self) -> Option<&str> {
         match self.op {
             ImapOp::List { .. } | ImapOp::Create | ImapOp::Delete | ImapOp::Append { .. } => None,
             _ => Some(&self.mailbox),
         }
+    }
+}
+
+impl ImapJob {
+    /// Does the op run until cancelled (IDLE)?
+    pub fn is_idle(&self) -> bool {
+        matches!(self.op, ImapOp::Idle)
     }
 }
 
@@ -261,8 +272,8 @@ const APPEND_WINDOW_BYTES: usize = 8 * 1024 * 1024;
 const FETCH_PROGRESS_STEP: u64 = 1024 * 1024;
 
 /// Ops an IDLE worker may run while it lends its connection: anything but another IDLE.
-fn not_idle(w: &Work) -> bool {
-    !w.as_imap().is_some_and(ImapJob::is_idle)
+fn not_idle(j: &ImapJob) -> bool {
+    !j.is_idle()
 }
 
 /// The IMAP protocol engine of one pooled connection.
@@ -329,27 +340,28 @@ impl ImapDriver {
 
     /// Runs one op to its completion.
     fn run_op(&mut self, t: Ticket, w: &mut WorkerCtx) {
-        if t.work.as_imap().is_some_and(ImapJob::is_idle) {
+        if t.job.is_idle() {
             return self.idle(t, w);
         }
         if !t.is_live() {
             return t.complete(Err(Error::cancelled()));
         }
         let outcome = self.perform(&t, w);
-        if let Some(j) = t.work.as_imap() {
-            let changed: Vec<&str> = match &j.op {
-                ImapOp::Copy { target, .. } => vec![target.as_str()],
-                ImapOp::Move { target, .. } => vec![j.mailbox.as_str(), target.as_str()],
-                ImapOp::Append { .. }
-                | ImapOp::Store { .. }
-                | ImapOp::Expunge
-                | ImapOp::Create
-                | ImapOp::Delete => vec![j.mailbox.as_str()],
-                _ => vec![],
-            };
-            if !changed.is_empty() {
-                self.changes.touch(&changed);
+        let j = &t.job;
+        let changed: Vec<&str> = match &j.op {
+            ImapOp::Copy { target, .. } => vec![target.as_str()],
+            ImapOp::Move { target, .. } => vec![j.mailbox.as_str(), target.as_str()],
+            ImapOp::Append { .. }
+            | ImapOp::Store { .. }
+            | ImapOp::Expunge
+            | ImapOp::Create
+            | ImapOp::Delete => {
+                vec![j.mailbox.as_str()]
             }
+            _ => vec![],
+        };
+        if !changed.is_empty() {
+            self.changes.touch(&changed);
         }
         if let Err(e) = &outcome {
             self.after_error(e);
@@ -358,9 +370,7 @@ impl ImapDriver {
     }
 
     fn perform(&mut self, t: &Ticket, w: &mut WorkerCtx) -> Outcome {
-        let Some(job) = t.work.as_imap() else {
-            return Err(Error::invalid("an IMAP client runs IMAP ops only"));
-        };
+        let job = &t.job;
         let s = self.ensure(w)?;
         let mb = job.mailbox.as_str();
         match &job.op {
@@ -424,10 +434,7 @@ impl ImapDriver {
     /// a growing pause; while ops wait that no other connection will take,
     /// it ends IDLE, runs them on this connection, and resumes.
     fn idle(&mut self, t: Ticket, w: &mut WorkerCtx) {
-        let mailbox = match t.work.as_imap() {
-            Some(j) => j.mailbox.clone(),
-            None => return t.complete(Err(Error::invalid("an IMAP client runs IMAP ops only"))),
-        };
+        let mailbox = t.job.mailbox.clone();
         let mut known: Option<u32> = None;
         let mut started = false;
         let mut failures = 0u32;
@@ -1227,6 +1234,8 @@ fn append_run(
 }
 
 impl Driver for ImapDriver {
+    type Job = ImapJob;
+
     fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
         self.run_op(first, w);
     }

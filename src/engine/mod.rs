@@ -1,5 +1,9 @@
-//! The per-client engine: the op table and queue, cancellation, waiting,
-//! completion delivery and shutdown.
+//! The per-client engine: the op table and queue, the connection pool and
+//! its throttle, cancellation, waiting, completion delivery, the wakeup
+//! handle and thread naming. It never names a protocol: a protocol plugs in
+//! as a [`Driver`] with its own [`Job`] type, and the engine is generic over
+//! it ([`Engine<J>`]); [`ClientApi`] is what is the same for every protocol.
+//! Its state is private to this module and its submodules.
 //!
 //! Invariants:
 //! - An op is in `State::ops` from submit until its final completion was
@@ -24,11 +28,45 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::log::{self, LogFn};
 use crate::options::Options;
-use crate::pool::{self, DriverFactory, PoolState, WorkerSlot};
 use crate::result::{Completion, OpId, Outcome, Success};
 use crate::status::{Error, Result, Status};
-use crate::wakeup::Wakeup;
-use crate::work::Work;
+
+mod pool;
+#[cfg(test)]
+mod tests;
+mod wakeup;
+
+pub use pool::{Driver, DriverFactory, Ticket, WorkerCtx};
+use pool::{PoolState, WorkerSlot};
+use wakeup::Wakeup;
+
+/// What the engine needs to know of a protocol's op, whatever the protocol.
+pub trait Job: Send + 'static {
+    /// What the op is called in messages ("send", "IMAP FETCH").
+    fn name(&self) -> &'static str;
+
+    /// Does `herald_client_flush` wait for this op? (Not for ops that run
+    /// until cancelled.)
+    fn flushable(&self) -> bool {
+        true
+    }
+
+    /// Is this op free of OP_TIMEOUT_MS? (Ops that run until cancelled: IDLE.)
+    fn deadline_exempt(&self) -> bool {
+        !self.flushable()
+    }
+
+    /// What a TIMEOUT completion adds about an op stopped at its deadline
+    /// at a point the engine cannot see (whether its content went out).
+    fn timeout_note(&self) -> &'static str {
+        ""
+    }
+
+    /// The connection state this op wants (an IMAP mailbox), for affinity.
+    fn affinity_key(&self) -> Option<&str> {
+        None
+    }
+}
 
 /// A completion callback. Called on herald's delivery thread.
 pub type Callback = Arc<dyn Fn(&Completion) + Send + Sync>;
@@ -69,7 +107,7 @@ impl CancelMode {
     }
 }
 
-pub(crate) enum OpState {
+enum OpState {
     Queued,
     Running {
         slot: Arc<WorkerSlot>,
@@ -79,13 +117,13 @@ pub(crate) enum OpState {
     Delivering,
 }
 
-pub(crate) struct OpEntry {
+struct OpEntry<J> {
     token: usize,
     notify: Notify,
     on_change: Option<Notify>,
     /// The op's input while it waits in the queue; a worker takes it out.
-    pub(crate) work: Option<Work>,
-    pub(crate) state: OpState,
+    work: Option<J>,
+    state: OpState,
     /// Long-lived ops (IDLE) don't hold `flush` up.
     flushable: bool,
     /// When the op times out (set when a worker takes it), as in `State::deadlines`.
@@ -98,15 +136,15 @@ pub(crate) struct OpEntry {
 }
 
 /// Everything guarded by the client's main lock.
-pub(crate) struct State {
+struct State<J> {
     next_id: OpId,
-    pub(crate) ops: BTreeMap<OpId, OpEntry>,
+    ops: BTreeMap<OpId, OpEntry<J>>,
     /// Ids of queued ops in order; entries no longer `Queued` are skipped.
-    pub(crate) queue: VecDeque<OpId>,
+    queue: VecDeque<OpId>,
     /// Number of ops in `Queued` state.
-    pub(crate) queued: usize,
-    pub(crate) shutdown: bool,
-    pub(crate) pool: PoolState,
+    queued: usize,
+    shutdown: bool,
+    pool: PoolState,
     /// Ops someone waits for in `wait`, with how many waiters.
     waited: BTreeMap<OpId, usize>,
     /// The targets of `flush` calls under way (the last op each waits for).
@@ -117,7 +155,7 @@ pub(crate) struct State {
     watchdog: Option<pool::TaggedThread>,
 }
 
-impl State {
+impl<J> State<J> {
     /// Is a flushable op up to `last` still undelivered?
     fn flush_pending(&self, last: OpId) -> bool {
         self.ops
@@ -166,11 +204,11 @@ struct CompletionQueue {
     wakeup: Wakeup,
 }
 
-pub(crate) struct Shared {
-    pub(crate) options: Arc<Options>,
-    pub(crate) state: Mutex<State>,
+struct Shared<J: Job> {
+    options: Arc<Options>,
+    state: Mutex<State<J>>,
     /// Workers wait here for ops.
-    pub(crate) work_cond: Condvar,
+    work_cond: Condvar,
     /// `wait` and `flush` wait here for deliveries.
     done_cond: Condvar,
     /// The watchdog waits here for the next deadline.
@@ -183,7 +221,7 @@ pub(crate) struct Shared {
     log_level: AtomicU32,
     /// Set at the very end of shutdown: no user callback may run after it.
     freed: AtomicBool,
-    pub(crate) factory: DriverFactory,
+    factory: DriverFactory<J>,
 }
 
 /// A completion waiting for its callback on the delivery thread.
@@ -198,9 +236,9 @@ thread_local! {
     static BATCH: RefCell<VecDeque<Delivery>> = const { RefCell::new(VecDeque::new()) };
 }
 
-impl Shared {
+impl<J: Job> Shared<J> {
     fn addr(&self) -> usize {
-        self as *const Shared as usize
+        self as *const Shared<J> as usize
     }
 
     fn in_own_callback(&self) -> bool {
@@ -208,7 +246,7 @@ impl Shared {
     }
 
     /// Logs a line if a log callback is set and `level` is enabled.
-    pub(crate) fn log(&self, level: u32, line: impl FnOnce() -> String) {
+    fn log(&self, level: u32, line: impl FnOnce() -> String) {
         if level > self.log_level.load(Ordering::Relaxed) || self.freed.load(Ordering::Acquire) {
             return;
         }
@@ -219,11 +257,11 @@ impl Shared {
         }
     }
 
-    pub(crate) fn log_enabled(&self, level: u32) -> bool {
+    fn log_enabled(&self, level: u32) -> bool {
         level <= self.log_level.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn progress(&self, op: OpId, done: u64, total: u64) {
+    fn progress(&self, op: OpId, done: u64, total: u64) {
         if self.freed.load(Ordering::Acquire) {
             return;
         }
@@ -381,7 +419,7 @@ impl Shared {
     /// Completes `op` with `outcome` if nobody else has. Called by workers.
     /// If a cooperative cancel was requested, the outcome becomes a cancel
     /// that keeps the op's partial result.
-    pub(crate) fn complete(self: &Arc<Self>, op: OpId, outcome: Outcome) {
+    fn complete(self: &Arc<Self>, op: OpId, outcome: Outcome) {
         let mut st = self.state.lock();
         let Some(e) = st.ops.get_mut(&op) else { return };
         let (cancel_requested, interrupted) = match e.state {
@@ -442,7 +480,7 @@ impl Shared {
     /// The state lock is held throughout, so no final completion of the op
     /// can slip in between (state, then queue or dispatch: the order
     /// everywhere).
-    pub(crate) fn notify_change(self: &Arc<Self>, op: OpId, s: Success) {
+    fn notify_change(self: &Arc<Self>, op: OpId, s: Success) {
         let st = self.state.lock();
         let Some(e) = st.ops.get(&op) else { return };
         if matches!(e.state, OpState::Delivering) {
@@ -487,7 +525,7 @@ impl Shared {
     }
 
     /// Is the op still the worker's to complete (not cancelled, not completed)?
-    pub(crate) fn is_live(&self, op: OpId) -> bool {
+    fn is_live(&self, op: OpId) -> bool {
         matches!(
             self.state.lock().ops.get(&op).map(|e| &e.state),
             Some(OpState::Running {
@@ -514,7 +552,7 @@ impl Shared {
     /// Starts the deadline of `op`, which a worker just took (lock held, so
     /// nothing is logged here). Starts the watchdog with the first deadline;
     /// should no thread be available, the next deadline tries again.
-    pub(crate) fn arm_deadline(self: &Arc<Self>, st: &mut State, op: OpId, at: Instant, note: &'static str) {
+    fn arm_deadline(self: &Arc<Self>, st: &mut State<J>, op: OpId, at: Instant, note: &'static str) {
         let Some(e) = st.ops.get_mut(&op) else { return };
         e.timeout_note = note;
         if let Some(old) = e.deadline.replace(at) {
@@ -611,41 +649,68 @@ impl Shared {
         }
     }
 
-    pub(crate) fn set_cancel_mode(&self, op: OpId, new_mode: CancelMode) {
+    fn set_cancel_mode(&self, op: OpId, new_mode: CancelMode) {
         if let Some(OpState::Running { mode, .. }) = self.state.lock().ops.get_mut(&op).map(|e| &mut e.state)
         {
             *mode = new_mode;
         }
     }
 
-    pub(crate) fn cancel_requested(&self, op: OpId) -> bool {
+    fn cancel_requested(&self, op: OpId) -> bool {
         !self.is_live(op)
     }
 
-    pub(crate) fn is_shutting_down(&self) -> bool {
+    fn is_shutting_down(&self) -> bool {
         self.state.lock().shutdown
     }
 }
 
-/// A client: what `herald_client` wraps.
-pub struct Client {
-    shared: Arc<Shared>,
+/// The engine of one client, running the jobs of one protocol's driver.
+pub struct Engine<J: Job> {
+    shared: Arc<Shared<J>>,
     closed: bool,
 }
 
-/// Options for one submit.
+/// How one submitted op reports: everything of a submit but the job.
 pub struct Submit {
-    pub work: Work,
+    /// Where its final completion goes.
     pub notify: Notify,
+    /// Where its non-final notifications go (`notify` when `None`).
     pub on_change: Option<Notify>,
+    /// The caller's token, handed back with every completion.
     pub token: usize,
 }
 
-impl Client {
-    /// Makes a client. Validates the options; does no network I/O.
-    pub fn new(options: Options) -> Result<Client> {
+/// What every client can do, whatever its protocol: object-safe, so the
+/// composition root can hold any engine behind one type.
+pub trait ClientApi: Send + Sync {
+    /// The options the client was made with.
+    fn options(&self) -> &Options;
+    /// Cancels an op (see [`Engine::cancel`]).
+    fn cancel(&self, op: OpId) -> Result<()>;
+    /// Waits until `op`'s completion was delivered.
+    fn wait(&self, op: OpId, timeout: Option<Duration>) -> Result<()>;
+    /// Waits until every flushable op submitted so far has completed.
+    fn flush(&self, timeout: Option<Duration>) -> Result<()>;
+    /// The next queued completion, waiting up to `timeout` (None: forever).
+    fn next_completion(&self, timeout: Option<Duration>) -> Option<Completion>;
+    /// The handle that is readable while completions are queued.
+    fn wakeup_handle(&self) -> i64;
+    /// Sets (or clears) the progress callback.
+    fn set_progress(&self, f: Option<ProgressFn>);
+    /// Sets (or clears) the log callback and its level.
+    fn set_log(&self, max_level: u32, f: Option<LogFn>);
+    /// How many connections the client has open right now.
+    fn open_connections(&self) -> usize;
+    /// Stops everything; every completion is delivered before it returns.
+    fn shutdown(&mut self);
+}
+
+impl<J: Job> Engine<J> {
+    /// Makes a client's engine whose connections run the drivers `factory`
+    /// makes. Validates the options; does no network I/O.
+    pub fn new(options: Options, factory: DriverFactory<J>) -> Result<Engine<J>> {
         options.validate()?;
-        let factory = pool::driver_factory(&options);
         let wakeup = Wakeup::new().map_err(|e| Error::new(Status::Io, format!("wakeup handle: {e}")))?;
         let throttle = options.throttle();
         let shared = Arc::new(Shared {
@@ -684,7 +749,7 @@ impl Client {
             freed: AtomicBool::new(false),
             factory,
         });
-        Ok(Client {
+        Ok(Engine {
             shared,
             closed: false,
         })
@@ -696,9 +761,8 @@ impl Client {
 
     /// Queues an op. Never blocks on the network. On `Ok`, exactly one final
     /// completion will come; on `Err`, none.
-    pub fn submit(&self, s: Submit) -> Result<OpId> {
+    pub fn submit(&self, job: J, s: Submit) -> Result<OpId> {
         let sh = &self.shared;
-        s.work.check_protocol(sh.options.protocol)?;
         let mut st = sh.state.lock();
         if st.shutdown {
             return Err(Error::new(Status::Shutdown, "the client is being freed"));
@@ -711,14 +775,14 @@ impl Client {
         }
         let id = st.next_id;
         st.next_id += 1;
-        let flushable = s.work.flushable();
+        let flushable = job.flushable();
         st.ops.insert(
             id,
             OpEntry {
                 token: s.token,
                 notify: s.notify,
                 on_change: s.on_change,
-                work: Some(s.work),
+                work: Some(job),
                 state: OpState::Queued,
                 flushable,
                 deadline: None,
@@ -787,7 +851,7 @@ impl Client {
         Ok(())
     }
 
-    fn recursion_guard(&self, st: &State, ops: &mut dyn Iterator<Item = OpId>) -> Result<()> {
+    fn recursion_guard(&self, st: &State<J>, ops: &mut dyn Iterator<Item = OpId>) -> Result<()> {
         if self.shared.in_own_callback() {
             for op in ops {
                 if let Some(e) = st.ops.get(&op) {
@@ -1023,7 +1087,7 @@ impl Client {
     }
 }
 
-impl Drop for Client {
+impl<J: Job> Drop for Engine<J> {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -1034,7 +1098,7 @@ impl Drop for Client {
 const COOPERATIVE_GRACE: Duration = Duration::from_millis(500);
 
 /// Waits on `cond` until notified or `deadline`; false when the deadline passed.
-pub(crate) fn wait_until<T>(
+fn wait_until<T>(
     cond: &Condvar,
     guard: &mut parking_lot::MutexGuard<'_, T>,
     deadline: Option<Instant>,
@@ -1054,64 +1118,35 @@ pub(crate) fn wait_until<T>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::options::{id, Protocol};
-    use crate::work::SendJob;
-
-    fn pickup_client(dir: &std::path::Path) -> Client {
-        let mut o = Options::new(Protocol::Pickup);
-        o.set_str(id::PICKUP_DIR, &dir.to_string_lossy()).unwrap();
-        o.set_int(id::MAX_CONNECTIONS, 2).unwrap();
-        Client::new(o).unwrap()
+impl<J: Job> ClientApi for Engine<J> {
+    fn options(&self) -> &Options {
+        Engine::options(self)
     }
-
-    fn send(c: &Client, i: usize) -> OpId {
-        c.submit(Submit {
-            work: Work::Send(SendJob::new(
-                "a@example.org".into(),
-                vec!["b@example.org".into()],
-                format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
-            )),
-            notify: Notify::Callback(Arc::new(|_| std::thread::sleep(Duration::from_micros(50)))),
-            on_change: None,
-            token: i,
-        })
-        .unwrap()
+    fn cancel(&self, op: OpId) -> Result<()> {
+        Engine::cancel(self, op)
     }
-
-    #[test]
-    fn every_waiter_and_flusher_wakes() {
-        let dir = std::env::temp_dir().join(format!("herald-engine-waiters-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let c = pickup_client(&dir);
-        let ops: Vec<OpId> = (0..400).map(|i| send(&c, i)).collect();
-        std::thread::scope(|s| {
-            for k in 0..4 {
-                let (c, ops) = (&c, &ops);
-                // Flushers with different targets, and waiters on single ops.
-                s.spawn(move || {
-                    for _ in 0..(k * 20) {
-                        send(c, 1000);
-                    }
-                    assert!(c.flush(Some(Duration::from_secs(60))).is_ok());
-                });
-                s.spawn(move || {
-                    for op in ops.iter().skip(k).step_by(37) {
-                        assert!(c.wait(*op, Some(Duration::from_secs(60))).is_ok(), "op {op}");
-                    }
-                });
-            }
-        });
-        assert!(c.flush(Some(Duration::ZERO)).is_ok());
-        let st = c.shared.state.lock();
-        assert!(
-            st.waited.is_empty() && st.flush_targets.is_empty(),
-            "waiters unregister"
-        );
-        drop(st);
-        drop(c);
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn wait(&self, op: OpId, timeout: Option<Duration>) -> Result<()> {
+        Engine::wait(self, op, timeout)
+    }
+    fn flush(&self, timeout: Option<Duration>) -> Result<()> {
+        Engine::flush(self, timeout)
+    }
+    fn next_completion(&self, timeout: Option<Duration>) -> Option<Completion> {
+        Engine::next_completion(self, timeout)
+    }
+    fn wakeup_handle(&self) -> i64 {
+        Engine::wakeup_handle(self)
+    }
+    fn set_progress(&self, f: Option<ProgressFn>) {
+        Engine::set_progress(self, f)
+    }
+    fn set_log(&self, max_level: u32, f: Option<LogFn>) {
+        Engine::set_log(self, max_level, f)
+    }
+    fn open_connections(&self) -> usize {
+        Engine::open_connections(self)
+    }
+    fn shutdown(&mut self) {
+        Engine::shutdown(self)
     }
 }
