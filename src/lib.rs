@@ -1,8 +1,33 @@
 //! herald: send mail over SMTP and read it over IMAP and POP3 without ever
 //! blocking the caller, through a C ABI (see `include/herald.h`).
 //!
-//! Layout: the protocol engines ([`smtp`], [`imap`], [`pop3`], [`pickup`]) and the engine
-//! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
+//! # Layers
+//!
+//! Modules import only from their own layer or the ones below it, never
+//! from a layer above, and never in a cycle. `tests/layers.rs` reads this
+//! table and checks every `crate::` reference in `src/` against it.
+//!
+//! | layer | name | modules | may import |
+//! |---|---|---|---|
+//! | 0 | foundation | `status`, `data`, `result`, `options`, `log` | std and dependencies only |
+//! | 1 | net | `net` | foundation |
+//! | 2 | engine | `engine` | foundation, net |
+//! | 3 | protocols | `smtp`, `imap`, `pop3`, `pickup`, `message` | foundation, net, engine |
+//! | 4 | composition root | `client` | everything below |
+//! | 5 | C API | `ffi`, `fuzzing` | everything below; nothing imports it |
+//!
+//! - Foundation: errors and status codes ([`status`]), the data an op hands
+//!   back ([`data`], [`result`]), typed options, the log.
+//! - [`net`]: connect, TLS, the bounded reader, connection control.
+//! - [`engine`]: the op table and queue, the pool, throttle, delivery,
+//!   deadlines, cancel and shutdown, generic over a protocol's
+//!   [`engine::Driver`] and its [`engine::Job`] type. It names no protocol.
+//! - The protocols: each a driver with its own job type ([`smtp::SendJob`],
+//!   [`imap::ImapJob`], [`pop3::Pop3Job`]); PICKUP runs `SendJob`s too; the
+//!   message builder.
+//! - [`client`]: the only place that lists the protocols: which driver a
+//!   client of each protocol runs, and which engine takes each job type.
+//! - [`ffi`]: the C ABI.
 
 pub mod client;
 pub mod data;

@@ -80,6 +80,10 @@ pub mod id {
     pub(crate) const OP_TIMEOUT_MS: u32 = 18;
     pub(crate) const MAX_LINE_BYTES: u32 = 19;
     pub(crate) const MAX_MESSAGE_BYTES: u32 = 20;
+    /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
+    /// (default 25 minutes), so that tests can see a renewal happen.
+    #[doc(hidden)]
+    pub const IDLE_RENEW_MS_FOR_TESTS: u32 = 0x7fff_0001;
 }
 
 /// Default overall deadline of an op (IDLE is exempt): 10 minutes.
@@ -119,6 +123,7 @@ fn option_name(option: u32) -> &'static str {
         id::OP_TIMEOUT_MS => "OP_TIMEOUT_MS",
         id::MAX_LINE_BYTES => "MAX_LINE_BYTES",
         id::MAX_MESSAGE_BYTES => "MAX_MESSAGE_BYTES",
+        id::IDLE_RENEW_MS_FOR_TESTS => "IDLE_RENEW_MS_FOR_TESTS",
         _ => "unknown",
     }
 }
@@ -152,6 +157,9 @@ pub struct Options {
     pub max_line_bytes: usize,
     /// The largest literal or message accepted from the server.
     pub max_message_bytes: usize,
+    /// How often an IMAP IDLE is renewed (servers may drop it after 30
+    /// minutes: RFC 2177).
+    pub idle_renew: Duration,
 }
 
 impl fmt::Debug for Options {
@@ -252,6 +260,7 @@ impl Options {
             op_timeout: Some(Duration::from_millis(DEFAULT_OP_TIMEOUT_MS as u64)),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            idle_renew: Duration::from_secs(25 * 60),
         }
     }
 
@@ -282,6 +291,7 @@ impl Options {
             | id::OP_TIMEOUT_MS => true,
             id::HELO_NAME => self.protocol == Protocol::Smtp,
             id::PICKUP_DIR => self.protocol == Protocol::Pickup,
+            id::IDLE_RENEW_MS_FOR_TESTS => self.protocol == Protocol::Imap,
             _ => return Err(Error::invalid(format!("unknown option id {option}"))),
         };
         if !applies {
@@ -406,6 +416,7 @@ impl Options {
             id::CONNECT_TIMEOUT_MS => self.connect_timeout = timeout(name, value, 1)?,
             id::IO_TIMEOUT_MS => self.io_timeout = timeout(name, value, 1)?,
             id::IDLE_TIMEOUT_MS => self.idle_timeout = timeout(name, value, 0)?,
+            id::IDLE_RENEW_MS_FOR_TESTS => self.idle_renew = timeout(name, value, 1)?,
             id::ACCEPT_INVALID_CERTS => {
                 if value != 0 && value != 1 {
                     return Err(Error::invalid(format!(

@@ -55,14 +55,14 @@ impl Completion {
                 detail: s.detail,
                 result: s.result,
             },
-            Err(e) => Completion {
+            Err(mut e) => Completion {
                 op,
                 status: e.status,
                 cancelled: e.status == Status::Cancelled,
                 token,
                 reply_code: e.reply_code,
+                result: e.take_partial(),
                 detail: e.detail,
-                result: e.partial.map(|p| *p),
             },
         }
     }

@@ -445,9 +445,15 @@ fn cancel_of_a_3000_message_append_keeps_exact_uids() {
 
 #[test]
 fn idle_sees_mail_from_another_client_and_shares_the_only_connection() {
-    herald::imap::set_idle_renew_for_tests(Duration::from_secs(1));
     let d = Dovecot::start();
-    let c = TestClient::imap_plain(d.imap_port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(1))]);
+    let c = TestClient::imap_plain(
+        d.imap_port,
+        &[
+            (HERALD_OPT_MAX_CONNECTIONS, Val::I(1)),
+            // IDLE renewed every second (not every 25 minutes), for this client only.
+            (herald::options::id::IDLE_RENEW_MS_FOR_TESTS, Val::I(1000)),
+        ],
+    );
     let idle = c.imap_idle("INBOX").unwrap();
     // Other ops still run: the IDLE lends its connection.
     let r = c.done(c.imap_append("INBOX", &[&message("first", 300)], None));

@@ -440,11 +440,14 @@ impl<J: Job> Shared<J> {
             Completion::from_outcome(
                 op,
                 token,
-                outcome.map_err(|e| {
-                    let mut t = self.timeout_error(true);
-                    t.detail = format!("{}: {}", t.detail, e.detail);
-                    t.partial = e.partial;
-                    t
+                outcome.map_err(|mut e| {
+                    let t = self.timeout_error(true);
+                    let detail = format!("{}: {}", t.detail, e.detail);
+                    let t = Error::new(t.status, detail);
+                    match e.take_partial() {
+                        Some(p) => t.with_partial(p),
+                        None => t,
+                    }
                 }),
             )
         } else if cancel_requested && interrupted {
@@ -452,20 +455,17 @@ impl<J: Job> Shared<J> {
             // interrupted wait leaves open.
             match outcome {
                 Ok(s) => Completion::from_outcome(op, token, Ok(s)),
-                Err(e) if e.status == Status::Cancelled => {
-                    Completion::cancelled(op, token, "cancelled", e.partial.map(|p| *p))
+                Err(mut e) if e.status == Status::Cancelled => {
+                    Completion::cancelled(op, token, "cancelled", e.take_partial())
                 }
-                Err(e) => Completion::cancelled(
-                    op,
-                    token,
-                    &format!("cancelled; {}", e.detail),
-                    e.partial.map(|p| *p),
-                ),
+                Err(mut e) => {
+                    Completion::cancelled(op, token, &format!("cancelled; {}", e.detail), e.take_partial())
+                }
             }
         } else if cancel_requested {
             let partial = match outcome {
                 Ok(s) => s.result,
-                Err(e) => e.partial.map(|p| *p),
+                Err(mut e) => e.take_partial(),
             };
             Completion::cancelled(op, token, "cancelled", partial)
         } else {

@@ -250,19 +250,6 @@ pub fn fuzz_responses(input: &[u8]) -> usize {
     n
 }
 
-/// IDLE is renewed after this (servers may drop it after 30 minutes: RFC 2177).
-static IDLE_RENEW_MS: AtomicU64 = AtomicU64::new(25 * 60 * 1000);
-
-/// Sets how often IDLE is renewed, for every client of this process. For tests.
-#[doc(hidden)]
-pub fn set_idle_renew_for_tests(every: Duration) {
-    IDLE_RENEW_MS.store(every.as_millis().max(1) as u64, Ordering::Relaxed);
-}
-
-fn idle_renew() -> Duration {
-    Duration::from_millis(IDLE_RENEW_MS.load(Ordering::Relaxed))
-}
-
 /// How often an IDLE wakes to look at cancels, renewal and waiting ops.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// Most APPENDs in flight at once, and most of their bytes.
@@ -671,7 +658,7 @@ fn idle_once(
     s.send(format!("{tag} IDLE\r\n").as_bytes())?;
     let io = s.io_timeout();
     s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
-    let renew_at = Instant::now() + idle_renew();
+    let renew_at = Instant::now() + w.options().idle_renew;
     let mut dirty = count != known.unwrap_or(count);
     let mut reported = Instant::now();
     let end = loop {
