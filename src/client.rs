@@ -143,3 +143,70 @@ impl DerefMut for Client {
         &mut *self.inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Notify;
+    use crate::imap::ImapOp;
+    use crate::options::id;
+    use crate::status::Status;
+
+    fn submit(job: impl ClientJob) -> impl FnOnce(&Client) -> Result<OpId> {
+        move |c| {
+            c.submit(
+                job,
+                Submit {
+                    notify: Notify::Queue,
+                    on_change: None,
+                    token: 0,
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn a_job_for_another_protocol_is_refused_at_submit() {
+        let dir = std::env::temp_dir().join(format!("herald-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut o = Options::new(Protocol::Pickup);
+        o.set_str(id::PICKUP_DIR, &dir.to_string_lossy()).unwrap();
+        let c = Client::new(o).unwrap();
+        let imap = ImapJob {
+            mailbox: "INBOX".into(),
+            op: ImapOp::Expunge,
+        };
+        let e = submit(imap)(&c).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(
+            e.detail.contains("needs a different client than PICKUP"),
+            "{}",
+            e.detail
+        );
+        let e = submit(Pop3Job::List)(&c).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        let send = SendJob::new(
+            "a@example.org".into(),
+            vec!["b@example.org".into()],
+            b"x\r\n".to_vec(),
+        );
+        let op = submit(send)(&c).unwrap();
+        let done = c
+            .next_completion(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!((done.op, done.status), (op, Status::Ok), "{}", done.detail);
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_protocol_makes_its_client() {
+        for p in [Protocol::Smtp, Protocol::Imap, Protocol::Pop3] {
+            let mut o = Options::new(p);
+            o.set_str(id::HOST, "127.0.0.1").unwrap();
+            let c = Client::new(o).unwrap();
+            assert_eq!(c.options().protocol, p);
+            assert_eq!(c.open_connections(), 0, "no connection before the first op");
+        }
+    }
+}

@@ -970,59 +970,10 @@ impl<J: Job> Engine<J> {
         let sh = self.shared.clone();
         // Not std::thread::current(): on a thread C made, it allocates a handle never freed.
         let me = pool::thread_tag();
-
         // 1. No new ops; take every op not yet delivering.
-        let mut cancelled = Vec::new();
-        let (slots, workers) = {
-            let mut st = sh.state.lock();
-            st.shutdown = true;
-            st.queue.clear();
-            st.queued = 0;
-            for (id, e) in st.ops.iter_mut() {
-                match &mut e.state {
-                    OpState::Queued => {
-                        e.work = None;
-                        e.state = OpState::Delivering;
-                        cancelled.push(Completion::cancelled(
-                            *id,
-                            e.token,
-                            "cancelled: the client was freed",
-                            None,
-                        ));
-                        continue;
-                    }
-                    OpState::Running {
-                        mode,
-                        cancel_requested,
-                        ..
-                    } if mode.worker_completes() => {
-                        // The worker completes it with what it has; stopped below.
-                        *cancel_requested = true;
-                        continue;
-                    }
-                    OpState::Running { .. } => {}
-                    OpState::Delivering => continue,
-                }
-                e.state = OpState::Delivering;
-                cancelled.push(Completion::cancelled(
-                    *id,
-                    e.token,
-                    "cancelled: the client was freed",
-                    None,
-                ));
-            }
-            let routes: Vec<Notify> = cancelled.iter().map(|c| st.ops[&c.op].notify.clone()).collect();
-            let mut taken = st.pool.take_for_shutdown();
-            taken.1.extend(st.watchdog.take());
-            drop(st);
-            for (c, r) in cancelled.drain(..).zip(routes) {
-                sh.deliver(c, r, true);
-            }
-            taken
-        };
+        let (slots, workers) = sh.take_all_for_shutdown();
         sh.work_cond.notify_all();
         sh.watch_cond.notify_all();
-
         // 2. Abort every connection so no blocking I/O outlives this call,
         //    then join the workers (all but this thread, if it is one).
         for s in &slots {
@@ -1033,11 +984,66 @@ impl<J: Job> Engine<J> {
                 let _ = h.join();
             }
         }
-
         // 3. Ops still held by this very thread (free called from a progress or
         //    log callback on a worker): complete them now.
+        sh.cancel_leftovers();
+        // 4. Drain the delivery thread: join it, or, when this is it, deliver here.
+        sh.drain_delivery(me);
+        // 5. From here on no callback of this client runs.
+        sh.freed.store(true, Ordering::Release);
+        *sh.log_fn.write() = None;
+        *sh.progress.write() = None;
+        debug_assert!(
+            sh.state.lock().ops.is_empty() || sh.dispatch.lock().thread_tag == Some(me),
+            "shutdown left undelivered ops"
+        );
+    }
+}
+
+/// The steps of [`Engine::shutdown`], in its order.
+impl<J: Job> Shared<J> {
+    /// Step 1: marks the client shut down and takes every op not yet
+    /// delivering: queued and aborted ones are completed cancelled here,
+    /// cooperative ones are told to stop (their worker completes them).
+    /// Returns every worker's slot and thread.
+    fn take_all_for_shutdown(self: &Arc<Self>) -> (Vec<Arc<WorkerSlot>>, Vec<pool::TaggedThread>) {
+        let mut cancelled = Vec::new();
+        let mut st = self.state.lock();
+        st.shutdown = true;
+        st.queue.clear();
+        st.queued = 0;
+        for (id, e) in st.ops.iter_mut() {
+            match &mut e.state {
+                OpState::Queued => e.work = None,
+                OpState::Running {
+                    mode,
+                    cancel_requested,
+                    ..
+                } if mode.worker_completes() => {
+                    // The worker completes it with what it has; stopped below.
+                    *cancel_requested = true;
+                    continue;
+                }
+                OpState::Running { .. } => {}
+                OpState::Delivering => continue,
+            }
+            e.state = OpState::Delivering;
+            let c = Completion::cancelled(*id, e.token, "cancelled: the client was freed", None);
+            cancelled.push((c, e.notify.clone()));
+        }
+        let mut taken = st.pool.take_for_shutdown();
+        taken.1.extend(st.watchdog.take());
+        drop(st);
+        for (c, r) in cancelled {
+            self.deliver(c, r, true);
+        }
+        taken
+    }
+
+    /// Step 3: completes, cancelled, every op no worker will complete.
+    fn cancel_leftovers(self: &Arc<Self>) {
         let leftovers: Vec<(Completion, Notify)> = {
-            let mut st = sh.state.lock();
+            let mut st = self.state.lock();
             st.ops
                 .iter_mut()
                 .filter(|(_, e)| !matches!(e.state, OpState::Delivering))
@@ -1051,21 +1057,24 @@ impl<J: Job> Engine<J> {
                 .collect()
         };
         for (c, r) in leftovers {
-            sh.deliver(c, r, true);
+            self.deliver(c, r, true);
         }
+    }
 
-        // 4. Drain the delivery thread: join it, or, when this is it, deliver here.
+    /// Step 4: stops the delivery thread after it delivered everything, and
+    /// joins it; on that very thread (`me`), delivers the rest here.
+    fn drain_delivery(&self, me: u64) {
         let handle = {
-            let mut d = sh.dispatch.lock();
+            let mut d = self.dispatch.lock();
             d.stop = true;
-            sh.dispatch_cond.notify_all();
+            self.dispatch_cond.notify_all();
             if d.thread_tag == Some(me) {
                 // The rest of the batch this thread is running comes first.
                 let mut rest: Vec<_> = BATCH.with(|b| b.borrow_mut().drain(..).collect());
                 rest.extend(d.items.drain(..));
                 drop(d);
                 for item in rest {
-                    sh.run_callback(item);
+                    self.run_callback(item);
                 }
                 None
             } else {
@@ -1075,15 +1084,6 @@ impl<J: Job> Engine<J> {
         if let Some(h) = handle {
             let _ = h.join();
         }
-
-        // 5. From here on no callback of this client runs.
-        sh.freed.store(true, Ordering::Release);
-        *sh.log_fn.write() = None;
-        *sh.progress.write() = None;
-        debug_assert!(
-            sh.state.lock().ops.is_empty() || sh.dispatch.lock().thread_tag == Some(me),
-            "shutdown left undelivered ops"
-        );
     }
 }
 
