@@ -17,25 +17,26 @@
 //!   its connection down as a cancel would, so no op outlives its deadline
 //!   whatever the server does.
 
-use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::log::{self, LogFn};
 use crate::options::Options;
-use crate::result::{Completion, OpId, Outcome, Success};
+use crate::result::{Completion, OpId, Outcome};
 use crate::status::{Error, Result, Status};
 
+mod deadline;
+mod delivery;
 mod pool;
 #[cfg(test)]
 mod tests;
 mod wakeup;
 
+use delivery::{CompletionQueue, DispatchState};
 pub use pool::{Driver, DriverFactory, Ticket, WorkerCtx};
 use pool::{PoolState, WorkerSlot};
 use wakeup::Wakeup;
@@ -180,30 +181,6 @@ fn remove_waiter(map: &mut BTreeMap<OpId, usize>, key: OpId) {
     }
 }
 
-struct DispatchState {
-    items: VecDeque<Delivery>,
-    thread: Option<JoinHandle<()>>,
-    thread_tag: Option<u64>,
-    stop: bool,
-    /// The delivery thread waits without a deadline: a new item must wake it.
-    /// While it is busy or gathering a batch, items are queued silently.
-    idle: bool,
-}
-
-/// When completions come faster than this apart, the delivery thread is
-/// busy: after a batch it gathers the next one for `DELIVERY_GATHER` instead
-/// of being woken for each completion. At a bulk sender's thousands of
-/// completions per second that is one wake-up per batch instead of one per
-/// op; a callback waits at most `DELIVERY_GATHER` longer than it would.
-const DELIVERY_BUSY_GAP: Duration = Duration::from_millis(2);
-const DELIVERY_GATHER: Duration = Duration::from_millis(1);
-
-struct CompletionQueue {
-    items: Mutex<VecDeque<Completion>>,
-    cond: Condvar,
-    wakeup: Wakeup,
-}
-
 struct Shared<J: Job> {
     options: Arc<Options>,
     state: Mutex<State<J>>,
@@ -224,27 +201,7 @@ struct Shared<J: Job> {
     factory: DriverFactory<J>,
 }
 
-/// A completion waiting for its callback on the delivery thread.
-type Delivery = (Completion, Callback, bool);
-
-thread_local! {
-    /// The client whose completion callback this thread is running, if any.
-    static IN_CALLBACK: Cell<usize> = const { Cell::new(0) };
-    /// On a delivery thread: the rest of the batch it is running. A callback
-    /// that frees its own client delivers these (in `shutdown`) before the
-    /// client is gone.
-    static BATCH: RefCell<VecDeque<Delivery>> = const { RefCell::new(VecDeque::new()) };
-}
-
 impl<J: Job> Shared<J> {
-    fn addr(&self) -> usize {
-        self as *const Shared<J> as usize
-    }
-
-    fn in_own_callback(&self) -> bool {
-        IN_CALLBACK.with(|c| c.get() == self.addr())
-    }
-
     /// Logs a line if a log callback is set and `level` is enabled.
     fn log(&self, level: u32, line: impl FnOnce() -> String) {
         if level > self.log_level.load(Ordering::Relaxed) || self.freed.load(Ordering::Acquire) {
@@ -272,147 +229,6 @@ impl<J: Job> Shared<J> {
                 _ => return,
             };
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(op, token, done, total)));
-        }
-    }
-
-    /// Hands a completion to its route. `fin`: the op's final completion.
-    fn deliver(self: &Arc<Self>, c: Completion, route: Notify, fin: bool) {
-        match route {
-            Notify::Queue => {
-                let op = c.op;
-                {
-                    let mut q = self.completions.items.lock();
-                    if q.is_empty() {
-                        self.completions.wakeup.set();
-                    }
-                    q.push_back(c);
-                    self.completions.cond.notify_one();
-                }
-                if fin {
-                    self.mark_delivered(op);
-                }
-            }
-            Notify::Callback(cb) => {
-                let mut d = self.dispatch.lock();
-                d.items.push_back((c, cb, fin));
-                if d.thread.is_none() && !d.stop {
-                    let shared = self.clone();
-                    let tag = pool::new_thread_tag();
-                    match std::thread::Builder::new()
-                        .name("herald-deliver".into())
-                        .spawn(move || {
-                            pool::set_thread_tag(tag);
-                            shared.dispatch_main()
-                        }) {
-                        Ok(h) => {
-                            d.thread_tag = Some(tag);
-                            d.thread = Some(h);
-                        }
-                        Err(_) => {
-                            // No thread to deliver on: deliver here rather than lose it.
-                            let items: Vec<_> = d.items.drain(..).collect();
-                            drop(d);
-                            for item in items {
-                                self.run_callback(item);
-                            }
-                            return;
-                        }
-                    }
-                }
-                if d.idle {
-                    d.idle = false;
-                    self.dispatch_cond.notify_one();
-                }
-            }
-        }
-    }
-
-    /// The delivery thread: runs the queued callbacks in order, a batch at a
-    /// time (one lock round trip each way per batch, not per op).
-    fn dispatch_main(self: Arc<Self>) {
-        let mut batch = VecDeque::new();
-        let mut delivered = Vec::new();
-        let mut last_batch_end: Option<Instant> = None;
-        let mut gather = false;
-        loop {
-            {
-                let mut d = self.dispatch.lock();
-                while d.items.is_empty() {
-                    if d.stop {
-                        return;
-                    }
-                    if gather {
-                        // Busy: let the next batch gather, unwoken.
-                        self.dispatch_cond.wait_for(&mut d, DELIVERY_GATHER);
-                        gather = !d.items.is_empty();
-                    } else {
-                        d.idle = true;
-                        self.dispatch_cond.wait(&mut d);
-                        d.idle = false;
-                        gather = last_batch_end.is_some_and(|t| t.elapsed() < DELIVERY_BUSY_GAP);
-                    }
-                }
-                std::mem::swap(&mut batch, &mut d.items);
-            }
-            BATCH.with(|b| std::mem::swap(&mut *b.borrow_mut(), &mut batch));
-            while let Some((c, cb, fin)) = BATCH.with(|b| b.borrow_mut().pop_front()) {
-                self.call(&c, &cb);
-                if fin {
-                    delivered.push(c.op);
-                }
-            }
-            BATCH.with(|b| std::mem::swap(&mut *b.borrow_mut(), &mut batch));
-            self.mark_all_delivered(&delivered);
-            delivered.clear();
-            last_batch_end = Some(Instant::now());
-        }
-    }
-
-    /// Runs a user callback (unless the client is already freed), never
-    /// letting a panic out.
-    fn call(&self, c: &Completion, cb: &Callback) {
-        if !self.freed.load(Ordering::Acquire) {
-            let prev = IN_CALLBACK.with(|x| x.replace(self.addr()));
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(c)));
-            IN_CALLBACK.with(|x| x.set(prev));
-        }
-    }
-
-    fn run_callback(&self, (c, cb, fin): (Completion, Callback, bool)) {
-        self.call(&c, &cb);
-        if fin {
-            self.mark_delivered(c.op);
-        }
-    }
-
-    /// The op's completion was delivered: it leaves the table, and whoever
-    /// waits for it (`wait`, or a `flush` it was holding up) is woken. Only
-    /// those: waking every waiter on every completion cost a bulk sender
-    /// thousands of useless wake-ups.
-    fn mark_delivered(&self, op: OpId) {
-        self.mark_all_delivered(&[op]);
-    }
-
-    /// `mark_delivered` for a batch: one lock, at most one wake-up.
-    fn mark_all_delivered(&self, ops: &[OpId]) {
-        if ops.is_empty() {
-            return;
-        }
-        let mut st = self.state.lock();
-        let mut wake = false;
-        for &op in ops {
-            if let Some(at) = st.ops.remove(&op).and_then(|e| e.deadline) {
-                st.deadlines.remove(&(at, op));
-            }
-            wake |= st.waited.contains_key(&op);
-        }
-        wake |= st
-            .flush_targets
-            .first_key_value()
-            .is_some_and(|(&target, _)| !st.flush_pending(target));
-        drop(st);
-        if wake {
-            self.done_cond.notify_all();
         }
     }
 
@@ -474,56 +290,6 @@ impl<J: Job> Shared<J> {
         self.deliver(c, route, true);
     }
 
-    /// A non-final notification (IDLE's on_change). Coalesced: while an
-    /// earlier notification of the op waits to be delivered, it is replaced
-    /// by this one, so at most one is pending per op and it is the latest.
-    /// The state lock is held throughout, so no final completion of the op
-    /// can slip in between (state, then queue or dispatch: the order
-    /// everywhere).
-    fn notify_change(self: &Arc<Self>, op: OpId, s: Success) {
-        let st = self.state.lock();
-        let Some(e) = st.ops.get(&op) else { return };
-        if matches!(e.state, OpState::Delivering) {
-            return;
-        }
-        let c = Completion::from_outcome(op, e.token, Ok(s));
-        let route = e.on_change.clone().unwrap_or_else(|| e.notify.clone());
-        match &route {
-            // Not final, so every queued completion of this op is a notification.
-            Notify::Queue => {
-                if let Some(pending) = self
-                    .completions
-                    .items
-                    .lock()
-                    .iter_mut()
-                    .rev()
-                    .find(|x| x.op == op)
-                {
-                    *pending = c;
-                    return;
-                }
-                self.deliver(c, route, false);
-            }
-            Notify::Callback(cb) => {
-                let mut d = self.dispatch.lock();
-                if let Some(pending) = d.items.iter_mut().rev().find(|x| !x.2 && x.0.op == op) {
-                    pending.0 = c;
-                    return;
-                }
-                if d.thread.is_some() && !d.stop {
-                    d.items.push_back((c, cb.clone(), false));
-                    self.dispatch_cond.notify_one();
-                    return;
-                }
-                // No delivery thread yet: `deliver` starts one (or runs the
-                // callback here), never under the lock.
-                drop(d);
-                drop(st);
-                self.deliver(c, route, false);
-            }
-        }
-    }
-
     /// Is the op still the worker's to complete (not cancelled, not completed)?
     fn is_live(&self, op: OpId) -> bool {
         matches!(
@@ -533,120 +299,6 @@ impl<J: Job> Shared<J> {
                 ..
             })
         )
-    }
-
-    /// The error of an op past its deadline.
-    fn timeout_error(&self, aborted: bool) -> Error {
-        let ms = self.options.op_timeout.map_or(0, |d| d.as_millis());
-        let how = if aborted {
-            "; its connection was closed"
-        } else {
-            ""
-        };
-        Error::new(
-            Status::Timeout,
-            format!("the op did not complete within OP_TIMEOUT_MS ({ms} ms){how}"),
-        )
-    }
-
-    /// Starts the deadline of `op`, which a worker just took (lock held, so
-    /// nothing is logged here). Starts the watchdog with the first deadline;
-    /// should no thread be available, the next deadline tries again.
-    fn arm_deadline(self: &Arc<Self>, st: &mut State<J>, op: OpId, at: Instant, note: &'static str) {
-        let Some(e) = st.ops.get_mut(&op) else { return };
-        e.timeout_note = note;
-        if let Some(old) = e.deadline.replace(at) {
-            st.deadlines.remove(&(old, op));
-        }
-        let first = st.deadlines.first().is_none_or(|&(t, _)| at < t);
-        st.deadlines.insert((at, op));
-        if st.watchdog.is_none() {
-            let shared = self.clone();
-            let tag = pool::new_thread_tag();
-            let spawned = std::thread::Builder::new()
-                .name("herald-watchdog".into())
-                .spawn(move || {
-                    pool::set_thread_tag(tag);
-                    shared.watchdog_main()
-                });
-            if let Ok(h) = spawned {
-                st.watchdog = Some((tag, h));
-            }
-        } else if first {
-            self.watch_cond.notify_one();
-        }
-    }
-
-    /// The watchdog: completes each op whose deadline passed with TIMEOUT and
-    /// shuts its connection down (never blocking on it), like `cancel`. An op
-    /// in `Cooperative` mode (it completes itself, keeping what it did) is
-    /// told to stop and its connection shut; if its worker has not completed
-    /// it after `COOPERATIVE_GRACE`, the watchdog does.
-    fn watchdog_main(self: Arc<Self>) {
-        let mut guard = self.state.lock();
-        loop {
-            if guard.shutdown {
-                return;
-            }
-            let now = Instant::now();
-            let mut aborts = Vec::new();
-            let mut fired = Vec::new();
-            let st = &mut *guard;
-            while let Some(&(at, op)) = st.deadlines.first() {
-                if at > now {
-                    break;
-                }
-                st.deadlines.pop_first();
-                let Some(e) = st.ops.get_mut(&op) else { continue };
-                if e.deadline != Some(at) {
-                    continue;
-                }
-                match &mut e.state {
-                    OpState::Running {
-                        mode,
-                        cancel_requested,
-                        slot,
-                    } if mode.worker_completes() && !e.timed_out => {
-                        e.timed_out = true;
-                        *cancel_requested = true;
-                        aborts.push(slot.clone());
-                        let later = now + COOPERATIVE_GRACE;
-                        e.deadline = Some(later);
-                        st.deadlines.insert((later, op));
-                    }
-                    OpState::Running { slot, mode, .. } => {
-                        let abort = *mode != CancelMode::Defer;
-                        if abort {
-                            aborts.push(slot.clone());
-                        }
-                        e.state = OpState::Delivering;
-                        let mut err = self.timeout_error(abort);
-                        err.detail.push_str(e.timeout_note);
-                        let c = Completion::from_outcome(op, e.token, Err(err));
-                        fired.push((c, e.notify.clone()));
-                    }
-                    OpState::Queued | OpState::Delivering => {}
-                }
-            }
-            if aborts.is_empty() && fired.is_empty() {
-                match st.deadlines.first() {
-                    Some(&(at, _)) => {
-                        self.watch_cond.wait_until(&mut guard, at);
-                    }
-                    None => self.watch_cond.wait(&mut guard),
-                }
-                continue;
-            }
-            parking_lot::MutexGuard::unlocked(&mut guard, || {
-                for s in &aborts {
-                    s.abort();
-                }
-                for (c, route) in fired {
-                    self.log(log::DEBUG, || format!("op {}: {}", c.op, c.detail));
-                    self.deliver(c, route, true);
-                }
-            });
-        }
     }
 
     fn set_cancel_mode(&self, op: OpId, new_mode: CancelMode) {
@@ -1060,31 +712,6 @@ impl<J: Job> Shared<J> {
             self.deliver(c, r, true);
         }
     }
-
-    /// Step 4: stops the delivery thread after it delivered everything, and
-    /// joins it; on that very thread (`me`), delivers the rest here.
-    fn drain_delivery(&self, me: u64) {
-        let handle = {
-            let mut d = self.dispatch.lock();
-            d.stop = true;
-            self.dispatch_cond.notify_all();
-            if d.thread_tag == Some(me) {
-                // The rest of the batch this thread is running comes first.
-                let mut rest: Vec<_> = BATCH.with(|b| b.borrow_mut().drain(..).collect());
-                rest.extend(d.items.drain(..));
-                drop(d);
-                for item in rest {
-                    self.run_callback(item);
-                }
-                None
-            } else {
-                d.thread.take()
-            }
-        };
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
-    }
 }
 
 impl<J: Job> Drop for Engine<J> {
@@ -1092,10 +719,6 @@ impl<J: Job> Drop for Engine<J> {
         self.shutdown();
     }
 }
-
-/// How long a worker has to complete a cooperative op past its deadline
-/// (normally at once: its connection was shut down) before the watchdog does.
-const COOPERATIVE_GRACE: Duration = Duration::from_millis(500);
 
 /// Waits on `cond` until notified or `deadline`; false when the deadline passed.
 fn wait_until<T>(

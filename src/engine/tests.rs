@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use super::*;
 use crate::data::{ResultData, ResultItem};
 use crate::options::Protocol;
+use crate::result::Success;
 
 /// What a fake op does on its worker.
 #[derive(Clone, Debug)]
