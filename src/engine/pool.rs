@@ -147,6 +147,11 @@ impl PoolState {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn workers_for_tests(&self) -> usize {
+        self.workers.len()
+    }
+
     pub(super) fn open_connections(&self) -> usize {
         self.workers.iter().filter(|w| w.slot.is_open()).count()
     }

@@ -79,6 +79,8 @@ struct Seen {
     peak: AtomicUsize,
     /// Ops whose cancel mode is set up (their worker now waits in it).
     ready: AtomicUsize,
+    /// Connections closed for being idle.
+    idle_closed: AtomicUsize,
     /// Ops run, in order: their affinity key and start time.
     started: Mutex<Vec<(Option<String>, Instant)>>,
 }
@@ -176,6 +178,7 @@ impl Driver for FakeDriver {
     }
 
     fn close_idle(&mut self, _w: &mut WorkerCtx<FakeJob>) {
+        self.seen.idle_closed.fetch_add(1, Ordering::SeqCst);
         self.selected = None;
     }
 
@@ -556,4 +559,29 @@ fn every_waiter_and_flusher_wakes() {
         st.waited.is_empty() && st.flush_targets.is_empty(),
         "waiters unregister"
     );
+}
+
+#[test]
+fn idle_workers_close_and_leave_but_the_main_one_stays() {
+    let mut o = options(3);
+    o.idle_timeout = Duration::from_millis(20);
+    let (e, seen) = engine(o);
+    let tally = Tally::default();
+    for _ in 0..12 {
+        submit(
+            &e,
+            FakeJob::new(Act::Sleep(Duration::from_millis(5))),
+            tally.notify(),
+        );
+    }
+    e.flush(Some(Duration::from_secs(30))).unwrap();
+    let extra = seen.peak.load(Ordering::SeqCst) - 1;
+    // Every extra worker closes its connection and leaves; the main one stays.
+    assert!(until(|| seen.alive.load(Ordering::SeqCst) == 1), "{seen:?}");
+    assert!(seen.idle_closed.load(Ordering::SeqCst) >= extra);
+    assert_eq!(e.shared.state.lock().pool.workers_for_tests(), 1);
+    // And the pool grows again when work comes.
+    let op = submit(&e, FakeJob::new(Act::Finish), tally.notify());
+    e.wait(op, Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(tally.of(op).len(), 1);
 }
