@@ -136,7 +136,8 @@ pub fn imap_response(data: &[u8]) {
 /// literals), then closes; the client fetches a message. Reaches every
 /// reader the IMAP engine uses, in the order a session meets them.
 pub fn imap_client(data: &[u8]) {
-    use crate::engine::{Client, Notify, Submit};
+    use crate::client::Client;
+    use crate::engine::{Notify, Submit};
     use crate::imap::{ImapJob, ImapOp};
     use std::time::Duration;
 
@@ -170,19 +171,21 @@ pub fn imap_client(data: &[u8]) {
     };
     if set(&mut o).is_ok() {
         if let Ok(c) = Client::new(o) {
-            let work = crate::work::Work::Imap(ImapJob {
+            let work = ImapJob {
                 mailbox: "INBOX".into(),
                 op: ImapOp::Fetch {
                     uids: "1:*".into(),
                     parts: 0x1f,
                 },
-            });
-            let submitted = c.submit(Submit {
+            };
+            let submitted = c.submit(
                 work,
-                notify: Notify::Queue,
-                on_change: None,
-                token: 0,
-            });
+                Submit {
+                    notify: Notify::Queue,
+                    on_change: None,
+                    token: 0,
+                },
+            );
             if submitted.is_ok() {
                 let c = c.next_completion(Some(Duration::from_secs(10)));
                 assert!(c.is_some(), "the op completes within its deadline");

@@ -1,9 +1,37 @@
 //! herald: send mail over SMTP and read it over IMAP and POP3 without ever
 //! blocking the caller, through a C ABI (see `include/herald.h`).
 //!
-//! Layout: the protocol engines ([`smtp`], [`imap`], [`pop3`], [`pickup`]) and the engine
-//! ([`engine`], [`pool`]) are plain safe Rust; the C layer is [`ffi`].
+//! # Layers
+//!
+//! Modules import only from their own layer or the ones below it, never
+//! from a layer above, and never in a cycle. `tests/layers.rs` reads this
+//! table and checks every `crate::` reference in `src/` against it.
+//!
+//! | layer | name | modules | may import |
+//! |---|---|---|---|
+//! | 0 | foundation | `status`, `data`, `result`, `options`, `log`, `envelope` | std and dependencies only |
+//! | 1 | net | `net` | foundation |
+//! | 2 | engine | `engine` | foundation, net |
+//! | 3 | protocols | `smtp`, `imap`, `pop3`, `pickup`, `message` | foundation, net, engine |
+//! | 4 | composition root | `client` | everything below |
+//! | 5 | C API | `ffi`, `fuzzing` | everything below; nothing imports it |
+//!
+//! - Foundation: errors and status codes ([`status`]), the data an op hands
+//!   back ([`data`], [`result`]), typed options, the log, the envelope's
+//!   limits ([`envelope`]).
+//! - [`net`]: connect, TLS, the bounded reader, connection control.
+//! - [`engine`]: the op table and queue, the pool, throttle, delivery,
+//!   deadlines, cancel and shutdown, generic over a protocol's
+//!   [`engine::Driver`] and its [`engine::Job`] type. It names no protocol.
+//! - The protocols: each a driver with its own job type ([`smtp::SendJob`],
+//!   [`imap::ImapJob`], [`pop3::Pop3Job`]); PICKUP runs `SendJob`s too; the
+//!   message builder.
+//! - [`client`]: the only place that lists the protocols: which driver a
+//!   client of each protocol runs, and which engine takes each job type.
+//! - [`ffi`]: the C ABI.
 
+pub mod client;
+pub mod data;
 pub mod engine;
 pub mod envelope;
 pub mod ffi;
@@ -16,15 +44,13 @@ pub mod message;
 pub mod net;
 pub mod options;
 pub mod pickup;
-pub mod pool;
 pub mod pop3;
 pub mod result;
 pub mod smtp;
 pub mod status;
-pub mod wakeup;
-pub mod work;
 
-pub use engine::{Client, Notify, Submit};
+pub use client::Client;
+pub use engine::{Notify, Submit};
 pub use options::{Options, Protocol, Security};
 pub use result::{Completion, OpId, ResultData, ResultItem, Success};
 pub use status::{Error, Status};

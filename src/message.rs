@@ -18,7 +18,6 @@ use lettre::message::{Attachment, Body, Mailbox, Mailboxes, MultiPart, MultiPart
 use lettre::{Address, Message};
 
 use crate::status::{Error, Result, Status};
-use crate::work::SendJob;
 
 /// Longest header name lettre accepts (and a sane limit anyway).
 const MAX_HEADER_NAME: usize = 76;
@@ -740,13 +739,30 @@ impl MessageDraft {
 
     /// The envelope and bytes to send: from = From's address, rcpts = To,
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
-    pub fn to_send_job(&self) -> Result<SendJob> {
+    pub fn to_envelope(&self) -> Result<Built> {
         let (from, rcpts) = self.check_complete()?;
-        Ok(SendJob::new(
+        Ok(Built::new(
             from.email.to_string(),
             rcpts.iter().map(|a| a.to_string()).collect(),
             self.to_bytes()?,
         ))
+    }
+}
+
+/// A built message with its envelope, ready to be made a send job.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The envelope sender.
+    pub from: String,
+    /// The envelope recipients.
+    pub rcpts: Vec<String>,
+    /// The message's bytes.
+    pub data: Vec<u8>,
+}
+
+impl Built {
+    fn new(from: String, rcpts: Vec<String>, data: Vec<u8>) -> Built {
+        Built { from, rcpts, data }
     }
 }
 
@@ -873,7 +889,7 @@ mod tests {
         assert!(e.detail.contains("set_from"), "{}", e.detail);
         let mut m = MessageDraft::default();
         m.set_from("alice@example.com").unwrap();
-        let e = m.to_send_job().unwrap_err();
+        let e = m.to_envelope().unwrap_err();
         assert!(e.detail.contains("recipient"), "{}", e.detail);
     }
 
@@ -883,7 +899,7 @@ mod tests {
         m.add_cc("Carol <carol@example.net>").unwrap();
         m.add_bcc("Secret <hidden@example.net>").unwrap();
         m.add_bcc("bob@EXAMPLE.org").unwrap();
-        let job = m.to_send_job().unwrap();
+        let job = m.to_envelope().unwrap();
         assert_eq!(job.from, "alice@example.com");
         assert_eq!(
             job.rcpts,
@@ -907,7 +923,7 @@ mod tests {
         let mut m = MessageDraft::default();
         m.set_from("alice@example.com").unwrap();
         m.add_bcc("hidden@example.net").unwrap();
-        let job = m.to_send_job().unwrap();
+        let job = m.to_envelope().unwrap();
         assert_eq!(job.rcpts, ["hidden@example.net"]);
         assert!(!text(&job.data).contains("hidden"));
     }
@@ -932,7 +948,7 @@ mod tests {
         // The comma is quoted or encoded, never a bare list separator.
         assert!(!h.contains("Doe, John <"), "{h}");
         assert!(h.contains("<john@example.org>"), "{h}");
-        assert_eq!(m.to_send_job().unwrap().from, "joerg@example.com");
+        assert_eq!(m.to_envelope().unwrap().from, "joerg@example.com");
     }
 
     #[test]
@@ -940,7 +956,7 @@ mod tests {
         let mut m = MessageDraft::default();
         m.set_from("josé@exämple.com").unwrap();
         m.add_to("用户@例子.广告").unwrap();
-        let job = m.to_send_job().unwrap();
+        let job = m.to_envelope().unwrap();
         assert_eq!(job.from, "josé@exämple.com");
         assert_eq!(job.rcpts, ["用户@例子.广告"]);
     }

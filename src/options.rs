@@ -73,6 +73,9 @@ pub enum Opt {
     OpTimeoutMs,
     MaxLineBytes,
     MaxMessageBytes,
+    /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
+    /// (default 25 minutes), so that tests can see a renewal happen.
+    IdleRenewMsForTests,
 }
 
 /// Short names for the options, as their C names spell them (`id::HOST` is
@@ -109,7 +112,7 @@ pub enum Kind {
 }
 
 impl Opt {
-    /// Every option.
+    /// Every option of the C API (not the hidden test-only ones).
     pub const ALL: [Opt; 20] = [
         Opt::Host,
         Opt::Port,
@@ -156,6 +159,7 @@ impl Opt {
             Opt::OpTimeoutMs => "OP_TIMEOUT_MS",
             Opt::MaxLineBytes => "MAX_LINE_BYTES",
             Opt::MaxMessageBytes => "MAX_MESSAGE_BYTES",
+            Opt::IdleRenewMsForTests => "IDLE_RENEW_MS_FOR_TESTS",
         }
     }
 
@@ -197,6 +201,7 @@ impl Opt {
             | Opt::OpTimeoutMs => true,
             Opt::HeloName => protocol == Protocol::Smtp,
             Opt::PickupDir => protocol == Protocol::Pickup,
+            Opt::IdleRenewMsForTests => protocol == Protocol::Imap,
         }
     }
 }
@@ -245,6 +250,9 @@ pub struct Options {
     pub max_line_bytes: usize,
     /// The largest literal or message accepted from the server.
     pub max_message_bytes: usize,
+    /// How often an IMAP IDLE is renewed (servers may drop it after 30
+    /// minutes: RFC 2177).
+    pub idle_renew: Duration,
 }
 
 impl fmt::Debug for Options {
@@ -345,6 +353,7 @@ impl Options {
             op_timeout: Some(Duration::from_millis(DEFAULT_OP_TIMEOUT_MS as u64)),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            idle_renew: Duration::from_secs(25 * 60),
         }
     }
 
@@ -461,6 +470,7 @@ impl Options {
             Opt::ConnectTimeoutMs => self.connect_timeout = timeout(name, value, 1)?,
             Opt::IoTimeoutMs => self.io_timeout = timeout(name, value, 1)?,
             Opt::IdleTimeoutMs => self.idle_timeout = timeout(name, value, 0)?,
+            Opt::IdleRenewMsForTests => self.idle_renew = timeout(name, value, 1)?,
             Opt::AcceptInvalidCerts => {
                 if value != 0 && value != 1 {
                     return Err(Error::invalid(format!(

@@ -13,10 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::engine::Driver;
 use crate::options::Options;
-use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::result::{field, Outcome, ResultData, ResultItem, Success};
+use crate::smtp::SendJob;
 use crate::status::{Error, Result, Status};
+
+/// A send op a worker holds.
+type Ticket = crate::engine::Ticket<SendJob>;
+/// What the PICKUP driver sees of its worker.
+type WorkerCtx = crate::engine::WorkerCtx<SendJob>;
 
 /// Prefix of the temporary files; they never end in `.eml`.
 const TMP_PREFIX: &str = ".tmp-";
@@ -35,10 +41,7 @@ impl PickupDriver {
         let Some(dir) = self.options.pickup_dir.as_deref() else {
             return Err(Error::invalid("a PICKUP client needs PICKUP_DIR"));
         };
-        // Other kinds of work are refused at submit.
-        let Some(job) = ticket.work.as_send() else {
-            return Err(Error::invalid("a PICKUP client can only send messages"));
-        };
+        let job = &ticket.job;
         let path = write_eml(dir, &job.data)?;
         let len = job.data.len() as u64;
         ticket.progress(len, len);
@@ -51,6 +54,8 @@ impl PickupDriver {
 }
 
 impl Driver for PickupDriver {
+    type Job = SendJob;
+
     fn run(&mut self, first: Ticket, _w: &mut WorkerCtx) {
         // A cancelled op must not leave a file behind.
         let outcome = if first.is_live() {
@@ -106,7 +111,6 @@ pub fn write_eml(dir: &Path, data: &[u8]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::work::Work;
 
     /// A fresh empty directory, removed when dropped.
     struct TempDir(PathBuf);
@@ -181,23 +185,28 @@ mod tests {
 
     #[test]
     fn a_client_writes_each_message_and_says_where() {
-        use crate::engine::{Client, Notify, Submit};
+        use crate::engine::{Engine, Notify, Submit};
         use crate::options::{id, Protocol};
-        use crate::work::SendJob;
 
         let dir = TempDir::new("client");
         let mut o = Options::new(Protocol::Pickup);
         o.set_str(id::PICKUP_DIR, &dir.0.to_string_lossy()).unwrap();
-        let client = Client::new(o).unwrap();
+        let client = Engine::new(
+            o,
+            Box::new(|o: &Arc<Options>| Box::new(PickupDriver::new(o.clone())) as _),
+        )
+        .unwrap();
         let data = b"From: a@example.com\r\nTo: b@example.com\r\n\r\n.hi\r\n".to_vec();
         let job = SendJob::new("a@example.com".into(), vec!["b@example.com".into()], data.clone());
         let op = client
-            .submit(Submit {
-                work: Work::Send(job),
-                notify: Notify::Queue,
-                on_change: None,
-                token: 7,
-            })
+            .submit(
+                job,
+                Submit {
+                    notify: Notify::Queue,
+                    on_change: None,
+                    token: 7,
+                },
+            )
             .unwrap();
         let c = client
             .next_completion(Some(std::time::Duration::from_secs(10)))

@@ -5,7 +5,6 @@
 
 use std::ffi::CStr;
 use std::fmt;
-use std::sync::Arc;
 
 pub mod codes;
 use codes::*;
@@ -98,32 +97,36 @@ impl Status {
     }
 }
 
+/// What caused an error (an I/O or TLS error), for `std::error::Error::source`.
+pub type Source = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 /// An error with its status, the server's reply code (0 when none) and a
-/// human-readable detail (server text or local reason).
+/// human-readable detail (server text or local reason). Equality compares
+/// what the caller sees (status, code, detail, partial result), not the source.
 #[derive(Clone, Debug)]
 pub struct Error {
     pub status: Status,
     pub reply_code: i32,
     pub detail: String,
-    /// What the op did before it failed (an append's UIDs), handed to the
-    /// caller as the completion's result.
-    pub partial: Option<Box<crate::result::ResultData>>,
-    /// The I/O or TLS error this one stems from, for [`std::error::Error::source`]
-    /// (boxed twice to stay one pointer wide: errors travel in results).
-    pub source: Option<Arc<Source>>,
+    /// What is rarely there, in one box so that `Error`, which every
+    /// `Result` of the crate carries, stays small.
+    extra: Option<Box<Extra>>,
 }
 
-/// The cause an [`Error`] keeps.
-pub type Source = Box<dyn std::error::Error + Send + Sync>;
+/// The rare parts of an [`Error`].
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    /// What the op did before it failed (an append's UIDs), handed to the
+    /// caller as the completion's result.
+    partial: Option<crate::data::ResultData>,
+    /// The error this one comes from.
+    source: Option<Source>,
+}
 
-/// Equal when status, reply code, detail and partial result are; the
-/// source is context, not compared.
 impl PartialEq for Error {
-    fn eq(&self, other: &Self) -> bool {
-        self.status == other.status
-            && self.reply_code == other.reply_code
-            && self.detail == other.detail
-            && self.partial == other.partial
+    fn eq(&self, other: &Error) -> bool {
+        (self.status, self.reply_code, &self.detail, self.partial())
+            == (other.status, other.reply_code, &other.detail, other.partial())
     }
 }
 
@@ -135,8 +138,7 @@ impl Error {
             status,
             reply_code: 0,
             detail: detail.into(),
-            partial: None,
-            source: None,
+            extra: None,
         }
     }
 
@@ -145,8 +147,7 @@ impl Error {
             status,
             reply_code,
             detail: detail.into(),
-            partial: None,
-            source: None,
+            extra: None,
         }
     }
 
@@ -162,14 +163,36 @@ impl Error {
         Self::new(Status::Cancelled, "cancelled")
     }
 
-    /// Maps an I/O error to TIMEOUT or IO, keeping its text.
+    /// Maps an I/O error to TIMEOUT or IO, keeping its text, and as its
+    /// source an I/O error of the same kind, OS code and text.
     pub fn from_io(e: &std::io::Error, context: &str) -> Self {
         use std::io::ErrorKind::*;
-        match e.kind() {
+        let err = match e.kind() {
             WouldBlock | TimedOut => Self::new(Status::Timeout, format!("{context}: timed out")),
             UnexpectedEof => Self::new(Status::Io, format!("{context}: connection closed by the server")),
             _ => Self::new(Status::Io, format!("{context}: {e}")),
-        }
+        };
+        let copy = match e.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(e.kind(), e.to_string()),
+        };
+        err.with_source(copy)
+    }
+
+    /// Keeps `source` as the cause of this error (an I/O or TLS error).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.extra.get_or_insert_default().source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// What the op did before it failed, if anything.
+    pub fn partial(&self) -> Option<&crate::data::ResultData> {
+        self.extra.as_ref()?.partial.as_ref()
+    }
+
+    /// Takes what the op did before it failed out of the error.
+    pub fn take_partial(&mut self) -> Option<crate::data::ResultData> {
+        self.extra.as_mut()?.partial.take()
     }
 
     /// Maps an I/O error as [`from_io`](Self::from_io) does and keeps it as the source.
@@ -177,15 +200,9 @@ impl Error {
         Self::from_io(&e, context).with_source(e)
     }
 
-    /// Keeps `source` as the cause of this error.
-    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(Box::new(source)));
-        self
-    }
-
     /// Keeps what the op did before it failed, for the completion's result.
-    pub fn with_partial(mut self, partial: crate::result::ResultData) -> Self {
-        self.partial = Some(Box::new(partial));
+    pub fn with_partial(mut self, partial: crate::data::ResultData) -> Self {
+        self.extra.get_or_insert_default().partial = Some(partial);
         self
     }
 
@@ -226,9 +243,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| &**e as &(dyn std::error::Error + 'static))
+        let s = self.extra.as_ref()?.source.as_ref()?;
+        Some(&**s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -318,5 +334,24 @@ mod tests {
         assert_eq!(e.source().unwrap().to_string(), "reset by peer");
         assert_eq!(e.clone(), e);
         assert!(Error::protocol("x").source().is_none());
+    }
+
+    #[test]
+    fn errors_keep_their_source() {
+        use std::error::Error as _;
+        let e = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let err = Error::from_io(&e, "connect");
+        let src = err.source().expect("an I/O error has a source");
+        let io = src.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.raw_os_error(), Some(libc::ECONNREFUSED));
+        assert!(Error::new(Status::Io, "x").source().is_none());
+        let gone = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone");
+        let owned = Error::new(Status::Io, "write: gone").with_source(gone);
+        assert_eq!(owned.source().unwrap().to_string(), "gone");
+        assert_eq!(
+            owned,
+            Error::new(Status::Io, "write: gone"),
+            "equality ignores the source"
+        );
     }
 }

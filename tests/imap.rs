@@ -14,6 +14,8 @@ use api::imap::*;
 use api::*;
 use herald_testservers::*;
 
+/// The hidden IMAP option that sets how often IDLE is renewed, in ms (not in the C API; see src/ffi/options.rs).
+const IDLE_RENEW_MS_FOR_TESTS: u32 = 0x7fff_0001;
 const LONG: Duration = Duration::from_secs(120);
 
 /// Runs a Python script with imaplib logged in as alice on the plain port
@@ -444,9 +446,15 @@ fn cancel_of_a_3000_message_append_keeps_exact_uids() {
 
 #[test]
 fn idle_sees_mail_from_another_client_and_shares_the_only_connection() {
-    herald::imap::set_idle_renew_for_tests(Duration::from_secs(1));
     let d = Dovecot::start();
-    let c = TestClient::imap_plain(d.imap_port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(1))]);
+    let c = TestClient::imap_plain(
+        d.imap_port,
+        &[
+            (HERALD_OPT_MAX_CONNECTIONS, Val::I(1)),
+            // IDLE renewed every second (not every 25 minutes), for this client only.
+            (IDLE_RENEW_MS_FOR_TESTS, Val::I(1000)),
+        ],
+    );
     let idle = c.imap_idle("INBOX").unwrap();
     // Other ops still run: the IDLE lends its connection.
     let r = c.done(c.imap_append("INBOX", &[&message("first", 300)], None));

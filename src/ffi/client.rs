@@ -10,11 +10,11 @@ use super::completion::{herald_callback, herald_completion, herald_op, into_owne
 use super::handle::{self, Castable, Owned};
 use super::options::herald_options;
 use super::{arg_out, herald_status};
-use crate::engine::{Client, Notify, Submit};
+use crate::client::{Client, ClientJob};
+use crate::engine::{Notify, Submit};
 use crate::options::Options;
 use crate::result::Completion;
 use crate::status::{Error, Result};
-use crate::work::Work;
 
 /// A client of one server (or one pickup directory). Every function may be
 /// called on it from any thread, concurrently, also from inside its callbacks
@@ -66,9 +66,9 @@ fn timeout(ms: i32) -> Option<Duration> {
 }
 
 /// Queues `work` on the client: the common path of every *_async call.
-pub(crate) fn submit(
+pub(crate) fn submit<J: ClientJob>(
     c: *mut herald_client,
-    work: impl FnOnce(&Client) -> Result<Work>,
+    work: impl FnOnce(&Client) -> Result<J>,
     on_change: Option<herald_callback>,
     cb: herald_callback,
     user_token: *mut c_void,
@@ -78,12 +78,14 @@ pub(crate) fn submit(
         let client = handle::arg(c)?;
         let out = arg_out(op_out, "op_out")?;
         let work = work(client)?;
-        let op = client.submit(Submit {
+        let op = client.submit(
             work,
-            notify: notify(cb),
-            on_change: on_change.map(notify),
-            token: user_token as usize,
-        })?;
+            Submit {
+                notify: notify(cb),
+                on_change: on_change.map(notify),
+                token: user_token as usize,
+            },
+        )?;
         *out = op;
         Ok(())
     }

@@ -10,7 +10,6 @@ use super::completion::{herald_callback, herald_op};
 use super::{arg_bytes, arg_opt_str, arg_str, herald_status};
 use crate::imap::{args, ImapJob, ImapOp, StoreMode};
 use crate::status::{Error, Result};
-use crate::work::Work;
 
 /// `parts` bit of `herald_imap_fetch_async`: the flags (HERALD_FIELD_FLAGS, space separated).
 pub const HERALD_FETCH_FLAGS: u32 = 1;
@@ -33,11 +32,11 @@ pub const HERALD_STORE_REPLACE: i32 = 0;
 /// Most messages one append may carry.
 const MAX_APPEND: usize = 1_000_000;
 
-fn imap(mailbox: &str, op: ImapOp) -> Work {
-    Work::Imap(ImapJob {
+fn imap(mailbox: &str, op: ImapOp) -> ImapJob {
+    ImapJob {
         mailbox: mailbox.to_string(),
         op,
-    })
+    }
 }
 
 /// An array argument of `n` elements; NULL is INVALID_ARGUMENT.

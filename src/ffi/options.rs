@@ -117,6 +117,10 @@ fn protocol_of(n: u32) -> Option<Protocol> {
 
 /// The option a `HERALD_OPT_*` number names: the one place the numbers meet
 /// the typed options. An unknown number is INVALID_ARGUMENT.
+/// Not part of the C API (so not in the header): the IMAP IDLE renewal
+/// period in ms, for tests that need to see a renewal happen.
+pub(crate) const IDLE_RENEW_MS_FOR_TESTS: u32 = 0x7fff_0001;
+
 fn opt(option: u32) -> Result<Opt> {
     Ok(match option {
         HERALD_OPT_HOST => Opt::Host,
@@ -139,6 +143,7 @@ fn opt(option: u32) -> Result<Opt> {
         HERALD_OPT_OP_TIMEOUT_MS => Opt::OpTimeoutMs,
         HERALD_OPT_MAX_LINE_BYTES => Opt::MaxLineBytes,
         HERALD_OPT_MAX_MESSAGE_BYTES => Opt::MaxMessageBytes,
+        IDLE_RENEW_MS_FOR_TESTS => Opt::IdleRenewMsForTests,
         _ => return Err(Error::invalid(format!("unknown option id {option}"))),
     })
 }

@@ -7,11 +7,11 @@ use std::ffi::{c_char, c_void};
 use super::client::{herald_client, submit};
 use super::completion::{herald_callback, herald_op};
 use super::{arg_str, arg_str_array, herald_status};
-use crate::engine::Client;
+use crate::client::Client;
 use crate::options::Protocol;
 use crate::pop3::uidl::{check_delete_count, check_uidl};
+use crate::pop3::Pop3Job;
 use crate::status::{Error, Result};
-use crate::work::{Pop3Job, Work};
 
 /// A UIDL argument, checked as POP3 requires ([`check_uidl`]).
 fn uidl_arg(p: *const c_char, what: &str) -> Result<String> {
@@ -21,13 +21,13 @@ fn uidl_arg(p: *const c_char, what: &str) -> Result<String> {
 }
 
 /// A POP3 job for `client`, refusing at submit what can never run.
-fn pop3_work(client: &Client, job: Pop3Job) -> Result<Work> {
+fn pop3_work(client: &Client, job: Pop3Job) -> Result<Pop3Job> {
     if client.options().protocol == Protocol::Pop3 && client.options().username.is_none() {
         return Err(Error::invalid(
             "a POP3 client needs USERNAME (and PASSWORD or OAUTH2_TOKEN)",
         ));
     }
-    Ok(Work::Pop3(job))
+    Ok(job)
 }
 
 /// METHOD (POP3 client). Lists the maildrop as it is when the op runs. Result: one item per

@@ -10,7 +10,7 @@ use super::message::herald_message;
 use super::{arg_bytes, arg_str, arg_str_array, herald_status};
 use crate::envelope::check_rcpt_count;
 use crate::message::check_envelope_address;
-use crate::work::{SendJob, Work};
+use crate::smtp::SendJob;
 
 /// METHOD (SMTP and PICKUP clients). Sends a message built with
 /// `herald_message_*`. The envelope comes from From and To/Cc/Bcc; Bcc never
@@ -43,7 +43,10 @@ pub extern "C" fn herald_send_async(
 ) -> herald_status {
     submit(
         c,
-        |_| Ok(Work::Send(handle::arg(m)?.to_send_job()?)),
+        |_| {
+            let e = handle::arg(m)?.to_envelope()?;
+            Ok(SendJob::new(e.from, e.rcpts, e.data))
+        },
         None,
         cb,
         user_token,
@@ -80,7 +83,7 @@ pub extern "C" fn herald_send_raw_async(
                 .map(|(i, r)| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))
                 .collect::<crate::status::Result<Vec<String>>>()?;
             let data = arg_bytes(data, len, "data")?;
-            Ok(Work::Send(SendJob::copied(from, rcpts, data)))
+            Ok(SendJob::copied(from, rcpts, data))
         },
         None,
         cb,

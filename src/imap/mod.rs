@@ -67,13 +67,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::CancelMode;
+use crate::engine::{CancelMode, Driver, Job};
 use crate::log::{DEBUG, INFO, WARN};
 use crate::options::Options;
-use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::result::{field, Outcome, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
-use crate::work::Work;
+
+/// An IMAP op a worker holds.
+type Ticket = crate::engine::Ticket<ImapJob>;
+/// What the IMAP driver sees of its worker.
+type WorkerCtx = crate::engine::WorkerCtx<ImapJob>;
 
 use args::{quote, Criteria, Part};
 use parse::{Cond, Response, Value};
@@ -138,8 +141,8 @@ pub struct ImapJob {
     pub op: ImapOp,
 }
 
-impl ImapJob {
-    pub fn name(&self) -> &'static str {
+impl Job for ImapJob {
+    fn name(&self) -> &'static str {
         match self.op {
             ImapOp::List { .. } => "IMAP list",
             ImapOp::Create => "IMAP create",
@@ -155,17 +158,25 @@ impl ImapJob {
         }
     }
 
-    pub fn is_idle(&self) -> bool {
-        matches!(self.op, ImapOp::Idle)
+    /// Flush does not wait for IDLE: it runs until cancelled.
+    fn flushable(&self) -> bool {
+        !self.is_idle()
     }
 
     /// The mailbox the op needs selected, if it needs one: the pool
     /// prefers a connection that already has it.
-    pub fn affinity_key(&self) -> Option<&str> {
+    fn affinity_key(&self) -> Option<&str> {
         match self.op {
             ImapOp::List { .. } | ImapOp::Create | ImapOp::Delete | ImapOp::Append { .. } => None,
             _ => Some(&self.mailbox),
         }
+    }
+}
+
+impl ImapJob {
+    /// Does the op run until cancelled (IDLE)?
+    pub fn is_idle(&self) -> bool {
+        matches!(self.op, ImapOp::Idle)
     }
 }
 
@@ -240,19 +251,6 @@ pub fn fuzz_responses(input: &[u8]) -> usize {
     n
 }
 
-/// IDLE is renewed after this (servers may drop it after 30 minutes: RFC 2177).
-static IDLE_RENEW_MS: AtomicU64 = AtomicU64::new(25 * 60 * 1000);
-
-/// Sets how often IDLE is renewed, for every client of this process. For tests.
-#[doc(hidden)]
-pub fn set_idle_renew_for_tests(every: Duration) {
-    IDLE_RENEW_MS.store(every.as_millis().max(1) as u64, Ordering::Relaxed);
-}
-
-fn idle_renew() -> Duration {
-    Duration::from_millis(IDLE_RENEW_MS.load(Ordering::Relaxed))
-}
-
 /// How often an IDLE wakes to look at cancels, renewal and waiting ops.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// Most APPENDs in flight at once, and most of their bytes.
@@ -262,8 +260,8 @@ const APPEND_WINDOW_BYTES: usize = 8 * 1024 * 1024;
 const FETCH_PROGRESS_STEP: u64 = 1024 * 1024;
 
 /// Ops an IDLE worker may run while it lends its connection: anything but another IDLE.
-fn not_idle(w: &Work) -> bool {
-    !w.as_imap().is_some_and(ImapJob::is_idle)
+fn not_idle(j: &ImapJob) -> bool {
+    !j.is_idle()
 }
 
 /// The IMAP protocol engine of one pooled connection.
@@ -330,27 +328,28 @@ impl ImapDriver {
 
     /// Runs one op to its completion.
     fn run_op(&mut self, t: Ticket, w: &mut WorkerCtx) {
-        if t.work.as_imap().is_some_and(ImapJob::is_idle) {
+        if t.job.is_idle() {
             return self.idle(t, w);
         }
         if !t.is_live() {
             return t.complete(Err(Error::cancelled()));
         }
         let outcome = self.perform(&t, w);
-        if let Some(j) = t.work.as_imap() {
-            let changed: Vec<&str> = match &j.op {
-                ImapOp::Copy { target, .. } => vec![target.as_str()],
-                ImapOp::Move { target, .. } => vec![j.mailbox.as_str(), target.as_str()],
-                ImapOp::Append { .. }
-                | ImapOp::Store { .. }
-                | ImapOp::Expunge
-                | ImapOp::Create
-                | ImapOp::Delete => vec![j.mailbox.as_str()],
-                _ => vec![],
-            };
-            if !changed.is_empty() {
-                self.changes.touch(&changed);
+        let j = &t.job;
+        let changed: Vec<&str> = match &j.op {
+            ImapOp::Copy { target, .. } => vec![target.as_str()],
+            ImapOp::Move { target, .. } => vec![j.mailbox.as_str(), target.as_str()],
+            ImapOp::Append { .. }
+            | ImapOp::Store { .. }
+            | ImapOp::Expunge
+            | ImapOp::Create
+            | ImapOp::Delete => {
+                vec![j.mailbox.as_str()]
             }
+            _ => vec![],
+        };
+        if !changed.is_empty() {
+            self.changes.touch(&changed);
         }
         if let Err(e) = &outcome {
             self.after_error(e);
@@ -359,9 +358,7 @@ impl ImapDriver {
     }
 
     fn perform(&mut self, t: &Ticket, w: &mut WorkerCtx) -> Outcome {
-        let Some(job) = t.work.as_imap() else {
-            return Err(Error::invalid("an IMAP client runs IMAP ops only"));
-        };
+        let job = &t.job;
         let s = self.ensure(w)?;
         let mb = job.mailbox.as_str();
         match &job.op {
@@ -425,10 +422,7 @@ impl ImapDriver {
     /// a growing pause; while ops wait that no other connection will take,
     /// it ends IDLE, runs them on this connection, and resumes.
     fn idle(&mut self, t: Ticket, w: &mut WorkerCtx) {
-        let mailbox = match t.work.as_imap() {
-            Some(j) => j.mailbox.clone(),
-            None => return t.complete(Err(Error::invalid("an IMAP client runs IMAP ops only"))),
-        };
+        let mailbox = t.job.mailbox.clone();
         let mut known: Option<u32> = None;
         let mut started = false;
         let mut failures = 0u32;
@@ -665,7 +659,7 @@ fn idle_once(
     s.send(format!("{tag} IDLE\r\n").as_bytes())?;
     let io = s.io_timeout();
     s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
-    let renew_at = Instant::now() + idle_renew();
+    let renew_at = Instant::now() + w.options().idle_renew;
     let mut dirty = count != known.unwrap_or(count);
     let mut reported = Instant::now();
     let end = loop {
@@ -1228,6 +1222,8 @@ fn append_run(
 }
 
 impl Driver for ImapDriver {
+    type Job = ImapJob;
+
     fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
         self.run_op(first, w);
     }

@@ -46,6 +46,7 @@
 
 pub mod codec;
 pub mod command;
+mod job;
 pub mod md5;
 pub mod response;
 pub mod session;
@@ -55,14 +56,19 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::engine::CancelMode;
+use crate::engine::{CancelMode, Driver};
 use crate::log::{DEBUG, INFO, WARN};
 use crate::net::{ConnCtl, Stream};
 use crate::options::Options;
-use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::result::{field, Outcome, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
-use crate::work::Pop3Job;
+
+pub use job::Pop3Job;
+
+/// A POP3 op a worker holds.
+type Ticket = crate::engine::Ticket<Pop3Job>;
+/// What the POP3 driver sees of its worker.
+type WorkerCtx = crate::engine::WorkerCtx<Pop3Job>;
 
 use response::Kind;
 use session::{Entry, Session};
@@ -115,7 +121,7 @@ struct Flight {
 
 /// The UIDL and TOP line count of a retrieve or top op.
 fn fetch_args(t: &Ticket) -> Option<(&str, Option<u32>)> {
-    match t.work.as_pop3()? {
+    match &t.job {
         Pop3Job::Retrieve { uidl } => Some((uidl, None)),
         Pop3Job::Top { uidl, lines } => Some((uidl, Some(*lines))),
         _ => None,
@@ -245,13 +251,10 @@ impl Pop3Driver {
             return;
         }
         h.t.set_cancel_mode(CancelMode::Abort);
-        match h.t.work.as_pop3() {
-            Some(Pop3Job::List) => self.list(h, w),
-            Some(Pop3Job::Retrieve { .. } | Pop3Job::Top { .. }) => self.fetch(h, w),
-            Some(Pop3Job::Delete { .. }) => self.delete(h, w),
-            None => {
-                h.t.complete(Err(Error::invalid("a POP3 client runs only POP3 ops")))
-            }
+        match &h.t.job {
+            Pop3Job::List => self.list(h, w),
+            Pop3Job::Retrieve { .. } | Pop3Job::Top { .. } => self.fetch(h, w),
+            Pop3Job::Delete { .. } => self.delete(h, w),
         }
     }
 
@@ -483,8 +486,8 @@ impl Pop3Driver {
 
     /// Deletes the op's UIDLs that the maildrop has and commits with QUIT.
     fn delete(&mut self, h: Held, w: &mut WorkerCtx) {
-        let uidls: Vec<String> = match h.t.work.as_pop3() {
-            Some(Pop3Job::Delete { uidls }) => {
+        let uidls: Vec<String> = match &h.t.job {
+            Pop3Job::Delete { uidls } => {
                 let mut seen = HashSet::new();
                 uidls
                     .iter()
@@ -660,6 +663,8 @@ impl Pop3Driver {
 }
 
 impl Driver for Pop3Driver {
+    type Job = Pop3Job;
+
     fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
         self.held.push_back(Held::new(first));
         while let Some(h) = self.held.pop_front() {

@@ -94,14 +94,6 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// Needs nothing: ASCII 7-bit text with CRLF lines and ASCII addresses.
-    pub(crate) const NONE: Needs = Needs {
-        eight_bit: false,
-        binary: false,
-        smtputf8: false,
-        dot_lines: false,
-    };
-
     pub fn of(from: &str, rcpts: &[String], data: &[u8]) -> Needs {
         Needs::from_scan(from, rcpts, scan(data))
     }

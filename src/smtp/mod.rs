@@ -25,6 +25,7 @@
 
 pub mod codec;
 pub mod command;
+mod job;
 pub mod outcome;
 pub mod pipeline;
 pub mod reply;
@@ -34,15 +35,20 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::engine::CancelMode;
+use crate::engine::{CancelMode, Driver};
 use crate::log::{DEBUG, INFO, WARN};
 use crate::net::ConnCtl;
 use crate::options::Options;
-use crate::pool::{Driver, Ticket, WorkerCtx};
 use crate::status::{Error, Result, Status};
-use crate::work::SendJob;
 
-use codec::{DotStuffer, Needs};
+pub use job::SendJob;
+
+/// A send op a worker holds.
+type Ticket = crate::engine::Ticket<SendJob>;
+/// What the SMTP driver sees of its worker.
+type WorkerCtx = crate::engine::WorkerCtx<SendJob>;
+
+use codec::DotStuffer;
 use command::Command;
 use outcome::Recipients;
 use pipeline::{Body, Broken, Event, Finished, Mode, Payload, Replies, Window, Wire};
@@ -133,22 +139,9 @@ struct Job {
     requeues: u32,
 }
 
-/// The message of an op. An SMTP client only runs send ops (checked at
-/// submit); anything else reads as a message without recipients, which
-/// `plan` refuses before a byte is sent.
-fn send_job(t: &Ticket) -> &SendJob {
-    static NONE: SendJob = SendJob {
-        from: String::new(),
-        rcpts: Vec::new(),
-        data: Vec::new(),
-        needs: Needs::NONE,
-    };
-    t.work.as_send().unwrap_or(&NONE)
-}
-
 impl Job {
     fn new(t: Ticket) -> Job {
-        let n = send_job(&t).rcpts.len();
+        let n = t.job.rcpts.len();
         Job {
             t,
             plan: None,
@@ -158,7 +151,7 @@ impl Job {
     }
 
     fn job(&self) -> &SendJob {
-        send_job(&self.t)
+        &self.t.job
     }
 
     fn complete(self, outcome: std::result::Result<crate::result::Success, Error>) {
@@ -686,6 +679,8 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
 }
 
 impl Driver for SmtpDriver {
+    type Job = SendJob;
+
     fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
         let mut cur = Some(Job::new(first));
         while let Some(job) = cur.take().or_else(|| self.held.pop_front()) {

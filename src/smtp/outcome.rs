@@ -241,7 +241,7 @@ mod tests {
             e.detail
         );
         assert!(e.detail.contains("refused: r3@example.org (554"), "{}", e.detail);
-        assert_eq!(e.partial.unwrap().items.len(), 3);
+        assert_eq!(e.partial().unwrap().items.len(), 3);
 
         let mut rc = Recipients::new(2);
         assert!(rc.settle(&bdat(250, &[250, 452], 250)));

@@ -16,19 +16,21 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::engine::{CancelMode, OpState, Shared, State};
+use super::{CancelMode, Job, OpEntry, OpState, Shared, State};
 use crate::net::ConnCtl;
-use crate::options::{Options, Protocol};
+use crate::options::Options;
 use crate::result::{OpId, Outcome, Success};
 use crate::status::{Error, Status};
-use crate::work::Work;
 
-/// A protocol engine running on one worker thread, owning at most one connection.
+/// A protocol engine running on one worker thread, owning at most one
+/// connection, running the ops of its own job type.
 pub trait Driver: Send {
+    /// The protocol's op.
+    type Job: Job;
     /// Runs `first` (and whatever else it pulls from `w`) to completion.
-    fn run(&mut self, first: Ticket, w: &mut WorkerCtx);
+    fn run(&mut self, first: Ticket<Self::Job>, w: &mut WorkerCtx<Self::Job>);
     /// Closes the connection politely (QUIT, LOGOUT); the worker was idle.
-    fn close_idle(&mut self, w: &mut WorkerCtx);
+    fn close_idle(&mut self, w: &mut WorkerCtx<Self::Job>);
     /// Should the main worker close its connection when idle too? (POP3:
     /// an open session locks the maildrop.)
     fn close_main_when_idle(&self) -> bool {
@@ -41,36 +43,12 @@ pub trait Driver: Send {
     }
 }
 
-pub type DriverFactory = Box<dyn Fn(&Arc<Options>) -> Box<dyn Driver> + Send + Sync>;
-
-/// The protocol engine for a client's protocol.
-pub fn driver_factory(options: &Options) -> DriverFactory {
-    match options.protocol {
-        Protocol::Smtp => {
-            // What the client learns about its server's pipelining, shared by its connections.
-            let learned = crate::smtp::Learned::new();
-            Box::new(move |o: &Arc<Options>| {
-                Box::new(crate::smtp::SmtpDriver::new(o.clone(), learned.clone())) as Box<dyn Driver>
-            })
-        }
-        Protocol::Pickup => Box::new(|o: &Arc<Options>| {
-            Box::new(crate::pickup::PickupDriver::new(o.clone())) as Box<dyn Driver>
-        }),
-        Protocol::Imap => {
-            // One view of the mailboxes' changes, shared by the client's connections.
-            let changes = crate::imap::Changes::new();
-            Box::new(move |o: &Arc<Options>| {
-                Box::new(crate::imap::ImapDriver::new(o.clone(), changes.clone())) as Box<dyn Driver>
-            })
-        }
-        Protocol::Pop3 => {
-            Box::new(|o: &Arc<Options>| Box::new(crate::pop3::Pop3Driver::new(o.clone())) as Box<dyn Driver>)
-        }
-    }
-}
+/// Makes the driver of each new connection of a client (the composition
+/// root knows which; the engine does not).
+pub type DriverFactory<J> = Box<dyn Fn(&Arc<Options>) -> Box<dyn Driver<Job = J>> + Send + Sync>;
 
 /// A worker's handle on its current connection, shared with `cancel`.
-pub struct WorkerSlot {
+pub(super) struct WorkerSlot {
     ctl: Mutex<Arc<ConnCtl>>,
 }
 
@@ -82,7 +60,7 @@ impl WorkerSlot {
     }
 
     /// Shuts the current connection's socket down from the calling thread.
-    pub fn abort(&self) {
+    pub(super) fn abort(&self) {
         self.ctl.lock().abort();
     }
 
@@ -126,21 +104,21 @@ thread_local! {
     static RECOVERING: Cell<bool> = const { Cell::new(false) };
 }
 
-pub(crate) fn new_thread_tag() -> u64 {
+pub(super) fn new_thread_tag() -> u64 {
     NEXT_THREAD_TAG.fetch_add(1, Ordering::Relaxed)
 }
 
-pub(crate) fn set_thread_tag(tag: u64) {
+pub(super) fn set_thread_tag(tag: u64) {
     THREAD_TAG.with(|t| t.set(tag));
 }
 
 /// This thread's tag: 0 for threads herald did not start.
-pub(crate) fn thread_tag() -> u64 {
+pub(super) fn thread_tag() -> u64 {
     THREAD_TAG.with(|t| t.get())
 }
 
 /// A herald thread's tag and join handle.
-pub(crate) type TaggedThread = (u64, JoinHandle<()>);
+pub(super) type TaggedThread = (u64, JoinHandle<()>);
 
 struct Worker {
     index: usize,
@@ -149,7 +127,7 @@ struct Worker {
     handle: Option<JoinHandle<()>>,
 }
 
-pub(crate) struct PoolState {
+pub(super) struct PoolState {
     workers: Vec<Worker>,
     /// Workers blocked waiting for an op.
     waiting: usize,
@@ -157,7 +135,7 @@ pub(crate) struct PoolState {
 }
 
 impl PoolState {
-    pub(crate) fn new(throttle: Option<(u32, Duration)>) -> PoolState {
+    pub(super) fn new(throttle: Option<(u32, Duration)>) -> PoolState {
         PoolState {
             workers: Vec::new(),
             waiting: 0,
@@ -169,12 +147,17 @@ impl PoolState {
         }
     }
 
-    pub(crate) fn open_connections(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn workers_for_tests(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub(super) fn open_connections(&self) -> usize {
         self.workers.iter().filter(|w| w.slot.is_open()).count()
     }
 
     /// Every worker's slot, and its thread tag and join handle, for shutdown.
-    pub(crate) fn take_for_shutdown(&mut self) -> (Vec<Arc<WorkerSlot>>, Vec<TaggedThread>) {
+    pub(super) fn take_for_shutdown(&mut self) -> (Vec<Arc<WorkerSlot>>, Vec<TaggedThread>) {
         let slots = self.workers.iter().map(|w| w.slot.clone()).collect();
         let handles = self
             .workers
@@ -188,7 +171,7 @@ impl PoolState {
 /// Called with the lock held after an op was queued: starts a worker when
 /// ops outnumber idle workers and the cap allows. Returns a line to log
 /// (after the lock is released) when no thread could be started.
-pub(crate) fn on_submit(sh: &Arc<Shared>, st: &mut State) -> Option<String> {
+pub(super) fn on_submit<J: Job>(sh: &Arc<Shared<J>>, st: &mut State<J>) -> Option<String> {
     let max = sh.options.max_connections;
     if st.queued <= st.pool.waiting || st.pool.workers.len() >= max {
         return None;
@@ -221,16 +204,16 @@ pub(crate) fn on_submit(sh: &Arc<Shared>, st: &mut State) -> Option<String> {
 }
 
 /// Which queued ops a worker may take (all when `None`).
-type Want<'a> = Option<&'a dyn Fn(&Work) -> bool>;
+pub type Want<'a, J> = Option<&'a dyn Fn(&J) -> bool>;
 
 /// Takes the next runnable op for a worker, if any. Lock held.
-fn take(
-    sh: &Arc<Shared>,
-    st: &mut State,
+fn take<J: Job>(
+    sh: &Arc<Shared<J>>,
+    st: &mut State<J>,
     slot: &Arc<WorkerSlot>,
     affinity: Option<&str>,
-    want: Want,
-) -> Take {
+    want: Want<J>,
+) -> Take<J> {
     while let Some(id) = st.queue.front() {
         if matches!(st.ops.get(id).map(|e| &e.state), Some(OpState::Queued)) {
             break;
@@ -286,7 +269,7 @@ fn take(
     }
     Take::Op(Ticket {
         id,
-        work,
+        job: work,
         shared: sh.clone(),
         done: false,
         attempts: 0,
@@ -297,17 +280,14 @@ fn take(
 const SCAN: usize = 64;
 
 /// The work of a queued op.
-fn queued_work<'a>(
-    ops: &'a std::collections::BTreeMap<OpId, crate::engine::OpEntry>,
-    id: &OpId,
-) -> Option<&'a Work> {
+fn queued_work<'a, J>(ops: &'a std::collections::BTreeMap<OpId, OpEntry<J>>, id: &OpId) -> Option<&'a J> {
     ops.get(id)
         .filter(|e| matches!(e.state, OpState::Queued))
         .and_then(|e| e.work.as_ref())
 }
 
-enum Take {
-    Op(Ticket),
+enum Take<J: Job> {
+    Op(Ticket<J>),
     Throttled(Instant),
     Nothing,
 }
@@ -315,16 +295,18 @@ enum Take {
 /// An op a worker holds. It must be completed exactly once with
 /// [`Ticket::complete`]; dropping it unconsumed is a bug: a debug build
 /// asserts, a release build completes it with `HERALD_STATUS_PANIC`.
-pub struct Ticket {
+pub struct Ticket<J: Job> {
+    /// The op's id.
     pub id: OpId,
-    pub work: Work,
-    shared: Arc<Shared>,
+    /// What it does.
+    pub job: J,
+    shared: Arc<Shared<J>>,
     done: bool,
     /// How many times the driver has already retried it.
     pub attempts: u32,
 }
 
-impl Ticket {
+impl<J: Job> Ticket<J> {
     pub fn complete(mut self, outcome: Outcome) {
         self.done = true;
         self.shared.complete(self.id, outcome);
@@ -354,7 +336,7 @@ impl Ticket {
     }
 }
 
-impl Drop for Ticket {
+impl<J: Job> Drop for Ticket<J> {
     fn drop(&mut self) {
         if !self.done {
             self.done = true;
@@ -375,29 +357,29 @@ impl Drop for Ticket {
 }
 
 /// What a driver sees of its worker.
-pub struct WorkerCtx {
-    shared: Arc<Shared>,
+pub struct WorkerCtx<J: Job> {
+    shared: Arc<Shared<J>>,
     slot: Arc<WorkerSlot>,
     pub index: usize,
 }
 
-impl WorkerCtx {
+impl<J: Job> WorkerCtx<J> {
     pub fn options(&self) -> &Arc<Options> {
         &self.shared.options
     }
 
     /// The next queued op, if one may start now; never waits.
-    pub fn try_next(&mut self) -> Option<Ticket> {
+    pub fn try_next(&mut self) -> Option<Ticket<J>> {
         self.try_next_with(None)
     }
 
     /// Like `try_next`, preferring an op whose affinity key is `key`.
-    pub fn try_next_with(&mut self, key: Option<&str>) -> Option<Ticket> {
+    pub fn try_next_with(&mut self, key: Option<&str>) -> Option<Ticket<J>> {
         self.try_next_where(key, None)
     }
 
     /// Like `try_next_with`, taking only an op that `want` accepts.
-    pub fn try_next_where(&mut self, key: Option<&str>, want: Want) -> Option<Ticket> {
+    pub fn try_next_where(&mut self, key: Option<&str>, want: Want<J>) -> Option<Ticket<J>> {
         let mut st = self.shared.state.lock();
         match take(&self.shared, &mut st, &self.slot, key, want) {
             Take::Op(t) => Some(t),
@@ -409,7 +391,7 @@ impl WorkerCtx {
     /// take soon: none is free and the pool is at MAX_CONNECTIONS? A driver
     /// that holds its connection for a long-lived op (IMAP IDLE) asks this
     /// now and then, and lends its connection to them.
-    pub fn ops_starved(&self, want: &dyn Fn(&Work) -> bool) -> bool {
+    pub fn ops_starved(&self, want: &dyn Fn(&J) -> bool) -> bool {
         let st = self.shared.state.lock();
         if st.shutdown
             || st.queued <= st.pool.waiting
@@ -454,13 +436,13 @@ impl WorkerCtx {
     }
 }
 
-enum Next {
-    Op(Ticket),
+enum Next<J: Job> {
+    Op(Ticket<J>),
     Idle,
     Exit,
 }
 
-fn worker_main(shared: Arc<Shared>, slot: Arc<WorkerSlot>, index: usize) {
+fn worker_main<J: Job>(shared: Arc<Shared<J>>, slot: Arc<WorkerSlot>, index: usize) {
     let mut driver = (shared.factory)(&shared.options);
     let mut ctx = WorkerCtx {
         shared: shared.clone(),

@@ -1,0 +1,212 @@
+//! The composition root: the only place that lists the protocols. It maps a
+//! client's [`Protocol`] to the driver its engine runs, and hands each
+//! protocol's jobs to the engine of that protocol's job type. What is the
+//! same for every client goes through [`ClientApi`].
+//!
+//! Adding a protocol here is: one arm in [`Client::new`], one accessor in
+//! [`AnyClient`] with the `impl AnyClient` of its engine, and one
+//! `impl ClientJob` for its job type.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use crate::engine::{ClientApi, Driver, Engine, Job, Submit};
+use crate::imap::{Changes, ImapDriver, ImapJob};
+use crate::options::{Options, Protocol};
+use crate::pickup::PickupDriver;
+use crate::pop3::{Pop3Driver, Pop3Job};
+use crate::result::OpId;
+use crate::smtp::{Learned, SendJob, SmtpDriver};
+use crate::status::{Error, Result};
+
+/// An engine of any protocol, asked for the engine of a job type by name
+/// (no downcast): each accessor is `None` unless this client runs that job.
+pub trait AnyClient: ClientApi {
+    /// The engine of a client that sends messages (SMTP, PICKUP).
+    fn sender(&self) -> Option<&Engine<SendJob>> {
+        None
+    }
+    /// The engine of an IMAP client.
+    fn imap(&self) -> Option<&Engine<ImapJob>> {
+        None
+    }
+    /// The engine of a POP3 client.
+    fn pop3(&self) -> Option<&Engine<Pop3Job>> {
+        None
+    }
+}
+
+impl AnyClient for Engine<SendJob> {
+    fn sender(&self) -> Option<&Engine<SendJob>> {
+        Some(self)
+    }
+}
+
+impl AnyClient for Engine<ImapJob> {
+    fn imap(&self) -> Option<&Engine<ImapJob>> {
+        Some(self)
+    }
+}
+
+impl AnyClient for Engine<Pop3Job> {
+    fn pop3(&self) -> Option<&Engine<Pop3Job>> {
+        Some(self)
+    }
+}
+
+/// A job some client can run: finds that client's engine, if it is one.
+pub trait ClientJob: Job + Sized {
+    /// The engine of `c` that runs this job, if `c` has one.
+    fn engine(c: &dyn AnyClient) -> Option<&Engine<Self>>;
+}
+
+impl ClientJob for SendJob {
+    fn engine(c: &dyn AnyClient) -> Option<&Engine<SendJob>> {
+        c.sender()
+    }
+}
+
+impl ClientJob for ImapJob {
+    fn engine(c: &dyn AnyClient) -> Option<&Engine<ImapJob>> {
+        c.imap()
+    }
+}
+
+impl ClientJob for Pop3Job {
+    fn engine(c: &dyn AnyClient) -> Option<&Engine<Pop3Job>> {
+        c.pop3()
+    }
+}
+
+/// A client of any protocol: what `herald_client` wraps.
+pub struct Client {
+    inner: Box<dyn AnyClient>,
+}
+
+/// An engine whose connections each run a driver `make` makes.
+fn engine<D, F>(options: Options, make: F) -> Result<Box<dyn AnyClient>>
+where
+    D: Driver + 'static,
+    F: Fn(&Arc<Options>) -> D + Send + Sync + 'static,
+    Engine<D::Job>: AnyClient,
+{
+    let factory: crate::engine::DriverFactory<D::Job> = Box::new(move |o| Box::new(make(o)));
+    Ok(Box::new(Engine::new(options, factory)?))
+}
+
+impl Client {
+    /// Makes a client of `options.protocol`. Validates the options; does no
+    /// network I/O.
+    pub fn new(options: Options) -> Result<Client> {
+        let inner = match options.protocol {
+            Protocol::Smtp => {
+                // What the client learns about its server's pipelining, shared by its connections.
+                let learned = Learned::new();
+                engine(options, move |o| SmtpDriver::new(o.clone(), learned.clone()))?
+            }
+            Protocol::Pickup => engine(options, |o| PickupDriver::new(o.clone()))?,
+            Protocol::Imap => {
+                // One view of the mailboxes' changes, shared by the client's connections.
+                let changes = Changes::new();
+                engine(options, move |o| ImapDriver::new(o.clone(), changes.clone()))?
+            }
+            Protocol::Pop3 => engine(options, |o| Pop3Driver::new(o.clone()))?,
+        };
+        Ok(Client { inner })
+    }
+
+    /// Queues an op. A job this client's protocol does not run is refused
+    /// (INVALID_ARGUMENT). Never blocks on the network. On `Ok`, exactly one
+    /// final completion will come; on `Err`, none.
+    pub fn submit<J: ClientJob>(&self, job: J, s: Submit) -> Result<OpId> {
+        match J::engine(&*self.inner) {
+            Some(e) => e.submit(job, s),
+            None => Err(Error::invalid(format!(
+                "a {} op needs a different client than {}",
+                job.name(),
+                self.inner.options().protocol.name()
+            ))),
+        }
+    }
+}
+
+impl Deref for Client {
+    type Target = dyn AnyClient;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.inner
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Notify;
+    use crate::imap::ImapOp;
+    use crate::options::id;
+    use crate::status::Status;
+
+    fn submit(job: impl ClientJob) -> impl FnOnce(&Client) -> Result<OpId> {
+        move |c| {
+            c.submit(
+                job,
+                Submit {
+                    notify: Notify::Queue,
+                    on_change: None,
+                    token: 0,
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn a_job_for_another_protocol_is_refused_at_submit() {
+        let dir = std::env::temp_dir().join(format!("herald-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut o = Options::new(Protocol::Pickup);
+        o.set_str(id::PICKUP_DIR, &dir.to_string_lossy()).unwrap();
+        let c = Client::new(o).unwrap();
+        let imap = ImapJob {
+            mailbox: "INBOX".into(),
+            op: ImapOp::Expunge,
+        };
+        let e = submit(imap)(&c).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(
+            e.detail.contains("needs a different client than PICKUP"),
+            "{}",
+            e.detail
+        );
+        let e = submit(Pop3Job::List)(&c).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        let send = SendJob::new(
+            "a@example.org".into(),
+            vec!["b@example.org".into()],
+            b"x\r\n".to_vec(),
+        );
+        let op = submit(send)(&c).unwrap();
+        let done = c
+            .next_completion(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!((done.op, done.status), (op, Status::Ok), "{}", done.detail);
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_protocol_makes_its_client() {
+        for p in [Protocol::Smtp, Protocol::Imap, Protocol::Pop3] {
+            let mut o = Options::new(p);
+            o.set_str(id::HOST, "127.0.0.1").unwrap();
+            let c = Client::new(o).unwrap();
+            assert_eq!(c.options().protocol, p);
+            assert_eq!(c.open_connections(), 0, "no connection before the first op");
+        }
+    }
+}

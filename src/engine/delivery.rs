@@ -1,0 +1,281 @@
+//! Completion delivery: the delivery thread that runs callbacks in
+//! batches, the completion queue with its wakeup handle, IDLE's coalesced
+//! change notifications, and marking ops delivered (which is when they leave
+//! the op table and their waiters wake). No user callback runs under a lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::wakeup::Wakeup;
+use super::{pool, Callback, Job, Notify, OpState, Shared};
+use crate::result::{Completion, OpId, Success};
+
+/// The delivery thread's queue of callbacks to run.
+pub(super) struct DispatchState {
+    pub(super) items: VecDeque<Delivery>,
+    pub(super) thread: Option<JoinHandle<()>>,
+    pub(super) thread_tag: Option<u64>,
+    pub(super) stop: bool,
+    /// The delivery thread waits without a deadline: a new item must wake it.
+    /// While it is busy or gathering a batch, items are queued silently.
+    pub(super) idle: bool,
+}
+
+/// When completions come faster than this apart, the delivery thread is
+/// busy: after a batch it gathers the next one for `DELIVERY_GATHER` instead
+/// of being woken for each completion. At a bulk sender's thousands of
+/// completions per second that is one wake-up per batch instead of one per
+/// op; a callback waits at most `DELIVERY_GATHER` longer than it would.
+const DELIVERY_BUSY_GAP: Duration = Duration::from_millis(2);
+const DELIVERY_GATHER: Duration = Duration::from_millis(1);
+
+/// The completions of ops submitted without a callback, for `herald_client_next`.
+pub(super) struct CompletionQueue {
+    pub(super) items: Mutex<VecDeque<Completion>>,
+    pub(super) cond: Condvar,
+    pub(super) wakeup: Wakeup,
+}
+
+/// A completion waiting for its callback on the delivery thread.
+type Delivery = (Completion, Callback, bool);
+
+thread_local! {
+    /// The client whose completion callback this thread is running, if any.
+    static IN_CALLBACK: Cell<usize> = const { Cell::new(0) };
+    /// On a delivery thread: the rest of the batch it is running. A callback
+    /// that frees its own client delivers these (in `shutdown`) before the
+    /// client is gone.
+    static BATCH: RefCell<VecDeque<Delivery>> = const { RefCell::new(VecDeque::new()) };
+}
+
+impl<J: Job> Shared<J> {
+    pub(super) fn addr(&self) -> usize {
+        self as *const Shared<J> as usize
+    }
+
+    pub(super) fn in_own_callback(&self) -> bool {
+        IN_CALLBACK.with(|c| c.get() == self.addr())
+    }
+
+    /// Hands a completion to its route. `fin`: the op's final completion.
+    pub(super) fn deliver(self: &Arc<Self>, c: Completion, route: Notify, fin: bool) {
+        match route {
+            Notify::Queue => {
+                let op = c.op;
+                {
+                    let mut q = self.completions.items.lock();
+                    if q.is_empty() {
+                        self.completions.wakeup.set();
+                    }
+                    q.push_back(c);
+                    self.completions.cond.notify_one();
+                }
+                if fin {
+                    self.mark_delivered(op);
+                }
+            }
+            Notify::Callback(cb) => {
+                let mut d = self.dispatch.lock();
+                d.items.push_back((c, cb, fin));
+                if d.thread.is_none() && !d.stop {
+                    let shared = self.clone();
+                    let tag = pool::new_thread_tag();
+                    match std::thread::Builder::new()
+                        .name("herald-deliver".into())
+                        .spawn(move || {
+                            pool::set_thread_tag(tag);
+                            shared.dispatch_main()
+                        }) {
+                        Ok(h) => {
+                            d.thread_tag = Some(tag);
+                            d.thread = Some(h);
+                        }
+                        Err(_) => {
+                            // No thread to deliver on: deliver here rather than lose it.
+                            let items: Vec<_> = d.items.drain(..).collect();
+                            drop(d);
+                            for item in items {
+                                self.run_callback(item);
+                            }
+                            return;
+                        }
+                    }
+                }
+                if d.idle {
+                    d.idle = false;
+                    self.dispatch_cond.notify_one();
+                }
+            }
+        }
+    }
+
+    /// The delivery thread: runs the queued callbacks in order, a batch at a
+    /// time (one lock round trip each way per batch, not per op).
+    pub(super) fn dispatch_main(self: Arc<Self>) {
+        let mut batch = VecDeque::new();
+        let mut delivered = Vec::new();
+        let mut last_batch_end: Option<Instant> = None;
+        let mut gather = false;
+        loop {
+            {
+                let mut d = self.dispatch.lock();
+                while d.items.is_empty() {
+                    if d.stop {
+                        return;
+                    }
+                    if gather {
+                        // Busy: let the next batch gather, unwoken.
+                        self.dispatch_cond.wait_for(&mut d, DELIVERY_GATHER);
+                        gather = !d.items.is_empty();
+                    } else {
+                        d.idle = true;
+                        self.dispatch_cond.wait(&mut d);
+                        d.idle = false;
+                        gather = last_batch_end.is_some_and(|t| t.elapsed() < DELIVERY_BUSY_GAP);
+                    }
+                }
+                std::mem::swap(&mut batch, &mut d.items);
+            }
+            BATCH.with(|b| std::mem::swap(&mut *b.borrow_mut(), &mut batch));
+            while let Some((c, cb, fin)) = BATCH.with(|b| b.borrow_mut().pop_front()) {
+                self.call(&c, &cb);
+                if fin {
+                    delivered.push(c.op);
+                }
+            }
+            BATCH.with(|b| std::mem::swap(&mut *b.borrow_mut(), &mut batch));
+            self.mark_all_delivered(&delivered);
+            delivered.clear();
+            last_batch_end = Some(Instant::now());
+        }
+    }
+
+    /// Runs a user callback (unless the client is already freed), never
+    /// letting a panic out.
+    pub(super) fn call(&self, c: &Completion, cb: &Callback) {
+        if !self.freed.load(Ordering::Acquire) {
+            let prev = IN_CALLBACK.with(|x| x.replace(self.addr()));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(c)));
+            IN_CALLBACK.with(|x| x.set(prev));
+        }
+    }
+
+    pub(super) fn run_callback(&self, (c, cb, fin): (Completion, Callback, bool)) {
+        self.call(&c, &cb);
+        if fin {
+            self.mark_delivered(c.op);
+        }
+    }
+
+    /// The op's completion was delivered: it leaves the table, and whoever
+    /// waits for it (`wait`, or a `flush` it was holding up) is woken. Only
+    /// those: waking every waiter on every completion cost a bulk sender
+    /// thousands of useless wake-ups.
+    pub(super) fn mark_delivered(&self, op: OpId) {
+        self.mark_all_delivered(&[op]);
+    }
+
+    /// `mark_delivered` for a batch: one lock, at most one wake-up.
+    pub(super) fn mark_all_delivered(&self, ops: &[OpId]) {
+        if ops.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock();
+        let mut wake = false;
+        for &op in ops {
+            if let Some(at) = st.ops.remove(&op).and_then(|e| e.deadline) {
+                st.deadlines.remove(&(at, op));
+            }
+            wake |= st.waited.contains_key(&op);
+        }
+        wake |= st
+            .flush_targets
+            .first_key_value()
+            .is_some_and(|(&target, _)| !st.flush_pending(target));
+        drop(st);
+        if wake {
+            self.done_cond.notify_all();
+        }
+    }
+
+    /// A non-final notification (IDLE's on_change). Coalesced: while an
+    /// earlier notification of the op waits to be delivered, it is replaced
+    /// by this one, so at most one is pending per op and it is the latest.
+    /// The state lock is held throughout, so no final completion of the op
+    /// can slip in between (state, then queue or dispatch: the order
+    /// everywhere).
+    pub(super) fn notify_change(self: &Arc<Self>, op: OpId, s: Success) {
+        let st = self.state.lock();
+        let Some(e) = st.ops.get(&op) else { return };
+        if matches!(e.state, OpState::Delivering) {
+            return;
+        }
+        let c = Completion::from_outcome(op, e.token, Ok(s));
+        let route = e.on_change.clone().unwrap_or_else(|| e.notify.clone());
+        match &route {
+            // Not final, so every queued completion of this op is a notification.
+            Notify::Queue => {
+                if let Some(pending) = self
+                    .completions
+                    .items
+                    .lock()
+                    .iter_mut()
+                    .rev()
+                    .find(|x| x.op == op)
+                {
+                    *pending = c;
+                    return;
+                }
+                self.deliver(c, route, false);
+            }
+            Notify::Callback(cb) => {
+                let mut d = self.dispatch.lock();
+                if let Some(pending) = d.items.iter_mut().rev().find(|x| !x.2 && x.0.op == op) {
+                    pending.0 = c;
+                    return;
+                }
+                if d.thread.is_some() && !d.stop {
+                    d.items.push_back((c, cb.clone(), false));
+                    self.dispatch_cond.notify_one();
+                    return;
+                }
+                // No delivery thread yet: `deliver` starts one (or runs the
+                // callback here), never under the lock.
+                drop(d);
+                drop(st);
+                self.deliver(c, route, false);
+            }
+        }
+    }
+
+    /// Step 4: stops the delivery thread after it delivered everything, and
+    /// joins it; on that very thread (`me`), delivers the rest here.
+    pub(super) fn drain_delivery(&self, me: u64) {
+        let handle = {
+            let mut d = self.dispatch.lock();
+            d.stop = true;
+            self.dispatch_cond.notify_all();
+            if d.thread_tag == Some(me) {
+                // The rest of the batch this thread is running comes first.
+                let mut rest: Vec<_> = BATCH.with(|b| b.borrow_mut().drain(..).collect());
+                rest.extend(d.items.drain(..));
+                drop(d);
+                for item in rest {
+                    self.run_callback(item);
+                }
+                None
+            } else {
+                d.thread.take()
+            }
+        };
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
