@@ -695,6 +695,22 @@ impl<S: Read + Write> LineConn<S> {
         self.inner.flush()
     }
 
+    /// Writes every slice of `parts` in order (vectored writes, so one
+    /// `writev` on a plain socket when it takes them all) and flushes.
+    pub fn send_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        let mut left = parts;
+        io::IoSlice::advance_slices(&mut left, 0);
+        while !left.is_empty() {
+            match self.inner.write_vectored(left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.flush()
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }

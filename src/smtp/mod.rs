@@ -176,12 +176,17 @@ impl Payload for Job {
     fn body(&self) -> Body {
         self.plan.as_ref().map_or(Body::Data, |p| p.body)
     }
-    fn rcpts(&self) -> Vec<&str> {
-        let all = &self.job().rcpts;
-        self.rc.round.iter().map(|&i| all[i].as_str()).collect()
+    fn rcpt_count(&self) -> usize {
+        self.rc.round.len()
+    }
+    fn rcpt(&self, k: usize) -> &str {
+        &self.job().rcpts[self.rc.round[k]]
     }
     fn data(&self) -> &[u8] {
         &self.job().data
+    }
+    fn verbatim(&self) -> bool {
+        self.job().needs.verbatim()
     }
     fn live(&self) -> bool {
         self.t.is_live()
@@ -599,13 +604,12 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
     });
     let go = mail.is_positive();
     r.mail = Some(mail);
-    let rcpts = job.rcpts();
-    r.rcpts = vec![None; rcpts.len()];
+    r.rcpts = vec![None; job.rcpt_count()];
     if !go {
         return (r, None);
     }
-    for (k, to) in rcpts.iter().enumerate() {
-        let reply = cmd!(Command::Rcpt { to });
+    for k in 0..job.rcpt_count() {
+        let reply = cmd!(Command::Rcpt { to: job.rcpt(k) });
         let closing = reply.code == 421;
         r.rcpts[k] = Some(reply);
         if closing {

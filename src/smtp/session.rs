@@ -143,6 +143,11 @@ impl<S: Read + Write> Session<S> {
             .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
     }
 
+    /// Is TRACE logging on (so that a trace line is worth formatting)?
+    pub fn tracing(&self) -> bool {
+        self.trace.enabled(crate::log::TRACE)
+    }
+
     /// Logs the command lines of `data` at TRACE.
     pub fn trace_out(&self, data: &[u8]) {
         self.trace.client_lines(data);
