@@ -112,12 +112,21 @@ mod tests {
         // write_to and Display agree.
         for c in [
             Command::Rset,
-            Command::Mail { from: "x@y", params: " BODY=8BITMIME" },
+            Command::Mail {
+                from: "x@y",
+                params: " BODY=8BITMIME",
+            },
             Command::Rcpt { to: "z@w" },
             Command::Data,
             Command::Bdat { len: 0, last: true },
-            Command::Bdat { len: 1234567890123, last: false },
-            Command::Bdat { len: usize::MAX, last: true },
+            Command::Bdat {
+                len: 1234567890123,
+                last: false,
+            },
+            Command::Bdat {
+                len: usize::MAX,
+                last: true,
+            },
             Command::Quit,
         ] {
             let mut out = Vec::new();

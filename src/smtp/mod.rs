@@ -338,7 +338,7 @@ impl SmtpDriver {
     fn finished(&mut self, f: Finished<Job>, w: &mut WorkerCtx) {
         let Finished {
             payload: mut job,
-            replies,
+            mut replies,
             abandoned,
         } = f;
         if abandoned {
@@ -365,7 +365,7 @@ impl SmtpDriver {
                 s.transactions += 1;
             }
         }
-        if job.rc.settle(&replies) {
+        if job.rc.settle(&mut replies) {
             w.log(DEBUG, || {
                 format!(
                     "op {}: {} recipients deferred, sending them in another transaction",
@@ -407,11 +407,11 @@ impl SmtpDriver {
             self.finished(f, w);
         }
         let mut retry = Vec::new();
-        for (mut job, r) in in_flight {
+        for (mut job, mut r) in in_flight {
             let stale = r.behind_failure && r.mail.as_ref().is_some_and(|m| m.code == 503);
             if r.envelope_refused() && !stale {
                 // Known: nothing of it can have been accepted.
-                job.rc.settle(&r);
+                job.rc.settle(&mut r);
                 let outcome = job.rc.outcome(&job.job().rcpts, &r);
                 job.complete(outcome);
                 continue;
