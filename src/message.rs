@@ -17,6 +17,7 @@ use lettre::message::header::{self, ContentTransferEncoding, ContentType, Header
 use lettre::message::{Attachment, Body, Mailbox, Mailboxes, MultiPart, MultiPartBuilder, SinglePart};
 use lettre::{Address, Message};
 
+use crate::smtp::codec::Needs;
 use crate::status::{Error, Result, Status};
 use crate::work::SendJob;
 
@@ -707,14 +708,30 @@ impl MessageDraft {
     /// (with a marker for each base64 attachment), then each attachment is
     /// encoded straight into the result.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.render(None)?.0)
+    }
+
+    /// [`Self::to_bytes`], and with `envelope`, what the bytes need from an
+    /// SMTP server ([`Needs::of`] them), found without a pass over the
+    /// encoded attachments: base64 lines (ASCII letters, digits, '+', '/',
+    /// '=', CRLF between them, none first or last) in place of a marker
+    /// line ('h' ... hex digits) change none of the scan's findings (no
+    /// NUL, no bare CR or LF, no 8-bit byte, no line led by a dot), so the
+    /// rendering with its markers, a few KB, is scanned instead. An empty
+    /// attachment (no lines in place of its marker) is scanned in place.
+    fn render(&self, envelope: Option<(&str, &[String])>) -> Result<(Vec<u8>, Option<Needs>)> {
         let (msg, holes) = self.build()?;
         let mut rendered = msg.formatted();
         drop(msg);
         if holes.is_empty() {
             // lettre's buffer grew by doubling: give the spare capacity back.
             rendered.shrink_to_fit();
-            return Ok(rendered);
+            let needs = envelope.map(|(from, rcpts)| Needs::of(from, rcpts, &rendered));
+            return Ok((rendered, needs));
         }
+        let early = envelope
+            .filter(|_| holes.iter().all(|h| !h.data.is_empty()))
+            .map(|(from, rcpts)| Needs::of(from, rcpts, &rendered));
         let size = holes.iter().fold(rendered.len(), |n, h| {
             n - h.marker.len() + base64_lines_len(h.data.len())
         });
@@ -733,18 +750,28 @@ impl MessageDraft {
         }
         out.extend_from_slice(&rendered[at..]);
         debug_assert_eq!(out.len(), size);
-        Ok(out)
+        let needs = match (early, envelope) {
+            (Some(n), _) => Some(n),
+            (None, Some((from, rcpts))) => Some(Needs::of(from, rcpts, &out)),
+            (None, None) => None,
+        };
+        debug_assert!(envelope.is_none_or(|(from, rcpts)| needs == Some(Needs::of(from, rcpts, &out))));
+        Ok((out, needs))
     }
 
     /// The envelope and bytes to send: from = From's address, rcpts = To,
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
     pub fn to_send_job(&self) -> Result<SendJob> {
         let (from, rcpts) = self.check_complete()?;
-        Ok(SendJob::new(
-            from.email.to_string(),
-            rcpts.iter().map(|a| a.to_string()).collect(),
-            self.to_bytes()?,
-        ))
+        let from = from.email.to_string();
+        let rcpts: Vec<String> = rcpts.iter().map(|a| a.to_string()).collect();
+        let (data, needs) = self.render(Some((&from, &rcpts)))?;
+        Ok(SendJob {
+            needs: needs.expect("asked for"),
+            from,
+            rcpts,
+            data,
+        })
     }
 }
 
@@ -1224,6 +1251,34 @@ mod tests {
         // Without attachments: no spare capacity either.
         let b = minimal().to_bytes().unwrap();
         assert_eq!(b.len(), b.capacity());
+    }
+
+    #[test]
+    fn a_send_job_needs_what_a_scan_of_its_bytes_finds() {
+        let mut rng = Rng(5);
+        let bin: Vec<u8> = (0..5000).map(|_| rng.next() as u8).collect();
+        let cases: [&[(&str, &[u8])]; 4] = [
+            &[("a.bin", &bin)],
+            &[("a.bin", &bin), ("e.bin", b"")],
+            &[("e.bin", b"\0")],
+            &[("x.bin", &bin[..1]), ("y.txt", b".dot\r\nline\r\n")],
+        ];
+        for (k, files) in cases.iter().enumerate() {
+            for body in ["plain\n", ".a dot-led line\nnon-ASCII: \u{e9}\n"] {
+                let mut m = minimal();
+                m.set_text(body).unwrap();
+                for (name, data) in files.iter() {
+                    m.attach_bytes(name, None, data).unwrap();
+                }
+                let job = m.to_send_job().unwrap();
+                assert!(!text(&job.data).contains("herald-base64-"), "case {k}");
+                assert_eq!(
+                    job.needs,
+                    Needs::of(&job.from, &job.rcpts, &job.data),
+                    "case {k}, {body:?}"
+                );
+            }
+        }
     }
 
     #[test]
