@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -355,7 +356,7 @@ const BASE64_PAIRS16: [u16; 4096] = {
 /// Encodes whole 3-byte groups of `input` into `out` (4 bytes per group),
 /// two characters per table look-up: two groups at a time from one 8-byte
 /// load where 8 bytes are left, then group by group. Returns the bytes written.
-fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
+fn base64_groups(input: &[u8], out: &mut [MaybeUninit<u8>]) -> usize {
     let (mut i, mut o) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if input.len() >= 28 && std::arch::is_x86_feature_detected!("avx2") {
@@ -366,14 +367,14 @@ fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
         let n = u64::from_be_bytes(input[i..i + 8].try_into().expect("8 bytes"));
         let pair = |shift: u32| u64::from(BASE64_PAIRS16[(n >> shift) as usize & 0xfff]);
         let w = pair(52) | (pair(40) << 16) | (pair(28) << 32) | (pair(16) << 48);
-        out[o..o + 8].copy_from_slice(&w.to_le_bytes());
+        put(out, o, &w.to_le_bytes());
         i += 6;
         o += 8;
     }
     for g in input[i..].chunks_exact(3) {
         let n = (usize::from(g[0]) << 16) | (usize::from(g[1]) << 8) | usize::from(g[2]);
-        out[o..o + 2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
-        out[o + 2..o + 4].copy_from_slice(&BASE64_PAIRS[n & 0xfff]);
+        put(out, o, &BASE64_PAIRS[n >> 12]);
+        put(out, o + 2, &BASE64_PAIRS[n & 0xfff]);
         o += 4;
     }
     o
@@ -390,7 +391,7 @@ fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn base64_avx2(input: &[u8], out: &mut [u8]) -> (usize, usize) {
+unsafe fn base64_avx2(input: &[u8], out: &mut [MaybeUninit<u8>]) -> (usize, usize) {
     use std::arch::x86_64::*;
     #[rustfmt::skip]
     let spread = _mm256_set_epi8(
@@ -438,26 +439,46 @@ unsafe fn base64_avx2(input: &[u8], out: &mut [u8]) -> (usize, usize) {
     (i, o)
 }
 
+/// Writes `bytes` into `out` at `at`.
+#[inline(always)]
+fn put(out: &mut [MaybeUninit<u8>], at: usize, bytes: &[u8]) {
+    for (d, &b) in out[at..at + bytes.len()].iter_mut().zip(bytes) {
+        d.write(b);
+    }
+}
+
+/// Appends `data`'s base64 lines to `out`, written straight into its spare
+/// capacity (not zeroed first: for tens of MB that was a pass of its own).
 fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
     use base64::Engine as _;
+    let len = base64_lines_len(data.len());
+    out.reserve(len);
     let start = out.len();
-    out.resize(start + base64_lines_len(data.len()), 0);
-    let mut at = start;
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let mut at = 0;
     for (k, chunk) in data.chunks(BASE64_LINE_BYTES).enumerate() {
         if k > 0 {
-            out[at..at + 2].copy_from_slice(b"\r\n");
+            put(spare, at, b"\r\n");
             at += 2;
         }
         let whole = chunk.len() / 3 * 3;
-        at += base64_groups(&chunk[..whole], &mut out[at..]);
+        at += base64_groups(&chunk[..whole], &mut spare[at..]);
         if whole < chunk.len() {
             // The last 1 or 2 bytes, with their '=' padding.
-            at += base64::engine::general_purpose::STANDARD
-                .encode_slice(&chunk[whole..], &mut out[at..])
-                .expect("the buffer was sized for the encoding");
+            let mut last = [0u8; 4];
+            let n = base64::engine::general_purpose::STANDARD
+                .encode_slice(&chunk[whole..], &mut last)
+                .expect("4 bytes take 1 or 2 bytes' encoding");
+            put(spare, at, &last[..n]);
+            at += n;
         }
     }
-    debug_assert_eq!(at, out.len());
+    // Every byte is written: the lines fill the length they were sized for.
+    assert_eq!(at, len, "base64 lines of the computed length");
+    // SAFETY: the `len` bytes after `start` were all written just above
+    // (each write goes through `put` or an AVX2 store of its count, and
+    // `at` counts them contiguously from 0), within the reserved capacity.
+    unsafe { out.set_len(start + len) };
 }
 
 /// 64 unpredictable bits, unique within the process: time, a counter and
