@@ -866,6 +866,7 @@ mod tests {
         data: Vec<u8>,
         body: Body,
         live: Cell<bool>,
+        verbatim: bool,
     }
 
     impl Payload for Msg {
@@ -890,6 +891,9 @@ mod tests {
         fn live(&self) -> bool {
             self.live.get()
         }
+        fn verbatim(&self) -> bool {
+            self.verbatim
+        }
     }
 
     fn msg(body: Body, rcpts: usize, data: &str) -> Msg {
@@ -898,6 +902,7 @@ mod tests {
             data: data.as_bytes().to_vec(),
             body,
             live: Cell::new(true),
+            verbatim: false,
         }
     }
 
@@ -1217,6 +1222,52 @@ mod tests {
         let b = w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap_err();
         assert!(b.in_flight[0].1.content_sent);
         assert_eq!(b.error.status, Status::Io);
+    }
+
+    #[test]
+    fn unchanged_contents_go_out_exact_from_their_own_buffers() {
+        // DATA, verbatim: large (several chunks), without a final CRLF, ending
+        // in CRLF, and empty; the same with the dot-stuffer gives the same bytes.
+        let big = "line of text\r\n".repeat(WRITE_CHUNK / 7) + "no end";
+        let datas = [big.as_str(), "ends\r\n", "", "x"];
+        let replies = "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n".repeat(datas.len());
+        let mut outputs = Vec::new();
+        for verbatim in [true, false] {
+            let mut s = session(&replies, 1000);
+            let mut w = Window::new(Mode::Stream);
+            let msgs = datas
+                .iter()
+                .map(|d| Msg {
+                    verbatim,
+                    ..msg(Body::Data, 1, d)
+                })
+                .collect();
+            let done = run(&mut w, &mut s, msgs).unwrap();
+            assert!(done.iter().all(|f| f.replies.delivered()));
+            outputs.push(written(&s));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        let one = "MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nDATA\r\n";
+        let expect = format!("{one}{big}\r\n.\r\n{one}ends\r\n.\r\n{one}.\r\n{one}x\r\n.\r\n");
+        assert_eq!(outputs[0], expect);
+
+        // BDAT: more transactions streamed than one write gathers contents.
+        let n = 3 * MAX_PIECES + 1;
+        let mut s = session(&OK3.repeat(n), 1000);
+        let mut w = Window::new(Mode::Stream);
+        let msgs = (0..n).map(|i| msg(Body::Bdat, 1, &format!("m{i}\n"))).collect();
+        let done = run(&mut w, &mut s, msgs).unwrap();
+        assert_eq!(done.len(), n);
+        let expect: String = (0..n)
+            .map(|i| {
+                let d = format!("m{i}\n");
+                format!(
+                    "MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nBDAT {} LAST\r\n{d}",
+                    d.len()
+                )
+            })
+            .collect();
+        assert_eq!(written(&s), expect);
     }
 
     #[test]
