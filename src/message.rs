@@ -109,9 +109,39 @@ fn check_addr_spec(addr: &str, what: &str) -> Result<()> {
             "{what} is longer than {MAX_ADDRESS} bytes"
         )));
     }
+    if plain_address(addr) {
+        return Ok(());
+    }
     addr.parse::<Address>()
         .map_err(|e| Error::invalid(format!("{what} {addr:?} is not a valid address user@domain: {e}")))?;
     Ok(())
+}
+
+/// The common case that lettre's `Address` parser accepts, checked without
+/// it (it runs for every recipient of every message, and allocates): an
+/// ASCII dot-atom of at most 64 characters, '@', and a domain of at most
+/// 254 characters whose labels have 1 to 63 letters, digits and '-', and
+/// start and end with a letter or digit. These are sufficient conditions
+/// of lettre's own (email_address's local-part and domain rules); anything
+/// else goes to lettre.
+fn plain_address(addr: &str) -> bool {
+    let Some((user, domain)) = addr.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    let label = |l: &[u8]| {
+        (1..=63).contains(&l.len())
+            && l[0].is_ascii_alphanumeric()
+            && l[l.len() - 1].is_ascii_alphanumeric()
+            && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    (1..=64).contains(&user.len())
+        && user
+            .as_bytes()
+            .split(|&b| b == b'.')
+            .all(|a| !a.is_empty() && a.iter().all(|&b| atext(b)))
+        && (1..=254).contains(&domain.len())
+        && domain.as_bytes().split(|&b| b == b'.').all(label)
 }
 
 /// Parses "Name <a@b>" or "a@b"; the address must also be usable in an envelope.
@@ -1272,6 +1302,52 @@ mod tests {
         // Without attachments: no spare capacity either.
         let b = minimal().to_bytes().unwrap();
         assert_eq!(b.len(), b.capacity());
+    }
+
+    #[test]
+    fn plain_addresses_are_a_subset_of_lettres() {
+        let mut rng = Rng(11);
+        let alphabet = b"aZ09.-@_+!\"[]:\\ \x7f";
+        let mut plain = 0;
+        for round in 0..20_000 {
+            let len = 1 + rng.next() as usize % if round % 2 == 0 { 12 } else { 80 };
+            let mut a: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.next() as usize % alphabet.len()])
+                .collect();
+            if round % 3 == 0 {
+                // Mostly well-formed: a word, '@', labels.
+                a = format!("u{}@d{}.example", round % 97, round % 13).into_bytes();
+                let at = rng.next() as usize % a.len();
+                a[at] = alphabet[rng.next() as usize % alphabet.len()];
+            }
+            let a = String::from_utf8(a).unwrap();
+            if plain_address(&a) {
+                plain += 1;
+                assert!(a.parse::<Address>().is_ok(), "{a:?} passed the fast check only");
+            }
+        }
+        assert!(plain > 1000, "the fast check took {plain}");
+        for long in [
+            format!("{}@example.org", "u".repeat(64)),
+            format!("u@{}.org", "d".repeat(63)),
+            format!("u@{}x", "d.".repeat(126)),
+        ] {
+            assert!(plain_address(&long) && long.parse::<Address>().is_ok(), "{long}");
+        }
+        for bad in [
+            format!("{}@example.org", "u".repeat(65)),
+            format!("u@{}.org", "d".repeat(64)),
+            "u@-d.org".into(),
+            "u@d-.org".into(),
+            "u..v@d.org".into(),
+            ".u@d.org".into(),
+            "u@d..org".into(),
+            "u@".into(),
+            "@d".into(),
+            "u@[127.0.0.1]".into(),
+        ] {
+            assert!(!plain_address(&bad), "{bad}");
+        }
     }
 
     #[test]
