@@ -331,6 +331,7 @@ fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> 
 /// in one call (Linux: MADV_POPULATE_WRITE), not by one page fault per
 /// 4 KiB as it is filled: for tens of MB that was most of the build's time.
 pub(crate) fn buffer(cap: usize) -> Vec<u8> {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut v: Vec<u8> = Vec::with_capacity(cap);
     #[cfg(target_os = "linux")]
     if cap >= 1 << 20 {
