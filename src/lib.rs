@@ -9,7 +9,7 @@
 //!
 //! | layer | name | modules | may import |
 //! |---|---|---|---|
-//! | 0 | foundation | `status`, `data`, `result`, `options`, `log`, `envelope` | std and dependencies only |
+//! | 0 | foundation | `status`, `data`, `result`, `options`, `log`, `envelope`, `buffer` | std and dependencies only |
 //! | 1 | net | `net` | foundation |
 //! | 2 | engine | `engine` | foundation, net |
 //! | 3 | protocols | `smtp`, `imap`, `pop3`, `pickup`, `message` | foundation, net, engine |
@@ -18,7 +18,7 @@
 //!
 //! - Foundation: errors and status codes ([`status`]), the data an op hands
 //!   back ([`data`], [`result`]), typed options, the log, the envelope's
-//!   limits ([`envelope`]).
+//!   limits ([`envelope`]), large buffers ([`buffer`]).
 //! - [`net`]: connect, TLS, the bounded reader, connection control.
 //! - [`engine`]: the op table and queue, the pool, throttle, delivery,
 //!   deadlines, cancel and shutdown, generic over a protocol's
@@ -30,6 +30,7 @@
 //!   client of each protocol runs, and which engine takes each job type.
 //! - [`ffi`]: the C ABI.
 
+pub mod buffer;
 pub mod client;
 pub mod data;
 pub mod engine;

@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,8 @@ use lettre::message::header::{self, ContentTransferEncoding, ContentType, Header
 use lettre::message::{Attachment, Body, Mailbox, Mailboxes, MultiPart, MultiPartBuilder, SinglePart};
 use lettre::{Address, Message};
 
+use crate::buffer::buffer;
+use crate::smtp::codec::Needs;
 use crate::status::{Error, Result, Status};
 
 /// Longest header name lettre accepts (and a sane limit anyway).
@@ -106,9 +109,39 @@ fn check_addr_spec(addr: &str, what: &str) -> Result<()> {
             "{what} is longer than {MAX_ADDRESS} bytes"
         )));
     }
+    if plain_address(addr) {
+        return Ok(());
+    }
     addr.parse::<Address>()
         .map_err(|e| Error::invalid(format!("{what} {addr:?} is not a valid address user@domain: {e}")))?;
     Ok(())
+}
+
+/// The common case that lettre's `Address` parser accepts, checked without
+/// it (it runs for every recipient of every message, and allocates): an
+/// ASCII dot-atom of at most 64 characters, '@', and a domain of at most
+/// 254 characters whose labels have 1 to 63 letters, digits and '-', and
+/// start and end with a letter or digit. These are sufficient conditions
+/// of lettre's own (email_address's local-part and domain rules); anything
+/// else goes to lettre.
+fn plain_address(addr: &str) -> bool {
+    let Some((user, domain)) = addr.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    let label = |l: &[u8]| {
+        (1..=63).contains(&l.len())
+            && l[0].is_ascii_alphanumeric()
+            && l[l.len() - 1].is_ascii_alphanumeric()
+            && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    (1..=64).contains(&user.len())
+        && user
+            .as_bytes()
+            .split(|&b| b == b'.')
+            .all(|a| !a.is_empty() && a.iter().all(|&b| atext(b)))
+        && (1..=254).contains(&domain.len())
+        && domain.as_bytes().split(|&b| b == b'.').all(label)
 }
 
 /// Parses "Name <a@b>" or "a@b"; the address must also be usable in an envelope.
@@ -294,31 +327,6 @@ fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> 
     Attachment::new(a.filename.clone()).body(body, a.content_type.clone())
 }
 
-/// An empty buffer for `cap` bytes. A large one has its pages made present
-/// in one call (Linux: MADV_POPULATE_WRITE), not by one page fault per
-/// 4 KiB as it is filled: for tens of MB that was most of the build's time.
-pub(crate) fn buffer(cap: usize) -> Vec<u8> {
-    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-    let mut v: Vec<u8> = Vec::with_capacity(cap);
-    #[cfg(target_os = "linux")]
-    if cap >= 1 << 20 {
-        // Linux 5.14.
-        const MADV_POPULATE_WRITE: libc::c_int = 23;
-        // SAFETY: page-aligned range inside the buffer's own allocation; the
-        // advice only makes pages present (zeroed, as fresh pages are) and
-        // fails harmlessly (EINVAL) where the kernel does not know it.
-        unsafe {
-            let page = 4096;
-            let start = (v.as_mut_ptr() as usize).next_multiple_of(page);
-            let end = (v.as_mut_ptr() as usize + cap) / page * page;
-            if end > start {
-                libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE);
-            }
-        }
-    }
-    v
-}
-
 /// Bytes in 57-byte chunks, each as a 76-character base64 line, lines
 /// separated by CRLF, none after the last: what lettre writes for a base64
 /// body (email-encoding's `base64::encode`).
@@ -355,7 +363,7 @@ const BASE64_PAIRS16: [u16; 4096] = {
 /// Encodes whole 3-byte groups of `input` into `out` (4 bytes per group),
 /// two characters per table look-up: two groups at a time from one 8-byte
 /// load where 8 bytes are left, then group by group. Returns the bytes written.
-fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
+fn base64_groups(input: &[u8], out: &mut [MaybeUninit<u8>]) -> usize {
     let (mut i, mut o) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if input.len() >= 28 && std::arch::is_x86_feature_detected!("avx2") {
@@ -366,14 +374,14 @@ fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
         let n = u64::from_be_bytes(input[i..i + 8].try_into().expect("8 bytes"));
         let pair = |shift: u32| u64::from(BASE64_PAIRS16[(n >> shift) as usize & 0xfff]);
         let w = pair(52) | (pair(40) << 16) | (pair(28) << 32) | (pair(16) << 48);
-        out[o..o + 8].copy_from_slice(&w.to_le_bytes());
+        put(out, o, &w.to_le_bytes());
         i += 6;
         o += 8;
     }
     for g in input[i..].chunks_exact(3) {
         let n = (usize::from(g[0]) << 16) | (usize::from(g[1]) << 8) | usize::from(g[2]);
-        out[o..o + 2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
-        out[o + 2..o + 4].copy_from_slice(&BASE64_PAIRS[n & 0xfff]);
+        put(out, o, &BASE64_PAIRS[n >> 12]);
+        put(out, o + 2, &BASE64_PAIRS[n & 0xfff]);
         o += 4;
     }
     o
@@ -390,7 +398,7 @@ fn base64_groups(input: &[u8], out: &mut [u8]) -> usize {
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn base64_avx2(input: &[u8], out: &mut [u8]) -> (usize, usize) {
+unsafe fn base64_avx2(input: &[u8], out: &mut [MaybeUninit<u8>]) -> (usize, usize) {
     use std::arch::x86_64::*;
     #[rustfmt::skip]
     let spread = _mm256_set_epi8(
@@ -438,26 +446,46 @@ unsafe fn base64_avx2(input: &[u8], out: &mut [u8]) -> (usize, usize) {
     (i, o)
 }
 
+/// Writes `bytes` into `out` at `at`.
+#[inline(always)]
+fn put(out: &mut [MaybeUninit<u8>], at: usize, bytes: &[u8]) {
+    for (d, &b) in out[at..at + bytes.len()].iter_mut().zip(bytes) {
+        d.write(b);
+    }
+}
+
+/// Appends `data`'s base64 lines to `out`, written straight into its spare
+/// capacity (not zeroed first: for tens of MB that was a pass of its own).
 fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
     use base64::Engine as _;
+    let len = base64_lines_len(data.len());
+    out.reserve(len);
     let start = out.len();
-    out.resize(start + base64_lines_len(data.len()), 0);
-    let mut at = start;
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let mut at = 0;
     for (k, chunk) in data.chunks(BASE64_LINE_BYTES).enumerate() {
         if k > 0 {
-            out[at..at + 2].copy_from_slice(b"\r\n");
+            put(spare, at, b"\r\n");
             at += 2;
         }
         let whole = chunk.len() / 3 * 3;
-        at += base64_groups(&chunk[..whole], &mut out[at..]);
+        at += base64_groups(&chunk[..whole], &mut spare[at..]);
         if whole < chunk.len() {
             // The last 1 or 2 bytes, with their '=' padding.
-            at += base64::engine::general_purpose::STANDARD
-                .encode_slice(&chunk[whole..], &mut out[at..])
-                .expect("the buffer was sized for the encoding");
+            let mut last = [0u8; 4];
+            let n = base64::engine::general_purpose::STANDARD
+                .encode_slice(&chunk[whole..], &mut last)
+                .expect("4 bytes take 1 or 2 bytes' encoding");
+            put(spare, at, &last[..n]);
+            at += n;
         }
     }
-    debug_assert_eq!(at, out.len());
+    // Every byte is written: the lines fill the length they were sized for.
+    assert_eq!(at, len, "base64 lines of the computed length");
+    // SAFETY: the `len` bytes after `start` were all written just above
+    // (each write goes through `put` or an AVX2 store of its count, and
+    // `at` counts them contiguously from 0), within the reserved capacity.
+    unsafe { out.set_len(start + len) };
 }
 
 /// 64 unpredictable bits, unique within the process: time, a counter and
@@ -708,14 +736,30 @@ impl MessageDraft {
     /// (with a marker for each base64 attachment), then each attachment is
     /// encoded straight into the result.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.render(None)?.0)
+    }
+
+    /// [`Self::to_bytes`], and with `envelope`, what the bytes need from an
+    /// SMTP server ([`Needs::of`] them), found without a pass over the
+    /// encoded attachments: base64 lines (ASCII letters, digits, '+', '/',
+    /// '=', CRLF between them, none first or last) in place of a marker
+    /// line ('h' ... hex digits) change none of the scan's findings (no
+    /// NUL, no bare CR or LF, no 8-bit byte, no line led by a dot), so the
+    /// rendering with its markers, a few KB, is scanned instead. An empty
+    /// attachment (no lines in place of its marker) is scanned in place.
+    fn render(&self, envelope: Option<(&str, &[String])>) -> Result<(Vec<u8>, Option<Needs>)> {
         let (msg, holes) = self.build()?;
         let mut rendered = msg.formatted();
         drop(msg);
         if holes.is_empty() {
             // lettre's buffer grew by doubling: give the spare capacity back.
             rendered.shrink_to_fit();
-            return Ok(rendered);
+            let needs = envelope.map(|(from, rcpts)| Needs::of(from, rcpts, &rendered));
+            return Ok((rendered, needs));
         }
+        let early = envelope
+            .filter(|_| holes.iter().all(|h| !h.data.is_empty()))
+            .map(|(from, rcpts)| Needs::of(from, rcpts, &rendered));
         let size = holes.iter().fold(rendered.len(), |n, h| {
             n - h.marker.len() + base64_lines_len(h.data.len())
         });
@@ -734,18 +778,28 @@ impl MessageDraft {
         }
         out.extend_from_slice(&rendered[at..]);
         debug_assert_eq!(out.len(), size);
-        Ok(out)
+        let needs = match (early, envelope) {
+            (Some(n), _) => Some(n),
+            (None, Some((from, rcpts))) => Some(Needs::of(from, rcpts, &out)),
+            (None, None) => None,
+        };
+        debug_assert!(envelope.is_none_or(|(from, rcpts)| needs == Some(Needs::of(from, rcpts, &out))));
+        Ok((out, needs))
     }
 
     /// The envelope and bytes to send: from = From's address, rcpts = To,
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
     pub fn to_envelope(&self) -> Result<Built> {
         let (from, rcpts) = self.check_complete()?;
-        Ok(Built::new(
-            from.email.to_string(),
-            rcpts.iter().map(|a| a.to_string()).collect(),
-            self.to_bytes()?,
-        ))
+        let from = from.email.to_string();
+        let rcpts: Vec<String> = rcpts.iter().map(|a| a.to_string()).collect();
+        let (data, needs) = self.render(Some((&from, &rcpts)))?;
+        Ok(Built {
+            needs: needs.expect("asked for"),
+            from,
+            rcpts,
+            data,
+        })
     }
 }
 
@@ -758,12 +812,8 @@ pub struct Built {
     pub rcpts: Vec<String>,
     /// The message's bytes.
     pub data: Vec<u8>,
-}
-
-impl Built {
-    fn new(from: String, rcpts: Vec<String>, data: Vec<u8>) -> Built {
-        Built { from, rcpts, data }
-    }
+    /// What the message needs from an SMTP server, found while building it.
+    pub needs: Needs,
 }
 
 #[cfg(test)]
@@ -1242,6 +1292,80 @@ mod tests {
         // Without attachments: no spare capacity either.
         let b = minimal().to_bytes().unwrap();
         assert_eq!(b.len(), b.capacity());
+    }
+
+    #[test]
+    fn plain_addresses_are_a_subset_of_lettres() {
+        let mut rng = Rng(11);
+        let alphabet = b"aZ09.-@_+!\"[]:\\ \x7f";
+        let mut plain = 0;
+        for round in 0..20_000 {
+            let len = 1 + rng.next() as usize % if round % 2 == 0 { 12 } else { 80 };
+            let mut a: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.next() as usize % alphabet.len()])
+                .collect();
+            if round % 3 == 0 {
+                // Mostly well-formed: a word, '@', labels.
+                a = format!("u{}@d{}.example", round % 97, round % 13).into_bytes();
+                let at = rng.next() as usize % a.len();
+                a[at] = alphabet[rng.next() as usize % alphabet.len()];
+            }
+            let a = String::from_utf8(a).unwrap();
+            if plain_address(&a) {
+                plain += 1;
+                assert!(a.parse::<Address>().is_ok(), "{a:?} passed the fast check only");
+            }
+        }
+        assert!(plain > 1000, "the fast check took {plain}");
+        for long in [
+            format!("{}@example.org", "u".repeat(64)),
+            format!("u@{}.org", "d".repeat(63)),
+            format!("u@{}x", "d.".repeat(126)),
+        ] {
+            assert!(plain_address(&long) && long.parse::<Address>().is_ok(), "{long}");
+        }
+        for bad in [
+            format!("{}@example.org", "u".repeat(65)),
+            format!("u@{}.org", "d".repeat(64)),
+            "u@-d.org".into(),
+            "u@d-.org".into(),
+            "u..v@d.org".into(),
+            ".u@d.org".into(),
+            "u@d..org".into(),
+            "u@".into(),
+            "@d".into(),
+            "u@[127.0.0.1]".into(),
+        ] {
+            assert!(!plain_address(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_send_job_needs_what_a_scan_of_its_bytes_finds() {
+        let mut rng = Rng(5);
+        let bin: Vec<u8> = (0..5000).map(|_| rng.next() as u8).collect();
+        let cases: [&[(&str, &[u8])]; 4] = [
+            &[("a.bin", &bin)],
+            &[("a.bin", &bin), ("e.bin", b"")],
+            &[("e.bin", b"\0")],
+            &[("x.bin", &bin[..1]), ("y.txt", b".dot\r\nline\r\n")],
+        ];
+        for (k, files) in cases.iter().enumerate() {
+            for body in ["plain\n", ".a dot-led line\nnon-ASCII: \u{e9}\n"] {
+                let mut m = minimal();
+                m.set_text(body).unwrap();
+                for (name, data) in files.iter() {
+                    m.attach_bytes(name, None, data).unwrap();
+                }
+                let job = m.to_envelope().unwrap();
+                assert!(!text(&job.data).contains("herald-base64-"), "case {k}");
+                assert_eq!(
+                    job.needs,
+                    Needs::of(&job.from, &job.rcpts, &job.data),
+                    "case {k}, {body:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -426,7 +426,7 @@ impl Write for Stream {
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Plain(s) => s.write_vectored(bufs),
+            Stream::Plain(s) => plain_write_vectored(s, bufs),
             Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
@@ -437,6 +437,33 @@ impl Write for Stream {
             Stream::Tls(s) => s.flush(),
         }
     }
+}
+
+/// A vectored write to a plain socket that, like `TcpStream::write`
+/// (`send` with MSG_NOSIGNAL), never raises SIGPIPE when the peer has gone:
+/// std's `write_vectored` is a plain `writev`, and the process is the
+/// caller's, whose SIGPIPE may well be the default (terminate).
+#[cfg(target_os = "linux")]
+fn plain_write_vectored(s: &mut TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero msghdr is valid (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees it);
+    // sendmsg only reads the buffers.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(1024) as _;
+    // SAFETY: `msg` points at `msg_iovlen` live iovecs for the call's duration.
+    let n = unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn plain_write_vectored(s: &mut TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    s.write_vectored(bufs)
 }
 
 /// A TLS connector for the options: system roots plus CA_FILE, verification
@@ -697,6 +724,22 @@ impl<S: Read + Write> LineConn<S> {
     pub fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<()> {
         let mut parts = [io::IoSlice::new(a), io::IoSlice::new(b)];
         let mut left = &mut parts[..];
+        io::IoSlice::advance_slices(&mut left, 0);
+        while !left.is_empty() {
+            match self.inner.write_vectored(left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.flush()
+    }
+
+    /// Writes every slice of `parts` in order (vectored writes, so one
+    /// `writev` on a plain socket when it takes them all) and flushes.
+    pub fn send_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        let mut left = parts;
         io::IoSlice::advance_slices(&mut left, 0);
         while !left.is_empty() {
             match self.inner.write_vectored(left) {

@@ -124,7 +124,8 @@ pub(crate) fn arg_str_array<'a>(p: *const *const c_char, n: usize, what: &str) -
     let ptrs = unsafe { std::slice::from_raw_parts(p, n) };
     ptrs.iter()
         .enumerate()
-        .map(|(i, s)| arg_str(*s, &format!("{what}[{i}]")))
+        // The element's name is only formatted for an error (this runs per recipient).
+        .map(|(i, s)| arg_str(*s, what).or_else(|_| arg_str(*s, &format!("{what}[{i}]"))))
         .collect()
 }
 

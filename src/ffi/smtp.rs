@@ -45,7 +45,12 @@ pub extern "C" fn herald_send_async(
         c,
         |_| {
             let e = handle::arg(m)?.to_envelope()?;
-            Ok(SendJob::new(e.from, e.rcpts, e.data))
+            Ok(SendJob {
+                from: e.from,
+                rcpts: e.rcpts,
+                data: e.data,
+                needs: e.needs,
+            })
         },
         None,
         cb,
@@ -80,7 +85,11 @@ pub extern "C" fn herald_send_raw_async(
             let rcpts = arg_str_array(rcpt_to, n_rcpt, "rcpt_to")?
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))
+                .map(|(i, r)| {
+                    // The name is only formatted for an error (this runs per recipient).
+                    check_envelope_address(r, "rcpt_to", false)
+                        .or_else(|_| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))
+                })
                 .collect::<crate::status::Result<Vec<String>>>()?;
             let data = arg_bytes(data, len, "data")?;
             Ok(SendJob::copied(from, rcpts, data))

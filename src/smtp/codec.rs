@@ -144,7 +144,7 @@ fn scan(data: &[u8]) -> Scan {
 
 /// A copy of `data` and what `scan` finds in it, made in the same pass.
 fn copy_scanned(data: &[u8]) -> (Vec<u8>, Scan) {
-    let mut v = crate::message::buffer(data.len());
+    let mut v = crate::buffer::buffer(data.len());
     // SAFETY: `v` has room for data.len() bytes, and scan_with writes every
     // one of them before the length is set.
     unsafe {
@@ -233,29 +233,63 @@ macro_rules! simd_blocks {
             let zero = $zero();
             let (mut bad, mut dots, mut high) = (zero, zero, zero);
             let mut i = 1;
-            while i + $width <= data.len() {
-                // SAFETY: i - 1 >= 0 and i + width <= len: both loads are in bounds.
-                let (cur, prev) = unsafe {
-                    (
-                        $load(p.add(i) as *const $vec),
-                        $load(p.add(i - 1) as *const $vec),
-                    )
-                };
-                if !out.is_null() {
-                    let mut v = cur;
-                    // An empty asm the compiler can't see through: otherwise
-                    // it splits the copy back out into a memcpy call, a second
-                    // pass over the bytes.
-                    // SAFETY: the asm is empty; it leaves `v` as it is.
-                    unsafe { std::arch::asm!("/* {0} */", inout($reg) v, options(pure, nomem, nostack)) };
-                    // SAFETY: i + width <= len, and `out` has room for len bytes.
-                    unsafe { $store(out.add(i) as *mut $vec, v) };
+            // One block at `i`: tested, and copied when `$copy`.
+            macro_rules! block {
+                ($copy:expr) => {{
+                    // SAFETY: i - 1 >= 0 and i + width <= len: both loads are in bounds.
+                    let (cur, prev) = unsafe {
+                        (
+                            $load(p.add(i) as *const $vec),
+                            $load(p.add(i - 1) as *const $vec),
+                        )
+                    };
+                    if $copy {
+                        let mut v = cur;
+                        // An empty asm the compiler can't see through: otherwise
+                        // it splits the copy back out into a memcpy call, a second
+                        // pass over the bytes.
+                        // SAFETY: the asm is empty; it leaves `v` as it is.
+                        unsafe { std::arch::asm!("/* {0} */", inout($reg) v, options(pure, nomem, nostack)) };
+                        // SAFETY: i + width <= len, and `out` has room for len bytes.
+                        unsafe { $store(out.add(i) as *mut $vec, v) };
+                    }
+                    let lone = $xor($cmpeq(cur, lf), $cmpeq(prev, cr));
+                    bad = $or(bad, $or(lone, $cmpeq(cur, zero)));
+                    dots = $or(dots, $and($cmpeq(cur, dot), $cmpeq(prev, lf)));
+                    high = $or(high, cur);
+                    i += $width;
+                }};
+            }
+            // Two blocks per turn, with the copy decided outside the loop:
+            // fewer instructions per byte for the loop's own bookkeeping.
+            if out.is_null() {
+                while i + 2 * $width <= data.len() {
+                    block!(false);
+                    block!(false);
                 }
-                let lone = $xor($cmpeq(cur, lf), $cmpeq(prev, cr));
-                bad = $or(bad, $or(lone, $cmpeq(cur, zero)));
-                dots = $or(dots, $and($cmpeq(cur, dot), $cmpeq(prev, lf)));
-                high = $or(high, cur);
-                i += $width;
+                while i + $width <= data.len() {
+                    block!(false);
+                }
+                if i < data.len() && data.len() > $width {
+                    // The rest as one block ending at the end, overlapping
+                    // the last: its bytes tested (and copied) again, alike.
+                    i = data.len() - $width;
+                    block!(false);
+                }
+            } else {
+                while i + 2 * $width <= data.len() {
+                    block!(true);
+                    block!(true);
+                }
+                while i + $width <= data.len() {
+                    block!(true);
+                }
+                if i < data.len() && data.len() > $width {
+                    // The rest as one block ending at the end, overlapping
+                    // the last: its bytes tested (and copied) again, alike.
+                    i = data.len() - $width;
+                    block!(true);
+                }
             }
             let acc = Acc {
                 bad: u8::from($movemask(bad) != 0),

@@ -56,11 +56,50 @@ impl fmt::Display for Command<'_> {
 }
 
 impl Command<'_> {
-    /// Appends the command line to `out`.
+    /// Appends the command line to `out`, without going through `fmt` for
+    /// the commands written for every message.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        let _ = write!(out, "{self}");
+        match self {
+            Command::Ehlo { .. } | Command::Helo { .. } | Command::StartTls | Command::Auth { .. } => {
+                out.extend_from_slice(self.to_string().as_bytes())
+            }
+            Command::Rset => out.extend_from_slice(b"RSET\r\n"),
+            Command::Mail { from, params } => {
+                out.extend_from_slice(b"MAIL FROM:<");
+                out.extend_from_slice(from.as_bytes());
+                out.push(b'>');
+                out.extend_from_slice(params.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Command::Rcpt { to } => {
+                out.extend_from_slice(b"RCPT TO:<");
+                out.extend_from_slice(to.as_bytes());
+                out.extend_from_slice(b">\r\n");
+            }
+            Command::Data => out.extend_from_slice(b"DATA\r\n"),
+            Command::Bdat { len, last } => {
+                out.extend_from_slice(b"BDAT ");
+                push_decimal(out, *len as u64);
+                out.extend_from_slice(if *last { b" LAST\r\n" } else { b"\r\n" });
+            }
+            Command::Quit => out.extend_from_slice(b"QUIT\r\n"),
+        }
     }
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -99,5 +138,29 @@ mod tests {
         );
         assert_eq!(Command::StartTls.to_string(), "STARTTLS\r\n");
         assert_eq!(Command::Auth { mechanism: "LOGIN" }.to_string(), "AUTH LOGIN\r\n");
+        // write_to and Display agree.
+        for c in [
+            Command::Rset,
+            Command::Mail {
+                from: "x@y",
+                params: " BODY=8BITMIME",
+            },
+            Command::Rcpt { to: "z@w" },
+            Command::Data,
+            Command::Bdat { len: 0, last: true },
+            Command::Bdat {
+                len: 1234567890123,
+                last: false,
+            },
+            Command::Bdat {
+                len: usize::MAX,
+                last: true,
+            },
+            Command::Quit,
+        ] {
+            let mut out = Vec::new();
+            c.write_to(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), c.to_string());
+        }
     }
 }

@@ -169,12 +169,17 @@ impl Payload for Job {
     fn body(&self) -> Body {
         self.plan.as_ref().map_or(Body::Data, |p| p.body)
     }
-    fn rcpts(&self) -> Vec<&str> {
-        let all = &self.job().rcpts;
-        self.rc.round.iter().map(|&i| all[i].as_str()).collect()
+    fn rcpt_count(&self) -> usize {
+        self.rc.round.len()
+    }
+    fn rcpt(&self, k: usize) -> &str {
+        &self.job().rcpts[self.rc.round[k]]
     }
     fn data(&self) -> &[u8] {
         &self.job().data
+    }
+    fn verbatim(&self) -> bool {
+        self.job().needs.verbatim()
     }
     fn live(&self) -> bool {
         self.t.is_live()
@@ -326,7 +331,7 @@ impl SmtpDriver {
     fn finished(&mut self, f: Finished<Job>, w: &mut WorkerCtx) {
         let Finished {
             payload: mut job,
-            replies,
+            mut replies,
             abandoned,
         } = f;
         if abandoned {
@@ -353,7 +358,7 @@ impl SmtpDriver {
                 s.transactions += 1;
             }
         }
-        if job.rc.settle(&replies) {
+        if job.rc.settle(&mut replies) {
             w.log(DEBUG, || {
                 format!(
                     "op {}: {} recipients deferred, sending them in another transaction",
@@ -395,11 +400,11 @@ impl SmtpDriver {
             self.finished(f, w);
         }
         let mut retry = Vec::new();
-        for (mut job, r) in in_flight {
+        for (mut job, mut r) in in_flight {
             let stale = r.behind_failure && r.mail.as_ref().is_some_and(|m| m.code == 503);
             if r.envelope_refused() && !stale {
                 // Known: nothing of it can have been accepted.
-                job.rc.settle(&r);
+                job.rc.settle(&mut r);
                 let outcome = job.rc.outcome(&job.job().rcpts, &r);
                 job.complete(outcome);
                 continue;
@@ -592,13 +597,12 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
     });
     let go = mail.is_positive();
     r.mail = Some(mail);
-    let rcpts = job.rcpts();
-    r.rcpts = vec![None; rcpts.len()];
+    r.rcpts = vec![None; job.rcpt_count()];
     if !go {
         return (r, None);
     }
-    for (k, to) in rcpts.iter().enumerate() {
-        let reply = cmd!(Command::Rcpt { to });
+    for k in 0..job.rcpt_count() {
+        let reply = cmd!(Command::Rcpt { to: job.rcpt(k) });
         let closing = reply.code == 421;
         r.rcpts[k] = Some(reply);
         if closing {

@@ -25,6 +25,8 @@ pub struct Recipients {
     pub round: Vec<usize>,
     /// Transactions finished so far.
     pub rounds: u32,
+    /// Recipients the last transaction's RCPT replies accepted.
+    last_accepted: usize,
 }
 
 impl Recipients {
@@ -33,6 +35,7 @@ impl Recipients {
             answers: vec![None; n],
             round: (0..n).collect(),
             rounds: 0,
+            last_accepted: 0,
         }
     }
 
@@ -44,17 +47,20 @@ impl Recipients {
             .count()
     }
 
-    /// Files a finished transaction's replies. True when recipients
-    /// deferred with 452 are due in another transaction (now `round`).
-    pub fn settle(&mut self, r: &Replies) -> bool {
+    /// Files a finished transaction's replies, taking its RCPT replies
+    /// (not copying them). True when recipients deferred with 452 are due
+    /// in another transaction (now `round`).
+    pub fn settle(&mut self, r: &mut Replies) -> bool {
         self.rounds += 1;
+        self.last_accepted = r.accepted_rcpts();
+        let content_ok = r.delivered();
+        let mut rcpts = std::mem::take(&mut r.rcpts);
         let mail = r.mail.as_ref().filter(|m| !m.is_positive());
         let decisive = r.decisive();
-        let content_ok = r.delivered();
         let mut again = Vec::new();
         let mut progress = false;
         for (k, &i) in self.round.iter().enumerate() {
-            let rcpt = r.rcpts.get(k).cloned().flatten();
+            let rcpt = rcpts.get_mut(k).and_then(Option::take);
             self.answers[i] = Some(match (mail, rcpt) {
                 (Some(m), _) => m.clone(),
                 (None, Some(x)) if x.is_positive() => match decisive {
@@ -96,9 +102,11 @@ impl Recipients {
                 .map(|(a, r)| {
                     let mut item = ResultItem::new(0).with_str(field::NAME, a);
                     if let Some(r) = r {
-                        item = item
-                            .with_int(field::REPLY_CODE, r.code as u64)
-                            .with_str(field::REPLY_TEXT, &r.text());
+                        item = item.with_int(field::REPLY_CODE, r.code as u64);
+                        item = match r.lines.as_slice() {
+                            [one] => item.with_str(field::REPLY_TEXT, one),
+                            _ => item.with_str(field::REPLY_TEXT, &r.text()),
+                        };
                     }
                     item
                 })
@@ -107,7 +115,7 @@ impl Recipients {
     }
 
     /// The op's outcome once no transaction is due; `last` is the last
-    /// transaction's replies.
+    /// transaction's replies, as [`settle`](Self::settle) left them.
     pub fn outcome(&self, addrs: &[String], last: &Replies) -> std::result::Result<Success, Error> {
         let single = self.rounds <= 1;
         if single {
@@ -115,7 +123,7 @@ impl Recipients {
             if let Some(m) = last.mail.as_ref().filter(|m| !m.is_positive()) {
                 return Err(m.error("MAIL FROM refused"));
             }
-            if last.accepted_rcpts() > 0 {
+            if self.last_accepted > 0 {
                 match (&last.data, &last.last) {
                     (Some(d), _) if d.code != 354 => return Err(d.error("DATA refused")),
                     (_, Some(f)) if !f.is_positive() => return Err(f.error("the message was refused")),
@@ -159,7 +167,7 @@ impl Recipients {
         let mut detail = last
             .decisive()
             .filter(|r| r.is_positive())
-            .map(ToString::to_string)
+            .map(reply_line)
             .unwrap_or_default();
         if accepted < n {
             detail.push_str(&format!("; accepted for {accepted} of {n} recipients"));
@@ -182,6 +190,28 @@ impl Recipients {
         let code = last.decisive().map_or(250, |r| r.code as i32);
         Ok(Success::new(code, detail).with_result(self.items(addrs)))
     }
+}
+
+/// A reply as its `Display` puts it ("250 2.0.0 text"), built directly.
+fn reply_line(r: &Reply) -> String {
+    let len = 4 + r.lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    let mut s = String::with_capacity(len);
+    let mut started = false;
+    for div in [10_000, 1_000, 100, 10, 1] {
+        let d = r.code / div % 10;
+        if started || d > 0 || div == 1 {
+            started = true;
+            s.push(char::from(b'0' + d as u8));
+        }
+    }
+    s.push(' ');
+    for (i, l) in r.lines.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(l);
+    }
+    s
 }
 
 #[cfg(test)]
@@ -210,12 +240,36 @@ mod tests {
     }
 
     #[test]
+    fn reply_lines_read_as_display_puts_them() {
+        for r in [
+            Reply {
+                code: 250,
+                lines: vec!["2.0.0 Ok: queued".into()],
+            },
+            Reply {
+                code: 250,
+                lines: vec!["a".into(), "b c".into()],
+            },
+            Reply {
+                code: 0,
+                lines: vec![],
+            },
+            Reply {
+                code: 5,
+                lines: vec![String::new()],
+            },
+        ] {
+            assert_eq!(reply_line(&r), r.to_string());
+        }
+    }
+
+    #[test]
     fn too_many_recipients_go_in_later_transactions() {
         let a = addrs(8);
         let mut rc = Recipients::new(8);
-        assert!(rc.settle(&bdat(250, &[250, 250, 250, 250, 250, 452, 452, 452], 250)));
+        assert!(rc.settle(&mut bdat(250, &[250, 250, 250, 250, 250, 452, 452, 452], 250)));
         assert_eq!(rc.round, [5, 6, 7]);
-        assert!(!rc.settle(&bdat(250, &[250, 250, 250], 250)));
+        assert!(!rc.settle(&mut bdat(250, &[250, 250, 250], 250)));
         let ok = rc.outcome(&a, &bdat(250, &[250, 250, 250], 250)).unwrap();
         assert_eq!(ok.reply_code, 250);
         assert!(ok.detail.contains("in 2 transactions"), "{}", ok.detail);
@@ -232,7 +286,7 @@ mod tests {
         let a = addrs(3);
         let mut rc = Recipients::new(3);
         // 450 (mailbox busy) is not retried at once; 452 without progress neither.
-        assert!(!rc.settle(&bdat(250, &[250, 450, 554], 250)));
+        assert!(!rc.settle(&mut bdat(250, &[250, 450, 554], 250)));
         let e = rc.outcome(&a, &bdat(250, &[250, 450, 554], 250)).unwrap_err();
         assert_eq!((e.status, e.reply_code), (Status::Transient, 450));
         assert!(
@@ -244,8 +298,8 @@ mod tests {
         assert_eq!(e.partial().unwrap().items.len(), 3);
 
         let mut rc = Recipients::new(2);
-        assert!(rc.settle(&bdat(250, &[250, 452], 250)));
-        assert!(!rc.settle(&bdat(250, &[452], 503)));
+        assert!(rc.settle(&mut bdat(250, &[250, 452], 250)));
+        assert!(!rc.settle(&mut bdat(250, &[452], 503)));
         let e = rc.outcome(&a[..2], &bdat(250, &[452], 503)).unwrap_err();
         assert_eq!((e.status, e.reply_code), (Status::Transient, 452));
     }
@@ -254,7 +308,7 @@ mod tests {
     fn accepted_or_permanently_refused_is_ok() {
         let a = addrs(2);
         let mut rc = Recipients::new(2);
-        assert!(!rc.settle(&bdat(250, &[250, 550], 250)));
+        assert!(!rc.settle(&mut bdat(250, &[250, 550], 250)));
         let ok = rc.outcome(&a, &bdat(250, &[250, 550], 250)).unwrap();
         assert!(ok.detail.contains("accepted for 1 of 2"), "{}", ok.detail);
     }
@@ -294,22 +348,22 @@ mod tests {
                 "every recipient was refused",
             ),
         ];
-        for (rep, status, code, text) in cases {
+        for (mut rep, status, code, text) in cases {
             let mut rc = Recipients::new(2);
-            assert!(!rc.settle(&rep));
+            assert!(!rc.settle(&mut rep));
             let e = rc.outcome(&a, &rep).unwrap_err();
             assert_eq!((e.status, e.reply_code), (status, code), "{rep:?}");
             assert!(e.detail.contains(text), "{}", e.detail);
         }
         // DATA refused.
-        let rep = Replies {
+        let mut rep = Replies {
             mail: r(250),
             rcpts: vec![r(250)],
             data: r(554),
             ..Replies::default()
         };
         let mut rc = Recipients::new(1);
-        rc.settle(&rep);
+        rc.settle(&mut rep);
         let e = rc.outcome(&a[..1], &rep).unwrap_err();
         assert!(e.detail.starts_with("DATA refused"), "{}", e.detail);
     }

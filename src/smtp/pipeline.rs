@@ -91,9 +91,17 @@ pub trait Payload {
     /// MAIL parameters, each with a leading space.
     fn params(&self) -> &str;
     fn body(&self) -> Body;
-    /// The recipients of this transaction.
-    fn rcpts(&self) -> Vec<&str>;
+    /// How many recipients this transaction has.
+    fn rcpt_count(&self) -> usize;
+    /// Recipient `k` of this transaction (`k < rcpt_count()`).
+    fn rcpt(&self, k: usize) -> &str;
     fn data(&self) -> &[u8];
+    /// DATA carries the content unchanged (no line starts with '.', no
+    /// bare CR or LF): it is then written from its own buffer, not copied
+    /// through the dot-stuffer.
+    fn verbatim(&self) -> bool {
+        false
+    }
     /// False once the transaction must not be continued (cancelled): its
     /// content is then not written.
     fn live(&self) -> bool {
@@ -225,6 +233,20 @@ struct Flight<P> {
     probe: bool,
 }
 
+/// Most message contents written straight from their own buffers that
+/// one write gathers (each between two parts of the command buffer).
+const MAX_PIECES: usize = 8;
+
+/// Content of flight `seq`, `data()[from..to]`, due on the wire right
+/// after the first `at` bytes of the command buffer (before the rest).
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    at: usize,
+    seq: u64,
+    from: usize,
+    to: usize,
+}
+
 /// The transactions in flight on one connection.
 pub struct Window<P> {
     mode: Mode,
@@ -234,6 +256,9 @@ pub struct Window<P> {
     expect: VecDeque<(u64, Want)>,
     next_seq: u64,
     out: Vec<u8>,
+    /// Contents due between parts of `out`, in order: written with it in
+    /// one vectored write, never copied into it.
+    pieces: Vec<Piece>,
     done: VecDeque<Finished<P>>,
     max_transactions: usize,
     /// A transaction ended unsuccessfully with nothing behind it: RSET
@@ -262,6 +287,7 @@ impl<P: Payload> Window<P> {
             expect: VecDeque::new(),
             next_seq: 0,
             out: Vec::with_capacity(4096),
+            pieces: Vec::with_capacity(MAX_PIECES),
             done: VecDeque::new(),
             max_transactions: MAX_TRANSACTIONS,
             needs_rset: false,
@@ -335,13 +361,11 @@ impl<P: Payload> Window<P> {
         }
         .write_to(&mut self.out);
         self.expect.push_back((seq, Want::Mail));
-        let rcpts = p.rcpts();
-        for (i, to) in rcpts.iter().enumerate() {
-            Command::Rcpt { to }.write_to(&mut self.out);
+        let n = p.rcpt_count();
+        for i in 0..n {
+            Command::Rcpt { to: p.rcpt(i) }.write_to(&mut self.out);
             self.expect.push_back((seq, Want::Rcpt(i)));
         }
-        let n = rcpts.len();
-        drop(rcpts);
         let body = p.body();
         let stage = match body {
             Body::Data => {
@@ -406,14 +430,55 @@ impl<P: Payload> Window<P> {
         }
     }
 
-    /// Writes buffered commands out.
+    /// Writes buffered commands (and contents) out.
     pub fn flush<S: Wire>(&mut self, s: &mut Session<S>) -> Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
+        self.write_out(s)
+            .map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
+    }
+
+    /// Writes the command buffer with the contents due between its parts,
+    /// in one vectored write (more than one only when the socket takes
+    /// less), and flushes. Everything is cleared, written or not.
+    fn write_out<S: Wire>(&mut self, s: &mut Session<S>) -> std::io::Result<()> {
+        if self.pieces.is_empty() {
+            if self.out.is_empty() {
+                return Ok(());
+            }
+            let r = s.conn.send(&self.out);
+            self.out.clear();
+            return r;
         }
-        let r = s.conn.send(&self.out);
+        let empty = std::io::IoSlice::new(&[]);
+        let mut parts = [empty; 2 * MAX_PIECES + 1];
+        let mut n = 0;
+        let mut at = 0;
+        for piece in &self.pieces {
+            let f = self
+                .flights
+                .iter()
+                .find(|f| f.seq == piece.seq)
+                .expect("content is written before its transaction can finish");
+            if piece.at > at {
+                parts[n] = std::io::IoSlice::new(&self.out[at..piece.at]);
+                n += 1;
+            }
+            parts[n] = std::io::IoSlice::new(&f.p.data()[piece.from..piece.to]);
+            n += 1;
+            at = piece.at;
+        }
+        if self.out.len() > at {
+            parts[n] = std::io::IoSlice::new(&self.out[at..]);
+            n += 1;
+        }
+        let r = s.conn.send_vectored(&mut parts[..n]);
+        self.pieces.clear();
         self.out.clear();
-        r.map_err(|e| Error::from_io(&e, "sending to the SMTP server"))
+        r
+    }
+
+    /// Bytes buffered for the next write.
+    fn pending(&self) -> usize {
+        self.out.len() + self.pieces.iter().map(|p| p.to - p.from).sum::<usize>()
     }
 
     fn read_one<S: Wire>(&mut self, s: &mut Session<S>) -> std::result::Result<(), Failure> {
@@ -602,7 +667,7 @@ impl<P: Payload> Window<P> {
         self.expect.push_back((seq, Want::Last));
         self.flights[i].stage = Stage::Written;
         self.flights[i].r.content_sent = true;
-        self.write_content(s, seq, |data, out, _| out.extend_from_slice(data), |_| {})
+        self.write_unchanged(s, seq, b"")
     }
 
     /// DATA's content, dot-stuffed, and the final dot.
@@ -611,6 +676,19 @@ impl<P: Payload> Window<P> {
         self.flights[i].stage = Stage::Written;
         self.flights[i].r.content_sent = true;
         self.expect.push_back((seq, Want::Last));
+        if self.flights[i].p.verbatim() {
+            // Only the terminator is added (and the line end the
+            // content lacks, as the dot-stuffer would).
+            let data = self.flights[i].p.data();
+            let end: &'static [u8] = if data.is_empty() || data.ends_with(b"\r\n") {
+                b".\r\n"
+            } else if data.ends_with(b"\r") {
+                b"\n.\r\n"
+            } else {
+                b"\r\n.\r\n"
+            };
+            return self.write_unchanged(s, seq, end);
+        }
         let stuffer = std::cell::RefCell::new(DotStuffer::default());
         self.write_content(
             s,
@@ -618,6 +696,58 @@ impl<P: Payload> Window<P> {
             |data, out, _| stuffer.borrow_mut().encode(data, out),
             |out| stuffer.borrow_mut().finish(out),
         )
+    }
+
+    /// Writes flight `seq`'s content as it is, then `end`, from the
+    /// message's own buffer: each chunk goes out in one vectored write
+    /// with what is buffered before it, replies are read between chunks,
+    /// and the last chunk stays pending so that what follows can share
+    /// its write.
+    fn write_unchanged<S: Wire>(
+        &mut self,
+        s: &mut Session<S>,
+        seq: u64,
+        end: &[u8],
+    ) -> std::result::Result<(), Failure> {
+        let i = self.index(seq);
+        let total = self.flights[i].p.data().len();
+        if s.tracing() {
+            s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
+        }
+        if self.pieces.len() == MAX_PIECES {
+            self.write_out(s)
+                .map_err(|e| Error::from_io(&e, "sending the message"))?;
+        }
+        let mut done = 0usize;
+        while total - done > WRITE_CHUNK {
+            self.pieces.push(Piece {
+                at: self.out.len(),
+                seq,
+                from: done,
+                to: done + WRITE_CHUNK,
+            });
+            done += WRITE_CHUNK;
+            self.write_out(s)
+                .map_err(|e| Error::from_io(&e, "sending the message"))?;
+            let i = self.index(seq);
+            self.flights[i].p.progress(done as u64, total as u64);
+            self.drain(s, seq)?;
+        }
+        if done < total {
+            self.pieces.push(Piece {
+                at: self.out.len(),
+                seq,
+                from: done,
+                to: total,
+            });
+        }
+        self.out.extend_from_slice(end);
+        let i = self.index(seq);
+        self.flights[i].p.progress(total as u64, total as u64);
+        if self.pending() >= WRITE_CHUNK || self.pieces.len() == MAX_PIECES {
+            self.flush(s)?;
+        }
+        Ok(())
     }
 
     /// Writes flight `seq`'s content through `encode` in chunks, reading the
@@ -632,7 +762,9 @@ impl<P: Payload> Window<P> {
     ) -> std::result::Result<(), Failure> {
         let i = self.index(seq);
         let total = self.flights[i].p.data().len();
-        s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
+        if s.tracing() {
+            s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
+        }
         let mut done = 0usize;
         while done < total {
             let i = self.index(seq);
@@ -641,9 +773,8 @@ impl<P: Payload> Window<P> {
             encode(&data[done..done + n], &mut self.out, done);
             done += n;
             if done < total {
-                let r = s.conn.write_all(&self.out);
-                self.out.clear();
-                r.map_err(|e| Error::from_io(&e, "sending the message"))?;
+                self.write_out(s)
+                    .map_err(|e| Error::from_io(&e, "sending the message"))?;
                 let i = self.index(seq);
                 self.flights[i].p.progress(done as u64, total as u64);
                 self.drain(s, seq)?;
@@ -652,7 +783,7 @@ impl<P: Payload> Window<P> {
         end(&mut self.out);
         let i = self.index(seq);
         self.flights[i].p.progress(total as u64, total as u64);
-        if self.out.len() >= WRITE_CHUNK {
+        if self.pending() >= WRITE_CHUNK {
             self.flush(s)?;
         }
         Ok(())
@@ -674,6 +805,7 @@ impl<P: Payload> Window<P> {
             self.flights.iter().any(|f| f.probe) && self.flights.front().is_some_and(|f| !f.probe);
         self.expect.clear();
         self.out.clear();
+        self.pieces.clear();
         Broken {
             error,
             closing,
@@ -734,6 +866,7 @@ mod tests {
         data: Vec<u8>,
         body: Body,
         live: Cell<bool>,
+        verbatim: bool,
     }
 
     impl Payload for Msg {
@@ -746,14 +879,20 @@ mod tests {
         fn body(&self) -> Body {
             self.body
         }
-        fn rcpts(&self) -> Vec<&str> {
-            self.rcpts.iter().map(String::as_str).collect()
+        fn rcpt_count(&self) -> usize {
+            self.rcpts.len()
+        }
+        fn rcpt(&self, k: usize) -> &str {
+            &self.rcpts[k]
         }
         fn data(&self) -> &[u8] {
             &self.data
         }
         fn live(&self) -> bool {
             self.live.get()
+        }
+        fn verbatim(&self) -> bool {
+            self.verbatim
         }
     }
 
@@ -763,6 +902,7 @@ mod tests {
             data: data.as_bytes().to_vec(),
             body,
             live: Cell::new(true),
+            verbatim: false,
         }
     }
 
@@ -1082,6 +1222,52 @@ mod tests {
         let b = w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap_err();
         assert!(b.in_flight[0].1.content_sent);
         assert_eq!(b.error.status, Status::Io);
+    }
+
+    #[test]
+    fn unchanged_contents_go_out_exact_from_their_own_buffers() {
+        // DATA, verbatim: large (several chunks), without a final CRLF, ending
+        // in CRLF, and empty; the same with the dot-stuffer gives the same bytes.
+        let big = "line of text\r\n".repeat(WRITE_CHUNK / 7) + "no end";
+        let datas = [big.as_str(), "ends\r\n", "", "x"];
+        let replies = "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n".repeat(datas.len());
+        let mut outputs = Vec::new();
+        for verbatim in [true, false] {
+            let mut s = session(&replies, 1000);
+            let mut w = Window::new(Mode::Stream);
+            let msgs = datas
+                .iter()
+                .map(|d| Msg {
+                    verbatim,
+                    ..msg(Body::Data, 1, d)
+                })
+                .collect();
+            let done = run(&mut w, &mut s, msgs).unwrap();
+            assert!(done.iter().all(|f| f.replies.delivered()));
+            outputs.push(written(&s));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        let one = "MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nDATA\r\n";
+        let expect = format!("{one}{big}\r\n.\r\n{one}ends\r\n.\r\n{one}.\r\n{one}x\r\n.\r\n");
+        assert_eq!(outputs[0], expect);
+
+        // BDAT: more transactions streamed than one write gathers contents.
+        let n = 3 * MAX_PIECES + 1;
+        let mut s = session(&OK3.repeat(n), 1000);
+        let mut w = Window::new(Mode::Stream);
+        let msgs = (0..n).map(|i| msg(Body::Bdat, 1, &format!("m{i}\n"))).collect();
+        let done = run(&mut w, &mut s, msgs).unwrap();
+        assert_eq!(done.len(), n);
+        let expect: String = (0..n)
+            .map(|i| {
+                let d = format!("m{i}\n");
+                format!(
+                    "MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nBDAT {} LAST\r\n{d}",
+                    d.len()
+                )
+            })
+            .collect();
+        assert_eq!(written(&s), expect);
     }
 
     #[test]

@@ -114,7 +114,12 @@ pub fn parse_line(line: &[u8]) -> Result<(u16, bool, Cow<'_, str>)> {
         Some(b'-') => (false, &line[4..]),
         Some(_) => return Err(bad()),
     };
-    Ok((code, last, String::from_utf8_lossy(text)))
+    // Valid UTF-8 (nearly every reply) is checked by the fast validator alone.
+    let text = match std::str::from_utf8(text) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(text),
+    };
+    Ok((code, last, text))
 }
 
 /// Reads one complete reply from `conn`: each line, and all of them
@@ -122,7 +127,8 @@ pub fn parse_line(line: &[u8]) -> Result<(u16, bool, Cow<'_, str>)> {
 /// [`MAX_REPLY_LINES`] lines.
 pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
     let max = conn.max_line();
-    let mut lines = Vec::new();
+    // Most replies have one line.
+    let mut lines = Vec::with_capacity(1);
     let mut first_code = None;
     let mut total = 0usize;
     loop {

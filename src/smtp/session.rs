@@ -142,6 +142,11 @@ impl<S: Read + Write> Session<S> {
         self.conn.transmit(data)
     }
 
+    /// Is TRACE logging on (so that a trace line is worth formatting)?
+    pub fn tracing(&self) -> bool {
+        self.conn.tracer().enabled(crate::log::TRACE)
+    }
+
     /// Logs the command lines of `data` at TRACE.
     pub fn trace_out(&mut self, data: &[u8]) {
         self.conn.trace_out(data);
