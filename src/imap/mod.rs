@@ -79,6 +79,7 @@ type Ticket = crate::engine::Ticket<ImapJob>;
 type WorkerCtx = crate::engine::WorkerCtx<ImapJob>;
 
 use args::{quote, Criteria, Part};
+use command::{Command, FlagChange, Mailbox};
 use parse::{Cond, Response, Value};
 use session::Session;
 
@@ -89,14 +90,6 @@ pub const FETCH_SIZE: u32 = 4;
 pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
 pub const FETCH_ALL: u32 = 31;
-
-/// How a store changes flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreMode {
-    Add,
-    Remove,
-    Replace,
-}
 
 /// What an IMAP op does.
 #[derive(Debug)]
@@ -119,7 +112,7 @@ pub enum ImapOp {
     },
     Store {
         uids: String,
-        mode: StoreMode,
+        mode: FlagChange,
         flags: String,
     },
     Copy {
@@ -364,22 +357,16 @@ impl ImapDriver {
         match &job.op {
             ImapOp::List { pattern } => list(s, pattern),
             ImapOp::Create => {
-                s.simple(
-                    &format!("CREATE {}", quote(&utf7::encode(mb))),
-                    &format!("CREATE {mb}"),
-                )?;
+                s.simple(Command::Create(Mailbox(mb)), &format!("CREATE {mb}"))?;
                 Ok(Success::new(0, format!("created {mb}")))
             }
             ImapOp::Delete => {
                 if s.selected.as_ref().is_some_and(|x| x.name == mb) {
                     // Leave it first: servers refuse or misbehave deleting the selected mailbox.
                     s.selected = None;
-                    let _ = s.command("EXAMINE \"INBOX\"", &mut |_| {})?;
+                    let _ = s.command(Command::Examine(Mailbox("INBOX")), &mut |_| {})?;
                 }
-                s.simple(
-                    &format!("DELETE {}", quote(&utf7::encode(mb))),
-                    &format!("DELETE {mb}"),
-                )?;
+                s.simple(Command::Delete(Mailbox(mb)), &format!("DELETE {mb}"))?;
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
@@ -387,29 +374,27 @@ impl ImapDriver {
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
-                let verb = match mode {
-                    StoreMode::Add => "+FLAGS.SILENT",
-                    StoreMode::Remove => "-FLAGS.SILENT",
-                    StoreMode::Replace => "FLAGS.SILENT",
+                let store = Command::UidStore {
+                    uids,
+                    change: *mode,
+                    flags,
                 };
-                s.simple(
-                    &format!("UID STORE {uids} {verb} ({flags})"),
-                    &format!("UID STORE {uids}"),
-                )?;
+                s.simple(store, &format!("UID STORE {uids}"))?;
                 Ok(Success::new(0, format!("flags stored on {uids}")))
             }
             ImapOp::Copy { uids, target } => {
                 s.select(mb, false)?;
-                s.simple(
-                    &format!("UID COPY {uids} {}", quote(&utf7::encode(target))),
-                    &format!("UID COPY {uids} to {target}"),
-                )?;
+                let copy = Command::UidCopy {
+                    uids,
+                    to: Mailbox(target),
+                };
+                s.simple(copy, &format!("UID COPY {uids} to {target}"))?;
                 Ok(Success::new(0, format!("copied {uids} to {target}")))
             }
             ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
             ImapOp::Expunge => {
                 s.select(mb, true)?;
-                s.simple("EXPUNGE", &format!("EXPUNGE in {mb}"))?;
+                s.simple(Command::Expunge, &format!("EXPUNGE in {mb}"))?;
                 Ok(Success::new(0, format!("expunged {mb}")))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
@@ -656,7 +641,7 @@ fn idle_once(
 ) -> Result<IdleEnd> {
     let mut count = known.unwrap_or(0);
     let tag = s.conn().next_tag();
-    s.send(format!("{tag} IDLE\r\n").as_bytes())?;
+    s.send(Command::Idle.line(&tag).as_bytes())?;
     let io = s.io_timeout();
     s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
     let renew_at = Instant::now() + w.options().idle_renew;
@@ -787,19 +772,16 @@ fn list_item(values: &[parse::Value]) -> Option<ResultItem> {
 fn list(s: &mut Session, pattern: &str) -> Outcome {
     let mut items = Vec::new();
     let mut malformed = None;
-    let st = s.command(
-        &format!("LIST \"\" {}", quote(&utf7::encode(pattern))),
-        &mut |r| {
-            if let Response::Data { name, values } = r {
-                if name == "LIST" {
-                    match list_item(&values) {
-                        Some(item) => items.push(item),
-                        None => malformed = Some(format!("{values:?}")),
-                    }
+    let st = s.command(Command::List(Mailbox(pattern)), &mut |r| {
+        if let Response::Data { name, values } = r {
+            if name == "LIST" {
+                match list_item(&values) {
+                    Some(item) => items.push(item),
+                    None => malformed = Some(format!("{values:?}")),
                 }
             }
-        },
-    )?;
+        }
+    })?;
     if st.cond != Cond::Ok {
         return Err(st.error(&format!("LIST {pattern}")));
     }
@@ -892,15 +874,20 @@ fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
 
 fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Outcome {
     s.select(mailbox, true)?;
-    let dest = utf7::encode(target);
+    let to = Mailbox(target);
     let what = format!("moving {uids} to {target}");
     if s.caps.has("MOVE") {
-        s.simple(&format!("UID MOVE {uids} {}", quote(&dest)), &what)?;
+        s.simple(Command::UidMove { uids, to }, &what)?;
     } else if s.caps.has("UIDPLUS") {
         // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
-        s.simple(&format!("UID COPY {uids} {}", quote(&dest)), &what)?;
-        s.simple(&format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)"), &what)?;
-        s.simple(&format!("UID EXPUNGE {uids}"), &what)?;
+        s.simple(Command::UidCopy { uids, to }, &what)?;
+        let deleted = Command::UidStore {
+            uids,
+            change: FlagChange::Add,
+            flags: "\\Deleted",
+        };
+        s.simple(deleted, &what)?;
+        s.simple(Command::UidExpunge { uids }, &what)?;
     } else {
         return Err(Error::new(
             Status::Unsupported,
@@ -929,7 +916,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
         items.push_str(" BODY.PEEK[HEADER]");
     }
     let tag = s.conn().next_tag();
-    s.send(format!("{tag} UID FETCH {uids} ({items})\r\n").as_bytes())?;
+    s.send(Command::UidFetch { uids, items: &items }.line(&tag).as_bytes())?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
     let mut received = 0u64;
     let mut reported = 0u64;

@@ -70,6 +70,7 @@ type Ticket = crate::engine::Ticket<Pop3Job>;
 /// What the POP3 driver sees of its worker.
 type WorkerCtx = crate::engine::WorkerCtx<Pop3Job>;
 
+use command::Command;
 use response::Kind;
 use session::{Entry, Session};
 
@@ -332,8 +333,12 @@ impl Pop3Driver {
                     Some(e) => {
                         let entry = e.clone();
                         match top {
-                            None => out.extend_from_slice(format!("RETR {}\r\n", entry.num).as_bytes()),
-                            Some(n) => out.extend_from_slice(format!("TOP {} {n}\r\n", entry.num).as_bytes()),
+                            None => Command::Retr(entry.num).write_to(&mut out),
+                            Some(lines) => Command::Top {
+                                num: entry.num,
+                                lines,
+                            }
+                            .write_to(&mut out),
                         }
                         h.t.set_cancel_mode(CancelMode::Defer);
                         inflight.push_back(Flight { h, entry, top });
@@ -544,7 +549,7 @@ impl Pop3Driver {
             if sent < found.len() && sent - answered < window.div_ceil(2).max(1) {
                 let mut out = Vec::new();
                 while sent < found.len() && sent - answered < window {
-                    out.extend_from_slice(format!("DELE {}\r\n", found[sent].num).as_bytes());
+                    Command::Dele(found[sent].num).write_to(&mut out);
                     sent += 1;
                 }
                 if let Err(e) = s.send(&out) {
@@ -574,7 +579,7 @@ impl Pop3Driver {
         }
         if let Some(mut e) = refused {
             // Unmark the others: a delete is all of the messages or none.
-            match s.command("RSET") {
+            match s.command(Command::Rset) {
                 Ok(r) if r.is_ok() => s.marked = 0,
                 // Not reset: close without QUIT, so nothing is deleted.
                 _ => self.drop_session(),
@@ -598,7 +603,7 @@ impl Pop3Driver {
             return;
         };
         let n = found.len();
-        if let Err(e) = s.send(b"QUIT\r\n") {
+        if let Err(e) = s.send_all(&[Command::Quit]) {
             drop(s);
             self.delete_lost(h, e, w);
             return;
