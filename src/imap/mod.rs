@@ -415,14 +415,7 @@ impl ImapDriver {
         while t.is_live() {
             // Connecting and selecting can block: a cancel shuts the socket down.
             t.set_cancel_mode(CancelMode::Abort);
-            let prepared = self.ensure(w).and_then(|s| {
-                if !s.caps.has("IDLE") {
-                    return Err(Error::new(Status::Unsupported, "the server does not offer IDLE"));
-                }
-                s.select(&mailbox, false)?;
-                Ok(s.selected.as_ref().map_or(0, |x| x.exists))
-            });
-            let exists = match prepared {
+            let exists = match self.idle_select(&mailbox, w) {
                 Ok(n) => n,
                 Err(e) => {
                     self.after_error(&e);
@@ -475,21 +468,38 @@ impl ImapDriver {
             }
         }
         t.complete(Err(Error::cancelled()));
-        // DONE is sent; its reply is read after the cancel is delivered, so
-        // a server that keeps talking delays neither, and the connection is
-        // kept when the server ends IDLE in time.
-        if let (Some(tag), Some(s)) = (unfinished, self.session.as_mut()) {
-            let wait = s.io_timeout().min(DONE_WAIT);
-            let deadline = Instant::now() + wait;
-            let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
-            match s.within(wait, |s| done_reply(s, None, &tag, &mut count, deadline)) {
-                Ok(_) => {
-                    if let Some(sel) = s.selected.as_mut() {
-                        sel.exists = count;
-                    }
+        if let Some(tag) = unfinished {
+            self.finish_done(&tag);
+        }
+    }
+
+    /// The session for an IDLE on `mailbox`, selected: the mailbox's
+    /// message count.
+    fn idle_select(&mut self, mailbox: &str, w: &mut WorkerCtx) -> Result<u32> {
+        let s = self.ensure(w)?;
+        if !s.caps.has("IDLE") {
+            return Err(Error::new(Status::Unsupported, "the server does not offer IDLE"));
+        }
+        s.select(mailbox, false)?;
+        Ok(s.selected.as_ref().map_or(0, |x| x.exists))
+    }
+
+    /// Reads the reply to the DONE that ended an IDLE (tagged `tag`). It is
+    /// read after the cancel is delivered, so a server that keeps talking
+    /// delays neither, and the connection is kept when the server ends IDLE
+    /// in time.
+    fn finish_done(&mut self, tag: &str) {
+        let Some(s) = self.session.as_mut() else { return };
+        let wait = s.io_timeout().min(DONE_WAIT);
+        let deadline = Instant::now() + wait;
+        let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
+        match s.within(wait, |s| done_reply(s, None, tag, &mut count, deadline)) {
+            Ok(_) => {
+                if let Some(sel) = s.selected.as_mut() {
+                    sel.exists = count;
                 }
-                Err(_) => self.session = None,
             }
+            Err(_) => self.session = None,
         }
     }
 }
@@ -1099,6 +1109,20 @@ fn read_reply_within(s: &mut Session) -> Result<Response> {
 const MULTI_BATCH: usize = 100;
 const MULTI_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// What every APPEND command of one op shares.
+struct AppendRun<'a> {
+    t: &'a Ticket,
+    messages: &'a [Vec<u8>],
+    /// The mailbox, quoted modified UTF-7.
+    target: String,
+    /// " (flags)", or nothing.
+    flag_part: String,
+    multi: bool,
+    /// Bytes of all the messages, and of those written so far.
+    total: u64,
+    written: u64,
+}
+
 fn append_run(
     s: &mut Session,
     t: &Ticket,
@@ -1107,15 +1131,19 @@ fn append_run(
     flags: &str,
     st: &mut AppendState,
 ) -> Result<()> {
-    let target = quote(&utf7::encode(mailbox));
-    let flag_part = if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" ({flags})")
+    let mut run = AppendRun {
+        t,
+        messages,
+        target: quote(&utf7::encode(mailbox)),
+        flag_part: if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" ({flags})")
+        },
+        multi: s.caps.has("MULTIAPPEND"),
+        total: messages.iter().map(|m| m.len() as u64).sum(),
+        written: 0,
     };
-    let multi = s.caps.has("MULTIAPPEND");
-    let total: u64 = messages.iter().map(|m| m.len() as u64).sum();
-    let mut written = 0u64;
     let mut i = 0;
     while i < messages.len() {
         let nonsync = s.caps.nonsync(messages[i].len());
@@ -1130,82 +1158,111 @@ fn append_run(
             break;
         }
         let tag = s.conn().next_tag();
-        let first = i;
         if nonsync {
-            // One APPEND, or a MULTIAPPEND of the messages that follow.
-            let mut bytes = 0;
-            loop {
-                let m = &messages[i];
-                let head = if i == first {
-                    format!("{tag} APPEND {target}{flag_part} {{{}+}}\r\n", m.len())
-                } else {
-                    format!("{flag_part} {{{}+}}\r\n", m.len())
-                };
-                let next = messages.get(i + 1);
-                let more = multi
-                    && next.is_some_and(|x| {
-                        i + 1 - first < MULTI_BATCH
-                            && bytes + m.len() + x.len() <= MULTI_BATCH_BYTES
-                            && s.caps.nonsync(x.len())
-                    });
-                let base = written;
-                s.send_with_literal(head.as_bytes(), m, !more, &mut |n| {
-                    t.progress(base + n as u64, total)
-                })?;
-                written += m.len() as u64;
-                bytes += m.len();
-                i += 1;
-                if !more {
-                    break;
-                }
-                if t.cancel_requested() {
-                    // End the MULTIAPPEND here: what was sent is appended.
-                    s.send(b"\r\n")?;
-                    break;
-                }
-            }
-            st.inflight.push_back((tag, first, i - first));
-            st.inflight_bytes += bytes;
-        } else {
-            let m = &messages[i];
-            s.send(format!("{tag} APPEND {target}{flag_part} {{{}}}\r\n", m.len()).as_bytes())?;
-            let mut go = false;
-            loop {
-                if t.cancel_requested() {
-                    // Nothing of this message was sent: the command is
-                    // abandoned, and the connection with it.
-                    return Err(Error::cancelled());
-                }
-                match read_reply_within(s)? {
-                    Response::Continue => {
-                        go = true;
-                        break;
-                    }
-                    Response::Tagged { tag: tg, status } if tg == tag => {
-                        st.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
-                        break;
-                    }
-                    Response::Tagged { tag: tg, .. } => {
-                        return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
-                    }
-                    r => session::track(&mut s.selected, &r),
-                }
-            }
-            if !go {
-                break;
-            }
-            let base = written;
-            s.send_with_literal(b"", m, true, &mut |n| t.progress(base + n as u64, total))?;
-            written += m.len() as u64;
-            st.inflight.push_back((tag, i, 1));
-            st.inflight_bytes += m.len();
+            i = run.send_nonsync(s, st, tag, i)?;
+        } else if run.send_sync(s, st, tag, i)? {
             i += 1;
+        } else {
+            break;
         }
     }
     while !st.inflight.is_empty() {
         st.read_reply(s, t, messages)?;
     }
     Ok(())
+}
+
+impl AppendRun<'_> {
+    /// One APPEND with a non-synchronizing literal (LITERAL+), or a
+    /// MULTIAPPEND of message `first` and those that follow: the index of
+    /// the first message not sent.
+    fn send_nonsync(
+        &mut self,
+        s: &mut Session,
+        st: &mut AppendState,
+        tag: String,
+        first: usize,
+    ) -> Result<usize> {
+        let (t, messages) = (self.t, self.messages);
+        let mut bytes = 0;
+        let mut i = first;
+        loop {
+            let m = &messages[i];
+            let head = if i == first {
+                format!(
+                    "{tag} APPEND {}{} {{{}+}}\r\n",
+                    self.target,
+                    self.flag_part,
+                    m.len()
+                )
+            } else {
+                format!("{} {{{}+}}\r\n", self.flag_part, m.len())
+            };
+            let next = messages.get(i + 1);
+            let more = self.multi
+                && next.is_some_and(|x| {
+                    i + 1 - first < MULTI_BATCH
+                        && bytes + m.len() + x.len() <= MULTI_BATCH_BYTES
+                        && s.caps.nonsync(x.len())
+                });
+            let (base, total) = (self.written, self.total);
+            s.send_with_literal(head.as_bytes(), m, !more, &mut |n| {
+                t.progress(base + n as u64, total)
+            })?;
+            self.written += m.len() as u64;
+            bytes += m.len();
+            i += 1;
+            if !more {
+                break;
+            }
+            if t.cancel_requested() {
+                // End the MULTIAPPEND here: what was sent is appended.
+                s.send(b"\r\n")?;
+                break;
+            }
+        }
+        st.inflight.push_back((tag, first, i - first));
+        st.inflight_bytes += bytes;
+        Ok(i)
+    }
+
+    /// One APPEND of message `i` with a synchronizing literal: the message
+    /// goes after the server's "+". False when the server refused it.
+    fn send_sync(&mut self, s: &mut Session, st: &mut AppendState, tag: String, i: usize) -> Result<bool> {
+        let t = self.t;
+        let m = &self.messages[i];
+        let head = format!(
+            "{tag} APPEND {}{} {{{}}}\r\n",
+            self.target,
+            self.flag_part,
+            m.len()
+        );
+        s.send(head.as_bytes())?;
+        loop {
+            if t.cancel_requested() {
+                // Nothing of this message was sent: the command is
+                // abandoned, and the connection with it.
+                return Err(Error::cancelled());
+            }
+            match read_reply_within(s)? {
+                Response::Continue => break,
+                Response::Tagged { tag: tg, status } if tg == tag => {
+                    st.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
+                    return Ok(false);
+                }
+                Response::Tagged { tag: tg, .. } => {
+                    return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
+                }
+                r => session::track(&mut s.selected, &r),
+            }
+        }
+        let (base, total) = (self.written, self.total);
+        s.send_with_literal(b"", m, true, &mut |n| t.progress(base + n as u64, total))?;
+        self.written += m.len() as u64;
+        st.inflight.push_back((tag, i, 1));
+        st.inflight_bytes += m.len();
+        Ok(true)
+    }
 }
 
 impl Driver for ImapDriver {

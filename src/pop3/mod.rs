@@ -53,6 +53,7 @@ pub mod session;
 pub mod uidl;
 
 use std::collections::{HashSet, VecDeque};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,7 +72,7 @@ type Ticket = crate::engine::Ticket<Pop3Job>;
 type WorkerCtx = crate::engine::WorkerCtx<Pop3Job>;
 
 use command::Command;
-use response::Kind;
+use response::{Kind, Response};
 use session::{Entry, Session};
 
 /// Most commands on the wire at once. A command is at most 27 bytes
@@ -300,59 +301,16 @@ impl Pop3Driver {
                         None => break,
                     },
                 };
-                let Some((uidl, top)) = fetch_args(&h.t) else {
-                    // Not a fetch: it runs after this pipeline.
-                    h.t.set_cancel_mode(CancelMode::Defer);
-                    self.held.push_front(h);
-                    pulling = false;
-                    break;
-                };
-                if !h.t.is_live() {
-                    h.t.complete(Err(Error::cancelled()));
-                    continue;
-                }
-                if top.is_some() && s.caps.known && !s.caps.top {
-                    h.t.complete(Err(Error::new(
-                        Status::Unsupported,
-                        "the server does not offer TOP",
-                    )));
-                    continue;
-                }
-                match s.lookup(uidl) {
-                    Some(e) if top.is_none() && e.size > max_message as u64 => {
-                        let e = Error::new(
-                            Status::Limit,
-                            format!(
-                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most \
-                                 {max_message} (MAX_MESSAGE_BYTES)",
-                                e.num, e.size
-                            ),
-                        );
-                        h.t.complete(Err(e));
-                    }
-                    Some(e) => {
-                        let entry = e.clone();
-                        match top {
-                            None => Command::Retr(entry.num).write_to(&mut out),
-                            Some(lines) => Command::Top {
-                                num: entry.num,
-                                lines,
-                            }
-                            .write_to(&mut out),
-                        }
-                        h.t.set_cancel_mode(CancelMode::Defer);
-                        inflight.push_back(Flight { h, entry, top });
-                    }
-                    None if s.opened_at >= h.taken => {
-                        let e = not_found(uidl);
-                        h.t.complete(Err(e));
-                    }
-                    None => {
-                        // The session may predate the message: look again in a new one.
+                match admit(s, h, max_message, &mut out) {
+                    Admit::Sent(f) => inflight.push_back(f),
+                    Admit::Completed => {}
+                    Admit::Later { h, refresh: again } => {
+                        // Not a fetch (it runs after this pipeline), or the
+                        // session may predate the message (look again in a new one).
                         h.t.set_cancel_mode(CancelMode::Defer);
                         self.held.push_front(h);
                         pulling = false;
-                        refresh = true;
+                        refresh |= again;
                         break;
                     }
                 }
@@ -491,43 +449,15 @@ impl Pop3Driver {
 
     /// Deletes the op's UIDLs that the maildrop has and commits with QUIT.
     fn delete(&mut self, h: Held, w: &mut WorkerCtx) {
-        let uidls: Vec<String> = match &h.t.job {
-            Pop3Job::Delete { uidls } => {
-                let mut seen = HashSet::new();
-                uidls
-                    .iter()
-                    .filter(|u| seen.insert(u.as_str()))
-                    .cloned()
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        let Some(mut h) = self.ensure_session(h, w) else {
+        let uidls = delete_uidls(&h.t.job);
+        let Some(h) = self.delete_session(h, &uidls, w) else {
             return;
         };
-        let stale = |s: &Session<Stream>, h: &Held| {
-            s.opened_at < h.taken && uidls.iter().any(|u| s.lookup(u).is_none())
-        };
-        if self.session.as_ref().is_some_and(|s| stale(s, &h)) {
-            // The session may predate some of them: look again in a new one.
-            self.close_session(w);
-            match self.ensure_session(h, w) {
-                Some(h2) => h = h2,
-                None => return,
-            }
-        }
         let Some(s) = self.session.as_mut() else {
             h.t.complete(Err(Error::new(Status::Panic, "no session")));
             return;
         };
-        let mut found: Vec<Entry> = Vec::new();
-        let mut missing: Vec<&str> = Vec::new();
-        for u in &uidls {
-            match s.lookup(u) {
-                Some(e) => found.push(e.clone()),
-                None => missing.push(u),
-            }
-        }
+        let (found, missing) = partition_uidls(s, &uidls);
         if found.is_empty() {
             let e = Error::new(
                 Status::NotFound,
@@ -539,58 +469,42 @@ impl Pop3Driver {
             h.t.complete(Err(e));
             return;
         }
-
-        // Mark them: DELE, up to WINDOW on the wire at once.
         h.t.set_cancel_mode(CancelMode::Abort);
-        let window = if s.caps.pipelining { WINDOW } else { 1 };
-        let mut refused: Option<Error> = None;
-        let (mut sent, mut answered) = (0, 0);
-        while answered < found.len() {
-            if sent < found.len() && sent - answered < window.div_ceil(2).max(1) {
-                let mut out = Vec::new();
-                while sent < found.len() && sent - answered < window {
-                    Command::Dele(found[sent].num).write_to(&mut out);
-                    sent += 1;
+        match mark_deleted(s, &found) {
+            Err(e) => self.delete_lost(h, e, w),
+            Ok(Some(mut e)) => {
+                // Unmark the others: a delete is all of the messages or none.
+                match s.command(Command::Rset) {
+                    Ok(r) if r.is_ok() => s.marked = 0,
+                    // Not reset: close without QUIT, so nothing is deleted.
+                    _ => self.drop_session(),
                 }
-                if let Err(e) = s.send(&out) {
-                    self.delete_lost(h, e, w);
-                    return;
-                }
+                e.detail.push_str("; nothing was deleted");
+                h.t.complete(Err(e));
             }
-            match s.response() {
-                Ok(r) if r.is_ok() => s.marked += 1,
-                Ok(r) if r.kind == Kind::Err => {
-                    if refused.is_none() {
-                        let f = &found[answered];
-                        refused = Some(r.error(&format!("DELE of message {} (UIDL {})", f.num, f.uidl)));
-                    }
-                }
-                Ok(r) => {
-                    let e = Error::protocol(format!("unexpected reply to DELE: {r}"));
-                    self.delete_lost(h, e, w);
-                    return;
-                }
-                Err(e) => {
-                    self.delete_lost(h, e, w);
-                    return;
-                }
-            }
-            answered += 1;
+            Ok(None) => self.commit_delete(h, &found, &missing, w),
         }
-        if let Some(mut e) = refused {
-            // Unmark the others: a delete is all of the messages or none.
-            match s.command(Command::Rset) {
-                Ok(r) if r.is_ok() => s.marked = 0,
-                // Not reset: close without QUIT, so nothing is deleted.
-                _ => self.drop_session(),
-            }
-            e.detail.push_str("; nothing was deleted");
-            h.t.complete(Err(e));
-            return;
-        }
+    }
 
-        // Commit. From here a cancel cannot stop the server: it cuts the wait
-        // for QUIT's reply short, and the op says the server may have deleted.
+    /// A session for a delete of `uidls`: one opened after the op was
+    /// taken when the current one may predate some of them. None when the
+    /// op was completed (or handed back) instead.
+    fn delete_session(&mut self, h: Held, uidls: &[String], w: &mut WorkerCtx) -> Option<Held> {
+        let h = self.ensure_session(h, w)?;
+        let stale =
+            |s: &Session<Stream>| s.opened_at < h.taken && uidls.iter().any(|u| s.lookup(u).is_none());
+        if self.session.as_ref().is_some_and(stale) {
+            // The session may predate some of them: look again in a new one.
+            self.close_session(w);
+            return self.ensure_session(h, w);
+        }
+        Some(h)
+    }
+
+    /// Commits a delete whose messages are all marked: QUIT. From here a
+    /// cancel cannot stop the server: it cuts the wait for QUIT's reply
+    /// short, and the op says the server may have deleted.
+    fn commit_delete(&mut self, h: Held, found: &[Entry], missing: &[&str], w: &mut WorkerCtx) {
         h.t.set_cancel_mode(CancelMode::Interrupt);
         if !h.t.is_live() {
             // Cancelled before QUIT: closing without it deletes nothing.
@@ -602,7 +516,6 @@ impl Pop3Driver {
             h.t.complete(Err(Error::new(Status::Panic, "no session")));
             return;
         };
-        let n = found.len();
         if let Err(e) = s.send_all(&[Command::Quit]) {
             drop(s);
             self.delete_lost(h, e, w);
@@ -611,31 +524,7 @@ impl Pop3Driver {
         self.ctl = None;
         let reply = s.response();
         drop(s);
-        match reply {
-            Ok(r) if r.is_ok() => {
-                let mut detail = format!("deleted {n} message{}", if n == 1 { "" } else { "s" });
-                if !missing.is_empty() {
-                    detail.push_str(&format!("; not in the maildrop: {}", missing.join(", ")));
-                }
-                let items = found.iter().map(item).collect();
-                h.t.complete(Ok(Success::new(0, detail).with_result(ResultData::new(items))));
-            }
-            Ok(r) => {
-                let mut e = r.error("QUIT");
-                e.detail.push_str(&format!(
-                    "; the server may have removed some of the {n} marked messages, not all"
-                ));
-                h.t.complete(Err(e));
-            }
-            Err(e) => {
-                let detail = format!(
-                    "{}; the connection was lost after QUIT was sent, before its reply: \
-                     the server may or may not have deleted the {n} messages",
-                    e.detail
-                );
-                h.t.complete(Err(Error::new(e.status, detail)));
-            }
-        }
+        h.t.complete(quit_outcome(reply, found, missing));
     }
 
     /// A delete's connection failed before its QUIT was sent: the server
@@ -663,6 +552,159 @@ impl Pop3Driver {
                 )
             });
             self.hold_front(h);
+        }
+    }
+}
+
+/// What became of an op offered to a fetch pipeline.
+enum Admit {
+    /// Its RETR or TOP is in the batch.
+    Sent(Flight),
+    /// Completed without a command (cancelled, unsupported, too large, not found).
+    Completed,
+    /// Held back: not a fetch, or (`refresh`) a UIDL the session may not know yet.
+    Later { h: Held, refresh: bool },
+}
+
+/// Offers `h` to the fetch pipeline on `s`: appends its RETR or TOP to
+/// `out`, or completes it, or hands it back.
+fn admit<S: Read + Write>(s: &Session<S>, h: Held, max_message: usize, out: &mut Vec<u8>) -> Admit {
+    let Some((uidl, top)) = fetch_args(&h.t) else {
+        return Admit::Later { h, refresh: false };
+    };
+    if !h.t.is_live() {
+        h.t.complete(Err(Error::cancelled()));
+        return Admit::Completed;
+    }
+    if top.is_some() && s.caps.known && !s.caps.top {
+        h.t.complete(Err(Error::new(
+            Status::Unsupported,
+            "the server does not offer TOP",
+        )));
+        return Admit::Completed;
+    }
+    match s.lookup(uidl) {
+        Some(e) if top.is_none() && e.size > max_message as u64 => {
+            let e = Error::new(
+                Status::Limit,
+                format!(
+                    "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most \
+                     {max_message} (MAX_MESSAGE_BYTES)",
+                    e.num, e.size
+                ),
+            );
+            h.t.complete(Err(e));
+            Admit::Completed
+        }
+        Some(e) => {
+            let entry = e.clone();
+            match top {
+                None => Command::Retr(entry.num).write_to(out),
+                Some(lines) => Command::Top {
+                    num: entry.num,
+                    lines,
+                }
+                .write_to(out),
+            }
+            h.t.set_cancel_mode(CancelMode::Defer);
+            Admit::Sent(Flight { h, entry, top })
+        }
+        None if s.opened_at >= h.taken => {
+            let e = not_found(uidl);
+            h.t.complete(Err(e));
+            Admit::Completed
+        }
+        None => Admit::Later { h, refresh: true },
+    }
+}
+
+/// The UIDLs a delete op names, each once, in their order.
+fn delete_uidls(job: &Pop3Job) -> Vec<String> {
+    match job {
+        Pop3Job::Delete { uidls } => {
+            let mut seen = HashSet::new();
+            uidls
+                .iter()
+                .filter(|u| seen.insert(u.as_str()))
+                .cloned()
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The maildrop's entries for `uidls`, and the UIDLs it does not have.
+fn partition_uidls<'u, S: Read + Write>(s: &Session<S>, uidls: &'u [String]) -> (Vec<Entry>, Vec<&'u str>) {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for u in uidls {
+        match s.lookup(u) {
+            Some(e) => found.push(e.clone()),
+            None => missing.push(u.as_str()),
+        }
+    }
+    (found, missing)
+}
+
+/// Marks `found` deleted: DELE, up to WINDOW on the wire at once (one
+/// without PIPELINING), reading every reply. Ok(None) when all are marked,
+/// Ok(Some(refusal)) with the first -ERR when the server refused any; Err
+/// when the connection failed or the server answered out of protocol.
+fn mark_deleted<S: Read + Write>(s: &mut Session<S>, found: &[Entry]) -> Result<Option<Error>> {
+    let window = if s.caps.pipelining { WINDOW } else { 1 };
+    let mut refused: Option<Error> = None;
+    let (mut sent, mut answered) = (0, 0);
+    while answered < found.len() {
+        if sent < found.len() && sent - answered < window.div_ceil(2).max(1) {
+            let mut out = Vec::new();
+            while sent < found.len() && sent - answered < window {
+                Command::Dele(found[sent].num).write_to(&mut out);
+                sent += 1;
+            }
+            s.send(&out)?;
+        }
+        let r = s.response()?;
+        if r.is_ok() {
+            s.marked += 1;
+        } else if r.kind == Kind::Err {
+            if refused.is_none() {
+                let f = &found[answered];
+                refused = Some(r.error(&format!("DELE of message {} (UIDL {})", f.num, f.uidl)));
+            }
+        } else {
+            return Err(Error::protocol(format!("unexpected reply to DELE: {r}")));
+        }
+        answered += 1;
+    }
+    Ok(refused)
+}
+
+/// A delete's outcome from the reply to its QUIT (or the failure to read it).
+fn quit_outcome(reply: Result<Response>, found: &[Entry], missing: &[&str]) -> Outcome {
+    let n = found.len();
+    match reply {
+        Ok(r) if r.is_ok() => {
+            let mut detail = format!("deleted {n} message{}", if n == 1 { "" } else { "s" });
+            if !missing.is_empty() {
+                detail.push_str(&format!("; not in the maildrop: {}", missing.join(", ")));
+            }
+            let items = found.iter().map(item).collect();
+            Ok(Success::new(0, detail).with_result(ResultData::new(items)))
+        }
+        Ok(r) => {
+            let mut e = r.error("QUIT");
+            e.detail.push_str(&format!(
+                "; the server may have removed some of the {n} marked messages, not all"
+            ));
+            Err(e)
+        }
+        Err(e) => {
+            let detail = format!(
+                "{}; the connection was lost after QUIT was sent, before its reply: \
+                 the server may or may not have deleted the {n} messages",
+                e.detail
+            );
+            Err(Error::new(e.status, detail))
         }
     }
 }
