@@ -350,53 +350,10 @@ impl Pop3Driver {
     /// Reads the response to a RETR or TOP: the op's outcome, or the
     /// connection's failure.
     fn read_fetched(s: &mut Session<Stream>, f: &Flight, max_message: usize) -> Result<Outcome> {
-        let r = s.response()?;
         let t = &f.h.t;
-        match r.kind {
-            Kind::Ok => {}
-            Kind::Err => {
-                let cmd = if f.top.is_some() { "TOP" } else { "RETR" };
-                return Ok(Err(r.error(&format!(
-                    "{cmd} of message {} (UIDL {})",
-                    f.entry.num, f.entry.uidl
-                ))));
-            }
-            Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
-        }
-        let size = usize::try_from(f.entry.size.min(max_message as u64)).unwrap_or(usize::MAX);
-        // Servers may count octets loosely, but not this loosely: more is an
-        // endless response (PROTOCOL). Beyond MAX_MESSAGE_BYTES it is LIMIT.
-        let sane = size.saturating_mul(2).saturating_add(1 << 20);
-        let limit = sane.min(max_message);
-        let cap = match f.top {
-            None => size.saturating_add(64).min(MAX_PREALLOC),
-            Some(_) => size.min(64 * 1024),
-        };
-        let mut body = Vec::with_capacity(cap);
-        let total = f.entry.size;
-        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))
-            .map_err(|e| {
-                if e.status == Status::Protocol && limit == max_message && body.len() > limit {
-                    Error::new(
-                        Status::Limit,
-                        format!(
-                            "message {} (UIDL {}) is larger than {max_message} bytes (MAX_MESSAGE_BYTES)",
-                            f.entry.num, f.entry.uidl
-                        ),
-                    )
-                } else {
-                    e
-                }
-            })?;
-        let len = body.len() as u64;
-        t.progress(len, len);
-        let detail = match f.top {
-            None => format!("message {} ({} bytes)", f.entry.num, len),
-            Some(n) => format!("headers and {n} lines of message {} ({} bytes)", f.entry.num, len),
-        };
-        Ok(Ok(Success::new(0, detail).with_result(ResultData::new(vec![
-            item(&f.entry).with_bytes(body),
-        ]))))
+        read_message(s, &f.entry, f.top, max_message, &mut |n, total| {
+            t.progress(n, total)
+        })
     }
 
     /// The connection failed with `e` while reading the response of `front`
@@ -554,6 +511,64 @@ impl Pop3Driver {
             self.hold_front(h);
         }
     }
+}
+
+/// Reads the response to a RETR (`top` None) or TOP of `entry`: the op's
+/// outcome (-ERR is a failed op), or the connection's failure (Err). The
+/// body is bounded by MAX_MESSAGE_BYTES and by twice LIST's size.
+fn read_message<S: Read + Write>(
+    s: &mut Session<S>,
+    entry: &Entry,
+    top: Option<u32>,
+    max_message: usize,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Outcome> {
+    let r = s.response()?;
+    match r.kind {
+        Kind::Ok => {}
+        Kind::Err => {
+            let cmd = if top.is_some() { "TOP" } else { "RETR" };
+            return Ok(Err(r.error(&format!(
+                "{cmd} of message {} (UIDL {})",
+                entry.num, entry.uidl
+            ))));
+        }
+        Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
+    }
+    let size = usize::try_from(entry.size.min(max_message as u64)).unwrap_or(usize::MAX);
+    // Servers may count octets loosely, but not this loosely: more is an
+    // endless response (PROTOCOL). Beyond MAX_MESSAGE_BYTES it is LIMIT.
+    let sane = size.saturating_mul(2).saturating_add(1 << 20);
+    let limit = sane.min(max_message);
+    let cap = match top {
+        None => size.saturating_add(64).min(MAX_PREALLOC),
+        Some(_) => size.min(64 * 1024),
+    };
+    let mut body = Vec::with_capacity(cap);
+    let total = entry.size;
+    s.body(limit, &mut body, &mut |n| progress(n, total.max(n)))
+        .map_err(|e| {
+            if e.status == Status::Protocol && limit == max_message && body.len() > limit {
+                Error::new(
+                    Status::Limit,
+                    format!(
+                        "message {} (UIDL {}) is larger than {max_message} bytes (MAX_MESSAGE_BYTES)",
+                        entry.num, entry.uidl
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+    let len = body.len() as u64;
+    progress(len, len);
+    let detail = match top {
+        None => format!("message {} ({} bytes)", entry.num, len),
+        Some(n) => format!("headers and {n} lines of message {} ({} bytes)", entry.num, len),
+    };
+    Ok(Ok(Success::new(0, detail).with_result(ResultData::new(vec![
+        item(entry).with_bytes(body),
+    ]))))
 }
 
 /// What became of an op offered to a fetch pipeline.
@@ -726,5 +741,150 @@ impl Driver for Pop3Driver {
     /// An open session locks the maildrop, and deletes commit only at QUIT.
     fn close_main_when_idle(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The protocol steps of the driver over canned server bytes: the DELE
+    //! batch, the QUIT commit's outcome, a RETR or TOP response.
+    use super::*;
+    use crate::log::Tracer;
+    use crate::net::mem::MemStream;
+
+    /// A session over `server`'s bytes, delivered `chunk` bytes per read.
+    fn session(server: &str, chunk: usize, pipelining: bool) -> Session<MemStream> {
+        let mut s = Session::new(MemStream::chunked(server, chunk), Tracer::default());
+        s.caps.pipelining = pipelining;
+        s
+    }
+
+    fn sent(s: &Session<MemStream>) -> String {
+        s.conn.get_ref().written()
+    }
+
+    fn entries(n: u32) -> Vec<Entry> {
+        (1..=n)
+            .map(|num| Entry {
+                num,
+                uidl: format!("u{num}"),
+                size: 10 * num as u64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dele_batch_pipelined_with_replies_split_anywhere() {
+        for chunk in [1, 2, 3, 7, 64] {
+            let mut s = session("+OK\r\n+OK marked\r\n+OK\r\n", chunk, true);
+            assert!(mark_deleted(&mut s, &entries(3)).unwrap().is_none());
+            assert_eq!(sent(&s), "DELE 1\r\nDELE 2\r\nDELE 3\r\n");
+            assert_eq!(s.marked, 3);
+        }
+    }
+
+    #[test]
+    fn dele_without_pipelining_is_one_at_a_time() {
+        let stream = MemStream::scripted("", &[("DELE 1\r\n", "+OK\r\n"), ("DELE 2\r\n", "+OK\r\n")]);
+        let mut s = Session::new(stream, Tracer::default());
+        assert!(mark_deleted(&mut s, &entries(2)).unwrap().is_none());
+        assert_eq!(s.marked, 2);
+    }
+
+    #[test]
+    fn dele_window_keeps_reading_past_a_refusal() {
+        // More than one window: every reply is read, the first -ERR kept.
+        let n = (WINDOW * 2 + 3) as u32;
+        let mut server = String::new();
+        for k in 1..=n {
+            server.push_str(if k == 5 || k == 9 {
+                "-ERR no such message\r\n"
+            } else {
+                "+OK\r\n"
+            });
+        }
+        let mut s = session(&server, 5, true);
+        let refused = mark_deleted(&mut s, &entries(n)).unwrap().expect("a refusal");
+        assert!(
+            refused.detail.contains("DELE of message 5 (UIDL u5)"),
+            "{}",
+            refused.detail
+        );
+        assert_eq!(s.marked, n as usize - 2);
+        assert_eq!(sent(&s).matches("DELE ").count(), n as usize);
+        assert!(s.conn.get_ref().position() == server.len());
+    }
+
+    #[test]
+    fn dele_garbage_and_partial_input_end_the_session() {
+        let mut s = session("+OK\r\n+ go on\r\n", 4, true);
+        let e = mark_deleted(&mut s, &entries(2)).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{}", e.detail);
+        for cut in ["", "+OK\r\n", "+OK\r\n+O"] {
+            let mut s = session(cut, 2, true);
+            let e = mark_deleted(&mut s, &entries(2)).unwrap_err();
+            assert_ne!(e.status, Status::Ok, "{cut:?}");
+        }
+        let mut s = session("+OK\r\nHTTP/1.1 400 Bad Request\r\n", 3, true);
+        assert!(mark_deleted(&mut s, &entries(2)).is_err());
+    }
+
+    #[test]
+    fn quit_outcome_says_what_the_server_may_have_done() {
+        let found = entries(2);
+        let ok = quit_outcome(Ok(Response::parse(b"+OK bye").unwrap()), &found, &["gone"]).unwrap();
+        assert_eq!(ok.detail, "deleted 2 messages; not in the maildrop: gone");
+        assert_eq!(ok.result.map(|r| r.items.len()), Some(2));
+        let err = quit_outcome(Ok(Response::parse(b"-ERR disk full").unwrap()), &found, &[]).unwrap_err();
+        assert!(
+            err.detail.contains("may have removed some of the 2"),
+            "{}",
+            err.detail
+        );
+        let lost = quit_outcome(Err(Error::new(Status::Io, "reset")), &found, &[]).unwrap_err();
+        assert_eq!(lost.status, Status::Io);
+        assert!(
+            lost.detail.contains("may or may not have deleted"),
+            "{}",
+            lost.detail
+        );
+    }
+
+    #[test]
+    fn retr_and_top_responses_split_refused_and_cut() {
+        let e = &entries(1)[0];
+        for chunk in [1, 3, 64] {
+            let mut s = session("+OK 10 octets\r\nSubject: x\r\n\r\n..dot\r\n.\r\n", chunk, true);
+            let mut seen = Vec::new();
+            let ok = read_message(&mut s, e, None, 1 << 20, &mut |n, t| seen.push((n, t)))
+                .unwrap()
+                .unwrap();
+            let item = &ok.result.unwrap().items[0];
+            assert_eq!(item.bytes.as_deref(), Some(&b"Subject: x\r\n\r\n.dot\r\n"[..]));
+            assert_eq!(seen.last(), Some(&(20, 20)));
+        }
+        let mut s = session("-ERR [IN-USE] locked\r\n", 4, true);
+        let refused = read_message(&mut s, e, Some(0), 1 << 20, &mut |_, _| {})
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            refused.detail.contains("TOP of message 1 (UIDL u1)"),
+            "{}",
+            refused.detail
+        );
+        let mut s = session("+OK\r\nSubject: x\r\n", 4, true);
+        assert!(read_message(&mut s, e, None, 1 << 20, &mut |_, _| {}).is_err());
+        let mut s = session("+ more\r\n", 4, true);
+        let garbage = read_message(&mut s, e, None, 1 << 20, &mut |_, _| {}).unwrap_err();
+        assert_eq!(garbage.status, Status::Protocol);
+    }
+
+    #[test]
+    fn retr_larger_than_the_limit_is_limit() {
+        let e = &entries(1)[0];
+        let body = "x".repeat(100);
+        let mut s = session(&format!("+OK\r\n{body}\r\n.\r\n"), 16, true);
+        let err = read_message(&mut s, e, None, 50, &mut |_, _| {}).unwrap_err();
+        assert_eq!(err.status, Status::Limit, "{}", err.detail);
     }
 }
