@@ -210,6 +210,7 @@ impl Changes {
 /// response) until it ends or a response is refused; returns how many
 /// responses were read. The fuzz target's entry point. Never panics.
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_responses(input: &[u8]) -> usize {
     let limits = wire::Limits {
         text: 64 * 1024,
