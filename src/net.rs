@@ -13,10 +13,13 @@ use parking_lot::Mutex;
 use crate::options::{Options, Security};
 use crate::status::{Error, Result, Status};
 
+#[cfg(any(test, feature = "fuzzing"))]
+// The fuzz targets use only part of it.
+#[cfg_attr(not(test), allow(dead_code))]
 pub mod mem;
 pub mod transport;
 
-pub use transport::{quit_wait, CtlGuard, Transport, QUIT_WAIT};
+pub use transport::{quit_wait, Transport, QUIT_WAIT};
 
 /// How often a connect in progress looks at its abort flag.
 const ABORT_POLL: Duration = Duration::from_millis(20);
@@ -693,21 +696,6 @@ impl<S: Read + Write> LineConn<S> {
         self.start = (self.start + n).min(self.end);
     }
 
-    /// Reads exactly `n` bytes into `out`.
-    pub fn read_exact_into(&mut self, n: usize, out: &mut Vec<u8>) -> io::Result<()> {
-        let mut left = n;
-        while left > 0 {
-            if self.start == self.end {
-                self.fill()?;
-            }
-            let take = left.min(self.end - self.start);
-            out.extend_from_slice(&self.buf[self.start..self.start + take]);
-            self.start += take;
-            left -= take;
-        }
-        Ok(())
-    }
-
     /// Writes `data` and flushes it.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.inner.write_all(data)?;
@@ -717,23 +705,6 @@ impl<S: Read + Write> LineConn<S> {
     pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.inner.write_all(data)?;
         Ok(())
-    }
-
-    /// Writes `a` then `b` (one `writev` on a plain socket) and flushes:
-    /// bytes from two buffers without copying them into one.
-    pub fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<()> {
-        let mut parts = [io::IoSlice::new(a), io::IoSlice::new(b)];
-        let mut left = &mut parts[..];
-        io::IoSlice::advance_slices(&mut left, 0);
-        while !left.is_empty() {
-            match self.inner.write_vectored(left) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => io::IoSlice::advance_slices(&mut left, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.inner.flush()
     }
 
     /// Writes every slice of `parts` in order (vectored writes, so one
@@ -779,16 +750,6 @@ mod tests {
     fn endless_line_is_an_error_not_unbounded_growth() {
         let mut c = conn(&vec![b'x'; 10_000]);
         assert_eq!(c.read_line(100).unwrap_err().kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn exact_reads_after_lines() {
-        let mut c = conn(b"+OK 5\r\nhello+OK\r\n");
-        assert_eq!(c.read_line(100).unwrap(), b"+OK 5");
-        let mut v = Vec::new();
-        c.read_exact_into(5, &mut v).unwrap();
-        assert_eq!(v, b"hello");
-        assert_eq!(c.read_line(100).unwrap(), b"+OK");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::ffi::{c_char, c_void};
 use super::client::{herald_client, submit};
 use super::completion::{herald_callback, herald_op};
 use super::{arg_bytes, arg_opt_str, arg_str, herald_status};
-use crate::imap::{args, ImapJob, ImapOp, StoreMode};
+use crate::imap::command::FlagChange;
+use crate::imap::{args, ImapJob, ImapOp};
 use crate::status::{Error, Result};
 
 /// `parts` bit of `herald_imap_fetch_async`: the flags (HERALD_FIELD_FLAGS, space separated).
@@ -305,9 +306,9 @@ pub extern "C" fn herald_imap_store_async(
             let mb = mailbox_arg(mailbox, "mailbox")?;
             let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
             let mode = match mode {
-                HERALD_STORE_ADD => StoreMode::Add,
-                HERALD_STORE_REMOVE => StoreMode::Remove,
-                HERALD_STORE_REPLACE => StoreMode::Replace,
+                HERALD_STORE_ADD => FlagChange::Add,
+                HERALD_STORE_REMOVE => FlagChange::Remove,
+                HERALD_STORE_REPLACE => FlagChange::Replace,
                 m => {
                     return Err(Error::invalid(format!(
                         "mode must be 1 (add), -1 (remove) or 0 (replace), got {m}"

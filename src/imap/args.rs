@@ -130,65 +130,7 @@ pub fn criteria(s: &str) -> Result<Criteria> {
     if s.trim().is_empty() {
         return Err(bad("they are empty (use ALL for every message)"));
     }
-    // Split into tokens, checking the grammar's framing as we go.
-    enum Tok {
-        Plain(String),
-        /// A string's content, unescaped.
-        Str(String),
-    }
-    let mut toks: Vec<Tok> = Vec::new();
-    let mut depth = 0i32;
-    let mut chars = s.chars().peekable();
-    let mut plain = String::new();
-    let flush = |plain: &mut String, toks: &mut Vec<Tok>| {
-        if !plain.is_empty() {
-            toks.push(Tok::Plain(std::mem::take(plain)));
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                flush(&mut plain, &mut toks);
-                let mut content = String::new();
-                let mut closed = false;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => {
-                            closed = true;
-                            break;
-                        }
-                        '\\' => match chars.next() {
-                            Some(e @ ('"' | '\\')) => content.push(e),
-                            _ => return Err(bad("inside quotes, \\ may only escape \" or \\")),
-                        },
-                        c => content.push(c),
-                    }
-                }
-                if !closed {
-                    return Err(bad("a quoted string is not closed"));
-                }
-                toks.push(Tok::Str(content));
-            }
-            '{' => return Err(bad("literals ({n}) are not allowed; quote the string instead")),
-            '(' | ')' | ' ' => {
-                flush(&mut plain, &mut toks);
-                if c == '(' {
-                    depth += 1;
-                } else if c == ')' {
-                    depth -= 1;
-                    if depth < 0 {
-                        return Err(bad("a ) has no matching ("));
-                    }
-                }
-                toks.push(Tok::Plain(c.to_string()));
-            }
-            c => plain.push(c),
-        }
-    }
-    flush(&mut plain, &mut toks);
-    if depth != 0 {
-        return Err(bad("a ( is not closed"));
-    }
+    let toks = criteria_tokens(s, &bad)?;
     let utf8 = !s.is_ascii();
     let mut parts = Vec::new();
     let mut text = String::new();
@@ -210,6 +152,71 @@ pub fn criteria(s: &str) -> Result<Criteria> {
         parts.push(Part::Text(text));
     }
     Ok(Criteria { parts })
+}
+
+/// A token of search criteria.
+enum Tok {
+    Plain(String),
+    /// A string's content, unescaped.
+    Str(String),
+}
+
+/// Splits criteria into tokens, checking the grammar's framing as it goes:
+/// closed quotes, balanced parentheses, no literals.
+fn criteria_tokens(s: &str, bad: &dyn Fn(&str) -> Error) -> Result<Vec<Tok>> {
+    let mut toks: Vec<Tok> = Vec::new();
+    let mut depth = 0i32;
+    let mut chars = s.chars();
+    let mut plain = String::new();
+    let flush = |plain: &mut String, toks: &mut Vec<Tok>| {
+        if !plain.is_empty() {
+            toks.push(Tok::Plain(std::mem::take(plain)));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                flush(&mut plain, &mut toks);
+                toks.push(Tok::Str(quoted_content(&mut chars, bad)?));
+            }
+            '{' => return Err(bad("literals ({n}) are not allowed; quote the string instead")),
+            '(' | ')' | ' ' => {
+                flush(&mut plain, &mut toks);
+                if c == '(' {
+                    depth += 1;
+                } else if c == ')' {
+                    depth -= 1;
+                    if depth < 0 {
+                        return Err(bad("a ) has no matching ("));
+                    }
+                }
+                toks.push(Tok::Plain(c.to_string()));
+            }
+            c => plain.push(c),
+        }
+    }
+    flush(&mut plain, &mut toks);
+    if depth != 0 {
+        return Err(bad("a ( is not closed"));
+    }
+    Ok(toks)
+}
+
+/// The content of a quoted string whose opening quote was read, unescaped,
+/// up to and consuming its closing quote.
+fn quoted_content(chars: &mut std::str::Chars<'_>, bad: &dyn Fn(&str) -> Error) -> Result<String> {
+    let mut content = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Ok(content),
+            '\\' => match chars.next() {
+                Some(e @ ('"' | '\\')) => content.push(e),
+                _ => return Err(bad("inside quotes, \\ may only escape \" or \\")),
+            },
+            c => content.push(c),
+        }
+    }
+    Err(bad("a quoted string is not closed"))
 }
 
 /// An IMAP quoted string.

@@ -79,6 +79,7 @@ type Ticket = crate::engine::Ticket<ImapJob>;
 type WorkerCtx = crate::engine::WorkerCtx<ImapJob>;
 
 use args::{quote, Criteria, Part};
+use command::{Command, FlagChange, Mailbox};
 use parse::{Cond, Response, Value};
 use session::Session;
 
@@ -89,14 +90,6 @@ pub const FETCH_SIZE: u32 = 4;
 pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
 pub const FETCH_ALL: u32 = 31;
-
-/// How a store changes flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreMode {
-    Add,
-    Remove,
-    Replace,
-}
 
 /// What an IMAP op does.
 #[derive(Debug)]
@@ -119,7 +112,7 @@ pub enum ImapOp {
     },
     Store {
         uids: String,
-        mode: StoreMode,
+        mode: FlagChange,
         flags: String,
     },
     Copy {
@@ -217,6 +210,7 @@ impl Changes {
 /// response) until it ends or a response is refused; returns how many
 /// responses were read. The fuzz target's entry point. Never panics.
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_responses(input: &[u8]) -> usize {
     let limits = wire::Limits {
         text: 64 * 1024,
@@ -364,22 +358,16 @@ impl ImapDriver {
         match &job.op {
             ImapOp::List { pattern } => list(s, pattern),
             ImapOp::Create => {
-                s.simple(
-                    &format!("CREATE {}", quote(&utf7::encode(mb))),
-                    &format!("CREATE {mb}"),
-                )?;
+                s.simple(Command::Create(Mailbox(mb)), &format!("CREATE {mb}"))?;
                 Ok(Success::new(0, format!("created {mb}")))
             }
             ImapOp::Delete => {
                 if s.selected.as_ref().is_some_and(|x| x.name == mb) {
                     // Leave it first: servers refuse or misbehave deleting the selected mailbox.
                     s.selected = None;
-                    let _ = s.command("EXAMINE \"INBOX\"", &mut |_| {})?;
+                    let _ = s.command(Command::Examine(Mailbox("INBOX")), &mut |_| {})?;
                 }
-                s.simple(
-                    &format!("DELETE {}", quote(&utf7::encode(mb))),
-                    &format!("DELETE {mb}"),
-                )?;
+                s.simple(Command::Delete(Mailbox(mb)), &format!("DELETE {mb}"))?;
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
@@ -387,29 +375,27 @@ impl ImapDriver {
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
-                let verb = match mode {
-                    StoreMode::Add => "+FLAGS.SILENT",
-                    StoreMode::Remove => "-FLAGS.SILENT",
-                    StoreMode::Replace => "FLAGS.SILENT",
+                let store = Command::UidStore {
+                    uids,
+                    change: *mode,
+                    flags,
                 };
-                s.simple(
-                    &format!("UID STORE {uids} {verb} ({flags})"),
-                    &format!("UID STORE {uids}"),
-                )?;
+                s.simple(store, &format!("UID STORE {uids}"))?;
                 Ok(Success::new(0, format!("flags stored on {uids}")))
             }
             ImapOp::Copy { uids, target } => {
                 s.select(mb, false)?;
-                s.simple(
-                    &format!("UID COPY {uids} {}", quote(&utf7::encode(target))),
-                    &format!("UID COPY {uids} to {target}"),
-                )?;
+                let copy = Command::UidCopy {
+                    uids,
+                    to: Mailbox(target),
+                };
+                s.simple(copy, &format!("UID COPY {uids} to {target}"))?;
                 Ok(Success::new(0, format!("copied {uids} to {target}")))
             }
             ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
             ImapOp::Expunge => {
                 s.select(mb, true)?;
-                s.simple("EXPUNGE", &format!("EXPUNGE in {mb}"))?;
+                s.simple(Command::Expunge, &format!("EXPUNGE in {mb}"))?;
                 Ok(Success::new(0, format!("expunged {mb}")))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
@@ -430,14 +416,7 @@ impl ImapDriver {
         while t.is_live() {
             // Connecting and selecting can block: a cancel shuts the socket down.
             t.set_cancel_mode(CancelMode::Abort);
-            let prepared = self.ensure(w).and_then(|s| {
-                if !s.caps.has("IDLE") {
-                    return Err(Error::new(Status::Unsupported, "the server does not offer IDLE"));
-                }
-                s.select(&mailbox, false)?;
-                Ok(s.selected.as_ref().map_or(0, |x| x.exists))
-            });
-            let exists = match prepared {
+            let exists = match self.idle_select(&mailbox, w) {
                 Ok(n) => n,
                 Err(e) => {
                     self.after_error(&e);
@@ -490,21 +469,38 @@ impl ImapDriver {
             }
         }
         t.complete(Err(Error::cancelled()));
-        // DONE is sent; its reply is read after the cancel is delivered, so
-        // a server that keeps talking delays neither, and the connection is
-        // kept when the server ends IDLE in time.
-        if let (Some(tag), Some(s)) = (unfinished, self.session.as_mut()) {
-            let wait = s.io_timeout().min(DONE_WAIT);
-            let deadline = Instant::now() + wait;
-            let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
-            match s.within(wait, |s| done_reply(s, None, &tag, &mut count, deadline)) {
-                Ok(_) => {
-                    if let Some(sel) = s.selected.as_mut() {
-                        sel.exists = count;
-                    }
+        if let Some(tag) = unfinished {
+            self.finish_done(&tag);
+        }
+    }
+
+    /// The session for an IDLE on `mailbox`, selected: the mailbox's
+    /// message count.
+    fn idle_select(&mut self, mailbox: &str, w: &mut WorkerCtx) -> Result<u32> {
+        let s = self.ensure(w)?;
+        if !s.caps.has("IDLE") {
+            return Err(Error::new(Status::Unsupported, "the server does not offer IDLE"));
+        }
+        s.select(mailbox, false)?;
+        Ok(s.selected.as_ref().map_or(0, |x| x.exists))
+    }
+
+    /// Reads the reply to the DONE that ended an IDLE (tagged `tag`). It is
+    /// read after the cancel is delivered, so a server that keeps talking
+    /// delays neither, and the connection is kept when the server ends IDLE
+    /// in time.
+    fn finish_done(&mut self, tag: &str) {
+        let Some(s) = self.session.as_mut() else { return };
+        let wait = s.io_timeout().min(DONE_WAIT);
+        let deadline = Instant::now() + wait;
+        let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
+        match s.within(wait, |s| done_reply(s, None, tag, &mut count, deadline)) {
+            Ok(_) => {
+                if let Some(sel) = s.selected.as_mut() {
+                    sel.exists = count;
                 }
-                Err(_) => self.session = None,
             }
+            Err(_) => self.session = None,
         }
     }
 }
@@ -656,7 +652,7 @@ fn idle_once(
 ) -> Result<IdleEnd> {
     let mut count = known.unwrap_or(0);
     let tag = s.conn().next_tag();
-    s.send(format!("{tag} IDLE\r\n").as_bytes())?;
+    s.send(Command::Idle.line(&tag).as_bytes())?;
     let io = s.io_timeout();
     s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
     let renew_at = Instant::now() + w.options().idle_renew;
@@ -787,19 +783,16 @@ fn list_item(values: &[parse::Value]) -> Option<ResultItem> {
 fn list(s: &mut Session, pattern: &str) -> Outcome {
     let mut items = Vec::new();
     let mut malformed = None;
-    let st = s.command(
-        &format!("LIST \"\" {}", quote(&utf7::encode(pattern))),
-        &mut |r| {
-            if let Response::Data { name, values } = r {
-                if name == "LIST" {
-                    match list_item(&values) {
-                        Some(item) => items.push(item),
-                        None => malformed = Some(format!("{values:?}")),
-                    }
+    let st = s.command(Command::List(Mailbox(pattern)), &mut |r| {
+        if let Response::Data { name, values } = r {
+            if name == "LIST" {
+                match list_item(&values) {
+                    Some(item) => items.push(item),
+                    None => malformed = Some(format!("{values:?}")),
                 }
             }
-        },
-    )?;
+        }
+    })?;
     if st.cond != Cond::Ok {
         return Err(st.error(&format!("LIST {pattern}")));
     }
@@ -892,15 +885,20 @@ fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
 
 fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Outcome {
     s.select(mailbox, true)?;
-    let dest = utf7::encode(target);
+    let to = Mailbox(target);
     let what = format!("moving {uids} to {target}");
     if s.caps.has("MOVE") {
-        s.simple(&format!("UID MOVE {uids} {}", quote(&dest)), &what)?;
+        s.simple(Command::UidMove { uids, to }, &what)?;
     } else if s.caps.has("UIDPLUS") {
         // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
-        s.simple(&format!("UID COPY {uids} {}", quote(&dest)), &what)?;
-        s.simple(&format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)"), &what)?;
-        s.simple(&format!("UID EXPUNGE {uids}"), &what)?;
+        s.simple(Command::UidCopy { uids, to }, &what)?;
+        let deleted = Command::UidStore {
+            uids,
+            change: FlagChange::Add,
+            flags: "\\Deleted",
+        };
+        s.simple(deleted, &what)?;
+        s.simple(Command::UidExpunge { uids }, &what)?;
     } else {
         return Err(Error::new(
             Status::Unsupported,
@@ -929,7 +927,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
         items.push_str(" BODY.PEEK[HEADER]");
     }
     let tag = s.conn().next_tag();
-    s.send(format!("{tag} UID FETCH {uids} ({items})\r\n").as_bytes())?;
+    s.send(Command::UidFetch { uids, items: &items }.line(&tag).as_bytes())?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
     let mut received = 0u64;
     let mut reported = 0u64;
@@ -1112,6 +1110,20 @@ fn read_reply_within(s: &mut Session) -> Result<Response> {
 const MULTI_BATCH: usize = 100;
 const MULTI_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// What every APPEND command of one op shares.
+struct AppendRun<'a> {
+    t: &'a Ticket,
+    messages: &'a [Vec<u8>],
+    /// The mailbox, quoted modified UTF-7.
+    target: String,
+    /// " (flags)", or nothing.
+    flag_part: String,
+    multi: bool,
+    /// Bytes of all the messages, and of those written so far.
+    total: u64,
+    written: u64,
+}
+
 fn append_run(
     s: &mut Session,
     t: &Ticket,
@@ -1120,15 +1132,19 @@ fn append_run(
     flags: &str,
     st: &mut AppendState,
 ) -> Result<()> {
-    let target = quote(&utf7::encode(mailbox));
-    let flag_part = if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" ({flags})")
+    let mut run = AppendRun {
+        t,
+        messages,
+        target: quote(&utf7::encode(mailbox)),
+        flag_part: if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" ({flags})")
+        },
+        multi: s.caps.has("MULTIAPPEND"),
+        total: messages.iter().map(|m| m.len() as u64).sum(),
+        written: 0,
     };
-    let multi = s.caps.has("MULTIAPPEND");
-    let total: u64 = messages.iter().map(|m| m.len() as u64).sum();
-    let mut written = 0u64;
     let mut i = 0;
     while i < messages.len() {
         let nonsync = s.caps.nonsync(messages[i].len());
@@ -1143,82 +1159,111 @@ fn append_run(
             break;
         }
         let tag = s.conn().next_tag();
-        let first = i;
         if nonsync {
-            // One APPEND, or a MULTIAPPEND of the messages that follow.
-            let mut bytes = 0;
-            loop {
-                let m = &messages[i];
-                let head = if i == first {
-                    format!("{tag} APPEND {target}{flag_part} {{{}+}}\r\n", m.len())
-                } else {
-                    format!("{flag_part} {{{}+}}\r\n", m.len())
-                };
-                let next = messages.get(i + 1);
-                let more = multi
-                    && next.is_some_and(|x| {
-                        i + 1 - first < MULTI_BATCH
-                            && bytes + m.len() + x.len() <= MULTI_BATCH_BYTES
-                            && s.caps.nonsync(x.len())
-                    });
-                let base = written;
-                s.send_with_literal(head.as_bytes(), m, !more, &mut |n| {
-                    t.progress(base + n as u64, total)
-                })?;
-                written += m.len() as u64;
-                bytes += m.len();
-                i += 1;
-                if !more {
-                    break;
-                }
-                if t.cancel_requested() {
-                    // End the MULTIAPPEND here: what was sent is appended.
-                    s.send(b"\r\n")?;
-                    break;
-                }
-            }
-            st.inflight.push_back((tag, first, i - first));
-            st.inflight_bytes += bytes;
-        } else {
-            let m = &messages[i];
-            s.send(format!("{tag} APPEND {target}{flag_part} {{{}}}\r\n", m.len()).as_bytes())?;
-            let mut go = false;
-            loop {
-                if t.cancel_requested() {
-                    // Nothing of this message was sent: the command is
-                    // abandoned, and the connection with it.
-                    return Err(Error::cancelled());
-                }
-                match read_reply_within(s)? {
-                    Response::Continue => {
-                        go = true;
-                        break;
-                    }
-                    Response::Tagged { tag: tg, status } if tg == tag => {
-                        st.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
-                        break;
-                    }
-                    Response::Tagged { tag: tg, .. } => {
-                        return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
-                    }
-                    r => session::track(&mut s.selected, &r),
-                }
-            }
-            if !go {
-                break;
-            }
-            let base = written;
-            s.send_with_literal(b"", m, true, &mut |n| t.progress(base + n as u64, total))?;
-            written += m.len() as u64;
-            st.inflight.push_back((tag, i, 1));
-            st.inflight_bytes += m.len();
+            i = run.send_nonsync(s, st, tag, i)?;
+        } else if run.send_sync(s, st, tag, i)? {
             i += 1;
+        } else {
+            break;
         }
     }
     while !st.inflight.is_empty() {
         st.read_reply(s, t, messages)?;
     }
     Ok(())
+}
+
+impl AppendRun<'_> {
+    /// One APPEND with a non-synchronizing literal (LITERAL+), or a
+    /// MULTIAPPEND of message `first` and those that follow: the index of
+    /// the first message not sent.
+    fn send_nonsync(
+        &mut self,
+        s: &mut Session,
+        st: &mut AppendState,
+        tag: String,
+        first: usize,
+    ) -> Result<usize> {
+        let (t, messages) = (self.t, self.messages);
+        let mut bytes = 0;
+        let mut i = first;
+        loop {
+            let m = &messages[i];
+            let head = if i == first {
+                format!(
+                    "{tag} APPEND {}{} {{{}+}}\r\n",
+                    self.target,
+                    self.flag_part,
+                    m.len()
+                )
+            } else {
+                format!("{} {{{}+}}\r\n", self.flag_part, m.len())
+            };
+            let next = messages.get(i + 1);
+            let more = self.multi
+                && next.is_some_and(|x| {
+                    i + 1 - first < MULTI_BATCH
+                        && bytes + m.len() + x.len() <= MULTI_BATCH_BYTES
+                        && s.caps.nonsync(x.len())
+                });
+            let (base, total) = (self.written, self.total);
+            s.send_with_literal(head.as_bytes(), m, !more, &mut |n| {
+                t.progress(base + n as u64, total)
+            })?;
+            self.written += m.len() as u64;
+            bytes += m.len();
+            i += 1;
+            if !more {
+                break;
+            }
+            if t.cancel_requested() {
+                // End the MULTIAPPEND here: what was sent is appended.
+                s.send(b"\r\n")?;
+                break;
+            }
+        }
+        st.inflight.push_back((tag, first, i - first));
+        st.inflight_bytes += bytes;
+        Ok(i)
+    }
+
+    /// One APPEND of message `i` with a synchronizing literal: the message
+    /// goes after the server's "+". False when the server refused it.
+    fn send_sync(&mut self, s: &mut Session, st: &mut AppendState, tag: String, i: usize) -> Result<bool> {
+        let t = self.t;
+        let m = &self.messages[i];
+        let head = format!(
+            "{tag} APPEND {}{} {{{}}}\r\n",
+            self.target,
+            self.flag_part,
+            m.len()
+        );
+        s.send(head.as_bytes())?;
+        loop {
+            if t.cancel_requested() {
+                // Nothing of this message was sent: the command is
+                // abandoned, and the connection with it.
+                return Err(Error::cancelled());
+            }
+            match read_reply_within(s)? {
+                Response::Continue => break,
+                Response::Tagged { tag: tg, status } if tg == tag => {
+                    st.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
+                    return Ok(false);
+                }
+                Response::Tagged { tag: tg, .. } => {
+                    return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))
+                }
+                r => session::track(&mut s.selected, &r),
+            }
+        }
+        let (base, total) = (self.written, self.total);
+        s.send_with_literal(b"", m, true, &mut |n| t.progress(base + n as u64, total))?;
+        self.written += m.len() as u64;
+        st.inflight.push_back((tag, i, 1));
+        st.inflight_bytes += m.len();
+        Ok(true)
+    }
 }
 
 impl Driver for ImapDriver {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::parse::{self, Piece, Response};
 use crate::log::{Tracer, TRACE};
+#[cfg(any(test, feature = "fuzzing"))]
 use crate::net::mem::MemStream;
 use crate::net::transport::Upgrade;
 use crate::net::{ConnCtl, Stream, Transport};
@@ -54,6 +55,7 @@ impl ReadTimeout for Stream {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 impl ReadTimeout for MemStream {
     fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
         Ok(())
@@ -409,6 +411,7 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
 /// and of the regression corpus. Never panics; memory stays within the
 /// limits whatever the input.
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn read_all(input: &[u8], limits: Limits) -> Vec<Result<Response>> {
     let mut c = Conn::new(MemStream::new(input), Tracer::default(), limits);
     let mut out = Vec::new();

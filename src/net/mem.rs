@@ -85,11 +85,6 @@ impl MemStream {
         self.pos
     }
 
-    /// All the server's bytes (scripted replies once released).
-    pub fn input(&self) -> &[u8] {
-        &self.input
-    }
-
     /// Are server bytes waiting (a read would not block)?
     pub fn readable_now(&self) -> bool {
         self.pos < self.input.len()

@@ -53,6 +53,7 @@ pub mod session;
 pub mod uidl;
 
 use std::collections::{HashSet, VecDeque};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,7 +71,8 @@ type Ticket = crate::engine::Ticket<Pop3Job>;
 /// What the POP3 driver sees of its worker.
 type WorkerCtx = crate::engine::WorkerCtx<Pop3Job>;
 
-use response::Kind;
+use command::Command;
+use response::{Kind, Response};
 use session::{Entry, Session};
 
 /// Most commands on the wire at once. A command is at most 27 bytes
@@ -299,55 +301,16 @@ impl Pop3Driver {
                         None => break,
                     },
                 };
-                let Some((uidl, top)) = fetch_args(&h.t) else {
-                    // Not a fetch: it runs after this pipeline.
-                    h.t.set_cancel_mode(CancelMode::Defer);
-                    self.held.push_front(h);
-                    pulling = false;
-                    break;
-                };
-                if !h.t.is_live() {
-                    h.t.complete(Err(Error::cancelled()));
-                    continue;
-                }
-                if top.is_some() && s.caps.known && !s.caps.top {
-                    h.t.complete(Err(Error::new(
-                        Status::Unsupported,
-                        "the server does not offer TOP",
-                    )));
-                    continue;
-                }
-                match s.lookup(uidl) {
-                    Some(e) if top.is_none() && e.size > max_message as u64 => {
-                        let e = Error::new(
-                            Status::Limit,
-                            format!(
-                                "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most \
-                                 {max_message} (MAX_MESSAGE_BYTES)",
-                                e.num, e.size
-                            ),
-                        );
-                        h.t.complete(Err(e));
-                    }
-                    Some(e) => {
-                        let entry = e.clone();
-                        match top {
-                            None => out.extend_from_slice(format!("RETR {}\r\n", entry.num).as_bytes()),
-                            Some(n) => out.extend_from_slice(format!("TOP {} {n}\r\n", entry.num).as_bytes()),
-                        }
-                        h.t.set_cancel_mode(CancelMode::Defer);
-                        inflight.push_back(Flight { h, entry, top });
-                    }
-                    None if s.opened_at >= h.taken => {
-                        let e = not_found(uidl);
-                        h.t.complete(Err(e));
-                    }
-                    None => {
-                        // The session may predate the message: look again in a new one.
+                match admit(s, h, max_message, &mut out) {
+                    Admit::Sent(f) => inflight.push_back(f),
+                    Admit::Completed => {}
+                    Admit::Later { h, refresh: again } => {
+                        // Not a fetch (it runs after this pipeline), or the
+                        // session may predate the message (look again in a new one).
                         h.t.set_cancel_mode(CancelMode::Defer);
                         self.held.push_front(h);
                         pulling = false;
-                        refresh = true;
+                        refresh |= again;
                         break;
                     }
                 }
@@ -387,53 +350,10 @@ impl Pop3Driver {
     /// Reads the response to a RETR or TOP: the op's outcome, or the
     /// connection's failure.
     fn read_fetched(s: &mut Session<Stream>, f: &Flight, max_message: usize) -> Result<Outcome> {
-        let r = s.response()?;
         let t = &f.h.t;
-        match r.kind {
-            Kind::Ok => {}
-            Kind::Err => {
-                let cmd = if f.top.is_some() { "TOP" } else { "RETR" };
-                return Ok(Err(r.error(&format!(
-                    "{cmd} of message {} (UIDL {})",
-                    f.entry.num, f.entry.uidl
-                ))));
-            }
-            Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
-        }
-        let size = usize::try_from(f.entry.size.min(max_message as u64)).unwrap_or(usize::MAX);
-        // Servers may count octets loosely, but not this loosely: more is an
-        // endless response (PROTOCOL). Beyond MAX_MESSAGE_BYTES it is LIMIT.
-        let sane = size.saturating_mul(2).saturating_add(1 << 20);
-        let limit = sane.min(max_message);
-        let cap = match f.top {
-            None => size.saturating_add(64).min(MAX_PREALLOC),
-            Some(_) => size.min(64 * 1024),
-        };
-        let mut body = Vec::with_capacity(cap);
-        let total = f.entry.size;
-        s.body(limit, &mut body, &mut |n| t.progress(n, total.max(n)))
-            .map_err(|e| {
-                if e.status == Status::Protocol && limit == max_message && body.len() > limit {
-                    Error::new(
-                        Status::Limit,
-                        format!(
-                            "message {} (UIDL {}) is larger than {max_message} bytes (MAX_MESSAGE_BYTES)",
-                            f.entry.num, f.entry.uidl
-                        ),
-                    )
-                } else {
-                    e
-                }
-            })?;
-        let len = body.len() as u64;
-        t.progress(len, len);
-        let detail = match f.top {
-            None => format!("message {} ({} bytes)", f.entry.num, len),
-            Some(n) => format!("headers and {n} lines of message {} ({} bytes)", f.entry.num, len),
-        };
-        Ok(Ok(Success::new(0, detail).with_result(ResultData::new(vec![
-            item(&f.entry).with_bytes(body),
-        ]))))
+        read_message(s, &f.entry, f.top, max_message, &mut |n, total| {
+            t.progress(n, total)
+        })
     }
 
     /// The connection failed with `e` while reading the response of `front`
@@ -486,43 +406,15 @@ impl Pop3Driver {
 
     /// Deletes the op's UIDLs that the maildrop has and commits with QUIT.
     fn delete(&mut self, h: Held, w: &mut WorkerCtx) {
-        let uidls: Vec<String> = match &h.t.job {
-            Pop3Job::Delete { uidls } => {
-                let mut seen = HashSet::new();
-                uidls
-                    .iter()
-                    .filter(|u| seen.insert(u.as_str()))
-                    .cloned()
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        let Some(mut h) = self.ensure_session(h, w) else {
+        let uidls = delete_uidls(&h.t.job);
+        let Some(h) = self.delete_session(h, &uidls, w) else {
             return;
         };
-        let stale = |s: &Session<Stream>, h: &Held| {
-            s.opened_at < h.taken && uidls.iter().any(|u| s.lookup(u).is_none())
-        };
-        if self.session.as_ref().is_some_and(|s| stale(s, &h)) {
-            // The session may predate some of them: look again in a new one.
-            self.close_session(w);
-            match self.ensure_session(h, w) {
-                Some(h2) => h = h2,
-                None => return,
-            }
-        }
         let Some(s) = self.session.as_mut() else {
             h.t.complete(Err(Error::new(Status::Panic, "no session")));
             return;
         };
-        let mut found: Vec<Entry> = Vec::new();
-        let mut missing: Vec<&str> = Vec::new();
-        for u in &uidls {
-            match s.lookup(u) {
-                Some(e) => found.push(e.clone()),
-                None => missing.push(u),
-            }
-        }
+        let (found, missing) = partition_uidls(s, &uidls);
         if found.is_empty() {
             let e = Error::new(
                 Status::NotFound,
@@ -534,58 +426,42 @@ impl Pop3Driver {
             h.t.complete(Err(e));
             return;
         }
-
-        // Mark them: DELE, up to WINDOW on the wire at once.
         h.t.set_cancel_mode(CancelMode::Abort);
-        let window = if s.caps.pipelining { WINDOW } else { 1 };
-        let mut refused: Option<Error> = None;
-        let (mut sent, mut answered) = (0, 0);
-        while answered < found.len() {
-            if sent < found.len() && sent - answered < window.div_ceil(2).max(1) {
-                let mut out = Vec::new();
-                while sent < found.len() && sent - answered < window {
-                    out.extend_from_slice(format!("DELE {}\r\n", found[sent].num).as_bytes());
-                    sent += 1;
+        match mark_deleted(s, &found) {
+            Err(e) => self.delete_lost(h, e, w),
+            Ok(Some(mut e)) => {
+                // Unmark the others: a delete is all of the messages or none.
+                match s.command(Command::Rset) {
+                    Ok(r) if r.is_ok() => s.marked = 0,
+                    // Not reset: close without QUIT, so nothing is deleted.
+                    _ => self.drop_session(),
                 }
-                if let Err(e) = s.send(&out) {
-                    self.delete_lost(h, e, w);
-                    return;
-                }
+                e.detail.push_str("; nothing was deleted");
+                h.t.complete(Err(e));
             }
-            match s.response() {
-                Ok(r) if r.is_ok() => s.marked += 1,
-                Ok(r) if r.kind == Kind::Err => {
-                    if refused.is_none() {
-                        let f = &found[answered];
-                        refused = Some(r.error(&format!("DELE of message {} (UIDL {})", f.num, f.uidl)));
-                    }
-                }
-                Ok(r) => {
-                    let e = Error::protocol(format!("unexpected reply to DELE: {r}"));
-                    self.delete_lost(h, e, w);
-                    return;
-                }
-                Err(e) => {
-                    self.delete_lost(h, e, w);
-                    return;
-                }
-            }
-            answered += 1;
+            Ok(None) => self.commit_delete(h, &found, &missing, w),
         }
-        if let Some(mut e) = refused {
-            // Unmark the others: a delete is all of the messages or none.
-            match s.command("RSET") {
-                Ok(r) if r.is_ok() => s.marked = 0,
-                // Not reset: close without QUIT, so nothing is deleted.
-                _ => self.drop_session(),
-            }
-            e.detail.push_str("; nothing was deleted");
-            h.t.complete(Err(e));
-            return;
-        }
+    }
 
-        // Commit. From here a cancel cannot stop the server: it cuts the wait
-        // for QUIT's reply short, and the op says the server may have deleted.
+    /// A session for a delete of `uidls`: one opened after the op was
+    /// taken when the current one may predate some of them. None when the
+    /// op was completed (or handed back) instead.
+    fn delete_session(&mut self, h: Held, uidls: &[String], w: &mut WorkerCtx) -> Option<Held> {
+        let h = self.ensure_session(h, w)?;
+        let stale =
+            |s: &Session<Stream>| s.opened_at < h.taken && uidls.iter().any(|u| s.lookup(u).is_none());
+        if self.session.as_ref().is_some_and(stale) {
+            // The session may predate some of them: look again in a new one.
+            self.close_session(w);
+            return self.ensure_session(h, w);
+        }
+        Some(h)
+    }
+
+    /// Commits a delete whose messages are all marked: QUIT. From here a
+    /// cancel cannot stop the server: it cuts the wait for QUIT's reply
+    /// short, and the op says the server may have deleted.
+    fn commit_delete(&mut self, h: Held, found: &[Entry], missing: &[&str], w: &mut WorkerCtx) {
         h.t.set_cancel_mode(CancelMode::Interrupt);
         if !h.t.is_live() {
             // Cancelled before QUIT: closing without it deletes nothing.
@@ -597,8 +473,7 @@ impl Pop3Driver {
             h.t.complete(Err(Error::new(Status::Panic, "no session")));
             return;
         };
-        let n = found.len();
-        if let Err(e) = s.send(b"QUIT\r\n") {
+        if let Err(e) = s.send_all(&[Command::Quit]) {
             drop(s);
             self.delete_lost(h, e, w);
             return;
@@ -606,31 +481,7 @@ impl Pop3Driver {
         self.ctl = None;
         let reply = s.response();
         drop(s);
-        match reply {
-            Ok(r) if r.is_ok() => {
-                let mut detail = format!("deleted {n} message{}", if n == 1 { "" } else { "s" });
-                if !missing.is_empty() {
-                    detail.push_str(&format!("; not in the maildrop: {}", missing.join(", ")));
-                }
-                let items = found.iter().map(item).collect();
-                h.t.complete(Ok(Success::new(0, detail).with_result(ResultData::new(items))));
-            }
-            Ok(r) => {
-                let mut e = r.error("QUIT");
-                e.detail.push_str(&format!(
-                    "; the server may have removed some of the {n} marked messages, not all"
-                ));
-                h.t.complete(Err(e));
-            }
-            Err(e) => {
-                let detail = format!(
-                    "{}; the connection was lost after QUIT was sent, before its reply: \
-                     the server may or may not have deleted the {n} messages",
-                    e.detail
-                );
-                h.t.complete(Err(Error::new(e.status, detail)));
-            }
-        }
+        h.t.complete(quit_outcome(reply, found, missing));
     }
 
     /// A delete's connection failed before its QUIT was sent: the server
@@ -662,6 +513,217 @@ impl Pop3Driver {
     }
 }
 
+/// Reads the response to a RETR (`top` None) or TOP of `entry`: the op's
+/// outcome (-ERR is a failed op), or the connection's failure (Err). The
+/// body is bounded by MAX_MESSAGE_BYTES and by twice LIST's size.
+fn read_message<S: Read + Write>(
+    s: &mut Session<S>,
+    entry: &Entry,
+    top: Option<u32>,
+    max_message: usize,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Outcome> {
+    let r = s.response()?;
+    match r.kind {
+        Kind::Ok => {}
+        Kind::Err => {
+            let cmd = if top.is_some() { "TOP" } else { "RETR" };
+            return Ok(Err(r.error(&format!(
+                "{cmd} of message {} (UIDL {})",
+                entry.num, entry.uidl
+            ))));
+        }
+        Kind::Continue => return Err(Error::protocol(format!("unexpected POP3 response: {r}"))),
+    }
+    let size = usize::try_from(entry.size.min(max_message as u64)).unwrap_or(usize::MAX);
+    // Servers may count octets loosely, but not this loosely: more is an
+    // endless response (PROTOCOL). Beyond MAX_MESSAGE_BYTES it is LIMIT.
+    let sane = size.saturating_mul(2).saturating_add(1 << 20);
+    let limit = sane.min(max_message);
+    let cap = match top {
+        None => size.saturating_add(64).min(MAX_PREALLOC),
+        Some(_) => size.min(64 * 1024),
+    };
+    let mut body = Vec::with_capacity(cap);
+    let total = entry.size;
+    s.body(limit, &mut body, &mut |n| progress(n, total.max(n)))
+        .map_err(|e| {
+            if e.status == Status::Protocol && limit == max_message && body.len() > limit {
+                Error::new(
+                    Status::Limit,
+                    format!(
+                        "message {} (UIDL {}) is larger than {max_message} bytes (MAX_MESSAGE_BYTES)",
+                        entry.num, entry.uidl
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+    let len = body.len() as u64;
+    progress(len, len);
+    let detail = match top {
+        None => format!("message {} ({} bytes)", entry.num, len),
+        Some(n) => format!("headers and {n} lines of message {} ({} bytes)", entry.num, len),
+    };
+    Ok(Ok(Success::new(0, detail).with_result(ResultData::new(vec![
+        item(entry).with_bytes(body),
+    ]))))
+}
+
+/// What became of an op offered to a fetch pipeline.
+enum Admit {
+    /// Its RETR or TOP is in the batch.
+    Sent(Flight),
+    /// Completed without a command (cancelled, unsupported, too large, not found).
+    Completed,
+    /// Held back: not a fetch, or (`refresh`) a UIDL the session may not know yet.
+    Later { h: Held, refresh: bool },
+}
+
+/// Offers `h` to the fetch pipeline on `s`: appends its RETR or TOP to
+/// `out`, or completes it, or hands it back.
+fn admit<S: Read + Write>(s: &Session<S>, h: Held, max_message: usize, out: &mut Vec<u8>) -> Admit {
+    let Some((uidl, top)) = fetch_args(&h.t) else {
+        return Admit::Later { h, refresh: false };
+    };
+    if !h.t.is_live() {
+        h.t.complete(Err(Error::cancelled()));
+        return Admit::Completed;
+    }
+    if top.is_some() && s.caps.known && !s.caps.top {
+        h.t.complete(Err(Error::new(
+            Status::Unsupported,
+            "the server does not offer TOP",
+        )));
+        return Admit::Completed;
+    }
+    match s.lookup(uidl) {
+        Some(e) if top.is_none() && e.size > max_message as u64 => {
+            let e = Error::new(
+                Status::Limit,
+                format!(
+                    "message {} (UIDL {uidl}) is {} bytes; herald retrieves at most \
+                     {max_message} (MAX_MESSAGE_BYTES)",
+                    e.num, e.size
+                ),
+            );
+            h.t.complete(Err(e));
+            Admit::Completed
+        }
+        Some(e) => {
+            let entry = e.clone();
+            match top {
+                None => Command::Retr(entry.num).write_to(out),
+                Some(lines) => Command::Top {
+                    num: entry.num,
+                    lines,
+                }
+                .write_to(out),
+            }
+            h.t.set_cancel_mode(CancelMode::Defer);
+            Admit::Sent(Flight { h, entry, top })
+        }
+        None if s.opened_at >= h.taken => {
+            let e = not_found(uidl);
+            h.t.complete(Err(e));
+            Admit::Completed
+        }
+        None => Admit::Later { h, refresh: true },
+    }
+}
+
+/// The UIDLs a delete op names, each once, in their order.
+fn delete_uidls(job: &Pop3Job) -> Vec<String> {
+    match job {
+        Pop3Job::Delete { uidls } => {
+            let mut seen = HashSet::new();
+            uidls
+                .iter()
+                .filter(|u| seen.insert(u.as_str()))
+                .cloned()
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The maildrop's entries for `uidls`, and the UIDLs it does not have.
+fn partition_uidls<'u, S: Read + Write>(s: &Session<S>, uidls: &'u [String]) -> (Vec<Entry>, Vec<&'u str>) {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for u in uidls {
+        match s.lookup(u) {
+            Some(e) => found.push(e.clone()),
+            None => missing.push(u.as_str()),
+        }
+    }
+    (found, missing)
+}
+
+/// Marks `found` deleted: DELE, up to WINDOW on the wire at once (one
+/// without PIPELINING), reading every reply. Ok(None) when all are marked,
+/// Ok(Some(refusal)) with the first -ERR when the server refused any; Err
+/// when the connection failed or the server answered out of protocol.
+fn mark_deleted<S: Read + Write>(s: &mut Session<S>, found: &[Entry]) -> Result<Option<Error>> {
+    let window = if s.caps.pipelining { WINDOW } else { 1 };
+    let mut refused: Option<Error> = None;
+    let (mut sent, mut answered) = (0, 0);
+    while answered < found.len() {
+        if sent < found.len() && sent - answered < window.div_ceil(2).max(1) {
+            let mut out = Vec::new();
+            while sent < found.len() && sent - answered < window {
+                Command::Dele(found[sent].num).write_to(&mut out);
+                sent += 1;
+            }
+            s.send(&out)?;
+        }
+        let r = s.response()?;
+        if r.is_ok() {
+            s.marked += 1;
+        } else if r.kind == Kind::Err {
+            if refused.is_none() {
+                let f = &found[answered];
+                refused = Some(r.error(&format!("DELE of message {} (UIDL {})", f.num, f.uidl)));
+            }
+        } else {
+            return Err(Error::protocol(format!("unexpected reply to DELE: {r}")));
+        }
+        answered += 1;
+    }
+    Ok(refused)
+}
+
+/// A delete's outcome from the reply to its QUIT (or the failure to read it).
+fn quit_outcome(reply: Result<Response>, found: &[Entry], missing: &[&str]) -> Outcome {
+    let n = found.len();
+    match reply {
+        Ok(r) if r.is_ok() => {
+            let mut detail = format!("deleted {n} message{}", if n == 1 { "" } else { "s" });
+            if !missing.is_empty() {
+                detail.push_str(&format!("; not in the maildrop: {}", missing.join(", ")));
+            }
+            let items = found.iter().map(item).collect();
+            Ok(Success::new(0, detail).with_result(ResultData::new(items)))
+        }
+        Ok(r) => {
+            let mut e = r.error("QUIT");
+            e.detail.push_str(&format!(
+                "; the server may have removed some of the {n} marked messages, not all"
+            ));
+            Err(e)
+        }
+        Err(e) => {
+            let detail = format!(
+                "{}; the connection was lost after QUIT was sent, before its reply: \
+                 the server may or may not have deleted the {n} messages",
+                e.detail
+            );
+            Err(Error::new(e.status, detail))
+        }
+    }
+}
+
 impl Driver for Pop3Driver {
     type Job = Pop3Job;
 
@@ -679,5 +741,150 @@ impl Driver for Pop3Driver {
     /// An open session locks the maildrop, and deletes commit only at QUIT.
     fn close_main_when_idle(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The protocol steps of the driver over canned server bytes: the DELE
+    //! batch, the QUIT commit's outcome, a RETR or TOP response.
+    use super::*;
+    use crate::log::Tracer;
+    use crate::net::mem::MemStream;
+
+    /// A session over `server`'s bytes, delivered `chunk` bytes per read.
+    fn session(server: &str, chunk: usize, pipelining: bool) -> Session<MemStream> {
+        let mut s = Session::new(MemStream::chunked(server, chunk), Tracer::default());
+        s.caps.pipelining = pipelining;
+        s
+    }
+
+    fn sent(s: &Session<MemStream>) -> String {
+        s.conn.get_ref().written()
+    }
+
+    fn entries(n: u32) -> Vec<Entry> {
+        (1..=n)
+            .map(|num| Entry {
+                num,
+                uidl: format!("u{num}"),
+                size: 10 * num as u64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dele_batch_pipelined_with_replies_split_anywhere() {
+        for chunk in [1, 2, 3, 7, 64] {
+            let mut s = session("+OK\r\n+OK marked\r\n+OK\r\n", chunk, true);
+            assert!(mark_deleted(&mut s, &entries(3)).unwrap().is_none());
+            assert_eq!(sent(&s), "DELE 1\r\nDELE 2\r\nDELE 3\r\n");
+            assert_eq!(s.marked, 3);
+        }
+    }
+
+    #[test]
+    fn dele_without_pipelining_is_one_at_a_time() {
+        let stream = MemStream::scripted("", &[("DELE 1\r\n", "+OK\r\n"), ("DELE 2\r\n", "+OK\r\n")]);
+        let mut s = Session::new(stream, Tracer::default());
+        assert!(mark_deleted(&mut s, &entries(2)).unwrap().is_none());
+        assert_eq!(s.marked, 2);
+    }
+
+    #[test]
+    fn dele_window_keeps_reading_past_a_refusal() {
+        // More than one window: every reply is read, the first -ERR kept.
+        let n = (WINDOW * 2 + 3) as u32;
+        let mut server = String::new();
+        for k in 1..=n {
+            server.push_str(if k == 5 || k == 9 {
+                "-ERR no such message\r\n"
+            } else {
+                "+OK\r\n"
+            });
+        }
+        let mut s = session(&server, 5, true);
+        let refused = mark_deleted(&mut s, &entries(n)).unwrap().expect("a refusal");
+        assert!(
+            refused.detail.contains("DELE of message 5 (UIDL u5)"),
+            "{}",
+            refused.detail
+        );
+        assert_eq!(s.marked, n as usize - 2);
+        assert_eq!(sent(&s).matches("DELE ").count(), n as usize);
+        assert!(s.conn.get_ref().position() == server.len());
+    }
+
+    #[test]
+    fn dele_garbage_and_partial_input_end_the_session() {
+        let mut s = session("+OK\r\n+ go on\r\n", 4, true);
+        let e = mark_deleted(&mut s, &entries(2)).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{}", e.detail);
+        for cut in ["", "+OK\r\n", "+OK\r\n+O"] {
+            let mut s = session(cut, 2, true);
+            let e = mark_deleted(&mut s, &entries(2)).unwrap_err();
+            assert_ne!(e.status, Status::Ok, "{cut:?}");
+        }
+        let mut s = session("+OK\r\nHTTP/1.1 400 Bad Request\r\n", 3, true);
+        assert!(mark_deleted(&mut s, &entries(2)).is_err());
+    }
+
+    #[test]
+    fn quit_outcome_says_what_the_server_may_have_done() {
+        let found = entries(2);
+        let ok = quit_outcome(Ok(Response::parse(b"+OK bye").unwrap()), &found, &["gone"]).unwrap();
+        assert_eq!(ok.detail, "deleted 2 messages; not in the maildrop: gone");
+        assert_eq!(ok.result.map(|r| r.items.len()), Some(2));
+        let err = quit_outcome(Ok(Response::parse(b"-ERR disk full").unwrap()), &found, &[]).unwrap_err();
+        assert!(
+            err.detail.contains("may have removed some of the 2"),
+            "{}",
+            err.detail
+        );
+        let lost = quit_outcome(Err(Error::new(Status::Io, "reset")), &found, &[]).unwrap_err();
+        assert_eq!(lost.status, Status::Io);
+        assert!(
+            lost.detail.contains("may or may not have deleted"),
+            "{}",
+            lost.detail
+        );
+    }
+
+    #[test]
+    fn retr_and_top_responses_split_refused_and_cut() {
+        let e = &entries(1)[0];
+        for chunk in [1, 3, 64] {
+            let mut s = session("+OK 10 octets\r\nSubject: x\r\n\r\n..dot\r\n.\r\n", chunk, true);
+            let mut seen = Vec::new();
+            let ok = read_message(&mut s, e, None, 1 << 20, &mut |n, t| seen.push((n, t)))
+                .unwrap()
+                .unwrap();
+            let item = &ok.result.unwrap().items[0];
+            assert_eq!(item.bytes.as_deref(), Some(&b"Subject: x\r\n\r\n.dot\r\n"[..]));
+            assert_eq!(seen.last(), Some(&(20, 20)));
+        }
+        let mut s = session("-ERR [IN-USE] locked\r\n", 4, true);
+        let refused = read_message(&mut s, e, Some(0), 1 << 20, &mut |_, _| {})
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            refused.detail.contains("TOP of message 1 (UIDL u1)"),
+            "{}",
+            refused.detail
+        );
+        let mut s = session("+OK\r\nSubject: x\r\n", 4, true);
+        assert!(read_message(&mut s, e, None, 1 << 20, &mut |_, _| {}).is_err());
+        let mut s = session("+ more\r\n", 4, true);
+        let garbage = read_message(&mut s, e, None, 1 << 20, &mut |_, _| {}).unwrap_err();
+        assert_eq!(garbage.status, Status::Protocol);
+    }
+
+    #[test]
+    fn retr_larger_than_the_limit_is_limit() {
+        let e = &entries(1)[0];
+        let body = "x".repeat(100);
+        let mut s = session(&format!("+OK\r\n{body}\r\n.\r\n"), 16, true);
+        let err = read_message(&mut s, e, None, 50, &mut |_, _| {}).unwrap_err();
+        assert_eq!(err.status, Status::Limit, "{}", err.detail);
     }
 }

@@ -612,65 +612,10 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
     if r.accepted_rcpts() == 0 {
         return (r, None);
     }
-    let data = job.data();
-    let total = data.len() as u64;
-    let fail = |e: std::io::Error, r: Replies| (r, Some(Error::from_io(&e, "sending the message")));
-    match job.body() {
-        Body::Bdat => {
-            let head = Command::Bdat {
-                len: data.len(),
-                last: true,
-            }
-            .to_string();
-            s.trace_out(head.as_bytes());
-            r.content_sent = true;
-            if let Err(e) = s.conn.write_all(head.as_bytes()) {
-                return fail(e, r);
-            }
-            let mut sent = 0;
-            for chunk in data.chunks(WRITE_CHUNK) {
-                if let Err(e) = s.conn.write_all(chunk) {
-                    return fail(e, r);
-                }
-                sent += chunk.len();
-                job.progress(sent as u64, total);
-            }
-        }
-        Body::Data => {
-            let reply = cmd!(Command::Data);
-            let go = reply.code == 354;
-            r.data = Some(reply);
-            if !go {
-                return (r, None);
-            }
-            if !job.live() {
-                return (r, Some(Error::cancelled()));
-            }
-            r.content_sent = true;
-            s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
-            let mut stuffer = DotStuffer::default();
-            let mut out = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 32 + 8);
-            let mut sent = 0;
-            for chunk in data.chunks(WRITE_CHUNK) {
-                stuffer.encode(chunk, &mut out);
-                if let Err(e) = s.conn.write_all(&out) {
-                    return fail(e, r);
-                }
-                out.clear();
-                sent += chunk.len();
-                job.progress(sent as u64, total);
-            }
-            stuffer.finish(&mut out);
-            if let Err(e) = s.conn.write_all(&out) {
-                return fail(e, r);
-            }
-        }
-    }
-    if data.is_empty() {
-        job.progress(0, 0);
-    }
-    if let Err(e) = s.conn.flush() {
-        return fail(e, r);
+    match send_content(s, job, &mut r) {
+        Ok(true) => {}
+        Ok(false) => return (r, None),
+        Err(e) => return (r, Some(e)),
     }
     s.conn.get_ref().before_wait();
     match s.reply() {
@@ -680,6 +625,67 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
         }
         Err(e) => (r, Some(e)),
     }
+}
+
+/// Sends the message of a transaction whose recipients were accepted:
+/// BDAT, or DATA and (after its 354) the dot-stuffed content. True when
+/// the content is sent and its final reply is to be read; false when the
+/// server refused DATA; an error when the connection failed or the op was
+/// cancelled before the content.
+fn send_content<S: Wire>(s: &mut Session<S>, job: &Job, r: &mut Replies) -> Result<bool> {
+    let data = job.data();
+    let total = data.len() as u64;
+    let fail = |e: std::io::Error| Error::from_io(&e, "sending the message");
+    match job.body() {
+        Body::Bdat => {
+            let head = Command::Bdat {
+                len: data.len(),
+                last: true,
+            }
+            .to_string();
+            s.trace_out(head.as_bytes());
+            r.content_sent = true;
+            s.conn.write_all(head.as_bytes()).map_err(fail)?;
+            let mut sent = 0;
+            for chunk in data.chunks(WRITE_CHUNK) {
+                s.conn.write_all(chunk).map_err(fail)?;
+                sent += chunk.len();
+                job.progress(sent as u64, total);
+            }
+        }
+        Body::Data => {
+            s.send(Command::Data.to_string().as_bytes())?;
+            s.conn.get_ref().before_wait();
+            let reply = s.reply()?;
+            let go = reply.code == 354;
+            r.data = Some(reply);
+            if !go {
+                return Ok(false);
+            }
+            if !job.live() {
+                return Err(Error::cancelled());
+            }
+            r.content_sent = true;
+            s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
+            let mut stuffer = DotStuffer::default();
+            let mut out = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 32 + 8);
+            let mut sent = 0;
+            for chunk in data.chunks(WRITE_CHUNK) {
+                stuffer.encode(chunk, &mut out);
+                s.conn.write_all(&out).map_err(fail)?;
+                out.clear();
+                sent += chunk.len();
+                job.progress(sent as u64, total);
+            }
+            stuffer.finish(&mut out);
+            s.conn.write_all(&out).map_err(fail)?;
+        }
+    }
+    if data.is_empty() {
+        job.progress(0, 0);
+    }
+    s.conn.flush().map_err(fail)?;
+    Ok(true)
 }
 
 impl Driver for SmtpDriver {

@@ -28,10 +28,6 @@ impl Reply {
         (200..300).contains(&self.code)
     }
 
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
-
     /// The server is closing the connection (421, RFC 5321 §3.8): nothing
     /// more will be accepted on it.
     pub fn is_closing(&self) -> bool {
@@ -84,11 +80,6 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.code, self.text())
     }
-}
-
-/// Did this error come from a server closing the connection (a 421)?
-pub fn is_closing_error(e: &Error) -> bool {
-    e.reply_code == i32::from(CLOSING)
 }
 
 /// Parses one reply line: (code, is_last, text). The text is decoded as
@@ -232,6 +223,5 @@ mod tests {
         assert_eq!(r(550).error("").reply_code, 550);
         assert_eq!(r(354).error("").status, Status::Protocol);
         assert!(r(421).is_closing() && !r(451).is_closing());
-        assert!(is_closing_error(&r(421).error("MAIL")) && !is_closing_error(&r(451).error("")));
     }
 }

@@ -86,6 +86,7 @@ pub struct Session<S: Read + Write> {
 
 /// The in-memory stream as an SMTP wire: a read would not block while
 /// server bytes are left.
+#[cfg(any(test, feature = "fuzzing"))]
 impl super::pipeline::Wire for crate::net::mem::MemStream {
     fn readable_now(&self) -> bool {
         crate::net::mem::MemStream::readable_now(self)
@@ -121,6 +122,8 @@ fn helo_name(o: &Options, local: Option<std::net::SocketAddr>) -> String {
 }
 
 impl<S: Read + Write> Session<S> {
+    /// A session over `stream`, not yet greeted (the tests' and fuzz targets' way in).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn new(stream: S, trace: Tracer) -> Self {
         Self::over(Transport::new(stream, trace, "the SMTP server"))
     }
