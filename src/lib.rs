@@ -16,42 +16,38 @@
 //! | 4 | composition root | `client` | everything below |
 //! | 5 | C API | `ffi`, `fuzzing` | everything below; nothing imports it |
 //!
-//! - Foundation: errors and status codes ([`status`]), the data an op hands
-//!   back ([`data`], [`result`]), typed options, the log, the envelope's
-//!   limits ([`envelope`]), large buffers ([`buffer`]).
-//! - [`net`]: connect, TLS, the bounded reader, connection control.
-//! - [`engine`]: the op table and queue, the pool, throttle, delivery,
+//! - Foundation: errors and status codes (`status`), the data an op hands
+//!   back (`data`, `result`), typed options, the log, the envelope's
+//!   limits (`envelope`), large buffers (`buffer`).
+//! - `net`: connect, TLS, the bounded reader, connection control.
+//! - `engine`: the op table and queue, the pool, throttle, delivery,
 //!   deadlines, cancel and shutdown, generic over a protocol's
-//!   [`engine::Driver`] and its [`engine::Job`] type. It names no protocol.
-//! - The protocols: each a driver with its own job type ([`smtp::SendJob`],
-//!   [`imap::ImapJob`], [`pop3::Pop3Job`]); PICKUP runs `SendJob`s too; the
+//!   `engine::Driver` and its `engine::Job` type. It names no protocol.
+//! - The protocols: each a driver with its own job type (`smtp::SendJob`,
+//!   `imap::ImapJob`, `pop3::Pop3Job`); PICKUP runs `SendJob`s too; the
 //!   message builder.
-//! - [`client`]: the only place that lists the protocols: which driver a
+//! - `client`: the only place that lists the protocols: which driver a
 //!   client of each protocol runs, and which engine takes each job type.
 //! - [`ffi`]: the C ABI.
 
-pub mod buffer;
-pub mod client;
-pub mod data;
-pub mod engine;
-pub mod envelope;
+#![deny(missing_docs)]
+
+pub(crate) mod buffer;
+pub(crate) mod client;
+pub(crate) mod data;
+pub(crate) mod engine;
+pub(crate) mod envelope;
 pub mod ffi;
 #[doc(hidden)]
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
-pub mod imap;
-pub mod log;
-pub mod message;
-pub mod net;
-pub mod options;
-pub mod pickup;
-pub mod pop3;
-pub mod result;
-pub mod smtp;
-pub mod status;
-
-pub use client::Client;
-pub use engine::{Notify, Submit};
-pub use options::{Options, Protocol, Security};
-pub use result::{Completion, OpId, ResultData, ResultItem, Success};
-pub use status::{Error, Status};
+pub(crate) mod imap;
+pub(crate) mod log;
+pub(crate) mod message;
+pub(crate) mod net;
+pub(crate) mod options;
+pub(crate) mod pickup;
+pub(crate) mod pop3;
+pub(crate) mod result;
+pub(crate) mod smtp;
+pub(crate) mod status;

@@ -53,19 +53,6 @@ impl DotStuffer {
         self.prev_cr = last == b'\r';
     }
 
-    /// Moves the state past `input`, which the caller sends as it is: for
-    /// messages whose `Needs::verbatim` says no byte of them changes.
-    pub fn skip(&mut self, input: &[u8]) {
-        debug_assert!(!input
-            .windows(2)
-            .any(|w| w == b"\n." || (w[1] == b'\n' && w[0] != b'\r')));
-        if let Some(&last) = input.last() {
-            debug_assert!(!(self.at_line_start && input[0] == b'.'));
-            self.at_line_start = last == b'\n';
-            self.prev_cr = last == b'\r';
-        }
-    }
-
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.at_line_start {
             if self.prev_cr {

@@ -294,12 +294,15 @@ impl<P: Payload> Window<P> {
         }
     }
 
-    /// At most `n` transactions in flight.
+    /// At most `n` transactions in flight (tests use a small window).
+    #[cfg(test)]
     pub fn with_max_transactions(mut self, n: usize) -> Self {
         self.max_transactions = n.max(1);
         self
     }
 
+    /// How the window sends transactions (tests check what it learned).
+    #[cfg(test)]
     pub fn mode(&self) -> Mode {
         self.mode
     }
