@@ -211,3 +211,16 @@ fn imap_in_c_under_valgrind() {
     );
     assert!(out.contains("imap.c: ok"), "{out}");
 }
+
+/// tests/c/stress.c: rounds of clients against a server whose connections
+/// misbehave, with short deadlines, cancels and frees racing the workers and
+/// the deadline watchdog. (scripts/asan.sh runs it under AddressSanitizer too.)
+#[test]
+fn stress_in_c_under_valgrind() {
+    require_c_tools();
+    let exe = compile("tests/c/stress.c");
+    let dir = exe.parent().unwrap().to_path_buf();
+    let stdout = valgrind(&exe, &[], &[], &dir);
+    assert!(stdout.contains("every op completed once"), "{stdout}");
+    eprintln!("{stdout}");
+}

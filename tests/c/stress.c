@@ -1,5 +1,5 @@
 /*
- * Stress for the engine's lifetimes, run under valgrind (tests/c_stress.rs)
+ * Stress for the engine's lifetimes, run under valgrind (tests/c_programs.rs, stress_in_c_under_valgrind)
  * and AddressSanitizer (scripts/asan.sh): rounds of clients sending to a
  * server of their own whose connections misbehave in turn (a trickled
  * greeting, an endless line, silence, a reset, or a proper SMTP dialogue),

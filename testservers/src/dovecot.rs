@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::files::{chown_tree, find_placeholder, TempDir};
+use crate::files::{chown_tree, find_placeholder, self_signed_cert, TempDir};
 use crate::ports::free_port;
 use crate::preconditions::{euid, lookup_user, require_servers};
 use crate::process::{bind_failed, expect_greeting, wait_listening, Supervised, STOP_TIMEOUT};
@@ -222,34 +222,7 @@ fn start_dovecot(sink_port: u16, extra_conf: &str) -> Result<StartedDovecot, (St
         INSTANCES.fetch_add(1, Ordering::Relaxed)
     );
 
-    // TLS certificate (a fresh EC key: a few ms; RSA would take ~0.2 s).
-    let tls = root.join("tls");
-    fs::create_dir(&tls).expect("create tls dir");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(tls.join("key.pem"))
-        .arg("-out")
-        .arg(tls.join("cert.pem"))
-        .args(["-days", "30", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    self_signed_cert(&root);
 
     // Users: passwd-file (scheme=PLAIN) and pre-created maildirs.
     let passwd: String = USERS.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();

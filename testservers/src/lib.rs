@@ -95,7 +95,7 @@ pub mod smtp_sink;
 
 pub use connections::{established_connections, wait_for_connections};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
-pub use files::{chown_tree, find_placeholder, keep_temp, TempDir};
+pub use files::{chown_tree, find_placeholder, keep_temp, self_signed_cert, TempDir};
 pub use imap_append::imap_append;
 pub use ports::free_port;
 pub use postfix::Postfix;

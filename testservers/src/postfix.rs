@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     bind_failed, chown_tree, expect_greeting, find_placeholder, free_port, lookup_user, require_servers,
-    wait_listening, Supervised, TempDir, STOP_TIMEOUT,
+    self_signed_cert, wait_listening, Supervised, TempDir, STOP_TIMEOUT,
 };
 
 /// Postfix's command (for `postfix check`).
@@ -303,32 +303,7 @@ fn start_postfix(extra_main_cf: &str) -> Result<Postfix, (String, bool)> {
     let root = dir.path().to_path_buf();
     let port = free_port();
 
-    let tls = root.join("tls");
-    fs::create_dir(&tls).expect("create tls dir");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(tls.join("key.pem"))
-        .arg("-out")
-        .arg(tls.join("cert.pem"))
-        .args(["-days", "30", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tls = self_signed_cert(&root);
     // smtpd reads the key as root before dropping privileges; keep it private.
     fs::set_permissions(tls.join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
 
