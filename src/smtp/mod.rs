@@ -191,7 +191,7 @@ impl Payload for Job {
 
 /// Is this error the connection going away (so the session is unusable)?
 fn connection_lost(e: &Error) -> bool {
-    e.is_connection_failure() || e.reply_code == 421
+    e.is_connection_failure() || reply::is_closing_error(e)
 }
 
 /// The error of a message whose content was sent but whose final reply
@@ -533,9 +533,9 @@ impl SmtpDriver {
             let s = self.session.as_mut().expect("a session");
             match lockstep(s, &job) {
                 (r, None) => {
-                    let closing = r.rcpts.iter().flatten().any(|r| r.code == 421)
-                        || r.mail.as_ref().is_some_and(|m| m.code == 421)
-                        || r.decisive().is_some_and(|d| d.code == 421);
+                    let closing = r.rcpts.iter().flatten().any(Reply::is_closing)
+                        || r.mail.as_ref().is_some_and(Reply::is_closing)
+                        || r.decisive().is_some_and(Reply::is_closing);
                     let f = Finished {
                         payload: job,
                         replies: r,
@@ -553,7 +553,7 @@ impl SmtpDriver {
                 }
                 (r, Some(e)) => {
                     let b = Broken {
-                        closing: e.reply_code == 421,
+                        closing: reply::is_closing_error(&e),
                         error: e,
                         during_probe: false,
                         finished: Vec::new(),
@@ -603,7 +603,7 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
     }
     for k in 0..job.rcpt_count() {
         let reply = cmd!(Command::Rcpt { to: job.rcpt(k) });
-        let closing = reply.code == 421;
+        let closing = reply.is_closing();
         r.rcpts[k] = Some(reply);
         if closing {
             return (r, None);

@@ -524,7 +524,7 @@ impl<P: Payload> Window<P> {
                 "unexpected SMTP reply: {r}"
             ))));
         };
-        let closing = r.code == 421;
+        let closing = r.is_closing();
         let closing_error = closing.then(|| r.error("the server is closing the connection"));
         let f = &mut self.flights[i];
         let mut finish = false;

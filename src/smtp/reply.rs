@@ -15,6 +15,11 @@ pub const MAX_REPLY_LINES: usize = 1000;
 /// The reply code of a server closing the connection.
 pub const CLOSING: u16 = 421;
 
+/// Did this error come from the server closing the connection (421)?
+pub fn is_closing_error(e: &Error) -> bool {
+    e.reply_code == i32::from(CLOSING)
+}
+
 /// A complete reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
