@@ -196,6 +196,10 @@ pub struct Broken<P> {
     /// the previous transaction's final command, before the server had
     /// answered that one.
     pub during_probe: bool,
+    /// The failure came while a transaction had been pipelined behind
+    /// another's end (two or more in flight): the pattern of a server that
+    /// breaks on that, whether probing or streaming.
+    pub behind_an_end: bool,
     /// Transactions that had finished before the failure.
     pub finished: Vec<Finished<P>>,
     /// Transactions still in flight, oldest first, with what they got.
@@ -806,6 +810,7 @@ impl<P: Payload> Window<P> {
         // behind another's end: it died before the earlier one's final reply.
         let during_probe =
             self.flights.iter().any(|f| f.probe) && self.flights.front().is_some_and(|f| !f.probe);
+        let behind_an_end = during_probe || self.flights.len() >= 2;
         self.expect.clear();
         self.out.clear();
         self.pieces.clear();
@@ -813,6 +818,7 @@ impl<P: Payload> Window<P> {
             error,
             closing,
             during_probe,
+            behind_an_end,
             finished: self.done.drain(..).collect(),
             in_flight: self.flights.drain(..).map(|f| (f.p, f.r)).collect(),
         }
@@ -1161,6 +1167,7 @@ mod tests {
         let two = vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")];
         let (_, b) = run(&mut w, &mut s, two).unwrap_err();
         assert!(b.during_probe);
+        assert!(b.behind_an_end);
         assert_eq!(b.in_flight.len(), 2);
         assert!(b.in_flight[0].1.content_sent);
         assert!(
@@ -1176,7 +1183,17 @@ mod tests {
         let (done, b) = run(&mut w, &mut s, two).unwrap_err();
         assert_eq!(done.len() + b.finished.len(), 1);
         assert!(!b.during_probe);
+        assert!(!b.behind_an_end, "only one transaction was left in flight");
         assert!(!b.in_flight[0].1.content_sent);
+
+        // Streaming, the server dies with two transactions in flight, the
+        // second pipelined behind the first's end: the failure says so too.
+        let mut s = session("250 ok\r\n250 ok\r\n", 1000);
+        let mut w = Window::new(Mode::Stream);
+        let two = vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")];
+        let (_, b) = run(&mut w, &mut s, two).unwrap_err();
+        assert!(!b.during_probe);
+        assert!(b.behind_an_end);
     }
 
     #[test]
