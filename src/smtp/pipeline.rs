@@ -829,45 +829,9 @@ impl<P: Payload> Window<P> {
 mod tests {
     use super::*;
     use crate::log::Tracer;
+    use crate::net::mem::MemStream;
     use crate::status::Status;
     use std::cell::Cell;
-    use std::io::Cursor;
-
-    /// A server's replies, canned, handed out at most `step` bytes per read;
-    /// what the client wrote is kept.
-    struct Canned {
-        input: Cursor<Vec<u8>>,
-        step: usize,
-        output: Vec<u8>,
-        /// Writes fail after this many bytes (a connection that dies).
-        write_limit: usize,
-    }
-
-    impl Read for Canned {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(self.step);
-            self.input.read(&mut buf[..n])
-        }
-    }
-
-    impl Write for Canned {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if self.output.len() + buf.len() > self.write_limit {
-                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe"));
-            }
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Wire for Canned {
-        fn readable_now(&self) -> bool {
-            (self.input.position() as usize) < self.input.get_ref().len()
-        }
-    }
 
     #[derive(Debug)]
     struct Msg {
@@ -915,20 +879,13 @@ mod tests {
         }
     }
 
-    fn session(replies: &str, step: usize) -> Session<Canned> {
-        Session::new(
-            Canned {
-                input: Cursor::new(replies.as_bytes().to_vec()),
-                step,
-                output: Vec::new(),
-                write_limit: usize::MAX,
-            },
-            Tracer::default(),
-        )
+    /// A server's canned replies, handed out at most `step` bytes per read.
+    fn session(replies: &str, step: usize) -> Session<MemStream> {
+        Session::new(MemStream::chunked(replies, step), Tracer::default())
     }
 
-    fn written(s: &Session<Canned>) -> String {
-        String::from_utf8_lossy(&s.conn.get_ref().output).into_owned()
+    fn written(s: &Session<MemStream>) -> String {
+        s.conn.get_ref().written()
     }
 
     /// What finished before a connection broke, and the break.
@@ -938,7 +895,7 @@ mod tests {
     /// as the SMTP driver does.
     fn run(
         w: &mut Window<Msg>,
-        s: &mut Session<Canned>,
+        s: &mut Session<MemStream>,
         msgs: Vec<Msg>,
     ) -> std::result::Result<Vec<Finished<Msg>>, Dropped> {
         let mut queue: VecDeque<Msg> = msgs.into();
@@ -974,7 +931,7 @@ mod tests {
         }
         assert_eq!(pushed, 3);
         // Nothing was read: all three are on the wire (or in the buffer) at once.
-        assert_eq!(s.conn.get_ref().input.position(), 0);
+        assert_eq!(s.conn.get_ref().position(), 0);
         let done = run(&mut w, &mut s, vec![]).unwrap();
         assert_eq!(done.len(), 3);
         assert!(done
@@ -1115,7 +1072,7 @@ mod tests {
         w.push(&mut s, msg(Body::Bdat, 1, "a")).unwrap();
         assert!(matches!(w.step(&mut s, false), Ok(Event::Finished(_))));
         assert!(matches!(w.step(&mut s, false), Ok(Event::Idle)));
-        assert_eq!(s.conn.get_ref().input.position() as usize, OK3.len());
+        assert_eq!(s.conn.get_ref().position(), OK3.len());
         assert!(
             s.conn.get_ref().readable_now(),
             "left for the driver to see before reuse"
@@ -1132,7 +1089,7 @@ mod tests {
         assert!(w.can_push());
         w.push(&mut s, msg(Body::Bdat, 1, "b")).unwrap();
         // The first one's replies were all read before the second was written.
-        assert_eq!(s.conn.get_ref().input.position() as usize, OK3.len());
+        assert_eq!(s.conn.get_ref().position(), OK3.len());
     }
 
     #[test]
@@ -1211,10 +1168,7 @@ mod tests {
         let done = run(&mut w, &mut s, vec![msg(Body::Data, 1, "x")]).unwrap();
         assert!(!done[0].replies.content_sent);
         assert!(written(&s).ends_with("DATA\r\n.\r\n"));
-        assert_eq!(
-            s.conn.get_ref().input.position() as usize,
-            s.conn.get_ref().input.get_ref().len()
-        );
+        assert!(!s.conn.get_ref().readable_now(), "every reply was read");
     }
 
     #[test]
@@ -1237,7 +1191,7 @@ mod tests {
 
         // A write that fails part way: the content counts as sent.
         let mut s = session("", 1000);
-        s.conn.get_mut().write_limit = WRITE_CHUNK;
+        s.conn.get_mut().write_limit = Some(WRITE_CHUNK);
         let mut w = Window::new(Mode::Stream);
         let b = w.push(&mut s, msg(Body::Bdat, 1, &big)).unwrap_err();
         assert!(b.in_flight[0].1.content_sent);
