@@ -719,3 +719,105 @@ impl Driver for SmtpDriver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16, text: &str) -> Reply {
+        Reply {
+            code,
+            lines: vec![text.to_string()],
+        }
+    }
+
+    fn job(data: &[u8]) -> SendJob {
+        SendJob::new(
+            "a@example.org".into(),
+            vec!["b@example.org".into()],
+            data.to_vec(),
+        )
+    }
+
+    #[test]
+    fn greetings_name_the_servers_they_are() {
+        assert!(serial_by_greeting(&reply(220, "mx.example Dovecot ready.")));
+        assert!(!serial_by_greeting(&reply(220, "mx.example ESMTP Postfix")));
+        assert!(streams_by_greeting(&reply(
+            220,
+            "mx.example ESMTP Postfix (Debian/GNU)"
+        )));
+        assert!(streams_by_greeting(&reply(220, "mx.example ESMTP Exim 4.96")));
+        assert!(!streams_by_greeting(&reply(220, "mx.example ESMTP ready")));
+    }
+
+    #[test]
+    fn what_is_learned_about_a_server() {
+        // Unknown: probe. A passed probe streams, on the probe's word only.
+        let l = Learned::default();
+        assert_eq!(l.mode(), Mode::Probe);
+        l.set(PROBED);
+        assert_eq!(l.mode(), Mode::Stream);
+        assert!(l.probed());
+        // A crash teaches serial mode, and that is final.
+        l.set(SERIAL);
+        assert_eq!(l.mode(), Mode::Serial);
+        l.set(STREAMS);
+        l.set(PROBED);
+        assert_eq!(l.mode(), Mode::Serial);
+        // Named by its greeting: streams, and not on a probe's word.
+        let l = Learned::default();
+        l.set(STREAMS);
+        assert_eq!(l.mode(), Mode::Stream);
+        assert!(!l.probed());
+    }
+
+    #[test]
+    fn plans_follow_the_servers_extensions() {
+        let mut ext = Extensions {
+            esmtp: true,
+            pipelining: true,
+            eightbitmime: true,
+            size: Some(0),
+            ..Default::default()
+        };
+        let text = b"Subject: x\r\n\r\nhi\r\n";
+        let p = SmtpDriver::plan(&ext, &job(text)).unwrap();
+        assert_eq!(p.body, Body::Data);
+        assert_eq!(p.params, format!(" SIZE={}", text.len()));
+        ext.chunking = true;
+        let eight = "Subject: x\r\n\r\nh\u{e9}\r\n".as_bytes();
+        let p = SmtpDriver::plan(&ext, &job(eight)).unwrap();
+        assert_eq!(
+            p.body,
+            Body::Bdat,
+            "every message goes by BDAT where CHUNKING is offered"
+        );
+        assert_eq!(p.params, format!(" SIZE={} BODY=8BITMIME", eight.len()));
+        // Over the server's SIZE: LIMIT, before anything is sent.
+        ext.size = Some(10);
+        let e = SmtpDriver::plan(&ext, &job(b"Subject: x\r\n\r\nhi\r\n")).unwrap_err();
+        assert_eq!(e.status, Status::Limit);
+        // 8-bit content without 8BITMIME (or BINARYMIME with BDAT): UNSUPPORTED.
+        let ext = Extensions {
+            esmtp: true,
+            ..Default::default()
+        };
+        let e = SmtpDriver::plan(&ext, &job("h\u{e9}\r\n".as_bytes())).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+        // A UTF-8 address without SMTPUTF8: UNSUPPORTED.
+        let utf8 = SendJob::new(
+            "j\u{f6}rg@example.org".into(),
+            vec!["b@example.org".into()],
+            b"x\r\n".to_vec(),
+        );
+        let e = SmtpDriver::plan(&ext, &utf8).unwrap_err();
+        assert_eq!(e.status, Status::Unsupported);
+        // No recipient: INVALID_ARGUMENT.
+        let none = SendJob::new("a@example.org".into(), Vec::new(), b"x\r\n".to_vec());
+        assert_eq!(
+            SmtpDriver::plan(&ext, &none).unwrap_err().status,
+            Status::InvalidArgument
+        );
+    }
+}
