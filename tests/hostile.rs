@@ -794,16 +794,7 @@ fn queue_time_does_not_count_toward_the_deadline() {
     opts.push((HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_NONE)));
     opts.push((HERALD_OPT_IO_TIMEOUT_MS, Val::I(5000)));
     let c = TestClient::new(HERALD_PROTOCOL_SMTP, &opts).unwrap();
-    let ops: Vec<u64> = (0..5)
-        .map(|i| {
-            c.send_raw(
-                "a@x.test",
-                &["b@x.test"],
-                format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let ops = c.send_numbered("a@x.test", "b@x.test", 5);
     assert_eq!(c.flush(Duration::from_secs(20)), HERALD_STATUS_OK);
     let recs = c.free();
     assert_exactly_once(&recs, &ops);
@@ -852,16 +843,7 @@ fn ops_pipelined_behind_a_timed_out_smtp_op_are_retried() {
     opts.push((HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_NONE)));
     let c = TestClient::new(HERALD_PROTOCOL_SMTP, &opts).unwrap();
     let t0 = Instant::now();
-    let ops: Vec<u64> = (0..3)
-        .map(|i| {
-            c.send_raw(
-                "a@x.test",
-                &["b@x.test"],
-                format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let ops = c.send_numbered("a@x.test", "b@x.test", 3);
     let (r, took) = completion(&c, ops[0], t0);
     assert_timed_out("SMTP stalled final reply", &r, took);
     assert_eq!(c.flush(OP_TIMEOUT * 3), HERALD_STATUS_OK);

@@ -43,16 +43,7 @@ fn endless_lines_on_eight_connections_stay_within_a_few_mb_each() {
         ],
     );
     let started = Instant::now();
-    let ops: Vec<u64> = (0..64)
-        .map(|i| {
-            c.send_raw(
-                "a@x.test",
-                &["b@x.test"],
-                format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let ops = c.send_numbered("a@x.test", "b@x.test", 64);
     assert_eq!(c.flush(Duration::from_secs(60)), HERALD_STATUS_OK);
     let took = started.elapsed();
     let recs = c.free();

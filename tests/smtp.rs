@@ -332,16 +332,7 @@ fn cancel_of_queued_and_running_ops() {
 fn free_with_thousands_pending_completes_them_all() {
     let (_l, port) = silent_server();
     let c = TestClient::smtp_plain(port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(4))]);
-    let ops: Vec<u64> = (0..5000)
-        .map(|i| {
-            c.send_raw(
-                "a@example.org",
-                &["b@example.org"],
-                format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let ops = c.send_numbered("a@example.org", "b@example.org", 5000);
     std::thread::sleep(Duration::from_millis(100));
     let rec = c.rec.clone();
     let records = c.free();

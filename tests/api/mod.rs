@@ -271,6 +271,17 @@ impl TestClient {
         })
     }
 
+    /// Sends `n` tiny messages from `from` to `to`, the i-th with subject
+    /// `i`, and returns their ops (each call must be accepted).
+    pub fn send_numbered(&self, from: &str, to: &str, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                self.send_raw(from, &[to], format!("Subject: {i}\r\n\r\nx\r\n").as_bytes())
+                    .unwrap()
+            })
+            .collect()
+    }
+
     pub fn send_message(&self, m: *const herald_message) -> Result<u64, u32> {
         self.submit(|cb, token, op| herald_send_async(self.c, m, cb, token, op))
     }
