@@ -1,8 +1,11 @@
 //! The data an op hands back: result items and their fields. Foundation:
-//! imports nothing of the crate, so errors (`status`) can carry a partial
+//! imports nothing of the crate but `parsed` (a leaf), so errors (`status`) can carry a partial
 //! result without `status` and `result` importing each other.
 
 use std::ffi::CString;
+use std::sync::Arc;
+
+use crate::parsed::{BodyPart, Parsed};
 
 /// An op's id, unique per client.
 pub type OpId = u64;
@@ -32,6 +35,10 @@ pub struct ResultItem {
     strs: Vec<(u32, CString)>,
     ints: Vec<(u32, u64)>,
     pub bytes: Option<Vec<u8>>,
+    /// The parsed message (HERALD_FETCH_PARSED, POP3 parsed retrieve).
+    pub parsed: Option<Arc<Parsed>>,
+    /// The MIME structure, pre-order (HERALD_FETCH_BODYSTRUCTURE).
+    pub parts: Vec<BodyPart>,
 }
 
 /// Text for a C string: interior NULs (which C can't carry) become U+FFFD.

@@ -27,6 +27,7 @@ pub mod handle;
 pub mod imap;
 pub mod message;
 pub mod options;
+pub mod parsed;
 pub mod pop3;
 pub mod result;
 pub mod smtp;

@@ -49,7 +49,7 @@ pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
 /// str: the server's reply text for this item.
 pub const HERALD_FIELD_REPLY_TEXT: u32 = 11;
 
-fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
+pub(crate) fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
     r.items.get(i).ok_or_else(|| {
         Error::invalid(format!(
