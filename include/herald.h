@@ -101,6 +101,23 @@
 #define HERALD_STORE_REPLACE 0
 
 /**
+ * `parts` bit of `herald_imap_fetch_async`: each item also holds the
+ * parsed message (`herald_result_parsed`), parsed on herald's worker
+ * thread before the completion comes. It parses the item's bytes: the
+ * whole message with HERALD_FETCH_BODY; without it, herald fetches the
+ * header block (as HERALD_FETCH_HEADERS) and parses that (headers,
+ * addresses, date; no bodies or attachments).
+ */
+#define HERALD_FETCH_PARSED 32
+
+/**
+ * `parts` bit: each item also holds the message's MIME structure
+ * (IMAP BODYSTRUCTURE), walked with `herald_result_part_count` and
+ * `herald_result_part`; nothing of the bodies is downloaded for it.
+ */
+#define HERALD_FETCH_BODYSTRUCTURE 64
+
+/**
  * An SMTP client: sends mail (`herald_send_async`, `herald_send_raw_async`).
  */
 #define HERALD_PROTOCOL_SMTP 1
@@ -276,6 +293,36 @@
 #define HERALD_SECURITY_STARTTLS_IF_AVAILABLE 3
 
 /**
+ * Address role: the From addresses.
+ */
+#define HERALD_ADDR_FROM 1
+
+/**
+ * Address role: To.
+ */
+#define HERALD_ADDR_TO 2
+
+/**
+ * Address role: Cc.
+ */
+#define HERALD_ADDR_CC 3
+
+/**
+ * Address role: Bcc (present only in messages that kept it, such as drafts or sent copies).
+ */
+#define HERALD_ADDR_BCC 4
+
+/**
+ * Address role: Reply-To.
+ */
+#define HERALD_ADDR_REPLY_TO 5
+
+/**
+ * Address role: Sender.
+ */
+#define HERALD_ADDR_SENDER 6
+
+/**
  * str: a mailbox name (IMAP list); a UIDL (POP3); a recipient's address
  * (SMTP send); the .eml file's path (PICKUP send).
  */
@@ -332,6 +379,50 @@
 #define HERALD_FIELD_REPLY_TEXT 11
 
 /**
+ * str: the Cc addresses (IMAP fetch ENVELOPE), as HERALD_FIELD_FROM.
+ */
+#define HERALD_FIELD_CC 21
+
+/**
+ * str: the Reply-To addresses (IMAP fetch ENVELOPE), as HERALD_FIELD_FROM. Servers
+ * report the From addresses here when the message has no Reply-To (RFC 3501).
+ */
+#define HERALD_FIELD_REPLY_TO 22
+
+/**
+ * str: the In-Reply-To message id(s) (IMAP fetch ENVELOPE), as sent ("<id@host>").
+ */
+#define HERALD_FIELD_IN_REPLY_TO 23
+
+/**
+ * str: the References header (IMAP fetch ENVELOPE; fetched with it as
+ * BODY.PEEK[HEADER.FIELDS (REFERENCES)]): message ids separated by single spaces.
+ */
+#define HERALD_FIELD_REFERENCES 24
+
+/**
+ * int: the server's INTERNALDATE (IMAP fetch ENVELOPE), Unix seconds.
+ */
+#define HERALD_FIELD_INTERNALDATE 25
+
+/**
+ * str: the Bcc addresses (IMAP fetch ENVELOPE; only in messages that kept them, such as drafts).
+ */
+#define HERALD_FIELD_BCC 26
+
+/**
+ * str: the Sender addresses (IMAP fetch ENVELOPE). Servers report the From
+ * addresses here when the message has no Sender (RFC 3501).
+ */
+#define HERALD_FIELD_SENDER 27
+
+/**
+ * int: the Date header decoded to Unix seconds (IMAP fetch ENVELOPE); absent
+ * when the date is missing, invalid or before 1970.
+ */
+#define HERALD_FIELD_DATE_UNIX 28
+
+/**
  * A client of one server (or one pickup directory). Every function may be
  * called on it from any thread, concurrently, also from inside its callbacks
  * (see the README's "Threading").
@@ -356,6 +447,15 @@ typedef struct herald_message herald_message;
  * `herald_options_free`). `herald_client_new` copies them: free them whenever you like.
  */
 typedef struct herald_options herald_options;
+
+/**
+ * A parsed message (MIME, RFC 2047 words and RFC 2231 parameters decoded,
+ * bodies converted to UTF-8). Made by `herald_parse` (the caller frees it
+ * with `herald_parsed_free`) or borrowed from a result item with
+ * `herald_result_parsed` (owned by the result: never freed by the caller).
+ * Read-only: any thread may read one concurrently.
+ */
+typedef struct herald_parsed herald_parsed;
 
 /**
  * An op-specific result, reached through `herald_completion.result`: a
@@ -441,6 +541,105 @@ typedef void (*herald_log_callback)(void *user, uint32_t level, const char *line
  * the call. It may call any herald function, also `herald_client_free`.
  */
 typedef void (*herald_callback)(const struct herald_completion *c);
+
+/**
+ * One node of a message's MIME structure, filled in by
+ * `herald_result_part`. Nodes come in pre-order (a node, then its
+ * children, each subtree whole): node 0 is the root; `parent` and
+ * `children` give the tree. Every string is owned by the result, valid as
+ * long as it is, never NULL.
+ */
+typedef struct herald_part {
+  /**
+   * The IMAP section to fetch this part with (`herald_imap_fetch_section_async`):
+   * "1", "1.2", "3.1". A multipart's own bytes are "TEXT" for the root
+   * (and "N.TEXT" for one inside a message/rfc822 part N); the root of a
+   * single-part message is "1".
+   */
+  const char *section;
+  /**
+   * Lower case: "text", "image", "multipart", "message".
+   */
+  const char *media_type;
+  /**
+   * Lower case: "plain", "png", "mixed", "rfc822".
+   */
+  const char *subtype;
+  /**
+   * Lower case: "attachment", "inline", or "" when the part has none.
+   */
+  const char *disposition;
+  /**
+   * The file name, decoded (RFC 2231 continuations and charsets, RFC
+   * 2047 words) to UTF-8, from the disposition's filename or the type's
+   * name parameter; "" when none.
+   */
+  const char *filename;
+  /**
+   * Content-Transfer-Encoding, lower case ("base64", "7bit"); "" for a multipart.
+   */
+  const char *encoding;
+  /**
+   * Content-ID without angle brackets; "" when none.
+   */
+  const char *content_id;
+  /**
+   * The part's size in octets as stored (before decoding); 0 for a multipart.
+   */
+  uint64_t size;
+  /**
+   * 0 for the root, 1 for its children ...
+   */
+  uint32_t depth;
+  /**
+   * The index of the parent node; SIZE_MAX for the root.
+   */
+  size_t parent;
+  /**
+   * How many children the node has (parts of a multipart; a message/rfc822 part has one).
+   */
+  size_t children;
+  /**
+   * How many Content-Type parameters `herald_result_part_param` gives.
+   */
+  size_t param_count;
+} herald_part;
+
+/**
+ * An attachment or inline part of a parsed message, filled in by
+ * `herald_parsed_attachment`. Every pointer is owned by the
+ * `herald_parsed` and valid as long as it is; none is ever NULL.
+ */
+typedef struct herald_attachment {
+  /**
+   * The file name, decoded (RFC 2047 / RFC 2231) to UTF-8, from
+   * Content-Disposition's filename or Content-Type's name; "" when none.
+   * As the sender wrote it: check it before using it as a path.
+   */
+  const char *filename;
+  /**
+   * "type/subtype", lower case ("image/png"); parameters left out.
+   */
+  const char *content_type;
+  /**
+   * The Content-ID without angle brackets ("img1@example.org"); "" when none.
+   */
+  const char *content_id;
+  /**
+   * 1 for an inline part (Content-Disposition: inline, or no disposition
+   * and a Content-ID: an image an HTML body shows), else 0.
+   */
+  int32_t is_inline;
+  /**
+   * The bytes, decoded from the part's Content-Transfer-Encoding.
+   * A nested message (message/rfc822) is its raw bytes.
+   */
+  const uint8_t *data;
+  /**
+   * Length of `data`.
+   */
+  size_t len;
+} herald_attachment;
 
 /**
  * Success.
@@ -714,12 +913,17 @@ herald_status herald_imap_search_async(struct herald_client *c, const char *mail
 
 /**
  * METHOD (IMAP client). Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
- * is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY. Result: one
+ * is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED |
+ * _BODYSTRUCTURE. Result: one
  * item per message, in UID order; its bytes are the whole message when
  * BODY was asked for, else the header block. Fetching never marks mail
  * \Seen. Each item's uid is the message's UID; its fields are those
  * `parts` asked for (HERALD_FIELD_FLAGS; _SUBJECT, _FROM, _TO, _DATE,
- * _MESSAGE_ID; _SIZE); UIDs the mailbox lacks are left out (no error).
+ * _MESSAGE_ID, and with ENVELOPE also _CC, _BCC, _REPLY_TO, _SENDER,
+ * _IN_REPLY_TO, _REFERENCES, _INTERNALDATE, _DATE_UNIX; _SIZE), the parsed
+ * message (`herald_result_parsed`, HERALD_FETCH_PARSED) and the MIME
+ * structure (`herald_result_part`, HERALD_FETCH_BODYSTRUCTURE); UIDs the
+ * mailbox lacks are left out (no error).
  * Progress reports the bytes received so far, with total 0.
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
@@ -820,6 +1024,55 @@ herald_status herald_imap_expunge_async(struct herald_client *c, const char *mai
  * `*op_out` is required (NULL is INVALID_ARGUMENT).
  */
 herald_status herald_imap_idle_async(struct herald_client *c, const char *mailbox, herald_callback on_change, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD. How many MIME structure nodes item `i` holds (HERALD_FETCH_BODYSTRUCTURE);
+ * 0 when it has none, `i` is out of range or `r` NULL (the last two set
+ * `herald_last_error()`).
+ */
+size_t herald_result_part_count(const struct herald_result *r, size_t i);
+
+/**
+ * METHOD. Fills `*out` with node `k` (from 0, pre-order) of item `i`'s MIME
+ * structure. INVALID_ARGUMENT for NULL arguments or an index out of range
+ * (`*out` then left alone).
+ */
+herald_status herald_result_part(const struct herald_result *r, size_t i, size_t k, struct herald_part *out);
+
+/**
+ * METHOD. Content-Type parameter `j` of node `k` of item `i`: returns its
+ * value (decoded: RFC 2231, RFC 2047) and puts its lower-case name
+ * ("charset", "name", "boundary") in `*name_out` (may be NULL). NULL when
+ * an index is out of range or `r` is NULL (then `*name_out` is left alone).
+ */
+const char *herald_result_part_param(const struct herald_result *r, size_t i, size_t k, size_t j, const char **name_out);
+
+/**
+ * METHOD (IMAP client). Fetches one body section of message `uid` in
+ * `mailbox`, without marking it \Seen. `section`: a part number as
+ * `herald_part.section` gives it ("2", "1.2"), "TEXT", "HEADER", or a part
+ * number with ".TEXT", ".HEADER" or ".MIME"; anything else is
+ * INVALID_ARGUMENT. Result: one item (uid = `uid`, HERALD_FIELD_NAME = the
+ * section, HERALD_FIELD_SIZE = the bytes' length) whose bytes are:
+ * - for a part number: the part decoded from its Content-Transfer-Encoding
+ *   (base64, quoted-printable; other encodings as stored);
+ * - for TEXT, HEADER and MIME sections: the bytes as stored.
+ *
+ * `offset` and `max_len` (0 = to the end) select a byte range of those
+ * same bytes: for a part number, of the DECODED bytes. With the server's
+ * BINARY extension (RFC 3516) the server decodes and sends only the range
+ * (`BINARY.PEEK[2]<0.65536>`); without it herald fetches the whole part,
+ * decodes it and cuts the range out, so the result is the same. A range
+ * past the end gives fewer bytes (or none). Both are at most 4294967295.
+ * `HERALD_STATUS_NOT_FOUND` when the mailbox has no such UID or the
+ * message no such section. Progress reports the bytes received so far.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_fetch_section_async(struct herald_client *c, const char *mailbox, uint64_t uid, const char *section, uint64_t offset, uint64_t max_len, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
  * CONSTRUCTOR. A new, empty message; the caller owns it and frees it with
@@ -942,6 +1195,105 @@ herald_status herald_options_set_int(struct herald_options *o, uint32_t option, 
  * Clients made from them keep their own copy.
  */
 void herald_options_free(struct herald_options *o);
+
+/**
+ * CONSTRUCTOR. Parses `len` bytes of an RFC 5322 message into `*out`;
+ * free it with `herald_parsed_free`. The bytes are copied into what the
+ * parse keeps: free them whenever you like. Any message with a header
+ * parses, however broken its MIME structure: a multipart without its
+ * boundary, bad base64, unknown charsets (kept as well as can be); nesting
+ * is bounded. INVALID_ARGUMENT when `data` is NULL with `len` > 0, `out`
+ * is NULL, or the bytes are empty (no message at all).
+ */
+herald_status herald_parse(const uint8_t *data, size_t len, struct herald_parsed **out);
+
+/**
+ * DESTRUCTOR. Frees a message made by `herald_parse`; NULL is a no-op.
+ * Never pass one from `herald_result_parsed`: its result owns it.
+ */
+void herald_parsed_free(struct herald_parsed *p);
+
+/**
+ * METHOD. The parsed message of result item `i` (a fetch with
+ * HERALD_FETCH_PARSED, or `herald_pop3_retrieve_parsed_async`), owned by
+ * the result: valid as long as it is, never freed by the caller. NULL
+ * (the reason in `herald_last_error()`) when `r` is NULL, `i` is out of
+ * range, the op was not asked to parse, or the item's bytes held no header.
+ */
+const struct herald_parsed *herald_result_parsed(const struct herald_result *r, size_t i);
+
+/**
+ * METHOD. The Subject, RFC 2047 words decoded to UTF-8; "" when absent
+ * (and for a NULL `p`, the reason in `herald_last_error()`). Never NULL.
+ */
+const char *herald_parsed_subject(const struct herald_parsed *p);
+
+/**
+ * METHOD. The text body as UTF-8 (converted from its charset): the
+ * message's text/plain body parts, joined by "\n". A message whose only
+ * body is HTML gets that HTML rendered as plain text (tags removed,
+ * entities decoded), so a viewer always has text to show. NULL when the
+ * message has no body text at all, or `p` is NULL.
+ */
+const char *herald_parsed_text(const struct herald_parsed *p);
+
+/**
+ * METHOD. The HTML body as UTF-8: the message's text/html body parts,
+ * joined by "\n". Never made up from plain text: NULL when the message has
+ * no HTML body, or `p` is NULL.
+ */
+const char *herald_parsed_html(const struct herald_parsed *p);
+
+/**
+ * METHOD. The `i`-th (from 0) top-level header called `name` (any case),
+ * unfolded, RFC 2047 words decoded, surrounding space trimmed; NULL when
+ * there is no such header or an argument is NULL or not UTF-8.
+ */
+const char *herald_parsed_header(const struct herald_parsed *p, const char *name, size_t i);
+
+/**
+ * METHOD. How many addresses the message has in `role` (HERALD_ADDR_FROM,
+ * _TO, _CC, _BCC, _REPLY_TO, _SENDER), groups flattened; 0 for none, an
+ * unknown role or a NULL `p` (the last two set `herald_last_error()`).
+ */
+size_t herald_parsed_address_count(const struct herald_parsed *p, uint32_t role);
+
+/**
+ * METHOD. The `i`-th address of `role` ("user@example.org"); its display
+ * name, RFC 2047 decoded, goes to `*name_out` ("" when it has none;
+ * `name_out` may be NULL). NULL when `i` is out of range, the role unknown
+ * or `p` NULL (then `*name_out` is left alone).
+ */
+const char *herald_parsed_address(const struct herald_parsed *p, uint32_t role, size_t i, const char **name_out);
+
+/**
+ * METHOD. The Date header as Unix seconds (its zone applied); 0 when it
+ * is absent or not a valid date, or `p` is NULL.
+ */
+int64_t herald_parsed_date(const struct herald_parsed *p);
+
+/**
+ * METHOD. How many attachments and inline parts (images an HTML body
+ * shows, nested messages) the message has, in message order; the text and
+ * HTML bodies are not counted. 0 for a NULL `p`.
+ */
+size_t herald_parsed_attachment_count(const struct herald_parsed *p);
+
+/**
+ * METHOD. Fills `*out` with attachment `i` (from 0). Its pointers are
+ * owned by `p` and valid as long as it is. INVALID_ARGUMENT when `p` or
+ * `out` is NULL or `i` is out of range (`*out` then left alone).
+ */
+herald_status herald_parsed_attachment(const struct herald_parsed *p, size_t i, struct herald_attachment *out);
+
+/**
+ * METHOD. Writes attachment `i`'s decoded bytes to the file `path`
+ * (UTF-8), created or truncated; the name is the caller's choice, never
+ * the attachment's own. INVALID_ARGUMENT for NULL arguments or an index
+ * out of range, HERALD_STATUS_IO when the file cannot be written (the
+ * reason in `herald_last_error()`; a partly written file is removed).
+ */
+herald_status herald_parsed_attachment_save(const struct herald_parsed *p, size_t i, const char *path);
 
 /**
  * METHOD (POP3 client). Lists the maildrop as it is when the op runs. Result: one item per

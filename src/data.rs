@@ -26,6 +26,15 @@ pub mod field {
     pub(crate) const REPLY_CODE: u32 = 10;
     /// The server's reply text for this item.
     pub(crate) const REPLY_TEXT: u32 = 11;
+    /// More envelope (IMAP fetch ENVELOPE items).
+    pub(crate) const CC: u32 = 21;
+    pub(crate) const REPLY_TO: u32 = 22;
+    pub(crate) const IN_REPLY_TO: u32 = 23;
+    pub(crate) const REFERENCES: u32 = 24;
+    pub(crate) const INTERNALDATE: u32 = 25;
+    pub(crate) const BCC: u32 = 26;
+    pub(crate) const SENDER: u32 = 27;
+    pub(crate) const DATE_UNIX: u32 = 28;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

@@ -21,6 +21,7 @@ fn c_string(s: &str) -> CString {
 }
 
 /// Address roles (`HERALD_ADDR_*`; `ffi::parsed` checks the two agree).
+#[allow(dead_code)] // named by the C layer's constants and tests
 pub mod role {
     pub const FROM: u32 = 1;
     pub const TO: u32 = 2;
@@ -219,6 +220,48 @@ pub fn decode_transfer(encoding: &str, data: Vec<u8>) -> Vec<u8> {
     decoded.unwrap_or(data)
 }
 
+/// MIME parameters as a server lists them (IMAP BODYSTRUCTURE: names and
+/// raw values), decoded: RFC 2231 continuations (`name*0*`, `name*1*`)
+/// joined, `name*=charset'lang'%XX` and RFC 2047 words decoded to UTF-8.
+/// Names come back lower case, in order.
+pub fn decode_params(params: &[(String, String)]) -> Vec<(String, String)> {
+    // mail-parser decodes parameters of a Content-Type field: hand it one.
+    let mut line = b"Content-Type: x/y".to_vec();
+    for (name, value) in params {
+        let clean = |s: &str| s.replace(['\r', '\n', '\0'], " ");
+        let name: String = clean(name)
+            .chars()
+            .filter(|c| !matches!(c, ';' | '=' | '"' | ' '))
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        let value = clean(value);
+        line.extend_from_slice(b";\r\n ");
+        line.extend_from_slice(name.as_bytes());
+        line.push(b'=');
+        if name.ends_with('*') && !value.contains([' ', ';', '"']) {
+            line.extend_from_slice(value.as_bytes());
+        } else {
+            line.push(b'"');
+            line.extend_from_slice(value.replace('\\', "\\\\").replace('"', "\\\"").as_bytes());
+            line.push(b'"');
+        }
+    }
+    line.extend_from_slice(b"\r\n\r\n");
+    let Some(m) = MessageParser::default().parse_headers(&line) else {
+        return Vec::new();
+    };
+    let attrs = m
+        .content_type()
+        .and_then(|ct| ct.attributes.clone())
+        .unwrap_or_default();
+    attrs
+        .into_iter()
+        .map(|a| (a.name.to_ascii_lowercase(), unstructured(a.value.as_bytes())))
+        .collect()
+}
+
 /// One node of a message's MIME structure (IMAP BODYSTRUCTURE), in a
 /// pre-order list: a node's children follow it, each `depth` one deeper.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -294,7 +337,10 @@ JVBERi0=\r\n\
     fn a_nested_multipart_parses_into_bodies_attachments_and_headers() {
         let p = Parsed::parse(NESTED).unwrap();
         assert_eq!(p.subject.to_str().unwrap(), "Gr\u{fc}\u{df}e und mehr");
-        assert_eq!(p.text.as_ref().unwrap().to_str().unwrap().trim(), "Gr\u{fc}\u{df}e");
+        assert_eq!(
+            p.text.as_ref().unwrap().to_str().unwrap().trim(),
+            "Gr\u{fc}\u{df}e"
+        );
         assert!(p.html.as_ref().unwrap().to_str().unwrap().contains("<p>Hi"));
         assert_eq!(p.date, 760_686_745);
         let from = p.addresses(role::FROM).unwrap();
@@ -306,7 +352,10 @@ JVBERi0=\r\n\
         assert_eq!(p.addresses(role::CC).unwrap().len(), 1);
         assert!(p.addresses(role::BCC).unwrap().is_empty());
         assert!(p.addresses(0).is_none() && p.addresses(7).is_none());
-        assert_eq!(p.header("x-thing", 0).unwrap().to_str().unwrap(), "caf\u{e9} folded");
+        assert_eq!(
+            p.header("x-thing", 0).unwrap().to_str().unwrap(),
+            "caf\u{e9} folded"
+        );
         assert_eq!(p.header("X-THING", 1), None);
         assert_eq!(p.attachments.len(), 2);
         let img = &p.attachments[0];
@@ -345,7 +394,9 @@ JVBERi0=\r\n\
         }
         let mut deep = Vec::new();
         for i in 0..2000 {
-            deep.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n").as_bytes());
+            deep.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n").as_bytes(),
+            );
         }
         let _ = Parsed::parse(&deep);
     }
@@ -355,7 +406,34 @@ JVBERi0=\r\n\
         assert_eq!(date_unix("Mon, 7 Feb 1994 21:52:25 -0800"), Some(760_686_745));
         assert_eq!(date_unix("not a date"), None);
         assert_eq!(decode_transfer("BASE64", b"aGk=\r\nIQ==".to_vec()), b"hi!");
-        assert_eq!(decode_transfer("quoted-printable", b"a=3Db=\r\nc".to_vec()), b"a=bc");
+        assert_eq!(
+            decode_transfer("quoted-printable", b"a=3Db=\r\nc".to_vec()),
+            b"a=bc"
+        );
         assert_eq!(decode_transfer("7bit", b"as is".to_vec()), b"as is");
+    }
+
+    #[test]
+    fn parameters_are_joined_and_decoded() {
+        let p = |v: &[(&str, &str)]| {
+            decode_params(
+                &v.iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let got = p(&[
+            ("CHARSET", "us-ascii"),
+            ("filename*0*", "UTF-8''%E2%82%AC%20"),
+            ("filename*1*", "rates.pdf"),
+        ]);
+        assert_eq!(got[0], ("charset".into(), "us-ascii".into()));
+        assert_eq!(got[1], ("filename".into(), "\u{20ac} rates.pdf".into()));
+        assert_eq!(p(&[("name", "=?UTF-8?Q?J=C3=B6rg.txt?=")])[0].1, "J\u{f6}rg.txt");
+        assert_eq!(
+            p(&[("name", "a \"quoted\" \\ one; x=y")])[0].1,
+            "a \"quoted\" \\ one; x=y"
+        );
+        assert!(p(&[("\r\n", "x")]).is_empty());
     }
 }

@@ -168,12 +168,17 @@ pub extern "C" fn herald_imap_search_async(
 }
 
 /// METHOD (IMAP client). Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
-/// is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY. Result: one
+/// is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED |
+/// _BODYSTRUCTURE. Result: one
 /// item per message, in UID order; its bytes are the whole message when
 /// BODY was asked for, else the header block. Fetching never marks mail
 /// \Seen. Each item's uid is the message's UID; its fields are those
 /// `parts` asked for (HERALD_FIELD_FLAGS; _SUBJECT, _FROM, _TO, _DATE,
-/// _MESSAGE_ID; _SIZE); UIDs the mailbox lacks are left out (no error).
+/// _MESSAGE_ID, and with ENVELOPE also _CC, _BCC, _REPLY_TO, _SENDER,
+/// _IN_REPLY_TO, _REFERENCES, _INTERNALDATE, _DATE_UNIX; _SIZE), the parsed
+/// message (`herald_result_parsed`, HERALD_FETCH_PARSED) and the MIME
+/// structure (`herald_result_part`, HERALD_FETCH_BODYSTRUCTURE); UIDs the
+/// mailbox lacks are left out (no error).
 /// Progress reports the bytes received so far, with total 0.
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
@@ -197,7 +202,7 @@ pub extern "C" fn herald_imap_fetch_async(
             let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
             if parts & !crate::imap::FETCH_ALL != 0 {
                 return Err(Error::invalid(format!(
-                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY"
+                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED | _BODYSTRUCTURE"
                 )));
             }
             Ok(imap(&mb, ImapOp::Fetch { uids, parts }))

@@ -11,7 +11,7 @@ use super::boundary::ffi_boundary;
 use super::handle::{self, Castable, Owned};
 use super::result::herald_result;
 use super::{arg_bytes, arg_out, arg_str, herald_status, opt_out};
-use crate::parsed::{role, Attachment, Parsed};
+use crate::parsed::{Attachment, Parsed};
 use crate::status::{Error, Result};
 
 /// A parsed message (MIME, RFC 2047 words and RFC 2231 parameters decoded,
@@ -148,7 +148,11 @@ fn body(b: Option<&CString>, what: &str) -> Result<*const c_char> {
 /// unfolded, RFC 2047 words decoded, surrounding space trimmed; NULL when
 /// there is no such header or an argument is NULL or not UTF-8.
 #[no_mangle]
-pub extern "C" fn herald_parsed_header(p: *const herald_parsed, name: *const c_char, i: usize) -> *const c_char {
+pub extern "C" fn herald_parsed_header(
+    p: *const herald_parsed,
+    name: *const c_char,
+    i: usize,
+) -> *const c_char {
     ffi_boundary! {
         let p = handle::arg(p)?;
         let name = arg_str(name, "name")?;
@@ -249,7 +253,11 @@ pub extern "C" fn herald_parsed_attachment(
 /// out of range, HERALD_STATUS_IO when the file cannot be written (the
 /// reason in `herald_last_error()`; a partly written file is removed).
 #[no_mangle]
-pub extern "C" fn herald_parsed_attachment_save(p: *const herald_parsed, i: usize, path: *const c_char) -> herald_status {
+pub extern "C" fn herald_parsed_attachment_save(
+    p: *const herald_parsed,
+    i: usize,
+    path: *const c_char,
+) -> herald_status {
     ffi_boundary! {
         let a = attachment_arg(p, i)?;
         let path = arg_str(path, "path")?;
@@ -266,6 +274,7 @@ pub extern "C" fn herald_parsed_attachment_save(p: *const herald_parsed, i: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parsed::role;
     use std::ffi::CStr;
 
     #[test]
@@ -279,7 +288,14 @@ mod tests {
                 HERALD_ADDR_REPLY_TO,
                 HERALD_ADDR_SENDER
             ],
-            [role::FROM, role::TO, role::CC, role::BCC, role::REPLY_TO, role::SENDER]
+            [
+                role::FROM,
+                role::TO,
+                role::CC,
+                role::BCC,
+                role::REPLY_TO,
+                role::SENDER
+            ]
         );
     }
 
@@ -311,7 +327,10 @@ mod tests {
         assert_eq!(herald_parsed_address_count(p, 9), 0);
         assert!(text(super::super::herald_last_error()).contains("not a HERALD_ADDR_"));
         let mut name = std::ptr::null();
-        assert_eq!(text(herald_parsed_address(p, HERALD_ADDR_FROM, 0, &mut name)), "a@x");
+        assert_eq!(
+            text(herald_parsed_address(p, HERALD_ADDR_FROM, 0, &mut name)),
+            "a@x"
+        );
         assert_eq!(text(name), "A");
         assert!(herald_parsed_address(p, HERALD_ADDR_FROM, 1, &mut name).is_null());
         assert!(herald_parsed_header(p, std::ptr::null(), 0).is_null());

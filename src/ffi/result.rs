@@ -48,6 +48,26 @@ pub const HERALD_FIELD_EXISTS: u32 = 9;
 pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
 /// str: the server's reply text for this item.
 pub const HERALD_FIELD_REPLY_TEXT: u32 = 11;
+/// str: the Cc addresses (IMAP fetch ENVELOPE), as HERALD_FIELD_FROM.
+pub const HERALD_FIELD_CC: u32 = 21;
+/// str: the Reply-To addresses (IMAP fetch ENVELOPE), as HERALD_FIELD_FROM. Servers
+/// report the From addresses here when the message has no Reply-To (RFC 3501).
+pub const HERALD_FIELD_REPLY_TO: u32 = 22;
+/// str: the In-Reply-To message id(s) (IMAP fetch ENVELOPE), as sent ("<id@host>").
+pub const HERALD_FIELD_IN_REPLY_TO: u32 = 23;
+/// str: the References header (IMAP fetch ENVELOPE; fetched with it as
+/// BODY.PEEK[HEADER.FIELDS (REFERENCES)]): message ids separated by single spaces.
+pub const HERALD_FIELD_REFERENCES: u32 = 24;
+/// int: the server's INTERNALDATE (IMAP fetch ENVELOPE), Unix seconds.
+pub const HERALD_FIELD_INTERNALDATE: u32 = 25;
+/// str: the Bcc addresses (IMAP fetch ENVELOPE; only in messages that kept them, such as drafts).
+pub const HERALD_FIELD_BCC: u32 = 26;
+/// str: the Sender addresses (IMAP fetch ENVELOPE). Servers report the From
+/// addresses here when the message has no Sender (RFC 3501).
+pub const HERALD_FIELD_SENDER: u32 = 27;
+/// int: the Date header decoded to Unix seconds (IMAP fetch ENVELOPE); absent
+/// when the date is missing, invalid or before 1970.
+pub const HERALD_FIELD_DATE_UNIX: u32 = 28;
 
 pub(crate) fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
@@ -133,6 +153,14 @@ mod tests {
             (HERALD_FIELD_EXISTS, field::EXISTS),
             (HERALD_FIELD_REPLY_CODE, field::REPLY_CODE),
             (HERALD_FIELD_REPLY_TEXT, field::REPLY_TEXT),
+            (HERALD_FIELD_CC, field::CC),
+            (HERALD_FIELD_REPLY_TO, field::REPLY_TO),
+            (HERALD_FIELD_IN_REPLY_TO, field::IN_REPLY_TO),
+            (HERALD_FIELD_REFERENCES, field::REFERENCES),
+            (HERALD_FIELD_INTERNALDATE, field::INTERNALDATE),
+            (HERALD_FIELD_BCC, field::BCC),
+            (HERALD_FIELD_SENDER, field::SENDER),
+            (HERALD_FIELD_DATE_UNIX, field::DATE_UNIX),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

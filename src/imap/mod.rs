@@ -56,8 +56,11 @@
 //! is pending at a time, and it carries the latest count.
 
 pub mod args;
+mod bodystructure;
 pub mod command;
+pub mod fetch_ext;
 mod parse;
+pub mod section;
 mod session;
 pub mod utf7;
 mod wire;
@@ -89,7 +92,7 @@ pub const FETCH_ENVELOPE: u32 = 2;
 pub const FETCH_SIZE: u32 = 4;
 pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
-pub const FETCH_ALL: u32 = 31;
+pub const FETCH_ALL: u32 = 31 | fetch_ext::FETCH_PARSED | fetch_ext::FETCH_BODYSTRUCTURE;
 
 /// What an IMAP op does.
 #[derive(Debug)]
@@ -105,6 +108,13 @@ pub enum ImapOp {
     Fetch {
         uids: String,
         parts: u32,
+    },
+    /// One body section, decoded (`section` checked by `section::check_section`).
+    FetchSection {
+        uid: u64,
+        section: String,
+        offset: u64,
+        max_len: u64,
     },
     Append {
         messages: Vec<Vec<u8>>,
@@ -142,6 +152,7 @@ impl Job for ImapJob {
             ImapOp::Delete => "IMAP delete",
             ImapOp::Search { .. } => "IMAP search",
             ImapOp::Fetch { .. } => "IMAP fetch",
+            ImapOp::FetchSection { .. } => "IMAP fetch section",
             ImapOp::Append { .. } => "IMAP append",
             ImapOp::Store { .. } => "IMAP store",
             ImapOp::Copy { .. } => "IMAP copy",
@@ -371,7 +382,26 @@ impl ImapDriver {
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
-            ImapOp::Fetch { uids, parts } => fetch(s, t, mb, uids, *parts),
+            ImapOp::Fetch { uids, parts } => fetch(
+                s,
+                t,
+                mb,
+                uids,
+                fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS),
+            ),
+            ImapOp::FetchSection {
+                uid,
+                section,
+                offset,
+                max_len,
+            } => section::SectionFetch {
+                mailbox: mb,
+                uid: *uid,
+                section,
+                offset: *offset,
+                max_len: *max_len,
+            }
+            .run(s, t),
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
@@ -926,6 +956,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
     } else if parts & FETCH_HEADERS != 0 {
         items.push_str(" BODY.PEEK[HEADER]");
     }
+    items.push_str(&fetch_ext::items(parts, FETCH_ENVELOPE));
     let tag = s.conn().next_tag();
     s.send(Command::UidFetch { uids, items: &items }.line(&tag).as_bytes())?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
@@ -945,10 +976,12 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
                 return Err(Error::protocol(format!("a reply with tag {tg} to UID FETCH")))
             }
             Response::Fetch { atts, .. } => {
+                let extra = fetch_ext::Extra::scan(&atts)?;
                 let d = parse::fetch_data(atts)?;
                 // A FETCH without UID is news about flags, not an answer.
                 let Some(uid) = d.uid else { continue };
                 let item = got.entry(uid).or_insert_with(|| ResultItem::new(u64::from(uid)));
+                extra.apply(item);
                 if let Some(f) = &d.flags {
                     item.set_str(field::FLAGS, f);
                 }
@@ -981,7 +1014,8 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
             r => session::track(&mut s.selected, &r),
         }
     }
-    let items: Vec<ResultItem> = got.into_values().collect();
+    let mut items: Vec<ResultItem> = got.into_values().collect();
+    fetch_ext::finish(&mut items, parts);
     Ok(Success::new(0, format!("{} messages fetched", items.len())).with_result(ResultData::new(items)))
 }
 

@@ -322,6 +322,11 @@ impl Tokens<'_> {
                     open.push(Vec::new());
                     continue;
                 }
+                // A literal8 (RFC 3516: BINARY's data) reads as a literal.
+                Some(b'~') if self.line().get(self.pos + 1) == Some(&b'{') => {
+                    self.pos += 1;
+                    self.scalar(b'{')?
+                }
                 Some(c) => self.scalar(c)?,
             };
             match open.last_mut() {
@@ -539,7 +544,7 @@ fn envelope(l: &[Value]) -> Envelope {
 }
 
 /// An address list as `Name <mailbox@host>, ...` (group markers left out).
-fn addresses(v: &Value) -> Option<String> {
+pub fn addresses(v: &Value) -> Option<String> {
     let list = v.list()?;
     let out: Vec<String> = list
         .iter()
