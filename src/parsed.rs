@@ -72,13 +72,22 @@ impl Parsed {
     /// Parses a message. `None` when `data` has no header at all (it is
     /// not an RFC 5322 message); anything else parses, however broken.
     pub fn parse(data: &[u8]) -> Option<Parsed> {
-        let m = MessageParser::default().parse(data)?;
+        Some(Self::of(&MessageParser::default().parse(data)?))
+    }
+
+    /// Parses a header block only (a fetch without the body): headers,
+    /// subject, addresses, date; no bodies, no attachments.
+    pub fn parse_headers(data: &[u8]) -> Option<Parsed> {
+        Some(Self::of(&MessageParser::default().parse_headers(data)?))
+    }
+
+    fn of(m: &Message) -> Parsed {
         let join = |parts: Vec<String>| (!parts.is_empty()).then(|| c_string(&parts.join("\n")));
-        Some(Parsed {
+        Parsed {
             subject: c_string(m.subject().unwrap_or("")),
-            text: join(m.text_body.iter().filter_map(|&i| text_of(&m, i)).collect()),
-            html: join(m.html_body.iter().filter_map(|&i| html_of(&m, i)).collect()),
-            headers: headers_of(&m),
+            text: join(m.text_body.iter().filter_map(|&i| text_of(m, i)).collect()),
+            html: join(m.html_body.iter().filter_map(|&i| html_of(m, i)).collect()),
+            headers: headers_of(m),
             addresses: [
                 HeaderName::From,
                 HeaderName::To,
@@ -87,10 +96,10 @@ impl Parsed {
                 HeaderName::ReplyTo,
                 HeaderName::Sender,
             ]
-            .map(|h| addresses_of(&m, h)),
+            .map(|h| addresses_of(m, h)),
             date: m.date().filter(|d| d.is_valid()).map_or(0, |d| d.to_timestamp()),
             attachments: m.attachments().map(attachment_of).collect(),
-        })
+        }
     }
 
     /// The addresses of a role (`role::*`); `None` for an unknown role.
@@ -375,6 +384,12 @@ JVBERi0=\r\n\
         let p = Parsed::parse(m).unwrap();
         assert!(p.html.is_some());
         assert!(p.text.unwrap().to_str().unwrap().contains("Hello there"));
+        let p = Parsed::parse_headers(b"Subject: y\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            (p.subject.to_str().unwrap(), p.text.is_none(), p.attachments.len()),
+            ("y", true, 0)
+        );
         let p = Parsed::parse(b"Subject: y\r\n\r\nplain\r\n").unwrap();
         assert_eq!(p.html, None);
         assert_eq!(p.text.unwrap().to_str().unwrap().trim(), "plain");

@@ -181,13 +181,19 @@ pub fn internaldate(s: &str) -> Option<i64> {
 
 /// With `HERALD_FETCH_PARSED`, parses each item's bytes: on the worker
 /// thread, so the completion already holds the parsed messages.
-pub fn finish(items: &mut [ResultItem], parts: u32) {
+/// Without the body, the header block is parsed as such.
+pub fn finish(items: &mut [ResultItem], parts: u32, body: u32) {
     if parts & FETCH_PARSED == 0 {
         return;
     }
     for it in items {
         if let Some(b) = &it.bytes {
-            it.parsed = Parsed::parse(b).map(Arc::new);
+            let p = if parts & body != 0 {
+                Parsed::parse(b)
+            } else {
+                Parsed::parse_headers(b)
+            };
+            it.parsed = p.map(Arc::new);
         }
     }
 }

@@ -1015,7 +1015,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
         }
     }
     let mut items: Vec<ResultItem> = got.into_values().collect();
-    fetch_ext::finish(&mut items, parts);
+    fetch_ext::finish(&mut items, parts, FETCH_BODY);
     Ok(Success::new(0, format!("{} messages fetched", items.len())).with_result(ResultData::new(items)))
 }
 
