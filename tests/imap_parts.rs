@@ -405,6 +405,22 @@ fn fetch_parsed_envelope_and_bodystructure_of_crafted_messages() {
     assert_eq!(s, HERALD_STATUS_INVALID_ARGUMENT);
 }
 
+/// Protocol lines a client logged (its log's user pointer is one of these).
+#[derive(Default)]
+struct Lines(std::sync::Mutex<Vec<String>>);
+
+unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const c_char) {
+    let lines = &*(user as *const Lines);
+    lines.0.lock().unwrap().push(CStr::from_ptr(line).to_string_lossy().into_owned());
+}
+
+fn logged(c: &TestClient) -> Box<Lines> {
+    let lines = Box::<Lines>::default();
+    let user = &*lines as *const Lines as *mut std::ffi::c_void;
+    assert_eq!(herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), user), HERALD_STATUS_OK);
+    lines
+}
+
 /// Sections by number, decoded, whole and in ranges; TEXT as stored.
 fn check_sections(c: &TestClient, uid: u64) {
     let want = attachment_bytes();
@@ -473,7 +489,12 @@ fn sections_by_number_are_decoded_and_ranges_count_decoded_bytes() {
     let d = Dovecot::start();
     let c = TestClient::imap_plain(d.imap_port, &[]);
     let uids = store(&c, "Parts");
+    let lines = logged(&c);
     check_sections(&c, uids[0]);
+    let lines = lines.0.lock().unwrap();
+    assert!(lines.iter().any(|l| l.contains("BINARY.PEEK[2]<100.250>")), "the server decodes and cuts the range");
+    drop(lines);
+    herald_client_set_log(c.c, 0, None, null_mut());
 }
 
 #[test]
@@ -483,7 +504,13 @@ fn without_binary_herald_decodes_and_cuts_the_range_itself() {
         Dovecot::start_with("protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS IDLE MOVE\n}\n");
     let c = TestClient::imap_plain(d.imap_port, &[]);
     let uids = store(&c, "Parts");
+    let lines = logged(&c);
     check_sections(&c, uids[0]);
+    let lines = lines.0.lock().unwrap();
+    assert!(lines.iter().any(|l| l.contains("BODY.PEEK[2.MIME] BODY.PEEK[2]")));
+    assert!(!lines.iter().any(|l| l.contains("BINARY")));
+    drop(lines);
+    herald_client_set_log(c.c, 0, None, null_mut());
 }
 
 #[test]
