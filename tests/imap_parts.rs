@@ -11,6 +11,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::ptr::{null, null_mut};
 
 use api::imap::*;
+use api::pop3::*;
 use api::*;
 use herald::ffi::imap_parts::*;
 use herald::ffi::parsed::*;
@@ -411,13 +412,20 @@ struct Lines(std::sync::Mutex<Vec<String>>);
 
 unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const c_char) {
     let lines = &*(user as *const Lines);
-    lines.0.lock().unwrap().push(CStr::from_ptr(line).to_string_lossy().into_owned());
+    lines
+        .0
+        .lock()
+        .unwrap()
+        .push(CStr::from_ptr(line).to_string_lossy().into_owned());
 }
 
 fn logged(c: &TestClient) -> Box<Lines> {
     let lines = Box::<Lines>::default();
     let user = &*lines as *const Lines as *mut std::ffi::c_void;
-    assert_eq!(herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), user), HERALD_STATUS_OK);
+    assert_eq!(
+        herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), user),
+        HERALD_STATUS_OK
+    );
     lines
 }
 
@@ -492,7 +500,10 @@ fn sections_by_number_are_decoded_and_ranges_count_decoded_bytes() {
     let lines = logged(&c);
     check_sections(&c, uids[0]);
     let lines = lines.0.lock().unwrap();
-    assert!(lines.iter().any(|l| l.contains("BINARY.PEEK[2]<100.250>")), "the server decodes and cuts the range");
+    assert!(
+        lines.iter().any(|l| l.contains("BINARY.PEEK[2]<100.250>")),
+        "the server decodes and cuts the range"
+    );
     drop(lines);
     herald_client_set_log(c.c, 0, None, null_mut());
 }
@@ -539,4 +550,31 @@ fn herald_parse_reads_messages_without_a_server_and_saves_attachments() {
     );
     herald_parsed_free(p);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pop3_retrieve_parsed_holds_the_parsed_message() {
+    let d = Dovecot::start();
+    d.append("alice", "INBOX", &nested_message());
+    d.append("alice", "INBOX", HTML_ONLY);
+    let c = TestClient::pop3(d.pop3_port, HERALD_SECURITY_NONE, "alice", "alicepass", &[]);
+    let r = c.done(c.pop3_list());
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.items.len(), 2);
+    let uidl = cs(&r.items[0].strs[&HERALD_FIELD_NAME]);
+    let got = queued(&c, |op| {
+        herald_pop3_retrieve_parsed_async(c.c, uidl.as_ptr(), None, null_mut(), op)
+    });
+    assert_eq!(got.status(), HERALD_STATUS_OK, "{}", got.detail());
+    assert_eq!(got.bytes(0), nested_message(), "the bytes are the raw message");
+    check_nested_parsed(herald_result_parsed(got.result(), 0));
+    // A plain retrieve holds none.
+    let plain = queued(&c, |op| {
+        herald_pop3_retrieve_async(c.c, uidl.as_ptr(), None, null_mut(), op)
+    });
+    assert_eq!(plain.status(), HERALD_STATUS_OK);
+    assert!(herald_result_parsed(plain.result(), 0).is_null());
+    let mut op = 0;
+    let st = herald_pop3_retrieve_parsed_async(c.c, null(), None, null_mut(), &mut op);
+    assert_eq!(st, HERALD_STATUS_INVALID_ARGUMENT);
 }

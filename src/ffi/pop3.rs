@@ -78,7 +78,37 @@ pub extern "C" fn herald_pop3_retrieve_async(
         c,
         |client| {
             let uidl = uidl_arg(uidl, "uidl")?;
-            pop3_work(client, Pop3Job::Retrieve { uidl })
+            pop3_work(client, Pop3Job::Retrieve { uidl, parse: false })
+        },
+        None,
+        cb,
+        user_token,
+        op_out,
+    )
+}
+
+/// METHOD (POP3 client). As `herald_pop3_retrieve_async`, and the item
+/// also holds the parsed message: `herald_result_parsed(result, 0)` gives
+/// it (owned by the result), parsed on herald's worker thread before the
+/// completion comes. The bytes are still the raw message.
+///
+/// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+/// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+/// the client's delivery thread, or to the completion queue when `cb` is
+/// NULL; on an error status none comes and `herald_last_error()` says why.
+#[no_mangle]
+pub extern "C" fn herald_pop3_retrieve_parsed_async(
+    c: *mut herald_client,
+    uidl: *const c_char,
+    cb: herald_callback,
+    user_token: *mut c_void,
+    op_out: *mut herald_op,
+) -> herald_status {
+    submit(
+        c,
+        |client| {
+            let uidl = uidl_arg(uidl, "uidl")?;
+            pop3_work(client, Pop3Job::Retrieve { uidl, parse: true })
         },
         None,
         cb,

@@ -124,7 +124,7 @@ struct Flight {
 /// The UIDL and TOP line count of a retrieve or top op.
 fn fetch_args(t: &Ticket) -> Option<(&str, Option<u32>)> {
     match &t.job {
-        Pop3Job::Retrieve { uidl } => Some((uidl, None)),
+        Pop3Job::Retrieve { uidl, .. } => Some((uidl, None)),
         Pop3Job::Top { uidl, lines } => Some((uidl, Some(*lines))),
         _ => None,
     }
@@ -327,6 +327,7 @@ impl Pop3Driver {
                 Ok(outcome) => {
                     self.answered += 1;
                     f.h.t.set_cancel_mode(CancelMode::Defer);
+                    let outcome = f.h.t.job.finish(outcome);
                     f.h.t.complete(outcome);
                 }
                 Err(e) => {
