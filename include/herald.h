@@ -1323,6 +1323,19 @@ herald_status herald_pop3_list_async(struct herald_client *c, herald_callback cb
 herald_status herald_pop3_retrieve_async(struct herald_client *c, const char *uidl, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
+ * METHOD (POP3 client). As `herald_pop3_retrieve_async`, and the item
+ * also holds the parsed message: `herald_result_parsed(result, 0)` gives
+ * it (owned by the result), parsed on herald's worker thread before the
+ * completion comes. The bytes are still the raw message.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_pop3_retrieve_parsed_async(struct herald_client *c, const char *uidl, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
  * METHOD (POP3 client). The header block and the first `lines` body lines of the message named
  * `uidl` (TOP). Result as for `herald_pop3_retrieve_async`, the bytes being
  * the headers, the blank line and those lines. `HERALD_STATUS_UNSUPPORTED`

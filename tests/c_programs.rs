@@ -224,3 +224,13 @@ fn stress_in_c_under_valgrind() {
     assert!(stdout.contains("every op completed once"), "{stdout}");
     eprintln!("{stdout}");
 }
+
+/// tests/c/parse.c: herald_parse, the accessors and attachment_save; no server.
+#[test]
+fn parse_in_c_under_valgrind() {
+    require_c_tools();
+    let exe = compile("tests/c/parse.c");
+    let tmp = TempDir::new("c-parse");
+    let out = valgrind(&exe, &[], &[], tmp.path());
+    assert!(out.contains("parse.c: ok"), "{out}");
+}
