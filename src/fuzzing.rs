@@ -131,6 +131,65 @@ pub fn imap_response(data: &[u8]) {
     crate::imap::fuzz_responses(data);
 }
 
+/// A message through `herald_parse` and every accessor of the C API, as a
+/// C program would call them (attachments, addresses of every role,
+/// headers by name); then the MIME helpers of section fetches. mail-parser
+/// must parse anything, broken or deeply nested, without a panic.
+pub fn parse(data: &[u8]) {
+    use crate::ffi::parsed::*;
+    use std::ffi::CStr;
+    let mut p = std::ptr::null_mut();
+    if herald_parse(data.as_ptr(), data.len(), &mut p) == 0 {
+        let q = p as *const herald_parsed;
+        // SAFETY: the accessors return NUL-terminated strings owned by `p`.
+        let read = |s: *const std::ffi::c_char| {
+            (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_bytes().len())
+        };
+        assert!(
+            read(herald_parsed_subject(q)).is_some(),
+            "the subject is never NULL"
+        );
+        let _ = (
+            read(herald_parsed_text(q)),
+            read(herald_parsed_html(q)),
+            herald_parsed_date(q),
+        );
+        for name in [c"subject", c"from", c"content-type", c"x-unknown"] {
+            let _ = read(herald_parsed_header(q, name.as_ptr(), 0));
+        }
+        for role in 0..=7 {
+            for i in 0..herald_parsed_address_count(q, role) {
+                let mut name = std::ptr::null();
+                assert!(read(herald_parsed_address(q, role, i, &mut name)).is_some());
+                assert!(read(name).is_some(), "a name is \"\" when absent");
+            }
+        }
+        for i in 0..herald_parsed_attachment_count(q) {
+            let mut a = std::mem::MaybeUninit::<herald_attachment>::uninit();
+            assert_eq!(herald_parsed_attachment(q, i, a.as_mut_ptr()), 0);
+            // SAFETY: filled in on OK.
+            let a = unsafe { a.assume_init() };
+            assert!(
+                read(a.filename).is_some() && read(a.content_type).is_some() && read(a.content_id).is_some()
+            );
+            // SAFETY: `len` bytes owned by `p`.
+            let bytes = unsafe { std::slice::from_raw_parts(a.data, a.len) };
+            let _ = bytes.iter().fold(0u8, |x, b| x ^ b);
+        }
+        herald_parsed_free(p);
+    }
+    let _ = crate::parsed::Parsed::parse_headers(data);
+    let _ = crate::parsed::decode_transfer("base64", data.to_vec());
+    let _ = crate::parsed::decode_transfer("quoted-printable", data.to_vec());
+}
+
+/// IMAP BODYSTRUCTURE (and the other FETCH items behind
+/// HERALD_FETCH_ENVELOPE's extras) through herald's reader, parser and
+/// structure walker.
+pub fn imap_bodystructure(data: &[u8]) {
+    crate::imap::fetch_ext::fuzz_fetch_items(data);
+}
+
 /// IMAP responses through the whole IMAP client, over loopback: a server that
 /// sends `data` (greeting, login, SELECT and FETCH responses, with
 /// literals), then closes; the client fetches a message. Reaches every
@@ -243,6 +302,16 @@ mod tests {
     #[test]
     fn corpus_imap_response() {
         replay("imap_response", super::imap_response);
+    }
+
+    #[test]
+    fn corpus_parse() {
+        replay("parse", super::parse);
+    }
+
+    #[test]
+    fn corpus_imap_bodystructure() {
+        replay("imap_bodystructure", super::imap_bodystructure);
     }
 
     #[test]

@@ -198,6 +198,42 @@ pub fn finish(items: &mut [ResultItem], parts: u32, body: u32) {
     }
 }
 
+/// The fuzz target's entry point: `data` as a FETCH response's
+/// BODYSTRUCTURE (and the other items this module reads), through the
+/// wire reader and parser; every node's fields are read. Never panics.
+#[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_fetch_items(data: &[u8]) {
+    let mut input = b"* 1 FETCH (UID 1 BODYSTRUCTURE ".to_vec();
+    input.extend_from_slice(data);
+    input.extend_from_slice(b")\r\n");
+    let limits = super::wire::Limits {
+        text: 64 * 1024,
+        literals: 1024 * 1024,
+    };
+    for r in super::wire::read_all(&input, limits) {
+        if let Ok(super::parse::Response::Fetch { atts }) = r {
+            if let Ok(x) = Extra::scan(&atts) {
+                let mut item = ResultItem::new(1);
+                x.apply(&mut item);
+                for p in &item.parts {
+                    assert!(
+                        p.parent.is_none_or(|i| i < item.parts.len()),
+                        "a parent comes before its children"
+                    );
+                    let _ = (p.section.as_bytes(), p.filename.as_bytes(), p.params.len());
+                }
+                assert!(item.parts.len() <= bodystructure::MAX_NODES);
+            }
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = internaldate(s);
+        let _ = date_unix(s);
+        let _ = references(data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse::{parse_response, Piece, Response};

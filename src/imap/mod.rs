@@ -232,6 +232,7 @@ pub fn fuzz_responses(input: &[u8]) -> usize {
         // And what herald makes of each kind of response.
         match r {
             Ok(Response::Fetch { atts }) => {
+                let _ = fetch_ext::Extra::scan(&atts);
                 let _ = parse::fetch_data(atts);
             }
             Ok(Response::Data { name, values }) => match name.as_str() {

@@ -76,6 +76,9 @@ fn is_part_number(section: &str) -> bool {
     section.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
+/// A section's name as the server labels it (upper case, no partial origin) and its bytes.
+type Section = (String, Vec<u8>);
+
 /// A section fetch, as one op.
 pub struct SectionFetch<'a> {
     pub mailbox: &'a str,
@@ -151,7 +154,7 @@ impl SectionFetch<'_> {
     /// Sends `UID FETCH uid (items)` and collects the string items of the
     /// message's FETCH responses (name upper case without the partial's
     /// origin, bytes); `None` for a NO [UNKNOWN-CTE] (RFC 3516).
-    fn fetch(&self, s: &mut Session, t: &Ticket, items: &str) -> Result<Option<Vec<(String, Vec<u8>)>>> {
+    fn fetch(&self, s: &mut Session, t: &Ticket, items: &str) -> Result<Option<Vec<Section>>> {
         let tag = s.conn().next_tag();
         let uid = self.uid.to_string();
         s.send(Command::UidFetch { uids: &uid, items }.line(&tag).as_bytes())?;
