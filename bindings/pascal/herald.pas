@@ -75,6 +75,16 @@ const
   HERALD_FETCH_SIZE = 4;
   HERALD_FETCH_HEADERS = 8;
   HERALD_FETCH_BODY = 16;
+  HERALD_FETCH_PARSED = 32;
+  HERALD_FETCH_BODYSTRUCTURE = 64;
+
+  { Address roles of a parsed message (herald_parsed_address). }
+  HERALD_ADDR_FROM = 1;
+  HERALD_ADDR_TO = 2;
+  HERALD_ADDR_CC = 3;
+  HERALD_ADDR_BCC = 4;
+  HERALD_ADDR_REPLY_TO = 5;
+  HERALD_ADDR_SENDER = 6;
 
   { Protocols (herald_options_new). }
   HERALD_PROTOCOL_SMTP = 1;
@@ -122,6 +132,14 @@ const
   HERALD_FIELD_EXISTS = 9;
   HERALD_FIELD_REPLY_CODE = 10;
   HERALD_FIELD_REPLY_TEXT = 11;
+  HERALD_FIELD_CC = 21;
+  HERALD_FIELD_REPLY_TO = 22;
+  HERALD_FIELD_IN_REPLY_TO = 23;
+  HERALD_FIELD_REFERENCES = 24;
+  HERALD_FIELD_INTERNALDATE = 25;
+  HERALD_FIELD_BCC = 26;
+  HERALD_FIELD_SENDER = 27;
+  HERALD_FIELD_DATE_UNIX = 28;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -166,6 +184,39 @@ type
   Pherald_message = ^herald_message;
   herald_result = record end;
   Pherald_result = ^herald_result;
+  { A parsed message (herald_parse; or borrowed with herald_result_parsed). }
+  herald_parsed = record end;
+  Pherald_parsed = ^herald_parsed;
+  PPherald_parsed = ^Pherald_parsed;
+
+  { An attachment or inline part of a parsed message (herald_parsed_attachment);
+    its pointers are owned by the herald_parsed. }
+  herald_attachment = record
+    filename: PAnsiChar;           { decoded (RFC 2047/2231), '' when none }
+    content_type: PAnsiChar;       { 'image/png' }
+    content_id: PAnsiChar;         { '' when none }
+    is_inline: Int32;
+    data: PByte;                   { decoded bytes }
+    len: herald_size;
+  end;
+  Pherald_attachment = ^herald_attachment;
+
+  { One node of a message's MIME structure (herald_result_part), pre-order. }
+  herald_part = record
+    section: PAnsiChar;            { '1.2', for herald_imap_fetch_section_async }
+    media_type: PAnsiChar;
+    subtype: PAnsiChar;
+    disposition: PAnsiChar;
+    filename: PAnsiChar;
+    encoding: PAnsiChar;
+    content_id: PAnsiChar;
+    size: UInt64;
+    depth: UInt32;
+    parent: herald_size;           { High(herald_size) for the root }
+    children: herald_size;
+    param_count: herald_size;
+  end;
+  Pherald_part = ^herald_part;
 
   { An op's completion: the same layout as the C struct (checked by
     bindings/pascal/tests/layout.pas against a C program). Passed to a
@@ -233,6 +284,7 @@ function herald_imap_store_async(c: Pherald_client; mailbox, uid_set: PAnsiChar;
 function herald_imap_copy_async(c: Pherald_client; mailbox, uid_set, target: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_move_async(c: Pherald_client; mailbox, uid_set, target: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_expunge_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_fetch_section_async(c: Pherald_client; mailbox: PAnsiChar; uid: UInt64; section: PAnsiChar; offset, max_len: UInt64; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_idle_async(c: Pherald_client; mailbox: PAnsiChar; on_change, cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 
 { Messages }
@@ -255,6 +307,7 @@ procedure herald_message_free(m: Pherald_message); cdecl; external HeraldLib;
 { POP3 }
 function herald_pop3_list_async(c: Pherald_client; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_pop3_retrieve_async(c: Pherald_client; uidl: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_pop3_retrieve_parsed_async(c: Pherald_client; uidl: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_pop3_top_async(c: Pherald_client; uidl: PAnsiChar; lines: UInt32; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 { uidls: an array of n PAnsiChar. }
 function herald_pop3_delete_async(c: Pherald_client; uidls: PPAnsiChar; n: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
@@ -266,6 +319,27 @@ function herald_result_str(r: Pherald_result; i: herald_size; field: UInt32): PA
 function herald_result_int(r: Pherald_result; i: herald_size; field: UInt32): UInt64; cdecl; external HeraldLib;
 { len may be nil. }
 function herald_result_bytes(r: Pherald_result; i: herald_size; len: Pherald_size): PByte; cdecl; external HeraldLib;
+{ The parsed message of item i (HERALD_FETCH_PARSED); owned by the result. }
+function herald_result_parsed(r: Pherald_result; i: herald_size): Pherald_parsed; cdecl; external HeraldLib;
+function herald_result_part_count(r: Pherald_result; i: herald_size): herald_size; cdecl; external HeraldLib;
+function herald_result_part(r: Pherald_result; i, k: herald_size; out_: Pherald_part): herald_status; cdecl; external HeraldLib;
+{ name_out may be nil. }
+function herald_result_part_param(r: Pherald_result; i, k, j: herald_size; name_out: PPAnsiChar): PAnsiChar; cdecl; external HeraldLib;
+
+{ Parsed messages }
+function herald_parse(data: PByte; len: herald_size; out_: PPherald_parsed): herald_status; cdecl; external HeraldLib;
+procedure herald_parsed_free(p: Pherald_parsed); cdecl; external HeraldLib;
+function herald_parsed_subject(p: Pherald_parsed): PAnsiChar; cdecl; external HeraldLib;
+function herald_parsed_text(p: Pherald_parsed): PAnsiChar; cdecl; external HeraldLib;
+function herald_parsed_html(p: Pherald_parsed): PAnsiChar; cdecl; external HeraldLib;
+function herald_parsed_header(p: Pherald_parsed; name: PAnsiChar; i: herald_size): PAnsiChar; cdecl; external HeraldLib;
+function herald_parsed_address_count(p: Pherald_parsed; role: UInt32): herald_size; cdecl; external HeraldLib;
+{ name_out may be nil. }
+function herald_parsed_address(p: Pherald_parsed; role: UInt32; i: herald_size; name_out: PPAnsiChar): PAnsiChar; cdecl; external HeraldLib;
+function herald_parsed_date(p: Pherald_parsed): Int64; cdecl; external HeraldLib;
+function herald_parsed_attachment_count(p: Pherald_parsed): herald_size; cdecl; external HeraldLib;
+function herald_parsed_attachment(p: Pherald_parsed; i: herald_size; out_: Pherald_attachment): herald_status; cdecl; external HeraldLib;
+function herald_parsed_attachment_save(p: Pherald_parsed; i: herald_size; path: PAnsiChar): herald_status; cdecl; external HeraldLib;
 
 { Sending }
 function herald_send_async(c: Pherald_client; m: Pherald_message; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;

@@ -136,6 +136,32 @@ _PROTOTYPES = {
     "herald_result_str": (c_char_p, [c_void_p, c_size_t, c_uint32]),
     "herald_result_int": (c_uint64, [c_void_p, c_size_t, c_uint32]),
     "herald_result_bytes": (c_void_p, [c_void_p, c_size_t, POINTER(c_size_t)]),
+    "herald_result_parsed": (c_void_p, [c_void_p, c_size_t]),
+    # out: a herald_part struct (pointers, then u64 size, u32 depth, size_t x3).
+    "herald_result_part_count": (c_size_t, [c_void_p, c_size_t]),
+    "herald_result_part": (herald_status, [c_void_p, c_size_t, c_size_t, c_void_p]),
+    "herald_result_part_param": (
+        c_char_p,
+        [c_void_p, c_size_t, c_size_t, c_size_t, POINTER(c_char_p)],
+    ),
+    "herald_imap_fetch_section_async": (
+        herald_status,
+        [c_void_p, c_char_p, c_uint64, c_char_p, c_uint64, c_uint64] + _cb_tail,
+    ),
+    "herald_pop3_retrieve_parsed_async": (herald_status, [c_void_p, c_char_p] + _cb_tail),
+    "herald_parse": (herald_status, [c_char_p, c_size_t, POINTER(c_void_p)]),
+    "herald_parsed_free": (None, [c_void_p]),
+    "herald_parsed_subject": (c_char_p, [c_void_p]),
+    "herald_parsed_text": (c_char_p, [c_void_p]),
+    "herald_parsed_html": (c_char_p, [c_void_p]),
+    "herald_parsed_header": (c_char_p, [c_void_p, c_char_p, c_size_t]),
+    "herald_parsed_address_count": (c_size_t, [c_void_p, c_uint32]),
+    "herald_parsed_address": (c_char_p, [c_void_p, c_uint32, c_size_t, POINTER(c_char_p)]),
+    "herald_parsed_date": (c_int64, [c_void_p]),
+    "herald_parsed_attachment_count": (c_size_t, [c_void_p]),
+    # out: a herald_attachment struct.
+    "herald_parsed_attachment": (herald_status, [c_void_p, c_size_t, c_void_p]),
+    "herald_parsed_attachment_save": (herald_status, [c_void_p, c_size_t, c_char_p]),
 }
 
 # Functions that newer libraries have and older ones may lack: looked up with

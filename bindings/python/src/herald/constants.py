@@ -17,6 +17,7 @@ __all__ = [
     "Fetch",
     "LogLevel",
     "StoreMode",
+    "AddrRole",
 ]
 
 
@@ -98,6 +99,14 @@ class Field(IntEnum):
     EXISTS = 9
     REPLY_CODE = 10
     REPLY_TEXT = 11
+    CC = 21
+    REPLY_TO = 22
+    IN_REPLY_TO = 23
+    REFERENCES = 24
+    INTERNALDATE = 25
+    BCC = 26
+    SENDER = 27
+    DATE_UNIX = 28
 
 
 class Fetch(IntFlag):
@@ -108,6 +117,8 @@ class Fetch(IntFlag):
     SIZE = 4
     HEADERS = 8
     BODY = 16
+    PARSED = 32
+    BODYSTRUCTURE = 64
 
 
 class LogLevel(IntEnum):
@@ -128,6 +139,17 @@ class StoreMode(IntEnum):
     REPLACE = 0
 
 
+class AddrRole(IntEnum):
+    """``HERALD_ADDR_*``: address roles of a parsed message (``herald_parsed_address``)."""
+
+    FROM = 1
+    TO = 2
+    CC = 3
+    BCC = 4
+    REPLY_TO = 5
+    SENDER = 6
+
+
 # The C names: HERALD_<GROUP>_<MEMBER>, one enum per group.
 C_GROUPS = {
     "STATUS": Status,
@@ -138,6 +160,7 @@ C_GROUPS = {
     "FETCH": Fetch,
     "LOG": LogLevel,
     "STORE": StoreMode,
+    "ADDR": AddrRole,
 }
 
 C_NAMES = {}
