@@ -515,7 +515,7 @@ fn injection_and_bad_input_are_refused_at_the_call() {
     assert_eq!(c.imap_fetch("INBOX", "1:*\r\nA1 LOGOUT", 1), inval);
     assert_eq!(c.imap_fetch("INBOX", "1 2", 1), inval);
     assert_eq!(c.imap_fetch("INBOX", "0", 1), inval);
-    assert_eq!(c.imap_fetch("INBOX", "1", 64), inval);
+    assert_eq!(c.imap_fetch("INBOX", "1", 1 << 30), inval);
     assert_eq!(c.imap_store("INBOX", "1", 1, "\\Seen)\r\nA1 LOGOUT"), inval);
     assert_eq!(c.imap_store("INBOX", "1", 2, "\\Seen"), inval);
     assert_eq!(c.imap_copy("INBOX", "1", "a\nb"), inval);
