@@ -77,7 +77,8 @@ impl Parsed {
     /// found one): such a panic is caught here, and the message is then
     /// parsed as a header block only, so it still has its headers.
     pub fn parse(data: &[u8]) -> Option<Parsed> {
-        guarded(|| Some(Self::of(&MessageParser::default().parse(data)?))).or_else(|| Self::parse_headers(data))
+        guarded(|| Some(Self::of(&MessageParser::default().parse(data)?)))
+            .or_else(|| Self::parse_headers(data))
     }
 
     /// Parses a header block only (a fetch without the body): headers,
@@ -125,7 +126,9 @@ impl Parsed {
 
 /// `f`'s value, or `None` if it panicked.
 fn guarded(f: impl FnOnce() -> Option<Parsed>) -> Option<Parsed> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok().flatten()
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .ok()
+        .flatten()
 }
 
 /// A text body part as text; an HTML one (a message with no plain text)
@@ -426,7 +429,11 @@ JVBERi0=\r\n\
         let _ = Parsed::parse(&deep);
         // Fires a debug assertion inside mail-parser (found by fuzzing): caught,
         // and the headers are still there.
-        let odd = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/parse/mail_parser_debug_assert")).unwrap();
+        let odd = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/parse/mail_parser_debug_assert"
+        ))
+        .unwrap();
         assert_eq!(Parsed::parse(&odd).unwrap().subject.to_str().unwrap(), "fwd");
     }
 
