@@ -23,6 +23,11 @@ pub mod field {
     pub(crate) const REPLY_CODE: u32 = 10;
     /// The server's reply text for this item.
     pub(crate) const REPLY_TEXT: u32 = 11;
+    /// A 1-based position: a streamed item's order of arrival, an appended
+    /// message's place in the call.
+    pub(crate) const INDEX: u32 = 50;
+    /// How many items a streaming op delivered.
+    pub(crate) const COUNT: u32 = 51;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

@@ -59,6 +59,7 @@ pub mod args;
 pub mod command;
 mod parse;
 mod session;
+mod stream;
 pub mod utf7;
 mod wire;
 
@@ -91,6 +92,12 @@ pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
 pub const FETCH_ALL: u32 = 31;
 
+#[cfg(test)]
+/// A streaming fetch's bounds: most items, and bytes, held for the caller.
+pub fn stream_bounds() -> (usize, usize) {
+    (stream::MAX_HELD_ITEMS, stream::MAX_HELD_BYTES)
+}
+
 /// What an IMAP op does.
 #[derive(Debug)]
 pub enum ImapOp {
@@ -105,6 +112,16 @@ pub enum ImapOp {
     Fetch {
         uids: String,
         parts: u32,
+    },
+    /// A fetch that delivers each message as an item as it arrives (`stream`).
+    FetchStream {
+        uids: String,
+        parts: u32,
+    },
+    /// A fetch that writes each message to `dir` (`stream`).
+    FetchToDir {
+        uids: String,
+        dir: String,
     },
     Append {
         messages: Vec<Vec<u8>>,
@@ -142,6 +159,8 @@ impl Job for ImapJob {
             ImapOp::Delete => "IMAP delete",
             ImapOp::Search { .. } => "IMAP search",
             ImapOp::Fetch { .. } => "IMAP fetch",
+            ImapOp::FetchStream { .. } => "IMAP streaming fetch",
+            ImapOp::FetchToDir { .. } => "IMAP fetch to directory",
             ImapOp::Append { .. } => "IMAP append",
             ImapOp::Store { .. } => "IMAP store",
             ImapOp::Copy { .. } => "IMAP copy",
@@ -372,6 +391,8 @@ impl ImapDriver {
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
             ImapOp::Fetch { uids, parts } => fetch(s, t, mb, uids, *parts),
+            ImapOp::FetchStream { uids, parts } => stream::fetch_stream(s, t, mb, uids, *parts),
+            ImapOp::FetchToDir { uids, dir } => stream::fetch_to_dir(s, t, mb, uids, dir),
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
