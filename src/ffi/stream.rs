@@ -162,6 +162,11 @@ pub extern "C" fn herald_imap_fetch_to_dir_async(
     )
 }
 
+fn completion_arg<'a>(c: *const herald_completion) -> Result<&'a herald_completion> {
+    // SAFETY: a non-NULL completion herald handed out is valid (API contract).
+    unsafe { c.as_ref() }.ok_or_else(|| Error::invalid("completion is NULL"))
+}
+
 /// METHOD. 1 if `c` is an item of a streaming fetch
 /// (`herald_imap_fetch_stream_async`), 0 if it is a completion (or NULL,
 /// the reason then in `herald_last_error()`). An item has status OK and a
@@ -172,8 +177,7 @@ pub extern "C" fn herald_imap_fetch_to_dir_async(
 pub extern "C" fn herald_completion_is_item(c: *const herald_completion) -> i32 {
     ffi_boundary! {
         fallback = 0;
-        // SAFETY: a non-NULL completion herald handed out is valid (API contract).
-        let c = unsafe { c.as_ref() }.ok_or_else(|| Error::invalid("completion is NULL"))?;
+        let c = completion_arg(c)?;
         if c.status != HERALD_STATUS_OK || c.result.is_null() {
             return Ok(0);
         }
