@@ -145,3 +145,55 @@ fn streaming_fetch_delivers_every_message() {
     }
     let _: *mut c_void = c.token();
 }
+
+#[test]
+fn a_multiappend_batch_refused_for_one_bad_message_is_retried_one_by_one() {
+    let cy = Cyrus::start();
+    let c = client(&cy, &[]);
+    // 30 messages of 300 KB: MULTIAPPEND batches of 13, 13 and 4 (at most
+    // 4 MiB each). Cyrus refuses message 5 (bare LF) and message 20 (a
+    // header line without a name),
+    // and with each the whole batch it is in. (herald itself refuses NUL
+    // bytes at the call.)
+    let mut msgs: Vec<Vec<u8>> = (0..30).map(|i| raw_message(&format!("m{i}"), 300_000)).collect();
+    msgs[4] = b"Subject: bare\nX: y\n\nbody\n".to_vec();
+    msgs[19] = b"Subject: x\r\nno header name here\r\n\r\nbody\r\n".to_vec();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    let r = c.done(c.imap_append("INBOX", &refs, None));
+    assert_eq!(r.status, HERALD_STATUS_REJECTED, "{r:?}");
+    assert!(r.detail.contains("APPEND of message 5:"), "{}", r.detail);
+    assert!(
+        r.detail.contains("28 of 30 messages were appended"),
+        "{}",
+        r.detail
+    );
+    assert_eq!(r.items.len(), 30, "one item per message tried");
+    let index = |it: &Item| herald_index(it);
+    for (k, it) in r.items.iter().enumerate() {
+        assert_eq!(index(it), k as u64 + 1);
+        match k {
+            4 | 19 => {
+                assert_eq!(it.uid, 0);
+                let text = &it.strs[&HERALD_FIELD_REPLY_TEXT];
+                let want = if k == 4 { "bare newlines" } else { "header" };
+                assert!(text.contains(want), "message {}: {text}", k + 1);
+            }
+            _ => assert!(it.uid > 0, "message {} was stored: {it:?}", k + 1),
+        }
+    }
+    // The mailbox holds exactly the good ones, byte for byte.
+    let f = c.done(c.imap_fetch("INBOX", "1:*", HERALD_FETCH_BODY));
+    assert_eq!(f.items.len(), 28);
+    for it in &r.items {
+        if it.uid == 0 {
+            continue;
+        }
+        let stored = f.items.iter().find(|x| x.uid == it.uid).expect("stored");
+        assert_eq!(stored.bytes.as_ref(), Some(&msgs[index(it) as usize - 1]));
+    }
+}
+
+/// HERALD_FIELD_INDEX of an append result item (record_of does not copy it).
+fn herald_index(it: &Item) -> u64 {
+    it.ints.get(&HERALD_FIELD_INDEX).copied().unwrap_or(0)
+}
