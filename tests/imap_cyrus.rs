@@ -197,3 +197,41 @@ fn a_multiappend_batch_refused_for_one_bad_message_is_retried_one_by_one() {
 fn herald_index(it: &Item) -> u64 {
     it.ints.get(&HERALD_FIELD_INDEX).copied().unwrap_or(0)
 }
+
+#[test]
+fn flags_search_copy_move_and_expunge() {
+    let cy = Cyrus::start();
+    let c = client(&cy, &[]);
+    assert!(c.done(c.imap_create("Archive")).ok());
+    let msgs: Vec<Vec<u8>> = (0..4).map(|i| raw_message(&format!("m{i}"), 500)).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    let u = uids(&c.done(c.imap_append("INBOX", &refs, Some("\\Seen"))));
+    assert_eq!(u.len(), 4);
+    assert!(c
+        .done(c.imap_store("INBOX", &u[0].to_string(), 1, "\\Flagged $Work"))
+        .ok());
+    assert!(c
+        .done(c.imap_store("INBOX", &u[1].to_string(), -1, "\\Seen"))
+        .ok());
+    assert!(c.done(c.imap_copy("INBOX", &u[0].to_string(), "Archive")).ok());
+    let r = c.done(c.imap_move("INBOX", &u[1].to_string(), "Archive"));
+    assert!(r.ok(), "{r:?}");
+    assert!(c
+        .done(c.imap_store("INBOX", &u[3].to_string(), 1, "\\Deleted"))
+        .ok());
+    assert!(c.done(c.imap_expunge("INBOX")).ok());
+
+    // Another client sees it all.
+    let other = client(&cy, &[]);
+    let r = other.done(other.imap_search("INBOX", "ALL"));
+    assert_eq!(uids(&r), [u[0], u[2]], "{r:?}");
+    let r = other.done(other.imap_search("Archive", "FLAGGED"));
+    assert_eq!(r.items.len(), 1, "{r:?}");
+    let r = other.done(other.imap_search("Archive", "UNSEEN"));
+    assert_eq!(r.items.len(), 1, "the moved message kept its flags: {r:?}");
+    let r = other.done(other.imap_fetch("INBOX", "1:*", HERALD_FETCH_FLAGS));
+    let flags = &r.items[0].strs[&HERALD_FIELD_FLAGS];
+    assert!(flags.contains("\\Flagged") && flags.contains("$Work"), "{flags}");
+    let r = other.done(other.imap_search("INBOX", "NOT SUBJECT \"caf\u{e9}\""));
+    assert_eq!(uids(&r), [u[0], u[2]], "non-ASCII search text: {r:?}");
+}
