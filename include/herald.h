@@ -353,9 +353,9 @@
 #define HERALD_STREAM_MAX_HELD_ITEMS 16
 
 /**
- * Most message bytes in those items (one item always passes, however large).
+ * Most message bytes in those items (2 MiB; one item always passes, however large).
  */
-#define HERALD_STREAM_MAX_HELD_BYTES ((2 * 1024) * 1024)
+#define HERALD_STREAM_MAX_HELD_BYTES 2097152
 
 /**
  * A client of one server (or one pickup directory). Every function may be

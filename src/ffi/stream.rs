@@ -26,8 +26,8 @@ pub const HERALD_FIELD_COUNT: u32 = 51;
 /// waiting in the completion queue). At this bound herald stops reading
 /// from the server until the caller catches up.
 pub const HERALD_STREAM_MAX_HELD_ITEMS: u32 = 16;
-/// Most message bytes in those items (one item always passes, however large).
-pub const HERALD_STREAM_MAX_HELD_BYTES: u32 = 2 * 1024 * 1024;
+/// Most message bytes in those items (2 MiB; one item always passes, however large).
+pub const HERALD_STREAM_MAX_HELD_BYTES: u32 = 2_097_152;
 
 fn job(
     mailbox: *const c_char,

@@ -17,6 +17,7 @@ __all__ = [
     "Fetch",
     "LogLevel",
     "StoreMode",
+    "StreamLimit",
 ]
 
 
@@ -98,6 +99,8 @@ class Field(IntEnum):
     EXISTS = 9
     REPLY_CODE = 10
     REPLY_TEXT = 11
+    INDEX = 50
+    COUNT = 51
 
 
 class Fetch(IntFlag):
@@ -108,6 +111,13 @@ class Fetch(IntFlag):
     SIZE = 4
     HEADERS = 8
     BODY = 16
+
+
+class StreamLimit(IntEnum):
+    """``HERALD_STREAM_*``: what a streaming fetch holds for a slow caller before it pauses reading."""
+
+    MAX_HELD_ITEMS = 16
+    MAX_HELD_BYTES = 2097152
 
 
 class LogLevel(IntEnum):
@@ -138,6 +148,7 @@ C_GROUPS = {
     "FETCH": Fetch,
     "LOG": LogLevel,
     "STORE": StoreMode,
+    "STREAM": StreamLimit,
 }
 
 C_NAMES = {}
