@@ -301,3 +301,104 @@ fn fetch_to_dir_writes_one_file_per_message_and_lists_them() {
     );
     assert_eq!(s, HERALD_STATUS_INVALID_ARGUMENT);
 }
+
+/// The client the item callback frees (set before the stream starts).
+static FREE_ME: std::sync::atomic::AtomicPtr<herald_client> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+unsafe extern "C" fn free_client_on_third_item(c: *const herald_completion) {
+    let seen = &*((*c).user_token as *const Seen);
+    let r = copy(c);
+    let third = r.items[0].ints[&HERALD_FIELD_INDEX] == 3;
+    seen.log.lock().unwrap().push(r);
+    if third {
+        herald_client_free(FREE_ME.swap(std::ptr::null_mut(), std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
+#[test]
+fn a_stalled_stream_ends_on_free_from_its_callback_on_free_and_at_its_deadline() {
+    let d = Dovecot::start();
+    let c = TestClient::imap_plain(d.imap_port, &[]);
+    fill(&c, "INBOX", 100, 1000);
+    let (m, u) = (CString::new("INBOX").unwrap(), CString::new("1:*").unwrap());
+
+    // Freed from inside an item callback: the free returns, the final completion came.
+    let o = options(
+        HERALD_PROTOCOL_IMAP,
+        &[
+            (HERALD_OPT_HOST, Val::S("127.0.0.1")),
+            (HERALD_OPT_PORT, Val::I(d.imap_port as i64)),
+            (HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_NONE)),
+            (HERALD_OPT_USERNAME, Val::S("alice")),
+            (HERALD_OPT_PASSWORD, Val::S("alicepass")),
+        ],
+    )
+    .unwrap();
+    let mut raw = std::ptr::null_mut();
+    assert_eq!(herald_client_new(o, &mut raw), HERALD_STATUS_OK);
+    herald_options_free(o);
+    FREE_ME.store(raw, std::sync::atomic::Ordering::SeqCst);
+    let seen = Arc::new(Seen::default());
+    let mut op = 0;
+    let token = Arc::as_ptr(&seen) as *mut c_void;
+    let s = herald_imap_fetch_stream_async(
+        raw,
+        m.as_ptr(),
+        u.as_ptr(),
+        HERALD_FETCH_BODY,
+        Some(free_client_on_third_item),
+        Some(on_final),
+        token,
+        &mut op,
+    );
+    assert_eq!(s, HERALD_STATUS_OK);
+    let log = seen.wait_final(Duration::from_secs(30));
+    let (last, items) = log.split_last().expect("a final completion");
+    assert!(!is_item(last), "{last:?}");
+    assert!(last.cancelled, "{last:?}");
+    assert!(
+        items.len() >= 3 && items.len() <= 3 + HERALD_STREAM_MAX_HELD_ITEMS as usize,
+        "{}",
+        items.len()
+    );
+    assert!(
+        FREE_ME.load(std::sync::atomic::Ordering::SeqCst).is_null(),
+        "the callback freed the client"
+    );
+
+    // Through the queue, nobody taking: the deadline ends it (TIMEOUT, with the count).
+    let t = TestClient::imap_plain(d.imap_port, &[(HERALD_OPT_OP_TIMEOUT_MS, Val::I(1500))]);
+    let op = stream(&t, "INBOX", "1:*", HERALD_FETCH_BODY, None);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut items = 0;
+    let last = loop {
+        let p = herald_client_next(t.c, 10_000);
+        assert!(!p.is_null());
+        // SAFETY: from herald_client_next, freed at once.
+        let r = unsafe { copy(p) };
+        herald_completion_free(p);
+        assert_eq!(r.op, op);
+        if !is_item(&r) {
+            break r;
+        }
+        items += 1;
+    };
+    assert_eq!(last.status, HERALD_STATUS_TIMEOUT, "{last:?}");
+    assert!(
+        items <= HERALD_STREAM_MAX_HELD_ITEMS as usize,
+        "{items} items were queued"
+    );
+    assert_eq!(
+        last.items[0].ints.get(&HERALD_FIELD_COUNT).copied().unwrap_or(0),
+        items as u64
+    );
+
+    // Freed with items waiting untaken in the queue: the free returns.
+    let q = TestClient::imap_plain(d.imap_port, &[]);
+    stream(&q, "INBOX", "1:*", HERALD_FETCH_BODY, None);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    drop(q);
+    eprintln!("freed a client with a stalled stream in {:?}", started.elapsed());
+}
