@@ -47,7 +47,8 @@ fn is_item(r: &Record) -> bool {
             .is_some_and(|i| i.ints.contains_key(&HERALD_FIELD_INDEX))
 }
 
-/// A completion or item copied out, with the stream fields record_of skips.
+/// A completion or item copied out, checking that herald_completion_is_item
+/// agrees with its fields.
 unsafe fn copy(c: *const herald_completion) -> Record {
     let mut r = record_of(c);
     let res = (*c).result;

@@ -35,8 +35,10 @@
 //!
 //! After any of these the connection is dropped (the next op opens a new
 //! one): its stream is out of step. The read buffer is at most about twice
-//! MAX_LINE_BYTES; a fetch holds what it fetched until it completes, and
-//! OP_TIMEOUT_MS bounds how long a server can keep any op but IDLE.
+//! MAX_LINE_BYTES; a fetch holds what it fetched until it completes (a
+//! streaming fetch, `stream`, holds one message plus a bounded hand-off to
+//! the caller), and OP_TIMEOUT_MS bounds how long a server can keep any op
+//! but IDLE.
 //!
 //! Waits that a cancel cannot cut short by shutting the socket down (IDLE
 //! and a bulk append cancel cooperatively, to keep the connection or report
