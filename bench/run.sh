@@ -16,7 +16,8 @@
 #    pop3_bench (pipelined retrieval against Python's poplib), once each;
 #    then cpu_bench --runs 3 (callgrind instructions per 10 KB message against
 #    a minimal pipelining client, herald_send_async against lettre's builder,
-#    a 25 MB attachment against curl; about 2 minutes).
+#    a 25 MB attachment against curl; about 2 minutes); then stream_bench
+#    (10 000 x 100 KB streamed with bounded memory against imaplib; ~25 s).
 #
 # Any other argument goes to smtp_bench (see bench/src/bin/smtp_bench.rs).
 # Results of a run are in bench/RESULTS.md.
@@ -59,3 +60,6 @@ target/release/pop3_bench
 echo
 echo "== cpu_bench --runs 3"
 target/release/cpu_bench --runs 3
+echo
+echo "== stream_bench (10 000 x 100 KB: about 1 GB in a temp maildir while it runs)"
+target/release/stream_bench

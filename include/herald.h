@@ -423,6 +423,32 @@
 #define HERALD_FIELD_DATE_UNIX 28
 
 /**
+ * int: a 1-based position. On an item of a streaming fetch, its order of
+ * arrival (1, 2, 3 ...); on an item of a failed bulk append's result, the
+ * message's place in the `messages` array.
+ */
+#define HERALD_FIELD_INDEX 50
+
+/**
+ * int: how many items a streaming fetch delivered (its final completion's
+ * one result item).
+ */
+#define HERALD_FIELD_COUNT 51
+
+/**
+ * Most items of one streaming fetch that herald hands out and the caller
+ * has not yet let go of (an item callback that has not returned, items
+ * waiting in the completion queue). At this bound herald stops reading
+ * from the server until the caller catches up.
+ */
+#define HERALD_STREAM_MAX_HELD_ITEMS 16
+
+/**
+ * Most message bytes in those items (2 MiB; one item always passes, however large).
+ */
+#define HERALD_STREAM_MAX_HELD_BYTES 2097152
+
+/**
  * A client of one server (or one pickup directory). Every function may be
  * called on it from any thread, concurrently, also from inside its callbacks
  * (see the README's "Threading").
@@ -943,6 +969,16 @@ herald_status herald_imap_fetch_async(struct herald_client *c, const char *mailb
  * connection part way). Progress reports bytes sent of the total. `n` is
  * 1 or more; `messages` and `lens` hold `n` entries each.
  *
+ * A server that refuses a whole MULTIAPPEND batch for one bad message
+ * (Cyrus, for a bare LF) gets that batch again one message at a time, so
+ * the good ones are stored. Once any message was refused, the completion
+ * is HERALD_STATUS_REJECTED (its detail names the first refused message)
+ * and the result has one item per message tried, in order, each with
+ * HERALD_FIELD_INDEX (its 1-based place in `messages`): a stored one with
+ * its UID, a refused one with uid 0 and HERALD_FIELD_REPLY_TEXT (the
+ * server's reply). A refusal of the mailbox itself (TRYCREATE, OVERQUOTA
+ * ...) or of a single APPEND outside such a retry ends the op there.
+ *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
  * the client's delivery thread, or to the completion queue when `cb` is
@@ -1440,6 +1476,83 @@ herald_status herald_send_async(struct herald_client *c, const struct herald_mes
  * required; completion and result as for `herald_send_async`.
  */
 herald_status herald_send_raw_async(struct herald_client *c, const char *mail_from, const char *const *rcpt_to, size_t n_rcpt, const uint8_t *data, size_t len, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). Fetches the messages of `uid_set` in `mailbox` as
+ * `herald_imap_fetch_async` does (same `parts`, same item fields and
+ * bytes), but hands each message on as it arrives instead of gathering
+ * them: a mailbox of any size is read with bounded memory.
+ *
+ * - **Items.** Each message becomes one *item*: a `herald_completion` with
+ *   the op's id and `user_token`, status OK and a result of exactly one
+ *   item (the message: uid, fields, bytes, and HERALD_FIELD_INDEX = 1, 2,
+ *   3 ... in order of arrival, usually ascending UID). Items go to
+ *   `on_item`, on the client's delivery thread, one call at a time, in
+ *   order; the item and everything it points to are valid only during the
+ *   call (copy what you keep). With `on_item` NULL, items are queued on
+ *   the client's completion queue instead (take them with
+ *   `herald_client_next`, free each with `herald_completion_free`),
+ *   whatever `cb` is. Items are not completions: `herald_completion_is_item`
+ *   tells them apart in the queue.
+ * - **The final completion** comes exactly once, after the last item, to
+ *   `cb` (or the queue when `cb` is NULL): status OK when the whole set
+ *   was fetched, else the failure. Its result (also on failure or cancel)
+ *   is one item, uid 0, with HERALD_FIELD_COUNT = the number of items
+ *   delivered. No item ever comes after it.
+ * - **Backpressure.** herald holds at most HERALD_STREAM_MAX_HELD_ITEMS
+ *   items and HERALD_STREAM_MAX_HELD_BYTES of message bytes that the
+ *   caller has not let go of (an `on_item` call that has not returned, or
+ *   an item still in the queue: one taken with `herald_client_next` is the
+ *   caller's). Beyond that herald pauses reading from the server until the
+ *   caller catches up; so its memory for the op stays within those bytes
+ *   plus the message being read (at most MAX_MESSAGE_BYTES), however large
+ *   the mailbox and however slow the caller. A queue user who never takes
+ *   items holds the op until OP_TIMEOUT_MS or a cancel.
+ * - **Cancel.** `herald_cancel` shuts the connection down. No item is
+ *   handed on after it returned; those handed on before (at most the
+ *   bound above) are still delivered, then the final completion
+ *   (cancelled, with their count). The same holds for OP_TIMEOUT_MS.
+ *
+ * The delivery thread runs every callback of the client, so a slow
+ * `on_item` also delays other ops' completions. `*op_out` is required
+ * (NULL is INVALID_ARGUMENT); on an error status no item and no
+ * completion come, and `herald_last_error()` says why.
+ */
+herald_status herald_imap_fetch_stream_async(struct herald_client *c, const char *mailbox, const char *uid_set, uint32_t parts, herald_callback on_item, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). Fetches the whole messages of `uid_set` in
+ * `mailbox` into the existing directory `dir` (UTF-8 path), one file per
+ * message, each written as it arrives: `<dir>/<UID>.eml` holds the
+ * message byte for byte (for example `dir/4711.eml`). Each file is written
+ * under a hidden temp name (`.<UID>.eml.<op>.part`) and renamed to its
+ * name only once it is complete, so a `*.eml` file is never a partial
+ * message; a file of the same name is replaced. Files are not fsynced.
+ * Fetching never marks mail \Seen. herald holds one message at a time,
+ * and the list of files for the result (about 200 bytes per file).
+ *
+ * Result, on the one completion: one item per file written, in order of
+ * arrival: uid, HERALD_FIELD_NAME (the file's path) and HERALD_FIELD_SIZE
+ * (its bytes). A failed or cancelled fetch lists the files written before
+ * it stopped (they stay; no temp file is left behind). A `dir` that does
+ * not exist is HERALD_STATUS_IO on the completion; a failed write is IO.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_fetch_to_dir_async(struct herald_client *c, const char *mailbox, const char *uid_set, const char *dir, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD. 1 if `c` is an item of a streaming fetch
+ * (`herald_imap_fetch_stream_async`), 0 if it is a completion (or NULL,
+ * the reason then in `herald_last_error()`). An item has status OK and a
+ * result whose item 0 carries HERALD_FIELD_INDEX; no final completion
+ * does. For completions and items herald handed out (in a callback or
+ * from `herald_client_next`).
+ */
+int32_t herald_completion_is_item(const struct herald_completion *c);
 
 #ifdef __cplusplus
 }  // extern "C"

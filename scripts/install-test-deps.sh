@@ -17,6 +17,8 @@
 #   stopped and disabled afterwards if they run anyway. Tests start private
 #   instances with their own configs.
 # - Creates the `vmail` system user/group (uid/gid 5000) that owns test maildirs.
+# - Unpacks Cyrus IMAP 3.6 from Debian's .debs into /opt/herald-cyrus and
+#   creates the `cyrus` user (scripts/cyrus-debs.sh).
 # - The tests' Dovecot template is for Dovecot 2.3.x (Debian 12, Ubuntu 22.04/24.04).
 #
 # With --build-only it installs just what building herald needs (a C
@@ -190,6 +192,9 @@ else
         as_root postfix stop 2>/dev/null || true
     fi
 fi
+
+# Cyrus IMAP, unpacked from its .debs (it conflicts with the Dovecot packages).
+"$(dirname "$0")"/cyrus-debs.sh
 
 # Report versions (useful in CI logs).
 dovecot_version=$(/usr/sbin/dovecot --version 2>/dev/null || echo unknown)

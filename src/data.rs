@@ -35,6 +35,11 @@ pub mod field {
     pub(crate) const BCC: u32 = 26;
     pub(crate) const SENDER: u32 = 27;
     pub(crate) const DATE_UNIX: u32 = 28;
+    /// A 1-based position: a streamed item's order of arrival, an appended
+    /// message's place in the call.
+    pub(crate) const INDEX: u32 = 50;
+    /// How many items a streaming op delivered.
+    pub(crate) const COUNT: u32 = 51;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

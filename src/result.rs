@@ -41,6 +41,33 @@ pub struct Completion {
     pub reply_code: i32,
     pub detail: String,
     pub result: Option<ResultData>,
+    /// Runs when herald lets go of the completion: after its callback
+    /// returned, or when it was taken from the completion queue. A
+    /// streaming op counts what it has handed out with it.
+    pub on_release: Option<Release>,
+}
+
+/// A hook run once, when the completion that holds it is dropped.
+pub struct Release(Option<Box<dyn FnOnce() + Send>>);
+
+impl Release {
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Release {
+        Release(Some(Box::new(f)))
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Release")
+    }
 }
 
 impl Completion {
@@ -54,6 +81,7 @@ impl Completion {
                 reply_code: s.reply_code,
                 detail: s.detail,
                 result: s.result,
+                on_release: None,
             },
             Err(mut e) => Completion {
                 op,
@@ -63,6 +91,7 @@ impl Completion {
                 reply_code: e.reply_code,
                 result: e.take_partial(),
                 detail: e.detail,
+                on_release: None,
             },
         }
     }
@@ -78,6 +107,7 @@ impl Completion {
             reply_code: 0,
             detail: detail.to_string(),
             result: partial,
+            on_release: None,
         }
     }
 }

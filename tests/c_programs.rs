@@ -212,6 +212,45 @@ fn imap_in_c_under_valgrind() {
     assert!(out.contains("imap.c: ok"), "{out}");
 }
 
+/// tests/c/stream.c: streaming fetch to a callback and through the queue,
+/// and fetch to a directory.
+#[test]
+fn streaming_fetch_in_c_under_valgrind() {
+    require_c_tools();
+    require_servers();
+    let d = Dovecot::start();
+    let messages: Vec<Vec<u8>> = (0..25)
+        .map(|i| format!("From: a@example.org\r\nSubject: stream {i}\r\n\r\nbody {i}\r\n").into_bytes())
+        .collect();
+    imap_append(d.imap_port, "alice", "alicepass", "INBOX", &messages);
+    let exe = compile("tests/c/stream.c");
+    let tmp = TempDir::new("c-stream");
+    let out = valgrind(
+        &exe,
+        &[],
+        &[
+            ("HERALD_TEST_IMAP_PORT", d.imap_port.to_string()),
+            ("HERALD_TEST_MESSAGES", messages.len().to_string()),
+            ("HERALD_TEST_DIR", tmp.path().to_string_lossy().into_owned()),
+        ],
+        tmp.path(),
+    );
+    assert!(out.contains("stream.c: ok (25 messages"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".eml")
+            })
+            .count(),
+        25
+    );
+}
+
 /// tests/c/stress.c: rounds of clients against a server whose connections
 /// misbehave, with short deadlines, cancels and frees racing the workers and
 /// the deadline watchdog. (scripts/asan.sh runs it under AddressSanitizer too.)

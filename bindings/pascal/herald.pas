@@ -140,6 +140,14 @@ const
   HERALD_FIELD_BCC = 26;
   HERALD_FIELD_SENDER = 27;
   HERALD_FIELD_DATE_UNIX = 28;
+  { int: an item's 1-based place (a streamed message's order of arrival). }
+  HERALD_FIELD_INDEX = 50;
+  { int: how many items a streaming fetch delivered (its final completion). }
+  HERALD_FIELD_COUNT = 51;
+
+  { What a streaming fetch holds for a slow caller before it pauses reading. }
+  HERALD_STREAM_MAX_HELD_ITEMS = 16;
+  HERALD_STREAM_MAX_HELD_BYTES = 2097152;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -271,6 +279,8 @@ function herald_client_flush(c: Pherald_client; timeout_ms: Int32): herald_statu
 function herald_client_set_progress(c: Pherald_client; cb: herald_progress_callback): herald_status; cdecl; external HeraldLib;
 function herald_client_set_log(c: Pherald_client; max_level: UInt32; cb: herald_log_callback; user: Pointer): herald_status; cdecl; external HeraldLib;
 procedure herald_completion_free(c: Pherald_completion); cdecl; external HeraldLib;
+{ 1 if c is an item of a streaming fetch, 0 if it is a completion. }
+function herald_completion_is_item(c: Pherald_completion): Int32; cdecl; external HeraldLib;
 
 { IMAP }
 function herald_imap_list_async(c: Pherald_client; pattern: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
@@ -286,6 +296,10 @@ function herald_imap_move_async(c: Pherald_client; mailbox, uid_set, target: PAn
 function herald_imap_expunge_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_fetch_section_async(c: Pherald_client; mailbox: PAnsiChar; uid: UInt64; section: PAnsiChar; offset, max_len: UInt64; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_idle_async(c: Pherald_client; mailbox: PAnsiChar; on_change, cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+{ Streaming fetch: one item per message to on_item (or the queue when nil), then one completion. }
+function herald_imap_fetch_stream_async(c: Pherald_client; mailbox, uid_set: PAnsiChar; parts: UInt32; on_item, cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+{ Writes each message to dir/<UID>.eml; the result lists the files. }
+function herald_imap_fetch_to_dir_async(c: Pherald_client; mailbox, uid_set, dir: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 
 { Messages }
 function herald_message_new: Pherald_message; cdecl; external HeraldLib;

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::wakeup::Wakeup;
 use super::{pool, Callback, Job, Notify, OpState, Shared};
-use crate::result::{Completion, OpId, Success};
+use crate::result::{Completion, OpId, Release, Success};
 
 /// The delivery thread's queue of callbacks to run.
 pub(super) struct DispatchState {
@@ -250,6 +250,81 @@ impl<J: Job> Shared<J> {
                 drop(d);
                 drop(st);
                 self.deliver(c, route, false);
+            }
+        }
+    }
+
+    /// A non-final item of a streaming op, never coalesced: each one is
+    /// delivered, in order, to the op's `on_change` route. False when the op
+    /// was cancelled or completed (timed out): then the item is dropped, so
+    /// no item is queued after `cancel` returned, nor after the final
+    /// completion. The state
+    /// lock is held while the item is queued, as in `notify_change`.
+    pub(super) fn notify_item(self: &Arc<Self>, op: OpId, s: Success, release: Release) -> bool {
+        let st = self.state.lock();
+        let Some(e) = st.ops.get(&op) else { return false };
+        // After a cancel (or the deadline) no new item is queued.
+        if !matches!(
+            e.state,
+            OpState::Running {
+                cancel_requested: false,
+                ..
+            }
+        ) {
+            return false;
+        }
+        let mut c = Completion::from_outcome(op, e.token, Ok(s));
+        c.on_release = Some(release);
+        let route = e.on_change.clone().unwrap_or_else(|| e.notify.clone());
+        match route {
+            Notify::Queue => self.deliver(c, route, false),
+            Notify::Callback(cb) => {
+                let mut d = self.dispatch.lock();
+                if d.stop {
+                    return false;
+                }
+                d.items.push_back((c, cb, false));
+                if d.thread.is_some() {
+                    if d.idle {
+                        d.idle = false;
+                        self.dispatch_cond.notify_one();
+                    }
+                    return true;
+                }
+                // No delivery thread yet: start one, outside the locks (the
+                // item is queued already, so nothing can overtake it).
+                drop(d);
+                drop(st);
+                self.start_delivery();
+            }
+        }
+        true
+    }
+
+    /// Starts the delivery thread for items queued without one.
+    fn start_delivery(self: &Arc<Self>) {
+        let mut d = self.dispatch.lock();
+        if d.thread.is_some() || d.stop || d.items.is_empty() {
+            return;
+        }
+        let shared = self.clone();
+        let tag = pool::new_thread_tag();
+        match std::thread::Builder::new()
+            .name("herald-deliver".into())
+            .spawn(move || {
+                pool::set_thread_tag(tag);
+                shared.dispatch_main()
+            }) {
+            Ok(h) => {
+                d.thread_tag = Some(tag);
+                d.thread = Some(h);
+            }
+            Err(_) => {
+                let items: Vec<_> = d.items.drain(..).collect();
+                drop(d);
+                for item in items {
+                    self.run_callback(item);
+                }
             }
         }
     }

@@ -334,6 +334,13 @@ impl<J: Job> Ticket<J> {
     pub fn notify_change(&self, s: Success) {
         self.shared.notify_change(self.id, s);
     }
+
+    /// A streaming op's item, delivered in order and never coalesced;
+    /// `release` runs when herald lets go of it. False when the op is
+    /// already completed (the item was dropped).
+    pub fn notify_item(&self, s: Success, release: crate::result::Release) -> bool {
+        self.shared.notify_item(self.id, s, release)
+    }
 }
 
 impl<J: Job> Drop for Ticket<J> {

@@ -223,6 +223,16 @@ pub extern "C" fn herald_imap_fetch_async(
 /// connection part way). Progress reports bytes sent of the total. `n` is
 /// 1 or more; `messages` and `lens` hold `n` entries each.
 ///
+/// A server that refuses a whole MULTIAPPEND batch for one bad message
+/// (Cyrus, for a bare LF) gets that batch again one message at a time, so
+/// the good ones are stored. Once any message was refused, the completion
+/// is HERALD_STATUS_REJECTED (its detail names the first refused message)
+/// and the result has one item per message tried, in order, each with
+/// HERALD_FIELD_INDEX (its 1-based place in `messages`): a stored one with
+/// its UID, a refused one with uid 0 and HERALD_FIELD_REPLY_TEXT (the
+/// server's reply). A refusal of the mailbox itself (TRYCREATE, OVERQUOTA
+/// ...) or of a single APPEND outside such a retry ends the op there.
+///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
 /// the client's delivery thread, or to the completion queue when `cb` is

@@ -32,6 +32,7 @@ pub mod parsed;
 pub mod pop3;
 pub mod result;
 pub mod smtp;
+pub mod stream;
 
 pub use crate::status::codes::*;
 

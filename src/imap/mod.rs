@@ -35,8 +35,10 @@
 //!
 //! After any of these the connection is dropped (the next op opens a new
 //! one): its stream is out of step. The read buffer is at most about twice
-//! MAX_LINE_BYTES; a fetch holds what it fetched until it completes, and
-//! OP_TIMEOUT_MS bounds how long a server can keep any op but IDLE.
+//! MAX_LINE_BYTES; a fetch holds what it fetched until it completes (a
+//! streaming fetch, `stream`, holds one message plus a bounded hand-off to
+//! the caller), and OP_TIMEOUT_MS bounds how long a server can keep any op
+//! but IDLE.
 //!
 //! Waits that a cancel cannot cut short by shutting the socket down (IDLE
 //! and a bulk append cancel cooperatively, to keep the connection or report
@@ -55,6 +57,7 @@
 //! Changes are coalesced: at most one on_change notification per IDLE op
 //! is pending at a time, and it carries the latest count.
 
+mod append_retry;
 pub mod args;
 mod bodystructure;
 pub mod command;
@@ -62,6 +65,7 @@ pub mod fetch_ext;
 mod parse;
 pub mod section;
 mod session;
+mod stream;
 pub mod utf7;
 mod wire;
 
@@ -94,6 +98,12 @@ pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
 pub const FETCH_ALL: u32 = 31 | fetch_ext::FETCH_PARSED | fetch_ext::FETCH_BODYSTRUCTURE;
 
+#[cfg(test)]
+/// A streaming fetch's bounds: most items, and bytes, held for the caller.
+pub fn stream_bounds() -> (usize, usize) {
+    (stream::MAX_HELD_ITEMS, stream::MAX_HELD_BYTES)
+}
+
 /// What an IMAP op does.
 #[derive(Debug)]
 pub enum ImapOp {
@@ -115,6 +125,16 @@ pub enum ImapOp {
         section: String,
         offset: u64,
         max_len: u64,
+    },
+    /// A fetch that delivers each message as an item as it arrives (`stream`).
+    FetchStream {
+        uids: String,
+        parts: u32,
+    },
+    /// A fetch that writes each message to `dir` (`stream`).
+    FetchToDir {
+        uids: String,
+        dir: String,
     },
     Append {
         messages: Vec<Vec<u8>>,
@@ -153,6 +173,8 @@ impl Job for ImapJob {
             ImapOp::Search { .. } => "IMAP search",
             ImapOp::Fetch { .. } => "IMAP fetch",
             ImapOp::FetchSection { .. } => "IMAP fetch section",
+            ImapOp::FetchStream { .. } => "IMAP streaming fetch",
+            ImapOp::FetchToDir { .. } => "IMAP fetch to directory",
             ImapOp::Append { .. } => "IMAP append",
             ImapOp::Store { .. } => "IMAP store",
             ImapOp::Copy { .. } => "IMAP copy",
@@ -403,6 +425,8 @@ impl ImapDriver {
                 max_len: *max_len,
             }
             .run(s, t),
+            ImapOp::FetchStream { uids, parts } => stream::fetch_stream(s, t, mb, uids, *parts),
+            ImapOp::FetchToDir { uids, dir } => stream::fetch_to_dir(s, t, mb, uids, dir),
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
@@ -1030,6 +1054,8 @@ struct AppendState {
     refused: Option<Error>,
     /// After a cancel, replies are awaited until then, no longer.
     give_up: Option<Instant>,
+    /// What `append_retry` keeps: batches refused whole, and messages refused one by one.
+    retry: append_retry::Retry,
 }
 
 impl AppendState {
@@ -1069,13 +1095,8 @@ impl AppendState {
                     for (k, i) in range.enumerate() {
                         self.uids[i] = Some(uids.get(k).copied().unwrap_or(0));
                     }
-                } else if self.refused.is_none() {
-                    let what = if count == 1 {
-                        format!("APPEND of message {}", first + 1)
-                    } else {
-                        format!("APPEND of messages {} to {}", first + 1, first + count)
-                    };
-                    self.refused = Some(status.error(&what));
+                } else {
+                    self.on_refusal(first, count, &status);
                 }
                 Ok(())
             }
@@ -1094,7 +1115,8 @@ impl AppendState {
 /// stores them in one transaction. Without LITERAL+ each literal waits for
 /// the server's "+". Stops between messages when cancelled (ending a
 /// MULTIAPPEND early), and always reads the reply to every APPEND sent, so
-/// the UIDs reported are exactly what the mailbox gained.
+/// the UIDs reported are exactly what the mailbox gained. A batch refused
+/// whole is retried one message at a time (`append_retry`).
 fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flags: &str) -> Outcome {
     t.set_cancel_mode(CancelMode::Cooperative);
     let mut st = AppendState {
@@ -1103,11 +1125,12 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         inflight_bytes: 0,
         refused: None,
         give_up: None,
+        retry: append_retry::Retry::default(),
     };
     let sent = append_run(s, t, mailbox, messages, flags, &mut st);
-    let items: Vec<ResultItem> = st.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
+    let items = st.result_items();
     let n = messages.len();
-    let k = items.len();
+    let k = st.uids.iter().flatten().count();
     // On failure too, the result holds the UIDs of the messages appended.
     let appended = ResultData::new(items.clone());
     if let Err(mut e) = sent {
@@ -1123,7 +1146,7 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         );
         return Err(e.with_partial(appended));
     }
-    if let Some(mut e) = st.refused {
+    if let Some(mut e) = st.refused.or(st.retry.first_refusal) {
         e.detail = format!("{}; {k} of {n} messages were appended", e.detail);
         return Err(e.with_partial(appended));
     }
@@ -1180,35 +1203,50 @@ fn append_run(
         total: messages.iter().map(|m| m.len() as u64).sum(),
         written: 0,
     };
-    let mut i = 0;
-    while i < messages.len() {
-        let nonsync = s.caps.nonsync(messages[i].len());
-        while !st.inflight.is_empty()
-            && (!nonsync
-                || st.inflight.len() >= APPEND_WINDOW
-                || st.inflight_bytes + messages[i].len() > APPEND_WINDOW_BYTES)
-        {
-            st.read_reply(s, t, messages)?;
-        }
-        if st.refused.is_some() || t.cancel_requested() {
-            break;
-        }
-        let tag = s.conn().next_tag();
-        if nonsync {
-            i = run.send_nonsync(s, st, tag, i)?;
-        } else if run.send_sync(s, st, tag, i)? {
-            i += 1;
-        } else {
-            break;
-        }
-    }
-    while !st.inflight.is_empty() {
-        st.read_reply(s, t, messages)?;
-    }
-    Ok(())
+    run.send_range(s, st, 0..messages.len())?;
+    // Batches a server refused whole for one bad message, one by one.
+    append_retry::retry_batches(s, &mut run, st)
 }
 
 impl AppendRun<'_> {
+    /// Sends the messages of `range` (pipelined, in MULTIAPPEND batches
+    /// when `multi`) and reads every reply; stops early when one is refused
+    /// for good or the op is cancelled.
+    fn send_range(
+        &mut self,
+        s: &mut Session,
+        st: &mut AppendState,
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let (t, messages) = (self.t, self.messages);
+        let mut i = range.start;
+        while i < range.end {
+            let nonsync = s.caps.nonsync(messages[i].len());
+            while !st.inflight.is_empty()
+                && (!nonsync
+                    || st.inflight.len() >= APPEND_WINDOW
+                    || st.inflight_bytes + messages[i].len() > APPEND_WINDOW_BYTES)
+            {
+                st.read_reply(s, t, messages)?;
+            }
+            if st.refused.is_some() || t.cancel_requested() {
+                break;
+            }
+            let tag = s.conn().next_tag();
+            if nonsync {
+                i = self.send_nonsync(s, st, tag, i, range.end)?;
+            } else if self.send_sync(s, st, tag, i)? {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        while !st.inflight.is_empty() {
+            st.read_reply(s, t, messages)?;
+        }
+        Ok(())
+    }
+
     /// One APPEND with a non-synchronizing literal (LITERAL+), or a
     /// MULTIAPPEND of message `first` and those that follow: the index of
     /// the first message not sent.
@@ -1218,6 +1256,7 @@ impl AppendRun<'_> {
         st: &mut AppendState,
         tag: String,
         first: usize,
+        end: usize,
     ) -> Result<usize> {
         let (t, messages) = (self.t, self.messages);
         let mut bytes = 0;
@@ -1234,7 +1273,7 @@ impl AppendRun<'_> {
             } else {
                 format!("{} {{{}+}}\r\n", self.flag_part, m.len())
             };
-            let next = messages.get(i + 1);
+            let next = messages[..end].get(i + 1);
             let more = self.multi
                 && next.is_some_and(|x| {
                     i + 1 - first < MULTI_BATCH
@@ -1283,8 +1322,8 @@ impl AppendRun<'_> {
             match read_reply_within(s)? {
                 Response::Continue => break,
                 Response::Tagged { tag: tg, status } if tg == tag => {
-                    st.refused = Some(status.error(&format!("APPEND of message {}", i + 1)));
-                    return Ok(false);
+                    st.on_refusal(i, 1, &status);
+                    return Ok(st.refused.is_none());
                 }
                 Response::Tagged { tag: tg, .. } => {
                     return Err(Error::protocol(format!("a reply with tag {tg} during APPEND")))

@@ -15,6 +15,10 @@
 //!   `tests/servers/dovecot.conf.in`.
 //! * [`imap_append`](mod@imap_append): a minimal IMAP client that stores messages byte for
 //!   byte with APPEND, to put mail in independently of herald.
+//! * [`cyrus`]: [`Cyrus`], a private Cyrus IMAP 3.6 (plain with STARTTLS,
+//!   and implicit TLS) from Debian's .debs unpacked by
+//!   `scripts/cyrus-debs.sh`; the same users as Dovecot's, in a sasldb;
+//!   configs in `tests/servers/cyrus/`.
 //! * [`postfix`]: [`Postfix`], a private full Postfix smtpd (PIPELINING,
 //!   CHUNKING, SMTPUTF8, SIZE, STARTTLS, a recipient limit) delivering into
 //!   a maildir; configs in `tests/servers/postfix/`.
@@ -70,6 +74,7 @@
 //! * `Dovecot::start`: 0.1-0.2 s (including its smtp-sink, an EC certificate
 //!   and reading the IMAP, POP3 and submission greetings).
 //! * `Postfix::start`: ~0.5 s (mostly `postfix check`).
+//! * `Cyrus::start`: a few tenths of a second (sasldb, certificate, greeting).
 //! * Dropping a `Dovecot` or `SmtpSink`: a few ms to ~30 ms.
 //! * A failed login takes ~0.5 s (Dovecot's failure timer granularity).
 
@@ -86,6 +91,7 @@ pub mod preconditions;
 pub mod process;
 
 // One module per server.
+pub mod cyrus;
 pub mod dovecot;
 pub mod imap_append;
 pub mod imap_script;
@@ -94,6 +100,7 @@ pub mod scripted;
 pub mod smtp_sink;
 
 pub use connections::{established_connections, wait_for_connections};
+pub use cyrus::{require_cyrus, Cyrus, CYRUS_USERS};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
 pub use files::{chown_tree, find_placeholder, keep_temp, self_signed_cert, TempDir};
 pub use imap_append::imap_append;

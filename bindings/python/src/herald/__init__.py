@@ -10,7 +10,7 @@ See :class:`Client` (callbacks or a completion queue, ``op.wait()`` /
 """
 
 from .constants import *  # noqa: F401,F403
-from .constants import Fetch, Field, LogLevel, Option, Protocol, Security, Status, StoreMode
+from .constants import Fetch, Field, LogLevel, Option, Protocol, Security, Status, StoreMode, StreamLimit
 from .core import (
     CancelledError,
     Client,
@@ -54,6 +54,7 @@ __all__ = [
     "SendResult",
     "Status",
     "StoreMode",
+    "StreamLimit",
     "last_error",
     "library_candidates",
     "library_path",

@@ -18,6 +18,7 @@ __all__ = [
     "LogLevel",
     "StoreMode",
     "AddrRole",
+    "StreamLimit",
 ]
 
 
@@ -107,6 +108,8 @@ class Field(IntEnum):
     BCC = 26
     SENDER = 27
     DATE_UNIX = 28
+    INDEX = 50
+    COUNT = 51
 
 
 class Fetch(IntFlag):
@@ -119,6 +122,13 @@ class Fetch(IntFlag):
     BODY = 16
     PARSED = 32
     BODYSTRUCTURE = 64
+
+
+class StreamLimit(IntEnum):
+    """``HERALD_STREAM_*``: what a streaming fetch holds for a slow caller before it pauses reading."""
+
+    MAX_HELD_ITEMS = 16
+    MAX_HELD_BYTES = 2097152
 
 
 class LogLevel(IntEnum):
@@ -161,6 +171,7 @@ C_GROUPS = {
     "LOG": LogLevel,
     "STORE": StoreMode,
     "ADDR": AddrRole,
+    "STREAM": StreamLimit,
 }
 
 C_NAMES = {}
