@@ -23,6 +23,13 @@ pub mod field {
     pub(crate) const REPLY_CODE: u32 = 10;
     /// The server's reply text for this item.
     pub(crate) const REPLY_TEXT: u32 = 11;
+    /// TLS failures: the server certificate's SHA-256 (hex), subject,
+    /// issuer (str) and validity (int, Unix seconds).
+    pub(crate) const CERT_SHA256: u32 = 40;
+    pub(crate) const CERT_SUBJECT: u32 = 41;
+    pub(crate) const CERT_ISSUER: u32 = 42;
+    pub(crate) const CERT_NOT_BEFORE: u32 = 43;
+    pub(crate) const CERT_NOT_AFTER: u32 = 44;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

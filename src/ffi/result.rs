@@ -48,6 +48,23 @@ pub const HERALD_FIELD_EXISTS: u32 = 9;
 pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
 /// str: the server's reply text for this item.
 pub const HERALD_FIELD_REPLY_TEXT: u32 = 11;
+/// str: a completion with HERALD_STATUS_TLS caused by the server's
+/// certificate (verification failed, or it does not match
+/// HERALD_OPT_TLS_PIN_SHA256) has one result item with the certificate's
+/// SHA-256 here (64 lower-case hex digits, of the DER: pass it to
+/// HERALD_OPT_TLS_PIN_SHA256 to trust it), HERALD_FIELD_CERT_SUBJECT,
+/// _CERT_ISSUER, _CERT_NOT_BEFORE and _CERT_NOT_AFTER. Other TLS failures
+/// (no common version, the server refused the client certificate) have no
+/// result.
+pub const HERALD_FIELD_CERT_SHA256: u32 = 40;
+/// str: the certificate's subject, as RFC 4514 writes it ("CN=mail.example.org,O=Example").
+pub const HERALD_FIELD_CERT_SUBJECT: u32 = 41;
+/// str: the certificate's issuer, as HERALD_FIELD_CERT_SUBJECT.
+pub const HERALD_FIELD_CERT_ISSUER: u32 = 42;
+/// int: the start of the certificate's validity, Unix seconds.
+pub const HERALD_FIELD_CERT_NOT_BEFORE: u32 = 43;
+/// int: the end of the certificate's validity, Unix seconds.
+pub const HERALD_FIELD_CERT_NOT_AFTER: u32 = 44;
 
 fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
@@ -133,6 +150,11 @@ mod tests {
             (HERALD_FIELD_EXISTS, field::EXISTS),
             (HERALD_FIELD_REPLY_CODE, field::REPLY_CODE),
             (HERALD_FIELD_REPLY_TEXT, field::REPLY_TEXT),
+            (HERALD_FIELD_CERT_SHA256, field::CERT_SHA256),
+            (HERALD_FIELD_CERT_SUBJECT, field::CERT_SUBJECT),
+            (HERALD_FIELD_CERT_ISSUER, field::CERT_ISSUER),
+            (HERALD_FIELD_CERT_NOT_BEFORE, field::CERT_NOT_BEFORE),
+            (HERALD_FIELD_CERT_NOT_AFTER, field::CERT_NOT_AFTER),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

@@ -287,7 +287,10 @@ impl ImapDriver {
         }
         if self.session.is_none() {
             let ctl = w.new_ctl();
-            let s = Session::open(&self.opts, &mut self.tls, &ctl, w.tracer(), self.changes.clone())?;
+            let (tls, changes) = (&mut self.tls, &self.changes);
+            let s = crate::net::tls::with_cert_info(&self.opts, |o| {
+                Session::open(o, tls, &ctl, w.tracer(), changes.clone())
+            })?;
             w.log(INFO, || {
                 format!(
                     "connected to {}:{}{}",
