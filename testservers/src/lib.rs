@@ -86,13 +86,17 @@ pub mod preconditions;
 pub mod process;
 
 // One module per server.
+pub mod certs;
 pub mod dovecot;
 pub mod imap_append;
 pub mod imap_script;
 pub mod postfix;
 pub mod scripted;
 pub mod smtp_sink;
+pub mod tls_server;
+pub mod tokens;
 
+pub use certs::TestCerts;
 pub use connections::{established_connections, wait_for_connections};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
 pub use files::{chown_tree, find_placeholder, keep_temp, self_signed_cert, TempDir};
@@ -105,3 +109,5 @@ pub use process::{
     START_TIMEOUT, STOP_TIMEOUT,
 };
 pub use smtp_sink::{sink_form, SinkDump, SmtpSink, SMTP_SINK};
+pub use tls_server::TlsServer;
+pub use tokens::TokenServer;
