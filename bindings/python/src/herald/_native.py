@@ -74,6 +74,7 @@ _PROTOTYPES = {
     "herald_client_flush": (herald_status, [c_void_p, c_int32]),
     "herald_client_set_progress": (herald_status, [c_void_p, PROGRESS_CALLBACK]),
     "herald_client_set_log": (herald_status, [c_void_p, c_uint32, LOG_CALLBACK, c_void_p]),
+    "herald_client_set_oauth2_token": (herald_status, [c_void_p, c_char_p]),
     "herald_completion_free": (None, [CompletionPtr]),
     "herald_message_new": (c_void_p, []),
     "herald_message_set_from": (herald_status, [c_void_p, c_char_p]),

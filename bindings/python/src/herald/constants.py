@@ -73,6 +73,10 @@ class Option(IntEnum):
     OP_TIMEOUT_MS = 18
     MAX_LINE_BYTES = 19
     MAX_MESSAGE_BYTES = 20
+    TLS_PIN_SHA256 = 21
+    TLS_MIN_VERSION = 22
+    CLIENT_CERT_FILE = 23
+    CLIENT_KEY_FILE = 24
 
 
 class Security(IntEnum):
@@ -98,6 +102,11 @@ class Field(IntEnum):
     EXISTS = 9
     REPLY_CODE = 10
     REPLY_TEXT = 11
+    CERT_SHA256 = 40
+    CERT_SUBJECT = 41
+    CERT_ISSUER = 42
+    CERT_NOT_BEFORE = 43
+    CERT_NOT_AFTER = 44
 
 
 class Fetch(IntFlag):
