@@ -150,8 +150,10 @@
 #define HERALD_OPT_PASSWORD 5
 
 /**
- * str, network clients: an XOAUTH2 bearer token (with USERNAME), used
- * instead of PASSWORD; never logged.
+ * str, network clients: an OAuth2 bearer token (with USERNAME), used
+ * instead of PASSWORD, over SASL OAUTHBEARER or else XOAUTH2, whichever the
+ * server offers; never logged. No spaces or control characters. Replace it
+ * on a live client with `herald_client_set_oauth2_token` when it expires.
  */
 #define HERALD_OPT_OAUTH2_TOKEN 6
 

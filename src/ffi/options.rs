@@ -44,8 +44,10 @@ pub const HERALD_OPT_SECURITY: u32 = 3;
 pub const HERALD_OPT_USERNAME: u32 = 4;
 /// str, network clients: the password (with USERNAME); never logged.
 pub const HERALD_OPT_PASSWORD: u32 = 5;
-/// str, network clients: an XOAUTH2 bearer token (with USERNAME), used
-/// instead of PASSWORD; never logged.
+/// str, network clients: an OAuth2 bearer token (with USERNAME), used
+/// instead of PASSWORD, over SASL OAUTHBEARER or else XOAUTH2, whichever the
+/// server offers; never logged. No spaces or control characters. Replace it
+/// on a live client with `herald_client_set_oauth2_token` when it expires.
 pub const HERALD_OPT_OAUTH2_TOKEN: u32 = 6;
 /// int 1..1024, default 4 (POP3: 1): one main connection kept open, the
 /// others opened on demand and closed when idle.

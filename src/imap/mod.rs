@@ -5,8 +5,8 @@
 //!
 //! herald speaks every command itself, on one connection with one reader
 //! (`wire::Conn::read_response`) and one parser (`parse`): the greeting
-//! and STARTTLS, login (AUTHENTICATE PLAIN or XOAUTH2 with SASL-IR, else
-//! LOGIN), LIST, CREATE, DELETE, SELECT and EXAMINE, UID SEARCH, UID FETCH
+//! and STARTTLS, login (AUTHENTICATE OAUTHBEARER, XOAUTH2, SCRAM or PLAIN
+//! with SASL-IR, else LOGIN), LIST, CREATE, DELETE, SELECT and EXAMINE, UID SEARCH, UID FETCH
 //! (bodies read straight into the result), APPEND (pipelined with
 //! LITERAL+, batched with MULTIAPPEND, UIDs from APPENDUID), UID STORE,
 //! UID COPY, UID MOVE (or COPY, STORE and UID EXPUNGE), EXPUNGE, IDLE

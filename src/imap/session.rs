@@ -1,6 +1,7 @@
 //! An IMAP session on a socket herald opened: greeting, STARTTLS or
-//! implicit TLS, CAPABILITY, login (AUTHENTICATE PLAIN or XOAUTH2, with
-//! SASL-IR when offered, else LOGIN), SELECT/EXAMINE and every command,
+//! implicit TLS, CAPABILITY, login (AUTHENTICATE with the best SASL
+//! mechanism offered, `crate::sasl`, with SASL-IR when offered, else
+//! LOGIN), SELECT/EXAMINE and every command,
 //! all read through one bounded reader ([`Conn::read_response`]).
 
 use std::collections::HashSet;

@@ -1,5 +1,6 @@
 //! A POP3 session (RFC 1939, 2449, 2595, 5034): greeting, CAPA, STLS or
-//! implicit TLS, login (SASL PLAIN or XOAUTH2, USER/PASS, APOP), and the
+//! implicit TLS, login (SASL OAUTHBEARER, XOAUTH2, SCRAM or PLAIN,
+//! USER/PASS, APOP), and the
 //! maildrop's message map (STAT, UIDL, LIST), taken once per session: a
 //! POP3 server shows each session the maildrop as it was at login.
 
