@@ -503,6 +503,12 @@ typedef void (*herald_progress_callback)(herald_op op, void *user_token, uint64_
 typedef void (*herald_log_callback)(void *user, uint32_t level, const char *line);
 
 /**
+ * A token provider (see `herald_client_set_oauth2_token_provider`): `c` is
+ * the client about to authenticate, `user` as given when it was set.
+ */
+typedef herald_status (*herald_token_provider)(struct herald_client *c, void *user);
+
+/**
  * A completion callback: called exactly once per op with its completion
  * (and, for IMAP IDLE's `on_change`, once per change), on the client's
  * delivery thread (`herald-deliver`), one call at a time and never while
@@ -748,6 +754,22 @@ void herald_completion_free(struct herald_completion *c);
  * a PICKUP client has no use for a token (INVALID_ARGUMENT too).
  */
 herald_status herald_client_set_oauth2_token(struct herald_client *c, const char *token);
+
+/**
+ * METHOD. Sets (or with `cb` NULL, clears) the client's OAuth2 token
+ * provider: `cb(c, user)` is called before each authentication with a
+ * token — each new SMTP, IMAP (IDLE's reconnects too) or POP3 connection's
+ * login — on the herald worker thread about to log in, with no herald lock
+ * held. It hands over a fresh token by calling
+ * `herald_client_set_oauth2_token(c, token)` (or leaves the current one)
+ * and returns HERALD_STATUS_OK; then the login uses the client's token as
+ * it is. Any other status fails that login: the op completes
+ * HERALD_STATUS_AUTH. The call counts against the op's deadline: keep it
+ * short (a token cached and refreshed ahead of its expiry, not a blocking
+ * network round trip). `user` is passed back as is; herald never
+ * dereferences it. NULL `c` is INVALID_ARGUMENT, as is a PICKUP client.
+ */
+herald_status herald_client_set_oauth2_token_provider(struct herald_client *c, herald_token_provider cb, void *user);
 
 /**
  * METHOD (IMAP client). Lists the mailboxes matching `pattern` (`*` and `%`

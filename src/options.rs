@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::status::{Error, Result};
 
 mod tls;
-pub use tls::{hex, LiveToken, TlsOptions, TlsVersion};
+pub use tls::{hex, LiveToken, TlsOptions, TlsVersion, TokenProvider};
 
 /// The protocol a client speaks (`HERALD_PROTOCOL_*`: `ffi::options` maps
 /// the numbers onto these).

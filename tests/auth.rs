@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use api::*;
-use herald::ffi::credentials::herald_client_set_oauth2_token;
+use herald::ffi::credentials::{herald_client_set_oauth2_token, herald_client_set_oauth2_token_provider};
 use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -304,4 +304,73 @@ fn tokens_on_pop3_and_smtp_and_their_renewal() {
     let r = smtp.records().remove(1);
     assert!(r.ok(), "{r:?}\n{}", d.log());
     assert_eq!(d.sink.wait_for_dumps(1, LONG).len(), 1);
+}
+
+/// What the token provider of the test below works with.
+struct Provider {
+    tokens: *const TokenServer,
+    issued: Mutex<Vec<String>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+/// A token provider as a program would write one: a fresh token, handed
+/// over with herald_client_set_oauth2_token.
+unsafe extern "C" fn provide(c: *mut herald_client, user: *mut c_void) -> u32 {
+    let p = &*(user as *const Provider);
+    if p.fail.load(std::sync::atomic::Ordering::SeqCst) {
+        return HERALD_STATUS_AUTH;
+    }
+    let mut issued = p.issued.lock().unwrap();
+    let token = format!("gen-{}", issued.len());
+    (*p.tokens).issue("olivia", &token, Duration::from_secs(3600));
+    issued.push(token.clone());
+    let t = CString::new(token).unwrap();
+    herald_client_set_oauth2_token(c, t.as_ptr())
+}
+
+#[test]
+fn a_token_provider_is_asked_before_each_login() {
+    require_servers();
+    let certs = TestCerts::make();
+    let tokens = TokenServer::start();
+    let d = oauth_dovecot(&certs, &tokens);
+    let p = Provider {
+        tokens: &tokens,
+        issued: Mutex::new(Vec::new()),
+        fail: false.into(),
+    };
+    // No token in the options: the provider gives the first one too.
+    let c = TestClient::new(
+        HERALD_PROTOCOL_IMAP,
+        &[
+            (HERALD_OPT_HOST, Val::S("127.0.0.1")),
+            (HERALD_OPT_PORT, Val::I(d.imap_port as i64)),
+            (HERALD_OPT_SECURITY, Val::I(HERALD_SECURITY_NONE)),
+            (HERALD_OPT_USERNAME, Val::S("olivia")),
+        ],
+    )
+    .unwrap();
+    let user = &p as *const Provider as *mut c_void;
+    assert_eq!(
+        herald_client_set_oauth2_token_provider(c.c, Some(provide), user),
+        0
+    );
+    let r = c.done(c.imap_list("*"));
+    assert!(r.ok(), "{r:?}\n{}", d.log());
+    // Each token is used once: expired after its login, and the next
+    // connection still logs in, with the provider's next token.
+    tokens.expire("gen-0");
+    d.doveadm(&["kick", "olivia"], b"");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.done(c.imap_list("*"));
+    assert!(r.ok(), "{r:?}\n{}", d.log());
+    assert_eq!(*p.issued.lock().unwrap(), ["gen-0", "gen-1"]);
+    // A provider that fails: the login is not attempted, the op is AUTH.
+    p.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    d.doveadm(&["kick", "olivia"], b"");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.done(c.imap_list("*"));
+    assert_eq!(r.status, HERALD_STATUS_AUTH, "{r:?}");
+    assert!(r.detail.contains("token provider"), "{r:?}");
+    c.free();
 }

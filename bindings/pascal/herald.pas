@@ -198,6 +198,7 @@ type
   herald_progress_callback = procedure(op: herald_op; user_token: Pointer; done, total: UInt64); cdecl;
   { A log line (UTF-8, valid during the call), on whatever herald thread logs. }
   herald_log_callback = procedure(user: Pointer; level: UInt32; line: PAnsiChar); cdecl;
+  herald_token_provider = function(c: Pherald_client; user: Pointer): herald_status; cdecl;
 
   { Delphi-style names for the same types. }
   THeraldStatus = herald_status;
@@ -228,6 +229,7 @@ function herald_wait(c: Pherald_client; op: herald_op; timeout_ms: Int32): heral
 function herald_client_flush(c: Pherald_client; timeout_ms: Int32): herald_status; cdecl; external HeraldLib;
 function herald_client_set_progress(c: Pherald_client; cb: herald_progress_callback): herald_status; cdecl; external HeraldLib;
 function herald_client_set_oauth2_token(c: Pherald_client; token: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_client_set_oauth2_token_provider(c: Pherald_client; cb: herald_token_provider; user: Pointer): herald_status; cdecl; external HeraldLib;
 function herald_client_set_log(c: Pherald_client; max_level: UInt32; cb: herald_log_callback; user: Pointer): herald_status; cdecl; external HeraldLib;
 procedure herald_completion_free(c: Pherald_completion); cdecl; external HeraldLib;
 

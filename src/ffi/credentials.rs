@@ -1,12 +1,14 @@
 //! Credentials on a live client: a new OAuth2 token without freeing the
 //! client (which would cancel its queue).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 
 use super::boundary::ffi_boundary;
 use super::client::herald_client;
 use super::{arg_str, handle, herald_status};
-use crate::status::Error;
+use crate::options::TokenProvider;
+use crate::status::{Error, Status};
 
 /// METHOD. Replaces the client's OAuth2 token (HERALD_OPT_OAUTH2_TOKEN,
 /// copied): the next authentication on every connection of the client uses
@@ -35,5 +37,62 @@ pub extern "C" fn herald_client_set_oauth2_token(
             return Err(Error::invalid("a PICKUP client does not authenticate: it has no use for a token"));
         }
         o.oauth2_token.set(token)
+    }
+}
+
+/// A token provider (see `herald_client_set_oauth2_token_provider`): `c` is
+/// the client about to authenticate, `user` as given when it was set.
+pub type herald_token_provider =
+    Option<unsafe extern "C" fn(c: *mut herald_client, user: *mut c_void) -> herald_status>;
+
+/// The caller's pointers, carried to worker threads; herald never dereferences them.
+#[derive(Clone, Copy)]
+struct Pointers(*mut herald_client, *mut c_void);
+// SAFETY: herald only passes them back to the caller's callback; a client may
+// be used from any thread (its own callbacks included).
+unsafe impl Send for Pointers {}
+unsafe impl Sync for Pointers {}
+
+/// METHOD. Sets (or with `cb` NULL, clears) the client's OAuth2 token
+/// provider: `cb(c, user)` is called before each authentication with a
+/// token — each new SMTP, IMAP (IDLE's reconnects too) or POP3 connection's
+/// login — on the herald worker thread about to log in, with no herald lock
+/// held. It hands over a fresh token by calling
+/// `herald_client_set_oauth2_token(c, token)` (or leaves the current one)
+/// and returns HERALD_STATUS_OK; then the login uses the client's token as
+/// it is. Any other status fails that login: the op completes
+/// HERALD_STATUS_AUTH. The call counts against the op's deadline: keep it
+/// short (a token cached and refreshed ahead of its expiry, not a blocking
+/// network round trip). `user` is passed back as is; herald never
+/// dereferences it. NULL `c` is INVALID_ARGUMENT, as is a PICKUP client.
+#[no_mangle]
+pub extern "C" fn herald_client_set_oauth2_token_provider(
+    c: *mut herald_client,
+    cb: herald_token_provider,
+    user: *mut c_void,
+) -> herald_status {
+    ffi_boundary! {
+        let client = handle::arg(c)?;
+        let o = client.options();
+        if o.protocol == crate::options::Protocol::Pickup {
+            return Err(Error::invalid("a PICKUP client does not authenticate: it has no use for a token"));
+        }
+        let ptrs = Pointers(c, user);
+        o.oauth2_token.set_provider(cb.map(|f| {
+            Arc::new(move || {
+                let p = ptrs;
+                // SAFETY: the caller's callback with its own client and user pointer.
+                let st = unsafe { f(p.0, p.1) };
+                if st == 0 {
+                    Ok(())
+                } else {
+                    Err(Error::new(
+                        Status::Auth,
+                        format!("the OAuth2 token provider returned status {st}: no login attempted"),
+                    ))
+                }
+            }) as TokenProvider
+        }));
+        Ok(())
     }
 }

@@ -294,7 +294,7 @@ fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Ca
     // With SASL-IR the credentials go with AUTHENTICATE: one round trip less.
     let sasl_ir = caps.has("SASL-IR");
     let offered = |m: &str| caps.has(&format!("AUTH={m}"));
-    if let Some(token) = o.oauth2_token.get() {
+    if let Some(token) = o.oauth2_token.for_login()? {
         let Some(mech) = sasl::choose(&sasl::TOKEN_ORDER, offered) else {
             return Err(Error::new(
                 Status::Unsupported,

@@ -167,32 +167,59 @@ impl TlsOptions {
     }
 }
 
+/// Called before each authentication to refresh the token (C:
+/// `herald_client_set_oauth2_token_provider`); an error fails that login.
+pub type TokenProvider = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+
 /// The OAuth2 token a client authenticates with, which
 /// `herald_client_set_oauth2_token` replaces on a live client: every
-/// connection of the client reads it before each authentication. Cloning
-/// an `Options` copies the token into a cell of its own, so options and the
-/// client made from them never share it; a client's connections share the
-/// client's one `Options`.
+/// connection of the client reads it before each authentication, after
+/// asking the token provider when one is set. Cloning an `Options` copies
+/// the token into a cell of its own, so options and the client made from
+/// them never share it; a client's connections share the client's one
+/// `Options`.
 #[derive(Default)]
-pub struct LiveToken(Arc<Mutex<Option<Arc<str>>>>);
+pub struct LiveToken {
+    token: Arc<Mutex<Option<Arc<str>>>>,
+    provider: Arc<Mutex<Option<TokenProvider>>>,
+}
 
 impl Clone for LiveToken {
     fn clone(&self) -> Self {
-        LiveToken(Arc::new(Mutex::new(self.0.lock().clone())))
+        LiveToken {
+            token: Arc::new(Mutex::new(self.token.lock().clone())),
+            provider: Arc::new(Mutex::new(self.provider.lock().clone())),
+        }
     }
 }
 
 impl LiveToken {
     pub fn get(&self) -> Option<Arc<str>> {
-        self.0.lock().clone()
+        self.token.lock().clone()
     }
 
     /// Replaces the token. It goes on the wire: control characters (CR, LF,
     /// NUL ...) and an empty token are refused.
     pub fn set(&self, token: &str) -> Result<()> {
         check_token(token)?;
-        *self.0.lock() = Some(token.into());
+        *self.token.lock() = Some(token.into());
         Ok(())
+    }
+
+    /// Sets (or clears) the provider asked before each authentication.
+    pub fn set_provider(&self, provider: Option<TokenProvider>) {
+        *self.provider.lock() = provider;
+    }
+
+    /// The token for the login about to happen: the provider is asked first
+    /// (on the calling thread, no lock held: it may set the token), then the
+    /// token last set is used.
+    pub fn for_login(&self) -> Result<Option<Arc<str>>> {
+        let provider = self.provider.lock().clone();
+        if let Some(p) = provider {
+            p()?;
+        }
+        Ok(self.get())
     }
 }
 
@@ -271,6 +298,26 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         let s = format!("{o:?}");
         assert!(s.contains("pin"), "{s}");
+    }
+
+    #[test]
+    fn the_provider_is_asked_before_each_login() {
+        let t = Arc::new(LiveToken::default());
+        assert_eq!(t.for_login().unwrap(), None);
+        let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (t2, n2) = (t.clone(), n.clone());
+        t.set_provider(Some(Arc::new(move || {
+            let i = n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            t2.set(&format!("gen-{i}"))
+        })));
+        assert_eq!(t.for_login().unwrap().as_deref(), Some("gen-0"));
+        assert_eq!(t.for_login().unwrap().as_deref(), Some("gen-1"));
+        t.set_provider(Some(Arc::new(|| {
+            Err(Error::new(crate::status::Status::Auth, "no"))
+        })));
+        assert!(t.for_login().is_err());
+        t.set_provider(None);
+        assert_eq!(t.for_login().unwrap().as_deref(), Some("gen-1"));
     }
 
     #[test]

@@ -501,7 +501,7 @@ impl Session<Stream> {
             return Err(Error::invalid("a POP3 client needs USERNAME"));
         };
         net::check_credentials_channel(o, s.tls, "STLS")?;
-        let token = o.oauth2_token.get();
+        let token = o.oauth2_token.for_login()?;
         s.authenticate(user, o.password.as_deref(), token.as_deref())?;
         s.load_maildrop()?;
         Ok(s)

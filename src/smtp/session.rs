@@ -222,7 +222,7 @@ impl Session<Stream> {
         }
         if let Some(user) = &o.username {
             net::check_credentials_channel(o, s.tls, "STARTTLS")?;
-            let token = o.oauth2_token.get();
+            let token = o.oauth2_token.for_login()?;
             s.authenticate(user, o.password.as_deref(), token.as_deref())?;
         }
         Ok(s)

@@ -51,6 +51,7 @@ CompletionPtr = POINTER(Completion)
 CALLBACK = CFUNCTYPE(None, CompletionPtr)
 PROGRESS_CALLBACK = CFUNCTYPE(None, herald_op, c_void_p, c_uint64, c_uint64)
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+TOKEN_PROVIDER = CFUNCTYPE(herald_status, c_void_p, c_void_p)
 
 _u8p = POINTER(c_uint8)
 _op_out = POINTER(herald_op)
@@ -75,6 +76,7 @@ _PROTOTYPES = {
     "herald_client_set_progress": (herald_status, [c_void_p, PROGRESS_CALLBACK]),
     "herald_client_set_log": (herald_status, [c_void_p, c_uint32, LOG_CALLBACK, c_void_p]),
     "herald_client_set_oauth2_token": (herald_status, [c_void_p, c_char_p]),
+    "herald_client_set_oauth2_token_provider": (herald_status, [c_void_p, TOKEN_PROVIDER, c_void_p]),
     "herald_completion_free": (None, [CompletionPtr]),
     "herald_message_new": (c_void_p, []),
     "herald_message_set_from": (herald_status, [c_void_p, c_char_p]),
