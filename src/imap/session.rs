@@ -731,6 +731,37 @@ mod tests {
     }
 
     #[test]
+    fn oauthbearer_is_preferred_and_the_servers_error_is_in_the_detail() {
+        let mut c = conn("+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\nh1 NO [AUTHENTICATIONFAILED] no\r\n");
+        let caps = caps("AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR");
+        let st = log_in(&mut c, &opts((None, Some("tok"))), &caps).unwrap();
+        let e = login_error(&st, "login");
+        assert_eq!(e.status, Status::Auth);
+        assert!(e.detail.contains("invalid_token"), "{e}");
+        let ir = b64(b"n,a=carol,\x01auth=Bearer tok\x01\x01");
+        assert_eq!(
+            written(c),
+            format!("h1 AUTHENTICATE OAUTHBEARER {ir}\r\nAQ==\r\n")
+        );
+    }
+
+    #[test]
+    fn scram_is_preferred_and_a_success_without_the_servers_proof_fails() {
+        // The server skips its final message and says OK: not a login.
+        let mut c = conn("+ \r\nh1 OK logged in\r\n");
+        let caps = caps("AUTH=PLAIN AUTH=SCRAM-SHA-1 AUTH=SCRAM-SHA-256");
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps).unwrap_err();
+        assert_eq!(e.status, Status::Auth, "{e}");
+        assert!(written(c).starts_with("h1 AUTHENTICATE SCRAM-SHA-256\r\n"));
+        // A server nonce that is not ours: cancelled with "*".
+        let first = b64(b"r=other,s=QSXCR+Q6sek8bf92,i=4096");
+        let mut c = conn(&format!("+ \r\n+ {first}\r\nh1 BAD cancelled\r\n"));
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{e}");
+        assert!(written(c).ends_with("\r\n*\r\n"));
+    }
+
+    #[test]
     fn login_quotes_ascii_and_sends_8bit_as_literals() {
         let mut c = conn("h1 OK in\r\n");
         log_in(&mut c, &opts((Some("p\"w\\"), None)), &caps("IMAP4rev1")).unwrap();

@@ -208,6 +208,8 @@ pub fn with_cert_info<T>(o: &Options, mut open: impl FnMut(&Options) -> Result<T
             e.detail = detail;
             Err(e.with_partial(cert))
         }
+        // Cancelled (or past the deadline) while probing: that is the outcome.
+        Err(p) if p.status == Status::Cancelled => Err(p),
         _ => Err(e),
     }
 }
