@@ -225,6 +225,9 @@ fn an_expired_token_fails_auth_and_a_new_one_keeps_the_client_working() {
     std::thread::sleep(Duration::from_millis(500));
     let r = c.done(c.imap_list("*"));
     assert_eq!(r.status, HERALD_STATUS_AUTH, "{r:?}\n{}", d.log());
+    // The server's words, and what it said in OAUTHBEARER's error challenge.
+    assert!(r.detail.contains("AUTHENTICATIONFAILED"), "{r:?}");
+    assert!(r.detail.contains(r#""status":"invalid_token""#), "{r:?}");
     // A bad token is refused at the call and changes nothing.
     assert_eq!(set_token(&c, "tok\r\nA1 LOGOUT"), HERALD_STATUS_INVALID_ARGUMENT);
     assert_eq!(set_token(&c, ""), HERALD_STATUS_INVALID_ARGUMENT);
@@ -275,6 +278,7 @@ fn tokens_on_pop3_and_smtp_and_their_renewal() {
     tokens.expire("p-1");
     let r = pop.record_of_op(pop.pop3_list().unwrap(), LONG);
     assert_eq!(r.status, HERALD_STATUS_AUTH, "POP3 logs in per op: {r:?}");
+    assert!(r.detail.contains("invalid_token"), "{r:?}");
     tokens.issue("olivia", "p-2", Duration::from_secs(3600));
     assert_eq!(set_token(&pop, "p-2"), HERALD_STATUS_OK);
     let r = pop.record_of_op(pop.pop3_list().unwrap(), LONG);
@@ -294,6 +298,7 @@ fn tokens_on_pop3_and_smtp_and_their_renewal() {
     assert_eq!(smtp.wait(op.unwrap(), LONG), HERALD_STATUS_OK);
     let r = smtp.records().remove(0);
     assert_eq!((r.status, r.reply_code / 100), (HERALD_STATUS_AUTH, 5), "{r:?}");
+    assert!(r.detail.contains("invalid_token"), "{r:?}");
     assert_eq!(set_token(&smtp, "p-2"), HERALD_STATUS_OK);
     let op = smtp.send_raw(
         "olivia@example.org",
