@@ -96,3 +96,66 @@ pub extern "C" fn herald_client_set_oauth2_token_provider(
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::client::{herald_client_free, herald_client_new};
+    use crate::ffi::herald_last_error;
+    use crate::ffi::options::*;
+    use std::ptr::null_mut;
+
+    fn last_error_text() -> String {
+        // SAFETY: herald_last_error returns a valid C string.
+        unsafe { std::ffi::CStr::from_ptr(herald_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn client(protocol: u32) -> *mut herald_client {
+        let o = herald_options_new(protocol);
+        let host = c"127.0.0.1";
+        let dir = std::env::temp_dir();
+        let dir = std::ffi::CString::new(dir.to_string_lossy().as_bytes()).unwrap();
+        if protocol == HERALD_PROTOCOL_PICKUP {
+            assert_eq!(herald_options_set_str(o, HERALD_OPT_PICKUP_DIR, dir.as_ptr()), 0);
+        } else {
+            assert_eq!(herald_options_set_str(o, HERALD_OPT_HOST, host.as_ptr()), 0);
+        }
+        let mut c = null_mut();
+        assert_eq!(herald_client_new(o, &mut c), 0);
+        herald_options_free(o);
+        c
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_a_reason() {
+        let invalid = Status::InvalidArgument.code();
+        assert_eq!(herald_client_set_oauth2_token(null_mut(), c"t".as_ptr()), invalid);
+        assert!(
+            last_error_text().contains("client is NULL"),
+            "{}",
+            last_error_text()
+        );
+        let c = client(HERALD_PROTOCOL_IMAP);
+        assert_eq!(herald_client_set_oauth2_token(c, std::ptr::null()), invalid);
+        assert!(last_error_text().contains("token"), "{}", last_error_text());
+        assert_eq!(herald_client_set_oauth2_token(c, c"a\r\nb".as_ptr()), invalid);
+        assert!(
+            last_error_text().contains("control characters"),
+            "{}",
+            last_error_text()
+        );
+        assert_eq!(herald_client_set_oauth2_token(c, c"ya29.good".as_ptr()), 0);
+        assert_eq!(herald_client_set_oauth2_token_provider(c, None, null_mut()), 0);
+        assert_eq!(
+            herald_client_set_oauth2_token_provider(null_mut(), None, null_mut()),
+            invalid
+        );
+        herald_client_free(c);
+        let p = client(HERALD_PROTOCOL_PICKUP);
+        assert_eq!(herald_client_set_oauth2_token(p, c"t".as_ptr()), invalid);
+        assert!(last_error_text().contains("PICKUP"), "{}", last_error_text());
+        herald_client_free(p);
+    }
+}
