@@ -167,8 +167,10 @@
 #define HERALD_OPT_PASSWORD 5
 
 /**
- * str, network clients: an XOAUTH2 bearer token (with USERNAME), used
- * instead of PASSWORD; never logged.
+ * str, network clients: an OAuth2 bearer token (with USERNAME), used
+ * instead of PASSWORD, over SASL OAUTHBEARER or else XOAUTH2, whichever the
+ * server offers; never logged. No spaces or control characters. Replace it
+ * on a live client with `herald_client_set_oauth2_token` when it expires.
  */
 #define HERALD_OPT_OAUTH2_TOKEN 6
 
@@ -269,6 +271,41 @@
  * size plus 1 MiB is HERALD_STATUS_PROTOCOL.
  */
 #define HERALD_OPT_MAX_MESSAGE_BYTES 20
+
+/**
+ * str: the SHA-256 of the one server certificate accepted, in hex (64
+ * digits, upper or lower case, ':' between bytes allowed, as
+ * `openssl x509 -fingerprint -sha256` prints it): of the certificate (DER)
+ * or of its public key (SubjectPublicKeyInfo, DER). With a pin the TLS
+ * library's own verification is off: exactly that certificate is accepted,
+ * also self-signed, expired or for another name, and any other fails
+ * HERALD_STATUS_TLS with the certificate in the result item (see
+ * HERALD_FIELD_CERT_SHA256), before anything else is sent on the connection.
+ * A bad value is INVALID_ARGUMENT.
+ */
+#define HERALD_OPT_TLS_PIN_SHA256 21
+
+/**
+ * int: the lowest TLS version used, 12 (TLS 1.2, the default) or 13 (TLS
+ * 1.3); a server that cannot do it fails HERALD_STATUS_TLS. Other values
+ * are INVALID_ARGUMENT.
+ */
+#define HERALD_OPT_TLS_MIN_VERSION 22
+
+/**
+ * str: a file with the client certificate TLS presents when the server asks:
+ * PEM (the certificate, then any intermediates; the key in
+ * HERALD_OPT_CLIENT_KEY_FILE) or PKCS#12 (DER, holding the key, without a
+ * password). Read when set: an unreadable file is INVALID_ARGUMENT; a PEM
+ * one without CLIENT_KEY_FILE fails `herald_client_new`.
+ */
+#define HERALD_OPT_CLIENT_CERT_FILE 23
+
+/**
+ * str: the PEM private key (PKCS#8, "BEGIN PRIVATE KEY") of
+ * HERALD_OPT_CLIENT_CERT_FILE's PEM certificate. Read when set.
+ */
+#define HERALD_OPT_CLIENT_KEY_FILE 24
 
 /**
  * No TLS: everything, credentials included, in clear (for tests and
@@ -423,6 +460,38 @@
 #define HERALD_FIELD_DATE_UNIX 28
 
 /**
+ * str: a completion with HERALD_STATUS_TLS caused by the server's
+ * certificate (verification failed, or it does not match
+ * HERALD_OPT_TLS_PIN_SHA256) has one result item with the certificate's
+ * SHA-256 here (64 lower-case hex digits, of the DER: pass it to
+ * HERALD_OPT_TLS_PIN_SHA256 to trust it), HERALD_FIELD_CERT_SUBJECT,
+ * _CERT_ISSUER, _CERT_NOT_BEFORE and _CERT_NOT_AFTER. Other TLS failures
+ * (no common version, the server refused the client certificate) have no
+ * result.
+ */
+#define HERALD_FIELD_CERT_SHA256 40
+
+/**
+ * str: the certificate's subject, as RFC 4514 writes it ("CN=mail.example.org,O=Example").
+ */
+#define HERALD_FIELD_CERT_SUBJECT 41
+
+/**
+ * str: the certificate's issuer, as HERALD_FIELD_CERT_SUBJECT.
+ */
+#define HERALD_FIELD_CERT_ISSUER 42
+
+/**
+ * int: the start of the certificate's validity, Unix seconds.
+ */
+#define HERALD_FIELD_CERT_NOT_BEFORE 43
+
+/**
+ * int: the end of the certificate's validity, Unix seconds.
+ */
+#define HERALD_FIELD_CERT_NOT_AFTER 44
+
+/**
  * int: a 1-based position. On an item of a streaming fetch, its order of
  * arrival (1, 2, 3 ...); on an item of a failed bulk append's result, the
  * message's place in the `messages` array.
@@ -558,6 +627,12 @@ typedef void (*herald_progress_callback)(herald_op op, void *user_token, uint64_
  * at once; never contains a password, token or message content.
  */
 typedef void (*herald_log_callback)(void *user, uint32_t level, const char *line);
+
+/**
+ * A token provider (see `herald_client_set_oauth2_token_provider`): `c` is
+ * the client about to authenticate, `user` as given when it was set.
+ */
+typedef herald_status (*herald_token_provider)(struct herald_client *c, void *user);
 
 /**
  * A completion callback: called exactly once per op with its completion
@@ -886,6 +961,40 @@ herald_status herald_client_set_log(struct herald_client *c, uint32_t max_level,
  * and result. NULL is a no-op. Never pass the completion a callback received.
  */
 void herald_completion_free(struct herald_completion *c);
+
+/**
+ * METHOD. Replaces the client's OAuth2 token (HERALD_OPT_OAUTH2_TOKEN,
+ * copied): the next authentication on every connection of the client uses
+ * it — a new SMTP, IMAP (also IDLE's reconnect) or POP3 connection; ones
+ * already logged in stay so. Call it when a token is about to expire, or
+ * after an op completed HERALD_STATUS_AUTH because it had (the detail then
+ * carries the server's words); a connection whose login failed is never
+ * reused, so the ops after this use the new token. With a token set, herald
+ * authenticates with SASL OAUTHBEARER (RFC 7628), else XOAUTH2, whichever
+ * the server offers (first OAUTHBEARER); the client needs
+ * HERALD_OPT_USERNAME. Thread-safe: any thread, any time, also from a
+ * callback. The token is a secret: never logged. NULL `c` or `token`,
+ * invalid UTF-8, an empty token, or one with spaces or control characters
+ * (CR, LF, NUL ...) give HERALD_STATUS_INVALID_ARGUMENT and change nothing;
+ * a PICKUP client has no use for a token (INVALID_ARGUMENT too).
+ */
+herald_status herald_client_set_oauth2_token(struct herald_client *c, const char *token);
+
+/**
+ * METHOD. Sets (or with `cb` NULL, clears) the client's OAuth2 token
+ * provider: `cb(c, user)` is called before each authentication with a
+ * token — each new SMTP, IMAP (IDLE's reconnects too) or POP3 connection's
+ * login — on the herald worker thread about to log in, with no herald lock
+ * held. It hands over a fresh token by calling
+ * `herald_client_set_oauth2_token(c, token)` (or leaves the current one)
+ * and returns HERALD_STATUS_OK; then the login uses the client's token as
+ * it is. Any other status fails that login: the op completes
+ * HERALD_STATUS_AUTH. The call counts against the op's deadline: keep it
+ * short (a token cached and refreshed ahead of its expiry, not a blocking
+ * network round trip). `user` is passed back as is; herald never
+ * dereferences it. NULL `c` is INVALID_ARGUMENT, as is a PICKUP client.
+ */
+herald_status herald_client_set_oauth2_token_provider(struct herald_client *c, herald_token_provider cb, void *user);
 
 /**
  * METHOD (IMAP client). Lists the mailboxes matching `pattern` (`*` and `%`

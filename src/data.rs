@@ -40,6 +40,13 @@ pub mod field {
     pub(crate) const INDEX: u32 = 50;
     /// How many items a streaming op delivered.
     pub(crate) const COUNT: u32 = 51;
+    /// TLS failures: the server certificate's SHA-256 (hex), subject,
+    /// issuer (str) and validity (int, Unix seconds).
+    pub(crate) const CERT_SHA256: u32 = 40;
+    pub(crate) const CERT_SUBJECT: u32 = 41;
+    pub(crate) const CERT_ISSUER: u32 = 42;
+    pub(crate) const CERT_NOT_BEFORE: u32 = 43;
+    pub(crate) const CERT_NOT_AFTER: u32 = 44;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

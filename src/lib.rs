@@ -9,7 +9,7 @@
 //!
 //! | layer | name | modules | may import |
 //! |---|---|---|---|
-//! | 0 | foundation | `status`, `data`, `result`, `options`, `log`, `envelope`, `buffer`, `parsed` | std and dependencies only |
+//! | 0 | foundation | `status`, `data`, `result`, `options`, `log`, `envelope`, `buffer`, `parsed`, `sasl` | std and dependencies only |
 //! | 1 | net | `net` | foundation |
 //! | 2 | engine | `engine` | foundation, net |
 //! | 3 | protocols | `smtp`, `imap`, `pop3`, `pickup`, `message` | foundation, net, engine |
@@ -19,7 +19,8 @@
 //! - Foundation: errors and status codes (`status`), the data an op hands
 //!   back (`data`, `result`), typed options, the log, the envelope's
 //!   limits (`envelope`), large buffers (`buffer`), parsed messages and
-//!   MIME structure (`parsed`).
+//!   MIME structure (`parsed`), the SASL mechanisms the three protocols
+//!   authenticate with (`sasl`).
 //! - `net`: connect, TLS, the bounded reader, connection control.
 //! - `engine`: the op table and queue, the pool, throttle, delivery,
 //!   deadlines, cancel and shutdown, generic over a protocol's
@@ -51,5 +52,6 @@ pub(crate) mod parsed;
 pub(crate) mod pickup;
 pub(crate) mod pop3;
 pub(crate) mod result;
+pub(crate) mod sasl;
 pub(crate) mod smtp;
 pub(crate) mod status;

@@ -17,6 +17,7 @@ use crate::status::{Error, Result, Status};
 // The fuzz targets use only part of it.
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod mem;
+pub mod tls;
 pub mod transport;
 
 pub use transport::{quit_wait, Transport, QUIT_WAIT};
@@ -469,21 +470,9 @@ fn plain_write_vectored(s: &mut TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Resu
     s.write_vectored(bufs)
 }
 
-/// A TLS connector for the options: system roots plus CA_FILE, verification
-/// on unless ACCEPT_INVALID_CERTS.
+/// A TLS connector for the options (see [`tls::connector`]).
 pub fn tls_connector(o: &Options) -> Result<native_tls::TlsConnector> {
-    let mut b = native_tls::TlsConnector::builder();
-    for pem in &o.extra_roots_pem {
-        let cert = native_tls::Certificate::from_pem(pem)
-            .map_err(|e| Error::new(Status::Tls, format!("CA_FILE: {e}")).with_source(e))?;
-        b.add_root_certificate(cert);
-    }
-    if o.accept_invalid_certs {
-        b.danger_accept_invalid_certs(true);
-        b.danger_accept_invalid_hostnames(true);
-    }
-    b.build()
-        .map_err(|e| Error::new(Status::Tls, format!("TLS setup: {e}")).with_source(e))
+    tls::connector(o)
 }
 
 /// Runs the TLS handshake over `tcp`, verifying the certificate for `host`.
@@ -526,7 +515,7 @@ pub fn open_stream(
     trace.log(crate::log::DEBUG, || format!("connecting to {host}:{port}"));
     let tcp = connect(host, port, o, ctl)?;
     if o.security == Security::ImplicitTls {
-        tls_handshake(connector(o, tls)?, host, tcp)
+        tls::handshake(o, tls, host, tcp)
     } else {
         Ok(Stream::Plain(tcp))
     }

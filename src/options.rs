@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::status::{Error, Result};
 
+mod tls;
+pub use tls::{hex, LiveToken, TlsOptions, TlsVersion, TokenProvider};
+
 /// The protocol a client speaks (`HERALD_PROTOCOL_*`: `ffi::options` maps
 /// the numbers onto these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,10 @@ pub enum Opt {
     OpTimeoutMs,
     MaxLineBytes,
     MaxMessageBytes,
+    TlsPinSha256,
+    TlsMinVersion,
+    ClientCertFile,
+    ClientKeyFile,
     /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
     /// (default 25 minutes), so that tests can see a renewal happen.
     IdleRenewMsForTests,
@@ -99,6 +106,10 @@ pub mod id {
     pub const OP_TIMEOUT_MS: Opt = Opt::OpTimeoutMs;
     pub const MAX_LINE_BYTES: Opt = Opt::MaxLineBytes;
     pub const MAX_MESSAGE_BYTES: Opt = Opt::MaxMessageBytes;
+    pub const TLS_PIN_SHA256: Opt = Opt::TlsPinSha256;
+    pub const TLS_MIN_VERSION: Opt = Opt::TlsMinVersion;
+    pub const CLIENT_CERT_FILE: Opt = Opt::ClientCertFile;
+    pub const CLIENT_KEY_FILE: Opt = Opt::ClientKeyFile;
 }
 
 /// What an option's value is.
@@ -110,7 +121,7 @@ pub enum Kind {
 
 impl Opt {
     /// Every option of the C API (not the hidden test-only ones).
-    pub const ALL: [Opt; 20] = [
+    pub const ALL: [Opt; 24] = [
         Opt::Host,
         Opt::Port,
         Opt::Security,
@@ -131,6 +142,10 @@ impl Opt {
         Opt::OpTimeoutMs,
         Opt::MaxLineBytes,
         Opt::MaxMessageBytes,
+        Opt::TlsPinSha256,
+        Opt::TlsMinVersion,
+        Opt::ClientCertFile,
+        Opt::ClientKeyFile,
     ];
 
     /// The option's name, as in `HERALD_OPT_<name>` and error details.
@@ -156,6 +171,10 @@ impl Opt {
             Opt::OpTimeoutMs => "OP_TIMEOUT_MS",
             Opt::MaxLineBytes => "MAX_LINE_BYTES",
             Opt::MaxMessageBytes => "MAX_MESSAGE_BYTES",
+            Opt::TlsPinSha256 => "TLS_PIN_SHA256",
+            Opt::TlsMinVersion => "TLS_MIN_VERSION",
+            Opt::ClientCertFile => "CLIENT_CERT_FILE",
+            Opt::ClientKeyFile => "CLIENT_KEY_FILE",
             Opt::IdleRenewMsForTests => "IDLE_RENEW_MS_FOR_TESTS",
         }
     }
@@ -169,7 +188,10 @@ impl Opt {
             | Opt::OAuth2Token
             | Opt::CaFile
             | Opt::HeloName
-            | Opt::PickupDir => Kind::Str,
+            | Opt::PickupDir
+            | Opt::TlsPinSha256
+            | Opt::ClientCertFile
+            | Opt::ClientKeyFile => Kind::Str,
             _ => Kind::Int,
         }
     }
@@ -189,7 +211,11 @@ impl Opt {
             | Opt::AcceptInvalidCerts
             | Opt::CaFile
             | Opt::MaxLineBytes
-            | Opt::MaxMessageBytes => network,
+            | Opt::MaxMessageBytes
+            | Opt::TlsPinSha256
+            | Opt::TlsMinVersion
+            | Opt::ClientCertFile
+            | Opt::ClientKeyFile => network,
             Opt::MaxConnections
             | Opt::IdleTimeoutMs
             | Opt::ThrottleMessages
@@ -227,7 +253,8 @@ pub struct Options {
     pub security: Security,
     pub username: Option<String>,
     pub password: Option<String>,
-    pub oauth2_token: Option<String>,
+    /// OAUTH2_TOKEN, replaced on a live client by `herald_client_set_oauth2_token`.
+    pub oauth2_token: LiveToken,
     pub max_connections: usize,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
@@ -250,6 +277,12 @@ pub struct Options {
     /// How often an IMAP IDLE is renewed (servers may drop it after 30
     /// minutes: RFC 2177).
     pub idle_renew: Duration,
+    /// TLS_PIN_SHA256, TLS_MIN_VERSION, CLIENT_CERT_FILE, CLIENT_KEY_FILE.
+    pub tls: TlsOptions,
+    /// Not an option: this connection only fetches the server's certificate
+    /// (verification off) to describe a verification failure; it never
+    /// gets past the TLS handshake.
+    pub tls_probe: bool,
 }
 
 impl fmt::Debug for Options {
@@ -261,7 +294,7 @@ impl fmt::Debug for Options {
             .field("security", &self.security)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("oauth2_token", &self.oauth2_token.as_ref().map(|_| "<redacted>"))
+            .field("oauth2_token", &self.oauth2_token.get().map(|_| "<redacted>"))
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
@@ -273,6 +306,7 @@ impl fmt::Debug for Options {
             .field("throttle_messages", &self.throttle_messages)
             .field("throttle_interval", &self.throttle_interval)
             .field("queue_limit", &self.queue_limit)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -333,7 +367,7 @@ impl Options {
             security: Security::StartTls,
             username: None,
             password: None,
-            oauth2_token: None,
+            oauth2_token: LiveToken::default(),
             // A POP3 maildrop is locked by the server for one session.
             max_connections: if protocol == Protocol::Pop3 { 1 } else { 4 },
             connect_timeout: Duration::from_millis(60_000),
@@ -351,6 +385,8 @@ impl Options {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             idle_renew: Duration::from_secs(25 * 60),
+            tls: TlsOptions::default(),
+            tls_probe: false,
         }
     }
 
@@ -401,9 +437,9 @@ impl Options {
                 no_controls(name, value)?;
                 self.password = Some(value.to_string());
             }
-            Opt::OAuth2Token => {
-                no_controls(name, value)?;
-                self.oauth2_token = Some(value.to_string());
+            Opt::OAuth2Token => self.oauth2_token.set(value)?,
+            Opt::TlsPinSha256 | Opt::ClientCertFile | Opt::ClientKeyFile => {
+                self.tls.set_str(option, value)?
             }
             Opt::CaFile => {
                 let pem =
@@ -501,6 +537,7 @@ impl Options {
             }
             Opt::MaxLineBytes => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
             Opt::MaxMessageBytes => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
+            Opt::TlsMinVersion => self.tls.set_min_version(value)?,
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())
@@ -531,6 +568,7 @@ impl Options {
         if self.password.is_some() && self.username.is_none() {
             return Err(Error::invalid("PASSWORD is set but USERNAME is not"));
         }
+        self.tls.identity()?;
         Ok(())
     }
 

@@ -825,7 +825,9 @@ fn credentials_are_never_sent_in_clear_unless_security_is_none() {
     let op = c.send_raw("a@example.org", &["b@example.org"], b"x\r\n").unwrap();
     assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
     assert_eq!(c.records()[0].status, HERALD_STATUS_TLS, "{:?}", c.records());
-    // SECURITY NONE: the user asked for it (smtp-sink answers AUTH with 250).
+    // SECURITY NONE: the user asked for it, and AUTH goes out. smtp-sink
+    // answers it with 250, not the 235 that means authenticated (RFC 4954):
+    // that is no success, and no message is sent unauthenticated.
     let c = TestClient::smtp_plain(
         sink.port,
         &[
@@ -835,7 +837,10 @@ fn credentials_are_never_sent_in_clear_unless_security_is_none() {
     );
     let op = c.send_raw("a@example.org", &["b@example.org"], b"x\r\n").unwrap();
     assert_eq!(c.wait(op, LONG), HERALD_STATUS_OK);
-    assert!(c.records()[0].ok(), "{:?}", c.records());
+    let r = &c.records()[0];
+    assert_eq!((r.status, r.reply_code), (HERALD_STATUS_PROTOCOL, 250), "{r:?}");
+    assert!(r.detail.contains("instead of 235"), "{r:?}");
+    assert!(sink.dumps().is_empty(), "nothing was sent");
 }
 
 /// A client freed by its own first completion callback.

@@ -113,6 +113,10 @@ const
   HERALD_OPT_OP_TIMEOUT_MS = 18;
   HERALD_OPT_MAX_LINE_BYTES = 19;
   HERALD_OPT_MAX_MESSAGE_BYTES = 20;
+  HERALD_OPT_TLS_PIN_SHA256 = 21;
+  HERALD_OPT_TLS_MIN_VERSION = 22;
+  HERALD_OPT_CLIENT_CERT_FILE = 23;
+  HERALD_OPT_CLIENT_KEY_FILE = 24;
 
   { Values of HERALD_OPT_SECURITY. }
   HERALD_SECURITY_NONE = 0;
@@ -148,6 +152,11 @@ const
   { What a streaming fetch holds for a slow caller before it pauses reading. }
   HERALD_STREAM_MAX_HELD_ITEMS = 16;
   HERALD_STREAM_MAX_HELD_BYTES = 2097152;
+  HERALD_FIELD_CERT_SHA256 = 40;
+  HERALD_FIELD_CERT_SUBJECT = 41;
+  HERALD_FIELD_CERT_ISSUER = 42;
+  HERALD_FIELD_CERT_NOT_BEFORE = 43;
+  HERALD_FIELD_CERT_NOT_AFTER = 44;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -248,6 +257,7 @@ type
   herald_progress_callback = procedure(op: herald_op; user_token: Pointer; done, total: UInt64); cdecl;
   { A log line (UTF-8, valid during the call), on whatever herald thread logs. }
   herald_log_callback = procedure(user: Pointer; level: UInt32; line: PAnsiChar); cdecl;
+  herald_token_provider = function(c: Pherald_client; user: Pointer): herald_status; cdecl;
 
   { Delphi-style names for the same types. }
   THeraldStatus = herald_status;
@@ -277,6 +287,8 @@ function herald_cancel(c: Pherald_client; op: herald_op): herald_status; cdecl; 
 function herald_wait(c: Pherald_client; op: herald_op; timeout_ms: Int32): herald_status; cdecl; external HeraldLib;
 function herald_client_flush(c: Pherald_client; timeout_ms: Int32): herald_status; cdecl; external HeraldLib;
 function herald_client_set_progress(c: Pherald_client; cb: herald_progress_callback): herald_status; cdecl; external HeraldLib;
+function herald_client_set_oauth2_token(c: Pherald_client; token: PAnsiChar): herald_status; cdecl; external HeraldLib;
+function herald_client_set_oauth2_token_provider(c: Pherald_client; cb: herald_token_provider; user: Pointer): herald_status; cdecl; external HeraldLib;
 function herald_client_set_log(c: Pherald_client; max_level: UInt32; cb: herald_log_callback; user: Pointer): herald_status; cdecl; external HeraldLib;
 procedure herald_completion_free(c: Pherald_completion); cdecl; external HeraldLib;
 { 1 if c is an item of a streaming fetch, 0 if it is a completion. }

@@ -23,6 +23,7 @@ pub mod boundary;
 mod boundary_tests;
 pub mod client;
 pub mod completion;
+pub mod credentials;
 pub mod handle;
 pub mod imap;
 pub mod imap_parts;

@@ -44,8 +44,10 @@ pub const HERALD_OPT_SECURITY: u32 = 3;
 pub const HERALD_OPT_USERNAME: u32 = 4;
 /// str, network clients: the password (with USERNAME); never logged.
 pub const HERALD_OPT_PASSWORD: u32 = 5;
-/// str, network clients: an XOAUTH2 bearer token (with USERNAME), used
-/// instead of PASSWORD; never logged.
+/// str, network clients: an OAuth2 bearer token (with USERNAME), used
+/// instead of PASSWORD, over SASL OAUTHBEARER or else XOAUTH2, whichever the
+/// server offers; never logged. No spaces or control characters. Replace it
+/// on a live client with `herald_client_set_oauth2_token` when it expires.
 pub const HERALD_OPT_OAUTH2_TOKEN: u32 = 6;
 /// int 1..1024, default 4 (POP3: 1): one main connection kept open, the
 /// others opened on demand and closed when idle.
@@ -103,6 +105,29 @@ pub const HERALD_OPT_MAX_LINE_BYTES: u32 = 19;
 /// ops on it are retried). A POP3 response larger than twice its announced
 /// size plus 1 MiB is HERALD_STATUS_PROTOCOL.
 pub const HERALD_OPT_MAX_MESSAGE_BYTES: u32 = 20;
+/// str: the SHA-256 of the one server certificate accepted, in hex (64
+/// digits, upper or lower case, ':' between bytes allowed, as
+/// `openssl x509 -fingerprint -sha256` prints it): of the certificate (DER)
+/// or of its public key (SubjectPublicKeyInfo, DER). With a pin the TLS
+/// library's own verification is off: exactly that certificate is accepted,
+/// also self-signed, expired or for another name, and any other fails
+/// HERALD_STATUS_TLS with the certificate in the result item (see
+/// HERALD_FIELD_CERT_SHA256), before anything else is sent on the connection.
+/// A bad value is INVALID_ARGUMENT.
+pub const HERALD_OPT_TLS_PIN_SHA256: u32 = 21;
+/// int: the lowest TLS version used, 12 (TLS 1.2, the default) or 13 (TLS
+/// 1.3); a server that cannot do it fails HERALD_STATUS_TLS. Other values
+/// are INVALID_ARGUMENT.
+pub const HERALD_OPT_TLS_MIN_VERSION: u32 = 22;
+/// str: a file with the client certificate TLS presents when the server asks:
+/// PEM (the certificate, then any intermediates; the key in
+/// HERALD_OPT_CLIENT_KEY_FILE) or PKCS#12 (DER, holding the key, without a
+/// password). Read when set: an unreadable file is INVALID_ARGUMENT; a PEM
+/// one without CLIENT_KEY_FILE fails `herald_client_new`.
+pub const HERALD_OPT_CLIENT_CERT_FILE: u32 = 23;
+/// str: the PEM private key (PKCS#8, "BEGIN PRIVATE KEY") of
+/// HERALD_OPT_CLIENT_CERT_FILE's PEM certificate. Read when set.
+pub const HERALD_OPT_CLIENT_KEY_FILE: u32 = 24;
 
 /// The protocol a `HERALD_PROTOCOL_*` number names.
 fn protocol_of(n: u32) -> Option<Protocol> {
@@ -143,6 +168,10 @@ fn opt(option: u32) -> Result<Opt> {
         HERALD_OPT_OP_TIMEOUT_MS => Opt::OpTimeoutMs,
         HERALD_OPT_MAX_LINE_BYTES => Opt::MaxLineBytes,
         HERALD_OPT_MAX_MESSAGE_BYTES => Opt::MaxMessageBytes,
+        HERALD_OPT_TLS_PIN_SHA256 => Opt::TlsPinSha256,
+        HERALD_OPT_TLS_MIN_VERSION => Opt::TlsMinVersion,
+        HERALD_OPT_CLIENT_CERT_FILE => Opt::ClientCertFile,
+        HERALD_OPT_CLIENT_KEY_FILE => Opt::ClientKeyFile,
         IDLE_RENEW_MS_FOR_TESTS => Opt::IdleRenewMsForTests,
         _ => return Err(Error::invalid(format!("unknown option id {option}"))),
     })

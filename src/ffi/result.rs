@@ -68,6 +68,23 @@ pub const HERALD_FIELD_SENDER: u32 = 27;
 /// int: the Date header decoded to Unix seconds (IMAP fetch ENVELOPE); absent
 /// when the date is missing, invalid or before 1970.
 pub const HERALD_FIELD_DATE_UNIX: u32 = 28;
+/// str: a completion with HERALD_STATUS_TLS caused by the server's
+/// certificate (verification failed, or it does not match
+/// HERALD_OPT_TLS_PIN_SHA256) has one result item with the certificate's
+/// SHA-256 here (64 lower-case hex digits, of the DER: pass it to
+/// HERALD_OPT_TLS_PIN_SHA256 to trust it), HERALD_FIELD_CERT_SUBJECT,
+/// _CERT_ISSUER, _CERT_NOT_BEFORE and _CERT_NOT_AFTER. Other TLS failures
+/// (no common version, the server refused the client certificate) have no
+/// result.
+pub const HERALD_FIELD_CERT_SHA256: u32 = 40;
+/// str: the certificate's subject, as RFC 4514 writes it ("CN=mail.example.org,O=Example").
+pub const HERALD_FIELD_CERT_SUBJECT: u32 = 41;
+/// str: the certificate's issuer, as HERALD_FIELD_CERT_SUBJECT.
+pub const HERALD_FIELD_CERT_ISSUER: u32 = 42;
+/// int: the start of the certificate's validity, Unix seconds.
+pub const HERALD_FIELD_CERT_NOT_BEFORE: u32 = 43;
+/// int: the end of the certificate's validity, Unix seconds.
+pub const HERALD_FIELD_CERT_NOT_AFTER: u32 = 44;
 
 pub(crate) fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
@@ -161,6 +178,11 @@ mod tests {
             (HERALD_FIELD_BCC, field::BCC),
             (HERALD_FIELD_SENDER, field::SENDER),
             (HERALD_FIELD_DATE_UNIX, field::DATE_UNIX),
+            (HERALD_FIELD_CERT_SHA256, field::CERT_SHA256),
+            (HERALD_FIELD_CERT_SUBJECT, field::CERT_SUBJECT),
+            (HERALD_FIELD_CERT_ISSUER, field::CERT_ISSUER),
+            (HERALD_FIELD_CERT_NOT_BEFORE, field::CERT_NOT_BEFORE),
+            (HERALD_FIELD_CERT_NOT_AFTER, field::CERT_NOT_AFTER),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

@@ -5,8 +5,8 @@
 //!
 //! herald speaks every command itself, on one connection with one reader
 //! (`wire::Conn::read_response`) and one parser (`parse`): the greeting
-//! and STARTTLS, login (AUTHENTICATE PLAIN or XOAUTH2 with SASL-IR, else
-//! LOGIN), LIST, CREATE, DELETE, SELECT and EXAMINE, UID SEARCH, UID FETCH
+//! and STARTTLS, login (AUTHENTICATE OAUTHBEARER, XOAUTH2, SCRAM or PLAIN
+//! with SASL-IR, else LOGIN), LIST, CREATE, DELETE, SELECT and EXAMINE, UID SEARCH, UID FETCH
 //! (bodies read straight into the result), APPEND (pipelined with
 //! LITERAL+, batched with MULTIAPPEND, UIDs from APPENDUID), UID STORE,
 //! UID COPY, UID MOVE (or COPY, STORE and UID EXPUNGE), EXPUNGE, IDLE
@@ -321,7 +321,10 @@ impl ImapDriver {
         }
         if self.session.is_none() {
             let ctl = w.new_ctl();
-            let s = Session::open(&self.opts, &mut self.tls, &ctl, w.tracer(), self.changes.clone())?;
+            let (tls, changes) = (&mut self.tls, &self.changes);
+            let s = crate::net::tls::with_cert_info(&self.opts, |o| {
+                Session::open(o, tls, &ctl, w.tracer(), changes.clone())
+            })?;
             w.log(INFO, || {
                 format!(
                     "connected to {}:{}{}",

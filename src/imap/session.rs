@@ -1,6 +1,7 @@
 //! An IMAP session on a socket herald opened: greeting, STARTTLS or
-//! implicit TLS, CAPABILITY, login (AUTHENTICATE PLAIN or XOAUTH2, with
-//! SASL-IR when offered, else LOGIN), SELECT/EXAMINE and every command,
+//! implicit TLS, CAPABILITY, login (AUTHENTICATE with the best SASL
+//! mechanism offered, `crate::sasl`, with SASL-IR when offered, else
+//! LOGIN), SELECT/EXAMINE and every command,
 //! all read through one bounded reader ([`Conn::read_response`]).
 
 use std::collections::HashSet;
@@ -15,6 +16,7 @@ use super::wire::{io_error, Conn, Limits, ReadTimeout};
 use crate::log::Tracer;
 use crate::net::{self, ConnCtl};
 use crate::options::Options;
+use crate::sasl::{self, Exchange, Mech};
 use crate::status::{Error, Result, Status};
 
 /// Most SASL challenges one AUTHENTICATE answers before herald gives up.
@@ -192,30 +194,71 @@ fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-/// AUTHENTICATE `mech`, with `initial` as the initial response (SASL-IR,
-/// RFC 4959) when given; each challenge is answered with `respond()`.
+/// AUTHENTICATE with `x`'s mechanism, its initial response on the command
+/// line when the server has SASL-IR (RFC 4959); each challenge answered by
+/// the mechanism. A challenge it cannot answer cancels the exchange ("*")
+/// and fails with the mechanism's reason.
 fn authenticate_on<S: Read + Write + ReadTimeout>(
     c: &mut Conn<S>,
-    mech: &str,
-    initial: Option<&[u8]>,
-    respond: &mut dyn FnMut() -> Vec<u8>,
+    x: &mut Exchange,
+    sasl_ir: bool,
 ) -> Result<StatusLine> {
     let tag = c.next_tag();
-    let ir = initial.map(b64);
+    let mech = x.mech().name();
+    let ir = match sasl_ir {
+        true => x
+            .initial()?
+            .map(|i| if i.is_empty() { "=".to_string() } else { b64(&i) }),
+        false => None,
+    };
     let cmd = Command::Authenticate {
         mechanism: mech,
         initial: ir.as_deref(),
     };
     c.send(cmd.line(&tag).as_bytes())?;
-    for _ in 0..=MAX_CHALLENGES {
-        match reply_on(c, &tag, true, &mut |_| Ok(()))? {
-            Some(status) => return Ok(status),
-            None => c.send(format!("{}\r\n", b64(&respond())).as_bytes())?,
+    let mut challenges = 0;
+    loop {
+        match c.read_response_text()? {
+            (Response::Tagged { tag: t, status }, _) if t == tag => return Ok(status),
+            (Response::Tagged { tag: t, .. }, _) => {
+                return Err(Error::protocol(format!("a reply with tag {t} to command {tag}")))
+            }
+            (Response::Continue, _) if challenges == MAX_CHALLENGES => {
+                return Err(Error::protocol(format!(
+                    "the server sent more than {MAX_CHALLENGES} challenges to AUTHENTICATE {mech}"
+                )))
+            }
+            (Response::Continue, text) => {
+                challenges += 1;
+                match sasl::unb64(&text).and_then(|ch| x.respond(&ch)) {
+                    Ok(a) => c.send(format!("{}\r\n", b64(&a)).as_bytes())?,
+                    Err(e) => {
+                        c.send(b"*\r\n")?;
+                        let _ = reply_on(c, &tag, false, &mut |_| Ok(()))?;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    Err(Error::protocol(format!(
-        "the server sent more than {MAX_CHALLENGES} challenges to AUTHENTICATE {mech}"
-    )))
+}
+
+/// One SASL exchange; a success only when the mechanism agrees (SCRAM: the
+/// server proved it knows the password); a refusal carries the OAuth2
+/// server's error details.
+fn sasl_on<S: Read + Write + ReadTimeout>(
+    c: &mut Conn<S>,
+    mut x: Exchange,
+    sasl_ir: bool,
+) -> Result<StatusLine> {
+    let mut st = authenticate_on(c, &mut x, sasl_ir)?;
+    if st.cond == Cond::Ok {
+        x.finish()?;
+    } else if let Some(e) = x.server_error() {
+        st.text = format!("{} (server: {})", st.text, e.trim());
+    }
+    Ok(st)
 }
 
 /// LOGIN with quoted strings, or literals for 8-bit text.
@@ -250,38 +293,28 @@ fn log_in<S: Read + Write + ReadTimeout>(c: &mut Conn<S>, o: &Options, caps: &Ca
     };
     // With SASL-IR the credentials go with AUTHENTICATE: one round trip less.
     let sasl_ir = caps.has("SASL-IR");
-    if let Some(token) = o.oauth2_token.as_deref() {
-        if !caps.has("AUTH=XOAUTH2") {
+    let offered = |m: &str| caps.has(&format!("AUTH={m}"));
+    if let Some(token) = o.oauth2_token.for_login()? {
+        let Some(mech) = sasl::choose(&sasl::TOKEN_ORDER, offered) else {
             return Err(Error::new(
                 Status::Unsupported,
-                "the server does not offer AUTH=XOAUTH2",
+                "the server offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2",
             ));
-        }
-        let creds = format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes();
-        // The token once; to the error challenge that follows a refusal,
-        // an empty response, as the mechanism asks.
-        let mut sent = sasl_ir;
-        let st = authenticate_on(c, "XOAUTH2", sasl_ir.then_some(&creds[..]), &mut || {
-            if std::mem::replace(&mut sent, true) {
-                Vec::new()
-            } else {
-                creds.clone()
-            }
-        })?;
-        return Ok(st);
+        };
+        return sasl_on(c, Exchange::new(mech, user, &token), sasl_ir);
     }
     let Some(pass) = o.password.as_deref() else {
         return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
     };
-    if caps.has("AUTH=PLAIN") {
-        let plain = format!("\0{user}\0{pass}").into_bytes();
-        authenticate_on(c, "PLAIN", sasl_ir.then_some(&plain[..]), &mut || plain.clone())
+    let order = [Mech::ScramSha256, Mech::ScramSha1, Mech::Plain];
+    if let Some(mech) = sasl::choose(&order, offered) {
+        sasl_on(c, Exchange::new(mech, user, pass), sasl_ir)
     } else if !caps.has("LOGINDISABLED") {
         login_on(c, caps, user, pass)
     } else {
         Err(Error::new(
             Status::Unsupported,
-            "the server offers neither AUTHENTICATE PLAIN nor LOGIN",
+            "the server offers neither AUTHENTICATE (SCRAM or PLAIN) nor LOGIN",
         ))
     }
 }
@@ -636,7 +669,9 @@ mod tests {
         let mut o = Options::new(crate::options::Protocol::Imap);
         o.username = Some("carol".into());
         o.password = caps_secret.0.map(Into::into);
-        o.oauth2_token = caps_secret.1.map(Into::into);
+        if let Some(t) = caps_secret.1 {
+            o.oauth2_token.set(t).unwrap();
+        }
         o
     }
 
@@ -693,6 +728,37 @@ mod tests {
         assert_eq!(login_error(&st, "login").status, Status::Auth);
         let token = b64(b"user=carol\x01auth=Bearer tok\x01\x01");
         assert_eq!(written(c), format!("h1 AUTHENTICATE XOAUTH2\r\n{token}\r\n\r\n"));
+    }
+
+    #[test]
+    fn oauthbearer_is_preferred_and_the_servers_error_is_in_the_detail() {
+        let mut c = conn("+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\nh1 NO [AUTHENTICATIONFAILED] no\r\n");
+        let caps = caps("AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR");
+        let st = log_in(&mut c, &opts((None, Some("tok"))), &caps).unwrap();
+        let e = login_error(&st, "login");
+        assert_eq!(e.status, Status::Auth);
+        assert!(e.detail.contains("invalid_token"), "{e}");
+        let ir = b64(b"n,a=carol,\x01auth=Bearer tok\x01\x01");
+        assert_eq!(
+            written(c),
+            format!("h1 AUTHENTICATE OAUTHBEARER {ir}\r\nAQ==\r\n")
+        );
+    }
+
+    #[test]
+    fn scram_is_preferred_and_a_success_without_the_servers_proof_fails() {
+        // The server skips its final message and says OK: not a login.
+        let mut c = conn("+ \r\nh1 OK logged in\r\n");
+        let caps = caps("AUTH=PLAIN AUTH=SCRAM-SHA-1 AUTH=SCRAM-SHA-256");
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps).unwrap_err();
+        assert_eq!(e.status, Status::Auth, "{e}");
+        assert!(written(c).starts_with("h1 AUTHENTICATE SCRAM-SHA-256\r\n"));
+        // A server nonce that is not ours: cancelled with "*".
+        let first = b64(b"r=other,s=QSXCR+Q6sek8bf92,i=4096");
+        let mut c = conn(&format!("+ \r\n+ {first}\r\nh1 BAD cancelled\r\n"));
+        let e = log_in(&mut c, &opts((Some("pw"), None)), &caps).unwrap_err();
+        assert_eq!(e.status, Status::Protocol, "{e}");
+        assert!(written(c).ends_with("\r\n*\r\n"));
     }
 
     #[test]

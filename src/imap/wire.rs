@@ -293,6 +293,26 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
         r
     }
 
+    /// Reads one response as [`read_response`](Self::read_response) does,
+    /// with a continuation's text ("+ text"): a SASL challenge.
+    pub fn read_response_text(&mut self) -> Result<(Response, Vec<u8>)> {
+        if self.ctl().is_some_and(|c| c.is_aborted()) {
+            self.broken = true;
+            return Err(Error::cancelled());
+        }
+        let r = self.read_pieces(&mut |_| {}).and_then(|pieces| {
+            let text = match pieces.first() {
+                Some(Piece::Line(l)) if l.starts_with(b"+") => l[1..].trim_ascii().to_vec(),
+                _ => Vec::new(),
+            };
+            parse::parse_response(pieces).map(|r| (r, text))
+        });
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
     fn read_pieces(&mut self, progress: &mut dyn FnMut(usize)) -> Result<Vec<Piece>> {
         let what = "reading from the IMAP server";
         let mut pieces = Vec::new();

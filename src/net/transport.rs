@@ -206,7 +206,7 @@ impl<S: Read + Write + Upgrade> Transport<S> {
         let Stream::Plain(tcp) = conn.into_inner().into_stream() else {
             return Err(Error::protocol(format!("{command} on a TLS connection")));
         };
-        let stream = super::tls_handshake(super::connector(o, tls)?, o.host(), tcp)?;
+        let stream = super::tls::handshake(o, tls, o.host(), tcp)?;
         let mut t = Transport::new(S::from_stream(stream), trace, peer);
         t.conn.set_max_line(max_line);
         t.ctl = ctl;

@@ -172,7 +172,8 @@ impl Pop3Driver {
         }
         h.t.set_cancel_mode(CancelMode::Abort);
         let ctl = w.new_ctl();
-        match Session::open(&self.opts, &mut self.tls, &ctl, w.tracer()) {
+        let tls = &mut self.tls;
+        match crate::net::tls::with_cert_info(&self.opts, |o| Session::open(o, tls, &ctl, w.tracer())) {
             Ok(s) => {
                 w.log(INFO, || {
                     format!(

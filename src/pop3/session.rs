@@ -1,5 +1,6 @@
 //! A POP3 session (RFC 1939, 2449, 2595, 5034): greeting, CAPA, STLS or
-//! implicit TLS, login (SASL PLAIN or XOAUTH2, USER/PASS, APOP), and the
+//! implicit TLS, login (SASL OAUTHBEARER, XOAUTH2, SCRAM or PLAIN,
+//! USER/PASS, APOP), and the
 //! maildrop's message map (STAT, UIDL, LIST), taken once per session: a
 //! POP3 server shows each session the maildrop as it was at login.
 
@@ -9,14 +10,13 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine as _;
-
 use super::command::Command;
 use super::md5;
 use super::response::{read_body, read_listing, read_response, Kind, Response};
 use crate::log::{Tracer, DEBUG, TRACE};
 use crate::net::{self, ConnCtl, Stream, Transport};
 use crate::options::Options;
+use crate::sasl::{self, Exchange, Mech};
 use crate::status::{Error, Result, Status};
 
 /// Most lines accepted in a CAPA listing.
@@ -31,6 +31,8 @@ const LISTING_BYTES_PER_MESSAGE: usize = 256;
 const MAX_MESSAGES: usize = 10_000_000;
 /// RFC 5034 §4: an AUTH command with its initial response is at most 255 octets.
 const MAX_AUTH_LINE: usize = 255;
+/// Most SASL challenges one exchange may take (SCRAM needs two).
+const MAX_CHALLENGES: usize = 8;
 
 /// What the server said in its CAPA reply (RFC 2449).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,7 +125,9 @@ fn apop_stamp(greeting: &str) -> Option<String> {
     (stamp.contains('@') && stamp.is_ascii() && !stamp.contains(' ')).then(|| stamp.to_string())
 }
 
+#[cfg(test)]
 fn b64(s: &[u8]) -> String {
+    use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
@@ -246,20 +250,24 @@ impl<S: Read + Write> Session<S> {
         Ok(())
     }
 
-    /// Logs in with the best mechanism both sides have. Over an unencrypted
-    /// connection APOP comes first (it does not reveal the password); over
-    /// TLS, SASL PLAIN, then USER/PASS, then APOP.
+    /// Logs in with the best mechanism both sides have. With a token, SASL
+    /// OAUTHBEARER, then XOAUTH2. With a password, SASL SCRAM-SHA-256 or
+    /// SCRAM-SHA-1 first (the password never goes over the wire); then, over
+    /// an unencrypted connection, APOP (it does not reveal the password);
+    /// over TLS, SASL PLAIN, then USER/PASS, then APOP.
     pub fn authenticate(&mut self, user: &str, password: Option<&str>, token: Option<&str>) -> Result<()> {
         if let Some(token) = token {
-            if !self.caps.sasl("XOAUTH2") {
-                return Err(self.no_mechanism("SASL XOAUTH2"));
-            }
-            let ir = b64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes());
-            return self.sasl("XOAUTH2", &ir);
+            let Some(mech) = sasl::choose(&sasl::TOKEN_ORDER, |m| self.caps.sasl(m)) else {
+                return Err(self.no_mechanism(&format!("SASL {}", sasl::names(&sasl::TOKEN_ORDER))));
+            };
+            return self.sasl(Exchange::new(mech, user, token));
         }
         let Some(pass) = password else {
             return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
         };
+        if let Some(mech) = sasl::choose(&[Mech::ScramSha256, Mech::ScramSha1], |m| self.caps.sasl(m)) {
+            return self.sasl(Exchange::new(mech, user, pass));
+        }
         let plain = self.caps.sasl("PLAIN");
         // Without CAPA, USER/PASS is the baseline every server knows.
         let user_pass = self.caps.user || !self.caps.known;
@@ -279,8 +287,7 @@ impl<S: Read + Write> Session<S> {
             }
         }
         if plain {
-            let ir = b64(format!("\0{user}\0{pass}").as_bytes());
-            return self.sasl("PLAIN", &ir);
+            return self.sasl(Exchange::new(Mech::Plain, user, pass));
         }
         if user_pass {
             let r = self.command(Command::User(user))?;
@@ -306,30 +313,43 @@ impl<S: Read + Write> Session<S> {
     }
 
     /// AUTH with an initial response (RFC 5034), sent on the command line
-    /// when it fits, else after the server's "+".
-    fn sasl(&mut self, mech: &str, ir: &str) -> Result<()> {
+    /// when it fits, else after the server's "+"; each challenge answered
+    /// by the mechanism. A challenge it cannot answer cancels the exchange ("*").
+    fn sasl(&mut self, mut x: Exchange) -> Result<()> {
+        let mech = x.mech().name();
+        let ir = sasl::b64(&x.initial()?.unwrap_or_default());
         let head = format!("AUTH {mech} ");
         let mut r = if head.len() + ir.len() + 2 <= MAX_AUTH_LINE {
-            self.conn.transmit_secret(&head, ir)?;
+            self.conn.transmit_secret(&head, &ir)?;
             self.response()?
         } else {
             let r = self.command(Command::Auth(mech))?;
             if r.kind != Kind::Continue {
                 return Err(r.auth_error());
             }
-            self.conn.transmit_secret("", ir)?;
+            self.conn.transmit_secret("", &ir)?;
             self.response()?
         };
-        if r.kind == Kind::Continue {
-            // XOAUTH2 sends its error details as a challenge and wants an
-            // empty response; for anything else, cancel the exchange ("*").
-            let answer: &[u8] = if mech == "XOAUTH2" { b"\r\n" } else { b"*\r\n" };
-            self.send(answer)?;
+        for _ in 0..MAX_CHALLENGES {
+            if r.kind != Kind::Continue {
+                break;
+            }
+            match sasl::unb64(r.text.as_bytes()).and_then(|ch| x.respond(&ch)) {
+                Ok(a) => self.conn.transmit_secret("", &sasl::b64(&a))?,
+                Err(e) => {
+                    self.send(b"*\r\n")?;
+                    let _ = self.response()?;
+                    return Err(e);
+                }
+            }
             r = self.response()?;
         }
         match r.kind {
-            Kind::Ok => Ok(()),
-            _ => Err(r.auth_error()),
+            Kind::Ok => x.finish(),
+            Kind::Continue => Err(Error::protocol(format!(
+                "the server sent more than {MAX_CHALLENGES} challenges to AUTH {mech}"
+            ))),
+            Kind::Err => Err(x.with_server_error(r.auth_error())),
         }
     }
 
@@ -481,7 +501,8 @@ impl Session<Stream> {
             return Err(Error::invalid("a POP3 client needs USERNAME"));
         };
         net::check_credentials_channel(o, s.tls, "STLS")?;
-        s.authenticate(user, o.password.as_deref(), o.oauth2_token.as_deref())?;
+        let token = o.oauth2_token.for_login()?;
+        s.authenticate(user, o.password.as_deref(), token.as_deref())?;
         s.load_maildrop()?;
         Ok(s)
     }

@@ -23,6 +23,7 @@
 //! connection then dies, the client sends one transaction at a time from
 //! then on; if not, it streams.
 
+mod auth;
 pub mod codec;
 pub mod command;
 mod job;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 
 use crate::engine::{CancelMode, Driver};
 use crate::log::{DEBUG, INFO, WARN};
-use crate::net::ConnCtl;
+use crate::net::{self, ConnCtl};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
@@ -233,7 +234,8 @@ impl SmtpDriver {
 
     fn open(&mut self, w: &mut WorkerCtx) -> Result<()> {
         let ctl: Arc<ConnCtl> = w.new_ctl();
-        let s = Session::open(&self.opts, &mut self.tls, &ctl, w.tracer())?;
+        let tls = &mut self.tls;
+        let s = net::tls::with_cert_info(&self.opts, |o| Session::open(o, tls, &ctl, w.tracer()))?;
         match &s.greeting {
             Some(g) if serial_by_greeting(g) => self.learned.set(SERIAL),
             Some(g) if streams_by_greeting(g) => self.learned.set(STREAMS),

@@ -5,8 +5,6 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-
 use super::command::Command;
 use super::reply::{read_reply, Reply};
 use crate::log::{Tracer, TRACE};
@@ -201,77 +199,6 @@ impl<S: Read + Write> Session<S> {
         self.ext = Extensions::default();
         Ok(())
     }
-
-    /// Authenticates with the best mechanism both sides support.
-    pub fn authenticate(&mut self, user: &str, password: Option<&str>, token: Option<&str>) -> Result<()> {
-        let offers = |m: &str| self.ext.auth.iter().any(|a| a == m);
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        let r = if let Some(token) = token {
-            if !offers("XOAUTH2") {
-                return Err(self.no_mechanism("XOAUTH2"));
-            }
-            let ir = b64(&format!("user={user}\x01auth=Bearer {token}\x01\x01"));
-            self.conn.transmit_secret("AUTH XOAUTH2 ", &ir)?;
-            let r = self.reply()?;
-            if r.code == 334 {
-                // The server's error details (base64 JSON); answer with an empty line.
-                self.send(b"\r\n")?;
-                self.reply()?
-            } else {
-                r
-            }
-        } else if let Some(pass) = password {
-            if offers("PLAIN") {
-                self.conn
-                    .transmit_secret("AUTH PLAIN ", &b64(&format!("\0{user}\0{pass}")))?;
-                self.reply()?
-            } else if offers("LOGIN") {
-                let r = self.command(Command::Auth { mechanism: "LOGIN" })?;
-                if r.code != 334 {
-                    return Err(auth_error(&r));
-                }
-                self.conn.transmit_secret("", &b64(user))?;
-                let r = self.reply()?;
-                if r.code != 334 {
-                    return Err(auth_error(&r));
-                }
-                self.conn.transmit_secret("", &b64(pass))?;
-                self.reply()?
-            } else {
-                return Err(self.no_mechanism("PLAIN or LOGIN"));
-            }
-        } else {
-            return Err(Error::invalid("USERNAME is set without PASSWORD or OAUTH2_TOKEN"));
-        };
-        if r.is_positive() {
-            Ok(())
-        } else {
-            Err(auth_error(&r))
-        }
-    }
-
-    fn no_mechanism(&self, wanted: &str) -> Error {
-        if self.ext.auth.is_empty() {
-            Error::new(Status::Unsupported, "the server does not offer AUTH")
-        } else {
-            Error::new(
-                Status::Unsupported,
-                format!("the server offers AUTH {}, not {wanted}", self.ext.auth.join(" ")),
-            )
-        }
-    }
-}
-
-fn auth_error(r: &Reply) -> Error {
-    match r.code {
-        400..=499 => r.error("authentication"),
-        500..=599 => Error::with_code(Status::Auth, r.code as i32, format!("authentication failed: {r}")),
-        _ => Error::with_code(
-            Status::Protocol,
-            r.code as i32,
-            format!("unexpected reply to AUTH: {r}"),
-        ),
-    }
 }
 
 impl Session<Stream> {
@@ -295,7 +222,8 @@ impl Session<Stream> {
         }
         if let Some(user) = &o.username {
             net::check_credentials_channel(o, s.tls, "STARTTLS")?;
-            s.authenticate(user, o.password.as_deref(), o.oauth2_token.as_deref())?;
+            let token = o.oauth2_token.for_login()?;
+            s.authenticate(user, o.password.as_deref(), token.as_deref())?;
         }
         Ok(s)
     }
@@ -344,62 +272,6 @@ mod tests {
 
     fn written(s: &Session<MemStream>) -> String {
         s.conn.get_ref().written()
-    }
-
-    #[test]
-    fn auth_plain_is_preferred_and_encoded() {
-        let mut s = session("235 ok\r\n", &["LOGIN", "PLAIN"]);
-        s.authenticate("user", Some("pass"), None).unwrap();
-        // base64("\0user\0pass")
-        assert_eq!(written(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
-    }
-
-    #[test]
-    fn auth_login_when_plain_is_not_offered() {
-        let mut s = session("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n", &["LOGIN"]);
-        s.authenticate("user", Some("pass"), None).unwrap();
-        assert_eq!(written(&s), "AUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\n");
-    }
-
-    #[test]
-    fn auth_xoauth2_and_its_error_challenge() {
-        let mut s = session("235 ok\r\n", &["PLAIN", "XOAUTH2"]);
-        s.authenticate("me@example.org", None, Some("tok")).unwrap();
-        let ir = base64::engine::general_purpose::STANDARD
-            .encode("user=me@example.org\x01auth=Bearer tok\x01\x01");
-        assert_eq!(written(&s), format!("AUTH XOAUTH2 {ir}\r\n"));
-
-        // A rejected token: the server sends its error as a 334 challenge, the client answers empty.
-        let mut s = session(
-            "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 5.7.8 bad token\r\n",
-            &["XOAUTH2"],
-        );
-        let e = s.authenticate("me@example.org", None, Some("tok")).unwrap_err();
-        assert_eq!(e.status, Status::Auth);
-        assert_eq!(e.reply_code, 535);
-        assert!(written(&s).ends_with("\r\n\r\n"));
-    }
-
-    #[test]
-    fn auth_failures_map_to_statuses() {
-        let e = session("535 5.7.8 no\r\n", &["PLAIN"])
-            .authenticate("u", Some("p"), None)
-            .unwrap_err();
-        assert_eq!((e.status, e.reply_code), (Status::Auth, 535));
-        let e = session("454 4.7.0 later\r\n", &["PLAIN"])
-            .authenticate("u", Some("p"), None)
-            .unwrap_err();
-        assert_eq!(e.status, Status::Transient);
-        let e = session("", &["CRAM-MD5"])
-            .authenticate("u", Some("p"), None)
-            .unwrap_err();
-        assert_eq!(e.status, Status::Unsupported);
-        let e = session("", &[]).authenticate("u", None, Some("t")).unwrap_err();
-        assert_eq!(e.status, Status::Unsupported);
-        // smtp-sink answers AUTH with 250: any 2xx is success.
-        session("250 ok\r\n", &["PLAIN"])
-            .authenticate("u", Some("p"), None)
-            .unwrap();
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Record {
     }
 }
 
-const FIELDS: [u32; 13] = [
+const FIELDS: [u32; 18] = [
     HERALD_FIELD_NAME,
     HERALD_FIELD_SUBJECT,
     HERALD_FIELD_FROM,
@@ -65,6 +65,11 @@ const FIELDS: [u32; 13] = [
     HERALD_FIELD_REPLY_TEXT,
     herald::ffi::stream::HERALD_FIELD_INDEX,
     herald::ffi::stream::HERALD_FIELD_COUNT,
+    HERALD_FIELD_CERT_SHA256,
+    HERALD_FIELD_CERT_SUBJECT,
+    HERALD_FIELD_CERT_ISSUER,
+    HERALD_FIELD_CERT_NOT_BEFORE,
+    HERALD_FIELD_CERT_NOT_AFTER,
 ];
 
 /// Copies a completion (valid only during the callback) into a Record.

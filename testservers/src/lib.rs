@@ -92,13 +92,17 @@ pub mod process;
 
 // One module per server.
 pub mod cyrus;
+pub mod certs;
 pub mod dovecot;
 pub mod imap_append;
 pub mod imap_script;
 pub mod postfix;
 pub mod scripted;
 pub mod smtp_sink;
+pub mod tls_server;
+pub mod tokens;
 
+pub use certs::TestCerts;
 pub use connections::{established_connections, wait_for_connections};
 pub use cyrus::{require_cyrus, Cyrus, CYRUS_USERS};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
@@ -112,3 +116,5 @@ pub use process::{
     START_TIMEOUT, STOP_TIMEOUT,
 };
 pub use smtp_sink::{sink_form, SinkDump, SmtpSink, SMTP_SINK};
+pub use tls_server::TlsServer;
+pub use tokens::TokenServer;

@@ -51,6 +51,7 @@ CompletionPtr = POINTER(Completion)
 CALLBACK = CFUNCTYPE(None, CompletionPtr)
 PROGRESS_CALLBACK = CFUNCTYPE(None, herald_op, c_void_p, c_uint64, c_uint64)
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+TOKEN_PROVIDER = CFUNCTYPE(herald_status, c_void_p, c_void_p)
 
 _u8p = POINTER(c_uint8)
 _op_out = POINTER(herald_op)
@@ -74,6 +75,8 @@ _PROTOTYPES = {
     "herald_client_flush": (herald_status, [c_void_p, c_int32]),
     "herald_client_set_progress": (herald_status, [c_void_p, PROGRESS_CALLBACK]),
     "herald_client_set_log": (herald_status, [c_void_p, c_uint32, LOG_CALLBACK, c_void_p]),
+    "herald_client_set_oauth2_token": (herald_status, [c_void_p, c_char_p]),
+    "herald_client_set_oauth2_token_provider": (herald_status, [c_void_p, TOKEN_PROVIDER, c_void_p]),
     "herald_completion_free": (None, [CompletionPtr]),
     "herald_completion_is_item": (c_int32, [CompletionPtr]),
     "herald_message_new": (c_void_p, []),

@@ -75,6 +75,10 @@ class Option(IntEnum):
     OP_TIMEOUT_MS = 18
     MAX_LINE_BYTES = 19
     MAX_MESSAGE_BYTES = 20
+    TLS_PIN_SHA256 = 21
+    TLS_MIN_VERSION = 22
+    CLIENT_CERT_FILE = 23
+    CLIENT_KEY_FILE = 24
 
 
 class Security(IntEnum):
@@ -110,6 +114,11 @@ class Field(IntEnum):
     DATE_UNIX = 28
     INDEX = 50
     COUNT = 51
+    CERT_SHA256 = 40
+    CERT_SUBJECT = 41
+    CERT_ISSUER = 42
+    CERT_NOT_BEFORE = 43
+    CERT_NOT_AFTER = 44
 
 
 class Fetch(IntFlag):

@@ -849,6 +849,13 @@ class Client:
             status = _lib().herald_cancel(h, op_id)
         _check(status)
 
+    def set_oauth2_token(self, token: str) -> None:
+        """Replaces the OAuth2 token: the next login on every connection
+        uses it (herald_client_set_oauth2_token)."""
+        with self._using() as h:
+            status = _lib().herald_client_set_oauth2_token(h, _cstr(token, "token"))
+        _check(status)
+
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits until every op submitted so far completed (IDLE ops
         excepted); False on timeout. In queue mode their completions are
