@@ -254,6 +254,31 @@
 #define HERALD_OPT_MAX_MESSAGE_BYTES 20
 
 /**
+ * str, network clients, default none: every connection goes through this
+ * proxy, `"socks5://[user:pass@]host:port"` (RFC 1928; user/password auth
+ * RFC 1929) or `"http://[user:pass@]host:port"` (HTTP CONNECT, Basic
+ * Proxy-Authorization). User and password may be %-escaped. The mail
+ * server's name (HOST) is sent to the proxy, which resolves it; TLS
+ * (implicit or STARTTLS) runs through the tunnel and the certificate is
+ * checked against HOST, not the proxy. The proxy's handshake counts
+ * against CONNECT_TIMEOUT_MS; a proxy that refuses (bad credentials, no
+ * route, a non-200 CONNECT reply) is HERALD_STATUS_CONNECT with the
+ * proxy's reply in the detail. The credentials are never logged. A
+ * malformed URL is INVALID_ARGUMENT when set; "" removes the proxy.
+ */
+#define HERALD_OPT_PROXY 25
+
+/**
+ * int seconds 0..7200, network clients, default 60: TCP keepalive on every
+ * connection (pooled and IDLE ones too): the first probe after this many
+ * idle seconds, then probes every idle/4 seconds (1..75), 4 unanswered
+ * probes (where the system lets herald set them; Windows: its fixed 10)
+ * drop the connection. So a connection a NAT or firewall silently
+ * dropped is noticed in about twice this time. 0 = off.
+ */
+#define HERALD_OPT_KEEPALIVE_S 26
+
+/**
  * No TLS: everything, credentials included, in clear (for tests and
  * trusted networks only).
  */

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::status::{Error, Result};
 
+pub mod proxy;
+pub use proxy::{Proxy, ProxyKind};
+
 /// The protocol a client speaks (`HERALD_PROTOCOL_*`: `ffi::options` maps
 /// the numbers onto these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,8 @@ pub enum Opt {
     OpTimeoutMs,
     MaxLineBytes,
     MaxMessageBytes,
+    Proxy,
+    KeepaliveS,
     /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
     /// (default 25 minutes), so that tests can see a renewal happen.
     IdleRenewMsForTests,
@@ -99,6 +104,8 @@ pub mod id {
     pub const OP_TIMEOUT_MS: Opt = Opt::OpTimeoutMs;
     pub const MAX_LINE_BYTES: Opt = Opt::MaxLineBytes;
     pub const MAX_MESSAGE_BYTES: Opt = Opt::MaxMessageBytes;
+    pub const PROXY: Opt = Opt::Proxy;
+    pub const KEEPALIVE_S: Opt = Opt::KeepaliveS;
 }
 
 /// What an option's value is.
@@ -110,7 +117,7 @@ pub enum Kind {
 
 impl Opt {
     /// Every option of the C API (not the hidden test-only ones).
-    pub const ALL: [Opt; 20] = [
+    pub const ALL: [Opt; 22] = [
         Opt::Host,
         Opt::Port,
         Opt::Security,
@@ -131,6 +138,8 @@ impl Opt {
         Opt::OpTimeoutMs,
         Opt::MaxLineBytes,
         Opt::MaxMessageBytes,
+        Opt::Proxy,
+        Opt::KeepaliveS,
     ];
 
     /// The option's name, as in `HERALD_OPT_<name>` and error details.
@@ -156,6 +165,8 @@ impl Opt {
             Opt::OpTimeoutMs => "OP_TIMEOUT_MS",
             Opt::MaxLineBytes => "MAX_LINE_BYTES",
             Opt::MaxMessageBytes => "MAX_MESSAGE_BYTES",
+            Opt::Proxy => "PROXY",
+            Opt::KeepaliveS => "KEEPALIVE_S",
             Opt::IdleRenewMsForTests => "IDLE_RENEW_MS_FOR_TESTS",
         }
     }
@@ -169,7 +180,8 @@ impl Opt {
             | Opt::OAuth2Token
             | Opt::CaFile
             | Opt::HeloName
-            | Opt::PickupDir => Kind::Str,
+            | Opt::PickupDir
+            | Opt::Proxy => Kind::Str,
             _ => Kind::Int,
         }
     }
@@ -189,7 +201,9 @@ impl Opt {
             | Opt::AcceptInvalidCerts
             | Opt::CaFile
             | Opt::MaxLineBytes
-            | Opt::MaxMessageBytes => network,
+            | Opt::MaxMessageBytes
+            | Opt::Proxy
+            | Opt::KeepaliveS => network,
             Opt::MaxConnections
             | Opt::IdleTimeoutMs
             | Opt::ThrottleMessages
@@ -203,6 +217,10 @@ impl Opt {
     }
 }
 
+/// Default TCP keepalive idle time (KEEPALIVE_S), seconds.
+pub(crate) const DEFAULT_KEEPALIVE_S: u64 = 60;
+/// Longest KEEPALIVE_S: 2 hours, the usual system default.
+const MAX_KEEPALIVE_S: i64 = 7200;
 /// Default overall deadline of an op (IDLE is exempt): 10 minutes.
 pub(crate) const DEFAULT_OP_TIMEOUT_MS: i64 = 600_000;
 /// Default longest server line: 256 KiB.
@@ -250,6 +268,10 @@ pub struct Options {
     /// How often an IMAP IDLE is renewed (servers may drop it after 30
     /// minutes: RFC 2177).
     pub idle_renew: Duration,
+    /// PROXY: every connection goes through it.
+    pub proxy: Option<Proxy>,
+    /// KEEPALIVE_S: TCP keepalive idle time; `None` = off.
+    pub keepalive: Option<Duration>,
 }
 
 impl fmt::Debug for Options {
@@ -273,6 +295,8 @@ impl fmt::Debug for Options {
             .field("throttle_messages", &self.throttle_messages)
             .field("throttle_interval", &self.throttle_interval)
             .field("queue_limit", &self.queue_limit)
+            .field("proxy", &self.proxy)
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
@@ -351,6 +375,8 @@ impl Options {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             idle_renew: Duration::from_secs(25 * 60),
+            proxy: None,
+            keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE_S)),
         }
     }
 
@@ -429,6 +455,7 @@ impl Options {
                 }
                 self.helo_name = Some(value.to_string());
             }
+            Opt::Proxy => self.proxy = proxy::parse(value)?,
             Opt::PickupDir => {
                 if value.is_empty() {
                     return Err(Error::invalid("PICKUP_DIR must not be empty"));
@@ -501,6 +528,14 @@ impl Options {
             }
             Opt::MaxLineBytes => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
             Opt::MaxMessageBytes => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
+            Opt::KeepaliveS => {
+                if !(0..=MAX_KEEPALIVE_S).contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "KEEPALIVE_S must be 0 (off) or 1..{MAX_KEEPALIVE_S} seconds, got {value}"
+                    )));
+                }
+                self.keepalive = (value > 0).then(|| Duration::from_secs(value as u64));
+            }
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())
