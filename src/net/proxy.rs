@@ -244,7 +244,8 @@ fn http_connect(h: &mut Handshake<'_>, host: &str, port: u16) -> Result<()> {
     let shown: String = status_line.chars().take(200).collect();
     match code {
         Some(200..=299) => Ok(()),
-        Some(407) => Err(h.fail(if h.proxy.credentials.is_some() {
+        // 401: what tinyproxy answers (407 is the standard's).
+        Some(401 | 407) => Err(h.fail(if h.proxy.credentials.is_some() {
             format!("the proxy rejected the user name or password ({shown})")
         } else {
             format!("the proxy requires authentication, set user:pass in PROXY ({shown})")
