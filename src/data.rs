@@ -23,6 +23,10 @@ pub mod field {
     pub(crate) const REPLY_CODE: u32 = 10;
     /// The server's reply text for this item.
     pub(crate) const REPLY_TEXT: u32 = 11;
+    /// The test-account op: the server's capabilities, space separated.
+    pub(crate) const CAPABILITIES: u32 = 45;
+    /// The test-account op: the connection's security.
+    pub(crate) const SECURITY: u32 = 46;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use crate::options::{Options, Security};
 use crate::status::{Error, Result, Status};
 
+pub mod account;
 pub mod connect;
 #[cfg(any(test, feature = "fuzzing"))]
 // The fuzz targets use only part of it.

@@ -226,3 +226,107 @@ fn cancel_ends_a_connect_that_hangs_before_its_timeout() {
         assert_exactly_once(&c.free(), &[op]);
     }
 }
+
+use herald::ffi::account::herald_client_test_async;
+
+/// Runs the test-account op: (record, capabilities, security).
+fn test_account(c: &TestClient) -> (Record, Vec<String>, String) {
+    let op = c
+        .submit(|cb, t, op| herald_client_test_async(c.c, cb, t, op))
+        .expect("test accepted");
+    let r = c.record_of_op(op, LONG);
+    let item = r.items.first().cloned().unwrap_or_default();
+    let caps = item
+        .strs
+        .get(&HERALD_FIELD_CAPABILITIES)
+        .cloned()
+        .unwrap_or_default();
+    let caps = caps
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    let security = item.strs.get(&HERALD_FIELD_SECURITY).cloned().unwrap_or_default();
+    (r, caps, security)
+}
+
+#[test]
+fn test_account_reports_capabilities_and_security() {
+    let d = Dovecot::start();
+    let ca = d.ca_file.to_string_lossy().into_owned();
+    let tls = |security: i64| {
+        vec![
+            (HERALD_OPT_HOST, Val::S("localhost")),
+            (HERALD_OPT_CA_FILE, Val::S(&ca)),
+            (HERALD_OPT_SECURITY, Val::I(security)),
+        ]
+    };
+    // IMAP, implicit TLS and STARTTLS.
+    let imap = TestClient::imap_plain(d.imaps_port, &tls(HERALD_SECURITY_IMPLICIT_TLS));
+    let (r, caps, sec) = test_account(&imap);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(sec, "TLS (implicit)");
+    for cap in ["IMAP4REV1", "IDLE", "UIDPLUS", "MOVE"] {
+        assert!(caps.iter().any(|c| c == cap), "{cap} in {caps:?}");
+    }
+    assert!(r.detail.contains("logged in as alice"), "{}", r.detail);
+    let imap = TestClient::imap_plain(d.imap_port, &tls(HERALD_SECURITY_STARTTLS));
+    let (r, _, sec) = test_account(&imap);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(sec, "STARTTLS");
+    // POP3 with STLS: the last CAPA (after login: no STLS, USER or SASL).
+    let pop3 = TestClient::pop3(
+        d.pop3_port,
+        HERALD_SECURITY_STARTTLS,
+        "bob",
+        "bobpass",
+        &tls(HERALD_SECURITY_STARTTLS),
+    );
+    let (r, caps, sec) = test_account(&pop3);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(sec, "STARTTLS");
+    for cap in ["TOP", "UIDL", "PIPELINING", "RESP-CODES"] {
+        assert!(caps.iter().any(|c| c == cap), "{cap} in {caps:?}");
+    }
+    // Dovecot's submission: STARTTLS and AUTH.
+    let mut o = tls(HERALD_SECURITY_STARTTLS);
+    o.extend([
+        (HERALD_OPT_PORT, Val::I(d.submission_port as i64)),
+        (HERALD_OPT_USERNAME, Val::S("carol")),
+        (HERALD_OPT_PASSWORD, Val::S("carolpass")),
+    ]);
+    let smtp = TestClient::new(HERALD_PROTOCOL_SMTP, &o).unwrap();
+    let (r, caps, sec) = test_account(&smtp);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(sec, "STARTTLS");
+    assert!(caps.iter().any(|c| c == "AUTH=PLAIN,LOGIN"), "{caps:?}");
+    assert!(caps.iter().any(|c| c == "PIPELINING"), "{caps:?}");
+    assert!(
+        !caps.iter().any(|c| c == "STARTTLS"),
+        "after STARTTLS it is not offered again: {caps:?}"
+    );
+    // smtp-sink: no TLS, no login.
+    let sink = TestClient::smtp_plain(d.sink.port, &[]);
+    let (r, caps, sec) = test_account(&sink);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(sec, "none");
+    assert!(caps.iter().any(|c| c == "PIPELINING"), "{caps:?}");
+    assert!(r.detail.contains("no login"), "{}", r.detail);
+    assert_eq!(d.sink.count_dumps(), 0, "the test sends no message");
+    // Wrong password: AUTH, with the server's words.
+    let bad = TestClient::imap_as(d.imaps_port, "alice", "wrong", &tls(HERALD_SECURITY_IMPLICIT_TLS));
+    let (r, _, _) = test_account(&bad);
+    assert_eq!(r.status, HERALD_STATUS_AUTH, "{r:?}");
+    assert!(!r.detail.contains("wrong"), "{}", r.detail);
+    // A PICKUP client has nothing to test.
+    let dir = std::env::temp_dir();
+    let pickup = TestClient::new(
+        HERALD_PROTOCOL_PICKUP,
+        &[(HERALD_OPT_PICKUP_DIR, Val::S(&dir.to_string_lossy()))],
+    )
+    .unwrap();
+    assert_eq!(
+        pickup.submit(|cb, t, op| herald_client_test_async(pickup.c, cb, t, op)),
+        Err(HERALD_STATUS_INVALID_ARGUMENT)
+    );
+}

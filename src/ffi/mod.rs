@@ -18,6 +18,7 @@ use boundary::ffi_boundary;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
 
+pub mod account;
 pub mod boundary;
 #[cfg(test)]
 mod boundary_tests;

@@ -48,6 +48,14 @@ pub const HERALD_FIELD_EXISTS: u32 = 9;
 pub const HERALD_FIELD_REPLY_CODE: u32 = 10;
 /// str: the server's reply text for this item.
 pub const HERALD_FIELD_REPLY_TEXT: u32 = 11;
+/// str (herald_client_test_async): the server's capabilities, space
+/// separated, one word each (parameters after `=`, joined by `,`): IMAP
+/// CAPABILITY after login, POP3's last CAPA, SMTP's EHLO reply after
+/// STARTTLS (e.g. `PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN`).
+pub const HERALD_FIELD_CAPABILITIES: u32 = 45;
+/// str (herald_client_test_async): the connection's security:
+/// "TLS (implicit)", "STARTTLS" or "none".
+pub const HERALD_FIELD_SECURITY: u32 = 46;
 
 fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
@@ -133,6 +141,8 @@ mod tests {
             (HERALD_FIELD_EXISTS, field::EXISTS),
             (HERALD_FIELD_REPLY_CODE, field::REPLY_CODE),
             (HERALD_FIELD_REPLY_TEXT, field::REPLY_TEXT),
+            (HERALD_FIELD_CAPABILITIES, field::CAPABILITIES),
+            (HERALD_FIELD_SECURITY, field::SECURITY),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

@@ -33,6 +33,13 @@ impl Caps {
         self.0.contains(cap)
     }
 
+    /// Every capability, upper case, sorted (the test-account op's report).
+    pub fn list(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Non-synchronizing literals of any size (RFC 7888 LITERAL+).
     pub fn literal_plus(&self) -> bool {
         self.has("LITERAL+")

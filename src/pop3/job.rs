@@ -7,9 +7,19 @@ use crate::engine::Job;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pop3Job {
     List,
-    Retrieve { uidl: String },
-    Top { uidl: String, lines: u32 },
-    Delete { uidls: Vec<String> },
+    Retrieve {
+        uidl: String,
+    },
+    Top {
+        uidl: String,
+        lines: u32,
+    },
+    Delete {
+        uidls: Vec<String>,
+    },
+    /// Test the account: a fresh session (connect, TLS, login), its
+    /// capabilities and security reported, then QUIT.
+    Test,
 }
 
 impl Job for Pop3Job {

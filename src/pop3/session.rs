@@ -45,12 +45,15 @@ pub struct Capabilities {
     pub resp_codes: bool,
     /// SASL mechanisms, upper case.
     pub sasl: Vec<String>,
+    /// The CAPA lines as the server sent them (the test-account op's report).
+    pub announced: Vec<String>,
 }
 
 impl Capabilities {
     pub fn parse(lines: &[String]) -> Capabilities {
         let mut c = Capabilities {
             known: true,
+            announced: lines.to_vec(),
             ..Default::default()
         };
         for line in lines {

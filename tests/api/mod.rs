@@ -51,7 +51,7 @@ impl Record {
     }
 }
 
-const FIELDS: [u32; 11] = [
+const FIELDS: [u32; 13] = [
     HERALD_FIELD_NAME,
     HERALD_FIELD_SUBJECT,
     HERALD_FIELD_FROM,
@@ -63,6 +63,8 @@ const FIELDS: [u32; 11] = [
     HERALD_FIELD_EXISTS,
     HERALD_FIELD_REPLY_CODE,
     HERALD_FIELD_REPLY_TEXT,
+    HERALD_FIELD_CAPABILITIES,
+    HERALD_FIELD_SECURITY,
 ];
 
 /// Copies a completion (valid only during the callback) into a Record.
