@@ -456,15 +456,6 @@ typedef struct herald_completion {
 } herald_completion;
 
 /**
- * A completion callback: called exactly once per op with its completion
- * (and, for IMAP IDLE's `on_change`, once per change), on the client's
- * delivery thread (`herald-deliver`), one call at a time and never while
- * herald holds a lock. `c` and every pointer in it are valid only during
- * the call. It may call any herald function, also `herald_client_free`.
- */
-typedef void (*herald_callback)(const struct herald_completion *c);
-
-/**
  * Progress of an op: bytes `done` of `total` (0 when unknown, as for an
  * IMAP fetch), with the op's `user_token`. Called on the worker thread
  * running the op, possibly many times per op, never after its completion.
@@ -480,6 +471,15 @@ typedef void (*herald_progress_callback)(herald_op op, void *user_token, uint64_
  * at once; never contains a password, token or message content.
  */
 typedef void (*herald_log_callback)(void *user, uint32_t level, const char *line);
+
+/**
+ * A completion callback: called exactly once per op with its completion
+ * (and, for IMAP IDLE's `on_change`, once per change), on the client's
+ * delivery thread (`herald-deliver`), one call at a time and never while
+ * herald holds a lock. `c` and every pointer in it are valid only during
+ * the call. It may call any herald function, also `herald_client_free`.
+ */
+typedef void (*herald_callback)(const struct herald_completion *c);
 
 /**
  * Success.
@@ -607,35 +607,6 @@ const char *herald_last_error(void);
  * library than its header (`herald_version_number() < HERALD_VERSION_NUMBER`).
  */
 uint32_t herald_version_number(void);
-
-/**
- * METHOD (SMTP, IMAP and POP3 clients). Tests the account as the options
- * describe it: opens a new connection (through PROXY when set), secures it
- * as SECURITY asks (implicit TLS or STARTTLS/STLS, certificate verified),
- * logs in with USERNAME and PASSWORD or OAUTH2_TOKEN (SMTP: only when
- * USERNAME is set), reads the server's capabilities, and logs out (QUIT,
- * LOGOUT). An open pooled connection of the worker that runs the op is
- * closed first, so the test always does the whole sequence.
- *
- * On success one result item: `HERALD_FIELD_CAPABILITIES` = the server's
- * capabilities, space separated, one word each: a capability with
- * parameters is its name, `=`, and the parameters joined by `,` (IMAP:
- * CAPABILITY after login, upper case, sorted, e.g. "AUTH=PLAIN IDLE
- * IMAP4REV1"; POP3: each line of the last CAPA, after STLS and login
- * when the server answers it then, e.g. "TOP UIDL PIPELINING"; SMTP: each EHLO extension, after STARTTLS when used,
- * e.g. "PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN"), and
- * `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none"; the
- * detail says who logged in. On failure the status is the failing step's:
- * CONNECT (DNS, refused, proxy), TIMEOUT, TLS, UNSUPPORTED (STARTTLS
- * required and not offered), AUTH (credentials rejected), PROTOCOL.
- * A PICKUP client has no account: INVALID_ARGUMENT.
- *
- * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
- * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
- * the client's delivery thread, or to the completion queue when `cb` is
- * NULL; on an error status none comes and `herald_last_error()` says why.
- */
-herald_status herald_client_test_async(struct herald_client *c, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
  * CONSTRUCTOR. Makes a client from `o` (validated and copied: free `o`
@@ -1143,6 +1114,35 @@ herald_status herald_send_async(struct herald_client *c, const struct herald_mes
  * required; completion and result as for `herald_send_async`.
  */
 herald_status herald_send_raw_async(struct herald_client *c, const char *mail_from, const char *const *rcpt_to, size_t n_rcpt, const uint8_t *data, size_t len, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (SMTP, IMAP and POP3 clients). Tests the account as the options
+ * describe it: opens a new connection (through PROXY when set), secures it
+ * as SECURITY asks (implicit TLS or STARTTLS/STLS, certificate verified),
+ * logs in with USERNAME and PASSWORD or OAUTH2_TOKEN (SMTP: only when
+ * USERNAME is set), reads the server's capabilities, and logs out (QUIT,
+ * LOGOUT). An open pooled connection of the worker that runs the op is
+ * closed first, so the test always does the whole sequence.
+ *
+ * On success one result item: `HERALD_FIELD_CAPABILITIES` = the server's
+ * capabilities, space separated, one word each: a capability with
+ * parameters is its name, `=`, and the parameters joined by `,` (IMAP:
+ * CAPABILITY after login, upper case, sorted, e.g. "AUTH=PLAIN IDLE
+ * IMAP4REV1"; POP3: each line of the last CAPA, after STLS and login
+ * when the server answers it then, e.g. "TOP UIDL PIPELINING"; SMTP: each EHLO extension, after STARTTLS when used,
+ * e.g. "PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN"), and
+ * `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none"; the
+ * detail says who logged in. On failure the status is the failing step's:
+ * CONNECT (DNS, refused, proxy), TIMEOUT, TLS, UNSUPPORTED (STARTTLS
+ * required and not offered), AUTH (credentials rejected), PROTOCOL.
+ * A PICKUP client has no account: INVALID_ARGUMENT.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_client_test_async(struct herald_client *c, herald_callback cb, void *user_token, herald_op *op_out);
 
 #ifdef __cplusplus
 }  // extern "C"

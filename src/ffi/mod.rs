@@ -18,7 +18,6 @@ use boundary::ffi_boundary;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
 
-pub mod account;
 pub mod boundary;
 #[cfg(test)]
 mod boundary_tests;
@@ -31,6 +30,8 @@ pub mod options;
 pub mod pop3;
 pub mod result;
 pub mod smtp;
+// After the others, so that the generated header keeps their order.
+pub mod account;
 
 pub use crate::status::codes::*;
 
