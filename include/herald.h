@@ -371,6 +371,14 @@
 #define HERALD_FIELD_SECURITY 46
 
 /**
+ * str (herald_client_test_async): how it logged in: the SASL mechanism
+ * ("PLAIN", "LOGIN", "XOAUTH2" ...), IMAP "LOGIN", POP3 "APOP" or "USER"
+ * (USER/PASS); absent when it did not log in (an SMTP client without
+ * USERNAME).
+ */
+#define HERALD_FIELD_AUTH_MECHANISM 47
+
+/**
  * A client of one server (or one pickup directory). Every function may be
  * called on it from any thread, concurrently, also from inside its callbacks
  * (see the README's "Threading").
@@ -1131,8 +1139,10 @@ herald_status herald_send_raw_async(struct herald_client *c, const char *mail_fr
  * IMAP4REV1"; POP3: each line of the last CAPA, after STLS and login
  * when the server answers it then, e.g. "TOP UIDL PIPELINING"; SMTP: each EHLO extension, after STARTTLS when used,
  * e.g. "PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN"), and
- * `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none"; the
- * detail says who logged in. On failure the status is the failing step's:
+ * `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none", and
+ * `HERALD_FIELD_AUTH_MECHANISM` = how it logged in ("PLAIN", "LOGIN",
+ * "XOAUTH2", POP3 "APOP" or "USER"; absent without a login); the detail
+ * says who logged in, and how. On failure the status is the failing step's:
  * CONNECT (DNS, refused, proxy), TIMEOUT, TLS, UNSUPPORTED (STARTTLS
  * required and not offered), AUTH (credentials rejected), PROTOCOL.
  * A PICKUP client has no account: INVALID_ARGUMENT.

@@ -27,6 +27,8 @@ pub mod field {
     pub(crate) const CAPABILITIES: u32 = 45;
     /// The test-account op: the connection's security.
     pub(crate) const SECURITY: u32 = 46;
+    /// The test-account op: the mechanism it logged in with.
+    pub(crate) const AUTH_MECHANISM: u32 = 47;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

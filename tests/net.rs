@@ -9,8 +9,6 @@ mod api;
 
 use std::time::{Duration, Instant};
 
-use api::imap::*;
-use api::pop3::*;
 use api::*;
 use herald_testservers::*;
 
@@ -229,7 +227,7 @@ fn cancel_ends_a_connect_that_hangs_before_its_timeout() {
 
 use herald::ffi::account::herald_client_test_async;
 
-/// Runs the test-account op: (record, capabilities, security).
+/// Runs the test-account op: (record, capabilities, "security/mechanism").
 fn test_account(c: &TestClient) -> (Record, Vec<String>, String) {
     let op = c
         .submit(|cb, t, op| herald_client_test_async(c.c, cb, t, op))
@@ -247,6 +245,10 @@ fn test_account(c: &TestClient) -> (Record, Vec<String>, String) {
         .map(str::to_string)
         .collect();
     let security = item.strs.get(&HERALD_FIELD_SECURITY).cloned().unwrap_or_default();
+    let security = match item.strs.get(&HERALD_FIELD_AUTH_MECHANISM) {
+        Some(m) => format!("{security}/{m}"),
+        None => security,
+    };
     (r, caps, security)
 }
 
@@ -265,7 +267,7 @@ fn test_account_reports_capabilities_and_security() {
     let imap = TestClient::imap_plain(d.imaps_port, &tls(HERALD_SECURITY_IMPLICIT_TLS));
     let (r, caps, sec) = test_account(&imap);
     assert!(r.ok(), "{r:?}");
-    assert_eq!(sec, "TLS (implicit)");
+    assert_eq!(sec, "TLS (implicit)/PLAIN");
     for cap in ["IMAP4REV1", "IDLE", "UIDPLUS", "MOVE"] {
         assert!(caps.iter().any(|c| c == cap), "{cap} in {caps:?}");
     }
@@ -273,7 +275,7 @@ fn test_account_reports_capabilities_and_security() {
     let imap = TestClient::imap_plain(d.imap_port, &tls(HERALD_SECURITY_STARTTLS));
     let (r, _, sec) = test_account(&imap);
     assert!(r.ok(), "{r:?}");
-    assert_eq!(sec, "STARTTLS");
+    assert_eq!(sec, "STARTTLS/PLAIN");
     // POP3 with STLS: the last CAPA (after login: no STLS, USER or SASL).
     let pop3 = TestClient::pop3(
         d.pop3_port,
@@ -284,7 +286,7 @@ fn test_account_reports_capabilities_and_security() {
     );
     let (r, caps, sec) = test_account(&pop3);
     assert!(r.ok(), "{r:?}");
-    assert_eq!(sec, "STARTTLS");
+    assert_eq!(sec, "STARTTLS/PLAIN");
     for cap in ["TOP", "UIDL", "PIPELINING", "RESP-CODES"] {
         assert!(caps.iter().any(|c| c == cap), "{cap} in {caps:?}");
     }
@@ -298,7 +300,7 @@ fn test_account_reports_capabilities_and_security() {
     let smtp = TestClient::new(HERALD_PROTOCOL_SMTP, &o).unwrap();
     let (r, caps, sec) = test_account(&smtp);
     assert!(r.ok(), "{r:?}");
-    assert_eq!(sec, "STARTTLS");
+    assert_eq!(sec, "STARTTLS/PLAIN");
     assert!(caps.iter().any(|c| c == "AUTH=PLAIN,LOGIN"), "{caps:?}");
     assert!(caps.iter().any(|c| c == "PIPELINING"), "{caps:?}");
     assert!(

@@ -28,8 +28,10 @@ use crate::status::Error;
 /// IMAP4REV1"; POP3: each line of the last CAPA, after STLS and login
 /// when the server answers it then, e.g. "TOP UIDL PIPELINING"; SMTP: each EHLO extension, after STARTTLS when used,
 /// e.g. "PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN"), and
-/// `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none"; the
-/// detail says who logged in. On failure the status is the failing step's:
+/// `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none", and
+/// `HERALD_FIELD_AUTH_MECHANISM` = how it logged in ("PLAIN", "LOGIN",
+/// "XOAUTH2", POP3 "APOP" or "USER"; absent without a login); the detail
+/// says who logged in, and how. On failure the status is the failing step's:
 /// CONNECT (DNS, refused, proxy), TIMEOUT, TLS, UNSUPPORTED (STARTTLS
 /// required and not offered), AUTH (credentials rejected), PROTOCOL.
 /// A PICKUP client has no account: INVALID_ARGUMENT.

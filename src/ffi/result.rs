@@ -56,6 +56,11 @@ pub const HERALD_FIELD_CAPABILITIES: u32 = 45;
 /// str (herald_client_test_async): the connection's security:
 /// "TLS (implicit)", "STARTTLS" or "none".
 pub const HERALD_FIELD_SECURITY: u32 = 46;
+/// str (herald_client_test_async): how it logged in: the SASL mechanism
+/// ("PLAIN", "LOGIN", "XOAUTH2" ...), IMAP "LOGIN", POP3 "APOP" or "USER"
+/// (USER/PASS); absent when it did not log in (an SMTP client without
+/// USERNAME).
+pub const HERALD_FIELD_AUTH_MECHANISM: u32 = 47;
 
 fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
@@ -143,6 +148,7 @@ mod tests {
             (HERALD_FIELD_REPLY_TEXT, field::REPLY_TEXT),
             (HERALD_FIELD_CAPABILITIES, field::CAPABILITIES),
             (HERALD_FIELD_SECURITY, field::SECURITY),
+            (HERALD_FIELD_AUTH_MECHANISM, field::AUTH_MECHANISM),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

@@ -368,9 +368,8 @@ impl ImapDriver {
             s.logout();
         }
         let s = self.ensure(w)?;
-        let (tls, caps) = (s.is_tls(), s.caps.list());
-        let o = &self.opts;
-        let (data, detail) = crate::net::account::report(o, tls, &caps, o.username.as_deref());
+        let (tls, caps, mech) = (s.is_tls(), s.caps.list(), s.mechanism().map(str::to_string));
+        let (data, detail) = crate::net::account::report(&self.opts, tls, &caps, mech.as_deref());
         if let Some(s) = self.session.take() {
             s.logout();
         }

@@ -207,6 +207,7 @@ fn authenticate_on<S: Read + Write + ReadTimeout>(
     initial: Option<&[u8]>,
     respond: &mut dyn FnMut() -> Vec<u8>,
 ) -> Result<StatusLine> {
+    c.mechanism = Some(mech.to_string());
     let tag = c.next_tag();
     let ir = initial.map(b64);
     let cmd = Command::Authenticate {
@@ -232,6 +233,7 @@ fn login_on<S: Read + Write + ReadTimeout>(
     user: &str,
     pass: &str,
 ) -> Result<StatusLine> {
+    c.mechanism = Some("LOGIN".to_string());
     let arg = |s: &str| {
         if s.is_ascii() {
             Part::Text(quote(s))
@@ -388,6 +390,11 @@ impl Session {
 
     pub fn is_tls(&self) -> bool {
         self.conn.stream().is_tls()
+    }
+
+    /// The mechanism this session logged in with (AUTHENTICATE's, or LOGIN).
+    pub fn mechanism(&self) -> Option<&str> {
+        self.conn.mechanism.as_deref()
     }
 
     pub fn is_aborted(&self) -> bool {

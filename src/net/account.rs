@@ -28,21 +28,25 @@ pub fn one_word(line: &str) -> String {
     }
 }
 
-/// The op's result: one item with the capabilities (space separated) and
-/// the security; and its detail.
+/// The op's result: one item with the capabilities (space separated),
+/// the security and the login's mechanism (when it logged in); and its detail.
 pub fn report(
     o: &Options,
     is_tls: bool,
     capabilities: &[String],
-    login: Option<&str>,
+    mechanism: Option<&str>,
 ) -> (ResultData, String) {
     let sec = security(o, is_tls);
-    let item = ResultItem::new(0)
+    let mut item = ResultItem::new(0)
         .with_str(field::CAPABILITIES, &capabilities.join(" "))
         .with_str(field::SECURITY, sec);
-    let who = match login {
-        Some(user) => format!("logged in as {user}"),
-        None => "no login (no USERNAME)".to_string(),
+    let who = match (&o.username, mechanism) {
+        (Some(user), Some(m)) => {
+            item.set_str(field::AUTH_MECHANISM, m);
+            format!("logged in as {user} with {m}")
+        }
+        (Some(user), None) => format!("logged in as {user}"),
+        (None, _) => "no login (no USERNAME)".to_string(),
     };
     let detail = format!(
         "{} {}:{}: connected, security {sec}, {who}, {} capabilities",
@@ -63,11 +67,12 @@ mod tests {
     fn security_and_report() {
         let mut o = Options::new(Protocol::Imap);
         o.set_str(id::HOST, "h").unwrap();
+        o.set_str(id::USERNAME, "u").unwrap();
         assert_eq!(security(&o, true), "STARTTLS");
         assert_eq!(security(&o, false), "none");
         o.set_int(id::SECURITY, 2).unwrap();
         assert_eq!(security(&o, true), "TLS (implicit)");
-        let (r, detail) = report(&o, true, &["IMAP4rev1".into(), "IDLE".into()], Some("u"));
+        let (r, detail) = report(&o, true, &["IMAP4rev1".into(), "IDLE".into()], Some("PLAIN"));
         assert_eq!(
             r.items[0]
                 .str_field(field::CAPABILITIES)
@@ -84,7 +89,9 @@ mod tests {
         assert_eq!(one_word("TOP"), "TOP");
         assert_eq!(
             detail,
-            "IMAP h:993: connected, security TLS (implicit), logged in as u, 2 capabilities"
+            "IMAP h:993: connected, security TLS (implicit), logged in as u with PLAIN, 2 capabilities"
         );
+        let mech = r.items[0].str_field(field::AUTH_MECHANISM).unwrap();
+        assert_eq!(mech.to_str().unwrap(), "PLAIN");
     }
 }

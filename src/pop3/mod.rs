@@ -277,8 +277,7 @@ impl Pop3Driver {
             .iter()
             .map(|l| crate::net::account::one_word(l))
             .collect();
-        let (data, detail) =
-            crate::net::account::report(&self.opts, s.tls, &caps, self.opts.username.as_deref());
+        let (data, detail) = crate::net::account::report(&self.opts, s.tls, &caps, s.mechanism.as_deref());
         self.close_session(w);
         h.t.complete(Ok(Success::new(0, detail).with_result(data)));
     }

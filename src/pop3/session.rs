@@ -116,6 +116,8 @@ pub struct Session<S: Read + Write> {
     apop_stamp: Option<String>,
     /// Most bytes of one UIDL or LIST listing (MAX_MESSAGE_BYTES).
     max_listing: usize,
+    /// How the last login attempt went: a SASL mechanism, "APOP" or "USER".
+    pub mechanism: Option<String>,
 }
 
 /// The APOP timestamp in a greeting: "<" ... "@" ... ">" (RFC 1939 §7).
@@ -150,6 +152,7 @@ impl<S: Read + Write> Session<S> {
             marked: 0,
             apop_stamp: None,
             max_listing: crate::options::DEFAULT_MAX_MESSAGE_BYTES,
+            mechanism: None,
         }
     }
 
@@ -286,6 +289,7 @@ impl<S: Read + Write> Session<S> {
             return self.sasl("PLAIN", &ir);
         }
         if user_pass {
+            self.mechanism = Some("USER".into());
             let r = self.command(Command::User(user))?;
             if !r.is_ok() {
                 return Err(r.auth_error());
@@ -298,6 +302,7 @@ impl<S: Read + Write> Session<S> {
     }
 
     fn apop(&mut self, user: &str, pass: &str, stamp: &str) -> Result<()> {
+        self.mechanism = Some("APOP".into());
         let digest = md5::hex_digest(format!("{stamp}{pass}").as_bytes());
         self.conn.transmit_secret(&format!("APOP {user} "), &digest)?;
         let r = self.response()?;
@@ -311,6 +316,7 @@ impl<S: Read + Write> Session<S> {
     /// AUTH with an initial response (RFC 5034), sent on the command line
     /// when it fits, else after the server's "+".
     fn sasl(&mut self, mech: &str, ir: &str) -> Result<()> {
+        self.mechanism = Some(mech.to_string());
         let head = format!("AUTH {mech} ");
         let mut r = if head.len() + ir.len() + 2 <= MAX_AUTH_LINE {
             self.conn.transmit_secret(&head, ir)?;

@@ -250,8 +250,7 @@ impl SmtpDriver {
                 .take()
                 .ok_or_else(|| Error::protocol("no SMTP session"))?;
             let o = &self.opts;
-            let (data, detail) =
-                crate::net::account::report(o, s.tls, &s.ext.announced, o.username.as_deref());
+            let (data, detail) = crate::net::account::report(o, s.tls, &s.ext.announced, s.mechanism);
             s.quit(o.io_timeout);
             Ok(crate::result::Success::new(0, detail).with_result(data))
         });

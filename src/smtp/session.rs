@@ -85,6 +85,8 @@ pub struct Session<S: Read + Write> {
     pub need_rset: bool,
     /// Transactions completed on this connection.
     pub transactions: u64,
+    /// The AUTH mechanism of the last login attempt.
+    pub mechanism: Option<&'static str>,
     /// The server's greeting.
     pub greeting: Option<Reply>,
 }
@@ -142,6 +144,7 @@ impl<S: Read + Write> Session<S> {
             need_rset: false,
             transactions: 0,
             greeting: None,
+            mechanism: None,
         }
     }
 
@@ -216,6 +219,7 @@ impl<S: Read + Write> Session<S> {
                 return Err(self.no_mechanism("XOAUTH2"));
             }
             let ir = b64(&format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+            self.mechanism = Some("XOAUTH2");
             self.conn.transmit_secret("AUTH XOAUTH2 ", &ir)?;
             let r = self.reply()?;
             if r.code == 334 {
@@ -227,10 +231,12 @@ impl<S: Read + Write> Session<S> {
             }
         } else if let Some(pass) = password {
             if offers("PLAIN") {
+                self.mechanism = Some("PLAIN");
                 self.conn
                     .transmit_secret("AUTH PLAIN ", &b64(&format!("\0{user}\0{pass}")))?;
                 self.reply()?
             } else if offers("LOGIN") {
+                self.mechanism = Some("LOGIN");
                 let r = self.command(Command::Auth { mechanism: "LOGIN" })?;
                 if r.code != 334 {
                     return Err(auth_error(&r));

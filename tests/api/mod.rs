@@ -51,7 +51,7 @@ impl Record {
     }
 }
 
-const FIELDS: [u32; 13] = [
+const FIELDS: [u32; 14] = [
     HERALD_FIELD_NAME,
     HERALD_FIELD_SUBJECT,
     HERALD_FIELD_FROM,
@@ -65,6 +65,7 @@ const FIELDS: [u32; 13] = [
     HERALD_FIELD_REPLY_TEXT,
     HERALD_FIELD_CAPABILITIES,
     HERALD_FIELD_SECURITY,
+    HERALD_FIELD_AUTH_MECHANISM,
 ];
 
 /// Copies a completion (valid only during the callback) into a Record.
