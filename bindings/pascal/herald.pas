@@ -103,6 +103,8 @@ const
   HERALD_OPT_OP_TIMEOUT_MS = 18;
   HERALD_OPT_MAX_LINE_BYTES = 19;
   HERALD_OPT_MAX_MESSAGE_BYTES = 20;
+  HERALD_OPT_PROXY = 25;
+  HERALD_OPT_KEEPALIVE_S = 26;
 
   { Values of HERALD_OPT_SECURITY. }
   HERALD_SECURITY_NONE = 0;
@@ -122,6 +124,9 @@ const
   HERALD_FIELD_EXISTS = 9;
   HERALD_FIELD_REPLY_CODE = 10;
   HERALD_FIELD_REPLY_TEXT = 11;
+  HERALD_FIELD_CAPABILITIES = 45;
+  HERALD_FIELD_SECURITY = 46;
+  HERALD_FIELD_AUTH_MECHANISM = 47;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -257,6 +262,7 @@ function herald_pop3_list_async(c: Pherald_client; cb: herald_callback; user_tok
 function herald_pop3_retrieve_async(c: Pherald_client; uidl: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_pop3_top_async(c: Pherald_client; uidl: PAnsiChar; lines: UInt32; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 { uidls: an array of n PAnsiChar. }
+function herald_client_test_async(c: Pherald_client; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_pop3_delete_async(c: Pherald_client; uidls: PPAnsiChar; n: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 
 { Results }

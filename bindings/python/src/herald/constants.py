@@ -73,6 +73,8 @@ class Option(IntEnum):
     OP_TIMEOUT_MS = 18
     MAX_LINE_BYTES = 19
     MAX_MESSAGE_BYTES = 20
+    PROXY = 25
+    KEEPALIVE_S = 26
 
 
 class Security(IntEnum):
@@ -98,6 +100,9 @@ class Field(IntEnum):
     EXISTS = 9
     REPLY_CODE = 10
     REPLY_TEXT = 11
+    CAPABILITIES = 45
+    SECURITY = 46
+    AUTH_MECHANISM = 47
 
 
 class Fetch(IntFlag):
