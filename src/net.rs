@@ -308,7 +308,11 @@ pub fn open_stream(
     trace: &crate::log::Tracer,
 ) -> Result<Stream> {
     let (host, port) = (o.host(), o.port());
-    trace.log(crate::log::DEBUG, || format!("connecting to {host}:{port}"));
+    trace.log(crate::log::DEBUG, || match &o.proxy {
+        // The proxy's Display has no credentials.
+        Some(p) => format!("connecting to {host}:{port} through the {p}"),
+        None => format!("connecting to {host}:{port}"),
+    });
     let tcp = connect(host, port, o, ctl)?;
     if o.security == Security::ImplicitTls {
         tls_handshake(connector(o, tls)?, host, tcp)
