@@ -78,6 +78,42 @@ fn pop3_failure_through(d: &Dovecot, proxy: &str) -> Record {
     r
 }
 
+/// The log lines of a client, at TRACE (every protocol line).
+static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn record_log(_user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
+    let text = std::ffi::CStr::from_ptr(line).to_string_lossy().into_owned();
+    LOG.lock().unwrap().push(text);
+}
+
+#[test]
+fn proxy_credentials_never_reach_the_log() {
+    let d = Dovecot::start();
+    let locked = Socks5Proxy::start(Some(("proxyuser", "s3cret")));
+    let proxy = format!("socks5://proxyuser:s3cret@127.0.0.1:{}", locked.port);
+    let pop3 = TestClient::pop3(
+        d.pop3_port,
+        HERALD_SECURITY_NONE,
+        "bob",
+        "bobpass",
+        &[(HERALD_OPT_PROXY, Val::S(&proxy))],
+    );
+    assert_eq!(
+        herald_client_set_log(pop3.c, HERALD_LOG_TRACE, Some(record_log), std::ptr::null_mut()),
+        HERALD_STATUS_OK
+    );
+    let op = pop3.pop3_list().unwrap();
+    assert!(pop3.record_of_op(op, LONG).ok());
+    drop(pop3);
+    let log = LOG.lock().unwrap().join("\n");
+    assert!(
+        log.contains(&format!("through the SOCKS5 proxy 127.0.0.1:{}", locked.port)),
+        "{log}"
+    );
+    assert!(log.contains("S: +OK"), "the protocol was traced: {log}");
+    assert!(!log.contains("s3cret") && !log.contains("proxyuser"), "{log}");
+}
+
 #[test]
 fn socks5_proxies_with_and_without_a_password() {
     let d = Dovecot::start();
