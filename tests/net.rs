@@ -257,6 +257,10 @@ fn cancel_ends_a_connect_that_hangs_before_its_timeout() {
         assert_eq!(r.status, HERALD_STATUS_CANCELLED, "{r:?}");
         assert!(r.cancelled);
         assert!(cancelled_at.elapsed() < Duration::from_secs(30));
+        eprintln!(
+            "protocol {protocol}: cancel to completion {:?}",
+            cancelled_at.elapsed()
+        );
         assert_exactly_once(&c.free(), &[op]);
     }
 }
