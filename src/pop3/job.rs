@@ -3,22 +3,15 @@
 use crate::engine::Job;
 
 /// A POP3 op. Messages are named by UIDL (checked at submit: printable
-/// ASCII, no spaces); message numbers never leave a session.
+/// ASCII, no spaces); message numbers never leave a session. `Test` tests
+/// the account: a fresh session (connect, TLS, login), its capabilities
+/// and security reported, then QUIT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pop3Job {
     List,
-    Retrieve {
-        uidl: String,
-    },
-    Top {
-        uidl: String,
-        lines: u32,
-    },
-    Delete {
-        uidls: Vec<String>,
-    },
-    /// Test the account: a fresh session (connect, TLS, login), its
-    /// capabilities and security reported, then QUIT.
+    Retrieve { uidl: String },
+    Top { uidl: String, lines: u32 },
+    Delete { uidls: Vec<String> },
     Test,
 }
 
