@@ -308,6 +308,31 @@
 #define HERALD_OPT_CLIENT_KEY_FILE 24
 
 /**
+ * str, network clients, default none: every connection goes through this
+ * proxy, `"socks5://[user:pass@]host:port"` (RFC 1928; user/password auth
+ * RFC 1929) or `"http://[user:pass@]host:port"` (HTTP CONNECT, Basic
+ * Proxy-Authorization). User and password may be %-escaped. The mail
+ * server's name (HOST) is sent to the proxy, which resolves it; TLS
+ * (implicit or STARTTLS) runs through the tunnel and the certificate is
+ * checked against HOST, not the proxy. The proxy's handshake counts
+ * against CONNECT_TIMEOUT_MS; a proxy that refuses (bad credentials, no
+ * route, a non-200 CONNECT reply) is HERALD_STATUS_CONNECT with the
+ * proxy's reply in the detail. The credentials are never logged. A
+ * malformed URL is INVALID_ARGUMENT when set; "" removes the proxy.
+ */
+#define HERALD_OPT_PROXY 25
+
+/**
+ * int seconds 0..7200, network clients, default 60: TCP keepalive on every
+ * connection (pooled and IDLE ones too): the first probe after this many
+ * idle seconds, then probes every idle/4 seconds (1..75), 4 unanswered
+ * probes (where the system lets herald set them; Windows: its fixed 10)
+ * drop the connection. So a connection a NAT or firewall silently
+ * dropped is noticed in about twice this time. 0 = off.
+ */
+#define HERALD_OPT_KEEPALIVE_S 26
+
+/**
  * No TLS: everything, credentials included, in clear (for tests and
  * trusted networks only).
  */
@@ -490,6 +515,28 @@
  * int: the end of the certificate's validity, Unix seconds.
  */
 #define HERALD_FIELD_CERT_NOT_AFTER 44
+
+/**
+ * str (herald_client_test_async): the server's capabilities, space
+ * separated, one word each (parameters after `=`, joined by `,`): IMAP
+ * CAPABILITY after login, POP3's last CAPA, SMTP's EHLO reply after
+ * STARTTLS (e.g. `PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN`).
+ */
+#define HERALD_FIELD_CAPABILITIES 45
+
+/**
+ * str (herald_client_test_async): the connection's security:
+ * "TLS (implicit)", "STARTTLS" or "none".
+ */
+#define HERALD_FIELD_SECURITY 46
+
+/**
+ * str (herald_client_test_async): how it logged in: the SASL mechanism
+ * ("PLAIN", "LOGIN", "XOAUTH2" ...), IMAP "LOGIN", POP3 "APOP" or "USER"
+ * (USER/PASS); absent when it did not log in (an SMTP client without
+ * USERNAME).
+ */
+#define HERALD_FIELD_AUTH_MECHANISM 47
 
 /**
  * int: a 1-based position. On an item of a streaming fetch, its order of
@@ -1662,6 +1709,37 @@ herald_status herald_imap_fetch_to_dir_async(struct herald_client *c, const char
  * from `herald_client_next`).
  */
 int32_t herald_completion_is_item(const struct herald_completion *c);
+
+/**
+ * METHOD (SMTP, IMAP and POP3 clients). Tests the account as the options
+ * describe it: opens a new connection (through PROXY when set), secures it
+ * as SECURITY asks (implicit TLS or STARTTLS/STLS, certificate verified),
+ * logs in with USERNAME and PASSWORD or OAUTH2_TOKEN (SMTP: only when
+ * USERNAME is set), reads the server's capabilities, and logs out (QUIT,
+ * LOGOUT). An open pooled connection of the worker that runs the op is
+ * closed first, so the test always does the whole sequence.
+ *
+ * On success one result item: `HERALD_FIELD_CAPABILITIES` = the server's
+ * capabilities, space separated, one word each: a capability with
+ * parameters is its name, `=`, and the parameters joined by `,` (IMAP:
+ * CAPABILITY after login, upper case, sorted, e.g. "AUTH=PLAIN IDLE
+ * IMAP4REV1"; POP3: each line of the last CAPA, after STLS and login
+ * when the server answers it then, e.g. "TOP UIDL PIPELINING"; SMTP: each EHLO extension, after STARTTLS when used,
+ * e.g. "PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN"), and
+ * `HERALD_FIELD_SECURITY` = "TLS (implicit)", "STARTTLS" or "none", and
+ * `HERALD_FIELD_AUTH_MECHANISM` = how it logged in ("PLAIN", "LOGIN",
+ * "XOAUTH2", POP3 "APOP" or "USER"; absent without a login); the detail
+ * says who logged in, and how. On failure the status is the failing step's:
+ * CONNECT (DNS, refused, proxy), TIMEOUT, TLS, UNSUPPORTED (STARTTLS
+ * required and not offered), AUTH (credentials rejected), PROTOCOL.
+ * A PICKUP client has no account: INVALID_ARGUMENT.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_client_test_async(struct herald_client *c, herald_callback cb, void *user_token, herald_op *op_out);
 
 #ifdef __cplusplus
 }  // extern "C"

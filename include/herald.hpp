@@ -590,6 +590,10 @@ private:
                                             flags.empty() ? nullptr : flags.c_str(), f, t, op);
         };
     }
+    auto test_account_call()
+    {
+        return [this](herald_callback f, void *t, herald_op *op) { return herald_client_test_async(c_, f, t, op); };
+    }
     auto pop3_list_call()
     {
         return [this](herald_callback f, void *t, herald_op *op) { return herald_pop3_list_async(c_, f, t, op); };
@@ -729,6 +733,11 @@ public:
             return herald_imap_idle_async(c_, mailbox.c_str(), change, f, t, op);
         });
     }
+
+    /** herald_client_test_async: connect, TLS, login, capabilities, logout (SMTP, IMAP, POP3). */
+    Submitted test_account(Callback cb) { return submit(std::move(cb), test_account_call()); }
+    /** herald_client_test_async, as a future. */
+    std::future<Completion> test_account() { return future(test_account_call()); }
 
     // --- POP3 ---
 

@@ -47,6 +47,12 @@ pub mod field {
     pub(crate) const CERT_ISSUER: u32 = 42;
     pub(crate) const CERT_NOT_BEFORE: u32 = 43;
     pub(crate) const CERT_NOT_AFTER: u32 = 44;
+    /// The test-account op: the server's capabilities, space separated.
+    pub(crate) const CAPABILITIES: u32 = 45;
+    /// The test-account op: the connection's security.
+    pub(crate) const SECURITY: u32 = 46;
+    /// The test-account op: the mechanism it logged in with.
+    pub(crate) const AUTH_MECHANISM: u32 = 47;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

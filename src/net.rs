@@ -1,29 +1,31 @@
-//! Sockets herald owns: connect with a timeout that a cancel can cut short,
+//! Sockets herald owns: connect with a timeout that a cancel can cut short
+//! (happy eyeballs, keepalive and proxies in `connect` and `proxy`),
 //! TLS through native-tls, a line reader with a length cap (MAX_LINE_BYTES),
 //! and the control that lets another thread shut a connection down.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::options::{Options, Security};
 use crate::status::{Error, Result, Status};
 
+pub mod account;
+pub mod connect;
 #[cfg(any(test, feature = "fuzzing"))]
 // The fuzz targets use only part of it.
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod mem;
 pub mod tls;
+pub mod proxy;
 pub mod transport;
 
-pub use transport::{quit_wait, Transport, QUIT_WAIT};
+pub use connect::connect;
 
-/// How often a connect in progress looks at its abort flag.
-const ABORT_POLL: Duration = Duration::from_millis(20);
+pub use transport::{quit_wait, Transport, QUIT_WAIT};
 
 /// Lets any thread stop a connection's blocking I/O: `abort` shuts the
 /// socket down, so a blocked read or write returns at once.
@@ -84,183 +86,6 @@ impl ConnCtl {
     }
 }
 
-/// Resolves `host`, without blocking past `deadline` or an abort.
-fn resolve(host: &str, port: u16, deadline: Instant, ctl: &ConnCtl) -> Result<Vec<SocketAddr>> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    // getaddrinfo has no timeout: run it on a thread of its own and stop
-    // waiting for it when the deadline passes or the op is cancelled.
-    let (tx, rx) = mpsc::channel();
-    let name = host.to_string();
-    std::thread::Builder::new()
-        .name("herald-resolve".into())
-        .spawn(move || {
-            let _ = tx.send(
-                (name.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|a| a.collect::<Vec<_>>()),
-            );
-        })
-        .map_err(|e| Error::new(Status::Connect, format!("cannot resolve {host}: {e}")))?;
-    loop {
-        ctl.check()?;
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::new(Status::Timeout, format!("resolving {host} timed out")));
-        }
-        match rx.recv_timeout(ABORT_POLL.min(deadline - now)) {
-            Ok(Ok(addrs)) if !addrs.is_empty() => return Ok(addrs),
-            Ok(Ok(_)) => return Err(Error::new(Status::Connect, format!("{host}: no address"))),
-            Ok(Err(e)) => return Err(Error::new(Status::Connect, format!("cannot resolve {host}: {e}"))),
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::new(Status::Connect, format!("cannot resolve {host}")))
-            }
-        }
-    }
-}
-
-#[cfg(unix)]
-fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<TcpStream> {
-    use std::os::unix::io::FromRawFd;
-
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: creating a socket; the fd is owned by `TcpStream` below or closed on error.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return Err(Error::new(
-            Status::Connect,
-            format!("socket: {}", io::Error::last_os_error()),
-        ));
-    }
-    // From here on, `stream` closes the fd on every path.
-    // SAFETY: fd is a fresh socket we own.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    // SAFETY: fcntl on our own fd.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
-    #[cfg(any(target_os = "macos", target_os = "ios"))]
-    // SAFETY: setsockopt on our own fd with a live int.
-    unsafe {
-        let one: libc::c_int = 1;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_NOSIGPIPE,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    stream
-        .set_nonblocking(true)
-        .map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
-    let (sa, len) = sockaddr(addr);
-    // SAFETY: sa is a valid sockaddr of `len` bytes for this family.
-    let rc = unsafe { libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(connect_error(addr, err));
-        }
-        wait_writable(fd, addr, deadline, ctl)?;
-        if let Some(e) = stream.take_error().map_err(|e| connect_error(addr, e))? {
-            return Err(connect_error(addr, e));
-        }
-    }
-    stream
-        .set_nonblocking(false)
-        .map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")))?;
-    Ok(stream)
-}
-
-/// Waits for a connect in progress on `fd` to finish (the socket turns
-/// writable), looking at the abort flag every ABORT_POLL.
-#[cfg(unix)]
-fn wait_writable(fd: libc::c_int, addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<()> {
-    loop {
-        ctl.check()?;
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::new(
-                Status::Timeout,
-                format!("connecting to {addr} timed out"),
-            ));
-        }
-        let wait = ABORT_POLL.min(deadline - now);
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: polls one live pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as libc::c_int) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(connect_error(addr, e));
-        }
-        if n == 1 {
-            return Ok(());
-        }
-    }
-}
-
-#[cfg(unix)]
-fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
-            };
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_scope_id = a.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-// ---- Windows: std's connect_timeout; a cancel takes effect when it returns ----
-#[cfg(not(unix))]
-fn connect_addr(addr: &SocketAddr, deadline: Instant, ctl: &ConnCtl) -> Result<TcpStream> {
-    ctl.check()?;
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Error::new(
-            Status::Timeout,
-            format!("connecting to {addr} timed out"),
-        ));
-    }
-    let s = TcpStream::connect_timeout(addr, left).map_err(|e| connect_error(addr, e))?;
-    ctl.check()?;
-    Ok(s)
-}
-
 #[cfg(not(windows))]
 fn tls_failure_text(e: &native_tls::Error) -> String {
     e.to_string()
@@ -307,46 +132,6 @@ fn cancel_pending_io(s: &TcpStream) {
     let handle = s.as_raw_socket() as usize as *mut c_void;
     // SAFETY: a live socket handle we hold; a NULL OVERLAPPED cancels all its I/O.
     unsafe { CancelIoEx(handle, std::ptr::null_mut()) };
-}
-
-fn connect_error(addr: &SocketAddr, e: io::Error) -> Error {
-    let err = match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            Error::new(Status::Timeout, format!("connecting to {addr} timed out"))
-        }
-        io::ErrorKind::ConnectionRefused => {
-            Error::new(Status::Connect, format!("{addr}: connection refused"))
-        }
-        _ => Error::new(Status::Connect, format!("{addr}: {e}")),
-    };
-    err.with_source(e)
-}
-
-/// Opens a TCP connection to `host:port` within `CONNECT_TIMEOUT_MS`, with
-/// TCP_NODELAY and `IO_TIMEOUT_MS` on reads and writes, registered with
-/// `ctl` so a cancel can shut it down.
-pub fn connect(host: &str, port: u16, o: &Options, ctl: &ConnCtl) -> Result<TcpStream> {
-    let deadline = Instant::now() + o.connect_timeout;
-    let addrs = resolve(host, port, deadline, ctl)?;
-    let mut last = None;
-    for addr in &addrs {
-        match connect_addr(addr, deadline, ctl) {
-            Ok(s) => {
-                let setup = |s: &TcpStream| -> io::Result<()> {
-                    s.set_nodelay(true)?;
-                    s.set_read_timeout(Some(o.io_timeout))?;
-                    s.set_write_timeout(Some(o.io_timeout))?;
-                    ctl.register(s)
-                };
-                setup(&s).map_err(|e| Error::new(Status::Connect, format!("{addr}: {e}")).with_source(e))?;
-                ctl.check()?;
-                return Ok(s);
-            }
-            Err(e) if e.status == Status::Cancelled || e.status == Status::Timeout => return Err(e),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::new(Status::Connect, format!("{host}: no address"))))
 }
 
 /// A plain or TLS connection.
@@ -512,7 +297,11 @@ pub fn open_stream(
     trace: &crate::log::Tracer,
 ) -> Result<Stream> {
     let (host, port) = (o.host(), o.port());
-    trace.log(crate::log::DEBUG, || format!("connecting to {host}:{port}"));
+    trace.log(crate::log::DEBUG, || match &o.proxy {
+        // The proxy's Display has no credentials.
+        Some(p) => format!("connecting to {host}:{port} through the {p}"),
+        None => format!("connecting to {host}:{port}"),
+    });
     let tcp = connect(host, port, o, ctl)?;
     if o.security == Security::ImplicitTls {
         tls::handshake(o, tls, host, tcp)
@@ -720,6 +509,7 @@ impl<S: Read + Write> LineConn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     fn conn(input: &[u8]) -> LineConn<mem::MemStream> {
         // Trickle one byte at a time to exercise partial input.

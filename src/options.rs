@@ -8,6 +8,8 @@ use crate::status::{Error, Result};
 
 mod tls;
 pub use tls::{hex, LiveToken, TlsOptions, TlsVersion, TokenProvider};
+pub mod proxy;
+pub use proxy::{Proxy, ProxyKind};
 
 /// The protocol a client speaks (`HERALD_PROTOCOL_*`: `ffi::options` maps
 /// the numbers onto these).
@@ -80,6 +82,8 @@ pub enum Opt {
     TlsMinVersion,
     ClientCertFile,
     ClientKeyFile,
+    Proxy,
+    KeepaliveS,
     /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
     /// (default 25 minutes), so that tests can see a renewal happen.
     IdleRenewMsForTests,
@@ -110,6 +114,8 @@ pub mod id {
     pub const TLS_MIN_VERSION: Opt = Opt::TlsMinVersion;
     pub const CLIENT_CERT_FILE: Opt = Opt::ClientCertFile;
     pub const CLIENT_KEY_FILE: Opt = Opt::ClientKeyFile;
+    pub const PROXY: Opt = Opt::Proxy;
+    pub const KEEPALIVE_S: Opt = Opt::KeepaliveS;
 }
 
 /// What an option's value is.
@@ -121,7 +127,7 @@ pub enum Kind {
 
 impl Opt {
     /// Every option of the C API (not the hidden test-only ones).
-    pub const ALL: [Opt; 24] = [
+    pub const ALL: [Opt; 26] = [
         Opt::Host,
         Opt::Port,
         Opt::Security,
@@ -146,6 +152,8 @@ impl Opt {
         Opt::TlsMinVersion,
         Opt::ClientCertFile,
         Opt::ClientKeyFile,
+        Opt::Proxy,
+        Opt::KeepaliveS,
     ];
 
     /// The option's name, as in `HERALD_OPT_<name>` and error details.
@@ -175,6 +183,8 @@ impl Opt {
             Opt::TlsMinVersion => "TLS_MIN_VERSION",
             Opt::ClientCertFile => "CLIENT_CERT_FILE",
             Opt::ClientKeyFile => "CLIENT_KEY_FILE",
+            Opt::Proxy => "PROXY",
+            Opt::KeepaliveS => "KEEPALIVE_S",
             Opt::IdleRenewMsForTests => "IDLE_RENEW_MS_FOR_TESTS",
         }
     }
@@ -192,6 +202,7 @@ impl Opt {
             | Opt::TlsPinSha256
             | Opt::ClientCertFile
             | Opt::ClientKeyFile => Kind::Str,
+            | Opt::Proxy => Kind::Str,
             _ => Kind::Int,
         }
     }
@@ -216,6 +227,8 @@ impl Opt {
             | Opt::TlsMinVersion
             | Opt::ClientCertFile
             | Opt::ClientKeyFile => network,
+            | Opt::Proxy
+            | Opt::KeepaliveS => network,
             Opt::MaxConnections
             | Opt::IdleTimeoutMs
             | Opt::ThrottleMessages
@@ -229,6 +242,10 @@ impl Opt {
     }
 }
 
+/// Default TCP keepalive idle time (KEEPALIVE_S), seconds.
+pub(crate) const DEFAULT_KEEPALIVE_S: u64 = 60;
+/// Longest KEEPALIVE_S: 2 hours, the usual system default.
+const MAX_KEEPALIVE_S: i64 = 7200;
 /// Default overall deadline of an op (IDLE is exempt): 10 minutes.
 pub(crate) const DEFAULT_OP_TIMEOUT_MS: i64 = 600_000;
 /// Default longest server line: 256 KiB.
@@ -283,6 +300,10 @@ pub struct Options {
     /// (verification off) to describe a verification failure; it never
     /// gets past the TLS handshake.
     pub tls_probe: bool,
+    /// PROXY: every connection goes through it.
+    pub proxy: Option<Proxy>,
+    /// KEEPALIVE_S: TCP keepalive idle time; `None` = off.
+    pub keepalive: Option<Duration>,
 }
 
 impl fmt::Debug for Options {
@@ -307,6 +328,8 @@ impl fmt::Debug for Options {
             .field("throttle_interval", &self.throttle_interval)
             .field("queue_limit", &self.queue_limit)
             .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
@@ -387,6 +410,8 @@ impl Options {
             idle_renew: Duration::from_secs(25 * 60),
             tls: TlsOptions::default(),
             tls_probe: false,
+            proxy: None,
+            keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE_S)),
         }
     }
 
@@ -465,6 +490,7 @@ impl Options {
                 }
                 self.helo_name = Some(value.to_string());
             }
+            Opt::Proxy => self.proxy = proxy::parse(value)?,
             Opt::PickupDir => {
                 if value.is_empty() {
                     return Err(Error::invalid("PICKUP_DIR must not be empty"));
@@ -538,6 +564,14 @@ impl Options {
             Opt::MaxLineBytes => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
             Opt::MaxMessageBytes => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
             Opt::TlsMinVersion => self.tls.set_min_version(value)?,
+            Opt::KeepaliveS => {
+                if !(0..=MAX_KEEPALIVE_S).contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "KEEPALIVE_S must be 0 (off) or 1..{MAX_KEEPALIVE_S} seconds, got {value}"
+                    )));
+                }
+                self.keepalive = (value > 0).then(|| Duration::from_secs(value as u64));
+            }
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())

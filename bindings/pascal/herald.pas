@@ -117,6 +117,8 @@ const
   HERALD_OPT_TLS_MIN_VERSION = 22;
   HERALD_OPT_CLIENT_CERT_FILE = 23;
   HERALD_OPT_CLIENT_KEY_FILE = 24;
+  HERALD_OPT_PROXY = 25;
+  HERALD_OPT_KEEPALIVE_S = 26;
 
   { Values of HERALD_OPT_SECURITY. }
   HERALD_SECURITY_NONE = 0;
@@ -157,6 +159,9 @@ const
   HERALD_FIELD_CERT_ISSUER = 42;
   HERALD_FIELD_CERT_NOT_BEFORE = 43;
   HERALD_FIELD_CERT_NOT_AFTER = 44;
+  HERALD_FIELD_CAPABILITIES = 45;
+  HERALD_FIELD_SECURITY = 46;
+  HERALD_FIELD_AUTH_MECHANISM = 47;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -336,6 +341,7 @@ function herald_pop3_retrieve_async(c: Pherald_client; uidl: PAnsiChar; cb: hera
 function herald_pop3_retrieve_parsed_async(c: Pherald_client; uidl: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_pop3_top_async(c: Pherald_client; uidl: PAnsiChar; lines: UInt32; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 { uidls: an array of n PAnsiChar. }
+function herald_client_test_async(c: Pherald_client; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_pop3_delete_async(c: Pherald_client; uidls: PPAnsiChar; n: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 
 { Results }

@@ -34,6 +34,8 @@ pub mod pop3;
 pub mod result;
 pub mod smtp;
 pub mod stream;
+// After the others, so that the generated header keeps their order.
+pub mod account;
 
 pub use crate::status::codes::*;
 

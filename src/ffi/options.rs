@@ -128,6 +128,25 @@ pub const HERALD_OPT_CLIENT_CERT_FILE: u32 = 23;
 /// str: the PEM private key (PKCS#8, "BEGIN PRIVATE KEY") of
 /// HERALD_OPT_CLIENT_CERT_FILE's PEM certificate. Read when set.
 pub const HERALD_OPT_CLIENT_KEY_FILE: u32 = 24;
+/// str, network clients, default none: every connection goes through this
+/// proxy, `"socks5://[user:pass@]host:port"` (RFC 1928; user/password auth
+/// RFC 1929) or `"http://[user:pass@]host:port"` (HTTP CONNECT, Basic
+/// Proxy-Authorization). User and password may be %-escaped. The mail
+/// server's name (HOST) is sent to the proxy, which resolves it; TLS
+/// (implicit or STARTTLS) runs through the tunnel and the certificate is
+/// checked against HOST, not the proxy. The proxy's handshake counts
+/// against CONNECT_TIMEOUT_MS; a proxy that refuses (bad credentials, no
+/// route, a non-200 CONNECT reply) is HERALD_STATUS_CONNECT with the
+/// proxy's reply in the detail. The credentials are never logged. A
+/// malformed URL is INVALID_ARGUMENT when set; "" removes the proxy.
+pub const HERALD_OPT_PROXY: u32 = 25;
+/// int seconds 0..7200, network clients, default 60: TCP keepalive on every
+/// connection (pooled and IDLE ones too): the first probe after this many
+/// idle seconds, then probes every idle/4 seconds (1..75), 4 unanswered
+/// probes (where the system lets herald set them; Windows: its fixed 10)
+/// drop the connection. So a connection a NAT or firewall silently
+/// dropped is noticed in about twice this time. 0 = off.
+pub const HERALD_OPT_KEEPALIVE_S: u32 = 26;
 
 /// The protocol a `HERALD_PROTOCOL_*` number names.
 fn protocol_of(n: u32) -> Option<Protocol> {
@@ -172,6 +191,8 @@ fn opt(option: u32) -> Result<Opt> {
         HERALD_OPT_TLS_MIN_VERSION => Opt::TlsMinVersion,
         HERALD_OPT_CLIENT_CERT_FILE => Opt::ClientCertFile,
         HERALD_OPT_CLIENT_KEY_FILE => Opt::ClientKeyFile,
+        HERALD_OPT_PROXY => Opt::Proxy,
+        HERALD_OPT_KEEPALIVE_S => Opt::KeepaliveS,
         IDLE_RENEW_MS_FOR_TESTS => Opt::IdleRenewMsForTests,
         _ => return Err(Error::invalid(format!("unknown option id {option}"))),
     })

@@ -85,6 +85,19 @@ pub const HERALD_FIELD_CERT_ISSUER: u32 = 42;
 pub const HERALD_FIELD_CERT_NOT_BEFORE: u32 = 43;
 /// int: the end of the certificate's validity, Unix seconds.
 pub const HERALD_FIELD_CERT_NOT_AFTER: u32 = 44;
+/// str (herald_client_test_async): the server's capabilities, space
+/// separated, one word each (parameters after `=`, joined by `,`): IMAP
+/// CAPABILITY after login, POP3's last CAPA, SMTP's EHLO reply after
+/// STARTTLS (e.g. `PIPELINING SIZE=10240000 AUTH=PLAIN,LOGIN`).
+pub const HERALD_FIELD_CAPABILITIES: u32 = 45;
+/// str (herald_client_test_async): the connection's security:
+/// "TLS (implicit)", "STARTTLS" or "none".
+pub const HERALD_FIELD_SECURITY: u32 = 46;
+/// str (herald_client_test_async): how it logged in: the SASL mechanism
+/// ("PLAIN", "LOGIN", "XOAUTH2" ...), IMAP "LOGIN", POP3 "APOP" or "USER"
+/// (USER/PASS); absent when it did not log in (an SMTP client without
+/// USERNAME).
+pub const HERALD_FIELD_AUTH_MECHANISM: u32 = 47;
 
 pub(crate) fn item<'a>(r: *const herald_result, i: usize) -> Result<&'a ResultItem> {
     let r = handle::arg(r)?;
@@ -183,6 +196,9 @@ mod tests {
             (HERALD_FIELD_CERT_ISSUER, field::CERT_ISSUER),
             (HERALD_FIELD_CERT_NOT_BEFORE, field::CERT_NOT_BEFORE),
             (HERALD_FIELD_CERT_NOT_AFTER, field::CERT_NOT_AFTER),
+            (HERALD_FIELD_CAPABILITIES, field::CAPABILITIES),
+            (HERALD_FIELD_SECURITY, field::SECURITY),
+            (HERALD_FIELD_AUTH_MECHANISM, field::AUTH_MECHANISM),
         ];
         for (c, r) in pairs {
             assert_eq!(c, r);

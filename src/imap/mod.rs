@@ -155,6 +155,9 @@ pub enum ImapOp {
     },
     Expunge,
     Idle,
+    /// Test the account: a fresh session (connect, TLS, login), its
+    /// capabilities and security reported, then LOGOUT.
+    Test,
 }
 
 /// An IMAP op and its mailbox (UTF-8, as the caller named it; empty for LIST).
@@ -181,6 +184,7 @@ impl Job for ImapJob {
             ImapOp::Move { .. } => "IMAP move",
             ImapOp::Expunge => "IMAP expunge",
             ImapOp::Idle => "IMAP idle",
+            ImapOp::Test => "IMAP account test",
         }
     }
 
@@ -365,6 +369,13 @@ impl ImapDriver {
         if !t.is_live() {
             return t.complete(Err(Error::cancelled()));
         }
+        if matches!(t.job.op, ImapOp::Test) {
+            let outcome = self.test_account(w);
+            if let Err(e) = &outcome {
+                self.after_error(e);
+            }
+            return t.complete(outcome);
+        }
         let outcome = self.perform(&t, w);
         let j = &t.job;
         let changed: Vec<&str> = match &j.op {
@@ -386,6 +397,20 @@ impl ImapDriver {
             self.after_error(e);
         }
         t.complete(outcome);
+    }
+
+    /// A fresh session (connect, TLS, login) reported, then LOGOUT.
+    fn test_account(&mut self, w: &mut WorkerCtx) -> Outcome {
+        if let Some(s) = self.session.take() {
+            s.logout();
+        }
+        let s = self.ensure(w)?;
+        let (tls, caps, mech) = (s.is_tls(), s.caps.list(), s.mechanism().map(str::to_string));
+        let (data, detail) = crate::net::account::report(&self.opts, tls, &caps, mech.as_deref());
+        if let Some(s) = self.session.take() {
+            s.logout();
+        }
+        Ok(Success::new(0, detail).with_result(data))
     }
 
     fn perform(&mut self, t: &Ticket, w: &mut WorkerCtx) -> Outcome {
@@ -457,6 +482,7 @@ impl ImapDriver {
                 Ok(Success::new(0, format!("expunged {mb}")))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
+            ImapOp::Test => Err(Error::invalid("the account test runs on its own")),
         }
     }
 

@@ -35,6 +35,13 @@ impl Caps {
         self.0.contains(cap)
     }
 
+    /// Every capability, upper case, sorted (the test-account op's report).
+    pub fn list(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Non-synchronizing literals of any size (RFC 7888 LITERAL+).
     pub fn literal_plus(&self) -> bool {
         self.has("LITERAL+")
@@ -205,6 +212,7 @@ fn authenticate_on<S: Read + Write + ReadTimeout>(
 ) -> Result<StatusLine> {
     let tag = c.next_tag();
     let mech = x.mech().name();
+    c.mechanism = Some(mech.to_string());
     let ir = match sasl_ir {
         true => x
             .initial()?
@@ -268,6 +276,7 @@ fn login_on<S: Read + Write + ReadTimeout>(
     user: &str,
     pass: &str,
 ) -> Result<StatusLine> {
+    c.mechanism = Some("LOGIN".to_string());
     let arg = |s: &str| {
         if s.is_ascii() {
             Part::Text(quote(s))
@@ -414,6 +423,11 @@ impl Session {
 
     pub fn is_tls(&self) -> bool {
         self.conn.stream().is_tls()
+    }
+
+    /// The mechanism this session logged in with (AUTHENTICATE's, or LOGIN).
+    pub fn mechanism(&self) -> Option<&str> {
+        self.conn.mechanism.as_deref()
     }
 
     pub fn is_aborted(&self) -> bool {

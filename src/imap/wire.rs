@@ -132,6 +132,8 @@ pub struct Conn<S = Stream> {
     broken: bool,
     /// herald's command tags: `h1`, `h2`...
     tag: u32,
+    /// The SASL mechanism (or LOGIN) of the last login attempt.
+    pub mechanism: Option<String>,
 }
 
 /// What the trace shows of a client line while logging in: the command's
@@ -191,6 +193,7 @@ impl Conn<Stream> {
             limits: self.limits,
             broken: false,
             tag: self.tag,
+            mechanism: self.mechanism,
         })
     }
 
@@ -209,6 +212,7 @@ impl<S: Read + Write + ReadTimeout> Conn<S> {
             limits,
             broken: false,
             tag: 0,
+            mechanism: None,
         }
     }
 

@@ -7,7 +7,9 @@ use crate::parsed::Parsed;
 use crate::result::Outcome;
 
 /// A POP3 op. Messages are named by UIDL (checked at submit: printable
-/// ASCII, no spaces); message numbers never leave a session.
+/// ASCII, no spaces); message numbers never leave a session. `Test` tests
+/// the account: a fresh session (connect, TLS, login), its capabilities
+/// and security reported, then QUIT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pop3Job {
     List,
@@ -24,6 +26,7 @@ pub enum Pop3Job {
     Delete {
         uidls: Vec<String>,
     },
+    Test,
 }
 
 impl Pop3Job {

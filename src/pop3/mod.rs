@@ -258,7 +258,29 @@ impl Pop3Driver {
             Pop3Job::List => self.list(h, w),
             Pop3Job::Retrieve { .. } | Pop3Job::Top { .. } => self.fetch(h, w),
             Pop3Job::Delete { .. } => self.delete(h, w),
+            Pop3Job::Test => self.test_account(h, w),
         }
+    }
+
+    /// A fresh session (connect, TLS, login) reported, then QUIT.
+    fn test_account(&mut self, h: Held, w: &mut WorkerCtx) {
+        self.close_session(w);
+        let Some(h) = self.ensure_session(h, w) else {
+            return;
+        };
+        let Some(s) = self.session.as_ref() else {
+            h.t.complete(Err(Error::new(Status::Panic, "no session")));
+            return;
+        };
+        let caps: Vec<String> = s
+            .caps
+            .announced
+            .iter()
+            .map(|l| crate::net::account::one_word(l))
+            .collect();
+        let (data, detail) = crate::net::account::report(&self.opts, s.tls, &caps, s.mechanism.as_deref());
+        self.close_session(w);
+        h.t.complete(Ok(Success::new(0, detail).with_result(data)));
     }
 
     /// Lists the maildrop as a session opened after the op was taken sees it.

@@ -47,12 +47,15 @@ pub struct Capabilities {
     pub resp_codes: bool,
     /// SASL mechanisms, upper case.
     pub sasl: Vec<String>,
+    /// The CAPA lines as the server sent them (the test-account op's report).
+    pub announced: Vec<String>,
 }
 
 impl Capabilities {
     pub fn parse(lines: &[String]) -> Capabilities {
         let mut c = Capabilities {
             known: true,
+            announced: lines.to_vec(),
             ..Default::default()
         };
         for line in lines {
@@ -115,6 +118,8 @@ pub struct Session<S: Read + Write> {
     apop_stamp: Option<String>,
     /// Most bytes of one UIDL or LIST listing (MAX_MESSAGE_BYTES).
     max_listing: usize,
+    /// How the last login attempt went: a SASL mechanism, "APOP" or "USER".
+    pub mechanism: Option<String>,
 }
 
 /// The APOP timestamp in a greeting: "<" ... "@" ... ">" (RFC 1939 §7).
@@ -151,6 +156,7 @@ impl<S: Read + Write> Session<S> {
             marked: 0,
             apop_stamp: None,
             max_listing: crate::options::DEFAULT_MAX_MESSAGE_BYTES,
+            mechanism: None,
         }
     }
 
@@ -290,6 +296,7 @@ impl<S: Read + Write> Session<S> {
             return self.sasl(Exchange::new(Mech::Plain, user, pass));
         }
         if user_pass {
+            self.mechanism = Some("USER".into());
             let r = self.command(Command::User(user))?;
             if !r.is_ok() {
                 return Err(r.auth_error());
@@ -302,6 +309,7 @@ impl<S: Read + Write> Session<S> {
     }
 
     fn apop(&mut self, user: &str, pass: &str, stamp: &str) -> Result<()> {
+        self.mechanism = Some("APOP".into());
         let digest = md5::hex_digest(format!("{stamp}{pass}").as_bytes());
         self.conn.transmit_secret(&format!("APOP {user} "), &digest)?;
         let r = self.response()?;
@@ -317,6 +325,7 @@ impl<S: Read + Write> Session<S> {
     /// by the mechanism. A challenge it cannot answer cancels the exchange ("*").
     fn sasl(&mut self, mut x: Exchange) -> Result<()> {
         let mech = x.mech().name();
+        self.mechanism = Some(mech.to_string());
         let ir = sasl::b64(&x.initial()?.unwrap_or_default());
         let head = format!("AUTH {mech} ");
         let mut r = if head.len() + ir.len() + 2 <= MAX_AUTH_LINE {

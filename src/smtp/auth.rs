@@ -27,6 +27,7 @@ impl<S: Read + Write> Session<S> {
         let Some(mech) = sasl::choose(order, offered) else {
             return Err(self.no_mechanism(&sasl::names(order)));
         };
+        self.mechanism = Some(mech.name());
         let mut x = Exchange::new(mech, user, secret);
         let mut r = match x.initial()? {
             Some(ir) => {

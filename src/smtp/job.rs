@@ -13,6 +13,9 @@ pub struct SendJob {
     /// What the message needs from an SMTP server, found once, at submit
     /// (it scans every byte): `SendJob::new` sets it.
     pub needs: Needs,
+    /// Not a message: the test-account op (connect, TLS, EHLO, AUTH, the
+    /// extensions reported, QUIT). `SendJob::account_test` makes one.
+    pub account_test: bool,
 }
 
 impl SendJob {
@@ -24,6 +27,15 @@ impl SendJob {
             rcpts,
             data,
             needs,
+            account_test: false,
+        }
+    }
+
+    /// The test-account op.
+    pub fn account_test() -> SendJob {
+        SendJob {
+            account_test: true,
+            ..SendJob::new(String::new(), Vec::new(), Vec::new())
         }
     }
 
@@ -34,13 +46,18 @@ impl SendJob {
             rcpts,
             data,
             needs,
+            account_test: false,
         }
     }
 }
 
 impl Job for SendJob {
     fn name(&self) -> &'static str {
-        "send"
+        if self.account_test {
+            "SMTP account test"
+        } else {
+            "send"
+        }
     }
 
     fn timeout_note(&self) -> &'static str {

@@ -129,6 +129,9 @@ pub struct SmtpDriver {
     session: Option<Session<crate::net::Stream>>,
     /// Messages this worker took but has not finished, to run before taking more.
     held: VecDeque<Job>,
+    /// A test-account op taken while a session ran messages: it runs
+    /// once they are done.
+    test: Option<Job>,
 }
 
 /// How a message goes over this session.
@@ -229,7 +232,30 @@ impl SmtpDriver {
             tls: None,
             session: None,
             held: VecDeque::new(),
+            test: None,
         }
+    }
+
+    /// The test-account op: a fresh session (connect, TLS, EHLO, AUTH)
+    /// reported, then QUIT.
+    fn test_account(&mut self, job: Job, w: &mut WorkerCtx) {
+        if !job.t.is_live() {
+            return job.complete(Err(Error::cancelled()));
+        }
+        if let Some(s) = self.session.take() {
+            s.quit(self.opts.io_timeout);
+        }
+        let outcome = self.open(w).and_then(|()| {
+            let s = self
+                .session
+                .take()
+                .ok_or_else(|| Error::protocol("no SMTP session"))?;
+            let o = &self.opts;
+            let (data, detail) = crate::net::account::report(o, s.tls, &s.ext.announced, s.mechanism);
+            s.quit(o.io_timeout);
+            Ok(crate::result::Success::new(0, detail).with_result(data))
+        });
+        job.complete(outcome);
     }
 
     fn open(&mut self, w: &mut WorkerCtx) -> Result<()> {
@@ -313,7 +339,16 @@ impl SmtpDriver {
 
     /// The next message to run: one this worker holds, else one from the queue.
     fn next_job(&mut self, w: &mut WorkerCtx) -> Option<Job> {
-        self.held.pop_front().or_else(|| w.try_next().map(Job::new))
+        if self.test.is_some() {
+            return None;
+        }
+        let job = self.held.pop_front().or_else(|| w.try_next().map(Job::new))?;
+        if job.job().account_test {
+            // Not a message: it ends what this session pulls, and runs next.
+            self.test = Some(job);
+            return None;
+        }
+        Some(job)
     }
 
     /// Makes a job ready for this session: live and planned. A job that is
@@ -709,8 +744,16 @@ impl Driver for SmtpDriver {
 
     fn run(&mut self, first: Ticket, w: &mut WorkerCtx) {
         let mut cur = Some(Job::new(first));
-        while let Some(job) = cur.take().or_else(|| self.held.pop_front()) {
-            self.run_connection(job, w);
+        while let Some(job) = cur
+            .take()
+            .or_else(|| self.test.take())
+            .or_else(|| self.held.pop_front())
+        {
+            if job.job().account_test {
+                self.test_account(job, w);
+            } else {
+                self.run_connection(job, w);
+            }
         }
     }
 

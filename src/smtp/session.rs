@@ -26,6 +26,10 @@ pub struct Extensions {
     pub size: Option<u64>,
     /// AUTH mechanisms, upper case.
     pub auth: Vec<String>,
+    /// Every extension as the server announced it, its parameters joined
+    /// to it by `=` and each other by `,` ("SIZE=10240000",
+    /// "AUTH=PLAIN,LOGIN"): the test-account op's report.
+    pub announced: Vec<String>,
 }
 
 impl Extensions {
@@ -39,6 +43,7 @@ impl Extensions {
         for line in reply.lines.iter().skip(1) {
             let mut words = line.split_whitespace();
             let Some(keyword) = words.next() else { continue };
+            e.announced.push(crate::net::account::one_word(line));
             let keyword = keyword.to_ascii_uppercase();
             // Old servers write "AUTH=PLAIN LOGIN".
             let (keyword, first_param) = match keyword.split_once('=') {
@@ -78,6 +83,8 @@ pub struct Session<S: Read + Write> {
     pub need_rset: bool,
     /// Transactions completed on this connection.
     pub transactions: u64,
+    /// The AUTH mechanism of the last login attempt.
+    pub mechanism: Option<&'static str>,
     /// The server's greeting.
     pub greeting: Option<Reply>,
 }
@@ -135,6 +142,7 @@ impl<S: Read + Write> Session<S> {
             need_rset: false,
             transactions: 0,
             greeting: None,
+            mechanism: None,
         }
     }
 

@@ -51,7 +51,7 @@ impl Record {
     }
 }
 
-const FIELDS: [u32; 18] = [
+const FIELDS: [u32; 21] = [
     HERALD_FIELD_NAME,
     HERALD_FIELD_SUBJECT,
     HERALD_FIELD_FROM,
@@ -70,6 +70,9 @@ const FIELDS: [u32; 18] = [
     HERALD_FIELD_CERT_ISSUER,
     HERALD_FIELD_CERT_NOT_BEFORE,
     HERALD_FIELD_CERT_NOT_AFTER,
+    HERALD_FIELD_CAPABILITIES,
+    HERALD_FIELD_SECURITY,
+    HERALD_FIELD_AUTH_MECHANISM,
 ];
 
 /// Copies a completion (valid only during the callback) into a Record.

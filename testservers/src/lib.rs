@@ -22,6 +22,8 @@
 //! * [`postfix`]: [`Postfix`], a private full Postfix smtpd (PIPELINING,
 //!   CHUNKING, SMTPUTF8, SIZE, STARTTLS, a recipient limit) delivering into
 //!   a maildir; configs in `tests/servers/postfix/`.
+//! * [`proxies`]: [`Socks5Proxy`] (microsocks) and [`HttpProxy`]
+//!   (tinyproxy, HTTP CONNECT), each with or without a password.
 //! * [`scripted`]: hostile or broken servers, a closure per connection.
 //! * [`imap_script`]: a scripted IMAP server that misbehaves at one chosen
 //!   step, on top of [`scripted`].
@@ -97,6 +99,7 @@ pub mod dovecot;
 pub mod imap_append;
 pub mod imap_script;
 pub mod postfix;
+pub mod proxies;
 pub mod scripted;
 pub mod smtp_sink;
 pub mod tls_server;
@@ -115,6 +118,7 @@ pub use process::{
     bind_failed, expect_greeting, live_group_members, pid_alive, pid_listens_on, wait_listening, Supervised,
     START_TIMEOUT, STOP_TIMEOUT,
 };
+pub use proxies::{HttpProxy, Proxy, Socks5Proxy};
 pub use smtp_sink::{sink_form, SinkDump, SmtpSink, SMTP_SINK};
 pub use tls_server::TlsServer;
 pub use tokens::TokenServer;

@@ -133,6 +133,7 @@ _PROTOTYPES = {
         [c_void_p, c_char_p, c_char_p, c_uint32, CALLBACK] + _cb_tail,
     ),
     "herald_imap_fetch_to_dir_async": (herald_status, [c_void_p, c_char_p, c_char_p, c_char_p] + _cb_tail),
+    "herald_client_test_async": (herald_status, [c_void_p] + _cb_tail),
     "herald_pop3_list_async": (herald_status, [c_void_p] + _cb_tail),
     "herald_pop3_retrieve_async": (herald_status, [c_void_p, c_char_p] + _cb_tail),
     "herald_pop3_top_async": (herald_status, [c_void_p, c_char_p, c_uint32] + _cb_tail),

@@ -79,6 +79,8 @@ class Option(IntEnum):
     TLS_MIN_VERSION = 22
     CLIENT_CERT_FILE = 23
     CLIENT_KEY_FILE = 24
+    PROXY = 25
+    KEEPALIVE_S = 26
 
 
 class Security(IntEnum):
@@ -119,6 +121,9 @@ class Field(IntEnum):
     CERT_ISSUER = 42
     CERT_NOT_BEFORE = 43
     CERT_NOT_AFTER = 44
+    CAPABILITIES = 45
+    SECURITY = 46
+    AUTH_MECHANISM = 47
 
 
 class Fetch(IntFlag):
