@@ -33,15 +33,16 @@ pub const HERALD_STORE_REPLACE: i32 = 0;
 /// Most messages one append may carry.
 const MAX_APPEND: usize = 1_000_000;
 
-fn imap(mailbox: &str, op: ImapOp) -> ImapJob {
+pub(super) fn imap(mailbox: &str, op: ImapOp) -> ImapJob {
     ImapJob {
         mailbox: mailbox.to_string(),
         op,
+        uidvalidity: None,
     }
 }
 
 /// An array argument of `n` elements; NULL is INVALID_ARGUMENT.
-fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
+pub(super) fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
     if p.is_null() {
         return Err(Error::invalid(format!("{what} is NULL")));
     }
@@ -49,7 +50,7 @@ fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
-fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
+pub(super) fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
     args::mailbox(what, arg_str(p, what)?)
 }
 
@@ -194,13 +195,13 @@ pub extern "C" fn herald_imap_fetch_async(
         c,
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
-            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
             if parts & !crate::imap::FETCH_ALL != 0 {
                 return Err(Error::invalid(format!(
-                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY"
+                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _MODSEQ"
                 )));
             }
-            Ok(imap(&mb, ImapOp::Fetch { uids, parts }))
+            Ok(imap(&mb, ImapOp::Fetch { uids, parts }).expecting(uidvalidity))
         },
         None,
         cb,
@@ -304,7 +305,7 @@ pub extern "C" fn herald_imap_store_async(
         c,
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
-            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
             let mode = match mode {
                 HERALD_STORE_ADD => FlagChange::Add,
                 HERALD_STORE_REMOVE => FlagChange::Remove,
@@ -316,7 +317,7 @@ pub extern "C" fn herald_imap_store_async(
                 }
             };
             let flags = args::flags(arg_str(flags, "flags")?)?;
-            Ok(imap(&mb, ImapOp::Store { uids, mode, flags }))
+            Ok(imap(&mb, ImapOp::Store { uids, mode, flags }).expecting(uidvalidity))
         },
         None,
         cb,
@@ -340,14 +341,14 @@ fn copy_or_move(
         c,
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
-            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
             let target = mailbox_arg(target, "target")?;
             let op = if is_move {
                 ImapOp::Move { uids, target }
             } else {
                 ImapOp::Copy { uids, target }
             };
-            Ok(imap(&mb, op))
+            Ok(imap(&mb, op).expecting(uidvalidity))
         },
         None,
         cb,

@@ -25,6 +25,7 @@ pub mod client;
 pub mod completion;
 pub mod handle;
 pub mod imap;
+pub mod imap_sync;
 pub mod message;
 pub mod options;
 pub mod pop3;

@@ -59,6 +59,7 @@ pub mod args;
 pub mod command;
 mod parse;
 mod session;
+pub mod sync;
 pub mod utf7;
 mod wire;
 
@@ -89,7 +90,9 @@ pub const FETCH_ENVELOPE: u32 = 2;
 pub const FETCH_SIZE: u32 = 4;
 pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
-pub const FETCH_ALL: u32 = 31;
+/// CONDSTORE's MODSEQ of each message (`sync`).
+pub const FETCH_MODSEQ: u32 = 128;
+pub const FETCH_ALL: u32 = 31 | FETCH_MODSEQ;
 
 /// What an IMAP op does.
 #[derive(Debug)]
@@ -125,6 +128,16 @@ pub enum ImapOp {
     },
     Expunge,
     Idle,
+    /// STATUS of each mailbox, without selecting (`sync::status`).
+    Status {
+        mailboxes: Vec<String>,
+    },
+    /// UID FETCH ... (CHANGEDSINCE since [VANISHED]).
+    FetchChanged {
+        uids: String,
+        parts: u32,
+        since: u64,
+    },
 }
 
 /// An IMAP op and its mailbox (UTF-8, as the caller named it; empty for LIST).
@@ -132,6 +145,9 @@ pub enum ImapOp {
 pub struct ImapJob {
     pub mailbox: String,
     pub op: ImapOp,
+    /// The UIDVALIDITY the op's UIDs belong to, when the caller named it:
+    /// the op fails unless the mailbox still has it (`sync`).
+    pub uidvalidity: Option<u32>,
 }
 
 impl Job for ImapJob {
@@ -148,6 +164,8 @@ impl Job for ImapJob {
             ImapOp::Move { .. } => "IMAP move",
             ImapOp::Expunge => "IMAP expunge",
             ImapOp::Idle => "IMAP idle",
+            ImapOp::Status { .. } => "IMAP status",
+            ImapOp::FetchChanged { .. } => "IMAP fetch changed",
         }
     }
 
@@ -160,13 +178,23 @@ impl Job for ImapJob {
     /// prefers a connection that already has it.
     fn affinity_key(&self) -> Option<&str> {
         match self.op {
-            ImapOp::List { .. } | ImapOp::Create | ImapOp::Delete | ImapOp::Append { .. } => None,
+            ImapOp::List { .. }
+            | ImapOp::Create
+            | ImapOp::Delete
+            | ImapOp::Append { .. }
+            | ImapOp::Status { .. } => None,
             _ => Some(&self.mailbox),
         }
     }
 }
 
 impl ImapJob {
+    /// The op, to run only while the mailbox's UIDVALIDITY is `v` (when given).
+    pub fn expecting(mut self, v: Option<u32>) -> Self {
+        self.uidvalidity = v;
+        self
+    }
+
     /// Does the op run until cancelled (IDLE)?
     pub fn is_idle(&self) -> bool {
         matches!(self.op, ImapOp::Idle)
@@ -354,6 +382,7 @@ impl ImapDriver {
     fn perform(&mut self, t: &Ticket, w: &mut WorkerCtx) -> Outcome {
         let job = &t.job;
         let s = self.ensure(w)?;
+        s.expect_uidvalidity = job.uidvalidity;
         let mb = job.mailbox.as_str();
         match &job.op {
             ImapOp::List { pattern } => list(s, pattern),
@@ -371,7 +400,13 @@ impl ImapDriver {
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
-            ImapOp::Fetch { uids, parts } => fetch(s, t, mb, uids, *parts),
+            ImapOp::Fetch { uids, parts } => fetch(s, t, mb, uids, *parts, None),
+            ImapOp::FetchChanged { uids, parts, since } => {
+                s.select(mb, false)?;
+                sync::need_condstore(s)?;
+                fetch(s, t, mb, uids, *parts, Some(*since))
+            }
+            ImapOp::Status { mailboxes } => sync::status(s, mailboxes),
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
@@ -381,7 +416,7 @@ impl ImapDriver {
                     flags,
                 };
                 s.simple(store, &format!("UID STORE {uids}"))?;
-                Ok(Success::new(0, format!("flags stored on {uids}")))
+                sync::state_only(s, format!("flags stored on {uids}"))
             }
             ImapOp::Copy { uids, target } => {
                 s.select(mb, false)?;
@@ -389,14 +424,19 @@ impl ImapDriver {
                     uids,
                     to: Mailbox(target),
                 };
-                s.simple(copy, &format!("UID COPY {uids} to {target}"))?;
-                Ok(Success::new(0, format!("copied {uids} to {target}")))
+                let st = s.command(copy, &mut |_| {})?;
+                if st.cond != Cond::Ok {
+                    return Err(st.error(&format!("UID COPY {uids} to {target}")));
+                }
+                let copies = ResultData::new(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
+                Ok(Success::new(0, format!("copied {uids} to {target}"))
+                    .with_result(sync::stamp(s, copies, false)))
             }
             ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
             ImapOp::Expunge => {
                 s.select(mb, true)?;
                 s.simple(Command::Expunge, &format!("EXPUNGE in {mb}"))?;
-                Ok(Success::new(0, format!("expunged {mb}")))
+                sync::state_only(s, format!("expunged {mb}"))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
         }
@@ -410,6 +450,8 @@ impl ImapDriver {
     fn idle(&mut self, t: Ticket, w: &mut WorkerCtx) {
         let mailbox = t.job.mailbox.clone();
         let mut known: Option<u32> = None;
+        // What changed since the last notification.
+        let mut log = sync::ChangeLog::default();
         let mut started = false;
         let mut failures = 0u32;
         let mut unfinished = None;
@@ -434,7 +476,8 @@ impl ImapDriver {
             };
             started = true;
             if known.is_some_and(|k| k != exists) {
-                changed(&t, &mailbox, exists);
+                let sel = self.session.as_ref().and_then(|s| s.selected.as_ref());
+                changed(&t, &mailbox, exists, &mut log, sel);
             }
             known = Some(exists);
             // Waiting in IDLE: a cancel is seen at the next tick, and the connection kept.
@@ -443,7 +486,7 @@ impl ImapDriver {
                 break;
             }
             let Some(s) = self.session.as_mut() else { continue };
-            match idle_once(s, &t, w, &mailbox, &mut known) {
+            match idle_once(s, &t, w, &mailbox, &mut known, &mut log) {
                 Ok(IdleEnd::Stop(tag)) => {
                     unfinished = Some(tag);
                     break;
@@ -494,7 +537,8 @@ impl ImapDriver {
         let wait = s.io_timeout().min(DONE_WAIT);
         let deadline = Instant::now() + wait;
         let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
-        match s.within(wait, |s| done_reply(s, None, tag, &mut count, deadline)) {
+        let mut log = sync::ChangeLog::default();
+        match s.within(wait, |s| done_reply(s, None, tag, &mut count, deadline, &mut log)) {
             Ok(_) => {
                 if let Some(sel) = s.selected.as_mut() {
                     sel.exists = count;
@@ -535,13 +579,18 @@ fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
     }
 }
 
-fn changed(t: &Ticket, mailbox: &str, exists: u32) {
-    let item = ResultItem::new(0)
-        .with_str(field::NAME, mailbox)
-        .with_int(field::EXISTS, u64::from(exists));
+/// Notifies the IDLE op's caller: the mailbox's state, then what changed
+/// since the last notification (`sync::ChangeLog`).
+fn changed(
+    t: &Ticket,
+    mailbox: &str,
+    exists: u32,
+    log: &mut sync::ChangeLog,
+    sel: Option<&session::Selected>,
+) {
+    let items = log.take(mailbox, exists, sel);
     t.notify_change(
-        Success::new(0, format!("{mailbox} changed: {exists} messages"))
-            .with_result(ResultData::new(vec![item])),
+        Success::new(0, format!("{mailbox} changed: {exists} messages")).with_result(ResultData::new(items)),
     );
 }
 
@@ -580,6 +629,7 @@ fn done_reply(
     tag: &str,
     count: &mut u32,
     deadline: Instant,
+    log: &mut sync::ChangeLog,
 ) -> Result<bool> {
     loop {
         if t.is_some_and(|t| !t.is_live()) {
@@ -601,14 +651,20 @@ fn done_reply(
                 return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
             }
             r => {
-                idle_event(&r, count)?;
+                idle_event(&r, count, log)?;
             }
         }
     }
 }
 
 /// Waits for the "+" that starts IDLE (to command `tag`).
-fn idle_started(s: &mut Session, t: &Ticket, tag: &str, count: &mut u32) -> Result<()> {
+fn idle_started(
+    s: &mut Session,
+    t: &Ticket,
+    tag: &str,
+    count: &mut u32,
+    log: &mut sync::ChangeLog,
+) -> Result<()> {
     let deadline = Instant::now() + s.io_timeout();
     loop {
         if !t.is_live() {
@@ -632,7 +688,7 @@ fn idle_started(s: &mut Session, t: &Ticket, tag: &str, count: &mut u32) -> Resu
                 return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
             }
             r => {
-                idle_event(&r, count)?;
+                idle_event(&r, count, log)?;
             }
         }
     }
@@ -649,12 +705,13 @@ fn idle_once(
     w: &WorkerCtx,
     mailbox: &str,
     known: &mut Option<u32>,
+    log: &mut sync::ChangeLog,
 ) -> Result<IdleEnd> {
     let mut count = known.unwrap_or(0);
     let tag = s.conn().next_tag();
     s.send(Command::Idle.line(&tag).as_bytes())?;
     let io = s.io_timeout();
-    s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
+    s.within(io, |s| idle_started(s, t, &tag, &mut count, log))?;
     let renew_at = Instant::now() + w.options().idle_renew;
     let mut dirty = count != known.unwrap_or(count);
     let mut reported = Instant::now();
@@ -679,9 +736,9 @@ fn idle_once(
             }
             return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")));
         }
-        dirty |= idle_event(&r, &mut count)?;
+        dirty |= idle_event(&r, &mut count, log)?;
         if dirty && (s.conn().buffered() == 0 || reported.elapsed() >= IDLE_TICK) {
-            changed(t, mailbox, count);
+            changed(t, mailbox, count, log, s.selected.as_ref());
             *known = Some(count);
             dirty = false;
             reported = Instant::now();
@@ -697,7 +754,7 @@ fn idle_once(
             s.send(b"DONE\r\n")?;
             let io = s.io_timeout();
             let deadline = Instant::now() + io;
-            if s.within(io, |s| done_reply(s, Some(t), &tag, &mut count, deadline))? {
+            if s.within(io, |s| done_reply(s, Some(t), &tag, &mut count, deadline, log))? {
                 end
             } else {
                 IdleEnd::Stop(tag)
@@ -705,7 +762,7 @@ fn idle_once(
         }
     };
     if dirty {
-        changed(t, mailbox, count);
+        changed(t, mailbox, count, log, s.selected.as_ref());
         *known = Some(count);
     }
     if let Some(sel) = s.selected.as_mut() {
@@ -714,16 +771,24 @@ fn idle_once(
     Ok(end)
 }
 
-/// Applies an untagged response seen in IDLE; true if the mailbox changed.
-fn idle_event(r: &Response, count: &mut u32) -> Result<bool> {
+/// Applies an untagged response seen in IDLE (what changed goes to
+/// `log`); true if the mailbox changed.
+fn idle_event(r: &Response, count: &mut u32, log: &mut sync::ChangeLog) -> Result<bool> {
+    log.record(r);
     Ok(match r {
         Response::Exists(n) => {
             let changed = *n != *count;
             *count = *n;
             changed
         }
-        Response::Expunge => {
+        Response::Expunge(_) => {
             *count = count.saturating_sub(1);
+            true
+        }
+        Response::Data { name, values } if name == "VANISHED" => {
+            if let Some(n) = sync::vanished_now(values) {
+                *count = count.saturating_sub(n);
+            }
             true
         }
         Response::Fetch { .. } => true,
@@ -773,17 +838,20 @@ fn list_item(values: &[parse::Value]) -> Option<ResultItem> {
         .filter_map(|a| a.atom())
         .map(attribute_name)
         .collect();
-    Some(
-        ResultItem::new(0)
-            .with_str(field::NAME, &utf7::decode(&name.text()?))
-            .with_str(field::FLAGS, &flags.join(" ")),
-    )
+    let mut item = ResultItem::new(0)
+        .with_str(field::NAME, &utf7::decode(&name.text()?))
+        .with_str(field::FLAGS, &flags.join(" "));
+    let roles = sync::special_use(&flags);
+    if !roles.is_empty() {
+        item.set_str(field::SPECIAL_USE, &roles);
+    }
+    Some(item)
 }
 
 fn list(s: &mut Session, pattern: &str) -> Outcome {
     let mut items = Vec::new();
     let mut malformed = None;
-    let st = s.command(Command::List(Mailbox(pattern)), &mut |r| {
+    let st = s.command(&sync::list_command(s, pattern), &mut |r| {
         if let Response::Data { name, values } = r {
             if name == "LIST" {
                 match list_item(&values) {
@@ -880,18 +948,40 @@ fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
     uids.sort_unstable();
     uids.dedup();
     let items: Vec<ResultItem> = uids.iter().map(|&u| ResultItem::new(u64::from(u))).collect();
-    Ok(Success::new(0, format!("{} messages found", items.len())).with_result(ResultData::new(items)))
+    let n = items.len();
+    Ok(
+        Success::new(0, format!("{n} messages found")).with_result(sync::stamp(
+            s,
+            ResultData::new(items),
+            true,
+        )),
+    )
 }
 
 fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Outcome {
     s.select(mailbox, true)?;
     let to = Mailbox(target);
     let what = format!("moving {uids} to {target}");
+    // COPYUID: untagged before MOVE's expunges (RFC 6851), or COPY's reply.
+    let mut copies = Vec::new();
+    let mut copyuid = |r: Response| {
+        if let Response::Status(st) = r {
+            copies.extend(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
+        }
+    };
     if s.caps.has("MOVE") {
-        s.simple(Command::UidMove { uids, to }, &what)?;
+        let st = s.command(Command::UidMove { uids, to }, &mut copyuid)?;
+        if st.cond != Cond::Ok {
+            return Err(st.error(&what));
+        }
+        copies.extend(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
     } else if s.caps.has("UIDPLUS") {
         // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
-        s.simple(Command::UidCopy { uids, to }, &what)?;
+        let st = s.command(Command::UidCopy { uids, to }, &mut copyuid)?;
+        if st.cond != Cond::Ok {
+            return Err(st.error(&what));
+        }
+        copies.extend(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
         let deleted = Command::UidStore {
             uids,
             change: FlagChange::Add,
@@ -905,12 +995,18 @@ fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Ou
             "moving needs MOVE or UIDPLUS (UID EXPUNGE); the server offers neither",
         ));
     }
-    Ok(Success::new(0, format!("moved {uids} to {target}")))
+    let copies = sync::stamp(s, ResultData::new(copies), false);
+    Ok(Success::new(0, format!("moved {uids} to {target}")).with_result(copies))
 }
 
-fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> Outcome {
+/// UID FETCH; with `since`, only what changed since that MODSEQ
+/// (CHANGEDSINCE), and with QRESYNC the UIDs expunged since (VANISHED).
+fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, since: Option<u64>) -> Outcome {
     s.select(mailbox, false)?;
     let mut items = String::from("UID");
+    if parts & FETCH_MODSEQ != 0 || since.is_some() {
+        items.push_str(" MODSEQ");
+    }
     if parts & FETCH_FLAGS != 0 {
         items.push_str(" FLAGS");
     }
@@ -927,7 +1023,9 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
         items.push_str(" BODY.PEEK[HEADER]");
     }
     let tag = s.conn().next_tag();
-    s.send(Command::UidFetch { uids, items: &items }.line(&tag).as_bytes())?;
+    let mut line = Command::UidFetch { uids, items: &items }.line(&tag);
+    line.insert_str(line.len() - 2, &sync::fetch_modifier(since, s.qresync));
+    s.send(line.as_bytes())?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
     let mut received = 0u64;
     let mut reported = 0u64;
@@ -955,6 +1053,9 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
                 if let Some(n) = d.size {
                     item.set_int(field::SIZE, n);
                 }
+                if let Some(m) = d.modseq {
+                    item.set_int(field::MODSEQ, m);
+                }
                 if let Some(e) = &d.envelope {
                     for (f, v) in [
                         (field::SUBJECT, &e.subject),
@@ -978,11 +1079,22 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
                     t.progress(received, 0);
                 }
             }
+            Response::Data { name, values } if name == "VANISHED" && since.is_some() => {
+                sync::add_vanished(&values, &mut got)?;
+                session::track(&mut s.selected, &Response::Data { name, values });
+            }
             r => session::track(&mut s.selected, &r),
         }
     }
     let items: Vec<ResultItem> = got.into_values().collect();
-    Ok(Success::new(0, format!("{} messages fetched", items.len())).with_result(ResultData::new(items)))
+    let n = items.len();
+    Ok(
+        Success::new(0, format!("{n} messages fetched")).with_result(sync::stamp(
+            s,
+            ResultData::new(items),
+            true,
+        )),
+    )
 }
 
 /// Where a bulk append stands.
@@ -995,6 +1107,8 @@ struct AppendState {
     refused: Option<Error>,
     /// After a cancel, replies are awaited until then, no longer.
     give_up: Option<Instant>,
+    /// The target's UIDVALIDITY, from APPENDUID.
+    uidvalidity: Option<u32>,
 }
 
 impl AppendState {
@@ -1030,6 +1144,7 @@ impl AppendState {
                 let range = first..(first + count).min(messages.len());
                 self.inflight_bytes -= messages[range.clone()].iter().map(Vec::len).sum::<usize>();
                 if status.cond == Cond::Ok {
+                    self.uidvalidity = sync::appenduid_validity(&status).or(self.uidvalidity);
                     let uids = parse::appenduids(&status, count);
                     for (k, i) in range.enumerate() {
                         self.uids[i] = Some(uids.get(k).copied().unwrap_or(0));
@@ -1068,9 +1183,18 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         inflight_bytes: 0,
         refused: None,
         give_up: None,
+        uidvalidity: None,
     };
     let sent = append_run(s, t, mailbox, messages, flags, &mut st);
-    let items: Vec<ResultItem> = st.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
+    let items: Vec<ResultItem> = st
+        .uids
+        .iter()
+        .flatten()
+        .map(|&u| match st.uidvalidity {
+            Some(v) if u > 0 => ResultItem::new(u).with_int(field::UIDVALIDITY, u64::from(v)),
+            _ => ResultItem::new(u),
+        })
+        .collect();
     let n = messages.len();
     let k = items.len();
     // On failure too, the result holds the UIDs of the messages appended.

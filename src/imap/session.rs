@@ -55,6 +55,8 @@ pub struct Selected {
     /// The client's change clock when this connection last synced the
     /// mailbox (SELECT, EXAMINE or NOOP).
     pub synced: u64,
+    /// UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ.
+    pub state: super::sync::MailboxState,
 }
 
 /// An authenticated connection.
@@ -66,6 +68,10 @@ pub struct Session {
     pub selected: Option<Selected>,
     io_timeout: Duration,
     changes: Arc<super::Changes>,
+    /// QRESYNC is enabled (RFC 7162): VANISHED instead of EXPUNGE.
+    pub qresync: bool,
+    /// The UIDVALIDITY the running op's UIDs belong to, if it named one.
+    pub expect_uidvalidity: Option<u32>,
 }
 
 /// Applies what untagged responses say about the selected mailbox.
@@ -73,8 +79,8 @@ pub fn track(selected: &mut Option<Selected>, r: &Response) {
     if let Some(s) = selected.as_mut() {
         match r {
             Response::Exists(n) => s.exists = *n,
-            Response::Expunge => s.exists = s.exists.saturating_sub(1),
-            _ => {}
+            Response::Expunge(_) => s.exists = s.exists.saturating_sub(1),
+            r => super::sync::track(s, r),
         }
     }
 }
@@ -365,12 +371,18 @@ impl Session {
             Some(c) => c,
             None => capabilities_on(&mut c)?,
         };
+        // QRESYNC's VANISHED (and CONDSTORE's MODSEQs) for every op.
+        let enable = [Part::Text("ENABLE QRESYNC".into())];
+        let qresync =
+            caps.has("QRESYNC") && command_on(&mut c, &enable, &|_| false, &mut |_| Ok(()))?.cond == Cond::Ok;
         Ok(Session {
             conn: c,
             caps,
             selected: None,
             io_timeout: o.io_timeout,
             changes,
+            qresync,
+            expect_uidvalidity: None,
         })
     }
 
@@ -560,7 +572,7 @@ impl Session {
         if let Some(s) = &self.selected {
             if s.name == name && (!write || !s.read_only) {
                 if s.synced >= changed {
-                    return Ok(());
+                    return super::sync::check_uidvalidity(s, self.expect_uidvalidity);
                 }
                 let st = self.command(Command::Noop, &mut |_| {})?;
                 if st.cond != Cond::Ok {
@@ -569,7 +581,7 @@ impl Session {
                 if let Some(s) = self.selected.as_mut() {
                     s.synced = now;
                 }
-                return Ok(());
+                return self.checked_uidvalidity();
             }
         }
         self.selected = None;
@@ -579,10 +591,11 @@ impl Session {
             ("EXAMINE", Command::Examine(Mailbox(name)))
         };
         let mut exists = 0;
-        let st = self.command(cmd, &mut |r| {
-            if let Response::Exists(n) = r {
-                exists = n;
-            }
+        let mut state = super::sync::MailboxState::default();
+        let st = self.command(cmd, &mut |r| match r {
+            Response::Exists(n) => exists = n,
+            Response::Status(st) => state.apply_code(&st),
+            _ => {}
         })?;
         if st.cond != Cond::Ok {
             return Err(st.error(&format!("{verb} {name}")));
@@ -593,8 +606,17 @@ impl Session {
             read_only,
             exists,
             synced: now,
+            state,
         });
-        Ok(())
+        self.checked_uidvalidity()
+    }
+
+    /// The selected mailbox's UIDVALIDITY is the running op's (if it named one).
+    fn checked_uidvalidity(&self) -> Result<()> {
+        match &self.selected {
+            Some(s) => super::sync::check_uidvalidity(s, self.expect_uidvalidity),
+            None => Ok(()),
+        }
     }
 
     /// Ends the session politely: LOGOUT, waiting briefly for the reply
