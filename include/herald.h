@@ -101,6 +101,81 @@
 #define HERALD_STORE_REPLACE 0
 
 /**
+ * `parts` bit of `herald_imap_fetch_async`: each message's CONDSTORE
+ * mod-sequence (HERALD_FIELD_MODSEQ; the server needs CONDSTORE).
+ */
+#define HERALD_FETCH_MODSEQ 128
+
+/**
+ * int: a mailbox's UIDVALIDITY. On every fetch and search item, on
+ * append and copy/move items (the target's, from APPENDUID/COPYUID), on
+ * STATUS items, and as a mailbox field of every op that selects.
+ */
+#define HERALD_FIELD_UIDVALIDITY 12
+
+/**
+ * int: the UID the mailbox's next message will get (STATUS; mailbox field
+ * of ops that select: as of the SELECT).
+ */
+#define HERALD_FIELD_UIDNEXT 13
+
+/**
+ * int: a mailbox's highest CONDSTORE mod-sequence (STATUS; mailbox field
+ * of ops that select; IDLE notifications); absent without CONDSTORE.
+ */
+#define HERALD_FIELD_HIGHESTMODSEQ 14
+
+/**
+ * int: messages in the mailbox (STATUS).
+ */
+#define HERALD_FIELD_MESSAGES 15
+
+/**
+ * int: messages without \Seen (STATUS).
+ */
+#define HERALD_FIELD_UNSEEN 16
+
+/**
+ * int: 1 on an item whose uid was expunged (fetch_changed with QRESYNC,
+ * IDLE notifications).
+ */
+#define HERALD_FIELD_VANISHED 17
+
+/**
+ * int: a message's CONDSTORE mod-sequence (HERALD_FETCH_MODSEQ,
+ * fetch_changed, IDLE flag changes).
+ */
+#define HERALD_FIELD_MODSEQ 18
+
+/**
+ * str: a mailbox's SPECIAL-USE roles (RFC 6154) on list items: "\Sent",
+ * "\Trash", "\Drafts", "\Junk", "\Archive", "\All", "\Flagged", space
+ * separated; absent when it has none.
+ */
+#define HERALD_FIELD_SPECIAL_USE 19
+
+/**
+ * int: the sequence number of an expunged message (IDLE notifications,
+ * when the server reports EXPUNGE rather than VANISHED UIDs); each is
+ * relative to the mailbox as the expunges before it in the same
+ * notification left it.
+ */
+#define HERALD_FIELD_EXPUNGED 20
+
+/**
+ * int: the UID a copied or moved message had in its source mailbox
+ * (copy/move items, from COPYUID).
+ */
+#define HERALD_FIELD_SOURCE_UID 60
+
+/**
+ * int: 1 on the first item of an IDLE notification when more changed
+ * than it lists (over 10000 changes, or a change herald could not read):
+ * fetch what changed (herald_imap_fetch_changed_async) to catch up.
+ */
+#define HERALD_FIELD_TRUNCATED 61
+
+/**
  * An SMTP client: sends mail (`herald_send_async`, `herald_send_raw_async`).
  */
 #define HERALD_PROTOCOL_SMTP 1
@@ -822,6 +897,56 @@ herald_status herald_imap_expunge_async(struct herald_client *c, const char *mai
 herald_status herald_imap_idle_async(struct herald_client *c, const char *mailbox, herald_callback on_change, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
+ * METHOD (IMAP client). STATUS of `mailbox` without selecting it. Result:
+ * one item (uid 0) with HERALD_FIELD_NAME and the int fields
+ * HERALD_FIELD_MESSAGES, _UNSEEN, _UIDNEXT, _UIDVALIDITY and, when the
+ * server has CONDSTORE, _HIGHESTMODSEQ. An unknown mailbox is
+ * HERALD_STATUS_NOT_FOUND.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_status_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). STATUS of `n` mailboxes (`mailboxes[i]`, UTF-8
+ * names; 1 to 100000) in one op, pipelined, none selected. Result: one
+ * item per mailbox, in the order given, as `herald_imap_status_async`'s.
+ * A mailbox the server refuses (unknown: HERALD_STATUS_NOT_FOUND) fails
+ * the op with the server's reason; the result then holds the items of
+ * the mailboxes before it.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_status_list_async(struct herald_client *c, const char *const *mailboxes, size_t n, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). Fetches what changed in `uid_set` of `mailbox`
+ * since mod-sequence `changed_since_modseq` (CONDSTORE `CHANGEDSINCE`,
+ * RFC 7162): one item per message whose flags changed, in UID order, with
+ * HERALD_FIELD_MODSEQ and what `parts` asks for (as
+ * `herald_imap_fetch_async`); with QRESYNC, also one item per UID of the
+ * set expunged since then, with HERALD_FIELD_VANISHED = 1 and no other
+ * field. Every item carries HERALD_FIELD_UIDVALIDITY, and the result's
+ * mailbox fields (`herald_result_mailbox_int`) the mailbox's
+ * HIGHESTMODSEQ: keep it for the next call. `uid_set` may name its
+ * UIDVALIDITY (see the top of this section). 0 as the mod-sequence asks
+ * for every message. A server without CONDSTORE is
+ * HERALD_STATUS_UNSUPPORTED.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_fetch_changed_async(struct herald_client *c, const char *mailbox, const char *uid_set, uint32_t parts, uint64_t changed_since_modseq, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
  * CONSTRUCTOR. A new, empty message; the caller owns it and frees it with
  * `herald_message_free`. NULL only on an internal error.
  */
@@ -1033,6 +1158,17 @@ const char *herald_result_str(const struct herald_result *r, size_t i, uint32_t 
  * `herald_last_error()`).
  */
 uint64_t herald_result_int(const struct herald_result *r, size_t i, uint32_t field);
+
+/**
+ * METHOD. A field of the result as a whole, not of one item: for an IMAP
+ * op that selects its mailbox (search, fetch, fetch_changed, store, copy,
+ * move, expunge), that mailbox's state when the op ended:
+ * HERALD_FIELD_UIDVALIDITY, _UIDNEXT (as of the SELECT), _EXISTS and,
+ * with CONDSTORE, _HIGHESTMODSEQ. Such ops always have a result (maybe
+ * with no items), so the state is there also when nothing matched. 0 if
+ * absent or `r` NULL (the reason in `herald_last_error()`).
+ */
+uint64_t herald_result_mailbox_int(const struct herald_result *r, uint32_t field);
 
 /**
  * METHOD. Item i's bytes (a message or its header block) and their length

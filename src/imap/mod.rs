@@ -345,6 +345,12 @@ impl ImapDriver {
                 .is_some_and(|s| s.is_aborted() || s.is_broken())
         {
             self.session = None;
+        } else if e.status == Status::Transient {
+            // The server could not use the mailbox (Dovecot: SERVERBUG after
+            // another client deleted and made it again): select it afresh next time.
+            if let Some(s) = self.session.as_mut() {
+                s.selected = None;
+            }
         }
     }
 
@@ -402,8 +408,7 @@ impl ImapDriver {
             ImapOp::Search { criteria } => search(s, mb, criteria),
             ImapOp::Fetch { uids, parts } => fetch(s, t, mb, uids, *parts, None),
             ImapOp::FetchChanged { uids, parts, since } => {
-                s.select(mb, false)?;
-                sync::need_condstore(s)?;
+                sync::select_synced(s, mb)?;
                 fetch(s, t, mb, uids, *parts, Some(*since))
             }
             ImapOp::Status { mailboxes } => sync::status(s, mailboxes),
@@ -999,12 +1004,10 @@ fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Ou
     Ok(Success::new(0, format!("moved {uids} to {target}")).with_result(copies))
 }
 
-/// UID FETCH; with `since`, only what changed since that MODSEQ
-/// (CHANGEDSINCE), and with QRESYNC the UIDs expunged since (VANISHED).
-fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, since: Option<u64>) -> Outcome {
-    s.select(mailbox, false)?;
+/// The data items a fetch of `parts` asks for ("UID FLAGS BODY.PEEK[]").
+fn fetch_items(parts: u32, modseq: bool) -> String {
     let mut items = String::from("UID");
-    if parts & FETCH_MODSEQ != 0 || since.is_some() {
+    if modseq {
         items.push_str(" MODSEQ");
     }
     if parts & FETCH_FLAGS != 0 {
@@ -1016,16 +1019,23 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, sin
     if parts & FETCH_SIZE != 0 {
         items.push_str(" RFC822.SIZE");
     }
-    let body = parts & FETCH_BODY != 0;
-    if body {
+    if parts & FETCH_BODY != 0 {
         items.push_str(" BODY.PEEK[]");
     } else if parts & FETCH_HEADERS != 0 {
         items.push_str(" BODY.PEEK[HEADER]");
     }
+    items
+}
+
+/// UID FETCH; with `since`, only what changed since that MODSEQ
+/// (CHANGEDSINCE), and with QRESYNC the UIDs expunged since (VANISHED).
+fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, since: Option<u64>) -> Outcome {
+    s.select(mailbox, false)?;
+    let modseq = parts & FETCH_MODSEQ != 0 || since.is_some();
+    let items = fetch_items(parts, modseq);
+    let body = parts & FETCH_BODY != 0;
     let tag = s.conn().next_tag();
-    let mut line = Command::UidFetch { uids, items: &items }.line(&tag);
-    line.insert_str(line.len() - 2, &sync::fetch_modifier(since, s.qresync));
-    s.send(line.as_bytes())?;
+    sync::send_fetch(s, &tag, uids, &items, since)?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
     let mut received = 0u64;
     let mut reported = 0u64;
@@ -1037,6 +1047,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, sin
                 if status.cond != Cond::Ok {
                     return Err(status.error(&format!("UID FETCH {uids} in {mailbox}")));
                 }
+                session::track(&mut s.selected, &Response::Status(status));
                 break;
             }
             Response::Tagged { tag: tg, .. } => {

@@ -549,6 +549,10 @@ impl Session {
             each(r);
             Ok(())
         });
+        if let Ok(st) = &r {
+            // A tagged OK's codes (HIGHESTMODSEQ) are news about the mailbox too.
+            super::sync::track_status(selected, st);
+        }
         self.checked(r)
     }
 

@@ -65,6 +65,15 @@ pub fn track(s: &mut Selected, r: &Response) {
     }
 }
 
+/// Applies a tagged reply's codes (`[HIGHESTMODSEQ n]`) to the selected mailbox.
+pub fn track_status(selected: &mut Option<Selected>, st: &StatusLine) {
+    if let Some(s) = selected.as_mut() {
+        if st.cond == Cond::Ok {
+            s.state.apply_code(st);
+        }
+    }
+}
+
 /// How many UIDs a `VANISHED` (not `VANISHED (EARLIER)`) names.
 pub fn vanished_now(values: &[Value]) -> Option<u32> {
     let [set] = values else { return None };
@@ -185,14 +194,38 @@ pub fn state_only(s: &Session, detail: String) -> Outcome {
     Ok(Success::new(0, detail).with_result(stamp(s, ResultData::new(Vec::new()), false)))
 }
 
-/// The items of a `UID FETCH`: `(items) (CHANGEDSINCE n VANISHED)` when
-/// fetching what changed (VANISHED with QRESYNC enabled).
-pub fn fetch_modifier(since: Option<u64>, qresync: bool) -> String {
+/// The modifier of a `UID FETCH` of what changed since `since`:
+/// `(CHANGEDSINCE n VANISHED)` (VANISHED with QRESYNC enabled).
+fn fetch_modifier(since: Option<u64>, qresync: bool) -> String {
     match since {
         None => String::new(),
         Some(m) if qresync => format!(" (CHANGEDSINCE {m} VANISHED)"),
         Some(m) => format!(" (CHANGEDSINCE {m})"),
     }
+}
+
+/// Sends `UID FETCH uids (items)` as command `tag`, with CHANGEDSINCE when `since`.
+pub fn send_fetch(s: &mut Session, tag: &str, uids: &str, items: &str, since: Option<u64>) -> Result<()> {
+    let mut line = Command::UidFetch { uids, items }.line(tag);
+    line.insert_str(line.len() - 2, &fetch_modifier(since, s.qresync));
+    s.send(line.as_bytes())
+}
+
+/// Selects `mailbox` for a fetch of what changed, with the server's view
+/// of it current: a server shows a connection other clients' changes only
+/// when it syncs, and CHANGEDSINCE must see them all. A selection kept
+/// from an earlier op is synced with a NOOP first, and waited for: Dovecot
+/// runs a FETCH pipelined behind a NOOP before the NOOP's sync. (What the
+/// NOOP reports only updates the mailbox's state: the fetch reports every
+/// change since its MODSEQ again.)
+pub fn select_synced(s: &mut Session, mailbox: &str) -> Result<()> {
+    let kept = s.selected.as_ref().is_some_and(|x| x.name == mailbox);
+    s.select(mailbox, false)?;
+    need_condstore(s)?;
+    if kept {
+        s.simple(Command::Noop, "NOOP")?;
+    }
+    Ok(())
 }
 
 /// Most UIDs one VANISHED response may name in a result.
@@ -284,12 +317,13 @@ pub fn special_use(attributes: &[String]) -> String {
 }
 
 /// The LIST command: with LIST-EXTENDED and SPECIAL-USE, the roles are
-/// asked for (`RETURN (SPECIAL-USE)`, RFC 6154), so servers that list them
-/// only when asked list them too.
+/// asked for (`RETURN (CHILDREN SPECIAL-USE)`, RFC 6154), so servers that
+/// list them only when asked list them too; CHILDREN keeps \HasChildren and
+/// \HasNoChildren, which an extended LIST returns only when asked.
 pub fn list_command(s: &Session, pattern: &str) -> String {
     let base = Command::List(Mailbox(pattern)).to_string();
     if s.caps.has("SPECIAL-USE") && s.caps.has("LIST-EXTENDED") {
-        format!("{base} RETURN (SPECIAL-USE)")
+        format!("{base} RETURN (CHILDREN SPECIAL-USE)")
     } else {
         base
     }
