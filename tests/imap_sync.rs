@@ -52,6 +52,11 @@ fn sync_state_status_and_a_changed_uidvalidity() {
     for m in ["Sync", "Copies", "Entw\u{fc}rfe"] {
         assert!(c.done(c.imap_create(m)).ok());
     }
+    // A fetch goes in the same write as the EXAMINE it needs; when the
+    // EXAMINE fails, the server refuses the fetch too, and the connection
+    // stays in step for the next op.
+    let r = c.done(c.imap_fetch("Nowhere", "1:*", HERALD_FETCH_FLAGS));
+    assert_eq!(r.status, HERALD_STATUS_NOT_FOUND, "{r:?}");
     let appended = append_n(&c, "Sync", 3);
     let v = int(&appended.items[0], HERALD_FIELD_UIDVALIDITY);
     assert!(v > 0, "APPENDUID's uidvalidity: {appended:?}");

@@ -1030,12 +1030,11 @@ fn fetch_items(parts: u32, modseq: bool) -> String {
 /// UID FETCH; with `since`, only what changed since that MODSEQ
 /// (CHANGEDSINCE), and with QRESYNC the UIDs expunged since (VANISHED).
 fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, since: Option<u64>) -> Outcome {
-    s.select(mailbox, false)?;
     let modseq = parts & FETCH_MODSEQ != 0 || since.is_some();
     let items = fetch_items(parts, modseq);
     let body = parts & FETCH_BODY != 0;
     let tag = s.conn().next_tag();
-    sync::send_fetch(s, &tag, uids, &items, since)?;
+    sync::select_and_fetch(s, mailbox, &tag, uids, &items, since)?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
     let mut received = 0u64;
     let mut reported = 0u64;

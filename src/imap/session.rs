@@ -571,12 +571,23 @@ impl Session {
     /// brought up to date first (NOOP): a server shows a connection others'
     /// changes only when it syncs.
     pub fn select(&mut self, name: &str, write: bool) -> Result<()> {
+        self.select_then(name, write, None).map(|_| ())
+    }
+
+    /// As [`Session::select`], with `then` (a whole command line and its
+    /// tag) sent behind a fresh SELECT or EXAMINE in the same write, so both
+    /// take one round trip: true if it was sent (else the caller sends it).
+    /// Not when the op named a UIDVALIDITY (it is checked first). If the
+    /// selection fails, the server refuses `then` too (no mailbox is
+    /// selected: RFC 3501 6.3.1), and that reply is read here.
+    pub fn select_then(&mut self, name: &str, write: bool, then: Option<(&str, &[u8])>) -> Result<bool> {
+        let then = then.filter(|_| self.expect_uidvalidity.is_none());
         let now = self.changes.now();
         let changed = self.changes.changed_at(name);
         if let Some(s) = &self.selected {
             if s.name == name && (!write || !s.read_only) {
                 if s.synced >= changed {
-                    return super::sync::check_uidvalidity(s, self.expect_uidvalidity);
+                    return super::sync::check_uidvalidity(s, self.expect_uidvalidity).map(|_| false);
                 }
                 let st = self.command(Command::Noop, &mut |_| {})?;
                 if st.cond != Cond::Ok {
@@ -585,7 +596,7 @@ impl Session {
                 if let Some(s) = self.selected.as_mut() {
                     s.synced = now;
                 }
-                return self.checked_uidvalidity();
+                return self.checked_uidvalidity().map(|_| false);
             }
         }
         self.selected = None;
@@ -596,12 +607,26 @@ impl Session {
         };
         let mut exists = 0;
         let mut state = super::sync::MailboxState::default();
-        let st = self.command(cmd, &mut |r| match r {
-            Response::Exists(n) => exists = n,
-            Response::Status(st) => state.apply_code(&st),
-            _ => {}
-        })?;
+        let tag = self.conn.next_tag();
+        let mut line = cmd.line(&tag).into_bytes();
+        if let Some((_, then)) = then {
+            line.extend_from_slice(then);
+        }
+        self.send(&line)?;
+        let r = reply_on(&mut self.conn, &tag, false, &mut |r| {
+            match r {
+                Response::Exists(n) => exists = n,
+                Response::Status(st) => state.apply_code(&st),
+                _ => {}
+            }
+            Ok(())
+        });
+        let st = self.checked(r)?.ok_or_else(|| Error::protocol("no reply"))?;
         if st.cond != Cond::Ok {
+            if let Some((then_tag, _)) = then {
+                let r = reply_on(&mut self.conn, then_tag, false, &mut |_| Ok(()));
+                self.checked(r)?;
+            }
             return Err(st.error(&format!("{verb} {name}")));
         }
         let read_only = !write || st.code_name().as_deref() == Some("READ-ONLY");
@@ -612,7 +637,7 @@ impl Session {
             synced: now,
             state,
         });
-        self.checked_uidvalidity()
+        self.checked_uidvalidity().map(|_| then.is_some())
     }
 
     /// The selected mailbox's UIDVALIDITY is the running op's (if it named one).

@@ -204,10 +204,23 @@ fn fetch_modifier(since: Option<u64>, qresync: bool) -> String {
     }
 }
 
-/// Sends `UID FETCH uids (items)` as command `tag`, with CHANGEDSINCE when `since`.
-pub fn send_fetch(s: &mut Session, tag: &str, uids: &str, items: &str, since: Option<u64>) -> Result<()> {
+/// Selects `mailbox` (read-only) and sends `UID FETCH uids (items)` as
+/// command `tag`, with CHANGEDSINCE when `since`. When the mailbox must be
+/// EXAMINEd first, the fetch goes in the same write: opening a folder and
+/// fetching it costs one round trip, not two.
+pub fn select_and_fetch(
+    s: &mut Session,
+    mailbox: &str,
+    tag: &str,
+    uids: &str,
+    items: &str,
+    since: Option<u64>,
+) -> Result<()> {
     let mut line = Command::UidFetch { uids, items }.line(tag);
     line.insert_str(line.len() - 2, &fetch_modifier(since, s.qresync));
+    if s.select_then(mailbox, false, Some((tag, line.as_bytes())))? {
+        return Ok(());
+    }
     s.send(line.as_bytes())
 }
 
