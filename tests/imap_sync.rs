@@ -407,3 +407,39 @@ fn idle_notifications_say_what_changed_coalesced() {
     assert!(c.result(idle).cancelled);
     c.free();
 }
+
+#[test]
+fn idle_without_qresync_reports_expunged_sequence_numbers() {
+    let d =
+        Dovecot::start_with("imap_capability = IMAP4rev1 SASL-IR LITERAL+ ENABLE IDLE UIDPLUS CONDSTORE\n");
+    let c = TestClient::imap_plain(d.imap_port, &[]);
+    assert!(c.done(c.imap_create("Old")).ok());
+    let uids: Vec<u64> = append_n(&c, "Old", 4).items.iter().map(|i| i.uid).collect();
+    let idle = c.imap_idle("Old").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Another client expunges the 2nd and 4th message.
+    py(
+        &d,
+        &format!(
+            "m.select('Old')\nm.uid('STORE', '{},{}', '+FLAGS', '(\\\\Deleted)')\nm.expunge()",
+            uids[1], uids[3]
+        ),
+    );
+    let notes = wait_notes(&c, idle, |n| {
+        n.last()
+            .is_some_and(|r| int(&r.items[0], HERALD_FIELD_EXISTS) == 2)
+    });
+    let expunged: Vec<u64> = change_items(&notes)
+        .iter()
+        .filter_map(|i| i.ints.get(&HERALD_FIELD_EXPUNGED).copied())
+        .collect();
+    // In the server's order, each relative to the mailbox the ones before
+    // left: Dovecot sends 4 then 2; 2 then 3 would say the same.
+    assert!(expunged == [4, 2] || expunged == [2, 3], "{notes:?}");
+    assert!(change_items(&notes)
+        .iter()
+        .all(|i| int(i, HERALD_FIELD_VANISHED) == 0));
+    assert_eq!(c.cancel(idle), HERALD_STATUS_OK);
+    assert!(c.result(idle).cancelled);
+    c.free();
+}

@@ -28,6 +28,16 @@ pub const HERALD_FETCH_MODSEQ: u32 = 128;
 /// int: a mailbox's UIDVALIDITY. On every fetch and search item, on
 /// append and copy/move items (the target's, from APPENDUID/COPYUID), on
 /// STATUS items, and as a mailbox field of every op that selects.
+///
+/// Cached UIDs: every `uid_set` argument (fetch, fetch_changed, store,
+/// copy, move) may end in ";UIDVALIDITY=n" (as IMAP URLs write it, RFC
+/// 5092), e.g. "1:5,7;UIDVALIDITY=3857529045". The op then runs only while
+/// the mailbox's UIDVALIDITY is n. If it is not (the mailbox was deleted
+/// and made again, or renumbered), the op sends no UID, completes with
+/// HERALD_STATUS_NOT_FOUND and a detail naming both values, and its result
+/// has no items but mailbox fields with the new state:
+/// `herald_result_mailbox_int(r, HERALD_FIELD_UIDVALIDITY)` != n tells it
+/// from a missing mailbox (which has no result).
 pub const HERALD_FIELD_UIDVALIDITY: u32 = 12;
 /// int: the UID the mailbox's next message will get (STATUS; mailbox field
 /// of ops that select: as of the SELECT).
@@ -158,7 +168,7 @@ pub extern "C" fn herald_imap_status_list_async(
 /// field. Every item carries HERALD_FIELD_UIDVALIDITY, and the result's
 /// mailbox fields (`herald_result_mailbox_int`) the mailbox's
 /// HIGHESTMODSEQ: keep it for the next call. `uid_set` may name its
-/// UIDVALIDITY (see the top of this section). 0 as the mod-sequence asks
+/// UIDVALIDITY (see HERALD_FIELD_UIDVALIDITY). 0 as the mod-sequence asks
 /// for every message. A server without CONDSTORE is
 /// HERALD_STATUS_UNSUPPORTED.
 ///
