@@ -98,6 +98,17 @@ class Field(IntEnum):
     EXISTS = 9
     REPLY_CODE = 10
     REPLY_TEXT = 11
+    UIDVALIDITY = 12
+    UIDNEXT = 13
+    HIGHESTMODSEQ = 14
+    MESSAGES = 15
+    UNSEEN = 16
+    VANISHED = 17
+    MODSEQ = 18
+    SPECIAL_USE = 19
+    EXPUNGED = 20
+    SOURCE_UID = 60
+    TRUNCATED = 61
 
 
 class Fetch(IntFlag):
@@ -108,6 +119,7 @@ class Fetch(IntFlag):
     SIZE = 4
     HEADERS = 8
     BODY = 16
+    MODSEQ = 128
 
 
 class LogLevel(IntEnum):
