@@ -86,6 +86,12 @@ fn sync_state_status_and_a_changed_uidvalidity() {
     assert_eq!(names, ["INBOX", "Entw\u{fc}rfe", "Sync"], "{r:?}");
     assert_eq!(int(&r.items[2], HERALD_FIELD_MESSAGES), 3);
     assert!(int(&r.items[1], HERALD_FIELD_UIDVALIDITY) > 0);
+    let r = c.done(c.imap_status_list(&["Sync", "Sync"]));
+    assert_eq!(r.items.len(), 2, "a name may repeat");
+    assert!(
+        r.items.iter().all(|i| int(i, HERALD_FIELD_MESSAGES) == 3),
+        "{r:?}"
+    );
     let r = c.done(c.imap_status_list(&["Sync", "Nowhere", "INBOX"]));
     assert_eq!(r.status, HERALD_STATUS_NOT_FOUND, "{r:?}");
     assert_eq!(r.items.len(), 1, "the mailboxes before the refused one: {r:?}");

@@ -386,7 +386,8 @@ pub fn status(s: &mut Session, mailboxes: &[String]) -> Outcome {
                 }
                 Response::Data { name, values } if name == "STATUS" => {
                     if let Some((mb, item)) = status_item(&values) {
-                        if let Some(i) = chunk.iter().position(|m| *m == mb) {
+                        // The first slot of that name not yet answered (a name may repeat).
+                        if let Some(i) = (0..chunk.len()).find(|&i| chunk[i] == mb && got[i].is_none()) {
                             got[i] = Some(item);
                         }
                     }
