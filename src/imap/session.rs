@@ -70,6 +70,9 @@ pub struct Session {
     changes: Arc<super::Changes>,
     /// QRESYNC is enabled (RFC 7162): VANISHED instead of EXPUNGE.
     pub qresync: bool,
+    /// The server offers QRESYNC and it is not yet asked for: ENABLE goes
+    /// in the same write as the session's first SELECT or EXAMINE.
+    qresync_pending: bool,
     /// The UIDVALIDITY the running op's UIDs belong to, if it named one.
     pub expect_uidvalidity: Option<u32>,
 }
@@ -371,17 +374,15 @@ impl Session {
             Some(c) => c,
             None => capabilities_on(&mut c)?,
         };
-        // QRESYNC's VANISHED (and CONDSTORE's MODSEQs) for every op.
-        let enable = [Part::Text("ENABLE QRESYNC".into())];
-        let qresync =
-            caps.has("QRESYNC") && command_on(&mut c, &enable, &|_| false, &mut |_| Ok(()))?.cond == Cond::Ok;
+        let qresync_pending = caps.has("QRESYNC");
         Ok(Session {
             conn: c,
             caps,
             selected: None,
             io_timeout: o.io_timeout,
             changes,
-            qresync,
+            qresync: false,
+            qresync_pending,
             expect_uidvalidity: None,
         })
     }
@@ -607,12 +608,22 @@ impl Session {
         };
         let mut exists = 0;
         let mut state = super::sync::MailboxState::default();
+        let enable = self.qresync_pending.then(|| self.conn.next_tag());
         let tag = self.conn.next_tag();
-        let mut line = cmd.line(&tag).into_bytes();
+        let mut line = Vec::new();
+        if let Some(t) = &enable {
+            // QRESYNC's VANISHED (and CONDSTORE's MODSEQs) for every op
+            // from now on; ENABLE is valid before a mailbox is selected.
+            line.extend_from_slice(format!("{t} ENABLE QRESYNC\r\n").as_bytes());
+        }
+        line.extend_from_slice(cmd.line(&tag).as_bytes());
         if let Some((_, then)) = then {
             line.extend_from_slice(then);
         }
         self.send(&line)?;
+        if let Some(t) = enable {
+            self.enabled(&t)?;
+        }
         let r = reply_on(&mut self.conn, &tag, false, &mut |r| {
             match r {
                 Response::Exists(n) => exists = n,
@@ -638,6 +649,14 @@ impl Session {
             state,
         });
         self.checked_uidvalidity().map(|_| then.is_some())
+    }
+
+    /// Reads the reply to ENABLE QRESYNC (command `tag`).
+    fn enabled(&mut self, tag: &str) -> Result<()> {
+        self.qresync_pending = false;
+        let r = reply_on(&mut self.conn, tag, false, &mut |_| Ok(()));
+        self.qresync = self.checked(r)?.is_some_and(|st| st.cond == Cond::Ok);
+        Ok(())
     }
 
     /// The selected mailbox's UIDVALIDITY is the running op's (if it named one).
