@@ -10,7 +10,9 @@
 //! (bodies read straight into the result), APPEND (pipelined with
 //! LITERAL+, batched with MULTIAPPEND, UIDs from APPENDUID), UID STORE,
 //! UID COPY, UID MOVE (or COPY, STORE and UID EXPUNGE), EXPUNGE, IDLE
-//! (woken by herald to renew it, lend the connection or stop) and LOGOUT.
+//! (woken by herald to renew it, lend the connection or stop) and LOGOUT;
+//! and for sync state (`sync`): ENABLE QRESYNC, STATUS, UID FETCH with
+//! CHANGEDSINCE and VANISHED, LIST RETURN (SPECIAL-USE).
 //!
 //! Why not the `imap` crate (3.0 alpha) with imap-proto, which herald once
 //! used for login and the simple commands: the crate reads response lines
@@ -53,7 +55,8 @@
 //! again (reporting any change meanwhile) and resumes IDLE. At most
 //! MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
 //! Changes are coalesced: at most one on_change notification per IDLE op
-//! is pending at a time, and it carries the latest count.
+//! is pending at a time; it carries the latest count, and the change items
+//! of the one it replaced (`sync::ChangeLog`, `result::coalesce`).
 
 pub mod args;
 pub mod command;
