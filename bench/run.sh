@@ -12,7 +12,9 @@
 #    10 KB and 100 KB) and submit_bench (the cost
 #    of one herald_send_raw_async call and the memory per op with 100,000
 #    ops queued), each R times (default 5), printing medians and ranges;
-#    then imap_bench (fetch and bulk append against Python's imaplib) and
+#    then imap_bench (fetch and bulk append against Python's imaplib),
+#    imap_sync_bench (opening a folder and fetching it at 20 ms RTT against
+#    imaplib and a one-write client; CHANGEDSINCE against a full resync) and
 #    pop3_bench (pipelined retrieval against Python's poplib), once each;
 #    then cpu_bench --runs 3 (callgrind instructions per 10 KB message against
 #    a minimal pipelining client, herald_send_async against lettre's builder,
@@ -54,6 +56,9 @@ target/release/submit_bench --runs "$runs"
 echo
 echo "== imap_bench"
 target/release/imap_bench
+echo
+echo "== imap_sync_bench"
+target/release/imap_sync_bench
 echo
 echo "== pop3_bench"
 target/release/pop3_bench

@@ -118,6 +118,91 @@
 #define HERALD_FETCH_BODYSTRUCTURE 64
 
 /**
+ * `parts` bit of `herald_imap_fetch_async`: each message's CONDSTORE
+ * mod-sequence (HERALD_FIELD_MODSEQ; the server needs CONDSTORE).
+ */
+#define HERALD_FETCH_MODSEQ 128
+
+/**
+ * int: a mailbox's UIDVALIDITY. On every fetch and search item, on
+ * append and copy/move items (the target's, from APPENDUID/COPYUID), on
+ * STATUS items, and as a mailbox field of every op that selects.
+ *
+ * Cached UIDs: every `uid_set` argument (fetch, fetch_changed, store,
+ * copy, move) may end in ";UIDVALIDITY=n" (as IMAP URLs write it, RFC
+ * 5092), e.g. "1:5,7;UIDVALIDITY=3857529045". The op then runs only while
+ * the mailbox's UIDVALIDITY is n. If it is not (the mailbox was deleted
+ * and made again, or renumbered), the op sends no UID, completes with
+ * HERALD_STATUS_NOT_FOUND and a detail naming both values, and its result
+ * has no items but mailbox fields with the new state:
+ * `herald_result_mailbox_int(r, HERALD_FIELD_UIDVALIDITY)` != n tells it
+ * from a missing mailbox (which has no result).
+ */
+#define HERALD_FIELD_UIDVALIDITY 12
+
+/**
+ * int: the UID the mailbox's next message will get (STATUS; mailbox field
+ * of ops that select: as of the SELECT).
+ */
+#define HERALD_FIELD_UIDNEXT 13
+
+/**
+ * int: a mailbox's highest CONDSTORE mod-sequence (STATUS; mailbox field
+ * of ops that select; IDLE notifications); absent without CONDSTORE.
+ */
+#define HERALD_FIELD_HIGHESTMODSEQ 14
+
+/**
+ * int: messages in the mailbox (STATUS).
+ */
+#define HERALD_FIELD_MESSAGES 15
+
+/**
+ * int: messages without \Seen (STATUS).
+ */
+#define HERALD_FIELD_UNSEEN 16
+
+/**
+ * int: 1 on an item whose uid was expunged (fetch_changed with QRESYNC,
+ * IDLE notifications).
+ */
+#define HERALD_FIELD_VANISHED 17
+
+/**
+ * int: a message's CONDSTORE mod-sequence (HERALD_FETCH_MODSEQ,
+ * fetch_changed, IDLE flag changes).
+ */
+#define HERALD_FIELD_MODSEQ 18
+
+/**
+ * str: a mailbox's SPECIAL-USE roles (RFC 6154) on list items: "\Sent",
+ * "\Trash", "\Drafts", "\Junk", "\Archive", "\All", "\Flagged", space
+ * separated; absent when it has none.
+ */
+#define HERALD_FIELD_SPECIAL_USE 19
+
+/**
+ * int: the sequence number of an expunged message (IDLE notifications,
+ * when the server reports EXPUNGE rather than VANISHED UIDs); each is
+ * relative to the mailbox as the expunges before it in the same
+ * notification left it.
+ */
+#define HERALD_FIELD_EXPUNGED 20
+
+/**
+ * int: the UID a copied or moved message had in its source mailbox
+ * (copy/move items, from COPYUID).
+ */
+#define HERALD_FIELD_SOURCE_UID 60
+
+/**
+ * int: 1 on the first item of an IDLE notification when more changed
+ * than it lists (over 10000 changes, or a change herald could not read):
+ * fetch what changed (herald_imap_fetch_changed_async) to catch up.
+ */
+#define HERALD_FIELD_TRUNCATED 61
+
+/**
  * An SMTP client: sends mail (`herald_send_async`, `herald_send_raw_async`).
  */
 #define HERALD_PROTOCOL_SMTP 1
@@ -1047,7 +1132,9 @@ herald_status herald_client_set_oauth2_token_provider(struct herald_client *c, h
  * METHOD (IMAP client). Lists the mailboxes matching `pattern` (`*` and `%`
  * are wildcards, as in IMAP LIST; "*" lists all). Result: one item per
  * mailbox, with HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its
- * attributes, such as "\HasNoChildren \Sent"); uid 0.
+ * attributes, such as "\HasNoChildren \Sent"); uid 0. A mailbox with a
+ * SPECIAL-USE role (RFC 6154: \Sent, \Trash, \Drafts, \Junk, \Archive,
+ * \All, \Flagged) also has HERALD_FIELD_SPECIAL_USE.
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -1083,8 +1170,10 @@ herald_status herald_imap_delete_async(struct herald_client *c, const char *mail
  * METHOD (IMAP client). Searches `mailbox` with `criteria` in IMAP SEARCH syntax
  * (`UNSEEN FROM "bob"`). Quotes and parentheses must balance; literals,
  * CR and LF are refused (non-ASCII text in quotes is sent as UTF-8).
- * Result: the UIDs found, ascending, one item each (no fields); no match
- * gives OK with an empty result.
+ * Result: the UIDs found, ascending, one item each (with
+ * HERALD_FIELD_UIDVALIDITY); no match gives OK with an empty result. The
+ * result's mailbox fields (`herald_result_mailbox_int`) hold the mailbox's
+ * UIDVALIDITY, UIDNEXT, EXISTS and HIGHESTMODSEQ.
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -1096,16 +1185,20 @@ herald_status herald_imap_search_async(struct herald_client *c, const char *mail
 /**
  * METHOD (IMAP client). Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
  * is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED |
- * _BODYSTRUCTURE. Result: one
+ * _BODYSTRUCTURE | _MODSEQ. Result: one
  * item per message, in UID order; its bytes are the whole message when
  * BODY was asked for, else the header block. Fetching never marks mail
  * \Seen. Each item's uid is the message's UID; its fields are those
  * `parts` asked for (HERALD_FIELD_FLAGS; _SUBJECT, _FROM, _TO, _DATE,
  * _MESSAGE_ID, and with ENVELOPE also _CC, _BCC, _REPLY_TO, _SENDER,
- * _IN_REPLY_TO, _REFERENCES, _INTERNALDATE, _DATE_UNIX; _SIZE), the parsed
- * message (`herald_result_parsed`, HERALD_FETCH_PARSED) and the MIME
- * structure (`herald_result_part`, HERALD_FETCH_BODYSTRUCTURE); UIDs the
- * mailbox lacks are left out (no error).
+ * _IN_REPLY_TO, _REFERENCES, _INTERNALDATE, _DATE_UNIX; _SIZE; _MODSEQ),
+ * HERALD_FIELD_UIDVALIDITY, the parsed message (`herald_result_parsed`,
+ * HERALD_FETCH_PARSED) and the MIME structure (`herald_result_part`,
+ * HERALD_FETCH_BODYSTRUCTURE); UIDs the mailbox lacks are left out (no
+ * error). The result's mailbox fields (`herald_result_mailbox_int`) hold
+ * the mailbox's state. `uid_set` may end in ";UIDVALIDITY=n": then nothing
+ * is fetched unless the mailbox's UIDVALIDITY is n (HERALD_STATUS_NOT_FOUND;
+ * see HERALD_FIELD_UIDVALIDITY).
  * Progress reports the bytes received so far, with total 0.
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
@@ -1119,7 +1212,8 @@ herald_status herald_imap_fetch_async(struct herald_client *c, const char *mailb
  * METHOD (IMAP client). Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
  * byte-exact) to `mailbox` in one op, with `flags` ("\\Seen", space
  * separated; NULL for none). Result: one item per message appended, its
- * UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
+ * UID (0 if the server lacks UIDPLUS) and, from APPENDUID, the mailbox's
+ * HERALD_FIELD_UIDVALIDITY. A cancel stops between messages;
  * the cancelled completion still lists every message that reached the
  * server, and so does a completion with an error (a refusal or a lost
  * connection part way). Progress reports bytes sent of the total. `n` is
@@ -1147,7 +1241,9 @@ herald_status herald_imap_append_async(struct herald_client *c, const char *mail
  * `mode` HERALD_STORE_ADD (1) adds `flags` ("\Seen \Flagged", space
  * separated), HERALD_STORE_REMOVE (-1) removes them, HERALD_STORE_REPLACE
  * (0) replaces all flags with them; another mode is INVALID_ARGUMENT.
- * Result: none (NULL).
+ * Result: no items; its mailbox fields hold the mailbox's state. `uid_set`
+ * may end in ";UIDVALIDITY=n": nothing is stored unless the mailbox's
+ * UIDVALIDITY is n (HERALD_STATUS_NOT_FOUND).
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -1158,8 +1254,12 @@ herald_status herald_imap_store_async(struct herald_client *c, const char *mailb
 
 /**
  * METHOD (IMAP client). Copies `uid_set` from `mailbox` to `target`.
- * Result: none (NULL); an unknown target is HERALD_STATUS_NOT_FOUND or
- * REJECTED, as the server says.
+ * Result: with UIDPLUS (COPYUID), one item per copy: uid = its UID in
+ * `target`, HERALD_FIELD_SOURCE_UID = its UID in `mailbox`,
+ * HERALD_FIELD_UIDVALIDITY = `target`'s; else no items. The mailbox
+ * fields hold `mailbox`'s state. An unknown target is
+ * HERALD_STATUS_NOT_FOUND or REJECTED, as the server says. `uid_set` may
+ * end in ";UIDVALIDITY=n" (nothing is copied unless `mailbox` has it).
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -1171,7 +1271,9 @@ herald_status herald_imap_copy_async(struct herald_client *c, const char *mailbo
 /**
  * METHOD (IMAP client). Moves `uid_set` from `mailbox` to `target`: MOVE
  * when the server offers it, else COPY, STORE \Deleted and UID EXPUNGE of
- * exactly those UIDs. Result: none (NULL).
+ * exactly those UIDs. Result: as `herald_imap_copy_async`'s (COPYUID
+ * items). `uid_set` may end in ";UIDVALIDITY=n" (nothing is moved unless
+ * `mailbox` has it).
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -1182,7 +1284,7 @@ herald_status herald_imap_move_async(struct herald_client *c, const char *mailbo
 
 /**
  * METHOD (IMAP client). Removes the messages flagged \Deleted from
- * `mailbox`. Result: none (NULL).
+ * `mailbox`. Result: no items; its mailbox fields hold the mailbox's state.
  *
  * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
  * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -1196,9 +1298,18 @@ herald_status herald_imap_expunge_async(struct herald_client *c, const char *mai
  * ops, one IDLE op delivers MANY notifications and then one completion.
  *
  * - Each time the mailbox changes, a notification with the op's id and
- *   `user_token`, status OK and one result item whose HERALD_FIELD_EXISTS is
- *   the mailbox's message count goes to `on_change`, on the delivery
- *   thread. With `on_change` NULL the notifications are queued on the
+ *   `user_token`, status OK and a result goes to `on_change`, on the
+ *   delivery thread. Its first item (uid 0) is the mailbox's state:
+ *   HERALD_FIELD_NAME, HERALD_FIELD_EXISTS (the message count),
+ *   HERALD_FIELD_UIDVALIDITY, HERALD_FIELD_HIGHESTMODSEQ (with CONDSTORE).
+ *   The items after it say what changed since the previous notification,
+ *   oldest first: an expunge (uid 0, HERALD_FIELD_EXPUNGED = its sequence
+ *   number) or, with QRESYNC, an expunged UID (uid, HERALD_FIELD_VANISHED =
+ *   1); a flag change (uid, 0 when the server did not say it;
+ *   HERALD_FIELD_FLAGS, the message's flags now; HERALD_FIELD_MODSEQ).
+ *   Notifications are coalesced (at most one waits for delivery; a newer
+ *   one takes over its change items); one lists at most 10000 changes,
+ *   beyond which its first item has HERALD_FIELD_TRUNCATED = 1. With `on_change` NULL the notifications are queued on the
  *   client's completion queue instead (take them with `herald_client_next`
  *   and free each with `herald_completion_free`), whatever `cb` is. In the
  *   queue, the IDLE op's entries with status OK are notifications; its
@@ -1265,6 +1376,56 @@ const char *herald_result_part_param(const struct herald_result *r, size_t i, si
  * NULL; on an error status none comes and `herald_last_error()` says why.
  */
 herald_status herald_imap_fetch_section_async(struct herald_client *c, const char *mailbox, uint64_t uid, const char *section, uint64_t offset, uint64_t max_len, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). STATUS of `mailbox` without selecting it. Result:
+ * one item (uid 0) with HERALD_FIELD_NAME and the int fields
+ * HERALD_FIELD_MESSAGES, _UNSEEN, _UIDNEXT, _UIDVALIDITY and, when the
+ * server has CONDSTORE, _HIGHESTMODSEQ. An unknown mailbox is
+ * HERALD_STATUS_NOT_FOUND.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_status_async(struct herald_client *c, const char *mailbox, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). STATUS of `n` mailboxes (`mailboxes[i]`, UTF-8
+ * names; 1 to 100000) in one op, pipelined, none selected. Result: one
+ * item per mailbox, in the order given, as `herald_imap_status_async`'s.
+ * A mailbox the server refuses (unknown: HERALD_STATUS_NOT_FOUND) fails
+ * the op with the server's reason; the result then holds the items of
+ * the mailboxes before it.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_status_list_async(struct herald_client *c, const char *const *mailboxes, size_t n, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (IMAP client). Fetches what changed in `uid_set` of `mailbox`
+ * since mod-sequence `changed_since_modseq` (CONDSTORE `CHANGEDSINCE`,
+ * RFC 7162): one item per message whose flags changed, in UID order, with
+ * HERALD_FIELD_MODSEQ and what `parts` asks for (as
+ * `herald_imap_fetch_async`); with QRESYNC, also one item per UID of the
+ * set expunged since then, with HERALD_FIELD_VANISHED = 1 and no other
+ * field. Every item carries HERALD_FIELD_UIDVALIDITY, and the result's
+ * mailbox fields (`herald_result_mailbox_int`) the mailbox's
+ * HIGHESTMODSEQ: keep it for the next call. `uid_set` may name its
+ * UIDVALIDITY (see HERALD_FIELD_UIDVALIDITY). 0 as the mod-sequence asks
+ * for every message. A server without CONDSTORE is
+ * HERALD_STATUS_UNSUPPORTED.
+ *
+ * Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
+ * is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
+ * the client's delivery thread, or to the completion queue when `cb` is
+ * NULL; on an error status none comes and `herald_last_error()` says why.
+ */
+herald_status herald_imap_fetch_changed_async(struct herald_client *c, const char *mailbox, const char *uid_set, uint32_t parts, uint64_t changed_since_modseq, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
  * CONSTRUCTOR. A new, empty message; the caller owns it and frees it with
@@ -1590,6 +1751,17 @@ const char *herald_result_str(const struct herald_result *r, size_t i, uint32_t 
  * `herald_last_error()`).
  */
 uint64_t herald_result_int(const struct herald_result *r, size_t i, uint32_t field);
+
+/**
+ * METHOD. A field of the result as a whole, not of one item: for an IMAP
+ * op that selects its mailbox (search, fetch, fetch_changed, store, copy,
+ * move, expunge), that mailbox's state when the op ended:
+ * HERALD_FIELD_UIDVALIDITY, _UIDNEXT (as of the SELECT), _EXISTS and,
+ * with CONDSTORE, _HIGHESTMODSEQ. Such ops always have a result (maybe
+ * with no items), so the state is there also when nothing matched. 0 if
+ * absent or `r` NULL (the reason in `herald_last_error()`).
+ */
+uint64_t herald_result_mailbox_int(const struct herald_result *r, uint32_t field);
 
 /**
  * METHOD. Item i's bytes (a message or its header block) and their length

@@ -175,6 +175,7 @@ mod tests {
         let imap = ImapJob {
             mailbox: "INBOX".into(),
             op: ImapOp::Expunge,
+            uidvalidity: None,
         };
         let e = submit(imap)(&c).unwrap_err();
         assert_eq!(e.status, Status::InvalidArgument);

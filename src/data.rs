@@ -53,6 +53,20 @@ pub mod field {
     pub(crate) const SECURITY: u32 = 46;
     /// The test-account op: the mechanism it logged in with.
     pub(crate) const AUTH_MECHANISM: u32 = 47;
+    /// IMAP sync state (`imap::sync`).
+    pub(crate) const UIDVALIDITY: u32 = 12;
+    pub(crate) const UIDNEXT: u32 = 13;
+    pub(crate) const HIGHESTMODSEQ: u32 = 14;
+    pub(crate) const MESSAGES: u32 = 15;
+    pub(crate) const UNSEEN: u32 = 16;
+    pub(crate) const VANISHED: u32 = 17;
+    pub(crate) const MODSEQ: u32 = 18;
+    pub(crate) const SPECIAL_USE: u32 = 19;
+    pub(crate) const EXPUNGED: u32 = 20;
+    /// The UID a copied or moved message had in its source mailbox.
+    pub(crate) const SOURCE_UID: u32 = 60;
+    /// More changes happened than a notification lists.
+    pub(crate) const TRUNCATED: u32 = 61;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.
@@ -124,10 +138,20 @@ impl ResultItem {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResultData {
     pub items: Vec<ResultItem>,
+    /// Fields of the result as a whole (an IMAP op's mailbox state).
+    pub mailbox: Vec<(u32, u64)>,
 }
 
 impl ResultData {
     pub fn new(items: Vec<ResultItem>) -> Self {
-        ResultData { items }
+        ResultData {
+            items,
+            mailbox: Vec::new(),
+        }
+    }
+
+    /// A field of the result as a whole.
+    pub fn mailbox_int(&self, field: u32) -> Option<u64> {
+        self.mailbox.iter().find(|(f, _)| *f == field).map(|(_, v)| *v)
     }
 }

@@ -236,6 +236,7 @@ pub fn imap_client(data: &[u8]) {
                     uids: "1:*".into(),
                     parts: 0x1f,
                 },
+                uidvalidity: None,
             };
             let submitted = c.submit(
                 work,

@@ -19,8 +19,8 @@ pub mod connect;
 // The fuzz targets use only part of it.
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod mem;
-pub mod tls;
 pub mod proxy;
+pub mod tls;
 pub mod transport;
 
 pub use connect::connect;

@@ -202,7 +202,7 @@ impl Opt {
             | Opt::TlsPinSha256
             | Opt::ClientCertFile
             | Opt::ClientKeyFile => Kind::Str,
-            | Opt::Proxy => Kind::Str,
+            Opt::Proxy => Kind::Str,
             _ => Kind::Int,
         }
     }
@@ -227,8 +227,7 @@ impl Opt {
             | Opt::TlsMinVersion
             | Opt::ClientCertFile
             | Opt::ClientKeyFile => network,
-            | Opt::Proxy
-            | Opt::KeepaliveS => network,
+            Opt::Proxy | Opt::KeepaliveS => network,
             Opt::MaxConnections
             | Opt::IdleTimeoutMs
             | Opt::ThrottleMessages

@@ -26,6 +26,37 @@ impl Success {
     }
 }
 
+/// Most change items one notification lists (IMAP IDLE: `imap::sync`);
+/// beyond, its first item says HERALD_FIELD_TRUNCATED = 1.
+pub const MAX_CHANGE_ITEMS: usize = 10_000;
+
+/// A notification that replaces one not yet delivered (notifications are
+/// coalesced): the newer's first item (the mailbox's state) stands, and
+/// the change items of both are kept, oldest first, at most
+/// [`MAX_CHANGE_ITEMS`] (beyond, the first item says TRUNCATED).
+pub fn coalesce(older: Option<ResultData>, newer: &mut Option<ResultData>) {
+    let (Some(old), Some(new)) = (older, newer.as_mut()) else {
+        return;
+    };
+    if new.items.is_empty() {
+        return;
+    }
+    let lost_before = old
+        .items
+        .first()
+        .is_some_and(|i| i.int_field(field::TRUNCATED).is_some());
+    let mut changes: Vec<ResultItem> = old.items.into_iter().skip(1).collect();
+    if changes.is_empty() && !lost_before {
+        return;
+    }
+    changes.extend(new.items.drain(1..));
+    if changes.len() > MAX_CHANGE_ITEMS || lost_before {
+        changes.truncate(MAX_CHANGE_ITEMS);
+        new.items[0].set_int(field::TRUNCATED, 1);
+    }
+    new.items.extend(changes);
+}
+
 /// How an op ended.
 pub type Outcome = Result<Success, Error>;
 
@@ -96,6 +127,13 @@ impl Completion {
         }
     }
 
+    /// Replaces this notification, not yet delivered, with a newer one
+    /// (notifications are coalesced), keeping what both say changed ([`coalesce`]).
+    pub fn replace_pending(&mut self, newer: Completion) {
+        let older = std::mem::replace(self, newer);
+        coalesce(older.result, &mut self.result);
+    }
+
     /// A cancelled completion; `partial` carries what was done before the cancel
     /// took effect (for example the UIDs of messages already appended).
     pub fn cancelled(op: OpId, token: usize, detail: &str, partial: Option<ResultData>) -> Completion {
@@ -115,6 +153,29 @@ impl Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coalesced_notifications_keep_every_change_within_a_bound() {
+        let note = |exists: u64, changes: std::ops::Range<u64>| {
+            let mut items = vec![ResultItem::new(0).with_int(field::EXISTS, exists)];
+            items.extend(changes.map(|u| ResultItem::new(u).with_int(field::VANISHED, 1)));
+            Some(ResultData::new(items))
+        };
+        let mut newer = note(5, 3..5);
+        coalesce(note(7, 1..3), &mut newer);
+        let r = newer.unwrap();
+        assert_eq!(r.items[0].int_field(field::EXISTS), Some(5));
+        assert_eq!(
+            r.items[1..].iter().map(|i| i.uid).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(r.items[0].int_field(field::TRUNCATED), None);
+        let mut newer = note(1, 0..MAX_CHANGE_ITEMS as u64);
+        coalesce(note(2, 0..5), &mut newer);
+        let r = newer.unwrap();
+        assert_eq!(r.items.len(), MAX_CHANGE_ITEMS + 1);
+        assert_eq!(r.items[0].int_field(field::TRUNCATED), Some(1));
+    }
 
     #[test]
     fn a_failure_keeps_what_was_done_before_it() {

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub struct DelayProxy {
     pub port: u16,
+    /// Bytes forwarded from the server to clients so far, all connections.
+    pub down_bytes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     accept: Option<thread::JoinHandle<()>>,
 }
@@ -36,7 +38,7 @@ fn sleep_until(t: Instant) {
 }
 
 /// One direction: read chunks as they come, write each `delay` after it arrived.
-fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration, count: Option<Arc<AtomicU64>>) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
     let writer = thread::spawn(move || {
         for (due, chunk) in rx {
@@ -52,6 +54,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(c) = &count {
+                    c.fetch_add(n as u64, Ordering::Relaxed);
+                }
                 if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
                     break;
                 }
@@ -70,6 +75,8 @@ impl DelayProxy {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let down_bytes = Arc::new(AtomicU64::new(0));
+        let down = down_bytes.clone();
         // A blocking accept: a connection is taken at once (polling would add
         // up to the poll interval to every connect). Drop wakes it with a
         // connection of its own after setting `stop`.
@@ -79,6 +86,7 @@ impl DelayProxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
+                let down = down.clone();
                 thread::spawn(move || {
                     // The handshake a real link would cost.
                     thread::sleep(one_way * 2);
@@ -88,14 +96,15 @@ impl DelayProxy {
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                    let up = thread::spawn(move || pump(client, server, one_way));
-                    pump(s2, c2, one_way);
+                    let up = thread::spawn(move || pump(client, server, one_way, None));
+                    pump(s2, c2, one_way, Some(down));
                     let _ = up.join();
                 });
             }
         });
         DelayProxy {
             port,
+            down_bytes,
             stop,
             accept: Some(accept),
         }

@@ -85,6 +85,7 @@ const
   HERALD_ADDR_BCC = 4;
   HERALD_ADDR_REPLY_TO = 5;
   HERALD_ADDR_SENDER = 6;
+  HERALD_FETCH_MODSEQ = 128;
 
   { Protocols (herald_options_new). }
   HERALD_PROTOCOL_SMTP = 1;
@@ -162,6 +163,18 @@ const
   HERALD_FIELD_CAPABILITIES = 45;
   HERALD_FIELD_SECURITY = 46;
   HERALD_FIELD_AUTH_MECHANISM = 47;
+  { IMAP sync state (see the header's HERALD_FIELD_UIDVALIDITY). }
+  HERALD_FIELD_UIDVALIDITY = 12;
+  HERALD_FIELD_UIDNEXT = 13;
+  HERALD_FIELD_HIGHESTMODSEQ = 14;
+  HERALD_FIELD_MESSAGES = 15;
+  HERALD_FIELD_UNSEEN = 16;
+  HERALD_FIELD_VANISHED = 17;
+  HERALD_FIELD_MODSEQ = 18;
+  HERALD_FIELD_SPECIAL_USE = 19;
+  HERALD_FIELD_EXPUNGED = 20;
+  HERALD_FIELD_SOURCE_UID = 60;
+  HERALD_FIELD_TRUNCATED = 61;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -305,6 +318,9 @@ function herald_imap_create_async(c: Pherald_client; mailbox: PAnsiChar; cb: her
 function herald_imap_delete_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_search_async(c: Pherald_client; mailbox, criteria: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_fetch_async(c: Pherald_client; mailbox, uid_set: PAnsiChar; parts: UInt32; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_fetch_changed_async(c: Pherald_client; mailbox, uid_set: PAnsiChar; parts: UInt32; changed_since_modseq: UInt64; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_status_async(c: Pherald_client; mailbox: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_imap_status_list_async(c: Pherald_client; mailboxes: PPAnsiChar; n: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 { messages: an array of n pointers to the messages' bytes; lens: their n lengths. }
 function herald_imap_append_async(c: Pherald_client; mailbox: PAnsiChar; messages: PPointer; lens: Pherald_size; n: herald_size; flags: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 function herald_imap_store_async(c: Pherald_client; mailbox, uid_set: PAnsiChar; mode: Int32; flags: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
@@ -349,6 +365,7 @@ function herald_result_count(r: Pherald_result): herald_size; cdecl; external He
 function herald_result_uid(r: Pherald_result; i: herald_size): UInt64; cdecl; external HeraldLib;
 function herald_result_str(r: Pherald_result; i: herald_size; field: UInt32): PAnsiChar; cdecl; external HeraldLib;
 function herald_result_int(r: Pherald_result; i: herald_size; field: UInt32): UInt64; cdecl; external HeraldLib;
+function herald_result_mailbox_int(r: Pherald_result; field: UInt32): UInt64; cdecl; external HeraldLib;
 { len may be nil. }
 function herald_result_bytes(r: Pherald_result; i: herald_size; len: Pherald_size): PByte; cdecl; external HeraldLib;
 { The parsed message of item i (HERALD_FETCH_PARSED); owned by the result. }

@@ -229,7 +229,7 @@ impl<J: Job> Shared<J> {
                     .rev()
                     .find(|x| x.op == op)
                 {
-                    *pending = c;
+                    pending.replace_pending(c);
                     return;
                 }
                 self.deliver(c, route, false);
@@ -237,7 +237,7 @@ impl<J: Job> Shared<J> {
             Notify::Callback(cb) => {
                 let mut d = self.dispatch.lock();
                 if let Some(pending) = d.items.iter_mut().rev().find(|x| !x.2 && x.0.op == op) {
-                    pending.0 = c;
+                    pending.0.replace_pending(c);
                     return;
                 }
                 if d.thread.is_some() && !d.stop {

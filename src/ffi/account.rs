@@ -54,6 +54,7 @@ pub extern "C" fn herald_client_test_async(
             |_| {
                 Ok(ImapJob {
                     mailbox: String::new(),
+                    uidvalidity: None,
                     op: ImapOp::Test,
                 })
             },

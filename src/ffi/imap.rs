@@ -33,15 +33,16 @@ pub const HERALD_STORE_REPLACE: i32 = 0;
 /// Most messages one append may carry.
 const MAX_APPEND: usize = 1_000_000;
 
-fn imap(mailbox: &str, op: ImapOp) -> ImapJob {
+pub(super) fn imap(mailbox: &str, op: ImapOp) -> ImapJob {
     ImapJob {
         mailbox: mailbox.to_string(),
         op,
+        uidvalidity: None,
     }
 }
 
 /// An array argument of `n` elements; NULL is INVALID_ARGUMENT.
-fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
+pub(super) fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
     if p.is_null() {
         return Err(Error::invalid(format!("{what} is NULL")));
     }
@@ -49,14 +50,16 @@ fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
-fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
+pub(super) fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
     args::mailbox(what, arg_str(p, what)?)
 }
 
 /// METHOD (IMAP client). Lists the mailboxes matching `pattern` (`*` and `%`
 /// are wildcards, as in IMAP LIST; "*" lists all). Result: one item per
 /// mailbox, with HERALD_FIELD_NAME (UTF-8) and HERALD_FIELD_FLAGS (its
-/// attributes, such as "\HasNoChildren \Sent"); uid 0.
+/// attributes, such as "\HasNoChildren \Sent"); uid 0. A mailbox with a
+/// SPECIAL-USE role (RFC 6154: \Sent, \Trash, \Drafts, \Junk, \Archive,
+/// \All, \Flagged) also has HERALD_FIELD_SPECIAL_USE.
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -137,8 +140,10 @@ pub extern "C" fn herald_imap_delete_async(
 /// METHOD (IMAP client). Searches `mailbox` with `criteria` in IMAP SEARCH syntax
 /// (`UNSEEN FROM "bob"`). Quotes and parentheses must balance; literals,
 /// CR and LF are refused (non-ASCII text in quotes is sent as UTF-8).
-/// Result: the UIDs found, ascending, one item each (no fields); no match
-/// gives OK with an empty result.
+/// Result: the UIDs found, ascending, one item each (with
+/// HERALD_FIELD_UIDVALIDITY); no match gives OK with an empty result. The
+/// result's mailbox fields (`herald_result_mailbox_int`) hold the mailbox's
+/// UIDVALIDITY, UIDNEXT, EXISTS and HIGHESTMODSEQ.
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -169,16 +174,20 @@ pub extern "C" fn herald_imap_search_async(
 
 /// METHOD (IMAP client). Fetches the messages of `uid_set` ("1:5,7,10:*") in `mailbox`; `parts`
 /// is HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED |
-/// _BODYSTRUCTURE. Result: one
+/// _BODYSTRUCTURE | _MODSEQ. Result: one
 /// item per message, in UID order; its bytes are the whole message when
 /// BODY was asked for, else the header block. Fetching never marks mail
 /// \Seen. Each item's uid is the message's UID; its fields are those
 /// `parts` asked for (HERALD_FIELD_FLAGS; _SUBJECT, _FROM, _TO, _DATE,
 /// _MESSAGE_ID, and with ENVELOPE also _CC, _BCC, _REPLY_TO, _SENDER,
-/// _IN_REPLY_TO, _REFERENCES, _INTERNALDATE, _DATE_UNIX; _SIZE), the parsed
-/// message (`herald_result_parsed`, HERALD_FETCH_PARSED) and the MIME
-/// structure (`herald_result_part`, HERALD_FETCH_BODYSTRUCTURE); UIDs the
-/// mailbox lacks are left out (no error).
+/// _IN_REPLY_TO, _REFERENCES, _INTERNALDATE, _DATE_UNIX; _SIZE; _MODSEQ),
+/// HERALD_FIELD_UIDVALIDITY, the parsed message (`herald_result_parsed`,
+/// HERALD_FETCH_PARSED) and the MIME structure (`herald_result_part`,
+/// HERALD_FETCH_BODYSTRUCTURE); UIDs the mailbox lacks are left out (no
+/// error). The result's mailbox fields (`herald_result_mailbox_int`) hold
+/// the mailbox's state. `uid_set` may end in ";UIDVALIDITY=n": then nothing
+/// is fetched unless the mailbox's UIDVALIDITY is n (HERALD_STATUS_NOT_FOUND;
+/// see HERALD_FIELD_UIDVALIDITY).
 /// Progress reports the bytes received so far, with total 0.
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
@@ -199,13 +208,13 @@ pub extern "C" fn herald_imap_fetch_async(
         c,
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
-            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
             if parts & !crate::imap::FETCH_ALL != 0 {
                 return Err(Error::invalid(format!(
-                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED | _BODYSTRUCTURE"
+                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED | _BODYSTRUCTURE | _MODSEQ"
                 )));
             }
-            Ok(imap(&mb, ImapOp::Fetch { uids, parts }))
+            Ok(imap(&mb, ImapOp::Fetch { uids, parts }).expecting(uidvalidity))
         },
         None,
         cb,
@@ -217,7 +226,8 @@ pub extern "C" fn herald_imap_fetch_async(
 /// METHOD (IMAP client). Appends `n` messages (`messages[i]`, `lens[i]` bytes each, stored
 /// byte-exact) to `mailbox` in one op, with `flags` ("\\Seen", space
 /// separated; NULL for none). Result: one item per message appended, its
-/// UID (0 if the server lacks UIDPLUS). A cancel stops between messages;
+/// UID (0 if the server lacks UIDPLUS) and, from APPENDUID, the mailbox's
+/// HERALD_FIELD_UIDVALIDITY. A cancel stops between messages;
 /// the cancelled completion still lists every message that reached the
 /// server, and so does a completion with an error (a refusal or a lost
 /// connection part way). Progress reports bytes sent of the total. `n` is
@@ -297,7 +307,9 @@ pub extern "C" fn herald_imap_append_async(
 /// `mode` HERALD_STORE_ADD (1) adds `flags` ("\Seen \Flagged", space
 /// separated), HERALD_STORE_REMOVE (-1) removes them, HERALD_STORE_REPLACE
 /// (0) replaces all flags with them; another mode is INVALID_ARGUMENT.
-/// Result: none (NULL).
+/// Result: no items; its mailbox fields hold the mailbox's state. `uid_set`
+/// may end in ";UIDVALIDITY=n": nothing is stored unless the mailbox's
+/// UIDVALIDITY is n (HERALD_STATUS_NOT_FOUND).
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -319,7 +331,7 @@ pub extern "C" fn herald_imap_store_async(
         c,
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
-            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
             let mode = match mode {
                 HERALD_STORE_ADD => FlagChange::Add,
                 HERALD_STORE_REMOVE => FlagChange::Remove,
@@ -331,7 +343,7 @@ pub extern "C" fn herald_imap_store_async(
                 }
             };
             let flags = args::flags(arg_str(flags, "flags")?)?;
-            Ok(imap(&mb, ImapOp::Store { uids, mode, flags }))
+            Ok(imap(&mb, ImapOp::Store { uids, mode, flags }).expecting(uidvalidity))
         },
         None,
         cb,
@@ -355,14 +367,14 @@ fn copy_or_move(
         c,
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
-            let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+            let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
             let target = mailbox_arg(target, "target")?;
             let op = if is_move {
                 ImapOp::Move { uids, target }
             } else {
                 ImapOp::Copy { uids, target }
             };
-            Ok(imap(&mb, op))
+            Ok(imap(&mb, op).expecting(uidvalidity))
         },
         None,
         cb,
@@ -372,8 +384,12 @@ fn copy_or_move(
 }
 
 /// METHOD (IMAP client). Copies `uid_set` from `mailbox` to `target`.
-/// Result: none (NULL); an unknown target is HERALD_STATUS_NOT_FOUND or
-/// REJECTED, as the server says.
+/// Result: with UIDPLUS (COPYUID), one item per copy: uid = its UID in
+/// `target`, HERALD_FIELD_SOURCE_UID = its UID in `mailbox`,
+/// HERALD_FIELD_UIDVALIDITY = `target`'s; else no items. The mailbox
+/// fields hold `mailbox`'s state. An unknown target is
+/// HERALD_STATUS_NOT_FOUND or REJECTED, as the server says. `uid_set` may
+/// end in ";UIDVALIDITY=n" (nothing is copied unless `mailbox` has it).
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -394,7 +410,9 @@ pub extern "C" fn herald_imap_copy_async(
 
 /// METHOD (IMAP client). Moves `uid_set` from `mailbox` to `target`: MOVE
 /// when the server offers it, else COPY, STORE \Deleted and UID EXPUNGE of
-/// exactly those UIDs. Result: none (NULL).
+/// exactly those UIDs. Result: as `herald_imap_copy_async`'s (COPYUID
+/// items). `uid_set` may end in ";UIDVALIDITY=n" (nothing is moved unless
+/// `mailbox` has it).
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -414,7 +432,7 @@ pub extern "C" fn herald_imap_move_async(
 }
 
 /// METHOD (IMAP client). Removes the messages flagged \Deleted from
-/// `mailbox`. Result: none (NULL).
+/// `mailbox`. Result: no items; its mailbox fields hold the mailbox's state.
 ///
 /// Completion, as for every `*_async` call: on OK `*op_out` (required: NULL
 /// is INVALID_ARGUMENT) is set and exactly one completion comes, to `cb` on
@@ -442,9 +460,18 @@ pub extern "C" fn herald_imap_expunge_async(
 /// ops, one IDLE op delivers MANY notifications and then one completion.
 ///
 /// - Each time the mailbox changes, a notification with the op's id and
-///   `user_token`, status OK and one result item whose HERALD_FIELD_EXISTS is
-///   the mailbox's message count goes to `on_change`, on the delivery
-///   thread. With `on_change` NULL the notifications are queued on the
+///   `user_token`, status OK and a result goes to `on_change`, on the
+///   delivery thread. Its first item (uid 0) is the mailbox's state:
+///   HERALD_FIELD_NAME, HERALD_FIELD_EXISTS (the message count),
+///   HERALD_FIELD_UIDVALIDITY, HERALD_FIELD_HIGHESTMODSEQ (with CONDSTORE).
+///   The items after it say what changed since the previous notification,
+///   oldest first: an expunge (uid 0, HERALD_FIELD_EXPUNGED = its sequence
+///   number) or, with QRESYNC, an expunged UID (uid, HERALD_FIELD_VANISHED =
+///   1); a flag change (uid, 0 when the server did not say it;
+///   HERALD_FIELD_FLAGS, the message's flags now; HERALD_FIELD_MODSEQ).
+///   Notifications are coalesced (at most one waits for delivery; a newer
+///   one takes over its change items); one lists at most 10000 changes,
+///   beyond which its first item has HERALD_FIELD_TRUNCATED = 1. With `on_change` NULL the notifications are queued on the
 ///   client's completion queue instead (take them with `herald_client_next`
 ///   and free each with `herald_completion_free`), whatever `cb` is. In the
 ///   queue, the IDLE op's entries with status OK are notifications; its

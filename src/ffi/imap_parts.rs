@@ -192,6 +192,7 @@ pub extern "C" fn herald_imap_fetch_section_async(
             check_range(offset, max_len)?;
             Ok(ImapJob {
                 mailbox: mb,
+                uidvalidity: None,
                 op: ImapOp::FetchSection {
                     uid,
                     section,

@@ -27,6 +27,7 @@ pub mod credentials;
 pub mod handle;
 pub mod imap;
 pub mod imap_parts;
+pub mod imap_sync;
 pub mod message;
 pub mod options;
 pub mod parsed;

@@ -146,6 +146,22 @@ pub extern "C" fn herald_result_int(r: *const herald_result, i: usize, field: u3
     ffi_boundary! { item(r, i)?.int_field(field).ok_or_else(|| missing(i, field)) }
 }
 
+/// METHOD. A field of the result as a whole, not of one item: for an IMAP
+/// op that selects its mailbox (search, fetch, fetch_changed, store, copy,
+/// move, expunge), that mailbox's state when the op ended:
+/// HERALD_FIELD_UIDVALIDITY, _UIDNEXT (as of the SELECT), _EXISTS and,
+/// with CONDSTORE, _HIGHESTMODSEQ. Such ops always have a result (maybe
+/// with no items), so the state is there also when nothing matched. 0 if
+/// absent or `r` NULL (the reason in `herald_last_error()`).
+#[no_mangle]
+pub extern "C" fn herald_result_mailbox_int(r: *const herald_result, field: u32) -> u64 {
+    ffi_boundary! {
+        handle::arg(r)?
+            .mailbox_int(field)
+            .ok_or_else(|| Error::invalid(format!("the result has no mailbox field {field}")))
+    }
+}
+
 /// METHOD. Item i's bytes (a message or its header block) and their length
 /// in `*len`; NULL (and `*len` = 0) if absent, out of range or `r` NULL (the
 /// reason in `herald_last_error()`). `len` may be NULL. Owned by the result:

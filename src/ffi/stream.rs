@@ -35,9 +35,10 @@ fn job(
     op: impl FnOnce(String) -> Result<ImapOp>,
 ) -> Result<ImapJob> {
     let mailbox = args::mailbox("mailbox", arg_str(mailbox, "mailbox")?)?;
-    let uids = args::uid_set(arg_str(uid_set, "uid_set")?)?;
+    let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
     Ok(ImapJob {
         mailbox,
+        uidvalidity,
         op: op(uids)?,
     })
 }

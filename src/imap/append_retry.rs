@@ -73,6 +73,17 @@ impl AppendState {
     /// refused, one item per message tried (INDEX), refused ones with uid 0
     /// and REPLY_TEXT.
     pub(super) fn result_items(&self) -> Vec<ResultItem> {
+        let mut items = self.placed_items();
+        if let Some(v) = self.uidvalidity {
+            for it in items.iter_mut().filter(|it| it.uid > 0) {
+                it.set_int(field::UIDVALIDITY, u64::from(v));
+            }
+        }
+        items
+    }
+
+    /// One item per message appended (UIDs only when the server took all).
+    fn placed_items(&self) -> Vec<ResultItem> {
         if self.retry.refusals.is_empty() {
             return self.uids.iter().flatten().map(|&u| ResultItem::new(u)).collect();
         }
@@ -135,6 +146,7 @@ mod tests {
             refused: None,
             give_up: None,
             retry: Retry::default(),
+            uidvalidity: None,
         }
     }
 

@@ -10,7 +10,9 @@
 //! (bodies read straight into the result), APPEND (pipelined with
 //! LITERAL+, batched with MULTIAPPEND, UIDs from APPENDUID), UID STORE,
 //! UID COPY, UID MOVE (or COPY, STORE and UID EXPUNGE), EXPUNGE, IDLE
-//! (woken by herald to renew it, lend the connection or stop) and LOGOUT.
+//! (woken by herald to renew it, lend the connection or stop) and LOGOUT;
+//! and for sync state (`sync`): ENABLE QRESYNC, STATUS, UID FETCH with
+//! CHANGEDSINCE and VANISHED, LIST RETURN (SPECIAL-USE).
 //!
 //! Why not the `imap` crate (3.0 alpha) with imap-proto, which herald once
 //! used for login and the simple commands: the crate reads response lines
@@ -55,17 +57,20 @@
 //! again (reporting any change meanwhile) and resumes IDLE. At most
 //! MAX_CONNECTIONS IDLEs run at once; another waits for a connection.
 //! Changes are coalesced: at most one on_change notification per IDLE op
-//! is pending at a time, and it carries the latest count.
+//! is pending at a time; it carries the latest count, and the change items
+//! of the one it replaced (`sync::ChangeLog`, `result::coalesce`).
 
 mod append_retry;
 pub mod args;
 mod bodystructure;
 pub mod command;
 pub mod fetch_ext;
+mod fetched;
 mod parse;
 pub mod section;
 mod session;
 mod stream;
+pub mod sync;
 pub mod utf7;
 mod wire;
 
@@ -96,7 +101,9 @@ pub const FETCH_ENVELOPE: u32 = 2;
 pub const FETCH_SIZE: u32 = 4;
 pub const FETCH_HEADERS: u32 = 8;
 pub const FETCH_BODY: u32 = 16;
-pub const FETCH_ALL: u32 = 31 | fetch_ext::FETCH_PARSED | fetch_ext::FETCH_BODYSTRUCTURE;
+/// CONDSTORE's MODSEQ of each message (`sync`).
+pub const FETCH_MODSEQ: u32 = 128;
+pub const FETCH_ALL: u32 = 31 | fetch_ext::FETCH_PARSED | fetch_ext::FETCH_BODYSTRUCTURE | FETCH_MODSEQ;
 
 #[cfg(test)]
 /// A streaming fetch's bounds: most items, and bytes, held for the caller.
@@ -158,6 +165,16 @@ pub enum ImapOp {
     /// Test the account: a fresh session (connect, TLS, login), its
     /// capabilities and security reported, then LOGOUT.
     Test,
+    /// STATUS of each mailbox, without selecting (`sync::status`).
+    Status {
+        mailboxes: Vec<String>,
+    },
+    /// UID FETCH ... (CHANGEDSINCE since [VANISHED]).
+    FetchChanged {
+        uids: String,
+        parts: u32,
+        since: u64,
+    },
 }
 
 /// An IMAP op and its mailbox (UTF-8, as the caller named it; empty for LIST).
@@ -165,6 +182,9 @@ pub enum ImapOp {
 pub struct ImapJob {
     pub mailbox: String,
     pub op: ImapOp,
+    /// The UIDVALIDITY the op's UIDs belong to, when the caller named it:
+    /// the op fails unless the mailbox still has it (`sync`).
+    pub uidvalidity: Option<u32>,
 }
 
 impl Job for ImapJob {
@@ -185,6 +205,8 @@ impl Job for ImapJob {
             ImapOp::Expunge => "IMAP expunge",
             ImapOp::Idle => "IMAP idle",
             ImapOp::Test => "IMAP account test",
+            ImapOp::Status { .. } => "IMAP status",
+            ImapOp::FetchChanged { .. } => "IMAP fetch changed",
         }
     }
 
@@ -197,13 +219,23 @@ impl Job for ImapJob {
     /// prefers a connection that already has it.
     fn affinity_key(&self) -> Option<&str> {
         match self.op {
-            ImapOp::List { .. } | ImapOp::Create | ImapOp::Delete | ImapOp::Append { .. } => None,
+            ImapOp::List { .. }
+            | ImapOp::Create
+            | ImapOp::Delete
+            | ImapOp::Append { .. }
+            | ImapOp::Status { .. } => None,
             _ => Some(&self.mailbox),
         }
     }
 }
 
 impl ImapJob {
+    /// The op, to run only while the mailbox's UIDVALIDITY is `v` (when given).
+    pub fn expecting(mut self, v: Option<u32>) -> Self {
+        self.uidvalidity = v;
+        self
+    }
+
     /// Does the op run until cancelled (IDLE)?
     pub fn is_idle(&self) -> bool {
         matches!(self.op, ImapOp::Idle)
@@ -358,6 +390,12 @@ impl ImapDriver {
                 .is_some_and(|s| s.is_aborted() || s.is_broken())
         {
             self.session = None;
+        } else if e.status == Status::Transient {
+            // The server could not use the mailbox (Dovecot: SERVERBUG after
+            // another client deleted and made it again): select it afresh next time.
+            if let Some(s) = self.session.as_mut() {
+                s.selected = None;
+            }
         }
     }
 
@@ -416,6 +454,7 @@ impl ImapDriver {
     fn perform(&mut self, t: &Ticket, w: &mut WorkerCtx) -> Outcome {
         let job = &t.job;
         let s = self.ensure(w)?;
+        s.expect_uidvalidity = job.uidvalidity;
         let mb = job.mailbox.as_str();
         match &job.op {
             ImapOp::List { pattern } => list(s, pattern),
@@ -439,6 +478,7 @@ impl ImapDriver {
                 mb,
                 uids,
                 fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS),
+                None,
             ),
             ImapOp::FetchSection {
                 uid,
@@ -453,8 +493,17 @@ impl ImapDriver {
                 max_len: *max_len,
             }
             .run(s, t),
-            ImapOp::FetchStream { uids, parts } => stream::fetch_stream(s, t, mb, uids, *parts),
+            ImapOp::FetchStream { uids, parts } => {
+                let parts = fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS);
+                stream::fetch_stream(s, t, mb, uids, parts)
+            }
             ImapOp::FetchToDir { uids, dir } => stream::fetch_to_dir(s, t, mb, uids, dir),
+            ImapOp::FetchChanged { uids, parts, since } => {
+                sync::select_synced(s, mb)?;
+                let parts = fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS);
+                fetch(s, t, mb, uids, parts, Some(*since))
+            }
+            ImapOp::Status { mailboxes } => sync::status(s, mailboxes),
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
                 s.select(mb, true)?;
@@ -464,7 +513,7 @@ impl ImapDriver {
                     flags,
                 };
                 s.simple(store, &format!("UID STORE {uids}"))?;
-                Ok(Success::new(0, format!("flags stored on {uids}")))
+                sync::state_only(s, format!("flags stored on {uids}"))
             }
             ImapOp::Copy { uids, target } => {
                 s.select(mb, false)?;
@@ -472,14 +521,19 @@ impl ImapDriver {
                     uids,
                     to: Mailbox(target),
                 };
-                s.simple(copy, &format!("UID COPY {uids} to {target}"))?;
-                Ok(Success::new(0, format!("copied {uids} to {target}")))
+                let st = s.command(copy, &mut |_| {})?;
+                if st.cond != Cond::Ok {
+                    return Err(st.error(&format!("UID COPY {uids} to {target}")));
+                }
+                let copies = ResultData::new(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
+                Ok(Success::new(0, format!("copied {uids} to {target}"))
+                    .with_result(sync::stamp(s, copies, false)))
             }
             ImapOp::Move { uids, target } => move_messages(s, mb, uids, target),
             ImapOp::Expunge => {
                 s.select(mb, true)?;
                 s.simple(Command::Expunge, &format!("EXPUNGE in {mb}"))?;
-                Ok(Success::new(0, format!("expunged {mb}")))
+                sync::state_only(s, format!("expunged {mb}"))
             }
             ImapOp::Idle => Err(Error::invalid("IDLE runs on its own")),
             ImapOp::Test => Err(Error::invalid("the account test runs on its own")),
@@ -494,6 +548,8 @@ impl ImapDriver {
     fn idle(&mut self, t: Ticket, w: &mut WorkerCtx) {
         let mailbox = t.job.mailbox.clone();
         let mut known: Option<u32> = None;
+        // What changed since the last notification.
+        let mut log = sync::ChangeLog::default();
         let mut started = false;
         let mut failures = 0u32;
         let mut unfinished = None;
@@ -518,7 +574,8 @@ impl ImapDriver {
             };
             started = true;
             if known.is_some_and(|k| k != exists) {
-                changed(&t, &mailbox, exists);
+                let sel = self.session.as_ref().and_then(|s| s.selected.as_ref());
+                changed(&t, &mailbox, exists, &mut log, sel);
             }
             known = Some(exists);
             // Waiting in IDLE: a cancel is seen at the next tick, and the connection kept.
@@ -527,7 +584,7 @@ impl ImapDriver {
                 break;
             }
             let Some(s) = self.session.as_mut() else { continue };
-            match idle_once(s, &t, w, &mailbox, &mut known) {
+            match idle_once(s, &t, w, &mailbox, &mut known, &mut log) {
                 Ok(IdleEnd::Stop(tag)) => {
                     unfinished = Some(tag);
                     break;
@@ -578,7 +635,8 @@ impl ImapDriver {
         let wait = s.io_timeout().min(DONE_WAIT);
         let deadline = Instant::now() + wait;
         let mut count = s.selected.as_ref().map_or(0, |x| x.exists);
-        match s.within(wait, |s| done_reply(s, None, tag, &mut count, deadline)) {
+        let mut log = sync::ChangeLog::default();
+        match s.within(wait, |s| done_reply(s, None, tag, &mut count, deadline, &mut log)) {
             Ok(_) => {
                 if let Some(sel) = s.selected.as_mut() {
                     sel.exists = count;
@@ -619,13 +677,18 @@ fn pause(t: &Ticket, w: &WorkerCtx, d: Duration) -> bool {
     }
 }
 
-fn changed(t: &Ticket, mailbox: &str, exists: u32) {
-    let item = ResultItem::new(0)
-        .with_str(field::NAME, mailbox)
-        .with_int(field::EXISTS, u64::from(exists));
+/// Notifies the IDLE op's caller: the mailbox's state, then what changed
+/// since the last notification (`sync::ChangeLog`).
+fn changed(
+    t: &Ticket,
+    mailbox: &str,
+    exists: u32,
+    log: &mut sync::ChangeLog,
+    sel: Option<&session::Selected>,
+) {
+    let items = log.take(mailbox, exists, sel);
     t.notify_change(
-        Success::new(0, format!("{mailbox} changed: {exists} messages"))
-            .with_result(ResultData::new(vec![item])),
+        Success::new(0, format!("{mailbox} changed: {exists} messages")).with_result(ResultData::new(items)),
     );
 }
 
@@ -664,6 +727,7 @@ fn done_reply(
     tag: &str,
     count: &mut u32,
     deadline: Instant,
+    log: &mut sync::ChangeLog,
 ) -> Result<bool> {
     loop {
         if t.is_some_and(|t| !t.is_live()) {
@@ -685,14 +749,20 @@ fn done_reply(
                 return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
             }
             r => {
-                idle_event(&r, count)?;
+                idle_event(&r, count, log)?;
             }
         }
     }
 }
 
 /// Waits for the "+" that starts IDLE (to command `tag`).
-fn idle_started(s: &mut Session, t: &Ticket, tag: &str, count: &mut u32) -> Result<()> {
+fn idle_started(
+    s: &mut Session,
+    t: &Ticket,
+    tag: &str,
+    count: &mut u32,
+    log: &mut sync::ChangeLog,
+) -> Result<()> {
     let deadline = Instant::now() + s.io_timeout();
     loop {
         if !t.is_live() {
@@ -716,7 +786,7 @@ fn idle_started(s: &mut Session, t: &Ticket, tag: &str, count: &mut u32) -> Resu
                 return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")))
             }
             r => {
-                idle_event(&r, count)?;
+                idle_event(&r, count, log)?;
             }
         }
     }
@@ -733,12 +803,13 @@ fn idle_once(
     w: &WorkerCtx,
     mailbox: &str,
     known: &mut Option<u32>,
+    log: &mut sync::ChangeLog,
 ) -> Result<IdleEnd> {
     let mut count = known.unwrap_or(0);
     let tag = s.conn().next_tag();
     s.send(Command::Idle.line(&tag).as_bytes())?;
     let io = s.io_timeout();
-    s.within(io, |s| idle_started(s, t, &tag, &mut count))?;
+    s.within(io, |s| idle_started(s, t, &tag, &mut count, log))?;
     let renew_at = Instant::now() + w.options().idle_renew;
     let mut dirty = count != known.unwrap_or(count);
     let mut reported = Instant::now();
@@ -763,9 +834,9 @@ fn idle_once(
             }
             return Err(Error::protocol(format!("a reply with tag {tg} in IDLE")));
         }
-        dirty |= idle_event(&r, &mut count)?;
+        dirty |= idle_event(&r, &mut count, log)?;
         if dirty && (s.conn().buffered() == 0 || reported.elapsed() >= IDLE_TICK) {
-            changed(t, mailbox, count);
+            changed(t, mailbox, count, log, s.selected.as_ref());
             *known = Some(count);
             dirty = false;
             reported = Instant::now();
@@ -781,7 +852,7 @@ fn idle_once(
             s.send(b"DONE\r\n")?;
             let io = s.io_timeout();
             let deadline = Instant::now() + io;
-            if s.within(io, |s| done_reply(s, Some(t), &tag, &mut count, deadline))? {
+            if s.within(io, |s| done_reply(s, Some(t), &tag, &mut count, deadline, log))? {
                 end
             } else {
                 IdleEnd::Stop(tag)
@@ -789,7 +860,7 @@ fn idle_once(
         }
     };
     if dirty {
-        changed(t, mailbox, count);
+        changed(t, mailbox, count, log, s.selected.as_ref());
         *known = Some(count);
     }
     if let Some(sel) = s.selected.as_mut() {
@@ -798,16 +869,24 @@ fn idle_once(
     Ok(end)
 }
 
-/// Applies an untagged response seen in IDLE; true if the mailbox changed.
-fn idle_event(r: &Response, count: &mut u32) -> Result<bool> {
+/// Applies an untagged response seen in IDLE (what changed goes to
+/// `log`); true if the mailbox changed.
+fn idle_event(r: &Response, count: &mut u32, log: &mut sync::ChangeLog) -> Result<bool> {
+    log.record(r);
     Ok(match r {
         Response::Exists(n) => {
             let changed = *n != *count;
             *count = *n;
             changed
         }
-        Response::Expunge => {
+        Response::Expunge(_) => {
             *count = count.saturating_sub(1);
+            true
+        }
+        Response::Data { name, values } if name == "VANISHED" => {
+            if let Some(n) = sync::vanished_now(values) {
+                *count = count.saturating_sub(n);
+            }
             true
         }
         Response::Fetch { .. } => true,
@@ -857,17 +936,20 @@ fn list_item(values: &[parse::Value]) -> Option<ResultItem> {
         .filter_map(|a| a.atom())
         .map(attribute_name)
         .collect();
-    Some(
-        ResultItem::new(0)
-            .with_str(field::NAME, &utf7::decode(&name.text()?))
-            .with_str(field::FLAGS, &flags.join(" ")),
-    )
+    let mut item = ResultItem::new(0)
+        .with_str(field::NAME, &utf7::decode(&name.text()?))
+        .with_str(field::FLAGS, &flags.join(" "));
+    let roles = sync::special_use(&flags);
+    if !roles.is_empty() {
+        item.set_str(field::SPECIAL_USE, &roles);
+    }
+    Some(item)
 }
 
 fn list(s: &mut Session, pattern: &str) -> Outcome {
     let mut items = Vec::new();
     let mut malformed = None;
-    let st = s.command(Command::List(Mailbox(pattern)), &mut |r| {
+    let st = s.command(&sync::list_command(s, pattern), &mut |r| {
         if let Response::Data { name, values } = r {
             if name == "LIST" {
                 match list_item(&values) {
@@ -964,18 +1046,40 @@ fn search(s: &mut Session, mailbox: &str, criteria: &Criteria) -> Outcome {
     uids.sort_unstable();
     uids.dedup();
     let items: Vec<ResultItem> = uids.iter().map(|&u| ResultItem::new(u64::from(u))).collect();
-    Ok(Success::new(0, format!("{} messages found", items.len())).with_result(ResultData::new(items)))
+    let n = items.len();
+    Ok(
+        Success::new(0, format!("{n} messages found")).with_result(sync::stamp(
+            s,
+            ResultData::new(items),
+            true,
+        )),
+    )
 }
 
 fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Outcome {
     s.select(mailbox, true)?;
     let to = Mailbox(target);
     let what = format!("moving {uids} to {target}");
+    // COPYUID: untagged before MOVE's expunges (RFC 6851), or COPY's reply.
+    let mut copies = Vec::new();
+    let mut copyuid = |r: Response| {
+        if let Response::Status(st) = r {
+            copies.extend(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
+        }
+    };
     if s.caps.has("MOVE") {
-        s.simple(Command::UidMove { uids, to }, &what)?;
+        let st = s.command(Command::UidMove { uids, to }, &mut copyuid)?;
+        if st.cond != Cond::Ok {
+            return Err(st.error(&what));
+        }
+        copies.extend(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
     } else if s.caps.has("UIDPLUS") {
         // COPY, then mark and expunge exactly these UIDs (UID EXPUNGE: RFC 4315).
-        s.simple(Command::UidCopy { uids, to }, &what)?;
+        let st = s.command(Command::UidCopy { uids, to }, &mut copyuid)?;
+        if st.cond != Cond::Ok {
+            return Err(st.error(&what));
+        }
+        copies.extend(sync::copyuid_items(&st, MAX_SEARCH_UIDS));
         let deleted = Command::UidStore {
             uids,
             change: FlagChange::Add,
@@ -989,30 +1093,17 @@ fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Ou
             "moving needs MOVE or UIDPLUS (UID EXPUNGE); the server offers neither",
         ));
     }
-    Ok(Success::new(0, format!("moved {uids} to {target}")))
+    let copies = sync::stamp(s, ResultData::new(copies), false);
+    Ok(Success::new(0, format!("moved {uids} to {target}")).with_result(copies))
 }
 
-fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> Outcome {
-    s.select(mailbox, false)?;
-    let mut items = String::from("UID");
-    if parts & FETCH_FLAGS != 0 {
-        items.push_str(" FLAGS");
-    }
-    if parts & FETCH_ENVELOPE != 0 {
-        items.push_str(" ENVELOPE");
-    }
-    if parts & FETCH_SIZE != 0 {
-        items.push_str(" RFC822.SIZE");
-    }
-    let body = parts & FETCH_BODY != 0;
-    if body {
-        items.push_str(" BODY.PEEK[]");
-    } else if parts & FETCH_HEADERS != 0 {
-        items.push_str(" BODY.PEEK[HEADER]");
-    }
-    items.push_str(&fetch_ext::items(parts, FETCH_ENVELOPE));
+/// UID FETCH; with `since`, only what changed since that MODSEQ
+/// (CHANGEDSINCE), and with QRESYNC the UIDs expunged since (VANISHED).
+fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, since: Option<u64>) -> Outcome {
+    let modseq = parts & FETCH_MODSEQ != 0 || since.is_some();
+    let items = fetched::items(parts, modseq);
     let tag = s.conn().next_tag();
-    s.send(Command::UidFetch { uids, items: &items }.line(&tag).as_bytes())?;
+    sync::select_and_fetch(s, mailbox, &tag, uids, &items, since)?;
     let mut got: BTreeMap<u32, ResultItem> = BTreeMap::new();
     let mut received = 0u64;
     let mut reported = 0u64;
@@ -1024,53 +1115,39 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32) -> 
                 if status.cond != Cond::Ok {
                     return Err(status.error(&format!("UID FETCH {uids} in {mailbox}")));
                 }
+                session::track(&mut s.selected, &Response::Status(status));
                 break;
             }
             Response::Tagged { tag: tg, .. } => {
                 return Err(Error::protocol(format!("a reply with tag {tg} to UID FETCH")))
             }
             Response::Fetch { atts, .. } => {
-                let extra = fetch_ext::Extra::scan(&atts)?;
-                let d = parse::fetch_data(atts)?;
-                // A FETCH without UID is news about flags, not an answer.
-                let Some(uid) = d.uid else { continue };
+                let f = fetched::Fetched::decode(atts)?;
+                let Some(uid) = f.uid else { continue };
                 let item = got.entry(uid).or_insert_with(|| ResultItem::new(u64::from(uid)));
-                extra.apply(item);
-                if let Some(f) = &d.flags {
-                    item.set_str(field::FLAGS, f);
-                }
-                if let Some(n) = d.size {
-                    item.set_int(field::SIZE, n);
-                }
-                if let Some(e) = &d.envelope {
-                    for (f, v) in [
-                        (field::SUBJECT, &e.subject),
-                        (field::FROM, &e.from),
-                        (field::TO, &e.to),
-                        (field::DATE, &e.date),
-                        (field::MESSAGE_ID, &e.message_id),
-                    ] {
-                        if let Some(v) = v {
-                            item.set_str(f, v);
-                        }
-                    }
-                }
-                let bytes = if body { d.body } else { d.header };
-                if let Some(b) = bytes {
-                    received += b.len() as u64;
-                    item.bytes = Some(b);
-                }
+                received += f.apply(item, parts);
                 if received - reported >= FETCH_PROGRESS_STEP {
                     reported = received;
                     t.progress(received, 0);
                 }
+            }
+            Response::Data { name, values } if name == "VANISHED" && since.is_some() => {
+                sync::add_vanished(&values, &mut got)?;
+                session::track(&mut s.selected, &Response::Data { name, values });
             }
             r => session::track(&mut s.selected, &r),
         }
     }
     let mut items: Vec<ResultItem> = got.into_values().collect();
     fetch_ext::finish(&mut items, parts, FETCH_BODY);
-    Ok(Success::new(0, format!("{} messages fetched", items.len())).with_result(ResultData::new(items)))
+    let n = items.len();
+    Ok(
+        Success::new(0, format!("{n} messages fetched")).with_result(sync::stamp(
+            s,
+            ResultData::new(items),
+            true,
+        )),
+    )
 }
 
 /// Where a bulk append stands.
@@ -1085,6 +1162,8 @@ struct AppendState {
     give_up: Option<Instant>,
     /// What `append_retry` keeps: batches refused whole, and messages refused one by one.
     retry: append_retry::Retry,
+    /// The target's UIDVALIDITY, from APPENDUID.
+    uidvalidity: Option<u32>,
 }
 
 impl AppendState {
@@ -1120,6 +1199,7 @@ impl AppendState {
                 let range = first..(first + count).min(messages.len());
                 self.inflight_bytes -= messages[range.clone()].iter().map(Vec::len).sum::<usize>();
                 if status.cond == Cond::Ok {
+                    self.uidvalidity = sync::appenduid_validity(&status).or(self.uidvalidity);
                     let uids = parse::appenduids(&status, count);
                     for (k, i) in range.enumerate() {
                         self.uids[i] = Some(uids.get(k).copied().unwrap_or(0));
@@ -1155,6 +1235,7 @@ fn append(s: &mut Session, t: &Ticket, mailbox: &str, messages: &[Vec<u8>], flag
         refused: None,
         give_up: None,
         retry: append_retry::Retry::default(),
+        uidvalidity: None,
     };
     let sent = append_run(s, t, mailbox, messages, flags, &mut st);
     let items = st.result_items();

@@ -143,7 +143,8 @@ pub enum Response {
     Continue,
     Status(StatusLine),
     Exists(u32),
-    Expunge,
+    /// `* n EXPUNGE`: the message's sequence number.
+    Expunge(u32),
     Fetch {
         atts: Vec<Value>,
     },
@@ -216,7 +217,7 @@ pub fn parse_response(mut pieces: Vec<Piece>) -> Result<Response> {
             let name = w.next().unwrap_or("").to_ascii_uppercase();
             match name.as_str() {
                 "EXISTS" => return Ok(Response::Exists(n)),
-                "EXPUNGE" => return Ok(Response::Expunge),
+                "EXPUNGE" => return Ok(Response::Expunge(n)),
                 "FETCH" => {
                     let values = parse_values(&mut pieces, 2 + w1.len() + 1 + name.len())?;
                     let atts = match values.into_iter().next() {
@@ -411,6 +412,8 @@ pub struct FetchData {
     pub envelope: Option<Envelope>,
     pub body: Option<Vec<u8>>,
     pub header: Option<Vec<u8>>,
+    /// CONDSTORE's `MODSEQ (n)`.
+    pub modseq: Option<u64>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -441,6 +444,7 @@ pub fn fetch_data(atts: Vec<Value>) -> Result<FetchData> {
                     .map(|l| l.iter().filter_map(Value::atom).collect::<Vec<_>>().join(" "))
             }
             "RFC822.SIZE" => d.size = v.number(),
+            "MODSEQ" => d.modseq = v.list().and_then(|l| l.first()).and_then(Value::number),
             "ENVELOPE" => d.envelope = v.list().map(envelope),
             "BODY[]" | "RFC822" => d.body = string_bytes(v),
             "BODY[HEADER]" | "RFC822.HEADER" => d.header = string_bytes(v),
@@ -673,7 +677,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_response(lines(&[b"* 2 EXPUNGE"])).unwrap(),
-            Response::Expunge
+            Response::Expunge(2)
         ));
         assert!(parse_response(lines(&[b"garbage"])).is_err());
         assert!(parse_response(lines(&[b"h1 MAYBE"])).is_err());

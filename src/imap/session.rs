@@ -64,6 +64,8 @@ pub struct Selected {
     /// The client's change clock when this connection last synced the
     /// mailbox (SELECT, EXAMINE or NOOP).
     pub synced: u64,
+    /// UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ.
+    pub state: super::sync::MailboxState,
 }
 
 /// An authenticated connection.
@@ -75,6 +77,13 @@ pub struct Session {
     pub selected: Option<Selected>,
     io_timeout: Duration,
     changes: Arc<super::Changes>,
+    /// QRESYNC is enabled (RFC 7162): VANISHED instead of EXPUNGE.
+    pub qresync: bool,
+    /// The server offers QRESYNC and it is not yet asked for: ENABLE goes
+    /// in the same write as the session's first SELECT or EXAMINE.
+    qresync_pending: bool,
+    /// The UIDVALIDITY the running op's UIDs belong to, if it named one.
+    pub expect_uidvalidity: Option<u32>,
 }
 
 /// Applies what untagged responses say about the selected mailbox.
@@ -82,8 +91,8 @@ pub fn track(selected: &mut Option<Selected>, r: &Response) {
     if let Some(s) = selected.as_mut() {
         match r {
             Response::Exists(n) => s.exists = *n,
-            Response::Expunge => s.exists = s.exists.saturating_sub(1),
-            _ => {}
+            Response::Expunge(_) => s.exists = s.exists.saturating_sub(1),
+            r => super::sync::track(s, r),
         }
     }
 }
@@ -407,12 +416,16 @@ impl Session {
             Some(c) => c,
             None => capabilities_on(&mut c)?,
         };
+        let qresync_pending = caps.has("QRESYNC");
         Ok(Session {
             conn: c,
             caps,
             selected: None,
             io_timeout: o.io_timeout,
             changes,
+            qresync: false,
+            qresync_pending,
+            expect_uidvalidity: None,
         })
     }
 
@@ -584,6 +597,10 @@ impl Session {
             each(r);
             Ok(())
         });
+        if let Ok(st) = &r {
+            // A tagged OK's codes (HIGHESTMODSEQ) are news about the mailbox too.
+            super::sync::track_status(selected, st);
+        }
         self.checked(r)
     }
 
@@ -602,12 +619,23 @@ impl Session {
     /// brought up to date first (NOOP): a server shows a connection others'
     /// changes only when it syncs.
     pub fn select(&mut self, name: &str, write: bool) -> Result<()> {
+        self.select_then(name, write, None).map(|_| ())
+    }
+
+    /// As [`Session::select`], with `then` (a whole command line and its
+    /// tag) sent behind a fresh SELECT or EXAMINE in the same write, so both
+    /// take one round trip: true if it was sent (else the caller sends it).
+    /// Not when the op named a UIDVALIDITY (it is checked first). If the
+    /// selection fails, the server refuses `then` too (no mailbox is
+    /// selected: RFC 3501 6.3.1), and that reply is read here.
+    pub fn select_then(&mut self, name: &str, write: bool, then: Option<(&str, &[u8])>) -> Result<bool> {
+        let then = then.filter(|_| self.expect_uidvalidity.is_none());
         let now = self.changes.now();
         let changed = self.changes.changed_at(name);
         if let Some(s) = &self.selected {
             if s.name == name && (!write || !s.read_only) {
                 if s.synced >= changed {
-                    return Ok(());
+                    return super::sync::check_uidvalidity(s, self.expect_uidvalidity).map(|_| false);
                 }
                 let st = self.command(Command::Noop, &mut |_| {})?;
                 if st.cond != Cond::Ok {
@@ -616,7 +644,7 @@ impl Session {
                 if let Some(s) = self.selected.as_mut() {
                     s.synced = now;
                 }
-                return Ok(());
+                return self.checked_uidvalidity().map(|_| false);
             }
         }
         self.selected = None;
@@ -626,12 +654,37 @@ impl Session {
             ("EXAMINE", Command::Examine(Mailbox(name)))
         };
         let mut exists = 0;
-        let st = self.command(cmd, &mut |r| {
-            if let Response::Exists(n) = r {
-                exists = n;
+        let mut state = super::sync::MailboxState::default();
+        let enable = self.qresync_pending.then(|| self.conn.next_tag());
+        let tag = self.conn.next_tag();
+        let mut line = Vec::new();
+        if let Some(t) = &enable {
+            // QRESYNC's VANISHED (and CONDSTORE's MODSEQs) for every op
+            // from now on; ENABLE is valid before a mailbox is selected.
+            line.extend_from_slice(format!("{t} ENABLE QRESYNC\r\n").as_bytes());
+        }
+        line.extend_from_slice(cmd.line(&tag).as_bytes());
+        if let Some((_, then)) = then {
+            line.extend_from_slice(then);
+        }
+        self.send(&line)?;
+        if let Some(t) = enable {
+            self.enabled(&t)?;
+        }
+        let r = reply_on(&mut self.conn, &tag, false, &mut |r| {
+            match r {
+                Response::Exists(n) => exists = n,
+                Response::Status(st) => state.apply_code(&st),
+                _ => {}
             }
-        })?;
+            Ok(())
+        });
+        let st = self.checked(r)?.ok_or_else(|| Error::protocol("no reply"))?;
         if st.cond != Cond::Ok {
+            if let Some((then_tag, _)) = then {
+                let r = reply_on(&mut self.conn, then_tag, false, &mut |_| Ok(()));
+                self.checked(r)?;
+            }
             return Err(st.error(&format!("{verb} {name}")));
         }
         let read_only = !write || st.code_name().as_deref() == Some("READ-ONLY");
@@ -640,8 +693,25 @@ impl Session {
             read_only,
             exists,
             synced: now,
+            state,
         });
+        self.checked_uidvalidity().map(|_| then.is_some())
+    }
+
+    /// Reads the reply to ENABLE QRESYNC (command `tag`).
+    fn enabled(&mut self, tag: &str) -> Result<()> {
+        self.qresync_pending = false;
+        let r = reply_on(&mut self.conn, tag, false, &mut |_| Ok(()));
+        self.qresync = self.checked(r)?.is_some_and(|st| st.cond == Cond::Ok);
         Ok(())
+    }
+
+    /// The selected mailbox's UIDVALIDITY is the running op's (if it named one).
+    fn checked_uidvalidity(&self) -> Result<()> {
+        match &self.selected {
+            Some(s) => super::sync::check_uidvalidity(s, self.expect_uidvalidity),
+            None => Ok(()),
+        }
     }
 
     /// Ends the session politely: LOGOUT, waiting briefly for the reply

@@ -28,9 +28,10 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::command::Command;
-use super::parse::{self, Cond, FetchData, Response};
+use super::fetched::Fetched;
+use super::parse::{Cond, Response};
 use super::session::{self, Session};
-use super::{Ticket, FETCH_BODY, FETCH_ENVELOPE, FETCH_FLAGS, FETCH_HEADERS, FETCH_SIZE};
+use super::{fetch_ext, fetched, Ticket, FETCH_BODY, FETCH_MODSEQ};
 use crate::engine::CancelMode;
 use crate::result::{field, Outcome, Release, ResultData, ResultItem, Success};
 use crate::status::{Error, Result, Status};
@@ -81,59 +82,17 @@ impl Gate {
     }
 }
 
-/// The FETCH items for `parts`, as a plain fetch asks for them.
-fn fetch_items(parts: u32) -> String {
-    let mut items = String::from("UID");
-    for (bit, name) in [
-        (FETCH_FLAGS, " FLAGS"),
-        (FETCH_ENVELOPE, " ENVELOPE"),
-        (FETCH_SIZE, " RFC822.SIZE"),
-    ] {
-        if parts & bit != 0 {
-            items.push_str(name);
-        }
-    }
-    if parts & FETCH_BODY != 0 {
-        items.push_str(" BODY.PEEK[]");
-    } else if parts & FETCH_HEADERS != 0 {
-        items.push_str(" BODY.PEEK[HEADER]");
-    }
-    items
-}
-
 /// One message's item from its FETCH response, with the fields a plain
 /// fetch gives; None for a response that is not (all of) an answer: no UID
 /// (news about flags), or without the bytes that were asked for.
-fn item_of(d: FetchData, parts: u32) -> Option<ResultItem> {
-    let uid = d.uid?;
-    let bytes = if parts & FETCH_BODY != 0 {
-        Some(d.body?)
-    } else if parts & FETCH_HEADERS != 0 {
-        Some(d.header?)
-    } else {
-        None
-    };
+fn item_of(f: Fetched, parts: u32) -> Option<ResultItem> {
+    let uid = f.uid?;
+    if !f.has_bytes(parts) {
+        return None;
+    }
     let mut item = ResultItem::new(u64::from(uid));
-    if let Some(f) = &d.flags {
-        item.set_str(field::FLAGS, f);
-    }
-    if let Some(n) = d.size {
-        item.set_int(field::SIZE, n);
-    }
-    if let Some(e) = &d.envelope {
-        for (f, v) in [
-            (field::SUBJECT, &e.subject),
-            (field::FROM, &e.from),
-            (field::TO, &e.to),
-            (field::DATE, &e.date),
-            (field::MESSAGE_ID, &e.message_id),
-        ] {
-            if let Some(v) = v {
-                item.set_str(f, v);
-            }
-        }
-    }
-    item.bytes = bytes;
+    f.apply(&mut item, parts);
+    fetch_ext::finish(std::slice::from_mut(&mut item), parts, FETCH_BODY);
     Some(item)
 }
 
@@ -148,7 +107,7 @@ fn read_fetch(
     each: &mut dyn FnMut(ResultItem) -> Result<()>,
 ) -> Result<()> {
     s.select(mailbox, false)?;
-    let items = fetch_items(parts);
+    let items = fetched::items(parts, parts & FETCH_MODSEQ != 0);
     let tag = s.conn().next_tag();
     s.send(Command::UidFetch { uids, items: &items }.line(&tag).as_bytes())?;
     let (mut received, mut reported) = (0u64, 0u64);
@@ -165,10 +124,13 @@ fn read_fetch(
                 return Err(Error::protocol(format!("a reply with tag {tg} to UID FETCH")))
             }
             Response::Fetch { atts } => {
-                let Some(item) = item_of(parse::fetch_data(atts)?, parts) else {
+                let Some(mut item) = item_of(Fetched::decode(atts)?, parts) else {
                     continue;
                 };
                 received += item.bytes.as_ref().map_or(0, |b| b.len() as u64);
+                if let Some(sel) = &s.selected {
+                    item.set_int(field::UIDVALIDITY, u64::from(sel.state.uidvalidity));
+                }
                 each(item)?;
                 if received - reported >= PROGRESS_STEP {
                     reported = received;
@@ -279,15 +241,8 @@ pub fn fetch_to_dir(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, dir:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fetch_items_follow_parts() {
-        assert_eq!(fetch_items(FETCH_BODY | FETCH_HEADERS), "UID BODY.PEEK[]");
-        assert_eq!(
-            fetch_items(FETCH_FLAGS | FETCH_SIZE | FETCH_HEADERS),
-            "UID FLAGS RFC822.SIZE BODY.PEEK[HEADER]"
-        );
-    }
+    use crate::imap::parse::FetchData;
+    use crate::imap::FETCH_FLAGS;
 
     #[test]
     fn a_response_without_the_asked_bytes_is_no_item() {
@@ -296,19 +251,22 @@ mod tests {
             flags: Some("\\Seen".into()),
             ..Default::default()
         };
-        assert!(item_of(d, FETCH_BODY).is_none());
+        assert!(item_of(Fetched::from_data(d), FETCH_BODY).is_none());
         let d = FetchData {
             uid: Some(4),
             flags: Some("\\Seen".into()),
             ..Default::default()
         };
-        let item = item_of(d, FETCH_FLAGS).expect("an item");
+        let item = item_of(Fetched::from_data(d), FETCH_FLAGS).expect("an item");
         assert_eq!(item.uid, 4);
         let d = FetchData {
             body: Some(b"x".to_vec()),
             ..Default::default()
         };
-        assert!(item_of(d, FETCH_BODY).is_none(), "no UID: not an answer");
+        assert!(
+            item_of(Fetched::from_data(d), FETCH_BODY).is_none(),
+            "no UID: not an answer"
+        );
     }
 
     #[test]

@@ -11,17 +11,22 @@ use super::*;
 /// IDLE notifications seen: (user token, op, EXISTS), from every client.
 static CHANGES: Mutex<Vec<(usize, u64, u64)>> = Mutex::new(Vec::new());
 static CHANGED: Condvar = Condvar::new();
+/// Every IDLE notification seen: (user token, the notification).
+static NOTES: Mutex<Vec<(usize, Record)>> = Mutex::new(Vec::new());
 
 /// The on_change callback of test IDLE ops.
 pub unsafe extern "C" fn record_change(c: *const herald_completion) {
     let r = record_of(c);
     assert_eq!(r.status, HERALD_STATUS_OK, "a change notification is OK");
-    assert_eq!(r.items.len(), 1, "a change notification has one item");
+    assert!(
+        !r.items.is_empty(),
+        "a change notification has the mailbox's state first"
+    );
+    assert_eq!(r.items[0].uid, 0, "the first item is the mailbox's state");
     let exists = r.items[0].ints.get(&HERALD_FIELD_EXISTS).copied().unwrap_or(0);
-    CHANGES
-        .lock()
-        .unwrap()
-        .push(((*c).user_token as usize, r.op, exists));
+    let token = (*c).user_token as usize;
+    NOTES.lock().unwrap().push((token, r.clone()));
+    CHANGES.lock().unwrap().push((token, r.op, exists));
     CHANGED.notify_all();
 }
 
@@ -144,6 +149,36 @@ impl TestClient {
     pub fn imap_idle(&self, mailbox: &str) -> Result<u64, u32> {
         let m = cs(mailbox);
         self.submit(|cb, t, op| herald_imap_idle_async(self.c, m.as_ptr(), Some(record_change), cb, t, op))
+    }
+
+    /// The notifications `op` (an IDLE of this client) delivered so far.
+    pub fn notes(&self, op: u64) -> Vec<Record> {
+        let me = self.token() as usize;
+        NOTES
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, r)| *t == me && r.op == op)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    pub fn imap_status(&self, mailbox: &str) -> Result<u64, u32> {
+        let m = cs(mailbox);
+        self.submit(|cb, t, op| herald_imap_status_async(self.c, m.as_ptr(), cb, t, op))
+    }
+
+    pub fn imap_status_list(&self, mailboxes: &[&str]) -> Result<u64, u32> {
+        let ms: Vec<CString> = mailboxes.iter().map(|m| cs(m)).collect();
+        let ptrs: Vec<*const c_char> = ms.iter().map(|m| m.as_ptr()).collect();
+        self.submit(|cb, t, op| herald_imap_status_list_async(self.c, ptrs.as_ptr(), ptrs.len(), cb, t, op))
+    }
+
+    pub fn imap_fetch_changed(&self, mailbox: &str, uids: &str, parts: u32, since: u64) -> Result<u64, u32> {
+        let (m, u) = (cs(mailbox), cs(uids));
+        self.submit(|cb, t, op| {
+            herald_imap_fetch_changed_async(self.c, m.as_ptr(), u.as_ptr(), parts, since, cb, t, op)
+        })
     }
 
     /// The EXISTS counts `op` (an IDLE of this client) reported so far.

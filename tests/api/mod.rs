@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use herald::ffi::client::*;
 pub use herald::ffi::completion::*;
+pub use herald::ffi::imap_sync::*;
 pub use herald::ffi::message::*;
 pub use herald::ffi::options::*;
 pub use herald::ffi::result::*;
@@ -43,6 +44,8 @@ pub struct Record {
     pub detail: String,
     pub items: Vec<Item>,
     pub has_result: bool,
+    /// The result's mailbox fields (`herald_result_mailbox_int`), those not 0.
+    pub mailbox: HashMap<u32, u64>,
 }
 
 impl Record {
@@ -51,7 +54,7 @@ impl Record {
     }
 }
 
-const FIELDS: [u32; 21] = [
+const FIELDS: [u32; 32] = [
     HERALD_FIELD_NAME,
     HERALD_FIELD_SUBJECT,
     HERALD_FIELD_FROM,
@@ -73,6 +76,17 @@ const FIELDS: [u32; 21] = [
     HERALD_FIELD_CAPABILITIES,
     HERALD_FIELD_SECURITY,
     HERALD_FIELD_AUTH_MECHANISM,
+    HERALD_FIELD_UIDVALIDITY,
+    HERALD_FIELD_UIDNEXT,
+    HERALD_FIELD_HIGHESTMODSEQ,
+    HERALD_FIELD_MESSAGES,
+    HERALD_FIELD_UNSEEN,
+    HERALD_FIELD_VANISHED,
+    HERALD_FIELD_MODSEQ,
+    HERALD_FIELD_SPECIAL_USE,
+    HERALD_FIELD_EXPUNGED,
+    HERALD_FIELD_SOURCE_UID,
+    HERALD_FIELD_TRUNCATED,
 ];
 
 /// Copies a completion (valid only during the callback) into a Record.
@@ -122,6 +136,11 @@ pub unsafe fn record_of(c: *const herald_completion) -> Record {
         detail: CStr::from_ptr(c.detail).to_string_lossy().into_owned(),
         items,
         has_result: !r.is_null(),
+        mailbox: FIELDS
+            .iter()
+            .map(|&f| (f, herald_result_mailbox_int(r, f)))
+            .filter(|(_, v)| *v != 0)
+            .collect(),
     }
 }
 

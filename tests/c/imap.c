@@ -163,6 +163,51 @@ int main(void)
         herald_completion_free(done);
     }
 
+    /* Sync state: STATUS, what changed since a MODSEQ, UIDs bound to a UIDVALIDITY. */
+    uint64_t validity = 0, modseq = 0;
+    CHECK_STATUS(herald_imap_status_async(c, mailbox, NULL, NULL, &op), HERALD_STATUS_OK);
+    done = completion_of(c, op);
+    if (done) {
+        CHECK_STATUS(done->status, HERALD_STATUS_OK);
+        CHECK(herald_result_count(done->result) == 1);
+        CHECK(herald_result_int(done->result, 0, HERALD_FIELD_MESSAGES) == appended + 3);
+        validity = herald_result_int(done->result, 0, HERALD_FIELD_UIDVALIDITY);
+        modseq = herald_result_int(done->result, 0, HERALD_FIELD_HIGHESTMODSEQ);
+        CHECK(validity > 0 && modseq > 0);
+        herald_completion_free(done);
+    }
+    char one[32];
+    snprintf(one, sizeof one, "%llu", (unsigned long long)uids[0]);
+    CHECK_STATUS(herald_imap_store_async(c, mailbox, one, HERALD_STORE_ADD, "\\Flagged", NULL, NULL, &op),
+                 HERALD_STATUS_OK);
+    done = completion_of(c, op);
+    if (done) {
+        CHECK_STATUS(done->status, HERALD_STATUS_OK);
+        CHECK(herald_result_mailbox_int(done->result, HERALD_FIELD_UIDVALIDITY) == validity);
+        herald_completion_free(done);
+    }
+    CHECK_STATUS(herald_imap_fetch_changed_async(c, mailbox, "1:*", HERALD_FETCH_FLAGS, modseq, NULL, NULL, &op),
+                 HERALD_STATUS_OK);
+    done = completion_of(c, op);
+    if (done) {
+        CHECK_STATUS(done->status, HERALD_STATUS_OK);
+        CHECK(herald_result_count(done->result) == 1);
+        CHECK(herald_result_uid(done->result, 0) == uids[0]);
+        CHECK(herald_result_int(done->result, 0, HERALD_FIELD_MODSEQ) > modseq);
+        CHECK(herald_result_int(done->result, 0, HERALD_FIELD_UIDVALIDITY) == validity);
+        herald_completion_free(done);
+    }
+    char bound[64];
+    snprintf(bound, sizeof bound, "1:*;UIDVALIDITY=%llu", (unsigned long long)(validity + 1));
+    CHECK_STATUS(herald_imap_fetch_async(c, mailbox, bound, HERALD_FETCH_FLAGS, NULL, NULL, &op), HERALD_STATUS_OK);
+    done = completion_of(c, op);
+    if (done) {
+        CHECK_STATUS(done->status, HERALD_STATUS_NOT_FOUND);
+        CHECK(herald_result_count(done->result) == 0);
+        CHECK(herald_result_mailbox_int(done->result, HERALD_FIELD_UIDVALIDITY) == validity);
+        herald_completion_free(done);
+    }
+
     CHECK_STATUS(herald_imap_delete_async(c, mailbox, NULL, NULL, &op), HERALD_STATUS_OK);
     done = completion_of(c, op);
     if (done) {

@@ -93,8 +93,8 @@ pub mod preconditions;
 pub mod process;
 
 // One module per server.
-pub mod cyrus;
 pub mod certs;
+pub mod cyrus;
 pub mod dovecot;
 pub mod imap_append;
 pub mod imap_script;

@@ -124,6 +124,17 @@ class Field(IntEnum):
     CAPABILITIES = 45
     SECURITY = 46
     AUTH_MECHANISM = 47
+    UIDVALIDITY = 12
+    UIDNEXT = 13
+    HIGHESTMODSEQ = 14
+    MESSAGES = 15
+    UNSEEN = 16
+    VANISHED = 17
+    MODSEQ = 18
+    SPECIAL_USE = 19
+    EXPUNGED = 20
+    SOURCE_UID = 60
+    TRUNCATED = 61
 
 
 class Fetch(IntFlag):
@@ -136,6 +147,7 @@ class Fetch(IntFlag):
     BODY = 16
     PARSED = 32
     BODYSTRUCTURE = 64
+    MODSEQ = 128
 
 
 class StreamLimit(IntEnum):
