@@ -191,6 +191,10 @@ else
     fi
 fi
 
+# Exim 4 for the tests' private instance: extracted from its .deb, never
+# installed (it conflicts with the postfix package).
+"$(dirname "$0")"/install-exim.sh
+
 # Report versions (useful in CI logs).
 dovecot_version=$(/usr/sbin/dovecot --version 2>/dev/null || echo unknown)
 case "$dovecot_version" in

@@ -18,6 +18,10 @@
 //! * [`postfix`]: [`Postfix`], a private full Postfix smtpd (PIPELINING,
 //!   CHUNKING, SMTPUTF8, SIZE, STARTTLS, a recipient limit) delivering into
 //!   a maildir; configs in `tests/servers/postfix/`.
+//! * [`exim`]: [`Exim`], a private Exim 4.96 (PIPELINING, CHUNKING,
+//!   SMTPUTF8, SIZE, `recipients_max`) delivering into a maildir, from
+//!   Debian's package extracted by `scripts/install-exim.sh`; config in
+//!   `tests/servers/exim/`.
 //! * [`scripted`]: hostile or broken servers, a closure per connection.
 //! * [`imap_script`]: a scripted IMAP server that misbehaves at one chosen
 //!   step, on top of [`scripted`].
@@ -70,6 +74,7 @@
 //! * `Dovecot::start`: 0.1-0.2 s (including its smtp-sink, an EC certificate
 //!   and reading the IMAP, POP3 and submission greetings).
 //! * `Postfix::start`: ~0.5 s (mostly `postfix check`).
+//! * `Exim::start`: ~0.1 s.
 //! * Dropping a `Dovecot` or `SmtpSink`: a few ms to ~30 ms.
 //! * A failed login takes ~0.5 s (Dovecot's failure timer granularity).
 
@@ -87,6 +92,7 @@ pub mod process;
 
 // One module per server.
 pub mod dovecot;
+pub mod exim;
 pub mod imap_append;
 pub mod imap_script;
 pub mod postfix;
@@ -95,6 +101,7 @@ pub mod smtp_sink;
 
 pub use connections::{established_connections, wait_for_connections};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
+pub use exim::Exim;
 pub use files::{chown_tree, find_placeholder, keep_temp, self_signed_cert, TempDir};
 pub use imap_append::imap_append;
 pub use ports::free_port;
