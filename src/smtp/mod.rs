@@ -725,10 +725,7 @@ mod tests {
     use super::*;
 
     fn reply(code: u16, text: &str) -> Reply {
-        Reply {
-            code,
-            lines: vec![text.to_string()],
-        }
+        Reply::new(code, text)
     }
 
     fn job(data: &[u8]) -> SendJob {

@@ -76,10 +76,7 @@ impl Recipients {
                     }
                     x
                 }
-                (None, None) => Reply {
-                    code: 0,
-                    lines: vec!["no reply".into()],
-                },
+                (None, None) => Reply::new(0, "no reply"),
             });
         }
         if progress && !again.is_empty() && self.rounds < MAX_ROUNDS {
@@ -100,13 +97,12 @@ impl Recipients {
                 .iter()
                 .zip(&self.answers)
                 .map(|(a, r)| {
-                    let mut item = ResultItem::new(0).with_str(field::NAME, a);
+                    let text = r.as_ref().map_or(0, |r| r.text().len() + 1);
+                    let mut item = ResultItem::with_capacity(0, 3, a.len() + 1 + text);
+                    item.set_str(field::NAME, a);
                     if let Some(r) = r {
-                        item = item.with_int(field::REPLY_CODE, r.code as u64);
-                        item = match r.lines.as_slice() {
-                            [one] => item.with_str(field::REPLY_TEXT, one),
-                            _ => item.with_str(field::REPLY_TEXT, &r.text()),
-                        };
+                        item.set_int(field::REPLY_CODE, r.code as u64);
+                        item.set_str(field::REPLY_TEXT, r.text());
                     }
                     item
                 })
@@ -152,10 +148,7 @@ impl Recipients {
                     None => format!("{}: no answer", addrs[i]),
                 })
                 .collect();
-            let first = answer(0).cloned().unwrap_or(Reply {
-                code: 0,
-                lines: vec![],
-            });
+            let first = answer(0).cloned().unwrap_or(Reply::new(0, ""));
             let mut e = first.error("");
             // Permanent only if every recipient was refused permanently.
             if !deferred.is_empty() {
@@ -194,8 +187,7 @@ impl Recipients {
 
 /// A reply as its `Display` puts it ("250 2.0.0 text"), built directly.
 fn reply_line(r: &Reply) -> String {
-    let len = 4 + r.lines.iter().map(|l| l.len() + 1).sum::<usize>();
-    let mut s = String::with_capacity(len);
+    let mut s = String::with_capacity(6 + r.text().len());
     let mut started = false;
     for div in [10_000, 1_000, 100, 10, 1] {
         let d = r.code / div % 10;
@@ -205,12 +197,7 @@ fn reply_line(r: &Reply) -> String {
         }
     }
     s.push(' ');
-    for (i, l) in r.lines.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(l);
-    }
+    s.push_str(r.text());
     s
 }
 
@@ -219,10 +206,7 @@ mod tests {
     use super::*;
 
     fn r(code: u16) -> Option<Reply> {
-        Some(Reply {
-            code,
-            lines: vec![format!("text {code}")],
-        })
+        Some(Reply::new(code, &format!("text {code}")))
     }
 
     fn bdat(mail: u16, rcpts: &[u16], last: u16) -> Replies {
@@ -242,22 +226,11 @@ mod tests {
     #[test]
     fn reply_lines_read_as_display_puts_them() {
         for r in [
-            Reply {
-                code: 250,
-                lines: vec!["2.0.0 Ok: queued".into()],
-            },
-            Reply {
-                code: 250,
-                lines: vec!["a".into(), "b c".into()],
-            },
-            Reply {
-                code: 0,
-                lines: vec![],
-            },
-            Reply {
-                code: 5,
-                lines: vec![String::new()],
-            },
+            Reply::new(250, "2.0.0 Ok: queued"),
+            Reply::from_lines(250, ["a", "b c"]),
+            Reply::new(0, ""),
+            Reply::new(5, ""),
+            Reply::new(250, &"long ".repeat(20)),
         ] {
             assert_eq!(reply_line(&r), r.to_string());
         }
