@@ -22,56 +22,73 @@ pub fn is_closing_error(e: &Error) -> bool {
 
 /// A complete reply, in one buffer: the lines' texts joined by single
 /// spaces (which is the reply's [`text`](Reply::text)), with where each line
-/// after the first starts. A text of up to [`INLINE`] bytes (nearly every
-/// reply but EHLO's) is kept inline, so reading a reply allocates nothing.
+/// after the first starts. A one-line text of up to [`INLINE`] bytes (nearly
+/// every reply but EHLO's) is kept inline, so reading it allocates nothing
+/// and the reply stays small to move.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
     text: Text,
-    /// Offsets in the text where lines 2, 3, ... start (each after its space).
-    breaks: Vec<u32>,
 }
 
-/// Longest text kept inline.
-pub const INLINE: usize = 46;
+/// Longest one-line text kept inline.
+pub const INLINE: usize = 37;
 
 #[derive(Clone)]
 enum Text {
     Inline { len: u8, buf: [u8; INLINE] },
-    Heap(String),
+    Heap(Box<Lines>),
+}
+
+/// A longer text, or one of several lines.
+#[derive(Clone)]
+struct Lines {
+    text: String,
+    /// Offsets in `text` where lines 2, 3, ... start (each after its space).
+    breaks: Vec<u32>,
 }
 
 impl Text {
     fn as_str(&self) -> &str {
         match self {
-            // SAFETY: only whole `&str`s are copied in (see `push`).
+            // SAFETY: only whole `&str`s are copied in (see `push_line`).
             Text::Inline { len, buf } => unsafe { std::str::from_utf8_unchecked(&buf[..*len as usize]) },
-            Text::Heap(s) => s,
+            Text::Heap(h) => &h.text,
         }
     }
 
-    fn len(&self) -> usize {
+    fn breaks(&self) -> &[u32] {
         match self {
-            Text::Inline { len, .. } => *len as usize,
-            Text::Heap(s) => s.len(),
+            Text::Inline { .. } => &[],
+            Text::Heap(h) => &h.breaks,
         }
     }
 
-    fn push(&mut self, s: &str) {
-        match self {
-            Text::Inline { len, buf } if *len as usize + s.len() <= INLINE => {
+    /// Appends a line's text; `new_line`: after a separating space, as a
+    /// line of its own.
+    fn push_line(&mut self, line: &str, new_line: bool) {
+        if let Text::Inline { len, buf } = self {
+            if !new_line && *len as usize + line.len() <= INLINE {
                 let at = *len as usize;
-                buf[at..at + s.len()].copy_from_slice(s.as_bytes());
-                *len += s.len() as u8;
+                buf[at..at + line.len()].copy_from_slice(line.as_bytes());
+                *len += line.len() as u8;
+                return;
             }
-            Text::Inline { .. } => {
-                let mut heap = String::with_capacity(self.len() + s.len());
-                heap.push_str(self.as_str());
-                heap.push_str(s);
-                *self = Text::Heap(heap);
-            }
-            Text::Heap(h) => h.push_str(s),
+            let mut text = String::with_capacity(*len as usize + 1 + line.len());
+            text.push_str(self.as_str());
+            *self = Text::Heap(Box::new(Lines {
+                text,
+                breaks: Vec::new(),
+            }));
         }
+        let Text::Heap(h) = self else {
+            unreachable!("made heap just above")
+        };
+        if new_line {
+            h.text.push(' ');
+            h.breaks.push(h.text.len() as u32);
+        }
+        h.text.push_str(line);
     }
 }
 
@@ -86,7 +103,7 @@ impl Default for Text {
 
 impl PartialEq for Text {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_str() == other.as_str() && self.breaks() == other.breaks()
     }
 }
 
@@ -105,7 +122,7 @@ impl Reply {
     /// A reply of one line.
     pub fn new(code: u16, text: &str) -> Reply {
         let mut r = Reply::empty(code);
-        r.text.push(text);
+        r.push_line(0, text);
         r
     }
 
@@ -123,25 +140,20 @@ impl Reply {
         Reply {
             code,
             text: Text::default(),
-            breaks: Vec::new(),
         }
     }
 
     /// Appends line number `i` (0 for the first).
     fn push_line(&mut self, i: usize, line: &str) {
-        if i > 0 {
-            self.text.push(" ");
-            self.breaks.push(self.text.len() as u32);
-        }
-        self.text.push(line);
+        self.text.push_line(line, i > 0);
     }
 
     /// The text of each line, without the code and separator.
     pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
         let text = self.text.as_str();
-        let starts = std::iter::once(0).chain(self.breaks.iter().map(|&b| b as usize));
-        let ends = self
-            .breaks
+        let breaks = self.text.breaks();
+        let starts = std::iter::once(0).chain(breaks.iter().map(|&b| b as usize));
+        let ends = breaks
             .iter()
             .map(|&b| b as usize - 1)
             .chain(std::iter::once(text.len()));
@@ -151,13 +163,13 @@ impl Reply {
     /// How many lines the reply had.
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn line_count(&self) -> usize {
-        self.breaks.len() + 1
+        self.text.breaks().len() + 1
     }
 
     /// The first line's text.
     pub fn first_line(&self) -> &str {
         let text = self.text.as_str();
-        match self.breaks.first() {
+        match self.text.breaks().first() {
             Some(&b) => &text[..b as usize - 1],
             None => text,
         }
@@ -321,6 +333,11 @@ mod tests {
         let mut c = conn("250-x\r\n250 \r\n250\r\n");
         assert_eq!(read_reply(&mut c).unwrap().lines().collect::<Vec<_>>(), ["x", ""]);
         assert_eq!(read_reply(&mut c).unwrap().lines().collect::<Vec<_>>(), [""]);
+    }
+
+    #[test]
+    fn a_reply_is_small_to_move() {
+        assert!(std::mem::size_of::<Reply>() <= 48);
     }
 
     #[test]
