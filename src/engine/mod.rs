@@ -31,12 +31,14 @@ use crate::status::{Error, Result, Status};
 
 mod deadline;
 mod delivery;
+mod optable;
 mod pool;
 #[cfg(test)]
 mod tests;
 mod wakeup;
 
 use delivery::{CompletionQueue, DispatchState};
+use optable::OpTable;
 pub use pool::{Driver, DriverFactory, Ticket, WorkerCtx};
 use pool::{PoolState, WorkerSlot};
 use wakeup::Wakeup;
@@ -139,7 +141,7 @@ struct OpEntry<J> {
 /// Everything guarded by the client's main lock.
 struct State<J> {
     next_id: OpId,
-    ops: BTreeMap<OpId, OpEntry<J>>,
+    ops: OpTable<OpEntry<J>>,
     /// Ids of queued ops in order; entries no longer `Queued` are skipped.
     queue: VecDeque<OpId>,
     /// Number of ops in `Queued` state.
@@ -369,7 +371,7 @@ impl<J: Job> Engine<J> {
             options: Arc::new(options),
             state: Mutex::new(State {
                 next_id: 1,
-                ops: BTreeMap::new(),
+                ops: OpTable::new(),
                 queue: VecDeque::new(),
                 queued: 0,
                 shutdown: false,
