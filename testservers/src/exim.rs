@@ -16,7 +16,9 @@
 //!
 //! # Process lifetime
 //!
-//! `exim4 -C CONF -bdf` keeps the daemon in the foreground, in the process
+//! `exim4 -C CONF -bdf -q1s` keeps the daemon in the foreground (with a
+//! queue run every second, for messages whose receiving process was killed
+//! after their 250), in the process
 //! group the supervisor made for it, with every process it forks (one per
 //! connection, one per delivery), so stopping is the same as for the other
 //! servers: SIGKILL to that group. Run as root: given `-C`, Exim drops its
@@ -281,10 +283,13 @@ fn start_exim(bin: &Path, extra_main: &str) -> Result<Exim, (String, bool)> {
     fs::write(&conf_path, conf).unwrap();
 
     let out = root.join("exim.out");
+    // A queue run every second: a message whose receiving process died
+    // after its 250 (a test that kills connections) is still delivered.
     let args = vec![
         "-C".to_string(),
         conf_path.display().to_string(),
         "-bdf".to_string(),
+        "-q1s".to_string(),
     ];
     let proc = Supervised::spawn("exim", &bin.display().to_string(), &args, &out, &root);
     let ready = crate::wait_listening(&proc, &[port], &out).and_then(|()| expect_greeting(port, "220 "));
