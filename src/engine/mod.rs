@@ -17,7 +17,7 @@
 //!   its connection down as a cancel would, so no op outlives its deadline
 //!   whatever the server does.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,7 +153,7 @@ struct State<J> {
     /// The targets of `flush` calls under way (the last op each waits for).
     flush_targets: BTreeMap<OpId, usize>,
     /// The deadlines of running ops, earliest first.
-    deadlines: BTreeSet<(Instant, OpId)>,
+    deadlines: optable::Deadlines,
     /// The watchdog thread that enforces them, started with the first one.
     watchdog: Option<pool::TaggedThread>,
 }
@@ -378,7 +378,7 @@ impl<J: Job> Engine<J> {
                 pool: PoolState::new(throttle),
                 waited: BTreeMap::new(),
                 flush_targets: BTreeMap::new(),
-                deadlines: BTreeSet::new(),
+                deadlines: optable::Deadlines::default(),
                 watchdog: None,
             }),
             work_cond: Condvar::new(),

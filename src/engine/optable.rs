@@ -1,4 +1,6 @@
-//! The op table: every op from its submit until its completion is
+//! The op table, and the deadlines of running ops.
+//!
+//! The op table holds every op from its submit until its completion is
 //! delivered, by id. Ids are handed out in increasing order and most ops
 //! leave in about the order they came, so the table is a ring indexed by
 //! `id - base`: finding, adding and removing an op is an index, with none of
@@ -10,6 +12,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::RangeToInclusive;
+use std::time::Instant;
 
 use crate::result::OpId;
 
@@ -135,9 +138,48 @@ impl<E> OpTable<E> {
     }
 }
 
+/// The deadlines of running ops, earliest first: a sorted ring. Ops are
+/// taken one after another with the same timeout, so a new deadline nearly
+/// always goes at the back and a delivered op's is near the front: both an
+/// index found by binary search and a short shift, where a search tree
+/// allocated and freed nodes as they filled and emptied.
+#[derive(Default)]
+pub(super) struct Deadlines {
+    q: VecDeque<(Instant, OpId)>,
+}
+
+impl Deadlines {
+    pub(super) fn insert(&mut self, d: (Instant, OpId)) {
+        if self.q.back().is_none_or(|b| *b < d) {
+            self.q.push_back(d);
+        } else if let Err(k) = self.q.binary_search(&d) {
+            self.q.insert(k, d);
+        }
+    }
+
+    pub(super) fn remove(&mut self, d: &(Instant, OpId)) -> bool {
+        match self.q.binary_search(d) {
+            Ok(k) => {
+                self.q.remove(k);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(super) fn first(&self) -> Option<&(Instant, OpId)> {
+        self.q.front()
+    }
+
+    pub(super) fn pop_first(&mut self) -> Option<(Instant, OpId)> {
+        self.q.pop_front()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The table against a BTreeMap, through a long run of adds and removes
     /// in a scrambled order, with a few ops that stay for very long.
@@ -197,5 +239,33 @@ mod tests {
         }
         assert!(t.is_empty() && t.remove(&3).is_none());
         assert!(t.iter_mut().next().is_none() && t.keys().next().is_none());
+    }
+
+    #[test]
+    fn deadlines_agree_with_an_ordered_set() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::default();
+        let mut set = std::collections::BTreeSet::new();
+        let mut x = 99u64;
+        for op in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly later and later; now and then earlier (a grace period),
+            // or the same instant twice.
+            let at = t0 + Duration::from_millis(if x % 10 == 0 { x % 500 } else { op });
+            d.insert((at, op));
+            set.insert((at, op));
+            if x % 3 == 0 {
+                let victim = *set.iter().nth((x % set.len() as u64) as usize).unwrap();
+                assert!(d.remove(&victim) && set.remove(&victim));
+                assert!(!d.remove(&victim));
+            }
+            if x % 7 == 0 {
+                assert_eq!(d.pop_first(), set.pop_first());
+            }
+            assert_eq!(d.first(), set.first());
+        }
+        assert!(d.q.iter().eq(set.iter()));
     }
 }
