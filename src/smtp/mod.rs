@@ -293,7 +293,9 @@ impl SmtpDriver {
         }
         let mut params = String::new();
         if ext.size.is_some() {
-            params.push_str(&format!(" SIZE={}", j.data.len()));
+            // Into the one buffer, with room for what may follow.
+            params.reserve(48);
+            let _ = std::fmt::Write::write_fmt(&mut params, format_args!(" SIZE={}", j.data.len()));
         }
         if bdat && needs.binary && ext.binarymime {
             params.push_str(" BODY=BINARYMIME");
