@@ -10,10 +10,6 @@ pub(crate) fn buffer(cap: usize) -> Vec<u8> {
     if cap >= 1 << 20 {
         // Linux 5.14.
         const MADV_POPULATE_WRITE: libc::c_int = 23;
-        // Transparent huge pages where the system allows them on request
-        // (`madvise` mode, Debian's default): a 2 MiB page is made present
-        // and zeroed in one step instead of 512.
-        const MADV_HUGEPAGE: libc::c_int = 14;
         // SAFETY: page-aligned range inside the buffer's own allocation; the
         // advice only makes pages present (zeroed, as fresh pages are) and
         // fails harmlessly (EINVAL) where the kernel does not know it.
@@ -22,7 +18,6 @@ pub(crate) fn buffer(cap: usize) -> Vec<u8> {
             let start = (v.as_mut_ptr() as usize).next_multiple_of(page);
             let end = (v.as_mut_ptr() as usize + cap) / page * page;
             if end > start {
-                libc::madvise(start as *mut libc::c_void, end - start, MADV_HUGEPAGE);
                 libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE);
             }
         }
