@@ -209,7 +209,7 @@ mod tests {
                     assert_eq!(t.remove(&id), m.remove(&id));
                 }
             }
-            if round % 997 == 0 {
+            if round.is_multiple_of(997) {
                 assert!(t
                     .iter()
                     .map(|(k, v)| (*k, *v))
@@ -253,15 +253,15 @@ mod tests {
             x ^= x << 17;
             // Mostly later and later; now and then earlier (a grace period),
             // or the same instant twice.
-            let at = t0 + Duration::from_millis(if x % 10 == 0 { x % 500 } else { op });
+            let at = t0 + Duration::from_millis(if x.is_multiple_of(10) { x % 500 } else { op });
             d.insert((at, op));
             set.insert((at, op));
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 let victim = *set.iter().nth((x % set.len() as u64) as usize).unwrap();
                 assert!(d.remove(&victim) && set.remove(&victim));
                 assert!(!d.remove(&victim));
             }
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 assert_eq!(d.pop_first(), set.pop_first());
             }
             assert_eq!(d.first(), set.first());
