@@ -178,10 +178,10 @@ impl Payload for Job {
         self.plan.as_ref().map_or(Body::Data, |p| p.body)
     }
     fn rcpt_count(&self) -> usize {
-        self.rc.round.len()
+        self.rc.round_len()
     }
     fn rcpt(&self, k: usize) -> &str {
-        &self.job().rcpts[self.rc.round[k]]
+        &self.job().rcpts[self.rc.round_at(k)]
     }
     fn data(&self) -> &[u8] {
         &self.job().data
@@ -373,7 +373,7 @@ impl SmtpDriver {
                 format!(
                     "op {}: {} recipients deferred, sending them in another transaction",
                     job.t.id,
-                    job.rc.round.len()
+                    job.rc.round_len()
                 )
             });
             job.plan = None;

@@ -21,19 +21,43 @@ pub(crate) const MAX_ROUNDS: u32 = 100;
 pub struct Recipients {
     /// The final answer of each recipient, once it has one.
     pub answers: Vec<Option<Reply>>,
-    /// Indexes of the recipients in the current transaction.
-    pub round: Vec<usize>,
+    /// The recipients in the current transaction.
+    round: Round,
     /// Transactions finished so far.
     pub rounds: u32,
     /// Recipients the last transaction's RCPT replies accepted.
     last_accepted: usize,
 }
 
+/// Which recipients a transaction is for: at first all of them (without
+/// a list of their indexes to allocate), later those deferred.
+#[derive(Clone, Debug)]
+enum Round {
+    All(usize),
+    These(Vec<usize>),
+}
+
 impl Recipients {
+    /// How many recipients the current transaction is for.
+    pub fn round_len(&self) -> usize {
+        match &self.round {
+            Round::All(n) => *n,
+            Round::These(v) => v.len(),
+        }
+    }
+
+    /// The index (among all recipients) of the current transaction's `k`th.
+    pub fn round_at(&self, k: usize) -> usize {
+        match &self.round {
+            Round::All(_) => k,
+            Round::These(v) => v[k],
+        }
+    }
+
     pub fn new(n: usize) -> Self {
         Recipients {
             answers: vec![None; n],
-            round: (0..n).collect(),
+            round: Round::All(n),
             rounds: 0,
             last_accepted: 0,
         }
@@ -59,7 +83,8 @@ impl Recipients {
         let decisive = r.decisive();
         let mut again = Vec::new();
         let mut progress = false;
-        for (k, &i) in self.round.iter().enumerate() {
+        for k in 0..self.round_len() {
+            let i = self.round_at(k);
             let rcpt = rcpts.get_mut(k).and_then(Option::take);
             self.answers[i] = Some(match (mail, rcpt) {
                 (Some(m), _) => m.clone(),
@@ -83,7 +108,7 @@ impl Recipients {
             for &i in &again {
                 self.answers[i] = None;
             }
-            self.round = again;
+            self.round = Round::These(again);
             true
         } else {
             false
@@ -241,7 +266,10 @@ mod tests {
         let a = addrs(8);
         let mut rc = Recipients::new(8);
         assert!(rc.settle(&mut bdat(250, &[250, 250, 250, 250, 250, 452, 452, 452], 250)));
-        assert_eq!(rc.round, [5, 6, 7]);
+        assert_eq!(
+            (0..rc.round_len()).map(|k| rc.round_at(k)).collect::<Vec<_>>(),
+            [5, 6, 7]
+        );
         assert!(!rc.settle(&mut bdat(250, &[250, 250, 250], 250)));
         let ok = rc.outcome(&a, &bdat(250, &[250, 250, 250], 250)).unwrap();
         assert_eq!(ok.reply_code, 250);
