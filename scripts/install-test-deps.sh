@@ -195,6 +195,9 @@ fi
 
 # Cyrus IMAP, unpacked from its .debs (it conflicts with the Dovecot packages).
 "$(dirname "$0")"/cyrus-debs.sh
+# Exim 4 for the tests' private instance: extracted from its .deb, never
+# installed (it conflicts with the postfix package).
+"$(dirname "$0")"/install-exim.sh
 
 # Report versions (useful in CI logs).
 dovecot_version=$(/usr/sbin/dovecot --version 2>/dev/null || echo unknown)

@@ -2,7 +2,7 @@
 //! imports nothing of the crate but `parsed` (a leaf), so errors (`status`) can carry a partial
 //! result without `status` and `result` importing each other.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::sync::Arc;
 
 use crate::parsed::{BodyPart, Parsed};
@@ -70,16 +70,33 @@ pub mod field {
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.
+///
+/// Its fields live in two buffers, however many there are: `fields` says
+/// where each is, and every text field is in `text`, each followed by its
+/// NUL, so that the C string `herald_result_str` returns points into
+/// `text` itself (no `CString` per field). A replaced text field leaves its
+/// old bytes in `text` (items are built once, then only read).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResultItem {
     pub uid: u64,
-    strs: Vec<(u32, CString)>,
-    ints: Vec<(u32, u64)>,
+    fields: Vec<(u32, Slot)>,
+    text: String,
     pub bytes: Option<Vec<u8>>,
     /// The parsed message (HERALD_FETCH_PARSED, POP3 parsed retrieve).
     pub parsed: Option<Arc<Parsed>>,
     /// The MIME structure, pre-order (HERALD_FETCH_BODYSTRUCTURE).
     pub parts: Vec<BodyPart>,
+}
+
+/// Where a field's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Int(u64),
+    /// `text[start..start + len]`, followed by a NUL.
+    Str {
+        start: u32,
+        len: u32,
+    },
 }
 
 /// Text for a C string: interior NULs (which C can't carry) become U+FFFD.
@@ -95,12 +112,41 @@ impl ResultItem {
         }
     }
 
-    pub fn set_str(&mut self, field: u32, value: &str) {
-        let v = c_string(value);
-        match self.strs.iter_mut().find(|(f, _)| *f == field) {
-            Some(slot) => slot.1 = v,
-            None => self.strs.push((field, v)),
+    /// An item with room for `fields` fields and `text` bytes of text
+    /// fields (their NULs included), so that filling it allocates twice.
+    pub fn with_capacity(uid: u64, fields: usize, text: usize) -> Self {
+        ResultItem {
+            uid,
+            fields: Vec::with_capacity(fields),
+            text: String::with_capacity(text),
+            ..Default::default()
         }
+    }
+
+    /// Sets `field`'s text or number (a field may have one of each).
+    fn set(&mut self, field: u32, slot: Slot) {
+        let same = |s: &Slot| {
+            matches!(
+                (s, slot),
+                (Slot::Int(_), Slot::Int(_)) | (Slot::Str { .. }, Slot::Str { .. })
+            )
+        };
+        match self.fields.iter_mut().find(|(f, s)| *f == field && same(s)) {
+            Some(s) => s.1 = slot,
+            None => self.fields.push((field, slot)),
+        }
+    }
+
+    pub fn set_str(&mut self, field: u32, value: &str) {
+        let start = self.text.len() as u32;
+        if value.as_bytes().contains(&0) {
+            self.text.push_str(&value.replace('\0', "\u{FFFD}"));
+        } else {
+            self.text.push_str(value);
+        }
+        let len = self.text.len() as u32 - start;
+        self.text.push('\0');
+        self.set(field, Slot::Str { start, len });
     }
 
     pub fn with_str(mut self, field: u32, value: &str) -> Self {
@@ -109,10 +155,7 @@ impl ResultItem {
     }
 
     pub fn set_int(&mut self, field: u32, value: u64) {
-        match self.ints.iter_mut().find(|(f, _)| *f == field) {
-            Some(slot) => slot.1 = value,
-            None => self.ints.push((field, value)),
-        }
+        self.set(field, Slot::Int(value));
     }
 
     pub fn with_int(mut self, field: u32, value: u64) -> Self {
@@ -125,12 +168,22 @@ impl ResultItem {
         self
     }
 
-    pub fn str_field(&self, field: u32) -> Option<&CString> {
-        self.strs.iter().find(|(f, _)| *f == field).map(|(_, v)| v)
+    /// A text field as the C string it is stored as.
+    pub fn str_field(&self, field: u32) -> Option<&CStr> {
+        self.fields.iter().find_map(|&(f, slot)| match slot {
+            Slot::Str { start, len } if f == field => {
+                let bytes = &self.text.as_bytes()[start as usize..=(start + len) as usize];
+                Some(CStr::from_bytes_with_nul(bytes).expect("a stored text field ends at its NUL"))
+            }
+            _ => None,
+        })
     }
 
     pub fn int_field(&self, field: u32) -> Option<u64> {
-        self.ints.iter().find(|(f, _)| *f == field).map(|(_, v)| *v)
+        self.fields.iter().find_map(|&(f, slot)| match slot {
+            Slot::Int(v) if f == field => Some(v),
+            _ => None,
+        })
     }
 }
 
@@ -153,5 +206,36 @@ impl ResultData {
     /// A field of the result as a whole.
     pub fn mailbox_int(&self, field: u32) -> Option<u64> {
         self.mailbox.iter().find(|(f, _)| *f == field).map(|(_, v)| *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_found_replaced_and_kept_apart_by_kind() {
+        let mut it = ResultItem::with_capacity(7, 3, 16)
+            .with_str(1, "alice@example.org")
+            .with_int(10, 250)
+            .with_str(11, "Accepted");
+        assert_eq!(it.uid, 7);
+        assert_eq!(it.str_field(1).unwrap().to_str().unwrap(), "alice@example.org");
+        assert_eq!(it.str_field(11).unwrap().to_bytes(), b"Accepted");
+        assert_eq!(it.int_field(10), Some(250));
+        assert_eq!(
+            (it.str_field(10), it.int_field(1), it.str_field(2)),
+            (None, None, None)
+        );
+        // A replaced text, a NUL inside, an empty text, and both kinds on one id.
+        it.set_str(11, "a\0b");
+        it.set_str(12, "");
+        it.set_int(1, 5);
+        it.set_int(10, 550);
+        assert_eq!(it.str_field(11).unwrap().to_str().unwrap(), "a\u{FFFD}b");
+        assert_eq!(it.str_field(12).unwrap().to_bytes(), b"");
+        assert_eq!(it.str_field(1).unwrap().to_str().unwrap(), "alice@example.org");
+        assert_eq!((it.int_field(1), it.int_field(10)), (Some(5), Some(550)));
+        assert_eq!(c_string("x\0y").to_str().unwrap(), "x\u{FFFD}y");
     }
 }

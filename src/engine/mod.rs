@@ -17,7 +17,7 @@
 //!   its connection down as a cancel would, so no op outlives its deadline
 //!   whatever the server does.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +31,14 @@ use crate::status::{Error, Result, Status};
 
 mod deadline;
 mod delivery;
+mod optable;
 mod pool;
 #[cfg(test)]
 mod tests;
 mod wakeup;
 
 use delivery::{CompletionQueue, DispatchState};
+use optable::OpTable;
 pub use pool::{Driver, DriverFactory, Ticket, WorkerCtx};
 use pool::{PoolState, WorkerSlot};
 use wakeup::Wakeup;
@@ -139,7 +141,7 @@ struct OpEntry<J> {
 /// Everything guarded by the client's main lock.
 struct State<J> {
     next_id: OpId,
-    ops: BTreeMap<OpId, OpEntry<J>>,
+    ops: OpTable<OpEntry<J>>,
     /// Ids of queued ops in order; entries no longer `Queued` are skipped.
     queue: VecDeque<OpId>,
     /// Number of ops in `Queued` state.
@@ -151,7 +153,7 @@ struct State<J> {
     /// The targets of `flush` calls under way (the last op each waits for).
     flush_targets: BTreeMap<OpId, usize>,
     /// The deadlines of running ops, earliest first.
-    deadlines: BTreeSet<(Instant, OpId)>,
+    deadlines: optable::Deadlines,
     /// The watchdog thread that enforces them, started with the first one.
     watchdog: Option<pool::TaggedThread>,
 }
@@ -369,14 +371,14 @@ impl<J: Job> Engine<J> {
             options: Arc::new(options),
             state: Mutex::new(State {
                 next_id: 1,
-                ops: BTreeMap::new(),
+                ops: OpTable::new(),
                 queue: VecDeque::new(),
                 queued: 0,
                 shutdown: false,
                 pool: PoolState::new(throttle),
                 waited: BTreeMap::new(),
                 flush_targets: BTreeMap::new(),
-                deadlines: BTreeSet::new(),
+                deadlines: optable::Deadlines::default(),
                 watchdog: None,
             }),
             work_cond: Condvar::new(),

@@ -280,7 +280,7 @@ fn take<J: Job>(
 const SCAN: usize = 64;
 
 /// The work of a queued op.
-fn queued_work<'a, J>(ops: &'a std::collections::BTreeMap<OpId, OpEntry<J>>, id: &OpId) -> Option<&'a J> {
+fn queued_work<'a, J>(ops: &'a super::OpTable<OpEntry<J>>, id: &OpId) -> Option<&'a J> {
     ops.get(id)
         .filter(|e| matches!(e.state, OpState::Queued))
         .and_then(|e| e.work.as_ref())

@@ -11,7 +11,7 @@ use super::handle::{self, Castable, Owned};
 use super::options::herald_options;
 use super::{arg_out, herald_status};
 use crate::client::{Client, ClientJob};
-use crate::engine::{Notify, Submit};
+use crate::engine::{Callback, Notify, Submit};
 use crate::options::Options;
 use crate::result::Completion;
 use crate::status::{Error, Result};
@@ -92,13 +92,34 @@ pub(crate) fn submit<J: ClientJob>(
 }
 
 fn notify(cb: herald_callback) -> Notify {
-    match cb {
-        None => Notify::Queue,
-        Some(f) => Notify::Callback(Arc::new(move |c: &Completion| {
+    type CFn = unsafe extern "C" fn(*const herald_completion);
+    thread_local! {
+        /// The last callback this thread submitted with, and its wrapper: a
+        /// bulk sender passes the same function to every op, which then
+        /// shares one wrapper instead of allocating its own.
+        static LAST: std::cell::RefCell<Option<(CFn, Callback)>> = const { std::cell::RefCell::new(None) };
+    }
+    let Some(f) = cb else { return Notify::Queue };
+    let wrap = |f: CFn| -> Callback {
+        Arc::new(move |c: &Completion| {
             // SAFETY: the caller's callback, given a completion valid for the call.
             with_c_completion(c, |cc| unsafe { f(cc) })
-        })),
-    }
+        })
+    };
+    let cb = LAST
+        .try_with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some((g, w)) if std::ptr::fn_addr_eq(*g, f) => w.clone(),
+                _ => {
+                    let w = wrap(f);
+                    *last = Some((f, w.clone()));
+                    w
+                }
+            }
+        })
+        .unwrap_or_else(|_| wrap(f));
+    Notify::Callback(cb)
 }
 
 /// CONSTRUCTOR. Makes a client from `o` (validated and copied: free `o`

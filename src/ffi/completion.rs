@@ -1,6 +1,6 @@
 //! `herald_completion`: how an op's outcome reaches C.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 
 use super::boundary::ffi_boundary;
 use super::handle::{self, Castable, Owned};
@@ -60,7 +60,19 @@ impl Castable for herald_completion {
 
 /// Shows `c` to C as a `herald_completion` for the duration of `f`.
 pub(crate) fn with_c_completion(c: &Completion, f: impl FnOnce(&herald_completion)) {
-    let detail = c_string(&c.detail);
+    // A short detail (nearly every one) goes to C from the stack.
+    let mut short = [0u8; 256];
+    let heap;
+    let detail: &CStr = match c.detail.as_bytes() {
+        d if d.len() < short.len() && !d.contains(&0) => {
+            short[..d.len()].copy_from_slice(d);
+            CStr::from_bytes_until_nul(&short).expect("a NUL follows the copy")
+        }
+        _ => {
+            heap = c_string(&c.detail);
+            &heap
+        }
+    };
     let cc = herald_completion {
         op: c.op,
         status: c.status.code(),

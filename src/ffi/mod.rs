@@ -121,19 +121,29 @@ pub(crate) fn opt_out<'a, T>(p: *mut T) -> Option<&'a mut T> {
 
 /// An array of `n` C strings, each UTF-8; NULL anywhere is INVALID_ARGUMENT.
 pub(crate) fn arg_str_array<'a>(p: *const *const c_char, n: usize, what: &str) -> Result<Vec<&'a str>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if p.is_null() {
+    arg_str_iter(p, n, what)?.collect()
+}
+
+/// [`arg_str_array`]'s strings one by one, without collecting them first.
+pub(crate) fn arg_str_iter<'a, 'w>(
+    p: *const *const c_char,
+    n: usize,
+    what: &'w str,
+) -> Result<impl Iterator<Item = Result<&'a str>> + 'w> {
+    if n != 0 && p.is_null() {
         return Err(Error::invalid(format!("{what} is NULL")));
     }
     // SAFETY: the caller passes `n` string pointers that outlive the call.
-    let ptrs = unsafe { std::slice::from_raw_parts(p, n) };
-    ptrs.iter()
+    let ptrs: &[*const c_char] = if n == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(p, n) }
+    };
+    Ok(ptrs
+        .iter()
         .enumerate()
         // The element's name is only formatted for an error (this runs per recipient).
-        .map(|(i, s)| arg_str(*s, what).or_else(|_| arg_str(*s, &format!("{what}[{i}]"))))
-        .collect()
+        .map(move |(i, s)| arg_str(*s, what).or_else(|_| arg_str(*s, &format!("{what}[{i}]")))))
 }
 
 /// An out-param; NULL is INVALID_ARGUMENT.

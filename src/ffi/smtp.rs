@@ -7,7 +7,7 @@ use super::client::{herald_client, submit};
 use super::completion::{herald_callback, herald_op};
 use super::handle;
 use super::message::herald_message;
-use super::{arg_bytes, arg_str, arg_str_array, herald_status};
+use super::{arg_bytes, arg_str, arg_str_iter, herald_status};
 use crate::envelope::check_rcpt_count;
 use crate::message::check_envelope_address;
 use crate::smtp::SendJob;
@@ -83,10 +83,10 @@ pub extern "C" fn herald_send_raw_async(
         |_| {
             let from = check_envelope_address(arg_str(mail_from, "mail_from")?, "mail_from", true)?;
             check_rcpt_count(n_rcpt)?;
-            let rcpts = arg_str_array(rcpt_to, n_rcpt, "rcpt_to")?
-                .into_iter()
+            let rcpts = arg_str_iter(rcpt_to, n_rcpt, "rcpt_to")?
                 .enumerate()
                 .map(|(i, r)| {
+                    let r = r?;
                     // The name is only formatted for an error (this runs per recipient).
                     check_envelope_address(r, "rcpt_to", false)
                         .or_else(|_| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))

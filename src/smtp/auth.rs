@@ -43,8 +43,7 @@ impl<S: Read + Write> Session<S> {
             if r.code != 334 {
                 break;
             }
-            let answer = sasl::unb64(r.lines.first().map_or("", |l| l.as_str()).as_bytes())
-                .and_then(|ch| x.respond(&ch));
+            let answer = sasl::unb64(r.first_line().as_bytes()).and_then(|ch| x.respond(&ch));
             match answer {
                 Ok(a) => self.conn.transmit_secret("", &sasl::b64(&a))?,
                 Err(e) => {

@@ -182,10 +182,10 @@ impl Payload for Job {
         self.plan.as_ref().map_or(Body::Data, |p| p.body)
     }
     fn rcpt_count(&self) -> usize {
-        self.rc.round.len()
+        self.rc.round_len()
     }
     fn rcpt(&self, k: usize) -> &str {
-        &self.job().rcpts[self.rc.round[k]]
+        &self.job().rcpts[self.rc.round_at(k)]
     }
     fn data(&self) -> &[u8] {
         &self.job().data
@@ -321,7 +321,9 @@ impl SmtpDriver {
         }
         let mut params = String::new();
         if ext.size.is_some() {
-            params.push_str(&format!(" SIZE={}", j.data.len()));
+            // Into the one buffer, with room for what may follow.
+            params.reserve(48);
+            let _ = std::fmt::Write::write_fmt(&mut params, format_args!(" SIZE={}", j.data.len()));
         }
         if bdat && needs.binary && ext.binarymime {
             params.push_str(" BODY=BINARYMIME");
@@ -408,7 +410,7 @@ impl SmtpDriver {
                 format!(
                     "op {}: {} recipients deferred, sending them in another transaction",
                     job.t.id,
-                    job.rc.round.len()
+                    job.rc.round_len()
                 )
             });
             job.plan = None;
@@ -770,10 +772,7 @@ mod tests {
     use super::*;
 
     fn reply(code: u16, text: &str) -> Reply {
-        Reply {
-            code,
-            lines: vec![text.to_string()],
-        }
+        Reply::new(code, text)
     }
 
     fn job(data: &[u8]) -> SendJob {

@@ -21,19 +21,43 @@ pub(crate) const MAX_ROUNDS: u32 = 100;
 pub struct Recipients {
     /// The final answer of each recipient, once it has one.
     pub answers: Vec<Option<Reply>>,
-    /// Indexes of the recipients in the current transaction.
-    pub round: Vec<usize>,
+    /// The recipients in the current transaction.
+    round: Round,
     /// Transactions finished so far.
     pub rounds: u32,
     /// Recipients the last transaction's RCPT replies accepted.
     last_accepted: usize,
 }
 
+/// Which recipients a transaction is for: at first all of them (without
+/// a list of their indexes to allocate), later those deferred.
+#[derive(Clone, Debug)]
+enum Round {
+    All(usize),
+    These(Vec<usize>),
+}
+
 impl Recipients {
+    /// How many recipients the current transaction is for.
+    pub fn round_len(&self) -> usize {
+        match &self.round {
+            Round::All(n) => *n,
+            Round::These(v) => v.len(),
+        }
+    }
+
+    /// The index (among all recipients) of the current transaction's `k`th.
+    pub fn round_at(&self, k: usize) -> usize {
+        match &self.round {
+            Round::All(_) => k,
+            Round::These(v) => v[k],
+        }
+    }
+
     pub fn new(n: usize) -> Self {
         Recipients {
             answers: vec![None; n],
-            round: (0..n).collect(),
+            round: Round::All(n),
             rounds: 0,
             last_accepted: 0,
         }
@@ -59,7 +83,8 @@ impl Recipients {
         let decisive = r.decisive();
         let mut again = Vec::new();
         let mut progress = false;
-        for (k, &i) in self.round.iter().enumerate() {
+        for k in 0..self.round_len() {
+            let i = self.round_at(k);
             let rcpt = rcpts.get_mut(k).and_then(Option::take);
             self.answers[i] = Some(match (mail, rcpt) {
                 (Some(m), _) => m.clone(),
@@ -76,17 +101,14 @@ impl Recipients {
                     }
                     x
                 }
-                (None, None) => Reply {
-                    code: 0,
-                    lines: vec!["no reply".into()],
-                },
+                (None, None) => Reply::new(0, "no reply"),
             });
         }
         if progress && !again.is_empty() && self.rounds < MAX_ROUNDS {
             for &i in &again {
                 self.answers[i] = None;
             }
-            self.round = again;
+            self.round = Round::These(again);
             true
         } else {
             false
@@ -100,13 +122,12 @@ impl Recipients {
                 .iter()
                 .zip(&self.answers)
                 .map(|(a, r)| {
-                    let mut item = ResultItem::new(0).with_str(field::NAME, a);
+                    let text = r.as_ref().map_or(0, |r| r.text().len() + 1);
+                    let mut item = ResultItem::with_capacity(0, 3, a.len() + 1 + text);
+                    item.set_str(field::NAME, a);
                     if let Some(r) = r {
-                        item = item.with_int(field::REPLY_CODE, r.code as u64);
-                        item = match r.lines.as_slice() {
-                            [one] => item.with_str(field::REPLY_TEXT, one),
-                            _ => item.with_str(field::REPLY_TEXT, &r.text()),
-                        };
+                        item.set_int(field::REPLY_CODE, r.code as u64);
+                        item.set_str(field::REPLY_TEXT, r.text());
                     }
                     item
                 })
@@ -152,10 +173,7 @@ impl Recipients {
                     None => format!("{}: no answer", addrs[i]),
                 })
                 .collect();
-            let first = answer(0).cloned().unwrap_or(Reply {
-                code: 0,
-                lines: vec![],
-            });
+            let first = answer(0).cloned().unwrap_or(Reply::new(0, ""));
             let mut e = first.error("");
             // Permanent only if every recipient was refused permanently.
             if !deferred.is_empty() {
@@ -194,8 +212,7 @@ impl Recipients {
 
 /// A reply as its `Display` puts it ("250 2.0.0 text"), built directly.
 fn reply_line(r: &Reply) -> String {
-    let len = 4 + r.lines.iter().map(|l| l.len() + 1).sum::<usize>();
-    let mut s = String::with_capacity(len);
+    let mut s = String::with_capacity(6 + r.text().len());
     let mut started = false;
     for div in [10_000, 1_000, 100, 10, 1] {
         let d = r.code / div % 10;
@@ -205,12 +222,7 @@ fn reply_line(r: &Reply) -> String {
         }
     }
     s.push(' ');
-    for (i, l) in r.lines.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(l);
-    }
+    s.push_str(r.text());
     s
 }
 
@@ -219,10 +231,7 @@ mod tests {
     use super::*;
 
     fn r(code: u16) -> Option<Reply> {
-        Some(Reply {
-            code,
-            lines: vec![format!("text {code}")],
-        })
+        Some(Reply::new(code, &format!("text {code}")))
     }
 
     fn bdat(mail: u16, rcpts: &[u16], last: u16) -> Replies {
@@ -242,22 +251,11 @@ mod tests {
     #[test]
     fn reply_lines_read_as_display_puts_them() {
         for r in [
-            Reply {
-                code: 250,
-                lines: vec!["2.0.0 Ok: queued".into()],
-            },
-            Reply {
-                code: 250,
-                lines: vec!["a".into(), "b c".into()],
-            },
-            Reply {
-                code: 0,
-                lines: vec![],
-            },
-            Reply {
-                code: 5,
-                lines: vec![String::new()],
-            },
+            Reply::new(250, "2.0.0 Ok: queued"),
+            Reply::from_lines(250, ["a", "b c"]),
+            Reply::new(0, ""),
+            Reply::new(5, ""),
+            Reply::new(250, &"long ".repeat(20)),
         ] {
             assert_eq!(reply_line(&r), r.to_string());
         }
@@ -268,7 +266,10 @@ mod tests {
         let a = addrs(8);
         let mut rc = Recipients::new(8);
         assert!(rc.settle(&mut bdat(250, &[250, 250, 250, 250, 250, 452, 452, 452], 250)));
-        assert_eq!(rc.round, [5, 6, 7]);
+        assert_eq!(
+            (0..rc.round_len()).map(|k| rc.round_at(k)).collect::<Vec<_>>(),
+            [5, 6, 7]
+        );
         assert!(!rc.settle(&mut bdat(250, &[250, 250, 250], 250)));
         let ok = rc.outcome(&a, &bdat(250, &[250, 250, 250], 250)).unwrap();
         assert_eq!(ok.reply_code, 250);

@@ -20,15 +20,161 @@ pub fn is_closing_error(e: &Error) -> bool {
     e.reply_code == i32::from(CLOSING)
 }
 
-/// A complete reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A complete reply, in one buffer: the lines' texts joined by single
+/// spaces (which is the reply's [`text`](Reply::text)), with where each line
+/// after the first starts. A one-line text of up to [`INLINE`] bytes (nearly
+/// every reply but EHLO's) is kept inline, so reading it allocates nothing
+/// and the reply stays small to move.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
-    /// The text of each line, without the code and separator.
-    pub lines: Vec<String>,
+    text: Text,
+}
+
+/// Longest one-line text kept inline.
+pub const INLINE: usize = 37;
+
+#[derive(Clone)]
+enum Text {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<Lines>),
+}
+
+/// A longer text, or one of several lines.
+#[derive(Clone)]
+struct Lines {
+    text: String,
+    /// Offsets in `text` where lines 2, 3, ... start (each after its space).
+    breaks: Vec<u32>,
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            // SAFETY: only whole `&str`s are copied in (see `push_line`).
+            Text::Inline { len, buf } => unsafe { std::str::from_utf8_unchecked(&buf[..*len as usize]) },
+            Text::Heap(h) => &h.text,
+        }
+    }
+
+    fn breaks(&self) -> &[u32] {
+        match self {
+            Text::Inline { .. } => &[],
+            Text::Heap(h) => &h.breaks,
+        }
+    }
+
+    /// Appends a line's text; `new_line`: after a separating space, as a
+    /// line of its own.
+    fn push_line(&mut self, line: &str, new_line: bool) {
+        if let Text::Inline { len, buf } = self {
+            if !new_line && *len as usize + line.len() <= INLINE {
+                let at = *len as usize;
+                buf[at..at + line.len()].copy_from_slice(line.as_bytes());
+                *len += line.len() as u8;
+                return;
+            }
+            let mut text = String::with_capacity(*len as usize + 1 + line.len());
+            text.push_str(self.as_str());
+            *self = Text::Heap(Box::new(Lines {
+                text,
+                breaks: Vec::new(),
+            }));
+        }
+        let Text::Heap(h) = self else {
+            unreachable!("made heap just above")
+        };
+        if new_line {
+            h.text.push(' ');
+            h.breaks.push(h.text.len() as u32);
+        }
+        h.text.push_str(line);
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::Inline {
+            len: 0,
+            buf: [0; INLINE],
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() && self.breaks() == other.breaks()
+    }
+}
+
+impl Eq for Text {}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("code", &self.code)
+            .field("lines", &self.lines().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Reply {
+    /// A reply of one line.
+    pub fn new(code: u16, text: &str) -> Reply {
+        let mut r = Reply::empty(code);
+        r.push_line(0, text);
+        r
+    }
+
+    /// A reply of these lines (at least one).
+    #[cfg(test)]
+    pub fn from_lines<'a>(code: u16, lines: impl IntoIterator<Item = &'a str>) -> Reply {
+        let mut r = Reply::empty(code);
+        for (i, l) in lines.into_iter().enumerate() {
+            r.push_line(i, l);
+        }
+        r
+    }
+
+    fn empty(code: u16) -> Reply {
+        Reply {
+            code,
+            text: Text::default(),
+        }
+    }
+
+    /// Appends line number `i` (0 for the first).
+    fn push_line(&mut self, i: usize, line: &str) {
+        self.text.push_line(line, i > 0);
+    }
+
+    /// The text of each line, without the code and separator.
+    pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
+        let text = self.text.as_str();
+        let breaks = self.text.breaks();
+        let starts = std::iter::once(0).chain(breaks.iter().map(|&b| b as usize));
+        let ends = breaks
+            .iter()
+            .map(|&b| b as usize - 1)
+            .chain(std::iter::once(text.len()));
+        starts.zip(ends).map(move |(a, b)| &text[a..b])
+    }
+
+    /// How many lines the reply had.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn line_count(&self) -> usize {
+        self.text.breaks().len() + 1
+    }
+
+    /// The first line's text.
+    pub fn first_line(&self) -> &str {
+        let text = self.text.as_str();
+        match self.text.breaks().first() {
+            Some(&b) => &text[..b as usize - 1],
+            None => text,
+        }
+    }
+
     pub fn is_positive(&self) -> bool {
         (200..300).contains(&self.code)
     }
@@ -41,7 +187,7 @@ impl Reply {
 
     /// The enhanced status code (RFC 3463) the text starts with: "4.5.3 ..." is `(4, 5, 3)`.
     pub fn enhanced(&self) -> Option<(u8, u16, u16)> {
-        let word = self.lines.first()?.split_whitespace().next()?;
+        let word = self.first_line().split_whitespace().next()?;
         let mut parts = word.split('.');
         let class: u8 = parts.next()?.parse().ok()?;
         let subject: u16 = parts.next()?.parse().ok()?;
@@ -60,8 +206,8 @@ impl Reply {
     }
 
     /// The whole text, lines joined by a space.
-    pub fn text(&self) -> String {
-        self.lines.join(" ")
+    pub fn text(&self) -> &str {
+        self.text.as_str()
     }
 
     /// The status a non-positive reply maps to: 4xx TRANSIENT, 5xx REJECTED,
@@ -110,10 +256,16 @@ pub fn parse_line(line: &[u8]) -> Result<(u16, bool, Cow<'_, str>)> {
         Some(b'-') => (false, &line[4..]),
         Some(_) => return Err(bad()),
     };
-    // Valid UTF-8 (nearly every reply) is checked by the fast validator alone.
-    let text = match std::str::from_utf8(text) {
-        Ok(t) => Cow::Borrowed(t),
-        Err(_) => String::from_utf8_lossy(text),
+    // ASCII (nearly every reply) is checked a word at a time; other valid
+    // UTF-8 by the validator alone.
+    let text = if text.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(text) })
+    } else {
+        match std::str::from_utf8(text) {
+            Ok(t) => Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(text),
+        }
     };
     Ok((code, last, text))
 }
@@ -123,10 +275,9 @@ pub fn parse_line(line: &[u8]) -> Result<(u16, bool, Cow<'_, str>)> {
 /// [`MAX_REPLY_LINES`] lines.
 pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
     let max = conn.max_line();
-    // Most replies have one line.
-    let mut lines = Vec::with_capacity(1);
-    let mut first_code = None;
+    let mut reply: Option<Reply> = None;
     let mut total = 0usize;
+    let mut n = 0usize;
     loop {
         let line = conn.read_line(max).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => Error::protocol(format!(
@@ -141,20 +292,19 @@ pub fn read_reply<S: Read + Write>(conn: &mut LineConn<S>) -> Result<Reply> {
             )));
         }
         let (code, last, text) = parse_line(line)?;
-        match first_code {
-            None => first_code = Some(code),
-            Some(c) if c != code => {
-                return Err(Error::protocol(format!(
-                    "SMTP reply changes code mid-reply ({c} then {code})"
-                )))
-            }
-            _ => {}
+        let r = reply.get_or_insert_with(|| Reply::empty(code));
+        if r.code != code {
+            return Err(Error::protocol(format!(
+                "SMTP reply changes code mid-reply ({} then {code})",
+                r.code
+            )));
         }
-        lines.push(text.into_owned());
+        r.push_line(n, &text);
+        n += 1;
         if last {
-            return Ok(Reply { code, lines });
+            return Ok(reply.expect("a line was read"));
         }
-        if lines.len() >= MAX_REPLY_LINES {
+        if n >= MAX_REPLY_LINES {
             return Err(Error::protocol("SMTP reply has too many lines"));
         }
     }
@@ -174,7 +324,12 @@ mod tests {
         let mut c = conn("250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n354 go\r\n");
         let r = read_reply(&mut c).unwrap();
         assert_eq!(r.code, 250);
-        assert_eq!(r.lines, ["mx.example", "PIPELINING", "8BITMIME"]);
+        assert_eq!(
+            r.lines().collect::<Vec<_>>(),
+            ["mx.example", "PIPELINING", "8BITMIME"]
+        );
+        assert_eq!((r.line_count(), r.first_line()), (3, "mx.example"));
+        assert_eq!(r.text(), "mx.example PIPELINING 8BITMIME");
         assert_eq!(read_reply(&mut c).unwrap().code, 354);
     }
 
@@ -182,8 +337,33 @@ mod tests {
     fn bare_code_and_empty_text_lines() {
         // smtp-sink ends its EHLO reply with "250 " (an empty keyword).
         let mut c = conn("250-x\r\n250 \r\n250\r\n");
-        assert_eq!(read_reply(&mut c).unwrap().lines, ["x", ""]);
-        assert_eq!(read_reply(&mut c).unwrap().lines, [""]);
+        assert_eq!(read_reply(&mut c).unwrap().lines().collect::<Vec<_>>(), ["x", ""]);
+        assert_eq!(read_reply(&mut c).unwrap().lines().collect::<Vec<_>>(), [""]);
+    }
+
+    #[test]
+    fn a_reply_is_small_to_move() {
+        assert!(std::mem::size_of::<Reply>() <= 48);
+    }
+
+    #[test]
+    fn long_texts_and_many_lines_keep_every_line() {
+        let long = "x".repeat(INLINE + 7);
+        for lines in [
+            vec!["short"],
+            vec![long.as_str()],
+            vec!["a", long.as_str(), "", "b c"],
+        ] {
+            let wire: String = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| format!("250{}{l}\r\n", if i + 1 == lines.len() { ' ' } else { '-' }))
+                .collect();
+            let r = read_reply(&mut conn(&wire)).unwrap();
+            assert_eq!(r.lines().collect::<Vec<_>>(), lines);
+            assert_eq!(r.text(), lines.join(" "));
+            assert_eq!(r, Reply::from_lines(250, lines.iter().copied()));
+        }
     }
 
     #[test]
@@ -202,10 +382,7 @@ mod tests {
 
     #[test]
     fn enhanced_codes_and_too_many_recipients() {
-        let r = |code, text: &str| Reply {
-            code,
-            lines: vec![text.into()],
-        };
+        let r = Reply::new;
         assert_eq!(r(451, "4.5.3 Too many recipients").enhanced(), Some((4, 5, 3)));
         assert!(r(451, "4.5.3 Too many recipients").is_too_many_recipients());
         assert!(r(452, "4.5.3 Error: too many recipients").is_too_many_recipients());
@@ -219,10 +396,7 @@ mod tests {
 
     #[test]
     fn error_mapping() {
-        let r = |code| Reply {
-            code,
-            lines: vec!["x".into()],
-        };
+        let r = |code| Reply::new(code, "x");
         assert_eq!(r(451).error("").status, Status::Transient);
         assert_eq!(r(550).error("").status, Status::Rejected);
         assert_eq!(r(550).error("").reply_code, 550);

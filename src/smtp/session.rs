@@ -40,7 +40,7 @@ impl Extensions {
             esmtp: true,
             ..Default::default()
         };
-        for line in reply.lines.iter().skip(1) {
+        for line in reply.lines().skip(1) {
             let mut words = line.split_whitespace();
             let Some(keyword) = words.next() else { continue };
             e.announced.push(crate::net::account::one_word(line));
@@ -314,9 +314,9 @@ mod tests {
 
     #[test]
     fn ehlo_keywords() {
-        let r = Reply {
-            code: 250,
-            lines: [
+        let r = Reply::from_lines(
+            250,
+            [
                 "mx.example hello",
                 "PIPELINING",
                 "SIZE 10240000",
@@ -326,11 +326,8 @@ mod tests {
                 "CHUNKING",
                 "STARTTLS",
                 "",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        };
+            ],
+        );
         let e = Extensions::parse(&r);
         assert!(e.pipelining && e.chunking && e.eightbitmime && e.starttls && !e.smtputf8);
         assert_eq!(e.size, Some(10_240_000));

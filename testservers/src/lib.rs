@@ -24,6 +24,10 @@
 //!   a maildir; configs in `tests/servers/postfix/`.
 //! * [`proxies`]: [`Socks5Proxy`] (microsocks) and [`HttpProxy`]
 //!   (tinyproxy, HTTP CONNECT), each with or without a password.
+//! * [`exim`]: [`Exim`], a private Exim 4.96 (PIPELINING, CHUNKING,
+//!   SMTPUTF8, SIZE, `recipients_max`) delivering into a maildir, from
+//!   Debian's package extracted by `scripts/install-exim.sh`; config in
+//!   `tests/servers/exim/`.
 //! * [`scripted`]: hostile or broken servers, a closure per connection.
 //! * [`imap_script`]: a scripted IMAP server that misbehaves at one chosen
 //!   step, on top of [`scripted`].
@@ -77,6 +81,7 @@
 //!   and reading the IMAP, POP3 and submission greetings).
 //! * `Postfix::start`: ~0.5 s (mostly `postfix check`).
 //! * `Cyrus::start`: a few tenths of a second (sasldb, certificate, greeting).
+//! * `Exim::start`: ~0.1 s.
 //! * Dropping a `Dovecot` or `SmtpSink`: a few ms to ~30 ms.
 //! * A failed login takes ~0.5 s (Dovecot's failure timer granularity).
 
@@ -96,6 +101,7 @@ pub mod process;
 pub mod certs;
 pub mod cyrus;
 pub mod dovecot;
+pub mod exim;
 pub mod imap_append;
 pub mod imap_script;
 pub mod postfix;
@@ -109,6 +115,7 @@ pub use certs::TestCerts;
 pub use connections::{established_connections, wait_for_connections};
 pub use cyrus::{require_cyrus, Cyrus, CYRUS_USERS};
 pub use dovecot::{Dovecot, DOVEADM, DOVECOT, USERS};
+pub use exim::Exim;
 pub use files::{chown_tree, find_placeholder, keep_temp, self_signed_cert, TempDir};
 pub use imap_append::imap_append;
 pub use ports::free_port;
