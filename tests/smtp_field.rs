@@ -725,16 +725,15 @@ fn a_connection_dropped_mid_window_keeps_every_outcome_exact() {
     }
     assert_eq!(killed, 1);
     // The messages whose content had not gone out were sent on a new
-    // connection (Postfix may write its log lines a little later).
+    // connection: smtpd logged a second "connect from" (a killed smtpd
+    // never logs its "disconnect from", and Postfix may write its log lines
+    // a little later, so only the connects are counted).
+    let connects = |log: &str| log.lines().filter(|l| l.contains(": connect from")).count();
     let logged = std::time::Instant::now() + Duration::from_secs(10);
-    while pf.log().matches("connect from").count() < 4 && std::time::Instant::now() < logged {
+    while connects(&pf.log()) < 2 && std::time::Instant::now() < logged {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        pf.log().matches("connect from").count() >= 4,
-        "two connections, each logged twice: {}",
-        pf.log()
-    );
+    assert!(connects(&pf.log()) >= 2, "two connections: {}", pf.log());
     assert!(ok.len() > 50, "{} sent", ok.len());
     // Every message reported sent was delivered exactly once; an unknown one at most once.
     let got = pf.settled_deliveries(LONG);

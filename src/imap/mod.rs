@@ -472,37 +472,11 @@ impl ImapDriver {
                 Ok(Success::new(0, format!("deleted {mb}")))
             }
             ImapOp::Search { criteria } => search(s, mb, criteria),
-            ImapOp::Fetch { uids, parts } => fetch(
-                s,
-                t,
-                mb,
-                uids,
-                fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS),
-                None,
-            ),
-            ImapOp::FetchSection {
-                uid,
-                section,
-                offset,
-                max_len,
-            } => section::SectionFetch {
-                mailbox: mb,
-                uid: *uid,
-                section,
-                offset: *offset,
-                max_len: *max_len,
-            }
-            .run(s, t),
-            ImapOp::FetchStream { uids, parts } => {
-                let parts = fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS);
-                stream::fetch_stream(s, t, mb, uids, parts)
-            }
-            ImapOp::FetchToDir { uids, dir } => stream::fetch_to_dir(s, t, mb, uids, dir),
-            ImapOp::FetchChanged { uids, parts, since } => {
-                sync::select_synced(s, mb)?;
-                let parts = fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS);
-                fetch(s, t, mb, uids, parts, Some(*since))
-            }
+            ImapOp::Fetch { .. }
+            | ImapOp::FetchSection { .. }
+            | ImapOp::FetchStream { .. }
+            | ImapOp::FetchToDir { .. }
+            | ImapOp::FetchChanged { .. } => fetch_op(s, t, mb, &job.op),
             ImapOp::Status { mailboxes } => sync::status(s, mailboxes),
             ImapOp::Append { messages, flags } => append(s, t, mb, messages, flags),
             ImapOp::Store { uids, mode, flags } => {
@@ -1095,6 +1069,44 @@ fn move_messages(s: &mut Session, mailbox: &str, uids: &str, target: &str) -> Ou
     }
     let copies = sync::stamp(s, ResultData::new(copies), false);
     Ok(Success::new(0, format!("moved {uids} to {target}")).with_result(copies))
+}
+
+/// The fetches: plain, one section, streamed, to a directory, changed since.
+fn fetch_op(s: &mut Session, t: &Ticket, mb: &str, op: &ImapOp) -> Outcome {
+    match op {
+        ImapOp::Fetch { uids, parts } => fetch(
+            s,
+            t,
+            mb,
+            uids,
+            fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS),
+            None,
+        ),
+        ImapOp::FetchSection {
+            uid,
+            section,
+            offset,
+            max_len,
+        } => section::SectionFetch {
+            mailbox: mb,
+            uid: *uid,
+            section,
+            offset: *offset,
+            max_len: *max_len,
+        }
+        .run(s, t),
+        ImapOp::FetchStream { uids, parts } => {
+            let parts = fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS);
+            stream::fetch_stream(s, t, mb, uids, parts)
+        }
+        ImapOp::FetchToDir { uids, dir } => stream::fetch_to_dir(s, t, mb, uids, dir),
+        ImapOp::FetchChanged { uids, parts, since } => {
+            sync::select_synced(s, mb)?;
+            let parts = fetch_ext::implied(*parts, FETCH_BODY, FETCH_HEADERS);
+            fetch(s, t, mb, uids, parts, Some(*since))
+        }
+        _ => Err(Error::invalid("not a fetch")),
+    }
 }
 
 /// UID FETCH; with `since`, only what changed since that MODSEQ
