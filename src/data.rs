@@ -23,6 +23,10 @@ pub mod field {
     pub(crate) const REPLY_CODE: u32 = 10;
     /// The server's reply text for this item.
     pub(crate) const REPLY_TEXT: u32 = 11;
+    /// A spooled message's stable id (`HERALD_OPT_SPOOL_DIR`).
+    pub(crate) const SPOOL_ID: u32 = 55;
+    /// A message recovered from the spool: 1 untouched, 2 outcome unknown.
+    pub(crate) const SPOOL_STATE: u32 = 56;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

@@ -73,6 +73,10 @@ pub enum Opt {
     OpTimeoutMs,
     MaxLineBytes,
     MaxMessageBytes,
+    SpoolDir,
+    SpoolSync,
+    SpoolMaxMessages,
+    SpoolMaxBytes,
     /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
     /// (default 25 minutes), so that tests can see a renewal happen.
     IdleRenewMsForTests,
@@ -110,7 +114,7 @@ pub enum Kind {
 
 impl Opt {
     /// Every option of the C API (not the hidden test-only ones).
-    pub const ALL: [Opt; 20] = [
+    pub const ALL: [Opt; 24] = [
         Opt::Host,
         Opt::Port,
         Opt::Security,
@@ -131,6 +135,10 @@ impl Opt {
         Opt::OpTimeoutMs,
         Opt::MaxLineBytes,
         Opt::MaxMessageBytes,
+        Opt::SpoolDir,
+        Opt::SpoolSync,
+        Opt::SpoolMaxMessages,
+        Opt::SpoolMaxBytes,
     ];
 
     /// The option's name, as in `HERALD_OPT_<name>` and error details.
@@ -156,6 +164,10 @@ impl Opt {
             Opt::OpTimeoutMs => "OP_TIMEOUT_MS",
             Opt::MaxLineBytes => "MAX_LINE_BYTES",
             Opt::MaxMessageBytes => "MAX_MESSAGE_BYTES",
+            Opt::SpoolDir => "SPOOL_DIR",
+            Opt::SpoolSync => "SPOOL_SYNC",
+            Opt::SpoolMaxMessages => "SPOOL_MAX_MESSAGES",
+            Opt::SpoolMaxBytes => "SPOOL_MAX_BYTES",
             Opt::IdleRenewMsForTests => "IDLE_RENEW_MS_FOR_TESTS",
         }
     }
@@ -169,7 +181,8 @@ impl Opt {
             | Opt::OAuth2Token
             | Opt::CaFile
             | Opt::HeloName
-            | Opt::PickupDir => Kind::Str,
+            | Opt::PickupDir
+            | Opt::SpoolDir => Kind::Str,
             _ => Kind::Int,
         }
     }
@@ -196,7 +209,9 @@ impl Opt {
             | Opt::ThrottleIntervalMs
             | Opt::QueueLimit
             | Opt::OpTimeoutMs => true,
-            Opt::HeloName => protocol == Protocol::Smtp,
+            Opt::HeloName | Opt::SpoolDir | Opt::SpoolSync | Opt::SpoolMaxMessages | Opt::SpoolMaxBytes => {
+                protocol == Protocol::Smtp
+            }
             Opt::PickupDir => protocol == Protocol::Pickup,
             Opt::IdleRenewMsForTests => protocol == Protocol::Imap,
         }
@@ -250,6 +265,12 @@ pub struct Options {
     /// How often an IMAP IDLE is renewed (servers may drop it after 30
     /// minutes: RFC 2177).
     pub idle_renew: Duration,
+    /// The durable outbox (`crate::spool`), when set.
+    pub spool_dir: Option<PathBuf>,
+    /// Sync the spool to disk (1) or only hand it to the OS (0).
+    pub spool_sync: bool,
+    pub spool_max_messages: usize,
+    pub spool_max_bytes: u64,
 }
 
 impl fmt::Debug for Options {
@@ -273,6 +294,7 @@ impl fmt::Debug for Options {
             .field("throttle_messages", &self.throttle_messages)
             .field("throttle_interval", &self.throttle_interval)
             .field("queue_limit", &self.queue_limit)
+            .field("spool_dir", &self.spool_dir)
             .finish()
     }
 }
@@ -351,6 +373,10 @@ impl Options {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             idle_renew: Duration::from_secs(25 * 60),
+            spool_dir: None,
+            spool_sync: true,
+            spool_max_messages: 100_000,
+            spool_max_bytes: 1 << 30,
         }
     }
 
@@ -435,6 +461,12 @@ impl Options {
                 }
                 self.pickup_dir = Some(PathBuf::from(value));
             }
+            Opt::SpoolDir => {
+                if value.is_empty() {
+                    return Err(Error::invalid("SPOOL_DIR must not be empty"));
+                }
+                self.spool_dir = Some(PathBuf::from(value));
+            }
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())
@@ -501,7 +533,41 @@ impl Options {
             }
             Opt::MaxLineBytes => self.max_line_bytes = bytes_in(name, value, MAX_LINE_RANGE)?,
             Opt::MaxMessageBytes => self.max_message_bytes = bytes_in(name, value, MAX_MESSAGE_RANGE)?,
+            Opt::SpoolSync | Opt::SpoolMaxMessages | Opt::SpoolMaxBytes => {
+                self.set_spool_int(option, value)?
+            }
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
+        }
+        Ok(())
+    }
+
+    /// The spool's integer options (SPOOL_SYNC, SPOOL_MAX_MESSAGES, SPOOL_MAX_BYTES).
+    fn set_spool_int(&mut self, option: Opt, value: i64) -> Result<()> {
+        match option {
+            Opt::SpoolSync => {
+                if value != 0 && value != 1 {
+                    return Err(Error::invalid(format!("SPOOL_SYNC must be 0 or 1, got {value}")));
+                }
+                self.spool_sync = value == 1;
+            }
+            Opt::SpoolMaxMessages => {
+                if !(1..=100_000_000).contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "SPOOL_MAX_MESSAGES must be 1..100000000, got {value}"
+                    )));
+                }
+                self.spool_max_messages = value as usize;
+            }
+            Opt::SpoolMaxBytes => {
+                if !(65536..=1 << 50).contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "SPOOL_MAX_BYTES must be 65536..{}, got {value}",
+                        1i64 << 50
+                    )));
+                }
+                self.spool_max_bytes = value as u64;
+            }
+            _ => unreachable!("only the spool's options come here"),
         }
         Ok(())
     }

@@ -91,7 +91,7 @@ pub(crate) fn submit<J: ClientJob>(
     }
 }
 
-fn notify(cb: herald_callback) -> Notify {
+pub(crate) fn notify(cb: herald_callback) -> Notify {
     match cb {
         None => Notify::Queue,
         Some(f) => Notify::Callback(Arc::new(move |c: &Completion| {

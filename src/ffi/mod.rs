@@ -30,6 +30,7 @@ pub mod options;
 pub mod pop3;
 pub mod result;
 pub mod smtp;
+pub mod spool;
 
 pub use crate::status::codes::*;
 

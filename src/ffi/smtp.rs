@@ -50,6 +50,7 @@ pub extern "C" fn herald_send_async(
                 rcpts: e.rcpts,
                 data: e.data,
                 needs: e.needs,
+                before_send: None,
             })
         },
         None,

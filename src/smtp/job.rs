@@ -1,11 +1,19 @@
 //! The job of a send op (SMTP and PICKUP clients run it), copied from the
 //! caller at submit.
 
+use std::sync::Arc;
+
 use crate::engine::Job;
 use crate::smtp::codec::Needs;
+use crate::status::Result;
+
+/// Runs before any command of a message goes to a server, on every
+/// connection it is tried on: an error completes it with that error,
+/// nothing of it sent. (The durable outbox marks it there.)
+pub type BeforeSend = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// A message to send: envelope and the exact bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SendJob {
     pub from: String,
     pub rcpts: Vec<String>,
@@ -13,6 +21,17 @@ pub struct SendJob {
     /// What the message needs from an SMTP server, found once, at submit
     /// (it scans every byte): `SendJob::new` sets it.
     pub needs: Needs,
+    pub before_send: Option<BeforeSend>,
+}
+
+impl std::fmt::Debug for SendJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendJob")
+            .field("from", &self.from)
+            .field("rcpts", &self.rcpts)
+            .field("len", &self.data.len())
+            .finish()
+    }
 }
 
 impl SendJob {
@@ -24,6 +43,7 @@ impl SendJob {
             rcpts,
             data,
             needs,
+            before_send: None,
         }
     }
 
@@ -34,6 +54,7 @@ impl SendJob {
             rcpts,
             data,
             needs,
+            before_send: None,
         }
     }
 }
