@@ -14,6 +14,8 @@
 #    ops queued), each R times (default 5), printing medians and ranges;
 #    then imap_bench (fetch and bulk append against Python's imaplib) and
 #    pop3_bench (pipelined retrieval against Python's poplib), once each;
+#    then spool_bench --runs 3 (the durable outbox against no spool, loopback
+#    and 20 ms RTT, 1 and 8 submitting threads);
 #    then cpu_bench --runs 3 (callgrind instructions per 10 KB message against
 #    a minimal pipelining client, herald_send_async against lettre's builder,
 #    a 25 MB attachment against curl; about 2 minutes).
@@ -56,6 +58,9 @@ target/release/imap_bench
 echo
 echo "== pop3_bench"
 target/release/pop3_bench
+echo
+echo "== spool_bench --runs 3"
+target/release/spool_bench --runs 3
 echo
 echo "== cpu_bench --runs 3"
 target/release/cpu_bench --runs 3

@@ -271,6 +271,12 @@ impl Spool {
     }
 }
 
+/// Replays a segment's bytes as opening a spool does (for the fuzz target).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_replay(data: &[u8]) {
+    scan::fuzz_replay(data);
+}
+
 impl Drop for Spool {
     fn drop(&mut self) {
         let _ = self.sync();

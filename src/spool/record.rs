@@ -343,6 +343,13 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_corpus_seed_is_a_whole_segment() {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/spool_segment/valid");
+        let (recs, stop) = decode_segment(&std::fs::read(p).unwrap());
+        assert_eq!((recs.len(), stop), (4, None));
+    }
+
+    #[test]
     fn crc_matches_the_standard_check_value() {
         assert_eq!(crc32(&[b"1234", b"56789"]), 0xCBF4_3926);
     }

@@ -83,6 +83,17 @@ fn replay(seq: u64, bytes: &[u8], live: &mut BTreeMap<u64, Live>) -> Option<Stop
     stop
 }
 
+/// [`replay`] alone, for the fuzz target: the live set stays consistent.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_replay(data: &[u8]) {
+    let mut live = BTreeMap::new();
+    let _ = replay(1, data, &mut live);
+    for (k, l) in &live {
+        assert_eq!(*k, l.found.msg.key);
+        assert!(l.at.1 as usize + l.at.2 <= data.len());
+    }
+}
+
 /// The spool's files: segments by number, and everything else.
 fn list(dir: &Path) -> std::io::Result<(BTreeMap<u64, PathBuf>, Vec<PathBuf>)> {
     let mut segments = BTreeMap::new();
