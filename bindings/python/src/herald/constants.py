@@ -73,6 +73,10 @@ class Option(IntEnum):
     OP_TIMEOUT_MS = 18
     MAX_LINE_BYTES = 19
     MAX_MESSAGE_BYTES = 20
+    SPOOL_DIR = 27
+    SPOOL_SYNC = 28
+    SPOOL_MAX_MESSAGES = 29
+    SPOOL_MAX_BYTES = 30
 
 
 class Security(IntEnum):
@@ -98,6 +102,8 @@ class Field(IntEnum):
     EXISTS = 9
     REPLY_CODE = 10
     REPLY_TEXT = 11
+    SPOOL_ID = 55
+    SPOOL_STATE = 56
 
 
 class Fetch(IntFlag):
@@ -128,6 +134,17 @@ class StoreMode(IntEnum):
     REPLACE = 0
 
 
+class Spool(IntEnum):
+    """``HERALD_SPOOL_*``: a recovered message's state, and the answers of
+    ``herald_spool_recover``'s decide callback."""
+
+    PENDING = 1
+    UNKNOWN_OUTCOME = 2
+    SEND = 0
+    DROP = 1
+    KEEP = 2
+
+
 # The C names: HERALD_<GROUP>_<MEMBER>, one enum per group.
 C_GROUPS = {
     "STATUS": Status,
@@ -138,12 +155,14 @@ C_GROUPS = {
     "FETCH": Fetch,
     "LOG": LogLevel,
     "STORE": StoreMode,
+    "SPOOL": Spool,
 }
 
 C_NAMES = {}
 for _group, _enum in C_GROUPS.items():
-    for _member in _enum:
-        C_NAMES["HERALD_%s_%s" % (_group, _member.name)] = int(_member)
+    # __members__ includes aliases (Spool's states and decisions share values).
+    for _name, _member in _enum.__members__.items():
+        C_NAMES["HERALD_%s_%s" % (_group, _name)] = int(_member)
 globals().update(C_NAMES)
 __all__ += sorted(C_NAMES)
-del _group, _enum, _member
+del _group, _enum, _name, _member
