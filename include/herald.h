@@ -1228,7 +1228,9 @@ herald_status herald_send_spooled_async(struct herald_client *c, const struct he
  * sends, as you like. It also logs (HERALD_LOG_WARN) the files the spool
  * set aside in its `quarantine` folder when the client was made. A send
  * refused by the queue (QUEUE_LIMIT) stops it with that status: the
- * messages not submitted stay in the spool for the next client.
+ * messages not submitted stay in the spool for the next client. (The
+ * messages found are read into memory when the client is made, and held
+ * until this hands them over: at most SPOOL_MAX_BYTES.)
  */
 herald_status herald_spool_recover(struct herald_client *c, herald_spool_decide decide, void *user, herald_callback cb, void *user_token, size_t *n_sent_out);
 

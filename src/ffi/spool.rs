@@ -145,7 +145,9 @@ fn ask(decide: herald_spool_decide, user: *mut c_void, f: &Found) -> Decision {
 /// sends, as you like. It also logs (HERALD_LOG_WARN) the files the spool
 /// set aside in its `quarantine` folder when the client was made. A send
 /// refused by the queue (QUEUE_LIMIT) stops it with that status: the
-/// messages not submitted stay in the spool for the next client.
+/// messages not submitted stay in the spool for the next client. (The
+/// messages found are read into memory when the client is made, and held
+/// until this hands them over: at most SPOOL_MAX_BYTES.)
 #[no_mangle]
 pub extern "C" fn herald_spool_recover(
     c: *mut herald_client,
