@@ -153,8 +153,9 @@ fn number(id: &str) -> usize {
 }
 
 /// Runs the sender from `start`; kills it after `kill_after` (None: lets it
-/// finish). The ids it reported accepted.
-fn run_child(port: u16, dir: &Path, start: usize, kill_after: Option<Duration>) -> Vec<usize> {
+/// finish). The ids it reported accepted, and whether it was killed while
+/// still running.
+fn run_child(port: u16, dir: &Path, start: usize, kill_after: Option<Duration>) -> (Vec<usize>, bool) {
     let mut child = Command::new(child_exe())
         .args([
             port.to_string(),
@@ -175,15 +176,20 @@ fn run_child(port: u16, dir: &Path, start: usize, kill_after: Option<Duration>) 
             .filter_map(|l| l.strip_prefix("ok ").map(number))
             .collect::<Vec<usize>>()
     });
-    match kill_after {
+    let killed = match kill_after {
         Some(t) => {
             std::thread::sleep(t);
+            let running = child.try_wait().unwrap().is_none();
             let _ = child.kill(); // SIGKILL
             child.wait().unwrap();
+            running
         }
-        None => assert!(child.wait().unwrap().success(), "the sender finishes"),
-    }
-    reader.join().unwrap()
+        None => {
+            assert!(child.wait().unwrap().success(), "the sender finishes");
+            false
+        }
+    };
+    (reader.join().unwrap(), killed)
 }
 
 #[test]
@@ -201,16 +207,17 @@ fn nothing_accepted_is_lost_when_the_sender_is_killed() {
     println!("seed {seed}");
     let (mut accepted, mut recovered, mut unknown) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let mut start = 0;
-    let mut kills = 0;
+    let (mut kills, mut tries) = (0, 0);
     while start < MESSAGES {
-        let kill = (kills < KILLS).then(|| {
+        let kill = (kills < KILLS && tries < 3 * KILLS).then(|| {
+            tries += 1;
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            Duration::from_millis(15 + seed % 120)
+            Duration::from_millis(5 + seed % 60)
         });
-        let got = run_child(sink.port, &dir, start, kill);
-        kills += kill.is_some() as usize;
+        let (got, killed) = run_child(sink.port, &dir, start, kill);
+        kills += killed as usize;
         let n = got.len();
         accepted.extend(got);
         let r = recover(sink.port, &dir, HERALD_SPOOL_SEND);
