@@ -16,6 +16,8 @@
 #    imap_sync_bench (opening a folder and fetching it at 20 ms RTT against
 #    imaplib and a one-write client; CHANGEDSINCE against a full resync) and
 #    pop3_bench (pipelined retrieval against Python's poplib), once each;
+#    then spool_bench --runs 3 (the durable outbox against no spool, loopback
+#    and 20 ms RTT, 1 and 8 submitting threads);
 #    then cpu_bench --runs 3 (callgrind instructions per 10 KB message against
 #    a minimal pipelining client, herald_send_async against lettre's builder,
 #    a 25 MB attachment against curl; about 2 minutes); then stream_bench
@@ -62,6 +64,9 @@ target/release/imap_sync_bench
 echo
 echo "== pop3_bench"
 target/release/pop3_bench
+echo
+echo "== spool_bench --runs 3"
+target/release/spool_bench --runs 3
 echo
 echo "== cpu_bench --runs 3"
 target/release/cpu_bench --runs 3

@@ -418,6 +418,51 @@
 #define HERALD_OPT_KEEPALIVE_S 26
 
 /**
+ * str, SMTP: the durable outbox, a directory (created when missing) that
+ * only this client uses while it lives (locked: a second client on it
+ * fails at `herald_client_new` with HERALD_STATUS_IO). With it, a message
+ * `herald_send_async` (or `_raw_`, `_spooled_`) accepts is on disk when
+ * the call returns OK (with SPOOL_SYNC 1: fdatasync'ed, concurrent
+ * submitters sharing one sync), is marked "outcome unknown" on disk before
+ * any of it goes to a server, and is removed once its completion was
+ * delivered (a failure's removal is on disk before the callback runs).
+ * Ops cancelled by `herald_client_free` stay in it. After a crash, a new
+ * client on the directory reports and resends what was left through
+ * `herald_spool_recover`. A message without a Message-ID gets one before
+ * it is spooled (also a raw one: a header line is put first). Every send
+ * completion's result items carry HERALD_FIELD_SPOOL_ID and
+ * HERALD_FIELD_MESSAGE_ID (a failure has one item with them). Files in it
+ * that are not the spool's, or records that are corrupt, are moved to its
+ * `quarantine` folder with a log line (HERALD_LOG_WARN, when
+ * `herald_spool_recover` runs), never sent.
+ */
+#define HERALD_OPT_SPOOL_DIR 27
+
+/**
+ * int 0 or 1, SMTP, default 1: 1 syncs the spool to disk (fdatasync) at
+ * each point SPOOL_DIR names, so accepted messages survive power loss; 0
+ * only hands the records to the operating system (they survive the
+ * process being killed, not the machine going down), which is faster.
+ */
+#define HERALD_OPT_SPOOL_SYNC 28
+
+/**
+ * int 1..100000000, SMTP, default 100000: messages the spool holds at
+ * most; beyond, a send returns HERALD_STATUS_LIMIT.
+ */
+#define HERALD_OPT_SPOOL_MAX_MESSAGES 29
+
+/**
+ * int bytes 65536..2^50, SMTP, default 1073741824 (1 GiB): the most the
+ * spool's files take (its journal segments, of up to 4 MiB each unless a
+ * message is larger, with the records of completed messages until every
+ * message of a segment has completed, and of the segments after it). A
+ * send that would take it beyond returns HERALD_STATUS_LIMIT. The
+ * quarantine folder is not counted.
+ */
+#define HERALD_OPT_SPOOL_MAX_BYTES 30
+
+/**
  * No TLS: everything, credentials included, in clear (for tests and
  * trusted networks only).
  */
@@ -650,6 +695,48 @@
 #define HERALD_STREAM_MAX_HELD_BYTES 2097152
 
 /**
+ * str: a spooled message's stable id, on every item of a send's result
+ * on a client with HERALD_OPT_SPOOL_DIR (the caller's, from
+ * `herald_send_spooled_async`, or the one herald assigned).
+ */
+#define HERALD_FIELD_SPOOL_ID 55
+
+/**
+ * int: on the result items of a message sent by `herald_spool_recover`,
+ * its state when it was found: HERALD_SPOOL_PENDING or
+ * HERALD_SPOOL_UNKNOWN_OUTCOME (0, absent, for a message not recovered).
+ */
+#define HERALD_FIELD_SPOOL_STATE 56
+
+/**
+ * A recovered message no server was ever sent any of.
+ */
+#define HERALD_SPOOL_PENDING 1
+
+/**
+ * A recovered message that may have reached the server (its commands or
+ * content went out, but its completion was never delivered): sending it
+ * again may deliver it twice; its Message-ID lets duplicates be found.
+ */
+#define HERALD_SPOOL_UNKNOWN_OUTCOME 2
+
+/**
+ * `herald_spool_decide`'s answer: send the message (the default).
+ */
+#define HERALD_SPOOL_SEND 0
+
+/**
+ * `herald_spool_decide`'s answer: remove it from the spool, unsent.
+ */
+#define HERALD_SPOOL_DROP 1
+
+/**
+ * `herald_spool_decide`'s answer: leave it in the spool for a later
+ * client, unsent (it counts toward the spool's limits).
+ */
+#define HERALD_SPOOL_KEEP 2
+
+/**
  * A client of one server (or one pickup directory). Every function may be
  * called on it from any thread, concurrently, also from inside its callbacks
  * (see the README's "Threading").
@@ -873,6 +960,44 @@ typedef struct herald_attachment {
    */
   size_t len;
 } herald_attachment;
+
+/**
+ * A message found in the spool, as `herald_spool_decide` sees it. Every
+ * pointer is valid only during the call.
+ */
+typedef struct herald_spool_entry {
+  /**
+   * Its stable id (UTF-8).
+   */
+  const char *spool_id;
+  /**
+   * Its Message-ID header value ("<...>").
+   */
+  const char *message_id;
+  /**
+   * The envelope sender ("" for the null sender).
+   */
+  const char *mail_from;
+  /**
+   * Envelope recipients.
+   */
+  size_t n_rcpt;
+  /**
+   * The message's size in bytes.
+   */
+  uint64_t size;
+  /**
+   * HERALD_SPOOL_PENDING or HERALD_SPOOL_UNKNOWN_OUTCOME.
+   */
+  uint32_t state;
+} herald_spool_entry;
+
+/**
+ * Called by `herald_spool_recover` on the calling thread, once per
+ * message found, in the order they were submitted: returns
+ * HERALD_SPOOL_SEND, _DROP or _KEEP (anything else is SEND).
+ */
+typedef uint32_t (*herald_spool_decide)(void *user, const struct herald_spool_entry *entry);
 
 /**
  * Success.
@@ -1881,6 +2006,39 @@ herald_status herald_imap_fetch_to_dir_async(struct herald_client *c, const char
  * from `herald_client_next`).
  */
 int32_t herald_completion_is_item(const struct herald_completion *c);
+
+/**
+ * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). `herald_send_async`
+ * with a stable id: `spool_id` (1..255 bytes of UTF-8 without control
+ * characters, unique among the messages in the spool: one still in it is
+ * INVALID_ARGUMENT) names the message in the spool, in its completion's
+ * result (HERALD_FIELD_SPOOL_ID) and after a crash; NULL lets herald
+ * assign one. When this returns OK the message is on disk (see
+ * HERALD_OPT_SPOOL_DIR); a full spool is HERALD_STATUS_LIMIT. On a client
+ * without a spool, a non-NULL `spool_id` is INVALID_ARGUMENT.
+ */
+herald_status herald_send_spooled_async(struct herald_client *c, const struct herald_message *m, const char *spool_id, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). Recovers the messages
+ * a previous client on the spool directory left unfinished (it crashed,
+ * was killed, or was freed with sends pending): each is first shown to
+ * `decide` (NULL: send them all), on this thread, with its stable id and
+ * state (HERALD_SPOOL_UNKNOWN_OUTCOME when it may have reached the server
+ * already), before anything is sent. Those it answers HERALD_SPOOL_SEND
+ * are submitted as sends: each completes exactly once like any other op,
+ * to `cb` (or the completion queue when NULL) with `user_token`, its
+ * result carrying HERALD_FIELD_SPOOL_ID and HERALD_FIELD_SPOOL_STATE.
+ * `*n_sent_out` (may be NULL) gets how many were submitted. Only the first
+ * call finds messages (later ones find none); call it before or after new
+ * sends, as you like. It also logs (HERALD_LOG_WARN) the files the spool
+ * set aside in its `quarantine` folder when the client was made. A send
+ * refused by the queue (QUEUE_LIMIT) stops it with that status: the
+ * messages not submitted stay in the spool for the next client. (The
+ * messages found are read into memory when the client is made, and held
+ * until this hands them over: at most SPOOL_MAX_BYTES.)
+ */
+herald_status herald_spool_recover(struct herald_client *c, herald_spool_decide decide, void *user, herald_callback cb, void *user_token, size_t *n_sent_out);
 
 /**
  * METHOD (SMTP, IMAP and POP3 clients). Tests the account as the options

@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use crate::engine::{ClientApi, Driver, Engine, Job, Submit};
 use crate::imap::{Changes, ImapDriver, ImapJob};
+use crate::log::LogFn;
 use crate::options::{Options, Protocol};
+use crate::outbox::{self, Decision};
 use crate::pickup::PickupDriver;
 use crate::pop3::{Pop3Driver, Pop3Job};
 use crate::result::OpId;
 use crate::smtp::{Learned, SendJob, SmtpDriver};
+use crate::spool::{Found, Spool};
 use crate::status::{Error, Result};
 
 /// An engine of any protocol, asked for the engine of a job type by name
@@ -58,11 +61,20 @@ impl AnyClient for Engine<Pop3Job> {
 pub trait ClientJob: Job + Sized {
     /// The engine of `c` that runs this job, if `c` has one.
     fn engine(c: &dyn AnyClient) -> Option<&Engine<Self>>;
+
+    /// Submits it on `c` (a send goes through the client's spool, if any).
+    fn submit_on(self, c: &Client, s: Submit) -> Result<OpId> {
+        c.submit_plain(self, s)
+    }
 }
 
 impl ClientJob for SendJob {
     fn engine(c: &dyn AnyClient) -> Option<&Engine<SendJob>> {
         c.sender()
+    }
+
+    fn submit_on(self, c: &Client, s: Submit) -> Result<OpId> {
+        c.submit_send(self, None, s)
     }
 }
 
@@ -81,6 +93,8 @@ impl ClientJob for Pop3Job {
 /// A client of any protocol: what `herald_client` wraps.
 pub struct Client {
     inner: Box<dyn AnyClient>,
+    /// The durable outbox (SPOOL_DIR); dropped after the engine.
+    spool: Option<Arc<Spool>>,
 }
 
 /// An engine whose connections each run a driver `make` makes.
@@ -98,6 +112,8 @@ impl Client {
     /// Makes a client of `options.protocol`. Validates the options; does no
     /// network I/O.
     pub fn new(options: Options) -> Result<Client> {
+        options.validate()?;
+        let spool = outbox::open(&options)?;
         let inner = match options.protocol {
             Protocol::Smtp => {
                 // What the client learns about its server's pipelining, shared by its connections.
@@ -112,13 +128,57 @@ impl Client {
             }
             Protocol::Pop3 => engine(options, |o| Pop3Driver::new(o.clone()))?,
         };
-        Ok(Client { inner })
+        Ok(Client { inner, spool })
+    }
+
+    /// The client's spool, if it has one.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
+    }
+
+    /// Submits a send: through the spool when the client has one (with the
+    /// caller's stable id, or one it assigns), else as any op.
+    pub fn submit_send(&self, job: SendJob, id: Option<String>, s: Submit) -> Result<OpId> {
+        match (&self.spool, self.inner.sender()) {
+            (Some(sp), Some(engine)) => outbox::submit(sp, engine, job, id, s),
+            _ if id.is_some() => Err(Error::invalid(
+                "a spool id needs an SMTP client with HERALD_OPT_SPOOL_DIR",
+            )),
+            _ => self.submit_plain(job, s),
+        }
+    }
+
+    /// Recovers what a previous client left in the spool (see [`outbox::recover`]).
+    pub fn recover(
+        &self,
+        decide: &mut dyn FnMut(&Found) -> Decision,
+        submit: &dyn Fn() -> Submit,
+    ) -> Result<usize> {
+        match (&self.spool, self.inner.sender()) {
+            (Some(sp), Some(engine)) => outbox::recover(sp, engine, decide, submit),
+            _ => Err(Error::invalid(
+                "herald_spool_recover needs an SMTP client with HERALD_OPT_SPOOL_DIR",
+            )),
+        }
+    }
+
+    /// Sets (or clears) the log callback, of the spool too.
+    pub fn set_log(&self, max_level: u32, f: Option<LogFn>) {
+        if let Some(sp) = &self.spool {
+            sp.set_log(max_level, f.clone());
+        }
+        self.inner.set_log(max_level, f);
     }
 
     /// Queues an op. A job this client's protocol does not run is refused
     /// (INVALID_ARGUMENT). Never blocks on the network. On `Ok`, exactly one
     /// final completion will come; on `Err`, none.
     pub fn submit<J: ClientJob>(&self, job: J, s: Submit) -> Result<OpId> {
+        job.submit_on(self, s)
+    }
+
+    /// [`Client::submit`] past the spool.
+    pub fn submit_plain<J: ClientJob>(&self, job: J, s: Submit) -> Result<OpId> {
         match J::engine(&*self.inner) {
             Some(e) => e.submit(job, s),
             None => Err(Error::invalid(format!(
@@ -126,6 +186,15 @@ impl Client {
                 job.name(),
                 self.inner.options().protocol.name()
             ))),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(sp) = &self.spool {
+            // Ops the engine cancels from here on stay in the spool.
+            sp.closing.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }

@@ -67,6 +67,10 @@ pub mod field {
     pub(crate) const SOURCE_UID: u32 = 60;
     /// More changes happened than a notification lists.
     pub(crate) const TRUNCATED: u32 = 61;
+    /// A spooled message's stable id (`HERALD_OPT_SPOOL_DIR`).
+    pub(crate) const SPOOL_ID: u32 = 55;
+    /// A message recovered from the spool: 1 untouched, 2 outcome unknown.
+    pub(crate) const SPOOL_STATE: u32 = 56;
 }
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.

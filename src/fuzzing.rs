@@ -124,6 +124,38 @@ pub fn pop3_session(data: &[u8]) {
     }
 }
 
+/// A spool segment file as it might be found after a crash, a disk fault
+/// or a foreign program: decoded, every record it yields must re-encode to
+/// exactly the bytes it came from (nothing invented), the stop must lie
+/// inside the input, and replaying it must not panic.
+pub fn spool_segment(data: &[u8]) {
+    use crate::spool::record::{decode_segment, encode_add, encode_mark, Record, Stop};
+    let (recs, stop) = decode_segment(data);
+    let mut end = crate::spool::record::MAGIC.len().min(data.len());
+    for (at, len, r) in &recs {
+        assert_eq!(*at, end, "records are contiguous");
+        let mut again = Vec::new();
+        match r {
+            Record::Add(m) => encode_add(&mut again, m),
+            Record::Sending(k) => encode_mark(&mut again, *k, true),
+            Record::Done(k) => encode_mark(&mut again, *k, false),
+        }
+        assert_eq!(
+            &data[*at..*at + *len],
+            &again[..],
+            "a record re-encodes to its bytes"
+        );
+        end = at + len;
+    }
+    match stop {
+        None => assert_eq!(end, data.len()),
+        Some(Stop::Torn { at }) | Some(Stop::Corrupt { at, .. }) => {
+            assert!(at <= data.len() && at >= end.min(at))
+        }
+    }
+    crate::spool::fuzz_replay(data);
+}
+
 /// IMAP responses through herald's IMAP reader and parser, and what the
 /// client makes of each kind (FETCH data, LIST items, ESEARCH sets, response
 /// codes), in memory.
@@ -313,6 +345,11 @@ mod tests {
     #[test]
     fn corpus_imap_bodystructure() {
         replay("imap_bodystructure", super::imap_bodystructure);
+    }
+
+    #[test]
+    fn corpus_spool_segment() {
+        replay("spool_segment", super::spool_segment);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! | 0 | foundation | `status`, `data`, `result`, `options`, `log`, `envelope`, `buffer`, `parsed`, `sasl` | std and dependencies only |
 //! | 1 | net | `net` | foundation |
 //! | 2 | engine | `engine` | foundation, net |
-//! | 3 | protocols | `smtp`, `imap`, `pop3`, `pickup`, `message` | foundation, net, engine |
-//! | 4 | composition root | `client` | everything below |
+//! | 3 | protocols | `smtp`, `imap`, `pop3`, `pickup`, `message`, `spool` | foundation, net, engine |
+//! | 4 | composition root | `client`, `outbox` | everything below |
 //! | 5 | C API | `ffi`, `fuzzing` | everything below; nothing imports it |
 //!
 //! - Foundation: errors and status codes (`status`), the data an op hands
@@ -27,9 +27,10 @@
 //!   `engine::Driver` and its `engine::Job` type. It names no protocol.
 //! - The protocols: each a driver with its own job type (`smtp::SendJob`,
 //!   `imap::ImapJob`, `pop3::Pop3Job`); PICKUP runs `SendJob`s too; the
-//!   message builder.
+//!   message builder; the durable outbox's journal (`spool`).
 //! - `client`: the only place that lists the protocols: which driver a
-//!   client of each protocol runs, and which engine takes each job type.
+//!   client of each protocol runs, and which engine takes each job type;
+//!   `outbox` wires a client's sends through its spool.
 //! - [`ffi`]: the C ABI.
 
 #![deny(missing_docs)]
@@ -48,10 +49,12 @@ pub(crate) mod log;
 pub(crate) mod message;
 pub(crate) mod net;
 pub(crate) mod options;
+pub(crate) mod outbox;
 pub(crate) mod parsed;
 pub(crate) mod pickup;
 pub(crate) mod pop3;
 pub(crate) mod result;
 pub(crate) mod sasl;
 pub(crate) mod smtp;
+pub(crate) mod spool;
 pub(crate) mod status;

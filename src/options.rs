@@ -84,6 +84,10 @@ pub enum Opt {
     ClientKeyFile,
     Proxy,
     KeepaliveS,
+    SpoolDir,
+    SpoolSync,
+    SpoolMaxMessages,
+    SpoolMaxBytes,
     /// Not part of the C API: how often an IMAP IDLE is renewed, in ms
     /// (default 25 minutes), so that tests can see a renewal happen.
     IdleRenewMsForTests,
@@ -127,7 +131,7 @@ pub enum Kind {
 
 impl Opt {
     /// Every option of the C API (not the hidden test-only ones).
-    pub const ALL: [Opt; 26] = [
+    pub const ALL: [Opt; 30] = [
         Opt::Host,
         Opt::Port,
         Opt::Security,
@@ -154,6 +158,10 @@ impl Opt {
         Opt::ClientKeyFile,
         Opt::Proxy,
         Opt::KeepaliveS,
+        Opt::SpoolDir,
+        Opt::SpoolSync,
+        Opt::SpoolMaxMessages,
+        Opt::SpoolMaxBytes,
     ];
 
     /// The option's name, as in `HERALD_OPT_<name>` and error details.
@@ -185,6 +193,10 @@ impl Opt {
             Opt::ClientKeyFile => "CLIENT_KEY_FILE",
             Opt::Proxy => "PROXY",
             Opt::KeepaliveS => "KEEPALIVE_S",
+            Opt::SpoolDir => "SPOOL_DIR",
+            Opt::SpoolSync => "SPOOL_SYNC",
+            Opt::SpoolMaxMessages => "SPOOL_MAX_MESSAGES",
+            Opt::SpoolMaxBytes => "SPOOL_MAX_BYTES",
             Opt::IdleRenewMsForTests => "IDLE_RENEW_MS_FOR_TESTS",
         }
     }
@@ -203,6 +215,7 @@ impl Opt {
             | Opt::ClientCertFile
             | Opt::ClientKeyFile => Kind::Str,
             Opt::Proxy => Kind::Str,
+            Opt::SpoolDir => Kind::Str,
             _ => Kind::Int,
         }
     }
@@ -234,7 +247,9 @@ impl Opt {
             | Opt::ThrottleIntervalMs
             | Opt::QueueLimit
             | Opt::OpTimeoutMs => true,
-            Opt::HeloName => protocol == Protocol::Smtp,
+            Opt::HeloName | Opt::SpoolDir | Opt::SpoolSync | Opt::SpoolMaxMessages | Opt::SpoolMaxBytes => {
+                protocol == Protocol::Smtp
+            }
             Opt::PickupDir => protocol == Protocol::Pickup,
             Opt::IdleRenewMsForTests => protocol == Protocol::Imap,
         }
@@ -303,6 +318,12 @@ pub struct Options {
     pub proxy: Option<Proxy>,
     /// KEEPALIVE_S: TCP keepalive idle time; `None` = off.
     pub keepalive: Option<Duration>,
+    /// The durable outbox (`crate::spool`), when set.
+    pub spool_dir: Option<PathBuf>,
+    /// Sync the spool to disk (1) or only hand it to the OS (0).
+    pub spool_sync: bool,
+    pub spool_max_messages: usize,
+    pub spool_max_bytes: u64,
 }
 
 impl fmt::Debug for Options {
@@ -329,6 +350,7 @@ impl fmt::Debug for Options {
             .field("tls", &self.tls)
             .field("proxy", &self.proxy)
             .field("keepalive", &self.keepalive)
+            .field("spool_dir", &self.spool_dir)
             .finish()
     }
 }
@@ -411,6 +433,10 @@ impl Options {
             tls_probe: false,
             proxy: None,
             keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE_S)),
+            spool_dir: None,
+            spool_sync: true,
+            spool_max_messages: 100_000,
+            spool_max_bytes: 1 << 30,
         }
     }
 
@@ -496,6 +522,12 @@ impl Options {
                 }
                 self.pickup_dir = Some(PathBuf::from(value));
             }
+            Opt::SpoolDir => {
+                if value.is_empty() {
+                    return Err(Error::invalid("SPOOL_DIR must not be empty"));
+                }
+                self.spool_dir = Some(PathBuf::from(value));
+            }
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
         }
         Ok(())
@@ -571,7 +603,41 @@ impl Options {
                 }
                 self.keepalive = (value > 0).then(|| Duration::from_secs(value as u64));
             }
+            Opt::SpoolSync | Opt::SpoolMaxMessages | Opt::SpoolMaxBytes => {
+                self.set_spool_int(option, value)?
+            }
             _ => unreachable!("checked by check_applies: {} takes {:?}", name, option.kind()),
+        }
+        Ok(())
+    }
+
+    /// The spool's integer options (SPOOL_SYNC, SPOOL_MAX_MESSAGES, SPOOL_MAX_BYTES).
+    fn set_spool_int(&mut self, option: Opt, value: i64) -> Result<()> {
+        match option {
+            Opt::SpoolSync => {
+                if value != 0 && value != 1 {
+                    return Err(Error::invalid(format!("SPOOL_SYNC must be 0 or 1, got {value}")));
+                }
+                self.spool_sync = value == 1;
+            }
+            Opt::SpoolMaxMessages => {
+                if !(1..=100_000_000).contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "SPOOL_MAX_MESSAGES must be 1..100000000, got {value}"
+                    )));
+                }
+                self.spool_max_messages = value as usize;
+            }
+            Opt::SpoolMaxBytes => {
+                if !(65536..=1 << 50).contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "SPOOL_MAX_BYTES must be 65536..{}, got {value}",
+                        1i64 << 50
+                    )));
+                }
+                self.spool_max_bytes = value as u64;
+            }
+            _ => unreachable!("only the spool's options come here"),
         }
         Ok(())
     }

@@ -120,6 +120,10 @@ const
   HERALD_OPT_CLIENT_KEY_FILE = 24;
   HERALD_OPT_PROXY = 25;
   HERALD_OPT_KEEPALIVE_S = 26;
+  HERALD_OPT_SPOOL_DIR = 27;
+  HERALD_OPT_SPOOL_SYNC = 28;
+  HERALD_OPT_SPOOL_MAX_MESSAGES = 29;
+  HERALD_OPT_SPOOL_MAX_BYTES = 30;
 
   { Values of HERALD_OPT_SECURITY. }
   HERALD_SECURITY_NONE = 0;
@@ -175,6 +179,15 @@ const
   HERALD_FIELD_EXPUNGED = 20;
   HERALD_FIELD_SOURCE_UID = 60;
   HERALD_FIELD_TRUNCATED = 61;
+  HERALD_FIELD_SPOOL_ID = 55;
+  HERALD_FIELD_SPOOL_STATE = 56;
+
+  { The durable outbox (HERALD_OPT_SPOOL_DIR): recovered states, decisions. }
+  HERALD_SPOOL_PENDING = 1;
+  HERALD_SPOOL_UNKNOWN_OUTCOME = 2;
+  HERALD_SPOOL_SEND = 0;
+  HERALD_SPOOL_DROP = 1;
+  HERALD_SPOOL_KEEP = 2;
 
   { Status codes (herald_status); never renumbered. }
   HERALD_STATUS_OK = 0;
@@ -276,6 +289,20 @@ type
   { A log line (UTF-8, valid during the call), on whatever herald thread logs. }
   herald_log_callback = procedure(user: Pointer; level: UInt32; line: PAnsiChar); cdecl;
   herald_token_provider = function(c: Pherald_client; user: Pointer): herald_status; cdecl;
+
+  { A message found in the spool, as herald_spool_recover's decide sees it
+    (pointers valid during the call). }
+  herald_spool_entry = record
+    spool_id: PAnsiChar;
+    message_id: PAnsiChar;
+    mail_from: PAnsiChar;
+    n_rcpt: herald_size;
+    size: UInt64;
+    state: UInt32;                 { HERALD_SPOOL_PENDING or _UNKNOWN_OUTCOME }
+  end;
+  Pherald_spool_entry = ^herald_spool_entry;
+  { Returns HERALD_SPOOL_SEND, _DROP or _KEEP; on the calling thread. }
+  herald_spool_decide = function(user: Pointer; entry: Pherald_spool_entry): UInt32; cdecl;
 
   { Delphi-style names for the same types. }
   THeraldStatus = herald_status;
@@ -394,6 +421,10 @@ function herald_parsed_attachment_save(p: Pherald_parsed; i: herald_size; path: 
 function herald_send_async(c: Pherald_client; m: Pherald_message; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
 { rcpt_to: an array of n_rcpt PAnsiChar. }
 function herald_send_raw_async(c: Pherald_client; mail_from: PAnsiChar; rcpt_to: PPAnsiChar; n_rcpt: herald_size; data: PByte; len: herald_size; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+
+{ The durable outbox (HERALD_OPT_SPOOL_DIR) }
+function herald_send_spooled_async(c: Pherald_client; m: Pherald_message; spool_id: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+function herald_spool_recover(c: Pherald_client; decide: herald_spool_decide; user: Pointer; cb: herald_callback; user_token: Pointer; n_sent_out: Pherald_size): herald_status; cdecl; external HeraldLib;
 
 implementation
 

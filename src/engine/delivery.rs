@@ -64,7 +64,10 @@ impl<J: Job> Shared<J> {
     }
 
     /// Hands a completion to its route. `fin`: the op's final completion.
-    pub(super) fn deliver(self: &Arc<Self>, c: Completion, route: Notify, fin: bool) {
+    pub(super) fn deliver(self: &Arc<Self>, mut c: Completion, route: Notify, fin: bool) {
+        if fin && self.hooks.load(Ordering::Acquire) {
+            self.run_final_hook(&mut c);
+        }
         match route {
             Notify::Queue => {
                 let op = c.op;
@@ -181,6 +184,22 @@ impl<J: Job> Shared<J> {
         self.mark_all_delivered(&[op]);
     }
 
+    /// Runs the op's [`super::FinalHook`], if it has one, keeping what is
+    /// to run after the delivery.
+    fn run_final_hook(&self, c: &mut Completion) {
+        let hook = self
+            .state
+            .lock()
+            .ops
+            .get_mut(&c.op)
+            .and_then(|e| e.final_hook.take());
+        if let Some(after) = hook.and_then(|h| h(c)) {
+            if let Some(e) = self.state.lock().ops.get_mut(&c.op) {
+                e.after = Some(after);
+            }
+        }
+    }
+
     /// `mark_delivered` for a batch: one lock, at most one wake-up.
     pub(super) fn mark_all_delivered(&self, ops: &[OpId]) {
         if ops.is_empty() {
@@ -188,9 +207,13 @@ impl<J: Job> Shared<J> {
         }
         let mut st = self.state.lock();
         let mut wake = false;
+        let mut after = Vec::new();
         for &op in ops {
-            if let Some(at) = st.ops.remove(&op).and_then(|e| e.deadline) {
-                st.deadlines.remove(&(at, op));
+            if let Some(mut e) = st.ops.remove(&op) {
+                if let Some(at) = e.deadline {
+                    st.deadlines.remove(&(at, op));
+                }
+                after.extend(e.after.take());
             }
             wake |= st.waited.contains_key(&op);
         }
@@ -199,6 +222,10 @@ impl<J: Job> Shared<J> {
             .first_key_value()
             .is_some_and(|(&target, _)| !st.flush_pending(target));
         drop(st);
+        // Before the waiters wake: a flush that returns finds it done.
+        for a in after {
+            a();
+        }
         if wake {
             self.done_cond.notify_all();
         }

@@ -71,6 +71,14 @@ pub trait Job: Send + 'static {
     }
 }
 
+/// Runs just before an op's final completion is delivered (no lock held)
+/// and may add to it; what it returns runs once the completion was
+/// delivered (its callback returned, or it was queued). The durable
+/// outbox's hook into a send op.
+pub type FinalHook = Box<dyn FnOnce(&mut Completion) -> Option<AfterHook> + Send>;
+/// See [`FinalHook`].
+pub type AfterHook = Box<dyn FnOnce() + Send>;
+
 /// A completion callback. Called on herald's delivery thread.
 pub type Callback = Arc<dyn Fn(&Completion) + Send + Sync>;
 /// Progress: (op, user token, bytes done, bytes total). Called on worker threads.
@@ -136,6 +144,9 @@ struct OpEntry<J> {
     timed_out: bool,
     /// Appended to the detail of a TIMEOUT the watchdog completes.
     timeout_note: &'static str,
+    /// Run at its final completion ([`FinalHook`]), then after its delivery.
+    final_hook: Option<FinalHook>,
+    after: Option<AfterHook>,
 }
 
 /// Everything guarded by the client's main lock.
@@ -200,6 +211,8 @@ struct Shared<J: Job> {
     log_level: AtomicU32,
     /// Set at the very end of shutdown: no user callback may run after it.
     freed: AtomicBool,
+    /// Some op was submitted with a [`FinalHook`].
+    hooks: AtomicBool,
     factory: DriverFactory<J>,
 }
 
@@ -401,6 +414,7 @@ impl<J: Job> Engine<J> {
             log_fn: RwLock::new(None),
             log_level: AtomicU32::new(0),
             freed: AtomicBool::new(false),
+            hooks: AtomicBool::new(false),
             factory,
         });
         Ok(Engine {
@@ -416,7 +430,15 @@ impl<J: Job> Engine<J> {
     /// Queues an op. Never blocks on the network. On `Ok`, exactly one final
     /// completion will come; on `Err`, none.
     pub fn submit(&self, job: J, s: Submit) -> Result<OpId> {
+        self.submit_with_hook(job, s, None)
+    }
+
+    /// [`Engine::submit`] with a hook run at the op's final completion.
+    pub fn submit_with_hook(&self, job: J, s: Submit, final_hook: Option<FinalHook>) -> Result<OpId> {
         let sh = &self.shared;
+        if final_hook.is_some() {
+            sh.hooks.store(true, Ordering::Release);
+        }
         let mut st = sh.state.lock();
         if st.shutdown {
             return Err(Error::new(Status::Shutdown, "the client is being freed"));
@@ -442,6 +464,8 @@ impl<J: Job> Engine<J> {
                 deadline: None,
                 timed_out: false,
                 timeout_note: "",
+                final_hook,
+                after: None,
             },
         );
         st.queue.push_back(id);

@@ -91,7 +91,7 @@ pub(crate) fn submit<J: ClientJob>(
     }
 }
 
-fn notify(cb: herald_callback) -> Notify {
+pub(crate) fn notify(cb: herald_callback) -> Notify {
     type CFn = unsafe extern "C" fn(*const herald_completion);
     thread_local! {
         /// The last callback this thread submitted with, and its wrapper: a

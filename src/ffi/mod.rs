@@ -34,6 +34,7 @@ pub mod parsed;
 pub mod pop3;
 pub mod result;
 pub mod smtp;
+pub mod spool;
 pub mod stream;
 // After the others, so that the generated header keeps their order.
 pub mod account;

@@ -147,6 +147,39 @@ pub const HERALD_OPT_PROXY: u32 = 25;
 /// drop the connection. So a connection a NAT or firewall silently
 /// dropped is noticed in about twice this time. 0 = off.
 pub const HERALD_OPT_KEEPALIVE_S: u32 = 26;
+/// str, SMTP: the durable outbox, a directory (created when missing) that
+/// only this client uses while it lives (locked: a second client on it
+/// fails at `herald_client_new` with HERALD_STATUS_IO). With it, a message
+/// `herald_send_async` (or `_raw_`, `_spooled_`) accepts is on disk when
+/// the call returns OK (with SPOOL_SYNC 1: fdatasync'ed, concurrent
+/// submitters sharing one sync), is marked "outcome unknown" on disk before
+/// any of it goes to a server, and is removed once its completion was
+/// delivered (a failure's removal is on disk before the callback runs).
+/// Ops cancelled by `herald_client_free` stay in it. After a crash, a new
+/// client on the directory reports and resends what was left through
+/// `herald_spool_recover`. A message without a Message-ID gets one before
+/// it is spooled (also a raw one: a header line is put first). Every send
+/// completion's result items carry HERALD_FIELD_SPOOL_ID and
+/// HERALD_FIELD_MESSAGE_ID (a failure has one item with them). Files in it
+/// that are not the spool's, or records that are corrupt, are moved to its
+/// `quarantine` folder with a log line (HERALD_LOG_WARN, when
+/// `herald_spool_recover` runs), never sent.
+pub const HERALD_OPT_SPOOL_DIR: u32 = 27;
+/// int 0 or 1, SMTP, default 1: 1 syncs the spool to disk (fdatasync) at
+/// each point SPOOL_DIR names, so accepted messages survive power loss; 0
+/// only hands the records to the operating system (they survive the
+/// process being killed, not the machine going down), which is faster.
+pub const HERALD_OPT_SPOOL_SYNC: u32 = 28;
+/// int 1..100000000, SMTP, default 100000: messages the spool holds at
+/// most; beyond, a send returns HERALD_STATUS_LIMIT.
+pub const HERALD_OPT_SPOOL_MAX_MESSAGES: u32 = 29;
+/// int bytes 65536..2^50, SMTP, default 1073741824 (1 GiB): the most the
+/// spool's files take (its journal segments, of up to 4 MiB each unless a
+/// message is larger, with the records of completed messages until every
+/// message of a segment has completed, and of the segments after it). A
+/// send that would take it beyond returns HERALD_STATUS_LIMIT. The
+/// quarantine folder is not counted.
+pub const HERALD_OPT_SPOOL_MAX_BYTES: u32 = 30;
 
 /// The protocol a `HERALD_PROTOCOL_*` number names.
 fn protocol_of(n: u32) -> Option<Protocol> {
@@ -193,6 +226,10 @@ fn opt(option: u32) -> Result<Opt> {
         HERALD_OPT_CLIENT_KEY_FILE => Opt::ClientKeyFile,
         HERALD_OPT_PROXY => Opt::Proxy,
         HERALD_OPT_KEEPALIVE_S => Opt::KeepaliveS,
+        HERALD_OPT_SPOOL_DIR => Opt::SpoolDir,
+        HERALD_OPT_SPOOL_SYNC => Opt::SpoolSync,
+        HERALD_OPT_SPOOL_MAX_MESSAGES => Opt::SpoolMaxMessages,
+        HERALD_OPT_SPOOL_MAX_BYTES => Opt::SpoolMaxBytes,
         IDLE_RENEW_MS_FOR_TESTS => Opt::IdleRenewMsForTests,
         _ => return Err(Error::invalid(format!("unknown option id {option}"))),
     })

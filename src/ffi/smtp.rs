@@ -51,6 +51,7 @@ pub extern "C" fn herald_send_async(
                 data: e.data,
                 needs: e.needs,
                 account_test: false,
+                before_send: None,
             })
         },
         None,

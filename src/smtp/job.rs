@@ -1,11 +1,19 @@
 //! The job of a send op (SMTP and PICKUP clients run it), copied from the
 //! caller at submit.
 
+use std::sync::Arc;
+
 use crate::engine::Job;
 use crate::smtp::codec::Needs;
+use crate::status::Result;
+
+/// Runs before any command of a message goes to a server, on every
+/// connection it is tried on: an error completes it with that error,
+/// nothing of it sent. (The durable outbox marks it there.)
+pub type BeforeSend = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// A message to send: envelope and the exact bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SendJob {
     pub from: String,
     pub rcpts: Vec<String>,
@@ -16,6 +24,18 @@ pub struct SendJob {
     /// Not a message: the test-account op (connect, TLS, EHLO, AUTH, the
     /// extensions reported, QUIT). `SendJob::account_test` makes one.
     pub account_test: bool,
+    pub before_send: Option<BeforeSend>,
+}
+
+impl std::fmt::Debug for SendJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendJob")
+            .field("from", &self.from)
+            .field("rcpts", &self.rcpts)
+            .field("len", &self.data.len())
+            .field("account_test", &self.account_test)
+            .finish()
+    }
 }
 
 impl SendJob {
@@ -28,6 +48,7 @@ impl SendJob {
             data,
             needs,
             account_test: false,
+            before_send: None,
         }
     }
 
@@ -47,6 +68,7 @@ impl SendJob {
             data,
             needs,
             account_test: false,
+            before_send: None,
         }
     }
 }

@@ -370,6 +370,10 @@ impl SmtpDriver {
                 }
             }
         }
+        if let Some(Err(e)) = job.job().before_send.as_ref().map(|f| f()) {
+            job.complete(Err(e));
+            return None;
+        }
         Some(job)
     }
 

@@ -10,7 +10,7 @@ See :class:`Client` (callbacks or a completion queue, ``op.wait()`` /
 """
 
 from .constants import *  # noqa: F401,F403
-from .constants import Fetch, Field, LogLevel, Option, Protocol, Security, Status, StoreMode, StreamLimit
+from .constants import Fetch, Field, LogLevel, Option, Protocol, Security, Spool, Status, StoreMode, StreamLimit
 from .core import (
     CancelledError,
     Client,
@@ -52,6 +52,7 @@ __all__ = [
     "Protocol",
     "Security",
     "SendResult",
+    "Spool",
     "Status",
     "StoreMode",
     "StreamLimit",

@@ -19,6 +19,7 @@ __all__ = [
     "StoreMode",
     "AddrRole",
     "StreamLimit",
+    "Spool",
 ]
 
 
@@ -81,6 +82,10 @@ class Option(IntEnum):
     CLIENT_KEY_FILE = 24
     PROXY = 25
     KEEPALIVE_S = 26
+    SPOOL_DIR = 27
+    SPOOL_SYNC = 28
+    SPOOL_MAX_MESSAGES = 29
+    SPOOL_MAX_BYTES = 30
 
 
 class Security(IntEnum):
@@ -135,6 +140,8 @@ class Field(IntEnum):
     EXPUNGED = 20
     SOURCE_UID = 60
     TRUNCATED = 61
+    SPOOL_ID = 55
+    SPOOL_STATE = 56
 
 
 class Fetch(IntFlag):
@@ -186,6 +193,17 @@ class AddrRole(IntEnum):
     SENDER = 6
 
 
+class Spool(IntEnum):
+    """``HERALD_SPOOL_*``: a recovered message's state, and the answers of
+    ``herald_spool_recover``'s decide callback."""
+
+    PENDING = 1
+    UNKNOWN_OUTCOME = 2
+    SEND = 0
+    DROP = 1
+    KEEP = 2
+
+
 # The C names: HERALD_<GROUP>_<MEMBER>, one enum per group.
 C_GROUPS = {
     "STATUS": Status,
@@ -198,12 +216,14 @@ C_GROUPS = {
     "STORE": StoreMode,
     "ADDR": AddrRole,
     "STREAM": StreamLimit,
+    "SPOOL": Spool,
 }
 
 C_NAMES = {}
 for _group, _enum in C_GROUPS.items():
-    for _member in _enum:
-        C_NAMES["HERALD_%s_%s" % (_group, _member.name)] = int(_member)
+    # __members__ includes aliases (Spool's states and decisions share values).
+    for _name, _member in _enum.__members__.items():
+        C_NAMES["HERALD_%s_%s" % (_group, _name)] = int(_member)
 globals().update(C_NAMES)
 __all__ += sorted(C_NAMES)
-del _group, _enum, _member
+del _group, _enum, _name, _member

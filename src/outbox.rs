@@ -1,0 +1,181 @@
+//! The durable outbox wired into an SMTP client (see `spool` for what is
+//! on disk when): a send is written to the spool before its submit
+//! returns, marked before it goes to a server (the `SendJob` hook), and
+//! forgotten at its final completion (the engine's `FinalHook`), which
+//! also gets the message's spool id and Message-ID. Messages a crashed
+//! client left are handed back by [`recover`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::engine::{Engine, FinalHook, Submit};
+use crate::options::Options;
+use crate::result::{field, Completion, OpId, ResultData, ResultItem};
+use crate::smtp::SendJob;
+use crate::spool::{self, Found, Spool, Spooled};
+use crate::status::{Error, Result, Status};
+
+/// Opens the client's spool when SPOOL_DIR is set.
+pub fn open(o: &Options) -> Result<Option<Arc<Spool>>> {
+    let Some(dir) = &o.spool_dir else {
+        return Ok(None);
+    };
+    let cfg = spool::Config {
+        dir: dir.clone(),
+        sync: o.spool_sync,
+        max_messages: o.spool_max_messages,
+        max_bytes: o.spool_max_bytes,
+    };
+    Ok(Some(Arc::new(Spool::open(&cfg)?)))
+}
+
+/// The longest spool id accepted.
+pub const MAX_ID_BYTES: usize = 255;
+
+/// A caller's spool id: 1..255 bytes, no control characters.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "a spool id must be 1..{MAX_ID_BYTES} bytes without control characters, got {id:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Submits a send through the spool `sp` of `engine`'s client, with the
+/// caller's id or one it assigns.
+pub fn submit(
+    sp: &Arc<Spool>,
+    engine: &Engine<SendJob>,
+    mut job: SendJob,
+    id: Option<String>,
+    s: Submit,
+) -> Result<OpId> {
+    let id = match id {
+        Some(id) => {
+            check_id(&id)?;
+            id
+        }
+        None => sp.new_id(),
+    };
+    let data = std::mem::take(&mut job.data);
+    let had_id = spool::message_id_of(&data).is_some();
+    let unique = format!("{id}.{}", sp.new_id());
+    let (data, message_id) = spool::ensure_message_id(data, &unique);
+    let mut m = Spooled {
+        key: 0,
+        id,
+        message_id,
+        from: job.from.clone(),
+        rcpts: job.rcpts.clone(),
+        data,
+    };
+    let key = sp.add(&mut m)?;
+    let data = std::mem::take(&mut m.data);
+    let job = if had_id {
+        SendJob { data, ..job }
+    } else {
+        // A header line was put first: what the bytes need is found again.
+        SendJob::new(job.from, job.rcpts, data)
+    };
+    start(sp, engine, job, m, key, 0, s)
+}
+
+/// Hands a spooled message (key `key`) to the engine with its hooks.
+fn start(
+    sp: &Arc<Spool>,
+    engine: &Engine<SendJob>,
+    mut job: SendJob,
+    m: Spooled,
+    key: u64,
+    state: u64,
+    s: Submit,
+) -> Result<OpId> {
+    let mark = sp.clone();
+    job.before_send = Some(Arc::new(move || mark.mark_sending(key)));
+    let hook = final_hook(sp.clone(), key, m.id, m.message_id, state);
+    engine.submit_with_hook(job, s, Some(hook)).inspect_err(|_| {
+        if state == 0 {
+            sp.done(key, true);
+        }
+    })
+}
+
+/// What runs at a spooled send's final completion.
+fn final_hook(sp: Arc<Spool>, key: u64, id: String, message_id: String, state: u64) -> FinalHook {
+    Box::new(move |c: &mut Completion| {
+        label(c, &id, &message_id, state);
+        if c.cancelled && sp.closing.load(Ordering::Acquire) {
+            c.detail
+                .push_str("; it stays in the spool for the next client on SPOOL_DIR");
+            return None;
+        }
+        if c.status != Status::Ok {
+            // The caller may act on a failure: it is off the spool first.
+            sp.done(key, true);
+            return None;
+        }
+        Some(Box::new(move || sp.done(key, false)))
+    })
+}
+
+/// Puts the spool id and Message-ID on every item of the completion's
+/// result (one item when it has none).
+fn label(c: &mut Completion, id: &str, message_id: &str, state: u64) {
+    let r = c.result.get_or_insert_with(|| ResultData::new(Vec::new()));
+    if r.items.is_empty() {
+        r.items.push(ResultItem::new(0));
+    }
+    for it in &mut r.items {
+        it.set_str(field::SPOOL_ID, id);
+        it.set_str(field::MESSAGE_ID, message_id);
+        if state > 0 {
+            it.set_int(field::SPOOL_STATE, state);
+        }
+    }
+}
+
+/// What the caller chose for a recovered message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it (its completion comes like any other op's).
+    Send,
+    /// Forget it: removed from the spool, not sent.
+    Drop,
+    /// Leave it in the spool for a later client; not sent now.
+    Keep,
+}
+
+/// Hands the messages found in the spool at open to `decide`, one by one,
+/// in the order they were submitted, then acts on each decision. The
+/// messages to send are submitted with `submit()`'s routes. Returns how
+/// many were submitted. Only the first call finds anything. A submit
+/// refused (queue full) leaves that message and the rest in the spool.
+pub fn recover(
+    sp: &Arc<Spool>,
+    engine: &Engine<SendJob>,
+    decide: &mut dyn FnMut(&Found) -> Decision,
+    submit: &dyn Fn() -> Submit,
+) -> Result<usize> {
+    let found = sp.take_found();
+    sp.log(crate::log::INFO, || {
+        format!("{} messages found to recover", found.len())
+    });
+    let mut sent = 0;
+    for f in found {
+        match decide(&f) {
+            Decision::Drop => sp.done(f.msg.key, true),
+            Decision::Keep => sp.keep(&f)?,
+            Decision::Send => {
+                let state = if f.unknown { 2 } else { 1 };
+                let Found { mut msg, .. } = f;
+                let data = std::mem::take(&mut msg.data);
+                let job = SendJob::new(msg.from.clone(), msg.rcpts.clone(), data);
+                let key = msg.key;
+                start(sp, engine, job, msg, key, state, submit())?;
+                sent += 1;
+            }
+        }
+    }
+    Ok(sent)
+}
