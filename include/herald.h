@@ -669,32 +669,6 @@
 #define HERALD_FIELD_AUTH_MECHANISM 47
 
 /**
- * int: a 1-based position. On an item of a streaming fetch, its order of
- * arrival (1, 2, 3 ...); on an item of a failed bulk append's result, the
- * message's place in the `messages` array.
- */
-#define HERALD_FIELD_INDEX 50
-
-/**
- * int: how many items a streaming fetch delivered (its final completion's
- * one result item).
- */
-#define HERALD_FIELD_COUNT 51
-
-/**
- * Most items of one streaming fetch that herald hands out and the caller
- * has not yet let go of (an item callback that has not returned, items
- * waiting in the completion queue). At this bound herald stops reading
- * from the server until the caller catches up.
- */
-#define HERALD_STREAM_MAX_HELD_ITEMS 16
-
-/**
- * Most message bytes in those items (2 MiB; one item always passes, however large).
- */
-#define HERALD_STREAM_MAX_HELD_BYTES 2097152
-
-/**
  * str: a spooled message's stable id, on every item of a send's result
  * on a client with HERALD_OPT_SPOOL_DIR (the caller's, from
  * `herald_send_spooled_async`, or the one herald assigned).
@@ -735,6 +709,32 @@
  * client, unsent (it counts toward the spool's limits).
  */
 #define HERALD_SPOOL_KEEP 2
+
+/**
+ * int: a 1-based position. On an item of a streaming fetch, its order of
+ * arrival (1, 2, 3 ...); on an item of a failed bulk append's result, the
+ * message's place in the `messages` array.
+ */
+#define HERALD_FIELD_INDEX 50
+
+/**
+ * int: how many items a streaming fetch delivered (its final completion's
+ * one result item).
+ */
+#define HERALD_FIELD_COUNT 51
+
+/**
+ * Most items of one streaming fetch that herald hands out and the caller
+ * has not yet let go of (an item callback that has not returned, items
+ * waiting in the completion queue). At this bound herald stops reading
+ * from the server until the caller catches up.
+ */
+#define HERALD_STREAM_MAX_HELD_ITEMS 16
+
+/**
+ * Most message bytes in those items (2 MiB; one item always passes, however large).
+ */
+#define HERALD_STREAM_MAX_HELD_BYTES 2097152
 
 /**
  * A client of one server (or one pickup directory). Every function may be
@@ -1931,6 +1931,39 @@ herald_status herald_send_async(struct herald_client *c, const struct herald_mes
 herald_status herald_send_raw_async(struct herald_client *c, const char *mail_from, const char *const *rcpt_to, size_t n_rcpt, const uint8_t *data, size_t len, herald_callback cb, void *user_token, herald_op *op_out);
 
 /**
+ * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). `herald_send_async`
+ * with a stable id: `spool_id` (1..255 bytes of UTF-8 without control
+ * characters, unique among the messages in the spool: one still in it is
+ * INVALID_ARGUMENT) names the message in the spool, in its completion's
+ * result (HERALD_FIELD_SPOOL_ID) and after a crash; NULL lets herald
+ * assign one. When this returns OK the message is on disk (see
+ * HERALD_OPT_SPOOL_DIR); a full spool is HERALD_STATUS_LIMIT. On a client
+ * without a spool, a non-NULL `spool_id` is INVALID_ARGUMENT.
+ */
+herald_status herald_send_spooled_async(struct herald_client *c, const struct herald_message *m, const char *spool_id, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). Recovers the messages
+ * a previous client on the spool directory left unfinished (it crashed,
+ * was killed, or was freed with sends pending): each is first shown to
+ * `decide` (NULL: send them all), on this thread, with its stable id and
+ * state (HERALD_SPOOL_UNKNOWN_OUTCOME when it may have reached the server
+ * already), before anything is sent. Those it answers HERALD_SPOOL_SEND
+ * are submitted as sends: each completes exactly once like any other op,
+ * to `cb` (or the completion queue when NULL) with `user_token`, its
+ * result carrying HERALD_FIELD_SPOOL_ID and HERALD_FIELD_SPOOL_STATE.
+ * `*n_sent_out` (may be NULL) gets how many were submitted. Only the first
+ * call finds messages (later ones find none); call it before or after new
+ * sends, as you like. It also logs (HERALD_LOG_WARN) the files the spool
+ * set aside in its `quarantine` folder when the client was made. A send
+ * refused by the queue (QUEUE_LIMIT) stops it with that status: the
+ * messages not submitted stay in the spool for the next client. (The
+ * messages found are read into memory when the client is made, and held
+ * until this hands them over: at most SPOOL_MAX_BYTES.)
+ */
+herald_status herald_spool_recover(struct herald_client *c, herald_spool_decide decide, void *user, herald_callback cb, void *user_token, size_t *n_sent_out);
+
+/**
  * METHOD (IMAP client). Fetches the messages of `uid_set` in `mailbox` as
  * `herald_imap_fetch_async` does (same `parts`, same item fields and
  * bytes), but hands each message on as it arrives instead of gathering
@@ -2006,39 +2039,6 @@ herald_status herald_imap_fetch_to_dir_async(struct herald_client *c, const char
  * from `herald_client_next`).
  */
 int32_t herald_completion_is_item(const struct herald_completion *c);
-
-/**
- * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). `herald_send_async`
- * with a stable id: `spool_id` (1..255 bytes of UTF-8 without control
- * characters, unique among the messages in the spool: one still in it is
- * INVALID_ARGUMENT) names the message in the spool, in its completion's
- * result (HERALD_FIELD_SPOOL_ID) and after a crash; NULL lets herald
- * assign one. When this returns OK the message is on disk (see
- * HERALD_OPT_SPOOL_DIR); a full spool is HERALD_STATUS_LIMIT. On a client
- * without a spool, a non-NULL `spool_id` is INVALID_ARGUMENT.
- */
-herald_status herald_send_spooled_async(struct herald_client *c, const struct herald_message *m, const char *spool_id, herald_callback cb, void *user_token, herald_op *op_out);
-
-/**
- * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). Recovers the messages
- * a previous client on the spool directory left unfinished (it crashed,
- * was killed, or was freed with sends pending): each is first shown to
- * `decide` (NULL: send them all), on this thread, with its stable id and
- * state (HERALD_SPOOL_UNKNOWN_OUTCOME when it may have reached the server
- * already), before anything is sent. Those it answers HERALD_SPOOL_SEND
- * are submitted as sends: each completes exactly once like any other op,
- * to `cb` (or the completion queue when NULL) with `user_token`, its
- * result carrying HERALD_FIELD_SPOOL_ID and HERALD_FIELD_SPOOL_STATE.
- * `*n_sent_out` (may be NULL) gets how many were submitted. Only the first
- * call finds messages (later ones find none); call it before or after new
- * sends, as you like. It also logs (HERALD_LOG_WARN) the files the spool
- * set aside in its `quarantine` folder when the client was made. A send
- * refused by the queue (QUEUE_LIMIT) stops it with that status: the
- * messages not submitted stay in the spool for the next client. (The
- * messages found are read into memory when the client is made, and held
- * until this hands them over: at most SPOOL_MAX_BYTES.)
- */
-herald_status herald_spool_recover(struct herald_client *c, herald_spool_decide decide, void *user, herald_callback cb, void *user_token, size_t *n_sent_out);
 
 /**
  * METHOD (SMTP, IMAP and POP3 clients). Tests the account as the options
