@@ -27,13 +27,18 @@ dir=${1:-/opt/herald-test-servers/exim}
 bin=$dir/root/usr/sbin/exim4
 log() { printf 'install-exim: %s\n' "$*" >&2; }
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
-        log "must run as root (or with sudo)"; exit 1
+# Root is needed only for what must change: a run with everything in place
+# works as any user.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        log "must run as root (or with sudo) to: $*"
+        exit 1
     fi
-fi
-as_root() { "${SUDO[@]}" "$@"; }
+}
 
 if ! getent passwd Debian-exim >/dev/null 2>&1; then
     getent group Debian-exim >/dev/null 2>&1 || as_root groupadd --system Debian-exim
