@@ -178,6 +178,22 @@ _PROTOTYPES = {
 # getattr, None when absent.
 _OPTIONAL = {
     "herald_version_number": (c_uint32, []),
+    "herald_imap_status_async": (herald_status, [c_void_p, c_char_p] + _cb_tail),
+    "herald_imap_status_list_async": (
+        herald_status,
+        [c_void_p, POINTER(c_char_p), c_size_t] + _cb_tail,
+    ),
+    "herald_imap_fetch_changed_async": (
+        herald_status,
+        [c_void_p, c_char_p, c_char_p, c_uint32, c_uint64] + _cb_tail,
+    ),
+    "herald_result_mailbox_int": (c_uint64, [c_void_p, c_uint32]),
+    "herald_send_spooled_async": (herald_status, [c_void_p, c_void_p, c_char_p] + _cb_tail),
+    # decide: a herald_spool_decide function pointer (NULL: send everything).
+    "herald_spool_recover": (
+        herald_status,
+        [c_void_p, c_void_p, c_void_p, CALLBACK, c_void_p, POINTER(c_size_t)],
+    ),
 }
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
