@@ -19,7 +19,7 @@ pub const FRAME: usize = 9;
 /// Size of a SENDING or DONE record.
 pub const MARK_LEN: usize = FRAME + 8;
 /// The largest payload a record may declare: anything larger is corrupt.
-pub const MAX_PAYLOAD: usize = 1 << 32;
+pub const MAX_PAYLOAD: u64 = 1 << 32;
 
 const ADD: u8 = 1;
 const SENDING: u8 = 2;
@@ -137,7 +137,7 @@ pub fn check_lengths(m: &Spooled) -> Result<(), String> {
     if long {
         return Err("an address or id is longer than 65535 bytes".into());
     }
-    if add_len(m) - FRAME >= MAX_PAYLOAD || m.rcpts.len() > u32::MAX as usize {
+    if (add_len(m) - FRAME) as u64 >= MAX_PAYLOAD || m.rcpts.len() > u32::MAX as usize {
         return Err("the message is too large for the spool (4 GiB)".into());
     }
     Ok(())
