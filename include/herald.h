@@ -713,7 +713,8 @@
 /**
  * int: a 1-based position. On an item of a streaming fetch, its order of
  * arrival (1, 2, 3 ...); on an item of a failed bulk append's result, the
- * message's place in the `messages` array.
+ * message's place in the `messages` array; on a flag change of an IDLE
+ * notification, the message's sequence number.
  */
 #define HERALD_FIELD_INDEX 50
 
@@ -1430,7 +1431,8 @@ herald_status herald_imap_expunge_async(struct herald_client *c, const char *mai
  *   The items after it say what changed since the previous notification,
  *   oldest first: an expunge (uid 0, HERALD_FIELD_EXPUNGED = its sequence
  *   number) or, with QRESYNC, an expunged UID (uid, HERALD_FIELD_VANISHED =
- *   1); a flag change (uid, 0 when the server did not say it;
+ *   1); a flag change (uid, 0 when the server did not say it, as Cyrus
+ *   without QRESYNC; HERALD_FIELD_INDEX, its sequence number;
  *   HERALD_FIELD_FLAGS, the message's flags now; HERALD_FIELD_MODSEQ).
  *   Notifications are coalesced (at most one waits for delivery; a newer
  *   one takes over its change items); one lists at most 10000 changes,

@@ -364,6 +364,10 @@ fn idle_notifications_say_what_changed_coalesced() {
                 .is_some_and(|f| f.contains("\\Flagged"))
     });
     assert!(flag.is_some_and(|i| int(i, HERALD_FIELD_MODSEQ) > 0), "{notes:?}");
+    assert!(
+        flag.is_some_and(|i| int(i, herald::ffi::stream::HERALD_FIELD_INDEX) == 2),
+        "its sequence number: {notes:?}"
+    );
     let gone: Vec<u64> = ch
         .iter()
         .filter(|i| int(i, HERALD_FIELD_VANISHED) == 1)

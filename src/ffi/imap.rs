@@ -467,7 +467,8 @@ pub extern "C" fn herald_imap_expunge_async(
 ///   The items after it say what changed since the previous notification,
 ///   oldest first: an expunge (uid 0, HERALD_FIELD_EXPUNGED = its sequence
 ///   number) or, with QRESYNC, an expunged UID (uid, HERALD_FIELD_VANISHED =
-///   1); a flag change (uid, 0 when the server did not say it;
+///   1); a flag change (uid, 0 when the server did not say it, as Cyrus
+///   without QRESYNC; HERALD_FIELD_INDEX, its sequence number;
 ///   HERALD_FIELD_FLAGS, the message's flags now; HERALD_FIELD_MODSEQ).
 ///   Notifications are coalesced (at most one waits for delivery; a newer
 ///   one takes over its change items); one lists at most 10000 changes,

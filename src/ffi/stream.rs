@@ -16,7 +16,8 @@ use crate::status::{Error, Result};
 
 /// int: a 1-based position. On an item of a streaming fetch, its order of
 /// arrival (1, 2, 3 ...); on an item of a failed bulk append's result, the
-/// message's place in the `messages` array.
+/// message's place in the `messages` array; on a flag change of an IDLE
+/// notification, the message's sequence number.
 pub const HERALD_FIELD_INDEX: u32 = 50;
 /// int: how many items a streaming fetch delivered (its final completion's
 /// one result item).

@@ -181,7 +181,7 @@ mod tests {
 
     fn structure(line: &str) -> Result<Vec<BodyPart>> {
         let r = parse_response(vec![Piece::Line(line.as_bytes().to_vec())])?;
-        let Response::Fetch { atts } = r else {
+        let Response::Fetch { atts, .. } = r else {
             panic!("not a FETCH")
         };
         parse(&atts[1])

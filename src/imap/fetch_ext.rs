@@ -212,7 +212,7 @@ pub fn fuzz_fetch_items(data: &[u8]) {
         literals: 1024 * 1024,
     };
     for r in super::wire::read_all(&input, limits) {
-        if let Ok(super::parse::Response::Fetch { atts }) = r {
+        if let Ok(super::parse::Response::Fetch { atts, .. }) = r {
             if let Ok(x) = Extra::scan(&atts) {
                 let mut item = ResultItem::new(1);
                 x.apply(&mut item);
@@ -271,7 +271,7 @@ mod tests {
             Piece::Literal(b"References: <a@x>\r\n\t<p@x>\r\n\r\n".to_vec()),
             Piece::Line(b")".to_vec()),
         ];
-        let Response::Fetch { atts } = parse_response(pieces).unwrap() else {
+        let Response::Fetch { atts, .. } = parse_response(pieces).unwrap() else {
             panic!()
         };
         let mut item = ResultItem::new(9);

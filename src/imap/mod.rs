@@ -289,7 +289,7 @@ pub fn fuzz_responses(input: &[u8]) -> usize {
     for r in wire::read_all(input, limits) {
         // And what herald makes of each kind of response.
         match r {
-            Ok(Response::Fetch { atts }) => {
+            Ok(Response::Fetch { atts, .. }) => {
                 let _ = fetch_ext::Extra::scan(&atts);
                 let _ = parse::fetch_data(atts);
             }
@@ -1152,6 +1152,7 @@ fn fetch(s: &mut Session, t: &Ticket, mailbox: &str, uids: &str, parts: u32, sin
     }
     let mut items: Vec<ResultItem> = got.into_values().collect();
     fetch_ext::finish(&mut items, parts, FETCH_BODY);
+    sync::saw_items(s, &items);
     let n = items.len();
     Ok(
         Success::new(0, format!("{n} messages fetched")).with_result(sync::stamp(

@@ -145,7 +145,9 @@ pub enum Response {
     Exists(u32),
     /// `* n EXPUNGE`: the message's sequence number.
     Expunge(u32),
+    /// `* n FETCH (...)`: the message's sequence number and attributes.
     Fetch {
+        seq: u32,
         atts: Vec<Value>,
     },
     /// `* SEARCH`, `* CAPABILITY`, `* FLAGS` ...: the name and what follows.
@@ -224,7 +226,7 @@ pub fn parse_response(mut pieces: Vec<Piece>) -> Result<Response> {
                         Some(Value::List(l)) => l,
                         _ => return Err(bad(first_line(&pieces))),
                     };
-                    return Ok(Response::Fetch { atts });
+                    return Ok(Response::Fetch { seq: n, atts });
                 }
                 _ => {
                     return Ok(Response::Data {
@@ -693,7 +695,10 @@ mod tests {
             b")",
         ]))
         .unwrap();
-        let Response::Fetch { atts } = r else { panic!() };
+        let Response::Fetch { seq, atts } = r else {
+            panic!()
+        };
+        assert_eq!(seq, 12);
         let d = fetch_data(atts).unwrap();
         assert_eq!(d.uid, Some(7));
         assert_eq!(d.flags.as_deref(), Some("\\Seen $Label"));

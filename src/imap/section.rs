@@ -173,7 +173,7 @@ impl SectionFetch<'_> {
                 Response::Tagged { tag: tg, .. } => {
                     return Err(Error::protocol(format!("a reply with tag {tg} to UID FETCH")))
                 }
-                Response::Fetch { atts } => {
+                Response::Fetch { atts, .. } => {
                     if !answers(&atts, self.uid) {
                         continue;
                     }

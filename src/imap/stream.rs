@@ -123,7 +123,7 @@ fn read_fetch(
             Response::Tagged { tag: tg, .. } => {
                 return Err(Error::protocol(format!("a reply with tag {tg} to UID FETCH")))
             }
-            Response::Fetch { atts } => {
+            Response::Fetch { atts, .. } => {
                 let Some(mut item) = item_of(Fetched::decode(atts)?, parts) else {
                     continue;
                 };

@@ -48,6 +48,35 @@ impl MailboxState {
             _ => {}
         }
     }
+
+    /// Takes in a message's MODSEQ seen in an untagged FETCH: the mailbox's
+    /// HIGHESTMODSEQ is at least that (RFC 7162 3.1.2.1 asks clients to
+    /// use the highest seen). Servers that send no HIGHESTMODSEQ code after
+    /// a change (Cyrus) leave this as the only news of it; without it the
+    /// next op would report the SELECT's older value again.
+    pub fn saw_modseq(&mut self, modseq: u64) {
+        if modseq > self.highestmodseq {
+            self.highestmodseq = modseq;
+        }
+    }
+}
+
+/// The `MODSEQ (n)` of a FETCH response's attributes, without copying them.
+fn fetch_modseq(atts: &[Value]) -> Option<u64> {
+    atts.chunks(2).find_map(|kv| match kv {
+        [name, value] if name.atom().is_some_and(|a| a.eq_ignore_ascii_case("MODSEQ")) => {
+            value.list().and_then(|l| l.first()).and_then(Value::number)
+        }
+        _ => None,
+    })
+}
+
+/// Takes the highest MODSEQ of a fetch's items into the selected mailbox's state.
+pub fn saw_items(s: &mut Session, items: &[ResultItem]) {
+    let seen = items.iter().filter_map(|i| i.int_field(field::MODSEQ)).max();
+    if let (Some(m), Some(sel)) = (seen, s.selected.as_mut()) {
+        sel.state.saw_modseq(m);
+    }
 }
 
 /// Applies an untagged response's sync news to the selected mailbox (the
@@ -59,6 +88,11 @@ pub fn track(s: &mut Selected, r: &Response) {
         Response::Data { name, values } if name == "VANISHED" => {
             if let Some(n) = vanished_now(values) {
                 s.exists = s.exists.saturating_sub(n);
+            }
+        }
+        Response::Fetch { atts, .. } => {
+            if let Some(m) = fetch_modseq(atts) {
+                s.state.saw_modseq(m);
             }
         }
         _ => {}
@@ -467,12 +501,15 @@ impl ChangeLog {
                     Err(_) => self.truncated = true,
                 }
             }
-            Response::Fetch { atts } => {
+            Response::Fetch { seq, atts } => {
                 let Ok(d) = parse::fetch_data(atts.clone()) else {
                     self.truncated = true;
                     return;
                 };
-                let mut item = ResultItem::new(d.uid.map_or(0, u64::from));
+                // Without QRESYNC a server may leave the UID out (Cyrus
+                // does): the sequence number still names the message.
+                let mut item =
+                    ResultItem::new(d.uid.map_or(0, u64::from)).with_int(field::INDEX, u64::from(*seq));
                 if let Some(f) = &d.flags {
                     item.set_str(field::FLAGS, f);
                 }
@@ -544,6 +581,39 @@ mod tests {
         assert_eq!(m.highestmodseq, 0);
         m.apply_code(&st("UIDVALIDITY 99999999999"));
         assert_eq!(m.uidvalidity, 0, "out of range is unknown, not wrapped");
+    }
+
+    #[test]
+    fn modseqs_seen_in_fetches_raise_the_highestmodseq_never_lower_it() {
+        let mut sel = Selected {
+            name: "INBOX".into(),
+            read_only: true,
+            exists: 6,
+            synced: 0,
+            state: MailboxState {
+                uidvalidity: 1,
+                uidnext: 7,
+                highestmodseq: 7,
+            },
+        };
+        let fetch =
+            |text: &[u8]| match parse::parse_response(vec![parse::Piece::Line(text.to_vec())]).unwrap() {
+                r @ Response::Fetch { .. } => r,
+                r => panic!("{r:?}"),
+            };
+        // Cyrus's answer to a NOOP after another client flagged messages.
+        track(
+            &mut sel,
+            &fetch(b"* 1 FETCH (FLAGS (\\Flagged) UID 1 MODSEQ (8))"),
+        );
+        track(&mut sel, &fetch(b"* 3 FETCH (UID 4 modseq (9) FLAGS ())"));
+        assert_eq!(sel.state.highestmodseq, 9);
+        track(&mut sel, &fetch(b"* 2 FETCH (MODSEQ (3) UID 3)"));
+        track(&mut sel, &fetch(b"* 2 FETCH (UID 3 FLAGS (MODSEQ))"));
+        assert_eq!(sel.state.highestmodseq, 9, "never lowered; a flag is no MODSEQ");
+        // A HIGHESTMODSEQ code is the server's word.
+        track(&mut sel, &Response::Status(st("HIGHESTMODSEQ 13")));
+        assert_eq!(sel.state.highestmodseq, 13);
     }
 
     #[test]
@@ -631,6 +701,22 @@ mod tests {
         assert_eq!(special_use(&a(&["\\HasNoChildren", "\\Sent"])), "\\Sent");
         assert_eq!(special_use(&a(&["\\Noselect"])), "");
         assert_eq!(special_use(&a(&["\\All", "\\Flagged"])), "\\All \\Flagged");
+    }
+
+    #[test]
+    fn flag_changes_name_the_message_by_sequence_number_too() {
+        let mut log = ChangeLog::default();
+        let fetch = |text: &[u8]| parse::parse_response(vec![parse::Piece::Line(text.to_vec())]).unwrap();
+        // Cyrus without QRESYNC: no UID, no MODSEQ.
+        log.record(&fetch(b"* 2 FETCH (FLAGS (\\Recent \\Flagged))"));
+        log.record(&fetch(b"* 3 FETCH (UID 9 MODSEQ (12) FLAGS ())"));
+        let items = log.take("INBOX", 3, None);
+        assert_eq!(items.len(), 3);
+        assert_eq!((items[1].uid, items[1].int_field(field::INDEX)), (0, Some(2)));
+        assert_eq!(items[1].str_field(field::FLAGS), Some(c"\\Recent \\Flagged"));
+        assert_eq!(items[1].int_field(field::MODSEQ), None);
+        assert_eq!((items[2].uid, items[2].int_field(field::INDEX)), (9, Some(3)));
+        assert_eq!(items[2].int_field(field::MODSEQ), Some(12));
     }
 
     #[test]

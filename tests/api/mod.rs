@@ -18,6 +18,7 @@ pub use herald::ffi::smtp::*;
 pub use herald::ffi::*;
 
 pub mod imap;
+pub mod parts;
 
 /// A value for an option.
 pub enum Val<'a> {

@@ -77,6 +77,12 @@ impl Cyrus {
     /// Starts an instance and returns once both listeners accept and the
     /// IMAP greeting arrives.
     pub fn start() -> Cyrus {
+        Self::start_with("")
+    }
+
+    /// As [`Cyrus::start`], with `extra_conf` appended to imapd.conf (e.g.
+    /// `suppress_capabilities: BINARY`).
+    pub fn start_with(extra_conf: &str) -> Cyrus {
         require_cyrus();
         assert_eq!(
             euid(),
@@ -85,7 +91,7 @@ impl Cyrus {
         );
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            match start_cyrus() {
+            match start_cyrus(extra_conf) {
                 Ok(c) => return c,
                 Err((e, true)) => last_err = e,
                 Err((e, false)) => {
@@ -161,7 +167,7 @@ fn make_users(root: &Path) {
 }
 
 /// One attempt. Err((log, retry)): `retry` when a port was already in use.
-fn start_cyrus() -> Result<Cyrus, (String, bool)> {
+fn start_cyrus(extra_conf: &str) -> Result<Cyrus, (String, bool)> {
     let (uid, gid) = lookup_user("cyrus").expect("user cyrus (scripts/cyrus-debs.sh)");
     let cyrus = cyrus_dir();
     let dir = TempDir::new("cyrus");
@@ -186,7 +192,7 @@ fn start_cyrus() -> Result<Cyrus, (String, bool)> {
         fs::write(&path, text).expect("write a Cyrus config");
         path
     };
-    let imapd_conf = fill(IMAPD_CONF_TEMPLATE, "imapd.conf");
+    let imapd_conf = fill(&format!("{IMAPD_CONF_TEMPLATE}\n{extra_conf}\n"), "imapd.conf");
     let cyrus_conf = fill(CYRUS_CONF_TEMPLATE, "cyrus.conf");
     chown_tree(&root, uid, gid);
 
