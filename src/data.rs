@@ -76,15 +76,14 @@ pub mod field {
 /// One item of a result: a message, a mailbox, a UID, a recipient.
 ///
 /// Its fields live in two buffers, however many there are: `fields` says
-/// where each is (the first three inline, so that a typical item, such as
-/// an SMTP recipient's, allocates only its text), and every text field is in `text`, each followed by its
+/// where each is, and every text field is in `text`, each followed by its
 /// NUL, so that the C string `herald_result_str` returns points into
 /// `text` itself (no `CString` per field). A replaced text field leaves its
 /// old bytes in `text` (items are built once, then only read).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResultItem {
     pub uid: u64,
-    fields: Fields,
+    fields: Vec<(u32, Slot)>,
     text: String,
     pub bytes: Option<Vec<u8>>,
     /// The parsed message (HERALD_FETCH_PARSED, POP3 parsed retrieve).
@@ -104,67 +103,6 @@ enum Slot {
     },
 }
 
-/// How many fields an item keeps without allocating.
-const INLINE_FIELDS: usize = 3;
-
-/// An item's `(field, where)` list: the first [`INLINE_FIELDS`] inline,
-/// the rest in `more`.
-#[derive(Clone, Default)]
-struct Fields {
-    inline: [(u32, Slot); INLINE_FIELDS],
-    len: u8,
-    more: Vec<(u32, Slot)>,
-}
-
-impl Default for Slot {
-    fn default() -> Self {
-        Slot::Int(0)
-    }
-}
-
-impl Fields {
-    fn with_capacity(n: usize) -> Self {
-        Fields {
-            more: Vec::with_capacity(n.saturating_sub(INLINE_FIELDS)),
-            ..Fields::default()
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &(u32, Slot)> {
-        self.inline[..usize::from(self.len)].iter().chain(&self.more)
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut (u32, Slot)> {
-        self.inline[..usize::from(self.len)]
-            .iter_mut()
-            .chain(&mut self.more)
-    }
-
-    fn push(&mut self, f: (u32, Slot)) {
-        match self.inline.get_mut(usize::from(self.len)) {
-            Some(x) => {
-                *x = f;
-                self.len += 1;
-            }
-            None => self.more.push(f),
-        }
-    }
-}
-
-impl PartialEq for Fields {
-    fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for Fields {}
-
-impl std::fmt::Debug for Fields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
 /// Text for a C string: interior NULs (which C can't carry) become U+FFFD.
 pub fn c_string(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).expect("no NUL left"))
@@ -179,12 +117,11 @@ impl ResultItem {
     }
 
     /// An item with room for `fields` fields and `text` bytes of text
-    /// fields (their NULs included), so that filling it allocates once
-    /// (twice for more than three fields).
+    /// fields (their NULs included), so that filling it allocates twice.
     pub fn with_capacity(uid: u64, fields: usize, text: usize) -> Self {
         ResultItem {
             uid,
-            fields: Fields::with_capacity(fields),
+            fields: Vec::with_capacity(fields),
             text: String::with_capacity(text),
             ..Default::default()
         }
@@ -198,11 +135,10 @@ impl ResultItem {
                 (Slot::Int(_), Slot::Int(_)) | (Slot::Str { .. }, Slot::Str { .. })
             )
         };
-        if let Some(s) = self.fields.iter_mut().find(|(f, s)| *f == field && same(s)) {
-            s.1 = slot;
-            return;
+        match self.fields.iter_mut().find(|(f, s)| *f == field && same(s)) {
+            Some(s) => s.1 = slot,
+            None => self.fields.push((field, slot)),
         }
-        self.fields.push((field, slot));
     }
 
     pub fn set_str(&mut self, field: u32, value: &str) {
