@@ -60,13 +60,21 @@ impl Castable for herald_completion {
 
 /// Shows `c` to C as a `herald_completion` for the duration of `f`.
 pub(crate) fn with_c_completion(c: &Completion, f: impl FnOnce(&herald_completion)) {
-    // A short detail (nearly every one) goes to C from the stack.
-    let mut short = [0u8; 256];
+    // A short detail (nearly every one) goes to C from the stack: copied,
+    // its NUL put after it, nothing else of the buffer written or scanned.
+    let mut short = [std::mem::MaybeUninit::<u8>::uninit(); 256];
     let heap;
     let detail: &CStr = match c.detail.as_bytes() {
         d if d.len() < short.len() && !d.contains(&0) => {
-            short[..d.len()].copy_from_slice(d);
-            CStr::from_bytes_until_nul(&short).expect("a NUL follows the copy")
+            // SAFETY: `d` and the NUL fit in `short` (d.len() < 256); the
+            // first d.len() + 1 bytes are written before they are read,
+            // and they are `d`, which has no NUL, then one NUL.
+            unsafe {
+                let p = short.as_mut_ptr().cast::<u8>();
+                std::ptr::copy_nonoverlapping(d.as_ptr(), p, d.len());
+                *p.add(d.len()) = 0;
+                CStr::from_bytes_with_nul_unchecked(std::slice::from_raw_parts(p, d.len() + 1))
+            }
         }
         _ => {
             heap = c_string(&c.detail);

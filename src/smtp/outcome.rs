@@ -19,7 +19,9 @@ pub(crate) const MAX_ROUNDS: u32 = 100;
 /// The recipients of one message and their answers so far.
 #[derive(Clone, Debug)]
 pub struct Recipients {
-    /// The final answer of each recipient, once it has one.
+    /// The final answer of each recipient, once it has one. Empty until
+    /// the first transaction is settled: its RCPT replies' own vector
+    /// becomes this one (no allocation of its own per message).
     pub answers: Vec<Option<Reply>>,
     /// The recipients in the current transaction.
     round: Round,
@@ -56,7 +58,7 @@ impl Recipients {
 
     pub fn new(n: usize) -> Self {
         Recipients {
-            answers: vec![None; n],
+            answers: Vec::new(),
             round: Round::All(n),
             rounds: 0,
             last_accepted: 0,
@@ -79,13 +81,24 @@ impl Recipients {
         self.last_accepted = r.accepted_rcpts();
         let content_ok = r.delivered();
         let mut rcpts = std::mem::take(&mut r.rcpts);
+        // The first transaction is for every recipient, in order: its
+        // replies' vector is taken as the answers, each filed in place.
+        let first = self.answers.is_empty();
+        if first {
+            rcpts.resize(self.round_len(), None);
+            self.answers = std::mem::take(&mut rcpts);
+        }
         let mail = r.mail.as_ref().filter(|m| !m.is_positive());
         let decisive = r.decisive();
         let mut again = Vec::new();
         let mut progress = false;
         for k in 0..self.round_len() {
             let i = self.round_at(k);
-            let rcpt = rcpts.get_mut(k).and_then(Option::take);
+            let rcpt = if first {
+                self.answers[i].take()
+            } else {
+                rcpts.get_mut(k).and_then(Option::take)
+            };
             self.answers[i] = Some(match (mail, rcpt) {
                 (Some(m), _) => m.clone(),
                 (None, Some(x)) if x.is_positive() => match decisive {
@@ -120,9 +133,10 @@ impl Recipients {
         ResultData::new(
             addrs
                 .iter()
-                .zip(&self.answers)
-                .map(|(a, r)| {
-                    let text = r.as_ref().map_or(0, |r| r.text().len() + 1);
+                .enumerate()
+                .map(|(i, a)| {
+                    let r = self.answers.get(i).and_then(Option::as_ref);
+                    let text = r.map_or(0, |r| r.text().len() + 1);
                     let mut item = ResultItem::with_capacity(0, 3, a.len() + 1 + text);
                     item.set_str(field::NAME, a);
                     if let Some(r) = r {
@@ -153,7 +167,7 @@ impl Recipients {
                 }
             }
         }
-        let answer = |i: usize| self.answers[i].as_ref();
+        let answer = |i: usize| self.answers.get(i).and_then(Option::as_ref);
         let n = addrs.len();
         let accepted = self.delivered();
         let deferred: Vec<usize> = (0..n)
