@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::engine::{Engine, FinalHook, Submit};
 use crate::options::Options;
 use crate::result::{field, Completion, OpId, ResultData, ResultItem};
-use crate::smtp::SendJob;
+use crate::smtp::{BeforeSend, SendJob};
 use crate::spool::{self, Found, Spool, Spooled};
 use crate::status::{Error, Result, Status};
 
@@ -91,14 +91,28 @@ fn start(
     state: u64,
     s: Submit,
 ) -> Result<OpId> {
-    let mark = sp.clone();
-    job.before_send = Some(Arc::new(move || mark.mark_sending(key)));
+    job.before_send = Some(Arc::new(Mark { sp: sp.clone(), key }));
     let hook = final_hook(sp.clone(), key, m.id, m.message_id, state);
     engine.submit_with_hook(job, s, Some(hook)).inspect_err(|_| {
         if state == 0 {
             sp.done(key, true);
         }
     })
+}
+
+/// A spooled message's SENDING mark, made before it goes to a server.
+struct Mark {
+    sp: Arc<Spool>,
+    key: u64,
+}
+
+impl BeforeSend for Mark {
+    fn begin(&self) -> Result<u64> {
+        self.sp.begin_sending(self.key)
+    }
+    fn wait(&self, ticket: u64) -> Result<()> {
+        self.sp.wait_sending(ticket)
+    }
 }
 
 /// What runs at a spooled send's final completion.

@@ -180,14 +180,32 @@ impl Spool {
     /// Marks the message: from here on it may reach the server. Returns once
     /// the mark is durable. Marking twice is harmless.
     pub fn mark_sending(&self, key: u64) -> Result<()> {
+        let ticket = self.begin_sending(key)?;
+        self.wait_sending(ticket)
+    }
+
+    /// Appends the message's SENDING mark (once) without waiting for it:
+    /// the ticket for `wait_sending`. So a connection about to send several
+    /// messages marks them all, then waits for one write (and sync).
+    pub fn begin_sending(&self, key: u64) -> Result<u64> {
         let mut st = self.st.lock();
-        let ticket = match st.entries.get_mut(&key) {
-            Some(e) if !e.sending => {
-                e.sending = true;
-                st.append_mark(key, true)
-            }
-            _ => return Ok(()),
+        if let Some(e) = &st.failed {
+            return Err(Error::new(Status::Io, e.clone()));
+        }
+        let at = match st.entries.get(&key) {
+            Some(e) if !e.sending => st.append_mark(key, true),
+            Some(e) => return Ok(e.sending_at),
+            None => return Ok(0),
         };
+        let e = st.entries.get_mut(&key).expect("present");
+        e.sending = true;
+        e.sending_at = at;
+        Ok(at)
+    }
+
+    /// Returns once the marks up to `ticket` are durable (see `begin_sending`).
+    pub fn wait_sending(&self, ticket: u64) -> Result<()> {
+        let mut st = self.st.lock();
         self.journal()
             .commit(&mut st, ticket, true)
             .map_err(|e| Error::new(Status::Io, e))
