@@ -382,3 +382,76 @@ fn completions_carry_the_spool_id_and_raw_messages_get_a_message_id() {
         Err(HERALD_STATUS_INVALID_ARGUMENT)
     );
 }
+
+/// `herald_send_batch_async` on `c`: (status, accepted, their ops).
+fn send_batch(c: &TestClient, msgs: &[*const herald_message]) -> (u32, usize, Vec<u64>) {
+    let tokens = vec![c.token(); msgs.len()];
+    let mut ops = vec![0u64; msgs.len()];
+    let mut n = usize::MAX;
+    let st = herald_send_batch_async(
+        c.c,
+        msgs.as_ptr(),
+        msgs.len(),
+        Some(record_completion),
+        tokens.as_ptr(),
+        ops.as_mut_ptr(),
+        &mut n,
+    );
+    ops.truncate(n.min(msgs.len()));
+    (st, n, ops)
+}
+
+#[test]
+fn a_batch_is_spooled_with_one_wait_and_stops_at_the_first_refused() {
+    require_servers();
+    let sink = SmtpSink::start(&[]);
+    let tmp = TempDir::new("spool-batch");
+    let dir = tmp.path().join("spool");
+    let c = spool_client(sink.port, &dir, &[]).unwrap();
+    let msgs: Vec<Message> = (0..45).map(message).collect();
+    let ptrs: Vec<*const herald_message> = msgs.iter().map(|m| m.0 as *const herald_message).collect();
+    let (st, n, ops) = send_batch(&c, &ptrs[..40]);
+    assert_eq!((st, n), (HERALD_STATUS_OK, 40), "{}", last_error());
+    assert!(ops.iter().all(|&op| op != 0));
+    assert_eq!(ops.iter().collect::<BTreeSet<_>>().len(), 40, "an op each");
+    // A NULL message at index 3: the three before it are accepted, the rest not.
+    let bad = [ptrs[40], ptrs[41], ptrs[42], std::ptr::null(), ptrs[43]];
+    let (st, n, ops) = send_batch(&c, &bad);
+    assert_eq!((st, n, ops.len()), (HERALD_STATUS_INVALID_ARGUMENT, 3, 3));
+    assert!(last_error().starts_with("msgs[3]: "), "{}", last_error());
+    assert_eq!(c.flush(Duration::from_secs(60)), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_eq!(records.len(), 43);
+    assert!(records.iter().all(Record::ok));
+    let mids: BTreeSet<String> = records
+        .iter()
+        .map(|r| r.items[0].strs[&HERALD_FIELD_MESSAGE_ID].clone())
+        .collect();
+    assert_eq!(mids, (0..43).map(|i| format!("<m{i}@spool.test>")).collect());
+    sink.wait_for_dumps(43, Duration::from_secs(10));
+    assert_eq!(sink.count_dumps(), 43);
+    drop(c.free());
+    let r = recover(sink.port, &dir, HERALD_SPOOL_SEND);
+    assert!(
+        r.found.lock().unwrap().is_empty(),
+        "completed messages leave the spool"
+    );
+    // Without a spool it is the same calls, one by one.
+    let plain = TestClient::smtp_plain(sink.port, &[]);
+    let (st, n, _) = send_batch(&plain, &ptrs[43..45]);
+    assert_eq!((st, n), (HERALD_STATUS_OK, 2));
+    assert_eq!(plain.flush(Duration::from_secs(60)), HERALD_STATUS_OK);
+    assert!(plain.records().iter().all(Record::ok));
+    // n = 0 accepts nothing and needs no arrays.
+    let mut n = 7;
+    let st = herald_send_batch_async(
+        plain.c,
+        std::ptr::null(),
+        0,
+        None,
+        std::ptr::null(),
+        std::ptr::null_mut(),
+        &mut n,
+    );
+    assert_eq!((st, n), (HERALD_STATUS_OK, 0));
+}

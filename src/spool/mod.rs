@@ -134,6 +134,26 @@ impl Spool {
     /// durable. LIMIT beyond the spool's limits; INVALID_ARGUMENT when a
     /// message with the same id is still in it.
     pub fn add(&self, m: &mut Spooled) -> Result<u64> {
+        let ticket = self.append(m)?;
+        self.settle(&[m.key], ticket)?;
+        Ok(m.key)
+    }
+
+    /// Waits until the ADDs of `keys` (up to `ticket`) are durable; on a
+    /// write error, forgets them and fails.
+    pub fn settle(&self, keys: &[u64], ticket: u64) -> Result<()> {
+        let mut st = self.st.lock();
+        self.journal().commit(&mut st, ticket, true).map_err(|e| {
+            for &k in keys {
+                st.remove(k);
+            }
+            Error::new(Status::Io, e)
+        })
+    }
+
+    /// `add` without the wait: `m` gets its key, and the ticket to
+    /// `settle` (for several messages, once, with the last one's ticket).
+    pub fn append(&self, m: &mut Spooled) -> Result<u64> {
         record::check_lengths(m).map_err(Error::invalid)?;
         let need = (record::add_len(m) + 2 * record::MARK_LEN) as u64;
         let mut st = self.st.lock();
@@ -166,15 +186,7 @@ impl Spool {
         }
         m.key = st.next_key;
         st.next_key += 1;
-        let ticket = st.append_add(m, false);
-        let key = m.key;
-        match self.journal().commit(&mut st, ticket, true) {
-            Ok(()) => Ok(key),
-            Err(e) => {
-                st.remove(key);
-                Err(Error::new(Status::Io, e))
-            }
-        }
+        Ok(st.append_add(m, false))
     }
 
     /// Marks the message: from here on it may reach the server. Returns once
