@@ -2,7 +2,7 @@
 //! bulk sender, against the same client without it, in the same run.
 //!
 //! ```text
-//! spool_bench [--runs 3] [--loopback 5000] [--wan 1000] [--conns 4]
+//! spool_bench [--runs 3] [--loopback 5000] [--wan 1000] [--conns 4] [--only TEXT]
 //! ```
 //!
 //! Into `smtp-sink -c`, on loopback and through the delay proxy at 20 ms
@@ -270,6 +270,13 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs = arg(&args, "--runs", 3);
+    // `--only TEXT`: only the rows whose mode names contain TEXT.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
     let conns = arg(&args, "--conns", 4);
     let sink = CountingSink::start();
     let up: SocketAddr = format!("127.0.0.1:{}", sink.port).parse().unwrap();
@@ -297,6 +304,9 @@ fn main() {
         for threads in [1, 8] {
             let mut base = None;
             for (name, mode) in modes {
+                if !name.contains(&only) {
+                    continue;
+                }
                 let rows = (0..runs)
                     .map(|_| measure(port, conns, mode, n, threads))
                     .collect();
@@ -307,6 +317,9 @@ fn main() {
         }
         let mut base = None;
         for (name, mode, batch) in batched {
+            if !name.contains(&only) {
+                continue;
+            }
             let rows = (0..runs)
                 .map(|_| measure_composed(port, conns, mode, n, batch))
                 .collect();
