@@ -7,10 +7,13 @@
 //! What is on disk when (with SPOOL_SYNC 1, the default; with 0, "written"
 //! means handed to the operating system, which survives the process being
 //! killed but not the machine losing power):
-//! - the message (envelope, bytes, id): synced before the submit returns;
+//! - the message (envelope, bytes, id): synced before the submit returns
+//!   (a batch's messages with one sync: `append` each, then `settle`);
 //! - its SENDING mark: synced before its first command goes to a server,
 //!   so a message that may have reached one is reported as "outcome
-//!   unknown" after a crash, never as untouched;
+//!   unknown" after a crash, never as untouched (a connection appends the
+//!   marks of every message it is about to send, then waits once:
+//!   `begin_sending`, `wait_sending`);
 //! - its DONE record: written after its completion was delivered; synced
 //!   with the next sync (or before that delivery for a failure, which the
 //!   caller may act on). A lost DONE makes a message reappear after a crash
