@@ -2,9 +2,10 @@
 //! points by it: sends messages `m<START>`..`m<END-1>` through an SMTP
 //! server with a spool, from THREADS threads, and prints `ok m<i>` on
 //! stdout (unbuffered) right after `herald_send_spooled_async` returned OK
-//! for it: what the test counts as accepted.
+//! for it (or `herald_send_batch_async` accepted it, with BATCH > 1
+//! messages a call): what the test counts as accepted.
 //!
-//! Usage: spool_child PORT SPOOL_DIR START END THREADS SYNC
+//! Usage: spool_child PORT SPOOL_DIR START END THREADS SYNC [BATCH]
 
 use std::ffi::{c_void, CString};
 use std::io::Write;
@@ -52,8 +53,30 @@ fn client(port: i64, spool: &str, sync: i64) -> Client {
     Client(cl)
 }
 
-/// Sends message `i`: true when accepted.
-fn send(cl: &Client, i: usize) -> bool {
+/// Sends messages `from..to` in one `herald_send_batch_async`: how many
+/// were accepted (the first ones).
+fn send_batch(cl: &Client, from: usize, to: usize) -> usize {
+    let msgs: Vec<*mut herald_message> = (from..to).map(message).collect();
+    let ptrs: Vec<*const herald_message> = msgs.iter().map(|&m| m as *const _).collect();
+    let mut ops = vec![0; ptrs.len()];
+    let mut n = 0;
+    herald_send_batch_async(
+        cl.0,
+        ptrs.as_ptr(),
+        ptrs.len(),
+        Some(ignore),
+        std::ptr::null(),
+        ops.as_mut_ptr(),
+        &mut n,
+    );
+    for m in msgs {
+        herald_message_free(m);
+    }
+    n
+}
+
+/// Message `i`, its Message-ID `<m<i>@spool.test>`.
+fn message(i: usize) -> *mut herald_message {
     let m = herald_message_new();
     herald_message_set_from(m, c("sender@example.org").as_ptr());
     herald_message_add_to(m, c("rcpt@example.org").as_ptr());
@@ -61,6 +84,12 @@ fn send(cl: &Client, i: usize) -> bool {
     let mid = format!("<m{i}@spool.test>");
     herald_message_add_header(m, c("Message-ID").as_ptr(), c(&mid).as_ptr());
     herald_message_set_text(m, c(&"crash test line\n".repeat(64)).as_ptr());
+    m
+}
+
+/// Sends message `i`: true when accepted.
+fn send(cl: &Client, i: usize) -> bool {
+    let m = message(i);
     let id = c(&format!("m{i}"));
     let mut op = 0;
     let s = herald_send_spooled_async(
@@ -81,19 +110,26 @@ fn main() {
     let (start, end): (usize, usize) = (a[3].parse().unwrap(), a[4].parse().unwrap());
     let threads: usize = a[5].parse().unwrap();
     let cl = Arc::new(client(port, &a[2], a[6].parse().unwrap()));
+    let batch: usize = a.get(7).map_or(1, |b| b.parse().unwrap());
     let next = Arc::new(AtomicUsize::new(start));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (cl, next) = (cl.clone(), next.clone());
             std::thread::spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                let i = next.fetch_add(batch, Ordering::Relaxed);
                 if i >= end {
                     break;
                 }
-                if send(&cl, i) {
+                let to = (i + batch).min(end);
+                let accepted = if batch > 1 {
+                    i..i + send_batch(&cl, i, to)
+                } else {
+                    i..i + send(&cl, i) as usize
+                };
+                for k in accepted {
                     // One write(2) per line, straight to the pipe.
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "ok m{i}");
+                    let _ = writeln!(out, "ok m{k}");
                     let _ = out.flush();
                 }
             })

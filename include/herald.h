@@ -421,7 +421,7 @@
  * str, SMTP: the durable outbox, a directory (created when missing) that
  * only this client uses while it lives (locked: a second client on it
  * fails at `herald_client_new` with HERALD_STATUS_IO). With it, a message
- * `herald_send_async` (or `_raw_`, `_spooled_`) accepts is on disk when
+ * `herald_send_async` (or `_raw_`, `_spooled_`, `_batch_`) accepts is on disk when
  * the call returns OK (with SPOOL_SYNC 1: fdatasync'ed, concurrent
  * submitters sharing one sync), is marked "outcome unknown" on disk before
  * any of it goes to a server, and is removed once its completion was
@@ -1943,6 +1943,24 @@ herald_status herald_send_raw_async(struct herald_client *c, const char *mail_fr
  * without a spool, a non-NULL `spool_id` is INVALID_ARGUMENT.
  */
 herald_status herald_send_spooled_async(struct herald_client *c, const struct herald_message *m, const char *spool_id, herald_callback cb, void *user_token, herald_op *op_out);
+
+/**
+ * METHOD (SMTP and PICKUP clients). Sends the `n` messages of `msgs` as
+ * `n` calls of `herald_send_async` in that order would, but on a client
+ * with HERALD_OPT_SPOOL_DIR with one wait for the disk for all of them:
+ * when this returns, every message it accepted is on disk (see
+ * HERALD_OPT_SPOOL_DIR), and a connection marks the messages it sends
+ * together, so one thread submitting many messages is not held to one
+ * disk sync per message. Each gets the spool id herald assigns.
+ * `user_tokens` has `n` tokens (NULL: every token NULL); `ops_out` has
+ * room for `n` ops (required when `n` > 0), `n_accepted_out` is required.
+ * It stops at the first message refused and returns its status
+ * (`herald_last_error` names its index, "msgs[i]: ..."); the messages
+ * before it are accepted: `*n_accepted_out` says how many, their ops are
+ * the first ones in `ops_out`, and each gets its completion. OK when all
+ * `n` were accepted.
+ */
+herald_status herald_send_batch_async(struct herald_client *c, const struct herald_message *const *msgs, size_t n, herald_callback cb, void *const *user_tokens, herald_op *ops_out, size_t *n_accepted_out);
 
 /**
  * METHOD (SMTP clients with HERALD_OPT_SPOOL_DIR). Recovers the messages

@@ -148,6 +148,25 @@ impl Client {
         }
     }
 
+    /// Submits sends in order until one is refused; through the spool with
+    /// one wait for the disk for all (see [`outbox::submit_batch`]).
+    pub fn submit_send_batch(
+        &self,
+        items: &mut dyn Iterator<Item = outbox::BatchItem>,
+    ) -> (Vec<OpId>, Option<Error>) {
+        if let (Some(sp), Some(engine)) = (&self.spool, self.inner.sender()) {
+            return outbox::submit_batch(sp, engine, items);
+        }
+        let mut ops = Vec::new();
+        for item in items {
+            match item.and_then(|(job, id, s)| self.submit_send(job, id, s)) {
+                Ok(op) => ops.push(op),
+                Err(e) => return (ops, Some(e)),
+            }
+        }
+        (ops, None)
+    }
+
     /// Recovers what a previous client left in the spool (see [`outbox::recover`]).
     pub fn recover(
         &self,

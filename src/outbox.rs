@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::engine::{Engine, FinalHook, Submit};
 use crate::options::Options;
 use crate::result::{field, Completion, OpId, ResultData, ResultItem};
-use crate::smtp::SendJob;
+use crate::smtp::{BeforeSend, SendJob};
 use crate::spool::{self, Found, Spool, Spooled};
 use crate::status::{Error, Result, Status};
 
@@ -47,10 +47,71 @@ pub fn check_id(id: &str) -> Result<()> {
 pub fn submit(
     sp: &Arc<Spool>,
     engine: &Engine<SendJob>,
-    mut job: SendJob,
+    job: SendJob,
     id: Option<String>,
     s: Submit,
 ) -> Result<OpId> {
+    let mut p = prepare(sp, job, id)?;
+    let key = sp.add(&mut p.m)?;
+    let (job, m) = p.into_job();
+    start(sp, engine, job, m, key, 0, s)
+}
+
+/// One send of a batch: the job, the caller's spool id, how it completes.
+pub type BatchItem = Result<(SendJob, Option<String>, Submit)>;
+
+/// Submits sends in order, as `submit` each, until one is refused, with
+/// one wait for the disk for all of them: every message accepted is
+/// durable when this returns. The ops accepted, and the refusal if any.
+pub fn submit_batch(
+    sp: &Arc<Spool>,
+    engine: &Engine<SendJob>,
+    items: &mut dyn Iterator<Item = BatchItem>,
+) -> (Vec<OpId>, Option<Error>) {
+    let mut taken = Vec::new();
+    let mut refused = None;
+    let mut ticket = 0;
+    for item in items {
+        let appended = item.and_then(|(job, id, s)| {
+            let mut p = prepare(sp, job, id)?;
+            ticket = sp.append(&mut p.m)?;
+            let (job, m) = p.into_job();
+            Ok((job, m, s))
+        });
+        match appended {
+            Ok(t) => taken.push(t),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let keys: Vec<u64> = taken.iter().map(|(_, m, _)| m.key).collect();
+    if let Err(e) = sp.settle(&keys, ticket) {
+        return (Vec::new(), Some(e));
+    }
+    let mut ops = Vec::with_capacity(taken.len());
+    let mut rest = taken.into_iter();
+    for (job, m, s) in rest.by_ref() {
+        let key = m.key;
+        match start(sp, engine, job, m, key, 0, s) {
+            Ok(op) => ops.push(op),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    for (_, m, _) in rest {
+        sp.done(m.key, true);
+    }
+    (ops, refused)
+}
+
+/// A send made ready for the spool: its id checked or assigned, a
+/// Message-ID put first when it has none. The bytes are in `m` until the
+/// spool has its copy (`into_job`).
+fn prepare(sp: &Spool, mut job: SendJob, id: Option<String>) -> Result<Prepared> {
     let id = match id {
         Some(id) => {
             check_id(&id)?;
@@ -62,7 +123,7 @@ pub fn submit(
     let had_id = spool::message_id_of(&data).is_some();
     let unique = format!("{id}.{}", sp.new_id());
     let (data, message_id) = spool::ensure_message_id(data, &unique);
-    let mut m = Spooled {
+    let m = Spooled {
         key: 0,
         id,
         message_id,
@@ -70,15 +131,27 @@ pub fn submit(
         rcpts: job.rcpts.clone(),
         data,
     };
-    let key = sp.add(&mut m)?;
-    let data = std::mem::take(&mut m.data);
-    let job = if had_id {
-        SendJob { data, ..job }
-    } else {
-        // A header line was put first: what the bytes need is found again.
-        SendJob::new(job.from, job.rcpts, data)
-    };
-    start(sp, engine, job, m, key, 0, s)
+    Ok(Prepared { job, had_id, m })
+}
+
+struct Prepared {
+    job: SendJob,
+    had_id: bool,
+    m: Spooled,
+}
+
+impl Prepared {
+    /// The job to run, its bytes moved back from the spooled copy.
+    fn into_job(mut self) -> (SendJob, Spooled) {
+        let data = std::mem::take(&mut self.m.data);
+        let job = if self.had_id {
+            SendJob { data, ..self.job }
+        } else {
+            // A header line was put first: what the bytes need is found again.
+            SendJob::new(self.job.from, self.job.rcpts, data)
+        };
+        (job, self.m)
+    }
 }
 
 /// Hands a spooled message (key `key`) to the engine with its hooks.
@@ -91,14 +164,28 @@ fn start(
     state: u64,
     s: Submit,
 ) -> Result<OpId> {
-    let mark = sp.clone();
-    job.before_send = Some(Arc::new(move || mark.mark_sending(key)));
+    job.before_send = Some(Arc::new(Mark { sp: sp.clone(), key }));
     let hook = final_hook(sp.clone(), key, m.id, m.message_id, state);
     engine.submit_with_hook(job, s, Some(hook)).inspect_err(|_| {
         if state == 0 {
             sp.done(key, true);
         }
     })
+}
+
+/// A spooled message's SENDING mark, made before it goes to a server.
+struct Mark {
+    sp: Arc<Spool>,
+    key: u64,
+}
+
+impl BeforeSend for Mark {
+    fn begin(&self) -> Result<u64> {
+        self.sp.begin_sending(self.key)
+    }
+    fn wait(&self, ticket: u64) -> Result<()> {
+        self.sp.wait_sending(ticket)
+    }
 }
 
 /// What runs at a spooled send's final completion.

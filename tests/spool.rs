@@ -1,9 +1,10 @@
 //! The durable outbox (HERALD_OPT_SPOOL_DIR) against smtp-sink: a sender
 //! killed with SIGKILL at random points, again and again, and a new client
 //! on the spool after each kill that recovers what was left. Every message
-//! herald_send_spooled_async accepted arrives at least once, the only
-//! duplicates are messages reported as "outcome unknown", and nothing
-//! arrives that was never submitted. Plus recovery's choices, the lock, the
+//! herald_send_spooled_async (or, every other run, herald_send_batch_async)
+//! accepted arrives at least once, the only duplicates are messages
+//! reported as "outcome unknown", and nothing arrives that was never
+//! submitted. Plus recovery's choices, the lock, the
 //! limits and what the completions carry.
 
 mod api;
@@ -40,11 +41,11 @@ fn child_exe() -> PathBuf {
     path
 }
 
-/// What one recovery saw: the messages found (id, state), the completions
-/// (status, spool id, spool state).
+/// What one recovery saw: the messages found (spool id, state, `m<i>` of
+/// its Message-ID), the completions (status, spool id, spool state).
 #[derive(Default)]
 struct Recovery {
-    found: Mutex<Vec<(String, u32)>>,
+    found: Mutex<Vec<(String, u32, String)>>,
     done: Mutex<Vec<(u32, String, u64)>>,
     decision: u32,
 }
@@ -54,9 +55,17 @@ unsafe extern "C" fn decide(user: *mut c_void, e: *const herald_spool_entry) -> 
     let e = &*e;
     let id = CStr::from_ptr(e.spool_id).to_string_lossy().into_owned();
     let mid = CStr::from_ptr(e.message_id).to_string_lossy().into_owned();
-    assert_eq!(mid, format!("<{id}@spool.test>"), "the Message-ID is kept");
+    let name = mid
+        .strip_prefix('<')
+        .and_then(|m| m.strip_suffix("@spool.test>"))
+        .unwrap_or_else(|| panic!("the Message-ID is kept: {mid}"))
+        .to_string();
+    if id.starts_with('m') {
+        // The caller's id (a batch's messages get herald's).
+        assert_eq!(id, name, "the Message-ID is kept");
+    }
     assert_eq!(e.n_rcpt, 1);
-    r.found.lock().unwrap().push((id, e.state));
+    r.found.lock().unwrap().push((id, e.state, name));
     r.decision
 }
 
@@ -155,7 +164,13 @@ fn number(id: &str) -> usize {
 /// Runs the sender from `start`; kills it after `kill_after` (None: lets it
 /// finish). The ids it reported accepted, and whether it was killed while
 /// still running.
-fn run_child(port: u16, dir: &Path, start: usize, kill_after: Option<Duration>) -> (Vec<usize>, bool) {
+fn run_child(
+    port: u16,
+    dir: &Path,
+    start: usize,
+    kill_after: Option<Duration>,
+    batch: usize,
+) -> (Vec<usize>, bool) {
     let mut child = Command::new(child_exe())
         .args([
             port.to_string(),
@@ -164,6 +179,7 @@ fn run_child(port: u16, dir: &Path, start: usize, kill_after: Option<Duration>) 
             MESSAGES.to_string(),
             "4".into(),
             "1".into(),
+            batch.to_string(),
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -216,7 +232,9 @@ fn nothing_accepted_is_lost_when_the_sender_is_killed() {
             seed ^= seed << 17;
             Duration::from_millis(5 + seed % 60)
         });
-        let (got, killed) = run_child(sink.port, &dir, start, kill);
+        // Every other run submits with herald_send_batch_async, 8 a call.
+        let batch = if tries % 2 == 0 { 1 } else { 8 };
+        let (got, killed) = run_child(sink.port, &dir, start, kill, batch);
         kills += killed as usize;
         let n = got.len();
         accepted.extend(got);
@@ -225,10 +243,10 @@ fn nothing_accepted_is_lost_when_the_sender_is_killed() {
             "from m{start}, killed after {kill:?}: {n} accepted, {} recovered",
             r.found.lock().unwrap().len()
         );
-        for (id, state) in r.found.lock().unwrap().iter() {
-            recovered.insert(number(id));
+        for (_, state, name) in r.found.lock().unwrap().iter() {
+            recovered.insert(number(name));
             if *state == HERALD_SPOOL_UNKNOWN_OUTCOME {
-                unknown.insert(number(id));
+                unknown.insert(number(name));
             }
         }
         let last = accepted.last().max(recovered.last()).copied();
@@ -381,4 +399,77 @@ fn completions_carry_the_spool_id_and_raw_messages_get_a_message_id() {
         send_spooled(&plain, &message(3), Some("x")),
         Err(HERALD_STATUS_INVALID_ARGUMENT)
     );
+}
+
+/// `herald_send_batch_async` on `c`: (status, accepted, their ops).
+fn send_batch(c: &TestClient, msgs: &[*const herald_message]) -> (u32, usize, Vec<u64>) {
+    let tokens = vec![c.token(); msgs.len()];
+    let mut ops = vec![0u64; msgs.len()];
+    let mut n = usize::MAX;
+    let st = herald_send_batch_async(
+        c.c,
+        msgs.as_ptr(),
+        msgs.len(),
+        Some(record_completion),
+        tokens.as_ptr(),
+        ops.as_mut_ptr(),
+        &mut n,
+    );
+    ops.truncate(n.min(msgs.len()));
+    (st, n, ops)
+}
+
+#[test]
+fn a_batch_is_spooled_with_one_wait_and_stops_at_the_first_refused() {
+    require_servers();
+    let sink = SmtpSink::start(&[]);
+    let tmp = TempDir::new("spool-batch");
+    let dir = tmp.path().join("spool");
+    let c = spool_client(sink.port, &dir, &[]).unwrap();
+    let msgs: Vec<Message> = (0..45).map(message).collect();
+    let ptrs: Vec<*const herald_message> = msgs.iter().map(|m| m.0 as *const herald_message).collect();
+    let (st, n, ops) = send_batch(&c, &ptrs[..40]);
+    assert_eq!((st, n), (HERALD_STATUS_OK, 40), "{}", last_error());
+    assert!(ops.iter().all(|&op| op != 0));
+    assert_eq!(ops.iter().collect::<BTreeSet<_>>().len(), 40, "an op each");
+    // A NULL message at index 3: the three before it are accepted, the rest not.
+    let bad = [ptrs[40], ptrs[41], ptrs[42], std::ptr::null(), ptrs[43]];
+    let (st, n, ops) = send_batch(&c, &bad);
+    assert_eq!((st, n, ops.len()), (HERALD_STATUS_INVALID_ARGUMENT, 3, 3));
+    assert!(last_error().starts_with("msgs[3]: "), "{}", last_error());
+    assert_eq!(c.flush(Duration::from_secs(60)), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_eq!(records.len(), 43);
+    assert!(records.iter().all(Record::ok));
+    let mids: BTreeSet<String> = records
+        .iter()
+        .map(|r| r.items[0].strs[&HERALD_FIELD_MESSAGE_ID].clone())
+        .collect();
+    assert_eq!(mids, (0..43).map(|i| format!("<m{i}@spool.test>")).collect());
+    sink.wait_for_dumps(43, Duration::from_secs(10));
+    assert_eq!(sink.count_dumps(), 43);
+    drop(c.free());
+    let r = recover(sink.port, &dir, HERALD_SPOOL_SEND);
+    assert!(
+        r.found.lock().unwrap().is_empty(),
+        "completed messages leave the spool"
+    );
+    // Without a spool it is the same calls, one by one.
+    let plain = TestClient::smtp_plain(sink.port, &[]);
+    let (st, n, _) = send_batch(&plain, &ptrs[43..45]);
+    assert_eq!((st, n), (HERALD_STATUS_OK, 2));
+    assert_eq!(plain.flush(Duration::from_secs(60)), HERALD_STATUS_OK);
+    assert!(plain.records().iter().all(Record::ok));
+    // n = 0 accepts nothing and needs no arrays.
+    let mut n = 7;
+    let st = herald_send_batch_async(
+        plain.c,
+        std::ptr::null(),
+        0,
+        None,
+        std::ptr::null(),
+        std::ptr::null_mut(),
+        &mut n,
+    );
+    assert_eq!((st, n), (HERALD_STATUS_OK, 0));
 }

@@ -424,6 +424,8 @@ function herald_send_raw_async(c: Pherald_client; mail_from: PAnsiChar; rcpt_to:
 
 { The durable outbox (HERALD_OPT_SPOOL_DIR) }
 function herald_send_spooled_async(c: Pherald_client; m: Pherald_message; spool_id: PAnsiChar; cb: herald_callback; user_token: Pointer; op_out: Pherald_op): herald_status; cdecl; external HeraldLib;
+{ msgs: n Pherald_message; user_tokens: n Pointer (or nil); ops_out: room for n ops. }
+function herald_send_batch_async(c: Pherald_client; msgs: PPointer; n: herald_size; cb: herald_callback; user_tokens: PPointer; ops_out: Pherald_op; n_accepted_out: Pherald_size): herald_status; cdecl; external HeraldLib;
 function herald_spool_recover(c: Pherald_client; decide: herald_spool_decide; user: Pointer; cb: herald_callback; user_token: Pointer; n_sent_out: Pherald_size): herald_status; cdecl; external HeraldLib;
 
 implementation

@@ -150,7 +150,7 @@ pub const HERALD_OPT_KEEPALIVE_S: u32 = 26;
 /// str, SMTP: the durable outbox, a directory (created when missing) that
 /// only this client uses while it lives (locked: a second client on it
 /// fails at `herald_client_new` with HERALD_STATUS_IO). With it, a message
-/// `herald_send_async` (or `_raw_`, `_spooled_`) accepts is on disk when
+/// `herald_send_async` (or `_raw_`, `_spooled_`, `_batch_`) accepts is on disk when
 /// the call returns OK (with SPOOL_SYNC 1: fdatasync'ed, concurrent
 /// submitters sharing one sync), is marked "outcome unknown" on disk before
 /// any of it goes to a server, and is removed once its completion was

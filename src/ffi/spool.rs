@@ -102,6 +102,86 @@ pub extern "C" fn herald_send_spooled_async(
     }
 }
 
+/// METHOD (SMTP and PICKUP clients). Sends the `n` messages of `msgs` as
+/// `n` calls of `herald_send_async` in that order would, but on a client
+/// with HERALD_OPT_SPOOL_DIR with one wait for the disk for all of them:
+/// when this returns, every message it accepted is on disk (see
+/// HERALD_OPT_SPOOL_DIR), and a connection marks the messages it sends
+/// together, so one thread submitting many messages is not held to one
+/// disk sync per message. Each gets the spool id herald assigns.
+/// `user_tokens` has `n` tokens (NULL: every token NULL); `ops_out` has
+/// room for `n` ops (required when `n` > 0), `n_accepted_out` is required.
+/// It stops at the first message refused and returns its status
+/// (`herald_last_error` names its index, "msgs[i]: ..."); the messages
+/// before it are accepted: `*n_accepted_out` says how many, their ops are
+/// the first ones in `ops_out`, and each gets its completion. OK when all
+/// `n` were accepted.
+#[no_mangle]
+pub extern "C" fn herald_send_batch_async(
+    c: *mut herald_client,
+    msgs: *const *const herald_message,
+    n: usize,
+    cb: herald_callback,
+    user_tokens: *const *mut c_void,
+    ops_out: *mut herald_op,
+    n_accepted_out: *mut usize,
+) -> herald_status {
+    ffi_boundary! {
+        let accepted = arg_out(n_accepted_out, "n_accepted_out")?;
+        *accepted = 0;
+        let client = handle::arg(c)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if msgs.is_null() || ops_out.is_null() {
+            return Err(crate::status::Error::invalid("msgs and ops_out are required when n > 0"));
+        }
+        let (ptrs, ops) = (slice(msgs, n), slice_mut(ops_out, n));
+        let tokens = (!user_tokens.is_null()).then(|| slice(user_tokens, n));
+        let mut items = ptrs.iter().enumerate().map(|(i, &m)| {
+            let e = handle::arg(m)?.to_envelope()?;
+            let job = SendJob {
+                from: e.from,
+                rcpts: e.rcpts,
+                data: e.data,
+                needs: e.needs,
+                before_send: None,
+                account_test: false,
+            };
+            let s = Submit {
+                notify: notify(cb),
+                on_change: None,
+                token: tokens.map_or(0, |t| t[i] as usize),
+            };
+            Ok((job, None, s))
+        });
+        let (done, refused) = client.submit_send_batch(&mut items);
+        *accepted = done.len();
+        for (slot, op) in ops.iter_mut().zip(done) {
+            *slot = op;
+        }
+        match refused {
+            None => Ok(()),
+            Some(mut e) => {
+                e.detail = format!("msgs[{}]: {}", *accepted, e.detail);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The caller's `n` elements at `p` (not NULL), valid for the call.
+fn slice<'a, T>(p: *const T, n: usize) -> &'a [T] {
+    // SAFETY: the caller passes `n` readable elements that outlive the call.
+    unsafe { std::slice::from_raw_parts(p, n) }
+}
+
+/// The caller's room for `n` elements at `p` (not NULL), valid for the call.
+fn slice_mut<'a, T>(p: *mut T, n: usize) -> &'a mut [T] {
+    // SAFETY: the caller passes room for `n` elements that outlives the call.
+    unsafe { std::slice::from_raw_parts_mut(p, n) }
+}
+
 /// Calls `decide` with one found message; what it chose.
 fn ask(decide: herald_spool_decide, user: *mut c_void, f: &Found) -> Decision {
     let Some(d) = decide else {

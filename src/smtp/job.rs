@@ -8,9 +8,19 @@ use crate::smtp::codec::Needs;
 use crate::status::Result;
 
 /// Runs before any command of a message goes to a server, on every
-/// connection it is tried on: an error completes it with that error,
-/// nothing of it sent. (The durable outbox marks it there.)
-pub type BeforeSend = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+/// connection it is tried on, in two steps so that a connection about to
+/// send several messages waits once for all of them: `begin` (for each
+/// message) starts it and `wait` (for each, after every `begin`) returns
+/// once it is done; only then may the message go out. An error from
+/// either completes the message with that error, nothing of it sent. (The
+/// durable outbox marks the message there: every mark is appended by
+/// `begin`, and the first `wait` makes them all durable at once.)
+pub trait BeforeSend: Send + Sync {
+    /// Starts it; the ticket for `wait`.
+    fn begin(&self) -> Result<u64>;
+    /// Returns once what `begin` started (its ticket) is done.
+    fn wait(&self, ticket: u64) -> Result<()>;
+}
 
 /// A message to send: envelope and the exact bytes.
 #[derive(Clone)]
@@ -24,7 +34,7 @@ pub struct SendJob {
     /// Not a message: the test-account op (connect, TLS, EHLO, AUTH, the
     /// extensions reported, QUIT). `SendJob::account_test` makes one.
     pub account_test: bool,
-    pub before_send: Option<BeforeSend>,
+    pub before_send: Option<Arc<dyn BeforeSend>>,
 }
 
 impl std::fmt::Debug for SendJob {

@@ -42,7 +42,7 @@ use crate::net::{self, ConnCtl};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
-pub use job::SendJob;
+pub use job::{BeforeSend, SendJob};
 
 /// A send op a worker holds.
 type Ticket = crate::engine::Ticket<SendJob>;
@@ -149,6 +149,8 @@ struct Job {
     rc: Recipients,
     /// Times sent again after meeting a server still in a failed transaction.
     requeues: u32,
+    /// Its `before_send` was begun with this ticket and is not yet waited for.
+    mark: Option<u64>,
 }
 
 impl Job {
@@ -159,6 +161,7 @@ impl Job {
             plan: None,
             rc: Recipients::new(n),
             requeues: 0,
+            mark: None,
         }
     }
 
@@ -370,11 +373,93 @@ impl SmtpDriver {
                 }
             }
         }
-        if let Some(Err(e)) = job.job().before_send.as_ref().map(|f| f()) {
-            job.complete(Err(e));
-            return None;
+        match job.job().before_send.as_ref().map(|f| f.begin()) {
+            Some(Err(e)) => {
+                job.complete(Err(e));
+                return None;
+            }
+            Some(Ok(ticket)) => job.mark = Some(ticket),
+            None => {}
         }
         Some(job)
+    }
+
+    /// Waits for what `ready` began for `job` (its `before_send`): after
+    /// this, and only after, the message may go out.
+    fn marked(mut job: Job) -> Option<Job> {
+        let (Some(ticket), Some(f)) = (job.mark.take(), job.job().before_send.clone()) else {
+            return Some(job);
+        };
+        match f.wait(ticket) {
+            Ok(()) => Some(job),
+            Err(e) => {
+                job.complete(Err(e));
+                None
+            }
+        }
+    }
+
+    /// The messages to push next, at most `room`: those at hand, made
+    /// ready together, so a connection waits once for all their marks.
+    fn take_ready(&mut self, room: usize, next: &mut Option<Job>, w: &mut WorkerCtx) -> VecDeque<Job> {
+        loop {
+            let mut batch = Vec::new();
+            let mut took = false;
+            while batch.len() < room {
+                let Some(job) = next.take().or_else(|| self.next_job(w)) else {
+                    break;
+                };
+                took = true;
+                batch.extend(self.ready(job));
+            }
+            let batch: VecDeque<Job> = batch.into_iter().filter_map(Self::marked).collect();
+            if !batch.is_empty() || !took {
+                return batch;
+            }
+        }
+    }
+
+    /// Messages taken but not pushed go back first in line, in order.
+    fn hold(&mut self, rest: VecDeque<Job>) {
+        for job in rest.into_iter().rev() {
+            self.held.push_front(job);
+        }
+    }
+
+    /// Pushes messages into the window while it takes more (see
+    /// `take_ready`). False when no message is left to push.
+    fn fill(
+        &mut self,
+        window: &mut Window<Job>,
+        next: &mut Option<Job>,
+        w: &mut WorkerCtx,
+    ) -> std::result::Result<bool, Broken<Job>> {
+        let mut batch = VecDeque::new();
+        while window.can_push() {
+            if batch.is_empty() {
+                batch = self.take_ready(window.room(), next, w);
+            }
+            let Some(job) = batch.pop_front() else {
+                return Ok(false);
+            };
+            // Cancelling the only transaction in flight shuts the socket
+            // down (no wait outlives the cancel); with others in flight it
+            // completes the op at once and the connection carries on, so
+            // one cancel does not leave the others' outcomes unknown.
+            if let Some(j) = window.oldest() {
+                j.t.set_cancel_mode(CancelMode::Defer);
+                job.t.set_cancel_mode(CancelMode::Defer);
+            } else {
+                job.t.set_cancel_mode(CancelMode::Abort);
+            }
+            let s = self.session.as_mut().expect("a session");
+            if let Err(b) = window.push(s, job) {
+                self.hold(batch);
+                return Err(b);
+            }
+        }
+        self.hold(batch);
+        Ok(true)
     }
 
     /// A transaction of `job` finished: complete it, or hold it for its
@@ -525,28 +610,10 @@ impl SmtpDriver {
         let mut window: Window<Job> = Window::new(self.learned.mode());
         let mut next = Some(first);
         loop {
-            let mut more = true;
-            while window.can_push() {
-                let Some(job) = next.take().or_else(|| self.next_job(w)) else {
-                    more = false;
-                    break;
-                };
-                let Some(job) = self.ready(job) else { continue };
-                // Cancelling the only transaction in flight shuts the socket
-                // down (no wait outlives the cancel); with others in flight it
-                // completes the op at once and the connection carries on, so
-                // one cancel does not leave the others' outcomes unknown.
-                if let Some(j) = window.oldest() {
-                    j.t.set_cancel_mode(CancelMode::Defer);
-                    job.t.set_cancel_mode(CancelMode::Defer);
-                } else {
-                    job.t.set_cancel_mode(CancelMode::Abort);
-                }
-                let s = self.session.as_mut().expect("a session");
-                if let Err(b) = window.push(s, job) {
-                    return self.broken(b, w);
-                }
-            }
+            let more = match self.fill(&mut window, &mut next, w) {
+                Ok(more) => more,
+                Err(b) => return self.broken(b, w),
+            };
             let s = self.session.as_mut().expect("a session");
             match window.step(s, more) {
                 Ok(Event::Finished(f)) => {
@@ -584,7 +651,9 @@ impl SmtpDriver {
     fn run_lockstep(&mut self, first: Job, w: &mut WorkerCtx) {
         let mut next = Some(first);
         while let Some(job) = next.take().or_else(|| self.next_job(w)) {
-            let Some(job) = self.ready(job) else { continue };
+            let Some(job) = self.ready(job).and_then(Self::marked) else {
+                continue;
+            };
             job.t.set_cancel_mode(CancelMode::Abort);
             let s = self.session.as_mut().expect("a session");
             match lockstep(s, &job) {

@@ -345,6 +345,18 @@ impl<P: Payload> Window<P> {
         }
     }
 
+    /// How many transactions may be pushed now at most (the bytes and
+    /// replies in flight may allow fewer).
+    pub fn room(&self) -> usize {
+        if !self.can_push() {
+            return 0;
+        }
+        match self.mode {
+            Mode::Stream => self.max_transactions.saturating_sub(self.flights.len()).max(1),
+            Mode::Serial | Mode::Probe => 1,
+        }
+    }
+
     /// Writes (buffers) a transaction's commands, and its BDAT content
     /// unless it must wait. Call only when [`can_push`](Self::can_push).
     pub fn push<S: Wire>(&mut self, s: &mut Session<S>, p: P) -> std::result::Result<(), Broken<P>> {

@@ -29,6 +29,8 @@ pub struct Entry {
     pub at: Option<(u64, u64, usize)>,
     /// A SENDING record was appended for it: its outcome is unknown.
     pub sending: bool,
+    /// The ticket of its SENDING record (0 when none was appended here).
+    pub sending_at: u64,
     /// Bytes of marks (SENDING, DONE) not yet written but reserved in `State::used`.
     pub reserved: usize,
 }
@@ -260,6 +262,7 @@ impl State {
                 id: m.id.clone(),
                 at: None,
                 sending: false,
+                sending_at: 0,
                 reserved: 2 * MARK_LEN,
             },
         );
@@ -270,8 +273,10 @@ impl State {
         self.ids.insert(m.id.clone(), m.key);
         self.appended += 1;
         if sending {
-            self.entries.get_mut(&m.key).expect("just added").sending = true;
-            self.append_mark(m.key, true);
+            let at = self.append_mark(m.key, true);
+            let e = self.entries.get_mut(&m.key).expect("just added");
+            e.sending = true;
+            e.sending_at = at;
         }
         self.appended
     }

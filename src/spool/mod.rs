@@ -7,10 +7,13 @@
 //! What is on disk when (with SPOOL_SYNC 1, the default; with 0, "written"
 //! means handed to the operating system, which survives the process being
 //! killed but not the machine losing power):
-//! - the message (envelope, bytes, id): synced before the submit returns;
+//! - the message (envelope, bytes, id): synced before the submit returns
+//!   (a batch's messages with one sync: `append` each, then `settle`);
 //! - its SENDING mark: synced before its first command goes to a server,
 //!   so a message that may have reached one is reported as "outcome
-//!   unknown" after a crash, never as untouched;
+//!   unknown" after a crash, never as untouched (a connection appends the
+//!   marks of every message it is about to send, then waits once:
+//!   `begin_sending`, `wait_sending`);
 //! - its DONE record: written after its completion was delivered; synced
 //!   with the next sync (or before that delivery for a failure, which the
 //!   caller may act on). A lost DONE makes a message reappear after a crash
@@ -134,6 +137,26 @@ impl Spool {
     /// durable. LIMIT beyond the spool's limits; INVALID_ARGUMENT when a
     /// message with the same id is still in it.
     pub fn add(&self, m: &mut Spooled) -> Result<u64> {
+        let ticket = self.append(m)?;
+        self.settle(&[m.key], ticket)?;
+        Ok(m.key)
+    }
+
+    /// Waits until the ADDs of `keys` (up to `ticket`) are durable; on a
+    /// write error, forgets them and fails.
+    pub fn settle(&self, keys: &[u64], ticket: u64) -> Result<()> {
+        let mut st = self.st.lock();
+        self.journal().commit(&mut st, ticket, true).map_err(|e| {
+            for &k in keys {
+                st.remove(k);
+            }
+            Error::new(Status::Io, e)
+        })
+    }
+
+    /// `add` without the wait: `m` gets its key, and the ticket to
+    /// `settle` (for several messages, once, with the last one's ticket).
+    pub fn append(&self, m: &mut Spooled) -> Result<u64> {
         record::check_lengths(m).map_err(Error::invalid)?;
         let need = (record::add_len(m) + 2 * record::MARK_LEN) as u64;
         let mut st = self.st.lock();
@@ -166,28 +189,38 @@ impl Spool {
         }
         m.key = st.next_key;
         st.next_key += 1;
-        let ticket = st.append_add(m, false);
-        let key = m.key;
-        match self.journal().commit(&mut st, ticket, true) {
-            Ok(()) => Ok(key),
-            Err(e) => {
-                st.remove(key);
-                Err(Error::new(Status::Io, e))
-            }
-        }
+        Ok(st.append_add(m, false))
     }
 
     /// Marks the message: from here on it may reach the server. Returns once
     /// the mark is durable. Marking twice is harmless.
     pub fn mark_sending(&self, key: u64) -> Result<()> {
+        let ticket = self.begin_sending(key)?;
+        self.wait_sending(ticket)
+    }
+
+    /// Appends the message's SENDING mark (once) without waiting for it:
+    /// the ticket for `wait_sending`. So a connection about to send several
+    /// messages marks them all, then waits for one write (and sync).
+    pub fn begin_sending(&self, key: u64) -> Result<u64> {
         let mut st = self.st.lock();
-        let ticket = match st.entries.get_mut(&key) {
-            Some(e) if !e.sending => {
-                e.sending = true;
-                st.append_mark(key, true)
-            }
-            _ => return Ok(()),
+        if let Some(e) = &st.failed {
+            return Err(Error::new(Status::Io, e.clone()));
+        }
+        let at = match st.entries.get(&key) {
+            Some(e) if !e.sending => st.append_mark(key, true),
+            Some(e) => return Ok(e.sending_at),
+            None => return Ok(0),
         };
+        let e = st.entries.get_mut(&key).expect("present");
+        e.sending = true;
+        e.sending_at = at;
+        Ok(at)
+    }
+
+    /// Returns once the marks up to `ticket` are durable (see `begin_sending`).
+    pub fn wait_sending(&self, ticket: u64) -> Result<()> {
+        let mut st = self.st.lock();
         self.journal()
             .commit(&mut st, ticket, true)
             .map_err(|e| Error::new(Status::Io, e))

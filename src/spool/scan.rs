@@ -203,6 +203,7 @@ fn state_of(
                 id: l.found.msg.id.clone(),
                 at: Some(l.at),
                 sending: l.found.unknown,
+                sending_at: 0,
                 reserved,
             },
         );

@@ -2,7 +2,7 @@
 //! bulk sender, against the same client without it, in the same run.
 //!
 //! ```text
-//! spool_bench [--runs 3] [--loopback 5000] [--wan 1000] [--conns 4]
+//! spool_bench [--runs 3] [--loopback 5000] [--wan 1000] [--conns 4] [--only TEXT]
 //! ```
 //!
 //! Into `smtp-sink -c`, on loopback and through the delay proxy at 20 ms
@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use herald::ffi::client::*;
 use herald::ffi::completion::*;
+use herald::ffi::message::*;
 use herald::ffi::options::*;
-use herald::ffi::smtp::herald_send_raw_async;
+use herald::ffi::smtp::{herald_send_async, herald_send_raw_async};
+use herald::ffi::spool::herald_send_batch_async;
 use herald::ffi::*;
 use herald_bench::delay_proxy::DelayProxy;
 use herald_bench::load::{bench_message, last_error};
@@ -164,6 +166,86 @@ fn measure(port: u16, conns: usize, mode: Mode, n: usize, threads: usize) -> Row
     )
 }
 
+/// A composed message (`herald_message`) with a 10 KB text body.
+fn composed(i: usize) -> *mut herald_message {
+    let m = herald_message_new();
+    let body: String = (0..128).map(|l| format!("{l:<78}\n").replace(' ', "x")).collect();
+    let c = |s: &str| CString::new(s).unwrap();
+    let mut st = herald_message_set_from(m, c("bench@example.org").as_ptr());
+    st |= herald_message_add_to(m, c("sink@example.org").as_ptr());
+    st |= herald_message_set_subject(m, c(&format!("bench {i}")).as_ptr());
+    st |= herald_message_set_text(m, c(&body).as_ptr());
+    let mid = c(&format!("<{i:08x}.{}@bench.test>", std::process::id()));
+    st |= herald_message_add_header(m, c("Message-ID").as_ptr(), mid.as_ptr());
+    assert_eq!(st, HERALD_STATUS_OK, "message: {}", last_error());
+    m
+}
+
+/// One submitting thread sending composed messages: one `herald_send_async`
+/// each (`batch` 1) or `herald_send_batch_async` with `batch` at a time.
+/// "submit" is a call's time divided by the messages it took.
+fn measure_composed(port: u16, conns: usize, mode: Mode, n: usize, batch: usize) -> Row {
+    let tmp = herald_testservers::TempDir::new("spool-bench");
+    let dir = tmp.path().join("spool");
+    let msgs: Vec<*mut herald_message> = (0..n).map(composed).collect();
+    let run = Arc::new(Run {
+        base: Instant::now(),
+        submitted: (0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+        latencies: Mutex::new(Vec::with_capacity(n)),
+        failed: AtomicUsize::new(0),
+    });
+    *RUN.get_or_init(|| Mutex::new(None)).lock().unwrap() = Some(run.clone());
+    let c = client(port, conns, mode, &dir);
+    let mut calls = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for (k, chunk) in msgs.chunks(batch).enumerate() {
+        let first = k * batch;
+        let t = run.base.elapsed().as_nanos() as u64;
+        for i in first..first + chunk.len() {
+            run.submitted[i].store(t, Ordering::Release);
+        }
+        let st = if batch == 1 {
+            let mut op: herald_op = 0;
+            herald_send_async(c, chunk[0], Some(on_done), (first + 1) as *mut c_void, &mut op)
+        } else {
+            let tokens: Vec<*mut c_void> = (first..first + chunk.len())
+                .map(|i| (i + 1) as *mut c_void)
+                .collect();
+            let ptrs: Vec<*const herald_message> = chunk.iter().map(|&m| m as *const _).collect();
+            let mut ops = vec![0; chunk.len()];
+            let mut accepted = 0;
+            herald_send_batch_async(
+                c,
+                ptrs.as_ptr(),
+                ptrs.len(),
+                Some(on_done),
+                tokens.as_ptr(),
+                ops.as_mut_ptr(),
+                &mut accepted,
+            )
+        };
+        assert_eq!(st, HERALD_STATUS_OK, "send: {}", last_error());
+        let each = (run.base.elapsed().as_nanos() as u64 - t) / chunk.len() as u64;
+        calls.extend(std::iter::repeat_n(each, chunk.len()));
+    }
+    assert_eq!(herald_client_flush(c, 600_000), HERALD_STATUS_OK);
+    let wall = t0.elapsed();
+    herald_client_free(c);
+    for m in msgs {
+        herald_message_free(m);
+    }
+    assert_eq!(run.failed.load(Ordering::Relaxed), 0, "every message accepted");
+    let mut lat = std::mem::take(&mut *run.latencies.lock().unwrap());
+    assert_eq!(lat.len(), n);
+    (
+        n as f64 / wall.as_secs_f64(),
+        pct(&mut calls, 0.5),
+        pct(&mut calls, 0.99),
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+    )
+}
+
 fn median_row(mut rows: Vec<Row>) -> Row {
     let mid = rows.len() / 2;
     let mut pick = |f: &dyn Fn(&Row) -> f64| {
@@ -188,6 +270,13 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs = arg(&args, "--runs", 3);
+    // `--only TEXT`: only the rows whose mode names contain TEXT.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
     let conns = arg(&args, "--conns", 4);
     let sink = CountingSink::start();
     let up: SocketAddr = format!("127.0.0.1:{}", sink.port).parse().unwrap();
@@ -204,25 +293,51 @@ fn main() {
     println!("10 KB messages, {conns} connections, smtp-sink -c, medians of {runs} runs");
     println!("| network | submitters | mode | msg/s | vs no spool | submit p50 | submit p99 | latency p50 | latency p99 |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    let batched = [
+        ("send_async, no spool", Mode::NoSpool, 1),
+        ("send_async, SYNC 0", Mode::Spool { sync: false }, 1),
+        ("send_async, SYNC 1", Mode::Spool { sync: true }, 1),
+        ("batches of 32, SYNC 0", Mode::Spool { sync: false }, 32),
+        ("batches of 32, SYNC 1", Mode::Spool { sync: true }, 32),
+    ];
     for (net, port, n) in nets {
         for threads in [1, 8] {
             let mut base = None;
             for (name, mode) in modes {
+                if !name.contains(&only) {
+                    continue;
+                }
                 let rows = (0..runs)
                     .map(|_| measure(port, conns, mode, n, threads))
                     .collect();
                 let r = median_row(rows);
                 let b = *base.get_or_insert(r.0);
-                println!(
-                    "| {net} ({n} msgs) | {threads} | {name} | {:.0} | {:.2} | {:.1?} | {:.1?} | {:.1?} | {:.1?} |",
-                    r.0,
-                    r.0 / b,
-                    r.1,
-                    r.2,
-                    r.3,
-                    r.4
-                );
+                print_row(net, n, threads, name, r, b);
             }
         }
+        let mut base = None;
+        for (name, mode, batch) in batched {
+            if !name.contains(&only) {
+                continue;
+            }
+            let rows = (0..runs)
+                .map(|_| measure_composed(port, conns, mode, n, batch))
+                .collect();
+            let r = median_row(rows);
+            let b = *base.get_or_insert(r.0);
+            print_row(net, n, 1, name, r, b);
+        }
     }
+}
+
+fn print_row(net: &str, n: usize, threads: usize, name: &str, r: Row, base: f64) {
+    println!(
+        "| {net} ({n} msgs) | {threads} | {name} | {:.0} | {:.2} | {:.1?} | {:.1?} | {:.1?} | {:.1?} |",
+        r.0,
+        r.0 / base,
+        r.1,
+        r.2,
+        r.3,
+        r.4
+    );
 }

@@ -194,6 +194,10 @@ _OPTIONAL = {
         herald_status,
         [c_void_p, c_void_p, c_void_p, CALLBACK, c_void_p, POINTER(c_size_t)],
     ),
+    "herald_send_batch_async": (
+        herald_status,
+        [c_void_p, POINTER(c_void_p), c_size_t, CALLBACK, POINTER(c_void_p), _op_out, POINTER(c_size_t)],
+    ),
 }
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
