@@ -361,9 +361,10 @@ fn bulk_through_dovecot_submission_has_no_false_failures() {
 /// the probe catches it, that one message has an unknown outcome; when the
 /// probe passes and the crash comes later, up to one window of
 /// transactions (32) does. Either way an unknown outcome is reported as
-/// such (never as failed), every message was relayed exactly once, every
-/// message reported sent was relayed, and after the crash the client never
-/// pipelines behind a transaction's end again.
+/// such (never as failed) and never resent, every message reported sent
+/// was relayed exactly once, and after the crash the client never
+/// pipelines behind a transaction's end again. The crash may come in the
+/// first batch or, when the probe passed, in the second.
 #[test]
 fn an_unrecognised_dovecot_is_learned_from_one_probe() {
     let d = Dovecot::start_with("login_greeting = ESMTP ready\n");
@@ -379,16 +380,17 @@ fn an_unrecognised_dovecot_is_learned_from_one_probe() {
         assert_eq!(r.status, HERALD_STATUS_IO, "{r:?}");
         assert!(r.detail.contains("may or may not"), "{r:?}");
     }
-    // Dovecot relays on its own time: wait for all 50, then make sure no
-    // more come.
-    d.sink.wait_for_dumps(50, LONG);
+    // Dovecot relays on its own time: wait for every message reported sent,
+    // then make sure no more come than could have been. (A message whose
+    // outcome is unknown was relayed when Dovecot crashed right after it,
+    // and lost when it was pipelined behind the crash: it is never resent.)
+    d.sink.wait_for_dumps(ok, LONG);
     std::thread::sleep(Duration::from_millis(300));
     let relayed = d.sink.count_dumps();
     assert!(
         relayed >= ok && relayed <= ok + unknown.len(),
         "relayed {relayed}, reported sent {ok}"
     );
-    assert_eq!(relayed, 50, "every message was relayed exactly once");
     // Dovecot met its bug at most once (the log line may be written a
     // little after the connection died).
     let panics = |d: &Dovecot| d.log().matches("Panic:").count();
@@ -407,8 +409,11 @@ fn an_unrecognised_dovecot_is_learned_from_one_probe() {
     assert!(panics(&d) <= 1, "{}", d.log());
     let crashed = panics(&d) == 1;
     // A second batch: if the first one crashed Dovecot, the client learned
-    // and this one has no unknown outcome and no crash. Either way every
-    // message arrives once and no more than one window is ever unknown.
+    // and this one has no unknown outcome and no crash. If the first one
+    // did not, Dovecot may crash in this one instead (its bug depends on
+    // timing): then up to one window ends "may or may not have been
+    // accepted", those are never resent, and the rest arrive. Either way
+    // every message reported sent arrives exactly once.
     d.sink.clear_dumps();
     let before = c.records().len();
     let more: Vec<Vec<u8>> = (0..20)
@@ -421,9 +426,15 @@ fn an_unrecognised_dovecot_is_learned_from_one_probe() {
     assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
     let records = c.records().split_off(before);
     assert_exactly_once(&records, &ops);
-    assert_eq!(d.sink.wait_for_dumps(20, LONG).len(), 20);
+    let ok = records.iter().filter(|r| r.ok()).count();
+    let unknown = records.len() - ok;
+    d.sink.wait_for_dumps(ok, LONG);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(d.sink.count_dumps(), 20, "every message was relayed exactly once");
+    let relayed = d.sink.count_dumps();
+    assert!(
+        relayed >= ok && relayed <= ok + unknown,
+        "relayed {relayed}, reported sent {ok}, unknown {unknown}"
+    );
     if crashed {
         assert!(records.iter().all(Record::ok), "{:?}", status_counts(&records));
         assert_eq!(panics(&d), 1, "{}", d.log());
