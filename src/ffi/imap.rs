@@ -50,6 +50,16 @@ pub(super) fn arg_slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a 
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
+/// A fetch's `parts` argument: only the HERALD_FETCH_* bits.
+pub(super) fn parts_arg(parts: u32) -> Result<()> {
+    if parts & !crate::imap::FETCH_ALL != 0 {
+        return Err(Error::invalid(format!(
+            "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED | _BODYSTRUCTURE | _MODSEQ"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn mailbox_arg(p: *const c_char, what: &str) -> Result<String> {
     args::mailbox(what, arg_str(p, what)?)
 }
@@ -209,11 +219,7 @@ pub extern "C" fn herald_imap_fetch_async(
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
             let (uids, uidvalidity) = super::imap_sync::uid_set_arg(uid_set)?;
-            if parts & !crate::imap::FETCH_ALL != 0 {
-                return Err(Error::invalid(format!(
-                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _PARSED | _BODYSTRUCTURE | _MODSEQ"
-                )));
-            }
+            parts_arg(parts)?;
             Ok(imap(&mb, ImapOp::Fetch { uids, parts }).expecting(uidvalidity))
         },
         None,

@@ -193,11 +193,7 @@ pub extern "C" fn herald_imap_fetch_changed_async(
         |_| {
             let mb = mailbox_arg(mailbox, "mailbox")?;
             let (uids, uidvalidity) = uid_set_arg(uid_set)?;
-            if parts & !crate::imap::FETCH_ALL != 0 {
-                return Err(Error::invalid(format!(
-                    "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY | _MODSEQ"
-                )));
-            }
+            super::imap::parts_arg(parts)?;
             let op = ImapOp::FetchChanged {
                 uids,
                 parts,

@@ -99,11 +99,7 @@ pub extern "C" fn herald_imap_fetch_stream_async(
         c,
         |_| {
             job(mailbox, uid_set, |uids| {
-                if parts & !crate::imap::FETCH_ALL != 0 {
-                    return Err(Error::invalid(format!(
-                        "parts {parts:#x} has bits other than HERALD_FETCH_FLAGS | _ENVELOPE | _SIZE | _HEADERS | _BODY"
-                    )));
-                }
+                super::imap::parts_arg(parts)?;
                 Ok(ImapOp::FetchStream { uids, parts })
             })
         },
