@@ -5,7 +5,7 @@
 
 mod api;
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_void, CString};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,22 +15,6 @@ use herald::ffi::credentials::{herald_client_set_oauth2_token, herald_client_set
 use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
-
-type Log = Mutex<Vec<String>>;
-
-unsafe extern "C" fn log_line(user: *mut c_void, _level: u32, line: *const c_char) {
-    let s = CStr::from_ptr(line).to_string_lossy().into_owned();
-    (*(user as *const Log)).lock().unwrap().push(s);
-}
-
-/// Logs `c` at TRACE into `log`.
-fn trace_into(c: &TestClient, log: &Log) {
-    let user = log as *const Log as *mut c_void;
-    assert_eq!(
-        herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), user),
-        0
-    );
-}
 
 fn client(protocol: u32, port: u16, user: &str, secret: (u32, &str)) -> TestClient {
     TestClient::new(

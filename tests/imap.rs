@@ -540,22 +540,6 @@ fn injection_and_bad_input_are_refused_at_the_call() {
         .all(|r| r.ok() || r.status == HERALD_STATUS_NOT_FOUND || r.status == HERALD_STATUS_REJECTED));
 }
 
-/// A client's log lines; `user` of the log callback points at one.
-type Log = Mutex<Vec<String>>;
-unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
-    let s = std::ffi::CStr::from_ptr(line).to_string_lossy().into_owned();
-    (*(user as *const Log)).lock().unwrap().push(s);
-}
-
-/// Logs `c` at TRACE into `log`.
-fn trace_into(c: &TestClient, log: &Log) {
-    let user = log as *const Log as *mut std::ffi::c_void;
-    assert_eq!(
-        herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), user),
-        0
-    );
-}
-
 #[test]
 fn login_over_starttls_and_implicit_tls_and_bad_passwords() {
     let d = Dovecot::start();

@@ -65,7 +65,7 @@ fn the_private_exim_offers_what_the_tests_need() {
     let ex = Exim::start();
     let c = client(ex.port, 1);
     let log = Log::default();
-    trace(&c, &log);
+    trace_into(&c, &log);
     let m = raw_message("hello exim", 2000);
     let r = send_all(&c, &["one@example.org"], std::slice::from_ref(&m));
     assert!(r[0].ok(), "{r:?}");
@@ -202,19 +202,6 @@ fn bulk_mixed_sizes_arrive_byte_exact_exim() {
 }
 
 /// Protocol lines logged at TRACE, per client (the user pointer is its log).
-type Log = std::sync::Mutex<Vec<String>>;
-
-unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
-    let log = &*(user as *const Log);
-    let s = std::ffi::CStr::from_ptr(line).to_string_lossy().into_owned();
-    log.lock().unwrap().push(s);
-}
-
-fn trace(c: &TestClient, log: &Log) {
-    let st = herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), log as *const Log as *mut _);
-    assert_eq!(st, HERALD_STATUS_OK);
-}
-
 /// The protocol lines after EHLO's reply: ("C" or "S", text).
 fn exchange(log: &Log) -> Vec<(String, String)> {
     let lines = log.lock().unwrap().clone();
@@ -239,7 +226,7 @@ fn exim_gets_several_transactions_in_flight() {
     let ex = Exim::start();
     let log = Log::default();
     let c = client(ex.port, 1);
-    trace(&c, &log);
+    trace_into(&c, &log);
     let msgs: Vec<Vec<u8>> = (0..20)
         .map(|i| raw_message(&format!("window {i}"), 5000))
         .collect();

@@ -481,19 +481,6 @@ fn cancels_inside_a_window_leave_the_others_exact() {
 }
 
 /// Protocol lines logged at TRACE, per client (the user pointer is its log).
-type Log = std::sync::Mutex<Vec<String>>;
-
-unsafe extern "C" fn log_line(user: *mut std::ffi::c_void, _level: u32, line: *const std::ffi::c_char) {
-    let log = &*(user as *const Log);
-    let s = std::ffi::CStr::from_ptr(line).to_string_lossy().into_owned();
-    log.lock().unwrap().push(s);
-}
-
-fn trace(c: &TestClient, log: &Log) {
-    let st = herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_line), log as *const Log as *mut _);
-    assert_eq!(st, HERALD_STATUS_OK);
-}
-
 /// The protocol lines after EHLO's reply: ("C" or "S", text).
 fn exchange(log: &Log) -> Vec<(String, String)> {
     let lines = log.lock().unwrap().clone();
@@ -518,7 +505,7 @@ fn postfix_gets_several_transactions_in_flight() {
     let pf = Postfix::start();
     let log = Log::default();
     let c = client(pf.port, 1);
-    trace(&c, &log);
+    trace_into(&c, &log);
     let msgs: Vec<Vec<u8>> = (0..20)
         .map(|i| raw_message(&format!("window {i}"), 5000))
         .collect();
@@ -556,7 +543,7 @@ fn dovecot_gets_one_transaction_at_a_time() {
     let d = Dovecot::start();
     let log = Log::default();
     let c = submission_client(&d);
-    trace(&c, &log);
+    trace_into(&c, &log);
     let msgs: Vec<Vec<u8>> = (0..10)
         .map(|i| raw_message(&format!("serial {i}"), 5000))
         .collect();

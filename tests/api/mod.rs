@@ -219,6 +219,23 @@ pub fn options(protocol: u32, opts: &[(u32, Val)]) -> Result<*mut herald_options
     Ok(o)
 }
 
+/// A client's log lines: the log callback's `user` points at one.
+pub type Log = Mutex<Vec<String>>;
+
+unsafe extern "C" fn log_into(user: *mut c_void, _level: u32, line: *const std::ffi::c_char) {
+    let s = CStr::from_ptr(line).to_string_lossy().into_owned();
+    (*(user as *const Log)).lock().unwrap().push(s);
+}
+
+/// Logs `c` at TRACE into `log` (which must outlive `c`'s logging).
+pub fn trace_into(c: &TestClient, log: &Log) {
+    let user = log as *const Log as *mut c_void;
+    assert_eq!(
+        herald_client_set_log(c.c, HERALD_LOG_TRACE, Some(log_into), user),
+        HERALD_STATUS_OK
+    );
+}
+
 /// A herald client and the recorder its ops report to.
 pub struct TestClient {
     pub c: *mut herald_client,
