@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::postfix::Delivery;
+use crate::postfix::{Delivery, DeliveryHeaders};
 use crate::{
     bind_failed, chown_tree, expect_greeting, find_placeholder, free_port, is_executable, lookup_user,
     require_servers, Supervised, TempDir, STOP_TIMEOUT,
@@ -233,38 +233,12 @@ impl Drop for Exim {
 /// `Return-path:`, `Envelope-to:`, `Delivery-date:`, then Exim's
 /// `Received:` header with its continuation lines, then the message.
 pub fn parse_delivery(path: PathBuf, data: &[u8]) -> Option<Delivery> {
-    let mut return_path = None;
-    let mut delivered_to = None;
-    let mut rest = data;
-    let mut in_received = false;
-    loop {
-        let end = rest.iter().position(|&b| b == b'\n')?;
-        let line = String::from_utf8_lossy(&rest[..end]).into_owned();
-        if in_received && line.starts_with([' ', '\t']) {
-            rest = &rest[end + 1..];
-            continue;
-        }
-        if in_received {
-            break; // the first line after Exim's Received header
-        }
-        if let Some(v) = line.strip_prefix("Return-path: ") {
-            return_path = Some(v.trim().trim_start_matches('<').trim_end_matches('>').to_string());
-        } else if let Some(v) = line.strip_prefix("Envelope-to: ") {
-            delivered_to = Some(v.trim().to_string());
-        } else if line.starts_with("Delivery-date: ") {
-        } else if line.starts_with("Received: ") {
-            in_received = true;
-        } else {
-            return None;
-        }
-        rest = &rest[end + 1..];
-    }
-    Some(Delivery {
-        path,
-        return_path: return_path?,
-        delivered_to: delivered_to?,
-        body: rest.to_vec(),
-    })
+    let exim = DeliveryHeaders {
+        return_path: "Return-path: ",
+        delivered_to: "Envelope-to: ",
+        other: "Delivery-date: ",
+    };
+    Delivery::parse_with(path, data, &exim)
 }
 
 /// One attempt. Err((log, retry)): `retry` when the port was taken.

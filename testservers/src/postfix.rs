@@ -87,9 +87,33 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
+/// The header lines a mail server puts before a delivered message, in a
+/// maildir file: the envelope sender, the envelope recipient, one more
+/// line of its own, then its `Received:` header.
+pub struct DeliveryHeaders {
+    /// The envelope sender's header, with its ": " ("Return-Path: ").
+    pub return_path: &'static str,
+    /// The envelope recipient's header ("Delivered-To: ").
+    pub delivered_to: &'static str,
+    /// One more line of the server's, skipped ("X-Original-To: ").
+    pub other: &'static str,
+}
+
 impl Delivery {
     /// Parses a maildir file written by virtual(8).
     pub fn parse(path: PathBuf, data: &[u8]) -> Option<Delivery> {
+        let postfix = DeliveryHeaders {
+            return_path: "Return-Path: ",
+            delivered_to: "Delivered-To: ",
+            other: "X-Original-To: ",
+        };
+        Delivery::parse_with(path, data, &postfix)
+    }
+
+    /// Parses a maildir file whose server's own lines are `names`, then
+    /// `Received:` with its continuation lines, then the message; None for
+    /// a file that does not start so.
+    pub fn parse_with(path: PathBuf, data: &[u8], names: &DeliveryHeaders) -> Option<Delivery> {
         let mut return_path = None;
         let mut delivered_to = None;
         let mut rest = data;
@@ -102,13 +126,13 @@ impl Delivery {
                 continue;
             }
             if in_received {
-                break; // the first line after Postfix's Received header
+                break; // the first line after the server's Received header
             }
-            if let Some(v) = line.strip_prefix("Return-Path: ") {
+            if let Some(v) = line.strip_prefix(names.return_path) {
                 return_path = Some(v.trim().trim_start_matches('<').trim_end_matches('>').to_string());
-            } else if let Some(v) = line.strip_prefix("Delivered-To: ") {
+            } else if let Some(v) = line.strip_prefix(names.delivered_to) {
                 delivered_to = Some(v.trim().to_string());
-            } else if line.starts_with("X-Original-To: ") {
+            } else if line.starts_with(names.other) {
             } else if line.starts_with("Received: ") {
                 in_received = true;
             } else {
