@@ -275,8 +275,7 @@ mod tests {
         let e = submit(Pop3Job::List)(&c).unwrap_err();
         assert_eq!(e.status, Status::InvalidArgument);
         let send = SendJob::new(
-            "a@example.org".into(),
-            vec!["b@example.org".into()],
+            crate::envelope::Envelope::of("a@example.org", &["b@example.org"]),
             b"x\r\n".to_vec(),
         );
         let op = submit(send)(&c).unwrap();

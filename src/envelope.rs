@@ -1,5 +1,6 @@
 //! The SMTP envelope's limits and checks that belong to no one protocol
-//! call: what a send may carry, whichever way it was submitted.
+//! call: what a send may carry, whichever way it was submitted, and the
+//! envelope itself.
 
 use crate::status::{Error, Result};
 
@@ -21,9 +22,164 @@ pub fn check_rcpt_count(n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Addresses one envelope keeps inline (the sender and five recipients)
+/// before its ends go to the heap.
+const INLINE_ENDS: usize = 6;
+
+/// A message's envelope: its sender and recipients, their addresses back
+/// to back in one buffer. A send's envelope is made on the calling thread
+/// and freed on a worker, where every small allocation goes through the
+/// allocator's shared bins; one buffer for a send to a few recipients is
+/// one such allocation, not one per address plus the list.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender's address, then each recipient's.
+    text: String,
+    /// Where the sender's address ends in `text`, then each recipient's.
+    ends: Ends,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Ends {
+    Inline { n: u8, at: [u32; INLINE_ENDS] },
+    Heap(Vec<u32>),
+}
+
+impl Default for Ends {
+    fn default() -> Self {
+        Ends::Inline {
+            n: 0,
+            at: [0; INLINE_ENDS],
+        }
+    }
+}
+
+impl Ends {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ends::Inline { n, at } => &at[..usize::from(*n)],
+            Ends::Heap(v) => v,
+        }
+    }
+
+    fn push(&mut self, end: u32) {
+        match self {
+            Ends::Inline { n, at } if usize::from(*n) < INLINE_ENDS => {
+                at[usize::from(*n)] = end;
+                *n += 1;
+            }
+            Ends::Inline { at, .. } => {
+                let mut v = Vec::with_capacity(2 * INLINE_ENDS);
+                v.extend_from_slice(at);
+                v.push(end);
+                *self = Ends::Heap(v);
+            }
+            Ends::Heap(v) => v.push(end),
+        }
+    }
+}
+
+impl Envelope {
+    /// An envelope from `from` ("" for the null sender), with room for
+    /// `room` more bytes of recipients' addresses.
+    pub fn new(from: &str, room: usize) -> Envelope {
+        let mut text = String::with_capacity(from.len() + room);
+        text.push_str(from);
+        let mut ends = Ends::default();
+        ends.push(text.len() as u32);
+        Envelope { text, ends }
+    }
+
+    /// An envelope of `from` and `rcpts`.
+    pub fn of<S: AsRef<str>>(from: &str, rcpts: &[S]) -> Envelope {
+        let room = rcpts.iter().map(|r| r.as_ref().len()).sum();
+        let mut e = Envelope::new(from, room);
+        for r in rcpts {
+            e.push_rcpt(r.as_ref());
+        }
+        e
+    }
+
+    /// Adds a recipient.
+    pub fn push_rcpt(&mut self, rcpt: &str) {
+        self.text.push_str(rcpt);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// The sender's address ("" for the null sender).
+    pub fn from(&self) -> &str {
+        let end = self.ends.as_slice().first().map_or(0, |&e| e as usize);
+        &self.text[..end]
+    }
+
+    /// How many recipients.
+    pub fn rcpt_count(&self) -> usize {
+        self.ends.as_slice().len().saturating_sub(1)
+    }
+
+    /// Recipient `k`'s address (`k < rcpt_count()`).
+    pub fn rcpt(&self, k: usize) -> &str {
+        let ends = self.ends.as_slice();
+        &self.text[ends[k] as usize..ends[k + 1] as usize]
+    }
+
+    /// Whether every address is ASCII.
+    pub fn is_ascii(&self) -> bool {
+        self.text.is_ascii()
+    }
+
+    /// The recipients' addresses, in order.
+    pub fn rcpts(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        let ends = self.ends.as_slice();
+        ends.windows(2).map(|w| &self.text[w[0] as usize..w[1] as usize])
+    }
+}
+
+impl Default for Envelope {
+    /// The null sender and no recipient.
+    fn default() -> Self {
+        Envelope::new("", 0)
+    }
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("from", &self.from())
+            .field("rcpts", &self.rcpts().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelope_keeps_its_addresses_in_order() {
+        let empty = Envelope::default();
+        assert_eq!((empty.from(), empty.rcpt_count()), ("", 0));
+        for n in [0, 1, 5, 6, 40] {
+            let rcpts: Vec<String> = (0..n)
+                .map(|i| format!("r{i}@x{}.example", "y".repeat(i)))
+                .collect();
+            for from in ["", "a@example.org"] {
+                let e = Envelope::of(from, &rcpts);
+                assert_eq!(e.from(), from);
+                assert_eq!(e.rcpt_count(), n);
+                assert_eq!(e.rcpts().len(), n);
+                assert!(e.rcpts().eq(rcpts.iter().map(String::as_str)));
+                for (k, r) in rcpts.iter().enumerate() {
+                    assert_eq!(e.rcpt(k), r);
+                }
+                // Empty addresses are kept too.
+                let mut e2 = e.clone();
+                e2.push_rcpt("");
+                assert_eq!((e2.rcpt_count(), e2.rcpt(n)), (n + 1, ""));
+                assert_eq!(e2.from(), from);
+            }
+        }
+    }
 
     #[test]
     fn recipient_count_is_bounded() {

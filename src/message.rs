@@ -19,6 +19,7 @@ use lettre::message::{Attachment, Body, Mailbox, Mailboxes, MultiPart, MultiPart
 use lettre::{Address, Message};
 
 use crate::buffer::buffer;
+use crate::envelope::Envelope as SendEnvelope;
 use crate::smtp::codec::Needs;
 use crate::status::{Error, Result, Status};
 
@@ -83,24 +84,25 @@ fn no_controls(value: &str, what: &str, allow_tab: bool) -> Result<()> {
 /// `local@domain`, optionally in `<>` (stripped), UTF-8 allowed (SMTPUTF8).
 /// `allow_empty` (the sender only): "" or "<>" is the null reverse-path of
 /// bounces, returned as "". `what` names the argument in the error detail.
-pub fn check_envelope_address(s: &str, what: &str, allow_empty: bool) -> Result<String> {
+/// Returns the address itself: `s` without its `<>`.
+pub fn check_envelope_address<'a>(s: &'a str, what: &str, allow_empty: bool) -> Result<&'a str> {
     let bare = s.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(s);
     if plain_ascii_address(bare.as_bytes()) {
         // What every check below would pass, found in one pass.
-        return Ok(bare.to_string());
+        return Ok(bare);
     }
     no_controls(s, what, false)?;
     let addr = s.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(s);
     if addr.is_empty() {
         if allow_empty {
-            return Ok(String::new());
+            return Ok("");
         }
         return Err(Error::invalid(format!(
             "{what} is empty: it needs an address user@domain"
         )));
     }
     check_addr_spec(addr, what)?;
-    Ok(addr.to_string())
+    Ok(addr)
 }
 
 fn check_addr_spec(addr: &str, what: &str) -> Result<()> {
@@ -819,19 +821,19 @@ impl MessageDraft {
     /// NUL, no bare CR or LF, no 8-bit byte, no line led by a dot), so the
     /// rendering with its markers, a few KB, is scanned instead. An empty
     /// attachment (no lines in place of its marker) is scanned in place.
-    fn render(&self, envelope: Option<(&str, &[String])>) -> Result<(Vec<u8>, Option<Needs>)> {
+    fn render(&self, envelope: Option<&SendEnvelope>) -> Result<(Vec<u8>, Option<Needs>)> {
         let (msg, holes) = self.build()?;
         let mut rendered = msg.formatted();
         drop(msg);
         if holes.is_empty() {
             // lettre's buffer grew by doubling: give the spare capacity back.
             rendered.shrink_to_fit();
-            let needs = envelope.map(|(from, rcpts)| Needs::of(from, rcpts, &rendered));
+            let needs = envelope.map(|e| Needs::of(e, &rendered));
             return Ok((rendered, needs));
         }
         let early = envelope
             .filter(|_| holes.iter().all(|h| !h.data.is_empty()))
-            .map(|(from, rcpts)| Needs::of(from, rcpts, &rendered));
+            .map(|e| Needs::of(e, &rendered));
         let size = holes.iter().fold(rendered.len(), |n, h| {
             n - h.marker.len() + base64_lines_len(h.data.len())
         });
@@ -852,10 +854,10 @@ impl MessageDraft {
         debug_assert_eq!(out.len(), size);
         let needs = match (early, envelope) {
             (Some(n), _) => Some(n),
-            (None, Some((from, rcpts))) => Some(Needs::of(from, rcpts, &out)),
+            (None, Some(e)) => Some(Needs::of(e, &out)),
             (None, None) => None,
         };
-        debug_assert!(envelope.is_none_or(|(from, rcpts)| needs == Some(Needs::of(from, rcpts, &out))));
+        debug_assert!(envelope.is_none_or(|e| needs == Some(Needs::of(e, &out))));
         Ok((out, needs))
     }
 
@@ -863,13 +865,15 @@ impl MessageDraft {
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
     pub fn to_envelope(&self) -> Result<Built> {
         let (from, rcpts) = self.check_complete()?;
-        let from = from.email.to_string();
-        let rcpts: Vec<String> = rcpts.iter().map(|a| a.to_string()).collect();
-        let (data, needs) = self.render(Some((&from, &rcpts)))?;
+        let room = rcpts.iter().map(|a| AsRef::<str>::as_ref(a).len()).sum();
+        let mut env = SendEnvelope::new(from.email.as_ref(), room);
+        for r in &rcpts {
+            env.push_rcpt(r.as_ref());
+        }
+        let (data, needs) = self.render(Some(&env))?;
         Ok(Built {
             needs: needs.expect("asked for"),
-            from,
-            rcpts,
+            env,
             data,
         })
     }
@@ -878,10 +882,8 @@ impl MessageDraft {
 /// A built message with its envelope, ready to be made a send job.
 #[derive(Clone, Debug)]
 pub struct Built {
-    /// The envelope sender.
-    pub from: String,
-    /// The envelope recipients.
-    pub rcpts: Vec<String>,
+    /// The envelope: sender and recipients.
+    pub env: SendEnvelope,
     /// The message's bytes.
     pub data: Vec<u8>,
     /// What the message needs from an SMTP server, found while building it.
@@ -952,7 +954,7 @@ mod tests {
                     if bare.is_empty() {
                         return Err(Error::invalid("x is empty: it needs an address user@domain"));
                     }
-                    check_addr_spec(bare, "x").map(|()| bare.to_string())
+                    check_addr_spec(bare, "x").map(|()| bare)
                 })
                 .map_err(|e| e.detail);
             assert_eq!(got, long_way, "{a:?}");
@@ -1089,9 +1091,9 @@ mod tests {
         m.add_bcc("Secret <hidden@example.net>").unwrap();
         m.add_bcc("bob@EXAMPLE.org").unwrap();
         let job = m.to_envelope().unwrap();
-        assert_eq!(job.from, "alice@example.com");
+        assert_eq!(job.env.from(), "alice@example.com");
         assert_eq!(
-            job.rcpts,
+            job.env.rcpts().collect::<Vec<_>>(),
             ["bob@example.org", "carol@example.net", "hidden@example.net"]
         );
         let t = text(&job.data);
@@ -1113,7 +1115,7 @@ mod tests {
         m.set_from("alice@example.com").unwrap();
         m.add_bcc("hidden@example.net").unwrap();
         let job = m.to_envelope().unwrap();
-        assert_eq!(job.rcpts, ["hidden@example.net"]);
+        assert_eq!(job.env.rcpts().collect::<Vec<_>>(), ["hidden@example.net"]);
         assert!(!text(&job.data).contains("hidden"));
     }
 
@@ -1137,7 +1139,7 @@ mod tests {
         // The comma is quoted or encoded, never a bare list separator.
         assert!(!h.contains("Doe, John <"), "{h}");
         assert!(h.contains("<john@example.org>"), "{h}");
-        assert_eq!(m.to_envelope().unwrap().from, "joerg@example.com");
+        assert_eq!(m.to_envelope().unwrap().env.from(), "joerg@example.com");
     }
 
     #[test]
@@ -1146,8 +1148,8 @@ mod tests {
         m.set_from("josé@exämple.com").unwrap();
         m.add_to("用户@例子.广告").unwrap();
         let job = m.to_envelope().unwrap();
-        assert_eq!(job.from, "josé@exämple.com");
-        assert_eq!(job.rcpts, ["用户@例子.广告"]);
+        assert_eq!(job.env.from(), "josé@exämple.com");
+        assert_eq!(job.env.rcpts().collect::<Vec<_>>(), ["用户@例子.广告"]);
     }
 
     #[test]
@@ -1498,11 +1500,7 @@ mod tests {
                 }
                 let job = m.to_envelope().unwrap();
                 assert!(!text(&job.data).contains("herald-base64-"), "case {k}");
-                assert_eq!(
-                    job.needs,
-                    Needs::of(&job.from, &job.rcpts, &job.data),
-                    "case {k}, {body:?}"
-                );
+                assert_eq!(job.needs, Needs::of(&job.env, &job.data), "case {k}, {body:?}");
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::engine::{Engine, FinalHook, Submit};
 use crate::options::Options;
 use crate::result::{field, Completion, OpId, ResultData, ResultItem};
-use crate::smtp::{BeforeSend, SendJob};
+use crate::smtp::{BeforeSend, Envelope, SendJob};
 use crate::spool::{self, Found, Spool, Spooled};
 use crate::status::{Error, Result, Status};
 
@@ -127,8 +127,8 @@ fn prepare(sp: &Spool, mut job: SendJob, id: Option<String>) -> Result<Prepared>
         key: 0,
         id,
         message_id,
-        from: job.from.clone(),
-        rcpts: job.rcpts.clone(),
+        from: job.env.from().to_string(),
+        rcpts: job.env.rcpts().map(str::to_string).collect(),
         data,
     };
     Ok(Prepared { job, had_id, m })
@@ -148,7 +148,7 @@ impl Prepared {
             SendJob { data, ..self.job }
         } else {
             // A header line was put first: what the bytes need is found again.
-            SendJob::new(self.job.from, self.job.rcpts, data)
+            SendJob::new(self.job.env, data)
         };
         (job, self.m)
     }
@@ -257,7 +257,7 @@ pub fn recover(
                 let state = if f.unknown { 2 } else { 1 };
                 let Found { mut msg, .. } = f;
                 let data = std::mem::take(&mut msg.data);
-                let job = SendJob::new(msg.from.clone(), msg.rcpts.clone(), data);
+                let job = SendJob::new(Envelope::of(&msg.from, &msg.rcpts), data);
                 let key = msg.key;
                 start(sp, engine, job, msg, key, state, submit())?;
                 sent += 1;

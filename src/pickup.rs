@@ -197,7 +197,10 @@ mod tests {
         )
         .unwrap();
         let data = b"From: a@example.com\r\nTo: b@example.com\r\n\r\n.hi\r\n".to_vec();
-        let job = SendJob::new("a@example.com".into(), vec!["b@example.com".into()], data.clone());
+        let job = SendJob::new(
+            crate::envelope::Envelope::of("a@example.com", &["b@example.com"]),
+            data.clone(),
+        );
         let op = client
             .submit(
                 job,

@@ -10,7 +10,7 @@ use super::message::herald_message;
 use super::{arg_bytes, arg_str, arg_str_iter, herald_status};
 use crate::envelope::check_rcpt_count;
 use crate::message::check_envelope_address;
-use crate::smtp::SendJob;
+use crate::smtp::{Envelope, SendJob};
 
 /// METHOD (SMTP and PICKUP clients). Sends a message built with
 /// `herald_message_*`. The envelope comes from From and To/Cc/Bcc; Bcc never
@@ -45,14 +45,7 @@ pub extern "C" fn herald_send_async(
         c,
         |_| {
             let e = handle::arg(m)?.to_envelope()?;
-            Ok(SendJob {
-                from: e.from,
-                rcpts: e.rcpts,
-                data: e.data,
-                needs: e.needs,
-                account_test: false,
-                before_send: None,
-            })
+            Ok(SendJob::from(e))
         },
         None,
         cb,
@@ -84,17 +77,17 @@ pub extern "C" fn herald_send_raw_async(
         |_| {
             let from = check_envelope_address(arg_str(mail_from, "mail_from")?, "mail_from", true)?;
             check_rcpt_count(n_rcpt)?;
-            let rcpts = arg_str_iter(rcpt_to, n_rcpt, "rcpt_to")?
-                .enumerate()
-                .map(|(i, r)| {
-                    let r = r?;
-                    // The name is only formatted for an error (this runs per recipient).
-                    check_envelope_address(r, "rcpt_to", false)
-                        .or_else(|_| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))
-                })
-                .collect::<crate::status::Result<Vec<String>>>()?;
+            // One buffer for every address (room for a few typical ones).
+            let mut env = Envelope::new(from, n_rcpt.min(8) * 32);
+            for (i, r) in arg_str_iter(rcpt_to, n_rcpt, "rcpt_to")?.enumerate() {
+                let r = r?;
+                // The name is only formatted for an error (this runs per recipient).
+                let r = check_envelope_address(r, "rcpt_to", false)
+                    .or_else(|_| check_envelope_address(r, &format!("rcpt_to[{i}]"), false))?;
+                env.push_rcpt(r);
+            }
             let data = arg_bytes(data, len, "data")?;
-            Ok(SendJob::copied(from, rcpts, data))
+            Ok(SendJob::copied(env, data))
         },
         None,
         cb,

@@ -84,14 +84,7 @@ pub extern "C" fn herald_send_spooled_async(
         let out = arg_out(op_out, "op_out")?;
         let id = arg_opt_str(spool_id, "spool_id")?.map(str::to_string);
         let e = handle::arg(m)?.to_envelope()?;
-        let job = SendJob {
-            from: e.from,
-            rcpts: e.rcpts,
-            data: e.data,
-            needs: e.needs,
-            before_send: None,
-            account_test: false,
-        };
+        let job = SendJob::from(e);
         let s = Submit {
             notify: notify(cb),
             on_change: None,
@@ -140,14 +133,7 @@ pub extern "C" fn herald_send_batch_async(
         let tokens = (!user_tokens.is_null()).then(|| slice(user_tokens, n));
         let mut items = ptrs.iter().enumerate().map(|(i, &m)| {
             let e = handle::arg(m)?.to_envelope()?;
-            let job = SendJob {
-                from: e.from,
-                rcpts: e.rcpts,
-                data: e.data,
-                needs: e.needs,
-                before_send: None,
-                account_test: false,
-            };
+            let job = SendJob::from(e);
             let s = Submit {
                 notify: notify(cb),
                 on_change: None,

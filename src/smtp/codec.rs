@@ -1,6 +1,8 @@
 //! DATA framing (RFC 5321 §4.5.2): dot-stuffing, CRLF line endings, the
 //! terminating ".\r\n"; and what a message needs from the server.
 
+use crate::envelope::Envelope;
+
 /// Encodes message bytes for DATA, chunk by chunk: a '.' at the start of a
 /// line is doubled, a bare LF becomes CRLF, and `finish` adds a final CRLF
 /// when the message lacks one, then the terminating ".\r\n".
@@ -81,19 +83,20 @@ pub struct Needs {
 }
 
 impl Needs {
-    pub fn of(from: &str, rcpts: &[String], data: &[u8]) -> Needs {
-        Needs::from_scan(from, rcpts, scan(data))
+    pub fn of(env: &Envelope, data: &[u8]) -> Needs {
+        Needs::from_scan(env, scan(data))
     }
 
     /// A copy of `data` and `Needs::of` it, in one pass over the bytes.
-    pub fn of_copied(from: &str, rcpts: &[String], data: &[u8]) -> (Needs, Vec<u8>) {
+    pub fn of_copied(env: &Envelope, data: &[u8]) -> (Needs, Vec<u8>) {
         let (copy, found) = copy_scanned(data);
-        (Needs::from_scan(from, rcpts, found), copy)
+        (Needs::from_scan(env, found), copy)
     }
 
-    fn from_scan(from: &str, rcpts: &[String], scan: Scan) -> Needs {
+    fn from_scan(env: &Envelope, scan: Scan) -> Needs {
         Needs {
-            smtputf8: !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()),
+            // One buffer holds every address of the envelope.
+            smtputf8: !env.is_ascii(),
             eight_bit: scan.high,
             binary: scan.binary,
             dot_lines: scan.dot_lines,
@@ -520,14 +523,14 @@ mod tests {
 
     #[test]
     fn needs_detection() {
-        let n = Needs::of("a@b", &["c@d".into()], b"plain\r\n");
+        let n = Needs::of(&Envelope::of("a@b", &["c@d"]), b"plain\r\n");
         assert_eq!(n, Needs::default());
-        assert!(Needs::of("a@b", &[], "caf\u{e9}\r\n".as_bytes()).eight_bit);
-        assert!(Needs::of("a@b", &[], b"a\nb").binary);
-        assert!(Needs::of("a@b", &[], b"a\rb").binary);
-        assert!(Needs::of("a@b", &[], b"a\0b").binary);
-        assert!(Needs::of("\u{e9}@b", &[], b"").smtputf8);
-        assert!(Needs::of("a@b", &["x@\u{e9}.fr".into()], b"").smtputf8);
+        assert!(Needs::of(&Envelope::new("a@b", 0), "caf\u{e9}\r\n".as_bytes()).eight_bit);
+        assert!(Needs::of(&Envelope::new("a@b", 0), b"a\nb").binary);
+        assert!(Needs::of(&Envelope::new("a@b", 0), b"a\rb").binary);
+        assert!(Needs::of(&Envelope::new("a@b", 0), b"a\0b").binary);
+        assert!(Needs::of(&Envelope::new("\u{e9}@b", 0), b"").smtputf8);
+        assert!(Needs::of(&Envelope::of("a@b", &["x@\u{e9}.fr"]), b"").smtputf8);
     }
 
     /// The byte-by-byte definition `has_binary` must agree with.
@@ -585,7 +588,7 @@ mod tests {
                 assert_eq!(copied, scan_slow(&d), "{d:?}");
                 assert_eq!(out, d, "copied whole");
             }
-            let n = Needs::of("a@b", &[], &d);
+            let n = Needs::of(&Envelope::new("a@b", 0), &d);
             // Verbatim exactly when the encoding is the bytes plus the terminator.
             let plain = [with_crlf(&d), b".\r\n".to_vec()].concat();
             if n.verbatim() {
@@ -608,7 +611,7 @@ mod tests {
         let (copy, found) = copy_scanned(&d);
         assert!(copy == d && found == scan_slow(&d));
         d[2 << 20] = b'\n';
-        let n = Needs::of_copied("a@b", &[], &d);
+        let n = Needs::of_copied(&Envelope::new("a@b", 0), &d);
         assert!(n.0.binary && n.1 == d);
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::engine::Job;
+pub use crate::envelope::Envelope;
 use crate::smtp::codec::Needs;
 use crate::status::Result;
 
@@ -25,8 +26,8 @@ pub trait BeforeSend: Send + Sync {
 /// A message to send: envelope and the exact bytes.
 #[derive(Clone)]
 pub struct SendJob {
-    pub from: String,
-    pub rcpts: Vec<String>,
+    /// The sender and recipients.
+    pub env: Envelope,
     pub data: Vec<u8>,
     /// What the message needs from an SMTP server, found once, at submit
     /// (it scans every byte): `SendJob::new` sets it.
@@ -40,8 +41,8 @@ pub struct SendJob {
 impl std::fmt::Debug for SendJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SendJob")
-            .field("from", &self.from)
-            .field("rcpts", &self.rcpts)
+            .field("from", &self.env.from())
+            .field("rcpts", &self.env.rcpts().collect::<Vec<_>>())
             .field("len", &self.data.len())
             .field("account_test", &self.account_test)
             .finish()
@@ -50,11 +51,10 @@ impl std::fmt::Debug for SendJob {
 
 impl SendJob {
     /// A job whose bytes are copied from `data`: copy and scan in one pass.
-    pub fn copied(from: String, rcpts: Vec<String>, data: &[u8]) -> SendJob {
-        let (needs, data) = Needs::of_copied(&from, &rcpts, data);
+    pub fn copied(env: Envelope, data: &[u8]) -> SendJob {
+        let (needs, data) = Needs::of_copied(&env, data);
         SendJob {
-            from,
-            rcpts,
+            env,
             data,
             needs,
             account_test: false,
@@ -66,17 +66,29 @@ impl SendJob {
     pub fn account_test() -> SendJob {
         SendJob {
             account_test: true,
-            ..SendJob::new(String::new(), Vec::new(), Vec::new())
+            ..SendJob::new(Envelope::default(), Vec::new())
         }
     }
 
-    pub fn new(from: String, rcpts: Vec<String>, data: Vec<u8>) -> SendJob {
-        let needs = Needs::of(&from, &rcpts, &data);
+    pub fn new(env: Envelope, data: Vec<u8>) -> SendJob {
+        let needs = Needs::of(&env, &data);
         SendJob {
-            from,
-            rcpts,
+            env,
             data,
             needs,
+            account_test: false,
+            before_send: None,
+        }
+    }
+}
+
+impl From<crate::message::Built> for SendJob {
+    /// The send job of a built message (`herald_send_async` and the like).
+    fn from(b: crate::message::Built) -> SendJob {
+        SendJob {
+            env: b.env,
+            data: b.data,
+            needs: b.needs,
             account_test: false,
             before_send: None,
         }

@@ -42,7 +42,7 @@ use crate::net::{self, ConnCtl};
 use crate::options::Options;
 use crate::status::{Error, Result, Status};
 
-pub use job::{BeforeSend, SendJob};
+pub use job::{BeforeSend, Envelope, SendJob};
 
 /// A send op a worker holds.
 type Ticket = crate::engine::Ticket<SendJob>;
@@ -160,7 +160,7 @@ struct Job {
 
 impl Job {
     fn new(t: Ticket) -> Job {
-        let n = t.job.rcpts.len();
+        let n = t.job.env.rcpt_count();
         Job {
             t,
             plan: None,
@@ -181,7 +181,7 @@ impl Job {
 
 impl Payload for Job {
     fn from(&self) -> &str {
-        &self.job().from
+        self.job().env.from()
     }
     fn params(&self) -> &str {
         self.plan.as_ref().map_or("", |p| p.params.as_str())
@@ -193,7 +193,7 @@ impl Payload for Job {
         self.rc.round_len()
     }
     fn rcpt(&self, k: usize) -> &str {
-        &self.job().rcpts[self.rc.round_at(k)]
+        self.job().env.rcpt(self.rc.round_at(k))
     }
     fn data(&self) -> &[u8] {
         &self.job().data
@@ -227,7 +227,7 @@ fn unknown_outcome(mut e: Error, job: &Job) -> Error {
         e.detail.push_str(&format!(
             " (it was accepted for {delivered} recipients in an earlier transaction)"
         ));
-        e = e.with_partial(job.rc.items(&job.job().rcpts));
+        e = e.with_partial(job.rc.items(&job.job().env));
     }
     e
 }
@@ -300,7 +300,7 @@ impl SmtpDriver {
     /// window it costs none at all), it sends the bytes unchanged with no
     /// dot-stuffing, and it is the only way to carry bare CR/LF or NUL.
     fn plan(ext: &Extensions, j: &SendJob) -> Result<Plan> {
-        if j.rcpts.is_empty() {
+        if j.env.rcpt_count() == 0 {
             return Err(Error::invalid("the message has no recipients"));
         }
         let needs = j.needs;
@@ -512,7 +512,7 @@ impl SmtpDriver {
             self.held.push_front(job);
             return;
         }
-        let outcome = job.rc.outcome(&job.job().rcpts, &replies);
+        let outcome = job.rc.outcome(&job.job().env, &replies);
         job.complete(outcome);
     }
 
@@ -555,7 +555,7 @@ impl SmtpDriver {
             if r.envelope_refused() && !stale {
                 // Known: nothing of it can have been accepted.
                 job.rc.settle(&mut r);
-                let outcome = job.rc.outcome(&job.job().rcpts, &r);
+                let outcome = job.rc.outcome(&job.job().env, &r);
                 job.complete(outcome);
                 continue;
             }
@@ -570,7 +570,7 @@ impl SmtpDriver {
                 job.t.attempts += 1;
                 retry.push(job);
             } else if job.rc.delivered() > 0 {
-                let e = e.with_partial(job.rc.items(&job.job().rcpts));
+                let e = e.with_partial(job.rc.items(&job.job().env));
                 job.complete(Err(e));
             } else {
                 job.complete(Err(e));
@@ -867,11 +867,7 @@ mod tests {
     }
 
     fn job(data: &[u8]) -> SendJob {
-        SendJob::new(
-            "a@example.org".into(),
-            vec!["b@example.org".into()],
-            data.to_vec(),
-        )
+        SendJob::new(Envelope::of("a@example.org", &["b@example.org"]), data.to_vec())
     }
 
     #[test]
@@ -942,14 +938,13 @@ mod tests {
         assert_eq!(e.status, Status::Unsupported);
         // A UTF-8 address without SMTPUTF8: UNSUPPORTED.
         let utf8 = SendJob::new(
-            "j\u{f6}rg@example.org".into(),
-            vec!["b@example.org".into()],
+            Envelope::of("j\u{f6}rg@example.org", &["b@example.org"]),
             b"x\r\n".to_vec(),
         );
         let e = SmtpDriver::plan(&ext, &utf8).unwrap_err();
         assert_eq!(e.status, Status::Unsupported);
         // No recipient: INVALID_ARGUMENT.
-        let none = SendJob::new("a@example.org".into(), Vec::new(), b"x\r\n".to_vec());
+        let none = SendJob::new(Envelope::new("a@example.org", 0), b"x\r\n".to_vec());
         assert_eq!(
             SmtpDriver::plan(&ext, &none).unwrap_err().status,
             Status::InvalidArgument

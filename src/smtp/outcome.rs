@@ -10,6 +10,7 @@
 
 use super::pipeline::Replies;
 use super::reply::Reply;
+use crate::envelope::Envelope;
 use crate::result::{field, ResultData, ResultItem, Success};
 use crate::status::{Error, Status};
 
@@ -129,10 +130,9 @@ impl Recipients {
     }
 
     /// One result item per recipient: the address and its final answer.
-    pub fn items(&self, addrs: &[String]) -> ResultData {
+    pub fn items(&self, env: &Envelope) -> ResultData {
         ResultData::new(
-            addrs
-                .iter()
+            env.rcpts()
                 .enumerate()
                 .map(|(i, a)| {
                     let r = self.answers.get(i).and_then(Option::as_ref);
@@ -151,7 +151,7 @@ impl Recipients {
 
     /// The op's outcome once no transaction is due; `last` is the last
     /// transaction's replies, as [`settle`](Self::settle) left them.
-    pub fn outcome(&self, addrs: &[String], last: &Replies) -> std::result::Result<Success, Error> {
+    pub fn outcome(&self, env: &Envelope, last: &Replies) -> std::result::Result<Success, Error> {
         let single = self.rounds <= 1;
         if single {
             // One transaction: report it as the server put it.
@@ -168,7 +168,7 @@ impl Recipients {
             }
         }
         let answer = |i: usize| self.answers.get(i).and_then(Option::as_ref);
-        let n = addrs.len();
+        let n = env.rcpt_count();
         let accepted = self.delivered();
         let deferred: Vec<usize> = (0..n)
             .filter(|&i| answer(i).is_none_or(|r| !(200..300).contains(&r.code) && r.code < 500))
@@ -177,14 +177,14 @@ impl Recipients {
             .filter(|&i| answer(i).is_some_and(|r| r.code >= 500))
             .collect();
         let show = |i: usize| match answer(i) {
-            Some(r) => format!("{} ({r})", addrs[i]),
-            None => format!("{} (no answer)", addrs[i]),
+            Some(r) => format!("{} ({r})", env.rcpt(i)),
+            None => format!("{} (no answer)", env.rcpt(i)),
         };
         if accepted == 0 {
             let list: Vec<String> = (0..n)
                 .map(|i| match answer(i) {
-                    Some(r) => format!("{}: {r}", addrs[i]),
-                    None => format!("{}: no answer", addrs[i]),
+                    Some(r) => format!("{}: {r}", env.rcpt(i)),
+                    None => format!("{}: no answer", env.rcpt(i)),
                 })
                 .collect();
             let first = answer(0).cloned().unwrap_or(Reply::new(0, ""));
@@ -194,7 +194,7 @@ impl Recipients {
                 e.status = Status::Transient;
             }
             e.detail = format!("every recipient was refused: {}", list.join("; "));
-            return Err(e.with_partial(self.items(addrs)));
+            return Err(e.with_partial(self.items(env)));
         }
         let mut detail = last
             .decisive()
@@ -217,10 +217,10 @@ impl Recipients {
         }
         if let Some(&i) = deferred.first() {
             let code = answer(i).map_or(0, |r| r.code as i32);
-            return Err(Error::with_code(Status::Transient, code, detail).with_partial(self.items(addrs)));
+            return Err(Error::with_code(Status::Transient, code, detail).with_partial(self.items(env)));
         }
         let code = last.decisive().map_or(250, |r| r.code as i32);
-        Ok(Success::new(code, detail).with_result(self.items(addrs)))
+        Ok(Success::new(code, detail).with_result(self.items(env)))
     }
 }
 
@@ -258,8 +258,9 @@ mod tests {
         }
     }
 
-    fn addrs(n: usize) -> Vec<String> {
-        (1..=n).map(|i| format!("r{i}@example.org")).collect()
+    fn addrs(n: usize) -> Envelope {
+        let rcpts: Vec<String> = (1..=n).map(|i| format!("r{i}@example.org")).collect();
+        Envelope::of("a@example.org", &rcpts)
     }
 
     #[test]
@@ -315,7 +316,7 @@ mod tests {
         let mut rc = Recipients::new(2);
         assert!(rc.settle(&mut bdat(250, &[250, 452], 250)));
         assert!(!rc.settle(&mut bdat(250, &[452], 503)));
-        let e = rc.outcome(&a[..2], &bdat(250, &[452], 503)).unwrap_err();
+        let e = rc.outcome(&addrs(2), &bdat(250, &[452], 503)).unwrap_err();
         assert_eq!((e.status, e.reply_code), (Status::Transient, 452));
     }
 
@@ -379,7 +380,7 @@ mod tests {
         };
         let mut rc = Recipients::new(1);
         rc.settle(&mut rep);
-        let e = rc.outcome(&a[..1], &rep).unwrap_err();
+        let e = rc.outcome(&addrs(1), &rep).unwrap_err();
         assert!(e.detail.starts_with("DATA refused"), "{}", e.detail);
     }
 }
