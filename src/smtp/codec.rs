@@ -210,7 +210,8 @@ fn blocks(_data: &[u8], _out: *mut u8) -> (Acc, usize) {
 
 macro_rules! simd_blocks {
     ($name:ident, $feature:literal, $vec:ty, $width:literal, $load:ident, $set1:ident, $cmpeq:ident,
-     $or:ident, $and:ident, $xor:ident, $min:ident, $zero:ident, $movemask:ident, $store:ident, $reg:ident) => {
+     $or:ident, $and:ident, $xor:ident, $zero:ident, $movemask:ident, $store:ident, $reg:ident,
+     $bytes:ident) => {
         /// # Safety
         /// The CPU must have the target feature; `out` is null or has room
         /// for `data.len()` bytes.
@@ -221,9 +222,9 @@ macro_rules! simd_blocks {
             let p = data.as_ptr();
             let (lf, cr, dot) = ($set1(b'\n' as i8), $set1(b'\r' as i8), $set1(b'.' as i8));
             let zero = $zero();
-            let (mut bad, mut dots, mut high) = (zero, zero, zero);
-            // The least byte seen: a NUL is there iff it is 0.
-            let mut low = $set1(-1);
+            let (mut bad, mut dots) = (zero, zero);
+            // What the bytes seen say of NULs and 8-bit bytes (`$bytes`).
+            let mut bytes = $bytes::new();
             let mut i = 1;
             // One block at `i`: tested, and copied when `$copy`.
             macro_rules! block {
@@ -247,9 +248,8 @@ macro_rules! simd_blocks {
                     }
                     let lone = $xor($cmpeq(cur, lf), $cmpeq(prev, cr));
                     bad = $or(bad, lone);
-                    low = $min(low, cur);
+                    bytes.add(cur);
                     dots = $or(dots, $and($cmpeq(cur, dot), $cmpeq(prev, lf)));
-                    high = $or(high, cur);
                     i += $width;
                 }};
             }
@@ -288,14 +288,92 @@ macro_rules! simd_blocks {
                     block!(true);
                 }
             }
+            // data[1..i] were the blocks.
+            let (nul, high) = bytes.finish(&data[1..i]);
             let acc = Acc {
-                bad: u8::from($movemask($or(bad, $cmpeq(low, zero))) != 0),
+                bad: u8::from($movemask(bad) != 0 || nul),
                 dot: u8::from($movemask(dots) != 0),
-                high: if $movemask(high) != 0 { 0x80 } else { 0 },
+                high: if high { 0x80 } else { 0 },
             };
             (acc, i)
         }
     };
+}
+
+/// NULs and 8-bit bytes over SSE2 blocks: the least byte (a NUL is there
+/// iff it is 0) and the OR of all (an 8-bit byte iff its top bit is set).
+#[cfg(target_arch = "x86_64")]
+struct BytesSse2 {
+    low: std::arch::x86_64::__m128i,
+    high: std::arch::x86_64::__m128i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BytesSse2 {
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn new() -> Self {
+        use std::arch::x86_64::*;
+        BytesSse2 {
+            low: _mm_set1_epi8(-1),
+            high: _mm_setzero_si128(),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn add(&mut self, cur: std::arch::x86_64::__m128i) {
+        use std::arch::x86_64::*;
+        self.low = _mm_min_epu8(self.low, cur);
+        self.high = _mm_or_si128(self.high, cur);
+    }
+
+    /// (a NUL, an 8-bit byte) in the blocks added.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn finish(self, _blocks: &[u8]) -> (bool, bool) {
+        use std::arch::x86_64::*;
+        (
+            _mm_movemask_epi8(_mm_cmpeq_epi8(self.low, _mm_setzero_si128())) != 0,
+            _mm_movemask_epi8(self.high) != 0,
+        )
+    }
+}
+
+/// NULs and 8-bit bytes over AVX2 blocks, one instruction a block: the
+/// least byte as a signed number is positive iff no byte is NUL or 8-bit,
+/// the common case (7bit text). Otherwise the blocks are scanned again
+/// for each, as `BytesSse2` does.
+#[cfg(target_arch = "x86_64")]
+struct BytesAvx2 {
+    low: std::arch::x86_64::__m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BytesAvx2 {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        BytesAvx2 {
+            low: std::arch::x86_64::_mm256_set1_epi8(i8::MAX),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn add(&mut self, cur: std::arch::x86_64::__m256i) {
+        self.low = std::arch::x86_64::_mm256_min_epi8(self.low, cur);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn finish(self, blocks: &[u8]) -> (bool, bool) {
+        use std::arch::x86_64::*;
+        if _mm256_movemask_epi8(_mm256_cmpgt_epi8(_mm256_set1_epi8(1), self.low)) == 0 {
+            return (false, false);
+        }
+        (memchr::memchr(0, blocks).is_some(), !blocks.is_ascii())
+    }
 }
 
 simd_blocks!(
@@ -309,11 +387,11 @@ simd_blocks!(
     _mm_or_si128,
     _mm_and_si128,
     _mm_xor_si128,
-    _mm_min_epu8,
     _mm_setzero_si128,
     _mm_movemask_epi8,
     _mm_storeu_si128,
-    xmm_reg
+    xmm_reg,
+    BytesSse2
 );
 simd_blocks!(
     blocks_avx2,
@@ -326,11 +404,11 @@ simd_blocks!(
     _mm256_or_si256,
     _mm256_and_si256,
     _mm256_xor_si256,
-    _mm256_min_epu8,
     _mm256_setzero_si256,
     _mm256_movemask_epi8,
     _mm256_storeu_si256,
-    ymm_reg
+    ymm_reg,
+    BytesAvx2
 );
 
 /// Does `data` hold a NUL, a bare CR or a bare LF?
