@@ -42,7 +42,7 @@ impl<J: Job> Shared<J> {
         let Some(e) = st.ops.get_mut(&op) else { return };
         e.timeout_note = note;
         if let Some(old) = e.deadline.replace(at) {
-            st.deadlines.remove(&(old, op));
+            st.drop_deadline((old, op));
         }
         let first = st.deadlines.first().is_none_or(|&(t, _)| at < t);
         st.deadlines.insert((at, op));

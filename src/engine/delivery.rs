@@ -211,7 +211,7 @@ impl<J: Job> Shared<J> {
         for &op in ops {
             if let Some(mut e) = st.ops.remove(&op) {
                 if let Some(at) = e.deadline {
-                    st.deadlines.remove(&(at, op));
+                    st.drop_deadline((at, op));
                 }
                 after.extend(e.after.take());
             }

@@ -170,6 +170,17 @@ struct State<J> {
 }
 
 impl<J> State<J> {
+    /// Takes the deadline `d` out (see [`optable::Deadlines`]): the ring is
+    /// compacted once stale entries make it long.
+    fn drop_deadline(&mut self, d: (Instant, OpId)) {
+        self.deadlines.remove(&d);
+        if self.deadlines.needs_compact(self.ops.len()) {
+            let ops = &self.ops;
+            self.deadlines
+                .compact(|&(at, op)| ops.get(&op).is_some_and(|e| e.deadline == Some(at)));
+        }
+    }
+
     /// Is a flushable op up to `last` still undelivered?
     fn flush_pending(&self, last: OpId) -> bool {
         self.ops

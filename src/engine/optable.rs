@@ -114,6 +114,11 @@ impl<E> OpTable<E> {
         self.live == 0 && self.old.is_empty()
     }
 
+    /// How many ops.
+    pub(super) fn len(&self) -> usize {
+        self.live + self.old.len()
+    }
+
     /// Every op, by increasing id.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&OpId, &E)> {
         self.old
@@ -140,9 +145,17 @@ impl<E> OpTable<E> {
 
 /// The deadlines of running ops, earliest first: a sorted ring. Ops are
 /// taken one after another with the same timeout, so a new deadline nearly
-/// always goes at the back and a delivered op's is near the front: both an
-/// index found by binary search and a short shift, where a search tree
-/// allocated and freed nodes as they filled and emptied.
+/// always goes at the back, found by a binary search otherwise (a grace
+/// period), where a search tree allocated and freed nodes as they filled
+/// and emptied.
+///
+/// A deadline is taken out only from an end of the ring: one in the middle
+/// (an op delivered before an older one) stays as a stale entry, which the
+/// watchdog skips (its op is gone, or has another deadline), so delivering
+/// an op costs two comparisons, not a search and a shift. The holder drops
+/// the stale entries (`compact`) once the ring is longer than twice its
+/// ops plus `SLACK` (`needs_compact`), which bounds the ring by the op
+/// table and costs each removal a few lookups, spread out.
 #[derive(Default)]
 pub(super) struct Deadlines {
     q: VecDeque<(Instant, OpId)>,
@@ -157,16 +170,26 @@ impl Deadlines {
         }
     }
 
-    pub(super) fn remove(&mut self, d: &(Instant, OpId)) -> bool {
-        match self.q.binary_search(d) {
-            Ok(k) => {
-                self.q.remove(k);
-                true
-            }
-            Err(_) => false,
+    /// Takes `d` out if it is at an end; elsewhere it stays, stale.
+    pub(super) fn remove(&mut self, d: &(Instant, OpId)) {
+        if self.q.front() == Some(d) {
+            self.q.pop_front();
+        } else if self.q.back() == Some(d) {
+            self.q.pop_back();
         }
     }
 
+    /// Is the ring, with `ops` ops in the table, long enough to compact?
+    pub(super) fn needs_compact(&self, ops: usize) -> bool {
+        self.q.len() > 2 * ops + SLACK
+    }
+
+    /// Keeps the entries `live` says are current.
+    pub(super) fn compact(&mut self, live: impl FnMut(&(Instant, OpId)) -> bool) {
+        self.q.retain(live);
+    }
+
+    /// The earliest entry, which may be stale.
     pub(super) fn first(&self) -> Option<&(Instant, OpId)> {
         self.q.front()
     }
@@ -246,8 +269,11 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Deadlines::default();
         let mut set = std::collections::BTreeSet::new();
+        // The ops the holder has besides those with deadlines (queued ones).
+        let others = 40;
         let mut x = 99u64;
-        for op in 0..5000u64 {
+        let mut most = 0;
+        for op in 0..20_000u64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -256,16 +282,40 @@ mod tests {
             let at = t0 + Duration::from_millis(if x.is_multiple_of(10) { x % 500 } else { op });
             d.insert((at, op));
             set.insert((at, op));
-            if x.is_multiple_of(3) {
-                let victim = *set.iter().nth((x % set.len() as u64) as usize).unwrap();
-                assert!(d.remove(&victim) && set.remove(&victim));
-                assert!(!d.remove(&victim));
+            if !x.is_multiple_of(4) {
+                // Mostly the oldest few, sometimes any.
+                let k = if x.is_multiple_of(5) {
+                    x % set.len() as u64
+                } else {
+                    x % 4
+                };
+                let victim = *set.iter().nth(k as usize % set.len()).unwrap();
+                set.remove(&victim);
+                d.remove(&victim);
+                if d.needs_compact(set.len() + others) {
+                    d.compact(|e| set.contains(e));
+                }
             }
             if x.is_multiple_of(7) {
-                assert_eq!(d.pop_first(), set.pop_first());
+                // The watchdog's way: stale entries are skipped.
+                let mut got = None;
+                while let Some(e) = d.pop_first() {
+                    if set.contains(&e) {
+                        got = Some(e);
+                        break;
+                    }
+                }
+                assert_eq!(got, set.pop_first());
             }
-            assert_eq!(d.first(), set.first());
+            // The live entries, in order, are the set; the ring stays bounded.
+            if op % 500 == 0 {
+                let live: Vec<_> = d.q.iter().filter(|e| set.contains(e)).copied().collect();
+                assert!(live.iter().eq(set.iter()));
+            }
+            assert!(d.q.len() <= 2 * (set.len() + others) + SLACK + 1);
+            assert!(d.first().is_none_or(|f| set.first().is_none_or(|s| f <= s)));
+            most = most.max(d.q.len());
         }
-        assert!(d.q.iter().eq(set.iter()));
+        assert!(most > SLACK, "stale entries were kept and compacted: {most}");
     }
 }
