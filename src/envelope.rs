@@ -26,15 +26,20 @@ pub fn check_rcpt_count(n: usize) -> Result<()> {
 /// before its ends go to the heap.
 const INLINE_ENDS: usize = 6;
 
+/// Bytes of addresses one envelope keeps inline (a sender and a recipient
+/// of about 30 bytes each) before they go to the heap.
+const INLINE_TEXT: usize = 62;
+
 /// A message's envelope: its sender and recipients, their addresses back
 /// to back in one buffer. A send's envelope is made on the calling thread
 /// and freed on a worker, where every small allocation goes through the
-/// allocator's shared bins; one buffer for a send to a few recipients is
-/// one such allocation, not one per address plus the list.
+/// allocator's shared bins: a sender and a recipient of up to
+/// `INLINE_TEXT` bytes together take no allocation, and more take one,
+/// not one per address plus the list.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// The sender's address, then each recipient's.
-    text: String,
+    text: Text,
     /// Where the sender's address ends in `text`, then each recipient's.
     ends: Ends,
 }
@@ -44,6 +49,60 @@ enum Ends {
     Inline { n: u8, at: [u32; INLINE_ENDS] },
     Heap(Vec<u32>),
 }
+
+/// A string kept inline up to `INLINE_TEXT` bytes.
+#[derive(Clone)]
+enum Text {
+    Inline { len: u8, buf: [u8; INLINE_TEXT] },
+    Heap(String),
+}
+
+impl Text {
+    fn with_capacity(n: usize) -> Text {
+        if n <= INLINE_TEXT {
+            Text::Inline {
+                len: 0,
+                buf: [0; INLINE_TEXT],
+            }
+        } else {
+            Text::Heap(String::with_capacity(n))
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // SAFETY: buf[..len] is whole strs pushed one after another
+            // (`push_str`), which is UTF-8.
+            Text::Inline { len, buf } => unsafe { std::str::from_utf8_unchecked(&buf[..usize::from(*len)]) },
+            Text::Heap(s) => s,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        match self {
+            Text::Inline { len, buf } if usize::from(*len) + s.len() <= INLINE_TEXT => {
+                let at = usize::from(*len);
+                buf[at..at + s.len()].copy_from_slice(s.as_bytes());
+                *len += s.len() as u8;
+            }
+            Text::Inline { .. } => {
+                let mut h = String::with_capacity((self.as_str().len() + s.len()).max(2 * INLINE_TEXT));
+                h.push_str(self.as_str());
+                h.push_str(s);
+                *self = Text::Heap(h);
+            }
+            Text::Heap(h) => h.push_str(s),
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
 
 impl Default for Ends {
     fn default() -> Self {
@@ -83,10 +142,10 @@ impl Envelope {
     /// An envelope from `from` ("" for the null sender), with room for
     /// `room` more bytes of recipients' addresses.
     pub fn new(from: &str, room: usize) -> Envelope {
-        let mut text = String::with_capacity(from.len() + room);
+        let mut text = Text::with_capacity(from.len() + room);
         text.push_str(from);
         let mut ends = Ends::default();
-        ends.push(text.len() as u32);
+        ends.push(from.len() as u32);
         Envelope { text, ends }
     }
 
@@ -103,13 +162,13 @@ impl Envelope {
     /// Adds a recipient.
     pub fn push_rcpt(&mut self, rcpt: &str) {
         self.text.push_str(rcpt);
-        self.ends.push(self.text.len() as u32);
+        self.ends.push(self.text.as_str().len() as u32);
     }
 
     /// The sender's address ("" for the null sender).
     pub fn from(&self) -> &str {
         let end = self.ends.as_slice().first().map_or(0, |&e| e as usize);
-        &self.text[..end]
+        &self.text.as_str()[..end]
     }
 
     /// How many recipients.
@@ -120,18 +179,21 @@ impl Envelope {
     /// Recipient `k`'s address (`k < rcpt_count()`).
     pub fn rcpt(&self, k: usize) -> &str {
         let ends = self.ends.as_slice();
-        &self.text[ends[k] as usize..ends[k + 1] as usize]
+        &self.text.as_str()[ends[k] as usize..ends[k + 1] as usize]
     }
 
     /// Whether every address is ASCII.
     pub fn is_ascii(&self) -> bool {
-        self.text.is_ascii()
+        self.text.as_str().is_ascii()
     }
 
     /// The recipients' addresses, in order.
     pub fn rcpts(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
-        let ends = self.ends.as_slice();
-        ends.windows(2).map(|w| &self.text[w[0] as usize..w[1] as usize])
+        let text = self.text.as_str();
+        self.ends
+            .as_slice()
+            .windows(2)
+            .map(move |w| &text[w[0] as usize..w[1] as usize])
     }
 }
 
@@ -163,8 +225,14 @@ mod tests {
             let rcpts: Vec<String> = (0..n)
                 .map(|i| format!("r{i}@x{}.example", "y".repeat(i)))
                 .collect();
-            for from in ["", "a@example.org"] {
+            let long = format!("{}@example.org", "l".repeat(70));
+            for from in ["", "a@example.org", &long] {
                 let e = Envelope::of(from, &rcpts);
+                let mut by_one = Envelope::new(from, 0);
+                for r in &rcpts {
+                    by_one.push_rcpt(r);
+                }
+                assert_eq!(by_one, e);
                 assert_eq!(e.from(), from);
                 assert_eq!(e.rcpt_count(), n);
                 assert_eq!(e.rcpts().len(), n);
