@@ -480,6 +480,43 @@ fn cancels_inside_a_window_leave_the_others_exact() {
     );
 }
 
+/// Messages a connection took for its window but has not sent yet are not
+/// on the wire: cancelling one completes it CANCELLED and leaves the
+/// connection alone. Postfix without CHUNKING, pausing a second before
+/// each message's final reply: the first message's content is sent and
+/// awaits its 250, the second's envelope waits behind it for its 354, and
+/// the others wait, taken, for room in the window. Cancelling one of those
+/// once shut the connection down, so the first message ended "may or may
+/// not have been accepted".
+#[test]
+fn cancelling_a_message_waiting_for_the_window_leaves_the_others() {
+    let pf = Postfix::start_with(
+        "smtpd_discard_ehlo_keywords = chunking\nsmtpd_end_of_data_restrictions = sleep 1\n",
+    );
+    let c = client(pf.port, 1);
+    let msgs: Vec<Vec<u8>> = (0..4)
+        .map(|i| raw_message(&format!("waiting {i}"), 1000))
+        .collect();
+    let ops: Vec<u64> = msgs
+        .iter()
+        .map(|m| c.send_raw(FROM, &["rcpt@example.org"], m).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(c.cancel(ops[3]), HERALD_STATUS_OK);
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &ops);
+    for r in &records {
+        if r.op == ops[3] {
+            assert!(r.cancelled, "{r:?}");
+        } else {
+            assert!(r.ok(), "{r:?}");
+        }
+    }
+    let sent: Vec<&[u8]> = msgs[..3].iter().map(Vec::as_slice).collect();
+    assert_delivered_exactly(&pf, "rcpt@example.org", &sent);
+}
+
 /// Protocol lines logged at TRACE, per client (the user pointer is its log).
 /// The protocol lines after EHLO's reply: ("C" or "S", text).
 fn exchange(log: &Log) -> Vec<(String, String)> {

@@ -328,9 +328,16 @@ impl<J: Job> Shared<J> {
     }
 
     fn set_cancel_mode(&self, op: OpId, new_mode: CancelMode) {
-        if let Some(OpState::Running { mode, .. }) = self.state.lock().ops.get_mut(&op).map(|e| &mut e.state)
-        {
-            *mode = new_mode;
+        self.set_cancel_modes(&mut std::iter::once(op), new_mode);
+    }
+
+    /// `set_cancel_mode` of several ops, under one lock.
+    fn set_cancel_modes(&self, ops: &mut dyn Iterator<Item = OpId>, new_mode: CancelMode) {
+        let mut st = self.state.lock();
+        for op in ops {
+            if let Some(OpState::Running { mode, .. }) = st.ops.get_mut(&op).map(|e| &mut e.state) {
+                *mode = new_mode;
+            }
         }
     }
 

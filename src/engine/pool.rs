@@ -326,6 +326,14 @@ impl<J: Job> Ticket<J> {
         self.shared.set_cancel_mode(self.id, mode);
     }
 
+    /// `set_cancel_mode` of every ticket in `all` (one client's), under one lock.
+    pub fn set_cancel_modes(all: &mut dyn Iterator<Item = &Ticket<J>>, mode: CancelMode) {
+        let mut all = all.peekable();
+        if let Some(&first) = all.peek() {
+            first.shared.set_cancel_modes(&mut all.map(|t| t.id), mode);
+        }
+    }
+
     pub fn progress(&self, done: u64, total: u64) {
         self.shared.progress(self.id, done, total);
     }

@@ -458,6 +458,10 @@ impl SmtpDriver {
                 batch.extend(self.ready(job));
             }
             let batch: VecDeque<Job> = batch.into_iter().filter_map(Self::marked).collect();
+            // Not on the wire while they wait: a cancel completes one at
+            // once and the window drops it (`fill`), leaving the connection
+            // and the transactions in flight on it alone.
+            Ticket::set_cancel_modes(&mut batch.iter().map(|j| &j.t), CancelMode::Defer);
             if !batch.is_empty() || !took {
                 return batch;
             }
@@ -494,11 +498,14 @@ impl SmtpDriver {
             // Cancelling the only transaction in flight shuts the socket
             // down (no wait outlives the cancel); with others in flight it
             // completes the op at once and the connection carries on, so
-            // one cancel does not leave the others' outcomes unknown.
-            if let Some(j) = window.oldest() {
-                j.t.set_cancel_mode(CancelMode::Defer);
-                job.t.set_cancel_mode(CancelMode::Defer);
-            } else {
+            // one cancel does not leave the others' outcomes unknown. The
+            // job is Defer already (`take_ready`); so is the oldest unless
+            // it was alone.
+            if window.in_flight() == 1 {
+                if let Some(j) = window.oldest() {
+                    j.t.set_cancel_mode(CancelMode::Defer);
+                }
+            } else if window.in_flight() == 0 {
                 job.t.set_cancel_mode(CancelMode::Abort);
             }
             let s = self.session.as_mut().expect("a session");
