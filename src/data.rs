@@ -75,16 +75,19 @@ pub mod field {
 
 /// One item of a result: a message, a mailbox, a UID, a recipient.
 ///
-/// Its fields live in two buffers, however many there are: `fields` says
-/// where each is, and every text field is in `text`, each followed by its
-/// NUL, so that the C string `herald_result_str` returns points into
-/// `text` itself (no `CString` per field). A replaced text field leaves its
-/// old bytes in `text` (items are built once, then only read).
+/// Its fields live in one buffer, however many there are (an item is made
+/// on a worker and freed on the delivery thread, where every allocation
+/// goes through the allocator's shared bins): a record per field, a text
+/// field followed by its NUL, so that the C string `herald_result_str`
+/// returns points into the buffer itself (no `CString` per field). A
+/// replaced field's old record stays, marked dead (items are built once,
+/// then only read).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResultItem {
     pub uid: u64,
-    fields: Vec<(u32, Slot)>,
-    text: String,
+    /// Records: field (u32 LE), kind (`INT`, `STR`, or either `| DEAD`),
+    /// then an int's u64 LE, or a text's length (u32 LE), bytes and NUL.
+    fields: Vec<u8>,
     pub bytes: Option<Vec<u8>>,
     /// The parsed message (HERALD_FETCH_PARSED, POP3 parsed retrieve).
     pub parsed: Option<Arc<Parsed>>,
@@ -92,20 +95,24 @@ pub struct ResultItem {
     pub parts: Vec<BodyPart>,
 }
 
-/// Where a field's value is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
-    Int(u64),
-    /// `text[start..start + len]`, followed by a NUL.
-    Str {
-        start: u32,
-        len: u32,
-    },
-}
+/// A record's kinds.
+const INT: u8 = 0;
+const STR: u8 = 1;
+const DEAD: u8 = 2;
+/// A record's field and kind.
+const HEAD: usize = 5;
+/// An int record's size.
+const INT_RECORD: usize = HEAD + 8;
+/// A text record's size without its bytes.
+const STR_RECORD: usize = HEAD + 4 + 1;
 
 /// Text for a C string: interior NULs (which C can't carry) become U+FFFD.
 pub fn c_string(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).expect("no NUL left"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("four bytes"))
 }
 
 impl ResultItem {
@@ -117,40 +124,60 @@ impl ResultItem {
     }
 
     /// An item with room for `fields` fields and `text` bytes of text
-    /// fields (their NULs included), so that filling it allocates twice.
+    /// fields (their NULs included), so that filling it allocates once.
     pub fn with_capacity(uid: u64, fields: usize, text: usize) -> Self {
         ResultItem {
             uid,
-            fields: Vec::with_capacity(fields),
-            text: String::with_capacity(text),
+            fields: Vec::with_capacity(fields * INT_RECORD.max(STR_RECORD - 1) + text),
             ..Default::default()
         }
     }
 
-    /// Sets `field`'s text or number (a field may have one of each).
-    fn set(&mut self, field: u32, slot: Slot) {
-        let same = |s: &Slot| {
-            matches!(
-                (s, slot),
-                (Slot::Int(_), Slot::Int(_)) | (Slot::Str { .. }, Slot::Str { .. })
-            )
-        };
-        match self.fields.iter_mut().find(|(f, s)| *f == field && same(s)) {
-            Some(s) => s.1 = slot,
-            None => self.fields.push((field, slot)),
-        }
+    /// The live records: (field, kind, where the record starts).
+    fn records(&self) -> impl Iterator<Item = (u32, u8, usize)> + '_ {
+        let b = &self.fields;
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            while at < b.len() {
+                let (field, kind, start) = (u32_at(b, at), b[at + 4], at);
+                at += if kind & !DEAD == INT {
+                    INT_RECORD
+                } else {
+                    STR_RECORD + u32_at(b, at + HEAD) as usize
+                };
+                if kind & DEAD == 0 {
+                    return Some((field, kind, start));
+                }
+            }
+            None
+        })
+    }
+
+    /// The live record of `field` of this kind, if any.
+    fn find(&self, field: u32, kind: u8) -> Option<usize> {
+        self.records()
+            .find(|&(f, k, _)| f == field && k == kind)
+            .map(|(_, _, at)| at)
     }
 
     pub fn set_str(&mut self, field: u32, value: &str) {
-        let start = self.text.len() as u32;
-        if value.as_bytes().contains(&0) {
-            self.text.push_str(&value.replace('\0', "\u{FFFD}"));
-        } else {
-            self.text.push_str(value);
+        if let Some(at) = self.find(field, STR) {
+            self.fields[at + 4] |= DEAD;
         }
-        let len = self.text.len() as u32 - start;
-        self.text.push('\0');
-        self.set(field, Slot::Str { start, len });
+        let b = &mut self.fields;
+        b.reserve(STR_RECORD + value.len());
+        b.extend_from_slice(&field.to_le_bytes());
+        b.push(STR);
+        let len_at = b.len();
+        b.extend_from_slice(&[0; 4]);
+        if value.as_bytes().contains(&0) {
+            b.extend_from_slice(value.replace('\0', "\u{FFFD}").as_bytes());
+        } else {
+            b.extend_from_slice(value.as_bytes());
+        }
+        let len = (b.len() - len_at - 4) as u32;
+        b[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        b.push(0);
     }
 
     pub fn with_str(mut self, field: u32, value: &str) -> Self {
@@ -159,7 +186,14 @@ impl ResultItem {
     }
 
     pub fn set_int(&mut self, field: u32, value: u64) {
-        self.set(field, Slot::Int(value));
+        match self.find(field, INT) {
+            Some(at) => self.fields[at + HEAD..at + INT_RECORD].copy_from_slice(&value.to_le_bytes()),
+            None => {
+                self.fields.extend_from_slice(&field.to_le_bytes());
+                self.fields.push(INT);
+                self.fields.extend_from_slice(&value.to_le_bytes());
+            }
+        }
     }
 
     pub fn with_int(mut self, field: u32, value: u64) -> Self {
@@ -174,20 +208,19 @@ impl ResultItem {
 
     /// A text field as the C string it is stored as.
     pub fn str_field(&self, field: u32) -> Option<&CStr> {
-        self.fields.iter().find_map(|&(f, slot)| match slot {
-            Slot::Str { start, len } if f == field => {
-                let bytes = &self.text.as_bytes()[start as usize..=(start + len) as usize];
-                Some(CStr::from_bytes_with_nul(bytes).expect("a stored text field ends at its NUL"))
-            }
-            _ => None,
-        })
+        let at = self.find(field, STR)?;
+        let len = u32_at(&self.fields, at + HEAD) as usize;
+        let bytes = &self.fields[at + HEAD + 4..=at + HEAD + 4 + len];
+        Some(CStr::from_bytes_with_nul(bytes).expect("a stored text field ends at its NUL"))
     }
 
     pub fn int_field(&self, field: u32) -> Option<u64> {
-        self.fields.iter().find_map(|&(f, slot)| match slot {
-            Slot::Int(v) if f == field => Some(v),
-            _ => None,
-        })
+        let at = self.find(field, INT)?;
+        Some(u64::from_le_bytes(
+            self.fields[at + HEAD..at + INT_RECORD]
+                .try_into()
+                .expect("eight bytes"),
+        ))
     }
 }
 
@@ -241,5 +274,18 @@ mod tests {
         assert_eq!(it.str_field(1).unwrap().to_str().unwrap(), "alice@example.org");
         assert_eq!((it.int_field(1), it.int_field(10)), (Some(5), Some(550)));
         assert_eq!(c_string("x\0y").to_str().unwrap(), "x\u{FFFD}y");
+        // Many fields, each replaced a few times, both kinds: the last wins.
+        let mut it = ResultItem::new(0);
+        for round in 0..3u64 {
+            for f in 0..40u32 {
+                it.set_str(f, &format!("{f}/{round}"));
+                it.set_int(f, u64::from(f) * 100 + round);
+            }
+        }
+        for f in 0..40u32 {
+            assert_eq!(it.str_field(f).unwrap().to_str().unwrap(), format!("{f}/2"));
+            assert_eq!(it.int_field(f), Some(u64::from(f) * 100 + 2));
+        }
+        assert_eq!((it.str_field(40), it.int_field(40)), (None, None));
     }
 }

@@ -170,6 +170,17 @@ impl Recipients {
         let answer = |i: usize| self.answers.get(i).and_then(Option::as_ref);
         let n = env.rcpt_count();
         let accepted = self.delivered();
+        if single && accepted == n {
+            // The common case, every recipient accepted at once: the detail
+            // is the final reply, and no recipient needs naming.
+            let decisive = last.decisive();
+            let detail = decisive
+                .filter(|r| r.is_positive())
+                .map(reply_line)
+                .unwrap_or_default();
+            let code = decisive.map_or(250, |r| r.code as i32);
+            return Ok(Success::new(code, detail).with_result(self.items(env)));
+        }
         let deferred: Vec<usize> = (0..n)
             .filter(|&i| answer(i).is_none_or(|r| !(200..300).contains(&r.code) && r.code < 500))
             .collect();
