@@ -149,23 +149,29 @@ impl Recipients {
         )
     }
 
+    /// One transaction's refusal of the message as a whole (MAIL, DATA or
+    /// its content), reported as the server put it.
+    fn refused_whole(&self, last: &Replies) -> Option<Error> {
+        if let Some(m) = last.mail.as_ref().filter(|m| !m.is_positive()) {
+            return Some(m.error("MAIL FROM refused"));
+        }
+        if self.last_accepted > 0 {
+            match (&last.data, &last.last) {
+                (Some(d), _) if d.code != 354 => return Some(d.error("DATA refused")),
+                (_, Some(f)) if !f.is_positive() => return Some(f.error("the message was refused")),
+                (_, None) => return Some(Error::protocol("no final reply")),
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// The op's outcome once no transaction is due; `last` is the last
     /// transaction's replies, as [`settle`](Self::settle) left them.
     pub fn outcome(&self, env: &Envelope, last: &Replies) -> std::result::Result<Success, Error> {
         let single = self.rounds <= 1;
-        if single {
-            // One transaction: report it as the server put it.
-            if let Some(m) = last.mail.as_ref().filter(|m| !m.is_positive()) {
-                return Err(m.error("MAIL FROM refused"));
-            }
-            if self.last_accepted > 0 {
-                match (&last.data, &last.last) {
-                    (Some(d), _) if d.code != 354 => return Err(d.error("DATA refused")),
-                    (_, Some(f)) if !f.is_positive() => return Err(f.error("the message was refused")),
-                    (_, None) => return Err(Error::protocol("no final reply")),
-                    _ => {}
-                }
-            }
+        if let Some(e) = single.then(|| self.refused_whole(last)).flatten() {
+            return Err(e);
         }
         let answer = |i: usize| self.answers.get(i).and_then(Option::as_ref);
         let n = env.rcpt_count();
