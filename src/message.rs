@@ -890,6 +890,19 @@ pub struct Built {
     pub needs: Needs,
 }
 
+impl From<Built> for crate::smtp::SendJob {
+    /// The send job of a built message (`herald_send_async` and the like).
+    fn from(b: Built) -> crate::smtp::SendJob {
+        crate::smtp::SendJob {
+            env: b.env,
+            data: b.data,
+            needs: b.needs,
+            account_test: false,
+            before_send: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,19 +82,6 @@ impl SendJob {
     }
 }
 
-impl From<crate::message::Built> for SendJob {
-    /// The send job of a built message (`herald_send_async` and the like).
-    fn from(b: crate::message::Built) -> SendJob {
-        SendJob {
-            env: b.env,
-            data: b.data,
-            needs: b.needs,
-            account_test: false,
-            before_send: None,
-        }
-    }
-}
-
 impl Job for SendJob {
     fn name(&self) -> &'static str {
         if self.account_test {
