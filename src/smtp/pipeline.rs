@@ -257,6 +257,8 @@ pub struct Window<P> {
     probed: bool,
     probe_confirmed: bool,
     flights: VecDeque<Flight<P>>,
+    /// The content bytes of `flights`, together.
+    flight_bytes: usize,
     expect: VecDeque<(u64, Want)>,
     next_seq: u64,
     out: Vec<u8>,
@@ -288,6 +290,7 @@ impl<P: Payload> Window<P> {
             probed: false,
             probe_confirmed: false,
             flights: VecDeque::new(),
+            flight_bytes: 0,
             expect: VecDeque::new(),
             next_seq: 0,
             out: Vec::with_capacity(4096),
@@ -331,7 +334,15 @@ impl<P: Payload> Window<P> {
         if self.flights.is_empty() {
             return true;
         }
-        if self.flights.iter().any(|f| f.stage != Stage::Written) {
+        // Only the newest can be unwritten: a transaction is pushed only
+        // when every other one is written, and a stage never goes back.
+        debug_assert!(self
+            .flights
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|f| f.stage == Stage::Written));
+        if self.flights.back().is_some_and(|f| f.stage != Stage::Written) {
             return false;
         }
         match self.mode {
@@ -340,7 +351,7 @@ impl<P: Payload> Window<P> {
             Mode::Stream => {
                 self.flights.len() < self.max_transactions
                     && self.expect.len() < MAX_REPLIES
-                    && self.flights.iter().map(|f| f.p.data().len()).sum::<usize>() < MAX_BYTES_IN_FLIGHT
+                    && self.flight_bytes < MAX_BYTES_IN_FLIGHT
             }
         }
     }
@@ -396,6 +407,7 @@ impl<P: Payload> Window<P> {
             Body::Bdat => Stage::Envelope,
         };
         s.trace_out(&self.out[start..]);
+        self.flight_bytes += p.data().len();
         self.flights.push_back(Flight {
             seq,
             p,
@@ -602,8 +614,15 @@ impl<P: Payload> Window<P> {
         }
     }
 
-    fn abandon(&mut self, i: usize) -> std::result::Result<(), Failure> {
+    /// Takes flight `i` out of the window.
+    fn take_flight(&mut self, i: usize) -> Flight<P> {
         let f = self.flights.remove(i).expect("in flight");
+        self.flight_bytes -= f.p.data().len();
+        f
+    }
+
+    fn abandon(&mut self, i: usize) -> std::result::Result<(), Failure> {
+        let f = self.take_flight(i);
         self.expect.retain(|(s, _)| *s != f.seq);
         self.done.push_back(Finished {
             payload: f.p,
@@ -614,7 +633,7 @@ impl<P: Payload> Window<P> {
     }
 
     fn finish(&mut self, i: usize) {
-        let f = self.flights.remove(i).expect("in flight");
+        let f = self.take_flight(i);
         debug_assert!(!self.expect.iter().any(|(s, _)| *s == f.seq));
         if !f.r.delivered() {
             match self.flights.get_mut(i) {
@@ -661,7 +680,7 @@ impl<P: Payload> Window<P> {
                 if f.r.envelope_refused() || !f.p.live() {
                     // Nothing to deliver: no content, and a BDAT with no
                     // chunk cannot be sent; the server needs an RSET.
-                    let f = self.flights.pop_front().expect("in flight");
+                    let f = self.take_flight(0);
                     s.need_rset = true;
                     self.done.push_back(Finished {
                         payload: f.p,
@@ -832,7 +851,10 @@ impl<P: Payload> Window<P> {
             during_probe,
             behind_an_end,
             finished: self.done.drain(..).collect(),
-            in_flight: self.flights.drain(..).map(|f| (f.p, f.r)).collect(),
+            in_flight: {
+                self.flight_bytes = 0;
+                self.flights.drain(..).map(|f| (f.p, f.r)).collect()
+            },
         }
     }
 }
