@@ -167,6 +167,12 @@ impl Client {
         (ops, None)
     }
 
+    /// Whether a message's content may still be made while it is sent
+    /// (an SMTP client without a spool: nothing keeps the whole bytes first).
+    pub fn sends_while_building(&self) -> bool {
+        self.spool.is_none() && self.inner.options().protocol == Protocol::Smtp
+    }
+
     /// Recovers what a previous client left in the spool (see [`outbox::recover`]).
     pub fn recover(
         &self,

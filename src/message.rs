@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lettre::address::Envelope;
@@ -18,7 +19,7 @@ use lettre::message::header::{self, ContentTransferEncoding, ContentType, Header
 use lettre::message::{Attachment, Body, Mailbox, Mailboxes, MultiPart, MultiPartBuilder, SinglePart};
 use lettre::{Address, Message};
 
-use crate::buffer::buffer;
+use crate::buffer::{buffer, Filler, Growing};
 use crate::envelope::Envelope as SendEnvelope;
 use crate::smtp::codec::Needs;
 use crate::status::{Error, Result, Status};
@@ -33,7 +34,8 @@ const MAX_ADDRESS: usize = 254;
 struct AttachedFile {
     filename: String,
     content_type: ContentType,
-    data: Vec<u8>,
+    /// Shared with a send still encoding it after the draft is freed.
+    data: Arc<Vec<u8>>,
 }
 
 /// A message being composed: what a `herald_message` holds.
@@ -378,14 +380,14 @@ fn is_clean_text(data: &[u8]) -> bool {
 
 /// Where `to_bytes` puts an attachment's base64 lines: the rendered
 /// message holds `marker` in their place until then.
-struct Base64Hole<'a> {
+struct Base64Hole {
     marker: String,
-    data: &'a [u8],
+    data: Arc<Vec<u8>>,
 }
 
-fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> SinglePart {
+fn attachment_part(a: &AttachedFile, holes: &mut Vec<Base64Hole>) -> SinglePart {
     let body = if is_clean_text(&a.data) {
-        Body::new(a.data.clone())
+        Body::new(a.data.to_vec())
     } else {
         // Encoded straight into the message's buffer by `to_bytes`, not
         // into a copy of its own: a large attachment is held once as bytes
@@ -394,7 +396,7 @@ fn attachment_part<'a>(a: &'a AttachedFile, holes: &mut Vec<Base64Hole<'a>>) -> 
         let body = Body::dangerous_pre_encoded(marker.clone().into_bytes(), ContentTransferEncoding::Base64);
         holes.push(Base64Hole {
             marker,
-            data: &a.data,
+            data: a.data.clone(),
         });
         body
     };
@@ -531,11 +533,21 @@ fn put(out: &mut [MaybeUninit<u8>], at: usize, bytes: &[u8]) {
 /// Appends `data`'s base64 lines to `out`, written straight into its spare
 /// capacity (not zeroed first: for tens of MB that was a pass of its own).
 fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
-    use base64::Engine as _;
     let len = base64_lines_len(data.len());
     out.reserve(len);
     let start = out.len();
-    let spare = &mut out.spare_capacity_mut()[..len];
+    write_base64_lines(data, &mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `write_base64_lines` wrote every one of the `len` bytes after
+    // `start`, within the reserved capacity.
+    unsafe { out.set_len(start + len) };
+}
+
+/// Writes `data`'s base64 lines into `spare`, exactly
+/// `base64_lines_len(data.len())` bytes long, every byte of it.
+fn write_base64_lines(data: &[u8], spare: &mut [MaybeUninit<u8>]) {
+    use base64::Engine as _;
+    let len = base64_lines_len(data.len());
+    assert_eq!(spare.len(), len, "room for the lines");
     let mut at = 0;
     for (k, chunk) in data.chunks(BASE64_LINE_BYTES).enumerate() {
         if k > 0 {
@@ -554,12 +566,10 @@ fn push_base64_lines(data: &[u8], out: &mut Vec<u8>) {
             at += n;
         }
     }
-    // Every byte is written: the lines fill the length they were sized for.
+    // Every byte is written (each write goes through `put` or an AVX2
+    // store of its count, and `at` counts them contiguously from 0): the
+    // lines fill the length they were sized for.
     assert_eq!(at, len, "base64 lines of the computed length");
-    // SAFETY: the `len` bytes after `start` were all written just above
-    // (each write goes through `put` or an AVX2 store of its count, and
-    // `at` counts them contiguously from 0), within the reserved capacity.
-    unsafe { out.set_len(start + len) };
 }
 
 /// 64 unpredictable bits, unique within the process: time, a counter and
@@ -683,7 +693,7 @@ impl MessageDraft {
         self.attachments.push(AttachedFile {
             filename,
             content_type,
-            data,
+            data: Arc::new(data),
         });
         Ok(())
     }
@@ -701,7 +711,7 @@ impl MessageDraft {
         self.attachments.push(AttachedFile {
             filename: filename.to_string(),
             content_type,
-            data: copy,
+            data: Arc::new(copy),
         });
         Ok(())
     }
@@ -738,7 +748,7 @@ impl MessageDraft {
 
     /// The message as lettre renders it, with a marker in place of each
     /// base64 attachment's lines (see `to_bytes`).
-    fn build(&self) -> Result<(Message, Vec<Base64Hole<'_>>)> {
+    fn build(&self) -> Result<(Message, Vec<Base64Hole>)> {
         let (from, rcpts) = self.check_complete()?;
         let envelope = Envelope::new(Some(from.email.clone()), rcpts.into_iter().cloned().collect())
             .map_err(|e| Error::invalid(format!("cannot build the envelope: {e}")))?;
@@ -823,59 +833,225 @@ impl MessageDraft {
     /// attachment (no lines in place of its marker) is scanned in place.
     fn render(&self, envelope: Option<&SendEnvelope>) -> Result<(Vec<u8>, Option<Needs>)> {
         let (msg, holes) = self.build()?;
-        let mut rendered = msg.formatted();
+        let rendered = msg.formatted();
         drop(msg);
-        if holes.is_empty() {
-            // lettre's buffer grew by doubling: give the spare capacity back.
-            rendered.shrink_to_fit();
-            let needs = envelope.map(|e| Needs::of(e, &rendered));
-            return Ok((rendered, needs));
-        }
-        let early = envelope
-            .filter(|_| holes.iter().all(|h| !h.data.is_empty()))
-            .map(|e| Needs::of(e, &rendered));
-        let size = holes.iter().fold(rendered.len(), |n, h| {
-            n - h.marker.len() + base64_lines_len(h.data.len())
-        });
-        let mut out = buffer(size);
-        let mut at = 0;
-        for h in &holes {
-            let found = memchr::memmem::find(&rendered[at..], h.marker.as_bytes()).ok_or_else(|| {
-                Error::new(
-                    Status::Panic,
-                    "internal error: an attachment's place in the message was lost",
-                )
-            })?;
-            out.extend_from_slice(&rendered[at..at + found]);
-            push_base64_lines(h.data, &mut out);
-            at += found + h.marker.len();
-        }
-        out.extend_from_slice(&rendered[at..]);
-        debug_assert_eq!(out.len(), size);
-        let needs = match (early, envelope) {
-            (Some(n), _) => Some(n),
-            (None, Some(e)) => Some(Needs::of(e, &out)),
-            (None, None) => None,
-        };
-        debug_assert!(envelope.is_none_or(|e| needs == Some(Needs::of(e, &out))));
-        Ok((out, needs))
+        render_parts(rendered, holes, envelope)
     }
 
     /// The envelope and bytes to send: from = From's address, rcpts = To,
     /// Cc and Bcc addresses (each once, in order), data = [`Self::to_bytes`].
     pub fn to_envelope(&self) -> Result<Built> {
+        self.envelope_and(false)
+    }
+
+    /// [`Self::to_envelope`], where a message with at least
+    /// `GROWING_MIN` bytes of base64 attachments is encoded on a thread of
+    /// its own while it is sent: the bytes come as a [`Growing`] buffer.
+    pub fn to_envelope_growing(&self) -> Result<Built> {
+        self.envelope_and(true)
+    }
+
+    fn envelope_and(&self, grow: bool) -> Result<Built> {
         let (from, rcpts) = self.check_complete()?;
         let room = rcpts.iter().map(|a| AsRef::<str>::as_ref(a).len()).sum();
         let mut env = SendEnvelope::new(from.email.as_ref(), room);
         for r in &rcpts {
             env.push_rcpt(r.as_ref());
         }
-        let (data, needs) = self.render(Some(&env))?;
+        let (msg, holes) = self.build()?;
+        let rendered = msg.formatted();
+        drop(msg);
+        let base64: usize = holes.iter().map(|h| base64_lines_len(h.data.len())).sum();
+        if grow && base64 >= GROWING_MIN {
+            let layout = Layout::new(rendered, holes)?;
+            if !layout.can_grow() {
+                let data = layout.to_vec();
+                let needs = Needs::of(&env, &data);
+                return Ok(Built {
+                    env,
+                    data,
+                    growing: None,
+                    needs,
+                });
+            }
+            let needs = layout.needs(&env);
+            return Ok(Built {
+                env,
+                data: Vec::new(),
+                growing: Some(layout.grow()),
+                needs,
+            });
+        }
+        let (data, needs) = render_parts(rendered, holes, Some(&env))?;
         Ok(Built {
             needs: needs.expect("asked for"),
             env,
             data,
+            growing: None,
         })
+    }
+}
+
+/// `MessageDraft::render` of lettre's rendering and its base64 holes.
+fn render_parts(
+    mut rendered: Vec<u8>,
+    holes: Vec<Base64Hole>,
+    envelope: Option<&SendEnvelope>,
+) -> Result<(Vec<u8>, Option<Needs>)> {
+    if holes.is_empty() {
+        // lettre's buffer grew by doubling: give the spare capacity back.
+        rendered.shrink_to_fit();
+        let needs = envelope.map(|e| Needs::of(e, &rendered));
+        return Ok((rendered, needs));
+    }
+    let layout = Layout::new(rendered, holes)?;
+    let early = envelope
+        .filter(|_| layout.no_empty_hole())
+        .map(|e| layout.needs(e));
+    let out = layout.to_vec();
+    let needs = match (early, envelope) {
+        (Some(n), _) => Some(n),
+        (None, Some(e)) => Some(Needs::of(e, &out)),
+        (None, None) => None,
+    };
+    debug_assert!(envelope.is_none_or(|e| needs == Some(Needs::of(e, &out))));
+    Ok((out, needs))
+}
+
+/// The least base64 a message's attachments make for it to be encoded
+/// while it is sent (`to_envelope_growing`): below it a thread costs more
+/// than the encoding.
+const GROWING_MIN: usize = 4 << 20;
+
+/// A built message's layout: lettre's rendering with a marker in each
+/// base64 attachment's place, and those attachments, found in it.
+struct Layout {
+    rendered: Vec<u8>,
+    /// Each base64 attachment: where its marker is in `rendered`, the
+    /// marker's length, its bytes.
+    holes: Vec<(usize, usize, Arc<Vec<u8>>)>,
+    /// The message's length.
+    size: usize,
+}
+
+/// Where `Layout::fill` writes.
+trait Out {
+    fn text(&mut self, bytes: &[u8]);
+    fn lines(&mut self, data: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn text(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn lines(&mut self, data: &[u8]) {
+        push_base64_lines(data, self);
+    }
+}
+
+/// Base64 input bytes encoded before readers are let have them: 4,096
+/// lines, 312 KB of output.
+const GROW_CHUNK: usize = BASE64_LINE_BYTES * 4096;
+
+impl Out for Filler {
+    fn text(&mut self, bytes: &[u8]) {
+        self.put(bytes);
+    }
+    fn lines(&mut self, data: &[u8]) {
+        // In whole lines: the lines of each chunk, CRLF between chunks, are
+        // the lines of the whole.
+        for (k, chunk) in data.chunks(GROW_CHUNK).enumerate() {
+            if k > 0 {
+                self.put(b"\r\n");
+            }
+            let n = base64_lines_len(chunk.len());
+            write_base64_lines(chunk, self.room(n));
+            // SAFETY: `write_base64_lines` wrote all `n` bytes of the room.
+            unsafe { self.commit(n) };
+            self.publish();
+        }
+    }
+}
+
+impl Layout {
+    fn new(rendered: Vec<u8>, holes: Vec<Base64Hole>) -> Result<Layout> {
+        let mut at = 0;
+        let mut size = rendered.len();
+        let mut found = Vec::with_capacity(holes.len());
+        for h in holes {
+            let k = memchr::memmem::find(&rendered[at..], h.marker.as_bytes()).ok_or_else(|| {
+                Error::new(
+                    Status::Panic,
+                    "internal error: an attachment's place in the message was lost",
+                )
+            })?;
+            size = size - h.marker.len() + base64_lines_len(h.data.len());
+            found.push((at + k, h.marker.len(), h.data));
+            at += k + h.marker.len();
+        }
+        Ok(Layout {
+            rendered,
+            holes: found,
+            size,
+        })
+    }
+
+    fn no_empty_hole(&self) -> bool {
+        self.holes.iter().all(|(_, _, d)| !d.is_empty())
+    }
+
+    /// What the bytes need, found from the rendering (see `render`).
+    fn needs(&self, env: &SendEnvelope) -> Needs {
+        debug_assert!(self.no_empty_hole());
+        Needs::of(env, &self.rendered)
+    }
+
+    /// Large enough to encode while sending, with its last 2 bytes in the
+    /// rendering after the last attachment.
+    fn can_grow(&self) -> bool {
+        let base64 = self.size - (self.rendered.len() - self.holes.iter().map(|h| h.1).sum::<usize>());
+        let tail_from = self.holes.last().map_or(0, |&(at, m, _)| at + m);
+        base64 >= GROWING_MIN && self.no_empty_hole() && self.rendered.len() - tail_from >= 2
+    }
+
+    fn fill(&self, out: &mut impl Out) {
+        let mut at = 0;
+        for (k, m, data) in &self.holes {
+            out.text(&self.rendered[at..*k]);
+            out.lines(data);
+            at = k + m;
+        }
+        out.text(&self.rendered[at..]);
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut out = buffer(self.size);
+        self.fill(&mut out);
+        debug_assert_eq!(out.len(), self.size);
+        out
+    }
+
+    /// The message's bytes, encoded on a thread of their own (or here,
+    /// should no thread start) while readers take what is done.
+    fn grow(self) -> Arc<Growing> {
+        let tail = &self.rendered[self.rendered.len() - 2..];
+        let g = Arc::new(Growing::new(self.size, tail));
+        let (g2, layout) = (g.clone(), Arc::new(self));
+        let l2 = layout.clone();
+        let spawned = std::thread::Builder::new()
+            .name("herald-encode".into())
+            .spawn(move || {
+                let mut f = g2.filler();
+                f.populate();
+                l2.fill(&mut f);
+                f.finish();
+            });
+        if spawned.is_err() {
+            let mut f = g.filler();
+            layout.fill(&mut f);
+            f.finish();
+        }
+        g
     }
 }
 
@@ -884,8 +1060,10 @@ impl MessageDraft {
 pub struct Built {
     /// The envelope: sender and recipients.
     pub env: SendEnvelope,
-    /// The message's bytes.
+    /// The message's bytes (empty while `growing` makes them).
     pub data: Vec<u8>,
+    /// The message's bytes while they are encoded (`to_envelope_growing`).
+    pub growing: Option<Arc<Growing>>,
     /// What the message needs from an SMTP server, found while building it.
     pub needs: Needs,
 }
@@ -896,6 +1074,7 @@ impl From<Built> for crate::smtp::SendJob {
         crate::smtp::SendJob {
             env: b.env,
             data: b.data,
+            growing: b.growing,
             needs: b.needs,
             account_test: false,
             before_send: None,
@@ -1153,6 +1332,56 @@ mod tests {
         assert!(!h.contains("Doe, John <"), "{h}");
         assert!(h.contains("<john@example.org>"), "{h}");
         assert_eq!(m.to_envelope().unwrap().env.from(), "joerg@example.com");
+    }
+
+    /// Base64 attachments of 4 MiB and more are encoded on a thread of
+    /// their own (`to_envelope_growing`): the bytes are those `to_vec`
+    /// makes of the same layout, and what the message needs is the same
+    /// as a scan of them finds. Smaller ones are built at once.
+    #[test]
+    fn large_attachments_are_encoded_while_being_read() {
+        let big: Vec<u8> = (0..(3u32 << 20) + 12_345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut m = MessageDraft::default();
+        m.set_from("a@example.org").unwrap();
+        m.add_to("b@example.org").unwrap();
+        m.set_text("see the attachments").unwrap();
+        m.attach_bytes("small.bin", None, &big[..1000]).unwrap();
+        m.attach_bytes("big.bin", None, &big).unwrap();
+        let b = m.to_envelope_growing().unwrap();
+        let g = b.growing.clone().expect("encoded while read");
+        assert!(b.data.is_empty());
+        // Read while it is filled, in growing prefixes.
+        let mut to = 0;
+        while to < g.len() {
+            to = (to + 1_000_003).min(g.len());
+            assert_eq!(g.upto(to).unwrap().len(), to);
+        }
+        let bytes = g.all().unwrap().to_vec();
+        assert_eq!(b.needs, Needs::of(&b.env, &bytes));
+        assert_eq!(g.tail(), &bytes[bytes.len() - 2..]);
+        let parsed = mail_parser::MessageParser::default().parse(&bytes[..]).unwrap();
+        let atts: Vec<&[u8]> = parsed.attachments().map(|a| a.contents()).collect();
+        assert_eq!(atts, [&big[..1000], &big[..]]);
+        // The same layout built at once: the same bytes.
+        let (msg, holes) = m.build().unwrap();
+        let layout = Layout::new(msg.formatted(), holes).unwrap();
+        assert!(layout.can_grow());
+        let at_once = layout.to_vec();
+        let grown = layout.grow();
+        assert_eq!(grown.all().unwrap(), &at_once[..]);
+        // The draft can go before the encoding ends: it shares its bytes.
+        drop(m);
+        assert_eq!(b.growing.unwrap().all().unwrap(), &bytes[..]);
+        // Below 4 MiB of base64: built at once.
+        let mut m = MessageDraft::default();
+        m.set_from("a@example.org").unwrap();
+        m.add_to("b@example.org").unwrap();
+        m.attach_bytes("small.bin", None, &big[..100_000]).unwrap();
+        let b = m.to_envelope_growing().unwrap();
+        assert!(b.growing.is_none() && !b.data.is_empty());
+        assert_eq!(b.needs, Needs::of(&b.env, &b.data));
     }
 
     #[test]

@@ -119,6 +119,8 @@ fn prepare(sp: &Spool, mut job: SendJob, id: Option<String>) -> Result<Prepared>
         }
         None => sp.new_id(),
     };
+    // The spool keeps whole bytes.
+    job.settle_content()?;
     let data = std::mem::take(&mut job.data);
     let had_id = spool::message_id_of(&data).is_some();
     let unique = format!("{id}.{}", sp.new_id());

@@ -42,8 +42,8 @@ impl PickupDriver {
             return Err(Error::invalid("a PICKUP client needs PICKUP_DIR"));
         };
         let job = &ticket.job;
-        let path = write_eml(dir, &job.data)?;
-        let len = job.data.len() as u64;
+        let path = write_eml(dir, job.content()?)?;
+        let len = job.len() as u64;
         ticket.progress(len, len);
         let path = path.to_string_lossy();
         let item = ResultItem::new(0)

@@ -346,6 +346,45 @@ fn free_with_thousands_pending_completes_them_all() {
     );
 }
 
+/// A message with attachments of more than 4 MiB of base64 is encoded on
+/// a thread of its own while it is sent (here by DATA; by BDAT to Postfix
+/// in smtp_field): the draft is freed at once, and what arrives has every
+/// attachment byte for byte.
+#[test]
+fn a_large_attachment_is_sent_while_it_is_encoded() {
+    require_servers();
+    let sink = SmtpSink::start(&[]);
+    let c = TestClient::smtp_plain(sink.port, &[]);
+    let (big, small) = (noise(6 << 20, 7), noise(300_001, 9));
+    let ops: Vec<u64> = (0..2)
+        .map(|i| {
+            let m = Message::new()
+                .from("sender@example.org")
+                .to("rcpt@example.org")
+                .subject(&format!("large {i}"))
+                .text("see the attachments")
+                .attach("big.bin", &big)
+                .attach("small.bin", &small);
+            c.send_message(m.0).unwrap()
+        })
+        .collect();
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &ops);
+    assert!(records.iter().all(|r| r.ok()), "{records:?}");
+    let dumps = sink.wait_for_dumps(2, LONG);
+    assert_eq!(dumps.len(), 2);
+    for d in &dumps {
+        let got = attachments_of(&d.body);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0] == ("big.bin".to_string(), big.clone()),
+            "the 6 MB attachment, byte for byte"
+        );
+        assert!(got[1] == ("small.bin".to_string(), small.clone()));
+    }
+}
+
 #[test]
 fn never_more_than_max_connections() {
     require_servers();

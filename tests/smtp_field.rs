@@ -517,6 +517,35 @@ fn cancelling_a_message_waiting_for_the_window_leaves_the_others() {
     assert_delivered_exactly(&pf, "rcpt@example.org", &sent);
 }
 
+/// The BDAT side of `smtp::a_large_attachment_is_sent_while_it_is_encoded`:
+/// the chunk's size is announced before its bytes exist, and Postfix
+/// delivers the attachments byte for byte.
+#[test]
+fn a_large_attachment_goes_by_bdat_while_it_is_encoded() {
+    let pf = Postfix::start();
+    let c = client(pf.port, 1);
+    let big = noise(5 << 20, 11);
+    let m = Message::new()
+        .from(FROM)
+        .to("rcpt@example.org")
+        .subject("large")
+        .text("see the attachment")
+        .attach("big.bin", &big);
+    let op = c.send_message(m.0).unwrap();
+    drop(m);
+    assert_eq!(c.flush(LONG), HERALD_STATUS_OK);
+    let records = c.records();
+    assert_exactly_once(&records, &[op]);
+    assert!(records[0].ok(), "{:?}", records[0]);
+    let got = pf.settled_deliveries(LONG);
+    assert_eq!(got.len(), 1);
+    let att = attachments_of(&got[0].body);
+    assert!(
+        att == [("big.bin".to_string(), big)],
+        "the 5 MB attachment, byte for byte"
+    );
+}
+
 /// Protocol lines logged at TRACE, per client (the user pointer is its log).
 /// The protocol lines after EHLO's reply: ("C" or "S", text).
 fn exchange(log: &Log) -> Vec<(String, String)> {

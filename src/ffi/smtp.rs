@@ -43,8 +43,15 @@ pub extern "C" fn herald_send_async(
 ) -> herald_status {
     submit(
         c,
-        |_| {
-            let e = handle::arg(m)?.to_envelope()?;
+        |client| {
+            let m = handle::arg(m)?;
+            // A large message's attachments are encoded while it is sent,
+            // unless its bytes must all be kept first (spool, pickup).
+            let e = if client.sends_while_building() {
+                m.to_envelope_growing()?
+            } else {
+                m.to_envelope()?
+            };
             Ok(SendJob::from(e))
         },
         None,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::buffer::Growing;
 use crate::engine::Job;
 pub use crate::envelope::Envelope;
 use crate::smtp::codec::Needs;
@@ -29,6 +30,10 @@ pub struct SendJob {
     /// The sender and recipients.
     pub env: Envelope,
     pub data: Vec<u8>,
+    /// The content while it is being made (a large built message, its
+    /// attachments encoded on another thread while it is sent): `data` is
+    /// then empty. See [`SendJob::len`] and [`SendJob::content_upto`].
+    pub growing: Option<Arc<Growing>>,
     /// What the message needs from an SMTP server, found once, at submit
     /// (it scans every byte): `SendJob::new` sets it.
     pub needs: Needs,
@@ -43,7 +48,7 @@ impl std::fmt::Debug for SendJob {
         f.debug_struct("SendJob")
             .field("from", &self.env.from())
             .field("rcpts", &self.env.rcpts().collect::<Vec<_>>())
-            .field("len", &self.data.len())
+            .field("len", &self.len())
             .field("account_test", &self.account_test)
             .finish()
     }
@@ -56,6 +61,7 @@ impl SendJob {
         SendJob {
             env,
             data,
+            growing: None,
             needs,
             account_test: false,
             before_send: None,
@@ -75,11 +81,69 @@ impl SendJob {
         SendJob {
             env,
             data,
+            growing: None,
             needs,
             account_test: false,
             before_send: None,
         }
     }
+}
+
+impl SendJob {
+    /// The content's length.
+    pub fn len(&self) -> usize {
+        self.growing.as_ref().map_or(self.data.len(), |g| g.len())
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The content's first `to` bytes, waiting for them while it is made.
+    pub fn content_upto(&self, to: usize) -> Result<&[u8]> {
+        match &self.growing {
+            Some(g) => g.upto(to).map_err(|_| unfilled()),
+            None => Ok(&self.data[..to]),
+        }
+    }
+
+    /// The content, waiting for all of it while it is made.
+    pub fn content(&self) -> Result<&[u8]> {
+        self.content_upto(self.len())
+    }
+
+    /// The content made so far (all of it unless it is being made).
+    pub fn content_so_far(&self) -> &[u8] {
+        match &self.growing {
+            Some(g) => g.filled(),
+            None => &self.data,
+        }
+    }
+
+    /// The content's last bytes (at most 2), known while it is made.
+    pub fn content_tail(&self) -> &[u8] {
+        match &self.growing {
+            Some(g) => g.tail(),
+            None => &self.data[self.data.len().saturating_sub(2)..],
+        }
+    }
+
+    /// Makes the content bytes of its own (`data`), waiting for a growing
+    /// one: for what keeps or writes the whole message (spool, pickup).
+    pub fn settle_content(&mut self) -> Result<()> {
+        if let Some(g) = self.growing.take() {
+            self.data = g.all().map_err(|_| unfilled())?.to_vec();
+        }
+        Ok(())
+    }
+}
+
+fn unfilled() -> crate::status::Error {
+    crate::status::Error::new(
+        crate::status::Status::Panic,
+        "internal error: the message's attachments could not be encoded",
+    )
 }
 
 impl Job for SendJob {

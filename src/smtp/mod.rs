@@ -232,7 +232,16 @@ impl Payload for Job {
         self.job().env.rcpt(self.rc.round_at(k))
     }
     fn data(&self) -> &[u8] {
-        &self.job().data
+        self.job().content_so_far()
+    }
+    fn len(&self) -> usize {
+        self.job().len()
+    }
+    fn wait_data(&self, to: usize) -> Result<()> {
+        self.job().content_upto(to).map(|_| ())
+    }
+    fn tail(&self) -> &[u8] {
+        self.job().content_tail()
     }
     fn verbatim(&self) -> bool {
         self.job().needs.verbatim()
@@ -341,12 +350,12 @@ impl SmtpDriver {
         }
         let needs = j.needs;
         if let Some(max) = ext.size {
-            if max > 0 && j.data.len() as u64 > max {
+            if max > 0 && j.len() as u64 > max {
                 return Err(Error::new(
                     Status::Limit,
                     format!(
                         "the message is {} bytes; the server accepts at most {max} (SIZE)",
-                        j.data.len()
+                        j.len()
                     ),
                 ));
             }
@@ -368,7 +377,7 @@ impl SmtpDriver {
         if ext.size.is_some() {
             // Into the one buffer, with room for what may follow.
             params.reserve(48);
-            let _ = std::fmt::Write::write_fmt(&mut params, format_args!(" SIZE={}", j.data.len()));
+            let _ = std::fmt::Write::write_fmt(&mut params, format_args!(" SIZE={}", j.len()));
         }
         if bdat && needs.binary && ext.binarymime {
             params.push_str(" BODY=BINARYMIME");
@@ -823,7 +832,8 @@ fn lockstep<S: Wire>(s: &mut Session<S>, job: &Job) -> (Replies, Option<Error>) 
 /// server refused DATA; an error when the connection failed or the op was
 /// cancelled before the content.
 fn send_content<S: Wire>(s: &mut Session<S>, job: &Job, r: &mut Replies) -> Result<bool> {
-    let data = job.data();
+    // One command at a time: the content is sent once it is all made.
+    let data = job.job().content()?;
     let total = data.len() as u64;
     let fail = |e: std::io::Error| Error::from_io(&e, "sending the message");
     match job.body() {

@@ -95,7 +95,23 @@ pub trait Payload {
     fn rcpt_count(&self) -> usize;
     /// Recipient `k` of this transaction (`k < rcpt_count()`).
     fn rcpt(&self, k: usize) -> &str;
+    /// The content made so far: all of it, unless it is still being made
+    /// (a large message whose attachments are encoded while it is sent).
     fn data(&self) -> &[u8];
+    /// The content's length.
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    /// Waits until `data()` has at least `to` bytes; an error if it never
+    /// will.
+    fn wait_data(&self, _to: usize) -> Result<()> {
+        Ok(())
+    }
+    /// The content's last bytes (at most 2), known before it is all made.
+    fn tail(&self) -> &[u8] {
+        let d = self.data();
+        &d[d.len().saturating_sub(2)..]
+    }
     /// DATA carries the content unchanged (no line starts with '.', no
     /// bare CR or LF): it is then written from its own buffer, not copied
     /// through the dot-stuffer.
@@ -407,7 +423,7 @@ impl<P: Payload> Window<P> {
             Body::Bdat => Stage::Envelope,
         };
         s.trace_out(&self.out[start..]);
-        self.flight_bytes += p.data().len();
+        self.flight_bytes += p.len();
         self.flights.push_back(Flight {
             seq,
             p,
@@ -617,7 +633,7 @@ impl<P: Payload> Window<P> {
     /// Takes flight `i` out of the window.
     fn take_flight(&mut self, i: usize) -> Flight<P> {
         let f = self.flights.remove(i).expect("in flight");
-        self.flight_bytes -= f.p.data().len();
+        self.flight_bytes -= f.p.len();
         f
     }
 
@@ -698,7 +714,7 @@ impl<P: Payload> Window<P> {
     /// `BDAT n LAST` and the content, unchanged.
     fn write_bdat<S: Wire>(&mut self, s: &mut Session<S>, i: usize) -> std::result::Result<(), Failure> {
         let seq = self.flights[i].seq;
-        let len = self.flights[i].p.data().len();
+        let len = self.flights[i].p.len();
         let start = self.out.len();
         Command::Bdat { len, last: true }.write_to(&mut self.out);
         s.trace_out(&self.out[start..]);
@@ -717,10 +733,10 @@ impl<P: Payload> Window<P> {
         if self.flights[i].p.verbatim() {
             // Only the terminator is added (and the line end the
             // content lacks, as the dot-stuffer would).
-            let data = self.flights[i].p.data();
-            let end: &'static [u8] = if data.is_empty() || data.ends_with(b"\r\n") {
+            let (len, tail) = (self.flights[i].p.len(), self.flights[i].p.tail());
+            let end: &'static [u8] = if len == 0 || tail.ends_with(b"\r\n") {
                 b".\r\n"
-            } else if data.ends_with(b"\r") {
+            } else if tail.ends_with(b"\r") {
                 b"\n.\r\n"
             } else {
                 b"\r\n.\r\n"
@@ -748,7 +764,7 @@ impl<P: Payload> Window<P> {
         end: &[u8],
     ) -> std::result::Result<(), Failure> {
         let i = self.index(seq);
-        let total = self.flights[i].p.data().len();
+        let total = self.flights[i].p.len();
         if s.tracing() {
             s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
         }
@@ -758,6 +774,8 @@ impl<P: Payload> Window<P> {
         }
         let mut done = 0usize;
         while total - done > WRITE_CHUNK {
+            // A piece is written only once its bytes exist (see `write_out`).
+            self.flights[self.index(seq)].p.wait_data(done + WRITE_CHUNK)?;
             self.pieces.push(Piece {
                 at: self.out.len(),
                 seq,
@@ -772,6 +790,7 @@ impl<P: Payload> Window<P> {
             self.drain(s, seq)?;
         }
         if done < total {
+            self.flights[self.index(seq)].p.wait_data(total)?;
             self.pieces.push(Piece {
                 at: self.out.len(),
                 seq,
@@ -799,7 +818,7 @@ impl<P: Payload> Window<P> {
         end: impl Fn(&mut Vec<u8>),
     ) -> std::result::Result<(), Failure> {
         let i = self.index(seq);
-        let total = self.flights[i].p.data().len();
+        let total = self.flights[i].p.len();
         if s.tracing() {
             s.trace_out(format!("<message, {total} bytes>\r\n").as_bytes());
         }
@@ -807,6 +826,7 @@ impl<P: Payload> Window<P> {
         while done < total {
             let i = self.index(seq);
             let n = (total - done).min(WRITE_CHUNK);
+            self.flights[i].p.wait_data(done + n)?;
             let data = self.flights[i].p.data();
             encode(&data[done..done + n], &mut self.out, done);
             done += n;

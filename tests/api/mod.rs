@@ -435,6 +435,13 @@ impl Message {
         self
     }
 
+    pub fn attach(self, name: &str, data: &[u8]) -> Self {
+        let (name, ct) = (cstr(name), cstr("application/octet-stream"));
+        let st = herald_message_attach_bytes(self.0, name.as_ptr(), ct.as_ptr(), data.as_ptr(), data.len());
+        assert_eq!(st, HERALD_STATUS_OK, "{}", last_error());
+        self
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         let mut p = std::ptr::null_mut();
         let mut len = 0;
@@ -470,3 +477,33 @@ pub fn raw_message(subject: &str, size: usize) -> Vec<u8> {
 }
 
 pub mod pop3;
+
+/// `n` bytes that look random (a fixed xorshift stream).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// The attachments of a delivered message (as mail-parser decodes them),
+/// by file name.
+pub fn attachments_of(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use mail_parser::MimeHeaders as _;
+    let m = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("a message mail-parser reads");
+    m.attachments()
+        .map(|a| {
+            (
+                a.attachment_name().unwrap_or_default().to_string(),
+                a.contents().to_vec(),
+            )
+        })
+        .collect()
+}
