@@ -15,7 +15,10 @@ use crate::smtp::{Envelope, SendJob};
 /// METHOD (SMTP and PICKUP clients). Sends a message built with
 /// `herald_message_*`. The envelope comes from From and To/Cc/Bcc; Bcc never
 /// appears in the sent bytes; Date and Message-ID are added when missing.
-/// The message is copied: free it at once if you like.
+/// The message is copied: free it at once if you like. On an SMTP client
+/// without HERALD_OPT_SPOOL_DIR, a message whose attachments make 4 MiB or
+/// more of base64 is encoded on a thread of its own while it is sent, so
+/// this returns before the encoding is done and the sending starts at once.
 ///
 /// On OK, `*op_out` (required: NULL is INVALID_ARGUMENT) is set and exactly
 /// one completion comes, to `cb` on the client's delivery thread, or to the
