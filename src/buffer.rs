@@ -12,16 +12,18 @@ use parking_lot::{Condvar, Mutex};
 pub(crate) fn buffer(cap: usize) -> Vec<u8> {
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut v: Vec<u8> = Vec::with_capacity(cap);
-    populate(v.as_mut_ptr(), cap);
+    if cap >= 1 << 20 {
+        populate(v.as_mut_ptr(), cap);
+    }
     v
 }
 
-/// Makes the pages of `cap` bytes at `ptr` (one allocation) present, when
-/// that is at least 1 MiB (Linux; elsewhere nothing).
+/// Makes the pages of `cap` bytes at `ptr` (one allocation) present
+/// (Linux; elsewhere nothing).
 #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
 fn populate(ptr: *mut u8, cap: usize) {
     #[cfg(target_os = "linux")]
-    if cap >= 1 << 20 {
+    {
         // Linux 5.14.
         const MADV_POPULATE_WRITE: libc::c_int = 23;
         // SAFETY: page-aligned range inside the buffer's own allocation; the
@@ -229,9 +231,13 @@ impl Filler {
         self.g.publish(self.at, false);
     }
 
-    /// Makes the buffer's pages present before it is filled (see `buffer`).
-    pub fn populate(&self) {
-        populate(self.g.ptr, self.g.cap);
+    /// Makes the pages of the next `n` bytes present before they are
+    /// written (see `buffer`), a step at a time: readers get the first
+    /// bytes without waiting for the whole buffer's pages.
+    pub fn populate_next(&self, n: usize) {
+        let n = n.min(self.g.cap - self.at);
+        // SAFETY: `at + n` is within the allocation.
+        populate(unsafe { self.g.ptr.add(self.at) }, n);
     }
 }
 
@@ -254,8 +260,8 @@ mod tests {
         let mut f = g.filler();
         let src = data.clone();
         let producer = std::thread::spawn(move || {
-            f.populate();
             for chunk in src.chunks(100_003) {
+                f.populate_next(chunk.len());
                 f.put(chunk);
                 f.publish();
                 std::thread::sleep(std::time::Duration::from_micros(200));

@@ -965,6 +965,7 @@ impl Out for Filler {
                 self.put(b"\r\n");
             }
             let n = base64_lines_len(chunk.len());
+            self.populate_next(n);
             write_base64_lines(chunk, self.room(n));
             // SAFETY: `write_base64_lines` wrote all `n` bytes of the room.
             unsafe { self.commit(n) };
@@ -1042,7 +1043,6 @@ impl Layout {
             .name("herald-encode".into())
             .spawn(move || {
                 let mut f = g2.filler();
-                f.populate();
                 l2.fill(&mut f);
                 f.finish();
             });
