@@ -410,13 +410,10 @@ impl SmtpDriver {
         Some(job)
     }
 
-    /// Makes a job ready for this session: live and planned. A job that is
-    /// not completes at once.
+    /// Makes a job ready for this session: planned, and its mark begun. A
+    /// job that cannot be completes at once. Whether it is still live is
+    /// asked just before it is sent (`fill`, `run_lockstep`), not here too.
     fn ready(&self, mut job: Job) -> Option<Job> {
-        if !job.t.is_live() {
-            job.complete(Err(Error::cancelled()));
-            return None;
-        }
         if job.plan.is_none() {
             let ext = &self.session.as_ref().expect("a session").ext;
             match Self::plan(ext, job.job()) {
@@ -727,6 +724,10 @@ impl SmtpDriver {
             let Some(job) = self.ready(job).and_then(Self::marked) else {
                 continue;
             };
+            if !job.t.is_live() {
+                job.complete(Err(Error::cancelled()));
+                continue;
+            }
             job.t.set_cancel_mode(CancelMode::Abort);
             let s = self.session.as_mut().expect("a session");
             match lockstep(s, &job) {
