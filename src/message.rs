@@ -10,7 +10,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -1032,28 +1032,61 @@ impl Layout {
         out
     }
 
-    /// The message's bytes, encoded on a thread of their own (or here,
-    /// should no thread start) while readers take what is done.
+    /// The message's bytes, encoded on a thread of their own while readers
+    /// take what is done; here instead (before this returns) when
+    /// `MAX_ENCODERS_PER_CPU` threads per CPU already encode, or no thread
+    /// starts, so a burst of large sends does not start a thread each.
     fn grow(self) -> Arc<Growing> {
         let tail = &self.rendered[self.rendered.len() - 2..];
         let g = Arc::new(Growing::new(self.size, tail));
-        let (g2, layout) = (g.clone(), Arc::new(self));
-        let l2 = layout.clone();
-        let spawned = std::thread::Builder::new()
-            .name("herald-encode".into())
-            .spawn(move || {
-                let mut f = g2.filler();
-                l2.fill(&mut f);
-                f.finish();
-            });
-        if spawned.is_err() {
-            let mut f = g.filler();
-            layout.fill(&mut f);
-            f.finish();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let layout = Arc::new(self);
+        // Counted while it is held: dropped when its thread ends (or does
+        // not start), however it ends.
+        let slot = EncoderSlot::take();
+        if slot.0 <= MAX_ENCODERS_PER_CPU * cpus {
+            let (g2, l2) = (g.clone(), layout.clone());
+            let spawned = std::thread::Builder::new()
+                .name("herald-encode".into())
+                .spawn(move || {
+                    let _slot = slot;
+                    let mut f = g2.filler();
+                    l2.fill(&mut f);
+                    f.finish();
+                });
+            if spawned.is_ok() {
+                return g;
+            }
+        } else {
+            drop(slot);
         }
+        let mut f = g.filler();
+        layout.fill(&mut f);
+        f.finish();
         g
     }
 }
+
+/// Encoder threads running, across clients.
+static ENCODERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of `ENCODERS`, with how many there are with it.
+struct EncoderSlot(usize);
+
+impl EncoderSlot {
+    fn take() -> EncoderSlot {
+        EncoderSlot(ENCODERS.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+}
+
+impl Drop for EncoderSlot {
+    fn drop(&mut self) {
+        ENCODERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Encoder threads (`Layout::grow`) per CPU at most, across clients.
+const MAX_ENCODERS_PER_CPU: usize = 2;
 
 /// A built message with its envelope, ready to be made a send job.
 #[derive(Clone, Debug)]
@@ -1374,6 +1407,21 @@ mod tests {
         // The draft can go before the encoding ends: it shares its bytes.
         drop(m);
         assert_eq!(b.growing.unwrap().all().unwrap(), &bytes[..]);
+        // A burst: past two encoder threads per CPU the rest are encoded at
+        // once, on the calling thread; every one is whole.
+        let mut m = MessageDraft::default();
+        m.set_from("a@example.org").unwrap();
+        m.add_to("b@example.org").unwrap();
+        m.attach_bytes("big.bin", None, &big).unwrap();
+        let burst: Vec<Built> = (0..8).map(|_| m.to_envelope_growing().unwrap()).collect();
+        for b in burst {
+            let bytes = b.growing.expect("grown").all().unwrap().to_vec();
+            let parsed = mail_parser::MessageParser::default().parse(&bytes[..]).unwrap();
+            assert_eq!(
+                parsed.attachments().map(|a| a.contents()).collect::<Vec<_>>(),
+                [&big[..]]
+            );
+        }
         // Below 4 MiB of base64: built at once.
         let mut m = MessageDraft::default();
         m.set_from("a@example.org").unwrap();
