@@ -275,6 +275,9 @@ pub struct Window<P> {
     flights: VecDeque<Flight<P>>,
     /// The content bytes of `flights`, together.
     flight_bytes: usize,
+    /// The last reply ended a transaction with another already written
+    /// behind it: the moment a server with Dovecot 2.3's bug dies at.
+    ended_ahead: bool,
     expect: VecDeque<(u64, Want)>,
     next_seq: u64,
     out: Vec<u8>,
@@ -307,6 +310,7 @@ impl<P: Payload> Window<P> {
             probe_confirmed: false,
             flights: VecDeque::new(),
             flight_bytes: 0,
+            ended_ahead: false,
             expect: VecDeque::new(),
             next_seq: 0,
             out: Vec::with_capacity(4096),
@@ -558,6 +562,8 @@ impl<P: Payload> Window<P> {
 
     /// Files one reply under the command it answers.
     fn apply(&mut self, r: Reply) -> std::result::Result<(), Failure> {
+        // A reply after an end: the server lived through it.
+        self.ended_ahead = false;
         let Some((seq, want)) = self.expect.pop_front() else {
             return Err(Failure::Io(Error::protocol(format!(
                 "unexpected SMTP reply: {r}"
@@ -650,6 +656,7 @@ impl<P: Payload> Window<P> {
 
     fn finish(&mut self, i: usize) {
         let f = self.take_flight(i);
+        self.ended_ahead = i == 0 && !self.flights.is_empty();
         debug_assert!(!self.expect.iter().any(|(s, _)| *s == f.seq));
         if !f.r.delivered() {
             match self.flights.get_mut(i) {
@@ -858,10 +865,14 @@ impl<P: Payload> Window<P> {
             Failure::Closing(e) => (e, true),
         };
         // The pattern of a server that breaks on a transaction pipelined
-        // behind another's end: it died before the earlier one's final reply.
-        let during_probe =
-            self.flights.iter().any(|f| f.probe) && self.flights.front().is_some_and(|f| !f.probe);
-        let behind_an_end = during_probe || self.flights.len() >= 2;
+        // behind another's end: it died before the earlier one's final
+        // reply, or right after it with nothing answered since (Dovecot 2.3
+        // sometimes sends that 250 before it aborts).
+        let ended_ahead = self.ended_ahead && !self.flights.is_empty();
+        let during_probe = (self.flights.iter().any(|f| f.probe)
+            && self.flights.front().is_some_and(|f| !f.probe))
+            || (ended_ahead && self.flights.front().is_some_and(|f| f.probe));
+        let behind_an_end = during_probe || self.flights.len() >= 2 || ended_ahead;
         self.expect.clear();
         self.out.clear();
         self.pieces.clear();
@@ -1186,16 +1197,32 @@ mod tests {
             "the probe's content never went out"
         );
 
-        // It dies after answering the first one (a connection limit, say):
-        // not that pattern.
+        // It dies right after answering the first one, with the probe's
+        // envelope behind it and nothing answered since (Dovecot 2.3 may
+        // send that 250 before it aborts): that pattern too.
         let mut s = session(OK3, 1000);
         let mut w = Window::new(Mode::Probe);
         let two = vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")];
         let (done, b) = run(&mut w, &mut s, two).unwrap_err();
         assert_eq!(done.len() + b.finished.len(), 1);
-        assert!(!b.during_probe);
-        assert!(!b.behind_an_end, "only one transaction was left in flight");
+        assert!(b.during_probe);
+        assert!(
+            b.behind_an_end,
+            "it died right after the end, the next envelope pending"
+        );
         assert!(!b.in_flight[0].1.content_sent);
+
+        // It answers the next one's MAIL too before it dies (a connection
+        // limit, say): it lived through the end, so not that pattern.
+        let mut s = session(&format!("{OK3}250 ok\r\n"), 1000);
+        let mut w = Window::new(Mode::Probe);
+        let two = vec![msg(Body::Bdat, 1, "a"), msg(Body::Bdat, 1, "b")];
+        let (_, b) = run(&mut w, &mut s, two).unwrap_err();
+        assert!(!b.during_probe);
+        assert!(
+            !b.behind_an_end,
+            "only one transaction was left in flight, answered since"
+        );
 
         // Streaming, the server dies with two transactions in flight, the
         // second pipelined behind the first's end: the failure says so too.
