@@ -86,30 +86,9 @@ impl<J: Job> Shared<J> {
             Notify::Callback(cb) => {
                 let mut d = self.dispatch.lock();
                 d.items.push_back((c, cb, fin));
-                if d.thread.is_none() && !d.stop {
-                    let shared = self.clone();
-                    let tag = pool::new_thread_tag();
-                    match std::thread::Builder::new()
-                        .name("herald-deliver".into())
-                        .spawn(move || {
-                            pool::set_thread_tag(tag);
-                            shared.dispatch_main()
-                        }) {
-                        Ok(h) => {
-                            d.thread_tag = Some(tag);
-                            d.thread = Some(h);
-                        }
-                        Err(_) => {
-                            // No thread to deliver on: deliver here rather than lose it.
-                            let items: Vec<_> = d.items.drain(..).collect();
-                            drop(d);
-                            for item in items {
-                                self.run_callback(item);
-                            }
-                            return;
-                        }
-                    }
-                }
+                let Some(mut d) = self.with_delivery_thread(d) else {
+                    return;
+                };
                 if d.idle {
                     d.idle = false;
                     self.dispatch_cond.notify_one();
@@ -333,21 +312,36 @@ impl<J: Job> Shared<J> {
 
     /// Starts the delivery thread for items queued without one.
     fn start_delivery(self: &Arc<Self>) {
-        let mut d = self.dispatch.lock();
-        if d.thread.is_some() || d.stop || d.items.is_empty() {
-            return;
+        let d = self.dispatch.lock();
+        if !d.items.is_empty() {
+            self.with_delivery_thread(d);
+        }
+    }
+
+    /// Starts the delivery thread unless one runs (or delivery stopped)
+    /// and hands the lock back. Should no thread start, the queued items
+    /// are delivered here instead, rather than lost, and the lock is let go
+    /// (None).
+    fn with_delivery_thread<'a>(
+        self: &'a Arc<Self>,
+        mut d: parking_lot::MutexGuard<'a, DispatchState>,
+    ) -> Option<parking_lot::MutexGuard<'a, DispatchState>> {
+        if d.thread.is_some() || d.stop {
+            return Some(d);
         }
         let shared = self.clone();
         let tag = pool::new_thread_tag();
-        match std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("herald-deliver".into())
             .spawn(move || {
                 pool::set_thread_tag(tag);
                 shared.dispatch_main()
-            }) {
+            });
+        match spawned {
             Ok(h) => {
                 d.thread_tag = Some(tag);
                 d.thread = Some(h);
+                Some(d)
             }
             Err(_) => {
                 let items: Vec<_> = d.items.drain(..).collect();
@@ -355,6 +349,7 @@ impl<J: Job> Shared<J> {
                 for item in items {
                     self.run_callback(item);
                 }
+                None
             }
         }
     }
