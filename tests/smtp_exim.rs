@@ -12,52 +12,17 @@ mod api;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use api::smtp::*;
 use api::*;
-use herald_testservers::postfix::{maildir_form, Delivery};
+use herald_testservers::postfix::maildir_form;
 use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
-const FROM: &str = "alice@example.org";
 
-/// Sends every message (to `rcpts`) and waits for all; returns the
-/// completions in submission order.
-fn send_all(c: &TestClient, rcpts: &[&str], msgs: &[Vec<u8>]) -> Vec<Record> {
-    let before = c.records().len();
-    let ops: Vec<u64> = msgs
-        .iter()
-        .map(|m| c.send_raw(FROM, rcpts, m).expect("accepted"))
-        .collect();
-    assert_eq!(c.flush(LONG), HERALD_STATUS_OK, "flush");
-    let records = c.records().split_off(before);
-    assert_exactly_once(&records, &ops);
-    ops.iter()
-        .map(|op| records.iter().find(|r| r.op == *op).unwrap().clone())
-        .collect()
-}
-
-fn client(port: u16, conns: i64) -> TestClient {
-    TestClient::smtp_plain(port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(conns))])
-}
-
-/// Exactly one copy of each message for `rcpt`, byte for byte, and nothing else.
-fn assert_delivered_exactly(ex: &Exim, rcpt: &str, msgs: &[&[u8]]) {
-    let got: Vec<Delivery> = ex
-        .wait_for_deliveries(msgs.len(), LONG)
-        .into_iter()
-        .filter(|d| d.delivered_to == rcpt)
-        .collect();
-    assert_eq!(got.len(), msgs.len(), "copies delivered to {rcpt}: {got:?}");
-    let mut left = got.clone();
-    for m in msgs {
-        let want = maildir_form(m);
-        let i = left.iter().position(|d| d.body == want).unwrap_or_else(|| {
-            panic!(
-                "no delivery to {rcpt} equals the message starting {:?}; got {left:?}",
-                String::from_utf8_lossy(&m[..m.len().min(60)])
-            )
-        });
-        left.remove(i);
-    }
+/// Asserts that Exim's maildir holds exactly one copy of each message for
+/// `rcpt`, byte for byte, and nothing else.
+fn assert_delivered_exactly_ex(ex: &Exim, rcpt: &str, msgs: &[&[u8]]) {
+    assert_delivered_exactly(ex.wait_for_deliveries(msgs.len(), LONG), rcpt, msgs);
 }
 
 #[test]
@@ -76,16 +41,7 @@ fn the_private_exim_offers_what_the_tests_need() {
             "{k} not offered: {lines:?}"
         );
     }
-    assert_delivered_exactly(&ex, "one@example.org", &[&m]);
-}
-
-/// 50 bytes with one bare LF: only BDAT carries it unchanged.
-fn bare_lf_message() -> Vec<u8> {
-    let mut m = b"Subject: bare LF\r\n\r\none bare\nLF in here\r\n".to_vec();
-    while m.len() < 50 {
-        m.insert(m.len() - 2, b'.');
-    }
-    m
+    assert_delivered_exactly_ex(&ex, "one@example.org", &[&m]);
 }
 
 #[test]
@@ -100,7 +56,7 @@ fn a_bdat_message_queued_behind_a_data_message_is_sent_exim() {
             assert!(r.ok(), "{records:?}");
             assert_eq!(r.reply_code, 250);
         }
-        assert_delivered_exactly(&ex, "rcpt@example.org", &[&msgs[0], &msgs[1]]);
+        assert_delivered_exactly_ex(&ex, "rcpt@example.org", &[&msgs[0], &msgs[1]]);
     }
 }
 
@@ -131,7 +87,7 @@ fn recipients_past_exims_limit_go_in_later_transactions() {
     assert_eq!(codes.len(), 8);
     assert!(codes.values().all(|c| *c == 250), "{codes:?}");
     for a in &rcpts {
-        assert_delivered_exactly(&ex, a, &[&m]);
+        assert_delivered_exactly_ex(&ex, a, &[&m]);
     }
 
     // With a permanent refusal (550) and a recipient deferred with 451 (an
@@ -158,32 +114,9 @@ fn recipients_past_exims_limit_go_in_later_transactions() {
     for i in 1..=10 {
         let a = format!("user{i}@example.org");
         assert_eq!(codes[&a], 250, "{a}");
-        assert_delivered_exactly(&ex, &a, &[&m]);
+        assert_delivered_exactly_ex(&ex, &a, &[&m]);
     }
     assert_eq!(ex.settled_deliveries(LONG).len(), 10);
-}
-
-/// Messages of every kind: small and large, text and 8-bit, one with a
-/// bare LF, one with dots at line starts, one without a final newline.
-fn mixed_messages(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let subject = format!("mixed {i}");
-            match i % 7 {
-                0 => raw_message(&subject, 300),
-                1 => raw_message(&subject, 10 * 1024),
-                2 => raw_message(&subject, 70 * 1024),
-                3 => {
-                    let mut m = raw_message(&subject, 150 * 1024);
-                    m.extend_from_slice(b".\r\n..\r\n.leading dot\r\n");
-                    m
-                }
-                4 => format!("Subject: {subject}\r\n\r\none bare\nLF, then caf\u{e9}\r\n").into_bytes(),
-                5 => format!("Subject: {subject}\r\n\r\ncaf\u{e9} \u{2603}\r\n.\r\n").into_bytes(),
-                _ => format!("Subject: {subject}\r\n\r\nno final newline").into_bytes(),
-            }
-        })
-        .collect()
 }
 
 #[test]
@@ -197,28 +130,8 @@ fn bulk_mixed_sizes_arrive_byte_exact_exim() {
         let records = send_all(&c, &["rcpt@example.org"], &msgs);
         assert!(records.iter().all(Record::ok), "{:?}", status_counts(&records));
         let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-        assert_delivered_exactly(&ex, "rcpt@example.org", &refs);
+        assert_delivered_exactly_ex(&ex, "rcpt@example.org", &refs);
     }
-}
-
-/// Protocol lines logged at TRACE, per client (the user pointer is its log).
-/// The protocol lines after EHLO's reply: ("C" or "S", text).
-fn exchange(log: &Log) -> Vec<(String, String)> {
-    let lines = log.lock().unwrap().clone();
-    let mut out: Vec<(String, String)> = lines
-        .iter()
-        .filter_map(|l| {
-            let (who, text) = l.split_once(": ")?;
-            matches!(who, "C" | "S").then(|| (who.to_string(), text.to_string()))
-        })
-        .collect();
-    let start = out
-        .iter()
-        .rposition(|(w, t)| w == "C" && t.starts_with("EHLO"))
-        .unwrap()
-        + 2;
-    out.drain(..start);
-    out
 }
 
 #[test]
@@ -253,7 +166,7 @@ fn exim_gets_several_transactions_in_flight() {
     );
     drop(c);
     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-    assert_delivered_exactly(&ex, "rcpt@example.org", &refs);
+    assert_delivered_exactly_ex(&ex, "rcpt@example.org", &refs);
 }
 
 /// The connection drops in the middle of a window (Exim's process for the

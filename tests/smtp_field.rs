@@ -12,54 +12,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use api::smtp::*;
 use api::*;
-use herald_testservers::postfix::{maildir_form, Delivery, Postfix};
+use herald_testservers::postfix::{maildir_form, Postfix};
 use herald_testservers::*;
 
 const LONG: Duration = Duration::from_secs(120);
-const FROM: &str = "alice@example.org";
 
-/// Sends every message (to `rcpts`) and waits for all; returns the ops and
-/// their completions, in submission order.
-fn send_all(c: &TestClient, rcpts: &[&str], msgs: &[Vec<u8>]) -> Vec<Record> {
-    let before = c.records().len();
-    let ops: Vec<u64> = msgs
-        .iter()
-        .map(|m| c.send_raw(FROM, rcpts, m).expect("accepted"))
-        .collect();
-    assert_eq!(c.flush(LONG), HERALD_STATUS_OK, "flush");
-    let records = c.records().split_off(before);
-    assert_exactly_once(&records, &ops);
-    ops.iter()
-        .map(|op| records.iter().find(|r| r.op == *op).unwrap().clone())
-        .collect()
-}
-
-/// A plain client (no TLS) of a test server, with at most `conns` connections.
-fn client(port: u16, conns: i64) -> TestClient {
-    TestClient::smtp_plain(port, &[(HERALD_OPT_MAX_CONNECTIONS, Val::I(conns))])
-}
-
-/// Asserts that the maildir holds exactly one copy of each message for
-/// `rcpt`, byte for byte, and nothing else.
-fn assert_delivered_exactly(pf: &Postfix, rcpt: &str, msgs: &[&[u8]]) {
-    let got: Vec<Delivery> = pf
-        .settled_deliveries(LONG)
-        .into_iter()
-        .filter(|d| d.delivered_to == rcpt)
-        .collect();
-    assert_eq!(got.len(), msgs.len(), "copies delivered to {rcpt}: {got:?}");
-    let mut left = got.clone();
-    for m in msgs {
-        let want = maildir_form(m);
-        let i = left.iter().position(|d| d.body == want).unwrap_or_else(|| {
-            panic!(
-                "no delivery to {rcpt} equals the message starting {:?}",
-                String::from_utf8_lossy(&m[..m.len().min(60)])
-            )
-        });
-        left.remove(i);
-    }
+/// Asserts that Postfix's maildir holds exactly one copy of each message
+/// for `rcpt`, byte for byte, and nothing else.
+fn assert_delivered_exactly_pf(pf: &Postfix, rcpt: &str, msgs: &[&[u8]]) {
+    assert_delivered_exactly(pf.settled_deliveries(LONG), rcpt, msgs);
 }
 
 /// The EHLO keywords of a server, read by hand.
@@ -102,7 +65,7 @@ fn the_private_postfix_offers_what_the_tests_need() {
     let m = raw_message("hello postfix", 2000);
     let r = send_all(&c, &["one@example.org"], std::slice::from_ref(&m));
     assert!(r[0].ok(), "{r:?}");
-    assert_delivered_exactly(&pf, "one@example.org", &[&m]);
+    assert_delivered_exactly_pf(&pf, "one@example.org", &[&m]);
 }
 
 /// A 10 KB plain message, then `second`, on one connection: the first goes
@@ -112,15 +75,6 @@ fn bdat_behind_data(port: u16, second: Vec<u8>) -> (Vec<Vec<u8>>, Vec<Record>) {
     let msgs = vec![raw_message("first, by DATA", 10 * 1024), second];
     let records = send_all(&c, &["rcpt@example.org"], &msgs);
     (msgs, records)
-}
-
-/// 50 bytes with one bare LF: only BDAT carries it unchanged.
-fn bare_lf_message() -> Vec<u8> {
-    let mut m = b"Subject: bare LF\r\n\r\none bare\nLF in here\r\n".to_vec();
-    while m.len() < 50 {
-        m.insert(m.len() - 2, b'.');
-    }
-    m
 }
 
 #[test]
@@ -133,7 +87,7 @@ fn a_bdat_message_queued_behind_a_data_message_is_sent_postfix() {
             assert!(r.ok(), "{records:?}");
             assert_eq!(r.reply_code, 250);
         }
-        assert_delivered_exactly(&pf, "rcpt@example.org", &[&msgs[0], &msgs[1]]);
+        assert_delivered_exactly_pf(&pf, "rcpt@example.org", &[&msgs[0], &msgs[1]]);
     }
 }
 
@@ -203,7 +157,7 @@ fn recipients_past_postfixs_limit_go_in_later_transactions() {
     assert_eq!(codes.len(), 8);
     assert!(codes.iter().all(|(_, c)| *c == 250), "{codes:?}");
     for a in &rcpts {
-        assert_delivered_exactly(&pf, a, &[&m]);
+        assert_delivered_exactly_pf(&pf, a, &[&m]);
     }
 
     // Twelve, with a permanent refusal and a recipient deferred with 450
@@ -231,39 +185,16 @@ fn recipients_past_postfixs_limit_go_in_later_transactions() {
     for i in 1..=10 {
         let a = format!("user{i}@example.org");
         assert_eq!(codes[&a], 250, "{a}");
-        assert_delivered_exactly(&pf, &a, &[&m]);
+        assert_delivered_exactly_pf(&pf, &a, &[&m]);
     }
     let settled = pf.settled_deliveries(LONG);
     assert_eq!(settled.len(), 10, "{settled:?}");
 }
 
-/// Messages of every kind: small and large, text and 8-bit, one with a
-/// bare LF, one with dots at line starts, one without a final newline.
-fn mixed_messages(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let subject = format!("mixed {i}");
-            match i % 7 {
-                0 => raw_message(&subject, 300),
-                1 => raw_message(&subject, 10 * 1024),
-                2 => raw_message(&subject, 70 * 1024),
-                3 => {
-                    let mut m = raw_message(&subject, 150 * 1024);
-                    m.extend_from_slice(b".\r\n..\r\n.leading dot\r\n");
-                    m
-                }
-                4 => format!("Subject: {subject}\r\n\r\none bare\nLF, then caf\u{e9}\r\n").into_bytes(),
-                5 => format!("Subject: {subject}\r\n\r\ncaf\u{e9} \u{2603}\r\n.\r\n").into_bytes(),
-                _ => format!("Subject: {subject}\r\n\r\nno final newline").into_bytes(),
-            }
-        })
-        .collect()
-}
-
 fn assert_bulk_delivered(pf: &Postfix, records: &[Record], msgs: &[Vec<u8>]) {
     assert!(records.iter().all(Record::ok), "{:?}", status_counts(records));
     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-    assert_delivered_exactly(pf, "rcpt@example.org", &refs);
+    assert_delivered_exactly_pf(pf, "rcpt@example.org", &refs);
     assert_eq!(
         pf.settled_deliveries(LONG).len(),
         records.iter().filter(|r| r.ok()).count()
@@ -308,7 +239,7 @@ fn smtputf8_addresses_through_postfix() {
         .to_vec();
     let r = &send_all(&c, &["j\u{f6}s\u{e9}@example.org"], std::slice::from_ref(&m))[0];
     assert!(r.ok(), "{r:?}");
-    assert_delivered_exactly(&pf, "j\u{f6}s\u{e9}@example.org", &[&m]);
+    assert_delivered_exactly_pf(&pf, "j\u{f6}s\u{e9}@example.org", &[&m]);
 }
 
 /// Bulk through Dovecot's submission service, which aborts when a
@@ -514,7 +445,7 @@ fn cancelling_a_message_waiting_for_the_window_leaves_the_others() {
         }
     }
     let sent: Vec<&[u8]> = msgs[..3].iter().map(Vec::as_slice).collect();
-    assert_delivered_exactly(&pf, "rcpt@example.org", &sent);
+    assert_delivered_exactly_pf(&pf, "rcpt@example.org", &sent);
 }
 
 /// The BDAT side of `smtp::a_large_attachment_is_sent_while_it_is_encoded`:
@@ -544,26 +475,6 @@ fn a_large_attachment_goes_by_bdat_while_it_is_encoded() {
         att == [("big.bin".to_string(), big)],
         "the 5 MB attachment, byte for byte"
     );
-}
-
-/// Protocol lines logged at TRACE, per client (the user pointer is its log).
-/// The protocol lines after EHLO's reply: ("C" or "S", text).
-fn exchange(log: &Log) -> Vec<(String, String)> {
-    let lines = log.lock().unwrap().clone();
-    let mut out: Vec<(String, String)> = lines
-        .iter()
-        .filter_map(|l| {
-            let (who, text) = l.split_once(": ")?;
-            matches!(who, "C" | "S").then(|| (who.to_string(), text.to_string()))
-        })
-        .collect();
-    let start = out
-        .iter()
-        .rposition(|(w, t)| w == "C" && t.starts_with("EHLO"))
-        .unwrap()
-        + 2;
-    out.drain(..start);
-    out
 }
 
 #[test]
@@ -597,7 +508,7 @@ fn postfix_gets_several_transactions_in_flight() {
         "every message by BDAT"
     );
     drop(c);
-    assert_delivered_exactly(
+    assert_delivered_exactly_pf(
         &pf,
         "rcpt@example.org",
         &msgs.iter().map(Vec::as_slice).collect::<Vec<_>>(),
@@ -666,7 +577,7 @@ fn size_limit_is_checked_before_sending_postfix() {
     assert!(r[0].ok() && r[2].ok(), "{r:?}");
     assert_eq!(r[1].status, HERALD_STATUS_LIMIT, "{:?}", r[1]);
     assert!(r[1].detail.contains("20000"), "{}", r[1].detail);
-    assert_delivered_exactly(&pf, "rcpt@example.org", &[&msgs[0], &msgs[2]]);
+    assert_delivered_exactly_pf(&pf, "rcpt@example.org", &[&msgs[0], &msgs[2]]);
 }
 
 /// QUIT waits for its reply min(IO_TIMEOUT_MS, 2 s): to a server that never
@@ -748,7 +659,7 @@ fn refusals_mid_window_keep_reported_sent_equal_to_delivered() {
         assert_eq!(r.reply_code / 100, 4, "{r:?}");
     }
     let sent: Vec<&[u8]> = ok.iter().map(|&i| msgs[i].as_slice()).collect();
-    assert_delivered_exactly(&pf, "rcpt@example.org", &sent);
+    assert_delivered_exactly_pf(&pf, "rcpt@example.org", &sent);
 }
 
 /// The connection drops in the middle of a window (Postfix's smtpd is

@@ -19,6 +19,7 @@ pub use herald::ffi::*;
 
 pub mod imap;
 pub mod parts;
+pub mod smtp;
 
 /// A value for an option.
 pub enum Val<'a> {
