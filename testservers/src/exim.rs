@@ -45,9 +45,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::postfix::{Delivery, DeliveryHeaders};
+use crate::postfix::{maildir_deliveries, wait_for_deliveries, Delivery, DeliveryHeaders};
 use crate::{
     bind_failed, chown_tree, expect_greeting, find_placeholder, free_port, is_executable, lookup_user,
     require_servers, Supervised, TempDir, STOP_TIMEOUT,
@@ -136,33 +136,14 @@ impl Exim {
     /// Received) are taken off: [`Delivery::body`] is the message as
     /// received, with LF line endings.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        let Ok(dir) = fs::read_dir(self.maildir().join("new")) else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .filter_map(|e| {
-                let data = fs::read(e.path()).ok()?;
-                Some(
-                    parse_delivery(e.path(), &data)
-                        .unwrap_or_else(|| panic!("{}: not an Exim maildir delivery", e.path().display())),
-                )
-            })
-            .collect()
+        maildir_deliveries(&self.maildir(), parse_delivery, "an Exim maildir delivery")
     }
 
     /// Waits until Exim's queue is empty (every accepted message was
     /// delivered or deferred: nothing is on its way) and at least `n` copies
     /// were delivered, or `timeout` passes; returns the deliveries.
     pub fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let settled = self.queue_is_settled();
-            let d = self.deliveries();
-            if (d.len() >= n && settled) || Instant::now() >= deadline {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_deliveries(n, timeout, || self.queue_is_settled(), || self.deliveries())
     }
 
     /// Waits until nothing is being delivered, then returns the deliveries.

@@ -59,6 +59,44 @@ pub struct Postfix {
     _dir: TempDir,
 }
 
+/// The deliveries in a maildir's `new/`, each file parsed by `parse`;
+/// `what` names what a file must be (a file that is not panics).
+pub(crate) fn maildir_deliveries(
+    maildir: &Path,
+    parse: impl Fn(PathBuf, &[u8]) -> Option<Delivery>,
+    what: &str,
+) -> Vec<Delivery> {
+    let Ok(dir) = fs::read_dir(maildir.join("new")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let data = fs::read(e.path()).ok()?;
+            Some(parse(e.path(), &data).unwrap_or_else(|| panic!("{}: not {what}", e.path().display())))
+        })
+        .collect()
+}
+
+/// Waits until at least `n` copies were delivered and `settled` says the
+/// server's queue holds nothing more (asked first: a message leaves the
+/// queue only after its delivery), or `timeout` passes; returns them.
+pub(crate) fn wait_for_deliveries(
+    n: usize,
+    timeout: Duration,
+    settled: impl Fn() -> bool,
+    deliveries: impl Fn() -> Vec<Delivery>,
+) -> Vec<Delivery> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let settled = settled();
+        let d = deliveries();
+        if (d.len() >= n && settled) || Instant::now() >= deadline {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One delivered copy of a message: virtual(8) writes a file per recipient,
 /// starting with `Return-Path:`, `X-Original-To:`, `Delivered-To:` and
 /// Postfix's `Received:` header, then the message as received with LF line
@@ -215,34 +253,14 @@ impl Postfix {
 
     /// Every delivered copy so far (complete files in `new/`), in no order.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        let Ok(dir) = fs::read_dir(self.maildir().join("new")) else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .filter_map(|e| {
-                let data = fs::read(e.path()).ok()?;
-                Some(
-                    Delivery::parse(e.path(), &data)
-                        .unwrap_or_else(|| panic!("{}: not a virtual(8) delivery", e.path().display())),
-                )
-            })
-            .collect()
+        maildir_deliveries(&self.maildir(), Delivery::parse, "a virtual(8) delivery")
     }
 
     /// Waits until at least `n` copies were delivered and Postfix's queue is
     /// empty (nothing more is on its way), or `timeout` passes; returns the
     /// deliveries.
     pub fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            // The queue first: a message leaves it only after its delivery.
-            let settled = self.queue_is_empty();
-            let d = self.deliveries();
-            if (d.len() >= n && settled) || Instant::now() >= deadline {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_deliveries(n, timeout, || self.queue_is_empty(), || self.deliveries())
     }
 
     /// Waits until Postfix's queue is empty (every accepted message was
