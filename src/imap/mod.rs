@@ -877,24 +877,18 @@ fn idle_event(r: &Response, count: &mut u32, log: &mut sync::ChangeLog) -> Resul
 /// A mailbox attribute as herald reports it: the RFC 3501 and RFC 6154
 /// ones in their canonical spelling, others as the server wrote them.
 fn attribute_name(a: &str) -> String {
-    const KNOWN: [&str; 14] = [
+    /// RFC 3501's and RFC 5258's; RFC 6154's are `sync::SPECIAL_USE`.
+    const BASE: [&str; 7] = [
         "\\Noinferiors",
         "\\Noselect",
         "\\Marked",
         "\\Unmarked",
-        "\\All",
-        "\\Archive",
-        "\\Drafts",
-        "\\Flagged",
-        "\\Junk",
-        "\\Sent",
-        "\\Trash",
         "\\HasChildren",
         "\\HasNoChildren",
         "\\NonExistent",
     ];
-    KNOWN
-        .iter()
+    BASE.iter()
+        .chain(&sync::SPECIAL_USE)
         .find(|k| k.eq_ignore_ascii_case(a))
         .map_or_else(|| a.to_string(), |k| k.to_string())
 }

@@ -342,7 +342,7 @@ pub fn appenduid_validity(st: &StatusLine) -> Option<u32> {
 }
 
 /// RFC 6154 SPECIAL-USE attributes, as herald reports them.
-const SPECIAL_USE: [&str; 7] = [
+pub(super) const SPECIAL_USE: [&str; 7] = [
     "\\All",
     "\\Archive",
     "\\Drafts",
