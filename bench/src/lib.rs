@@ -5,6 +5,7 @@
 //! Postfix servers the tests use come from `herald_testservers`.
 
 pub mod delay_proxy;
+pub mod imap;
 pub mod load;
 pub mod sink;
 pub mod streamer;

@@ -11,96 +11,20 @@
 //! Run: `cargo run --release -p herald-bench --bin imap_bench` (as root:
 //! Dovecot needs it).
 
-use std::ffi::{c_void, CString};
+use std::ffi::CString;
 use std::process::Command;
-use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald::ffi::client::*;
-use herald::ffi::completion::*;
 use herald::ffi::imap::*;
-use herald::ffi::options::*;
-use herald::ffi::result::*;
-use herald::ffi::HERALD_STATUS_OK;
 use herald_bench::delay_proxy::DelayProxy;
+use herald_bench::imap::{client, run, Outcome};
 use herald_testservers::Dovecot;
 
 const MESSAGES: usize = 1000;
 const SIZE: usize = 10 * 1024;
 const APPENDS: usize = 200;
 const ONE_WAY: Duration = Duration::from_millis(10);
-
-/// What a completion said: status, items, bytes in all items.
-#[derive(Clone, Copy, Debug)]
-struct Outcome {
-    status: u32,
-    items: usize,
-    bytes: usize,
-}
-
-struct Waiter {
-    done: Mutex<Option<Outcome>>,
-    cond: Condvar,
-}
-
-static WAITER: Waiter = Waiter {
-    done: Mutex::new(None),
-    cond: Condvar::new(),
-};
-
-unsafe extern "C" fn on_done(c: *const herald_completion) {
-    let c = &*c;
-    let n = herald_result_count(c.result);
-    let bytes = (0..n)
-        .map(|i| {
-            let mut len = 0;
-            herald_result_bytes(c.result, i, &mut len);
-            len
-        })
-        .sum();
-    *WAITER.done.lock().unwrap() = Some(Outcome {
-        status: c.status,
-        items: n,
-        bytes,
-    });
-    WAITER.cond.notify_all();
-}
-
-/// Runs one op and waits for it: its outcome and how long it took.
-fn run(submit: impl FnOnce(herald_callback, *mut c_void, *mut herald_op) -> u32) -> (Outcome, Duration) {
-    *WAITER.done.lock().unwrap() = None;
-    let mut op = 0;
-    let t = Instant::now();
-    let s = submit(Some(on_done), std::ptr::null_mut(), &mut op);
-    assert_eq!(s, HERALD_STATUS_OK, "submit refused");
-    let mut g = WAITER.done.lock().unwrap();
-    while g.is_none() {
-        g = WAITER.cond.wait(g).unwrap();
-    }
-    let elapsed = t.elapsed();
-    let o = g.take().unwrap();
-    assert_eq!(o.status, HERALD_STATUS_OK, "op failed: {o:?}");
-    (o, elapsed)
-}
-
-fn client(port: u16) -> *mut herald_client {
-    let o = herald_options_new(HERALD_PROTOCOL_IMAP);
-    let host = CString::new("127.0.0.1").unwrap();
-    let user = CString::new("alice").unwrap();
-    let pass = CString::new("alicepass").unwrap();
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_HOST, host.as_ptr()), 0);
-    assert_eq!(herald_options_set_int(o, HERALD_OPT_PORT, port as i64), 0);
-    assert_eq!(
-        herald_options_set_int(o, HERALD_OPT_SECURITY, HERALD_SECURITY_NONE),
-        0
-    );
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_USERNAME, user.as_ptr()), 0);
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_PASSWORD, pass.as_ptr()), 0);
-    let mut c = std::ptr::null_mut();
-    assert_eq!(herald_client_new(o, &mut c), 0);
-    herald_options_free(o);
-    c
-}
 
 fn message(i: usize, size: usize) -> Vec<u8> {
     let head = format!("From: bench@example.org\r\nTo: alice@example.org\r\nSubject: herald {i}\r\n\r\n");
@@ -169,7 +93,7 @@ fn main() {
     let mut rows = Vec::new();
 
     // 1. Fetch 1000 x 10 KB on loopback.
-    let c = client(d.imap_port);
+    let c = client(d.imap_port, None);
     create(c, "Fetch");
     let msgs: Vec<Vec<u8>> = (0..MESSAGES).map(|i| message(i, SIZE)).collect();
     let (o, _) = append(c, "Fetch", &msgs);
@@ -200,7 +124,7 @@ fn main() {
 
     // 2. Bulk append of 200 x 10 KB through a 20 ms round trip.
     let proxy = DelayProxy::start(format!("127.0.0.1:{}", d.imap_port).parse().unwrap(), ONE_WAY);
-    let c = client(proxy.port);
+    let c = client(proxy.port, None);
     create(c, "AppendHerald");
     create(c, "AppendPy");
     let msgs: Vec<Vec<u8>> = (0..APPENDS).map(|i| message(i, SIZE)).collect();

@@ -18,22 +18,18 @@
 //! Run: `cargo run --release -p herald-bench --bin imap_sync_bench` (as
 //! root: Dovecot needs it).
 
-use std::ffi::{c_void, CString};
+use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use herald::ffi::client::*;
-use herald::ffi::completion::*;
 use herald::ffi::imap::*;
 use herald::ffi::imap_sync::*;
-use herald::ffi::options::*;
-use herald::ffi::result::*;
-use herald::ffi::HERALD_STATUS_OK;
 use herald_bench::delay_proxy::DelayProxy;
+use herald_bench::imap::{client, run, Outcome};
 use herald_testservers::Dovecot;
 
 const MESSAGES: usize = 1000;
@@ -41,84 +37,10 @@ const SIZE: usize = 10 * 1024;
 const BIG: usize = 10_000;
 const CHANGES: usize = 10;
 const ONE_WAY: Duration = Duration::from_millis(10);
+/// One connection, as imaplib's.
+const ONE_CONNECTION: Option<i64> = Some(1);
 /// Runs of each timed case; the best counts (the machine is shared).
 const RUNS: usize = 7;
-
-/// What a completion said: status, items, bytes in all items, the mailbox's HIGHESTMODSEQ.
-#[derive(Clone, Copy, Debug)]
-struct Outcome {
-    status: u32,
-    items: usize,
-    bytes: usize,
-    modseq: u64,
-}
-
-struct Waiter {
-    done: Mutex<Option<Outcome>>,
-    cond: Condvar,
-}
-
-static WAITER: Waiter = Waiter {
-    done: Mutex::new(None),
-    cond: Condvar::new(),
-};
-
-unsafe extern "C" fn on_done(c: *const herald_completion) {
-    let c = &*c;
-    let n = herald_result_count(c.result);
-    let bytes = (0..n)
-        .map(|i| {
-            let mut len = 0;
-            herald_result_bytes(c.result, i, &mut len);
-            len
-        })
-        .sum();
-    *WAITER.done.lock().unwrap() = Some(Outcome {
-        status: c.status,
-        items: n,
-        bytes,
-        modseq: herald_result_mailbox_int(c.result, HERALD_FIELD_HIGHESTMODSEQ),
-    });
-    WAITER.cond.notify_all();
-}
-
-/// Runs one op and waits for it: its outcome and how long it took.
-fn run(submit: impl FnOnce(herald_callback, *mut c_void, *mut herald_op) -> u32) -> (Outcome, Duration) {
-    *WAITER.done.lock().unwrap() = None;
-    let mut op = 0;
-    let t = Instant::now();
-    let s = submit(Some(on_done), std::ptr::null_mut(), &mut op);
-    assert_eq!(s, HERALD_STATUS_OK, "submit refused");
-    let mut g = WAITER.done.lock().unwrap();
-    while g.is_none() {
-        g = WAITER.cond.wait(g).unwrap();
-    }
-    let elapsed = t.elapsed();
-    let o = g.take().unwrap();
-    assert_eq!(o.status, HERALD_STATUS_OK, "op failed: {o:?}");
-    (o, elapsed)
-}
-
-fn client(port: u16) -> *mut herald_client {
-    let o = herald_options_new(HERALD_PROTOCOL_IMAP);
-    let host = CString::new("127.0.0.1").unwrap();
-    let user = CString::new("alice").unwrap();
-    let pass = CString::new("alicepass").unwrap();
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_HOST, host.as_ptr()), 0);
-    assert_eq!(herald_options_set_int(o, HERALD_OPT_PORT, port as i64), 0);
-    assert_eq!(
-        herald_options_set_int(o, HERALD_OPT_SECURITY, HERALD_SECURITY_NONE),
-        0
-    );
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_USERNAME, user.as_ptr()), 0);
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_PASSWORD, pass.as_ptr()), 0);
-    // One connection, as imaplib's.
-    assert_eq!(herald_options_set_int(o, HERALD_OPT_MAX_CONNECTIONS, 1), 0);
-    let mut c = std::ptr::null_mut();
-    assert_eq!(herald_client_new(o, &mut c), 0);
-    herald_options_free(o);
-    c
-}
 
 fn message(i: usize, size: usize) -> Vec<u8> {
     let head = format!("From: bench@example.org\r\nTo: alice@example.org\r\nSubject: herald {i}\r\n\r\n");
@@ -255,7 +177,7 @@ fn raw_limit(port: u16) -> (Duration, Duration) {
 
 /// Row 1: opening a folder and fetching it at 20 ms RTT.
 fn open_and_fetch(d: &Dovecot, proxy: &DelayProxy) {
-    let direct = client(d.imap_port);
+    let direct = client(d.imap_port, ONE_CONNECTION);
     fill(direct, "Fetch", MESSAGES, SIZE);
     fetch(direct, "Fetch", HERALD_FETCH_BODY);
     let loopback = (0..RUNS)
@@ -266,7 +188,7 @@ fn open_and_fetch(d: &Dovecot, proxy: &DelayProxy) {
     let rtt = ONE_WAY * 2;
     let (limit_open, limit_fetch) = raw_limit(proxy.port);
 
-    let c = client(proxy.port);
+    let c = client(proxy.port, ONE_CONNECTION);
     select_inbox(c); // logged in, another mailbox selected
     let mut open = Duration::MAX;
     for _ in 0..RUNS {
@@ -322,10 +244,10 @@ fn ms(d: Duration) -> f64 {
 
 /// Row 2: CHANGEDSINCE after 10 flag changes in a 10 000-message folder.
 fn changed_since(d: &Dovecot, proxy: &DelayProxy) {
-    let direct = client(d.imap_port);
+    let direct = client(d.imap_port, ONE_CONNECTION);
     fill(direct, "Big", BIG, 200);
     herald_client_free(direct);
-    let c = client(proxy.port);
+    let c = client(proxy.port, ONE_CONNECTION);
     let (o, _) = fetch(c, "Big", HERALD_FETCH_FLAGS);
     assert_eq!(o.items, BIG);
     let since = o.modseq;

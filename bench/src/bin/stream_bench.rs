@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use herald::ffi::client::*;
 use herald::ffi::completion::*;
 use herald::ffi::imap::*;
-use herald::ffi::options::*;
 use herald::ffi::result::*;
 use herald::ffi::stream::*;
 use herald::ffi::HERALD_STATUS_OK;
+use herald_bench::imap::client;
 use herald_testservers::Dovecot;
 
 const SIZE: usize = 100 * 1024;
@@ -66,24 +66,6 @@ fn run(submit: impl FnOnce(herald_callback, *mut c_void, *mut herald_op) -> u32)
         g = DONE_CV.wait(g).unwrap();
     }
     g.take().unwrap()
-}
-
-fn client(port: u16) -> *mut herald_client {
-    let o = herald_options_new(HERALD_PROTOCOL_IMAP);
-    let s = |v: &str| CString::new(v).unwrap();
-    let (host, user, pass) = (s("127.0.0.1"), s("alice"), s("alicepass"));
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_HOST, host.as_ptr()), 0);
-    assert_eq!(herald_options_set_int(o, HERALD_OPT_PORT, port as i64), 0);
-    assert_eq!(
-        herald_options_set_int(o, HERALD_OPT_SECURITY, HERALD_SECURITY_NONE),
-        0
-    );
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_USERNAME, user.as_ptr()), 0);
-    assert_eq!(herald_options_set_str(o, HERALD_OPT_PASSWORD, pass.as_ptr()), 0);
-    let mut c = std::ptr::null_mut();
-    assert_eq!(herald_client_new(o, &mut c), 0);
-    herald_options_free(o);
-    c
 }
 
 fn message(i: usize) -> Vec<u8> {
@@ -189,7 +171,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(10_000, |v| v.parse().expect("--messages N"));
     let d = Dovecot::start();
-    let c = client(d.imap_port);
+    let c = client(d.imap_port, None);
     let t = Instant::now();
     fill(c, n);
     eprintln!("appended {n} x {SIZE} B in {:.1} s", t.elapsed().as_secs_f64());
