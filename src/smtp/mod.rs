@@ -293,9 +293,9 @@ impl SmtpDriver {
     /// The test-account op: a fresh session (connect, TLS, EHLO, AUTH)
     /// reported, then QUIT.
     fn test_account(&mut self, job: Job, w: &mut WorkerCtx) {
-        if !job.t.is_live() {
-            return job.complete(Err(Error::cancelled()));
-        }
+        let Some(job) = Self::live(job) else {
+            return;
+        };
         if let Some(s) = self.session.take() {
             s.quit(self.opts.io_timeout);
         }
@@ -474,6 +474,21 @@ impl SmtpDriver {
         }
     }
 
+    /// `job` unless it was cancelled; a cancelled one completes so here.
+    fn live(job: Job) -> Option<Job> {
+        if job.t.is_live() {
+            return Some(job);
+        }
+        job.complete(Err(Error::cancelled()));
+        None
+    }
+
+    /// Those taken for the window but not pushed go back first in line.
+    fn hold_pending(&mut self) {
+        let rest = std::mem::take(&mut self.pending);
+        self.hold(rest);
+    }
+
     /// Messages taken but not pushed go back first in line, in order.
     fn hold(&mut self, rest: VecDeque<Job>) {
         for job in rest.into_iter().rev() {
@@ -496,11 +511,10 @@ impl SmtpDriver {
             let Some(job) = self.pending.pop_front() else {
                 return Ok(false);
             };
-            if !job.t.is_live() {
-                // Cancelled while it waited for room.
-                job.complete(Err(Error::cancelled()));
+            // Cancelled while it waited for room: gone.
+            let Some(job) = Self::live(job) else {
                 continue;
-            }
+            };
             // Cancelling the only transaction in flight shuts the socket
             // down (no wait outlives the cancel); with others in flight it
             // completes the op at once and the connection carries on, so
@@ -574,8 +588,7 @@ impl SmtpDriver {
     fn broken(&mut self, b: Broken<Job>, w: &mut WorkerCtx) {
         self.drop_session();
         // Those taken but not pushed go behind the ones retried below.
-        let rest = std::mem::take(&mut self.pending);
-        self.hold(rest);
+        self.hold_pending();
         let Broken {
             error,
             closing,
@@ -670,8 +683,7 @@ impl SmtpDriver {
         }
         self.run_window(first, w);
         // Taken but not pushed: first in line for the next connection.
-        let rest = std::mem::take(&mut self.pending);
-        self.hold(rest);
+        self.hold_pending();
     }
 
     /// With PIPELINING: a window of transactions in flight (see
@@ -721,13 +733,9 @@ impl SmtpDriver {
     fn run_lockstep(&mut self, first: Job, w: &mut WorkerCtx) {
         let mut next = Some(first);
         while let Some(job) = next.take().or_else(|| self.next_job(w)) {
-            let Some(job) = self.ready(job).and_then(Self::marked) else {
+            let Some(job) = self.ready(job).and_then(Self::marked).and_then(Self::live) else {
                 continue;
             };
-            if !job.t.is_live() {
-                job.complete(Err(Error::cancelled()));
-                continue;
-            }
             job.t.set_cancel_mode(CancelMode::Abort);
             let s = self.session.as_mut().expect("a session");
             match lockstep(s, &job) {
