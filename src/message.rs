@@ -861,25 +861,23 @@ impl MessageDraft {
         let (msg, holes) = self.build()?;
         let rendered = msg.formatted();
         drop(msg);
-        let base64: usize = holes.iter().map(|h| base64_lines_len(h.data.len())).sum();
-        if grow && base64 >= GROWING_MIN {
+        if grow && !holes.is_empty() {
             let layout = Layout::new(rendered, holes)?;
-            if !layout.can_grow() {
-                let data = layout.to_vec();
-                let needs = Needs::of(&env, &data);
+            if layout.can_grow() {
+                let needs = layout.needs(&env);
                 return Ok(Built {
                     env,
-                    data,
-                    growing: None,
+                    data: Vec::new(),
+                    growing: Some(layout.grow()),
                     needs,
                 });
             }
-            let needs = layout.needs(&env);
+            let (data, needs) = layout.render(Some(&env));
             return Ok(Built {
+                needs: needs.expect("asked for"),
                 env,
-                data: Vec::new(),
-                growing: Some(layout.grow()),
-                needs,
+                data,
+                growing: None,
             });
         }
         let (data, needs) = render_parts(rendered, holes, Some(&env))?;
@@ -904,18 +902,7 @@ fn render_parts(
         let needs = envelope.map(|e| Needs::of(e, &rendered));
         return Ok((rendered, needs));
     }
-    let layout = Layout::new(rendered, holes)?;
-    let early = envelope
-        .filter(|_| layout.no_empty_hole())
-        .map(|e| layout.needs(e));
-    let out = layout.to_vec();
-    let needs = match (early, envelope) {
-        (Some(n), _) => Some(n),
-        (None, Some(e)) => Some(Needs::of(e, &out)),
-        (None, None) => None,
-    };
-    debug_assert!(envelope.is_none_or(|e| needs == Some(Needs::of(e, &out))));
-    Ok((out, needs))
+    Ok(Layout::new(rendered, holes)?.render(envelope))
 }
 
 /// The least base64 a message's attachments make for it to be encoded
@@ -1023,6 +1010,20 @@ impl Layout {
             at = k + m;
         }
         out.text(&self.rendered[at..]);
+    }
+
+    /// The message's bytes made at once, and with `envelope` what they
+    /// need (from the rendering where no attachment is empty).
+    fn render(&self, envelope: Option<&SendEnvelope>) -> (Vec<u8>, Option<Needs>) {
+        let early = envelope.filter(|_| self.no_empty_hole()).map(|e| self.needs(e));
+        let out = self.to_vec();
+        let needs = match (early, envelope) {
+            (Some(n), _) => Some(n),
+            (None, Some(e)) => Some(Needs::of(e, &out)),
+            (None, None) => None,
+        };
+        debug_assert!(envelope.is_none_or(|e| needs == Some(Needs::of(e, &out))));
+        (out, needs)
     }
 
     fn to_vec(&self) -> Vec<u8> {
